@@ -1,0 +1,70 @@
+#pragma once
+
+// treatyd's configuration: treaty.yaml parsed into validated, typed options. Every key has the
+// default written here; TREATY_* environment variables override the file (see ConfigReader).
+// docs/configuration.md lists every key.
+
+#include <string>
+#include <vector>
+
+#include "common/duration.h"
+#include "common/status.h"
+#include "config/config_reader.h"
+
+namespace treaty {
+
+struct StoreOptions {
+  // PostgreSQL connection URL (postgresql://user:password@host:port/db).
+  std::string url = "postgresql://treaty@127.0.0.1:5432/treaty";
+  // How long one connection attempt may take before it counts as failed.
+  Duration connect_timeout = std::chrono::seconds(5);
+};
+
+struct KafkaOptions {
+  // Comma-separated host:port list, handed to librdkafka as bootstrap.servers.
+  std::string bootstrap_servers = "127.0.0.1:9092";
+};
+
+struct RetryOptions {
+  Duration initial = std::chrono::milliseconds(200);  // first backoff
+  Duration max = std::chrono::seconds(30);            // backoff cap
+  double multiplier = 2.0;                            // growth per attempt, >= 1
+  double jitter = 0.2;                                // +/- fraction of each backoff, in [0, 1]
+};
+
+struct TimeoutOptions {
+  Duration branch_call = std::chrono::seconds(3);   // one HTTP call to a participant
+  Duration prepare = std::chrono::seconds(10);      // default deadline of a transaction's first phase
+  Duration msg_check_back = std::chrono::seconds(5);  // a half message waits this long before check-back
+};
+
+struct LogOptions {
+  std::string level = "info";  // debug, info, warn, error
+};
+
+struct TreatyConfig {
+  HostPort listen{"127.0.0.1", 8420};
+  StoreOptions store;
+  KafkaOptions kafka;
+  RetryOptions retry;
+  TimeoutOptions timeouts;
+  std::vector<std::string> sagas;  // saga definition files (globs allowed)
+  LogOptions log;
+  std::string source;  // the file it was read from, for messages
+};
+
+// Parses YAML text; `file` names it in errors. On error, the message has one line per problem,
+// each naming the file, line and key (or the environment variable).
+Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::string& file,
+                                       const Environment& env);
+
+// Reads and parses the file at `path`. A missing or unreadable file is an error naming it.
+Result<TreatyConfig> LoadTreatyConfig(const std::string& path, const Environment& env);
+
+// `url` with any password replaced by "****", for logs.
+std::string MaskUrlPassword(const std::string& url);
+
+// The effective configuration as "key=value" pairs (secrets masked), for the start-up log.
+std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConfig& config);
+
+}  // namespace treaty

@@ -1,0 +1,149 @@
+#include "config/treaty_config.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace treaty {
+namespace {
+
+Environment FakeEnv(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+std::string ErrorOf(std::string_view yaml, std::map<std::string, std::string> env = {}) {
+  auto r = ParseTreatyConfig(yaml, "treaty.yaml", FakeEnv(std::move(env)));
+  EXPECT_FALSE(r.ok()) << "expected an error for:\n" << yaml;
+  return r.ok() ? "" : r.status().message();
+}
+
+TEST(TreatyConfig, EmptyFileGivesEveryDefault) {
+  auto r = ParseTreatyConfig("", "treaty.yaml", FakeEnv({}));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->listen, (HostPort{"127.0.0.1", 8420}));
+  EXPECT_EQ(r->store.url, "postgresql://treaty@127.0.0.1:5432/treaty");
+  EXPECT_EQ(r->retry.initial, std::chrono::milliseconds(200));
+  EXPECT_EQ(r->retry.max, std::chrono::seconds(30));
+  EXPECT_EQ(r->timeouts.msg_check_back, std::chrono::seconds(5));
+  EXPECT_EQ(r->log.level, "info");
+}
+
+TEST(TreatyConfig, ReadsTheDesignExample) {
+  auto r = ParseTreatyConfig(R"(
+listen: 127.0.0.1:0
+store: { url: "postgresql://treaty:secret@db.internal:5433/treaty" }
+kafka: { bootstrap_servers: "k1:9092,k2:9092" }
+retry: { initial: 50ms, max: 1m30s, multiplier: 1.5, jitter: 0 }
+timeouts: { branch_call: 1s, prepare: 20s, msg_check_back: 500ms }
+sagas: [ sagas/*.yaml, extra/place-order.yaml ]
+log: { level: debug }
+)",
+                             "treaty.yaml", FakeEnv({}));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->listen.port, 0);
+  EXPECT_EQ(r->kafka.bootstrap_servers, "k1:9092,k2:9092");
+  EXPECT_EQ(r->retry.initial, std::chrono::milliseconds(50));
+  EXPECT_EQ(r->retry.max, std::chrono::seconds(90));
+  EXPECT_DOUBLE_EQ(r->retry.multiplier, 1.5);
+  EXPECT_EQ(r->timeouts.msg_check_back, std::chrono::milliseconds(500));
+  EXPECT_EQ(r->sagas, (std::vector<std::string>{"sagas/*.yaml", "extra/place-order.yaml"}));
+}
+
+TEST(TreatyConfig, UnknownKeyNamesFileLineAndKey) {
+  EXPECT_EQ(ErrorOf("listen: 127.0.0.1:1\nretyr: {}\n"),
+            "treaty.yaml:2: retyr: unknown key (expected one of: kafka, listen, log, retry, "
+            "sagas, store, timeouts)");
+  EXPECT_EQ(ErrorOf("retry:\n  initial: 1s\n  initail: 2s\n"),
+            "treaty.yaml:3: retry.initail: unknown key (expected one of: initial, jitter, max, "
+            "multiplier)");
+}
+
+TEST(TreatyConfig, WrongTypeNamesFileLineAndKey) {
+  EXPECT_EQ(ErrorOf("retry: 5\n"), "treaty.yaml:1: retry: expected a mapping, found a value");
+  EXPECT_EQ(ErrorOf("store:\n  url: [a, b]\n"),
+            "treaty.yaml:2: store.url: expected a URL, found a list");
+  EXPECT_EQ(ErrorOf("retry:\n  multiplier: fast\n"),
+            "treaty.yaml:2: retry.multiplier: \"fast\" is not a number");
+  EXPECT_EQ(ErrorOf("retry:\n  jitter: 3\n"),
+            "treaty.yaml:2: retry.jitter: \"3\" is out of range (between 0 and 1)");
+  EXPECT_EQ(ErrorOf("sagas: one.yaml\n"), "treaty.yaml:1: sagas: expected a list, found a value");
+  EXPECT_EQ(ErrorOf("log: { level: loud }\n"),
+            "treaty.yaml:1: log.level: \"loud\" is not one of: debug, info, warn, error");
+}
+
+TEST(TreatyConfig, BadDurationNamesFileLineAndKey) {
+  EXPECT_EQ(ErrorOf("timeouts:\n  prepare: 10\n"),
+            "treaty.yaml:2: timeouts.prepare: \"10\" is not a duration (write e.g. 200ms, 30s, 5m)");
+  EXPECT_EQ(ErrorOf("timeouts:\n  branch_call: 3 seconds\n"),
+            "treaty.yaml:2: timeouts.branch_call: \"3 seconds\" is not a duration (write e.g. "
+            "200ms, 30s, 5m)");
+  EXPECT_EQ(ErrorOf("retry: { initial: 2s, max: 1s }\n"),
+            "treaty.yaml:1: retry.max: must not be shorter than retry.initial (2s)");
+}
+
+TEST(TreatyConfig, BadUrlsAndAddressesNameFileLineAndKey) {
+  EXPECT_EQ(ErrorOf("store:\n  url: mysql://db/treaty\n"),
+            "treaty.yaml:2: store.url: URL must start with postgresql:// or postgres://");
+  EXPECT_EQ(ErrorOf("store:\n  url: postgresql:///treaty\n"),
+            "treaty.yaml:2: store.url: URL has no host");
+  EXPECT_EQ(ErrorOf("listen: 8420\n"),
+            "treaty.yaml:1: listen: \"8420\" is not an address (write host:port, e.g. "
+            "127.0.0.1:8420)");
+  EXPECT_EQ(ErrorOf("listen: 127.0.0.1:99999\n"),
+            "treaty.yaml:1: listen: \"127.0.0.1:99999\" is not an address (write host:port, e.g. "
+            "127.0.0.1:8420)");
+}
+
+TEST(TreatyConfig, SyntaxErrorNamesTheLine) {
+  EXPECT_EQ(ErrorOf("listen: 127.0.0.1:1\nretry: { initial: 1s\n"),
+            "treaty.yaml:3: not valid YAML: end of map flow not found");
+}
+
+TEST(TreatyConfig, ReportsEveryProblemAtOnce) {
+  EXPECT_EQ(ErrorOf("listen: nowhere\nretry: { jitter: -1 }\nextra: 1\n"),
+            "treaty.yaml:1: listen: \"nowhere\" is not an address (write host:port, e.g. "
+            "127.0.0.1:8420)\n"
+            "treaty.yaml:2: retry.jitter: \"-1\" is out of range (between 0 and 1)\n"
+            "treaty.yaml:3: extra: unknown key (expected one of: kafka, listen, log, retry, "
+            "sagas, store, timeouts)");
+}
+
+TEST(TreatyConfig, EnvironmentOverridesTheFile) {
+  auto r = ParseTreatyConfig("listen: 127.0.0.1:1\nretry: { initial: 1s, max: 5s }\n", "treaty.yaml",
+                             FakeEnv({{"TREATY_LISTEN", "0.0.0.0:9000"},
+                                      {"TREATY_RETRY_INITIAL", "300ms"},
+                                      {"TREATY_STORE_URL", "postgresql://u@h:1/d"},
+                                      {"TREATY_SAGAS", "a.yaml,b.yaml"}}));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->listen, (HostPort{"0.0.0.0", 9000}));
+  EXPECT_EQ(r->retry.initial, std::chrono::milliseconds(300));
+  EXPECT_EQ(r->retry.max, std::chrono::seconds(5));
+  EXPECT_EQ(r->store.url, "postgresql://u@h:1/d");
+  EXPECT_EQ(r->sagas, (std::vector<std::string>{"a.yaml", "b.yaml"}));
+}
+
+TEST(TreatyConfig, BadEnvironmentValueNamesTheVariable) {
+  EXPECT_EQ(ErrorOf("", {{"TREATY_RETRY_INITIAL", "soon"}}),
+            "environment variable TREATY_RETRY_INITIAL: retry.initial: \"soon\" is not a duration "
+            "(write e.g. 200ms, 30s, 5m)");
+}
+
+TEST(TreatyConfig, MissingFileIsNamed) {
+  auto r = LoadTreatyConfig("/nonexistent/treaty.yaml", FakeEnv({}));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "/nonexistent/treaty.yaml: cannot read the config file");
+}
+
+TEST(MaskUrlPassword, HidesOnlyThePassword) {
+  EXPECT_EQ(MaskUrlPassword("postgresql://treaty:s3cret@db:5432/treaty"),
+            "postgresql://treaty:****@db:5432/treaty");
+  EXPECT_EQ(MaskUrlPassword("postgresql://treaty@db:5432/treaty"), "postgresql://treaty@db:5432/treaty");
+  EXPECT_EQ(MaskUrlPassword("postgresql://db:5432/x@y"), "postgresql://db:5432/x@y");
+}
+
+}  // namespace
+}  // namespace treaty
