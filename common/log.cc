@@ -1,9 +1,10 @@
 #include "common/log.h"
 
+#include "common/json_text.h"
+
 #include <Poco/DateTimeFormat.h>
 #include <Poco/DateTimeFormatter.h>
 #include <Poco/Timestamp.h>
-#include <Poco/UTF8String.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,11 +17,7 @@ std::atomic<int> g_min_level{static_cast<int>(LogLevel::kInfo)};
 std::mutex g_sink_mu;
 std::function<void(std::string_view)> g_sink;  // guarded by g_sink_mu
 
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  out += Poco::UTF8::escape(std::string(s), /*strictJSON=*/true);
-  out += '"';
-}
+void AppendJsonString(std::string& out, std::string_view s) { out += JsonQuote(s); }
 
 void WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {

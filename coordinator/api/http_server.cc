@@ -1,0 +1,120 @@
+#include "coordinator/api/http_server.h"
+
+#include <Poco/Exception.h>
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/SocketAddress.h>
+#include <Poco/URI.h>
+
+namespace treaty::api {
+namespace {
+
+class RouterHandler : public Poco::Net::HTTPRequestHandler {
+ public:
+  RouterHandler(const Router& router, size_t max_body) : router_(router), max_body_(max_body) {}
+
+  void handleRequest(Poco::Net::HTTPServerRequest& req,
+                     Poco::Net::HTTPServerResponse& resp) override {
+    ApiResponse answer;
+    try {
+      answer = Handle(req);
+    } catch (const Poco::Exception& e) {
+      answer = JsonError(400, "bad_request", e.displayText());
+    } catch (const std::exception& e) {
+      answer = JsonError(500, "internal", e.what());
+    }
+    resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(answer.status));
+    resp.setContentType(answer.content_type);
+    resp.setContentLength(static_cast<std::streamsize>(answer.body.size()));
+    resp.send() << answer.body;
+  }
+
+ private:
+  ApiResponse Handle(Poco::Net::HTTPServerRequest& req) {
+    if (req.hasContentLength() && req.getContentLength64() > static_cast<int64_t>(max_body_)) {
+      // The body is left unread, so the connection cannot be reused.
+      req.response().setKeepAlive(false);
+      return JsonError(413, "too_large",
+                       "request body over " + std::to_string(max_body_) + " bytes");
+    }
+    Poco::URI uri(req.getURI());
+    ApiRequest r;
+    r.method = req.getMethod();
+    r.path = uri.getPath();
+    for (const auto& [k, v] : uri.getQueryParameters()) r.query[k] = v;
+    std::istream& in = req.stream();
+    char buf[8192];
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+      r.body.append(buf, static_cast<size_t>(in.gcount()));
+      if (r.body.size() > max_body_) {
+        req.response().setKeepAlive(false);
+        return JsonError(413, "too_large",
+                         "request body over " + std::to_string(max_body_) + " bytes");
+      }
+    }
+    return router_.Dispatch(std::move(r));
+  }
+
+  const Router& router_;
+  size_t max_body_;
+};
+
+class RouterHandlerFactory : public Poco::Net::HTTPRequestHandlerFactory {
+ public:
+  RouterHandlerFactory(const Router& router, size_t max_body) : router_(router), max_body_(max_body) {}
+  Poco::Net::HTTPRequestHandler* createRequestHandler(
+      const Poco::Net::HTTPServerRequest&) override {
+    return new RouterHandler(router_, max_body_);
+  }
+
+ private:
+  const Router& router_;
+  size_t max_body_;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  std::unique_ptr<Poco::Net::HTTPServer> server;
+  bool stopped = false;
+};
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                      const Router& router) {
+  try {
+    Poco::Net::ServerSocket socket(Poco::Net::SocketAddress(options.listen.host, options.listen.port),
+                                   /*backlog=*/256);
+    HostPort bound{options.listen.host, socket.address().port()};
+    auto* params = new Poco::Net::HTTPServerParams();
+    params->setMaxThreads(options.max_threads);
+    params->setMaxQueued(options.max_queued);
+    params->setKeepAlive(true);
+    auto impl = std::make_unique<Impl>();
+    impl->server = std::make_unique<Poco::Net::HTTPServer>(
+        new RouterHandlerFactory(router, options.max_body_bytes), socket, params);
+    impl->server->start();
+    std::unique_ptr<HttpServer> s(new HttpServer(std::move(impl)));
+    s->address_ = bound;
+    return s;
+  } catch (const Poco::Exception& e) {
+    return Status::Unavailable("cannot listen on " + options.listen.ToString() + ": " +
+                               e.displayText());
+  }
+}
+
+void HttpServer::Stop() {
+  if (impl_->stopped) return;
+  impl_->stopped = true;
+  impl_->server->stopAll(/*abortCurrent=*/false);
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+}  // namespace treaty::api

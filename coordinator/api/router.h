@@ -1,0 +1,54 @@
+#pragma once
+
+// The transport-neutral face of treatyd's REST API: a request as the handlers see it, their
+// answer, and the table that maps method and path pattern to a handler. No HTTP library here;
+// the Poco server adapter (http_server.h) converts to and from these types.
+
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace treaty::api {
+
+struct ApiRequest {
+  std::string method;
+  std::string path;                                 // without the query string
+  std::map<std::string, std::string> query;         // decoded query parameters
+  std::map<std::string, std::string> path_params;   // filled by the router: {gid} -> value
+  std::string body;
+};
+
+struct ApiResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+// The error shape every endpoint uses: {"error": {"code", "message", "field"?}}.
+ApiResponse JsonError(int status, std::string_view code, std::string_view message,
+                      std::string_view field = {});
+
+using Handler = std::function<ApiResponse(const ApiRequest&)>;
+
+// Routes by exact method and a path pattern whose "{name}" segments match one non-empty segment.
+// Add() before serving; Dispatch() is then safe from many threads.
+class Router {
+ public:
+  void Add(std::string method, std::string pattern, Handler handler);
+
+  // The matching handler's answer; 404 when no pattern matches the path, 405 when one does but
+  // not for this method.
+  ApiResponse Dispatch(ApiRequest request) const;
+
+ private:
+  struct Route {
+    std::string method;
+    std::vector<std::string> segments;
+    Handler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+}  // namespace treaty::api

@@ -1,0 +1,52 @@
+#include "coordinator/store/migrations.h"
+
+namespace treaty::store {
+
+const std::vector<Migration>& Migrations() {
+  static const std::vector<Migration> kMigrations = {
+      {1, "transactions, branches and the decision log", R"sql(
+CREATE TABLE treaty.transactions (
+  gid             text PRIMARY KEY,
+  mode            text NOT NULL CHECK (mode IN ('2pc', 'tcc', 'saga', 'msg')),
+  status          text NOT NULL CHECK (status IN
+                    ('active', 'prepared', 'committing', 'committed', 'aborting', 'aborted')),
+  request         jsonb NOT NULL,
+  request_digest  text NOT NULL,
+  reason          text,
+  attention       text,
+  deadline        timestamptz NOT NULL,
+  next_attempt_at timestamptz NOT NULL,
+  owner           text,
+  lease_until     timestamptz,
+  created_at      timestamptz NOT NULL DEFAULT now(),
+  updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX transactions_due ON treaty.transactions (status, next_attempt_at);
+
+CREATE TABLE treaty.branches (
+  gid        text NOT NULL REFERENCES treaty.transactions (gid) ON DELETE CASCADE,
+  branch_id  text NOT NULL,
+  op         text NOT NULL,
+  url        text NOT NULL,
+  status     text NOT NULL,
+  attempts   integer NOT NULL DEFAULT 0,
+  last_error text,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (gid, branch_id, op)
+);
+
+CREATE TABLE treaty.decision_log (
+  id          bigserial PRIMARY KEY,
+  gid         text NOT NULL,
+  from_status text,
+  to_status   text NOT NULL,
+  reason      text,
+  at          timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX decision_log_by_gid ON treaty.decision_log (gid, id);
+)sql"},
+  };
+  return kMigrations;
+}
+
+}  // namespace treaty::store

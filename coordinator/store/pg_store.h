@@ -1,0 +1,46 @@
+#pragma once
+
+// treatyd's connection to its PostgreSQL store: connecting, the schema migrations, and the
+// readiness probe. libpqxx exceptions stop here and come back as Status values.
+// Thread-safe: calls are serialized on one connection.
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/duration.h"
+#include "common/status.h"
+
+namespace treaty::store {
+
+class PgStore {
+ public:
+  // `url` is a libpq URI (postgresql://...). Nothing is connected until Connect().
+  PgStore(std::string url, Duration connect_timeout);
+  ~PgStore();
+
+  // One connection attempt; Unavailable when the server cannot be reached.
+  Status Connect();
+
+  // Creates the treaty schema and applies every migration not yet applied, each in its own
+  // transaction with its row in treaty.schema_migrations, under an advisory lock so that
+  // several treatyd starting at once apply each migration once. Returns how many it applied
+  // (0 when the schema is current).
+  Result<int> Migrate();
+
+  // Unavailable unless a round trip to the server succeeds now; reconnects a broken connection.
+  Status Ping();
+
+ private:
+  struct Connection;  // wraps pqxx::connection, kept out of this header
+  Status ConnectLocked();
+
+  const std::string url_;
+  std::mutex mu_;
+  std::unique_ptr<Connection> conn_;  // guarded by mu_
+};
+
+// `url` with connect_timeout set (libpq reads it from the URI's query).
+std::string WithConnectTimeout(const std::string& url, Duration timeout);
+
+}  // namespace treaty::store

@@ -1,0 +1,47 @@
+#include "integration-tests/harness/dev_broker.h"
+
+#include "integration-tests/harness/binaries.h"
+
+namespace treaty::harness {
+
+Result<std::unique_ptr<DevBroker>> DevBroker::Start(int brokers) {
+  std::unique_ptr<DevBroker> b(new DevBroker());
+  auto dir = TempDir::Create("devbroker");
+  if (!dir.ok()) return dir.status();
+  b->dir_ = std::move(*dir);
+  auto p = Process::Start(ProcessSpec{
+      .name = "treaty-devbroker",
+      .argv = {std::string(kDevBrokerPath), "--brokers", std::to_string(brokers)},
+      .env = {},
+      .log_path = b->dir_.File("devbroker.log"),
+      .cwd = {},
+      .run_as = {},
+      .pipe_stdin = true,
+      .pipe_stdout = true,
+  });
+  if (!p.ok()) return p.status();
+  b->process_ = std::move(*p);
+  auto line = b->process_->ReadLine(std::chrono::seconds(30));
+  const std::string prefix = "bootstrap ";
+  if (!line || line->rfind(prefix, 0) != 0) {
+    return Status::Unavailable("treaty-devbroker did not report its address:\n" +
+                               b->process_->ReadLog());
+  }
+  b->bootstrap_ = line->substr(prefix.size());
+  return b;
+}
+
+DevBroker::~DevBroker() {
+  if (process_) process_->Stop(std::chrono::seconds(10));
+}
+
+Status DevBroker::Command(const std::string& line) {
+  Status s = process_->WriteLine(line);
+  if (!s.ok()) return s;
+  auto answer = process_->ReadLine(std::chrono::seconds(10));
+  if (!answer) return Status::Unavailable("treaty-devbroker did not answer \"" + line + "\"");
+  if (*answer != "ok") return Status::Internal(line + ": " + *answer);
+  return Status::Ok();
+}
+
+}  // namespace treaty::harness

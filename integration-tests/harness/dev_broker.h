@@ -1,0 +1,34 @@
+#pragma once
+
+// The dev Kafka broker (treaty-devbroker) in its own process, on loopback. Clients reach it only
+// through bootstrap(); Command() drives the mock cluster's fault API ("down 1", "up 1", ...; see
+// devbroker_main.cc).
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "integration-tests/harness/process.h"
+#include "integration-tests/harness/temp_dir.h"
+
+namespace treaty::harness {
+
+class DevBroker {
+ public:
+  static Result<std::unique_ptr<DevBroker>> Start(int brokers = 1);
+  ~DevBroker();
+
+  const std::string& bootstrap() const { return bootstrap_; }
+  pid_t pid() const { return process_->pid(); }
+
+  // Sends one control command and waits for its answer; an "error ..." answer is an error.
+  Status Command(const std::string& line);
+
+ private:
+  DevBroker() = default;
+  TempDir dir_;
+  std::string bootstrap_;
+  std::unique_ptr<Process> process_;
+};
+
+}  // namespace treaty::harness
