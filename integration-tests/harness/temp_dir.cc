@@ -37,15 +37,18 @@ void RemoveRoot() {
 }  // namespace
 
 const std::string& HarnessRoot() {
-  static const std::string root = [] {
+  // Never destroyed: RemoveRoot runs at exit, after static destructors may have run.
+  static const std::string* root = [] {
     SweepStaleRoots();
-    std::string path = (fs::temp_directory_path() / (kRootPrefix + std::to_string(::getpid()))).string();
-    ::mkdir(path.c_str(), 0755);
-    ::chmod(path.c_str(), 0755);
-    std::atexit(RemoveRoot);
+    auto* path = new std::string(
+        (fs::temp_directory_path() / (kRootPrefix + std::to_string(::getpid()))).string());
+    ::mkdir(path->c_str(), 0755);
+    ::chmod(path->c_str(), 0755);
     return path;
   }();
-  return root;
+  static const bool registered = std::atexit(RemoveRoot) == 0;
+  (void)registered;
+  return *root;
 }
 
 Result<TempDir> TempDir::Create(const std::string& prefix) {
