@@ -12,6 +12,7 @@ CREATE TABLE treaty.transactions (
                     ('active', 'prepared', 'committing', 'committed', 'aborting', 'aborted')),
   request         jsonb NOT NULL,
   request_digest  text NOT NULL,
+  submitted       boolean NOT NULL,
   reason          text,
   attention       text,
   deadline        timestamptz NOT NULL,
@@ -23,12 +24,16 @@ CREATE TABLE treaty.transactions (
 );
 CREATE INDEX transactions_due ON treaty.transactions (status, next_attempt_at);
 
+-- One row per operation of a branch (prepare, commit, abort; try, confirm, cancel; ...).
 CREATE TABLE treaty.branches (
   gid        text NOT NULL REFERENCES treaty.transactions (gid) ON DELETE CASCADE,
   branch_id  text NOT NULL,
   op         text NOT NULL,
+  position   integer NOT NULL,
   url        text NOT NULL,
-  status     text NOT NULL,
+  payload    jsonb NOT NULL,
+  timeout_ms integer,
+  status     text NOT NULL CHECK (status IN ('pending', 'succeeded', 'refused')),
   attempts   integer NOT NULL DEFAULT 0,
   last_error text,
   updated_at timestamptz NOT NULL DEFAULT now(),

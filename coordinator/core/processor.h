@@ -1,0 +1,58 @@
+#pragma once
+
+// One processor per transaction mode, all behind this interface. A processor is pure
+// orchestration: it reads the transaction, asks the DriveContext to call branches and to make
+// state changes durable, and never touches a store or a socket itself. New requests and recovery
+// take the same path: whatever is stored is driven on from where it stands.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "coordinator/core/transaction.h"
+
+namespace treaty::core {
+
+// What a processor may do while driving one transaction. Implemented by TransactionDriver.
+class DriveContext {
+ public:
+  virtual ~DriveContext() = default;
+
+  virtual TimePoint Now() = 0;
+
+  // Calls the ops at `indexes` in parallel, counts the attempt, and records each outcome
+  // (succeeded / refused / still pending with the error) durably before updating tx.ops.
+  virtual Status CallOps(Transaction& tx, const std::vector<size_t>& indexes) = 0;
+
+  // Makes tx.status -> `to` durable (with a decision-log row) iff the store still has tx.status;
+  // then updates tx. Conflict when another actor moved the transaction first.
+  virtual Status Transition(Transaction& tx, TxStatus to, const std::string& reason) = 0;
+
+  // Sets or (with "") clears the attention flag, when it changes.
+  virtual Status SetAttention(Transaction& tx, const std::string& attention) = 0;
+
+  // Schedules the next attempt after the backoff for `attempts` attempts made, but not after
+  // `not_after` when given.
+  virtual Status RetryLater(Transaction& tx, int attempts, std::optional<TimePoint> not_after) = 0;
+
+  // Schedules the next look at the transaction for `at`, with no backoff.
+  virtual Status WakeAt(Transaction& tx, TimePoint at) = 0;
+};
+
+class Processor {
+ public:
+  virtual ~Processor() = default;
+
+  virtual Mode mode() const = 0;
+
+  // The ops every branch of this mode names a URL for, e.g. prepare, commit, abort.
+  virtual const std::vector<std::string>& BranchOps() const = 0;
+
+  // Advances `tx` as far as it can now. OK: it is final, or it waits (RetryLater or WakeAt was
+  // called). Any other status means stop here: the stored transaction is driven again later
+  // (Conflict: someone else changed it; reload and drive again).
+  virtual Status Drive(Transaction& tx, DriveContext& ctx) = 0;
+};
+
+}  // namespace treaty::core

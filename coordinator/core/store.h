@@ -1,0 +1,88 @@
+#pragma once
+
+// The durable store of transactions, as the core needs it. Implemented over PostgreSQL
+// (coordinator/store/pg_transaction_store.h) and in memory for unit tests. Every method is
+// thread-safe and atomic: it either happens whole, with its decision-log row, or not at all.
+// Failures: Unavailable when the store cannot be reached (the caller retries), NotFound for an
+// unknown gid, Conflict when the stored state no longer matches what the call expects.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "coordinator/core/transaction.h"
+
+namespace treaty::core {
+
+struct CreateResult {
+  bool created = false;  // false: the gid existed; `existing` holds it
+  Transaction existing;
+};
+
+struct ListFilter {
+  std::optional<TxStatus> status;
+  std::optional<Mode> mode;
+  std::string after_gid;  // page after this gid (gids in ascending order)
+  int limit = 50;
+};
+
+class TransactionStore {
+ public:
+  virtual ~TransactionStore() = default;
+
+  // Inserts `tx` (status, ops, times as given) and its first log row, leased to `owner` until
+  // `lease_until` so that the creator drives it first. When the gid exists, changes nothing and
+  // returns the stored transaction instead.
+  virtual Result<CreateResult> Create(const Transaction& tx, const std::string& owner,
+                                      TimePoint lease_until) = 0;
+
+  // The transaction with its ops; with its decision log when `with_log`.
+  virtual Result<Transaction> Load(const std::string& gid, bool with_log) = 0;
+
+  // Adds one branch's ops while the transaction is active and not yet submitted; Conflict
+  // otherwise, or when the branch id is taken.
+  virtual Status AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) = 0;
+
+  // Marks an active transaction submitted (and due now); Conflict if it is not active or was
+  // submitted already.
+  virtual Status MarkSubmitted(const std::string& gid, TimePoint now) = 0;
+
+  // Moves the transaction from `from` to `to`, with a log row, iff its status is still `from`
+  // and the move is legal for its mode (state_machine.h); Conflict otherwise. `reason` is kept
+  // as the transaction's reason.
+  virtual Status Transition(const std::string& gid, TxStatus from, TxStatus to,
+                            const std::string& reason, TimePoint now) = 0;
+
+  // Stores the status, attempts and last error of these ops.
+  virtual Status RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
+                           TimePoint now) = 0;
+
+  // Sets (non-empty) or clears (empty) the attention flag.
+  virtual Status SetAttention(const std::string& gid, const std::string& attention) = 0;
+
+  // Sets when the transaction is next due and gives up this owner's lease on it.
+  virtual Status Reschedule(const std::string& gid, TimePoint next_attempt_at) = 0;
+
+  // Makes an unfinished transaction due at `now` (skipping its backoff); leases are untouched.
+  virtual Status MakeDue(const std::string& gid, TimePoint now) = 0;
+
+  // Leases up to `limit` unfinished transactions that are due at `now` and not leased by a live
+  // owner, to `owner` until `lease_until`. Several coordinators may call this at once: each
+  // transaction goes to one of them.
+  virtual Result<std::vector<std::string>> ClaimDue(const std::string& owner, TimePoint now,
+                                                    TimePoint lease_until, int limit) = 0;
+
+  // Leases one unfinished transaction to `owner` unless another owner's lease on it is still
+  // running at `now`; false when someone else holds it.
+  virtual Result<bool> TryLease(const std::string& gid, const std::string& owner, TimePoint now,
+                                TimePoint lease_until) = 0;
+
+  // Gives up every lease held by `owner` (a restarted coordinator frees its predecessor's).
+  virtual Status ReleaseLeases(const std::string& owner) = 0;
+
+  // Transactions matching `filter`, ops and log left empty.
+  virtual Result<std::vector<Transaction>> List(const ListFilter& filter) = 0;
+};
+
+}  // namespace treaty::core

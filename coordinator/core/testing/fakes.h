@@ -1,0 +1,112 @@
+#pragma once
+
+// Fakes of the core's environment for unit tests: a clock that moves only when told, a
+// transport that answers from a script and records every call, ids from a counter.
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "coordinator/core/branch_transport.h"
+#include "coordinator/core/environment.h"
+
+namespace treaty::core::testing {
+
+class FakeClock : public Clock {
+ public:
+  FakeClock() : now_(std::chrono::system_clock::time_point(std::chrono::hours(24 * 20000))) {}
+  TimePoint Now() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return now_;
+  }
+  template <typename Rep, typename Period>
+  void Advance(std::chrono::duration<Rep, Period> d) {
+    std::lock_guard<std::mutex> lock(mu_);
+    now_ += std::chrono::duration_cast<TimePoint::duration>(d);
+  }
+
+ private:
+  std::mutex mu_;
+  TimePoint now_;
+};
+
+class CountingIds : public IdGenerator {
+ public:
+  std::string NewGid() override { return "gid-" + std::to_string(++next_); }
+  double Random01() override { return 0.5; }  // jitter-free backoff
+
+ private:
+  int next_ = 0;
+};
+
+// Answers by (branch id, op): a queue of replies per key, then the default (2xx).
+class ScriptedTransport : public BranchTransport {
+ public:
+  std::vector<BranchReply> CallAll(const std::vector<BranchCall>& calls) override {
+    std::vector<BranchReply> out;
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const BranchCall& c : calls) {
+      log_.push_back(c);
+      auto& q = script_[c.branch_id + "/" + c.op];
+      if (!q.empty()) {
+        out.push_back(q.front());
+        q.pop_front();
+      } else {
+        out.push_back(BranchReply{BranchReply::Outcome::kDone, 200, ""});
+      }
+    }
+    return out;
+  }
+
+  // The next answers to `op` on `branch`.
+  void Then(const std::string& branch, const std::string& op, BranchReply reply, int times = 1) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int i = 0; i < times; ++i) script_[branch + "/" + op].push_back(reply);
+  }
+
+  // "branch/op" of every call so far, in order.
+  std::vector<std::string> Calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> out;
+    for (const BranchCall& c : log_) out.push_back(c.branch_id + "/" + c.op);
+    return out;
+  }
+  std::vector<BranchCall> RawCalls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return log_;
+  }
+
+  static BranchReply Refused(std::string detail) {
+    return BranchReply{BranchReply::Outcome::kRefused, 409, std::move(detail)};
+  }
+  static BranchReply Unknown(int status = 503, std::string detail = "unavailable") {
+    return BranchReply{BranchReply::Outcome::kUnknown, status, std::move(detail)};
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::deque<BranchReply>> script_;
+  std::vector<BranchCall> log_;
+};
+
+// Records every point reached.
+class RecordingCrashPoints : public CrashPoints {
+ public:
+  void Reach(std::string_view point) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    reached_.emplace_back(point);
+  }
+  std::vector<std::string> reached() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return reached_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> reached_;
+};
+
+}  // namespace treaty::core::testing

@@ -1,0 +1,194 @@
+#include "coordinator/core/testing/in_memory_store.h"
+
+#include "coordinator/core/state_machine.h"
+
+namespace treaty::core::testing {
+
+Status InMemoryStore::CheckUp() const {
+  return unavailable_ ? Status::Unavailable("store down (test)") : Status::Ok();
+}
+
+void InMemoryStore::SetUnavailable(bool unavailable) {
+  std::lock_guard<std::mutex> lock(mu_);
+  unavailable_ = unavailable;
+}
+
+std::string InMemoryStore::LeaseOwner(const std::string& gid) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = rows_.find(gid);
+  return it == rows_.end() ? "" : it->second.owner;
+}
+
+Result<CreateResult> InMemoryStore::Create(const Transaction& tx, const std::string& owner,
+                                           TimePoint lease_until) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  auto it = rows_.find(tx.gid);
+  if (it != rows_.end()) return CreateResult{false, it->second.tx};
+  Row row{tx, owner, lease_until};
+  row.tx.log = {LogEntry{tx.created_at, std::nullopt, tx.status, "begun"}};
+  rows_.emplace(tx.gid, std::move(row));
+  return CreateResult{true, {}};
+}
+
+Result<Transaction> InMemoryStore::Load(const std::string& gid, bool with_log) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  auto it = rows_.find(gid);
+  if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  Transaction tx = it->second.tx;
+  if (!with_log) tx.log.clear();
+  return tx;
+}
+
+Status InMemoryStore::AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  auto it = rows_.find(gid);
+  if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  Transaction& tx = it->second.tx;
+  if (tx.status != TxStatus::kActive || tx.submitted) {
+    return Status::Conflict("transaction " + gid + " takes no more branches");
+  }
+  for (const BranchOp& o : ops) {
+    if (tx.FindOp(o.branch_id, o.op)) return Status::Conflict("branch " + o.branch_id + " exists");
+  }
+  tx.ops.insert(tx.ops.end(), ops.begin(), ops.end());
+  return Status::Ok();
+}
+
+Status InMemoryStore::MarkSubmitted(const std::string& gid, TimePoint now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  auto it = rows_.find(gid);
+  if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  Transaction& tx = it->second.tx;
+  if (tx.status != TxStatus::kActive || tx.submitted) return Status::Conflict("not submittable");
+  tx.submitted = true;
+  tx.next_attempt_at = now;
+  return Status::Ok();
+}
+
+Status InMemoryStore::Transition(const std::string& gid, TxStatus from, TxStatus to,
+                                 const std::string& reason, TimePoint now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  auto it = rows_.find(gid);
+  if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  Transaction& tx = it->second.tx;
+  if (tx.status != from) {
+    return Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx.status)));
+  }
+  if (FindTransition(tx.mode, from, to) == nullptr) {
+    return Status::Conflict("illegal transition " + std::string(StatusName(from)) + " -> " +
+                            std::string(StatusName(to)));
+  }
+  tx.status = to;
+  tx.reason = reason;
+  tx.updated_at = now;
+  tx.next_attempt_at = now;
+  tx.log.push_back(LogEntry{now, from, to, reason});
+  return Status::Ok();
+}
+
+Status InMemoryStore::RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
+                                TimePoint now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  auto it = rows_.find(gid);
+  if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  for (const BranchOp& o : ops) {
+    BranchOp* stored = it->second.tx.FindOp(o.branch_id, o.op);
+    if (stored == nullptr) return Status::NotFound("no op " + o.branch_id + "/" + o.op);
+    stored->status = o.status;
+    stored->attempts = o.attempts;
+    stored->last_error = o.last_error;
+  }
+  it->second.tx.updated_at = now;
+  return Status::Ok();
+}
+
+Status InMemoryStore::SetAttention(const std::string& gid, const std::string& attention) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  auto it = rows_.find(gid);
+  if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  it->second.tx.attention = attention;
+  return Status::Ok();
+}
+
+Status InMemoryStore::Reschedule(const std::string& gid, TimePoint next_attempt_at) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  auto it = rows_.find(gid);
+  if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  it->second.tx.next_attempt_at = next_attempt_at;
+  it->second.lease_until = TimePoint{};
+  return Status::Ok();
+}
+
+Status InMemoryStore::MakeDue(const std::string& gid, TimePoint now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  auto it = rows_.find(gid);
+  if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  it->second.tx.next_attempt_at = now;
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> InMemoryStore::ClaimDue(const std::string& owner, TimePoint now,
+                                                         TimePoint lease_until, int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  std::vector<std::string> out;
+  for (auto& [gid, row] : rows_) {
+    if (static_cast<int>(out.size()) >= limit) break;
+    if (IsFinal(row.tx.status) || row.tx.next_attempt_at > now || row.lease_until > now) continue;
+    row.owner = owner;
+    row.lease_until = lease_until;
+    out.push_back(gid);
+  }
+  return out;
+}
+
+Result<bool> InMemoryStore::TryLease(const std::string& gid, const std::string& owner,
+                                     TimePoint now, TimePoint lease_until) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  auto it = rows_.find(gid);
+  if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  Row& row = it->second;
+  if (IsFinal(row.tx.status)) return false;
+  if (row.lease_until > now && row.owner != owner) return false;
+  row.owner = owner;
+  row.lease_until = lease_until;
+  return true;
+}
+
+Status InMemoryStore::ReleaseLeases(const std::string& owner) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  for (auto& [gid, row] : rows_) {
+    if (row.owner == owner) row.lease_until = TimePoint{};
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<Transaction>> InMemoryStore::List(const ListFilter& filter) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  std::vector<Transaction> out;
+  for (auto it = rows_.upper_bound(filter.after_gid); it != rows_.end(); ++it) {
+    if (static_cast<int>(out.size()) >= filter.limit) break;
+    const Transaction& tx = it->second.tx;
+    if (filter.status && tx.status != *filter.status) continue;
+    if (filter.mode && tx.mode != *filter.mode) continue;
+    Transaction summary = tx;
+    summary.ops.clear();
+    summary.log.clear();
+    out.push_back(std::move(summary));
+  }
+  return out;
+}
+
+}  // namespace treaty::core::testing

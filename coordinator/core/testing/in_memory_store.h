@@ -1,0 +1,51 @@
+#pragma once
+
+// A TransactionStore in memory, for unit tests of the core. Enforces the same contract as the
+// PostgreSQL store, the state machine tables included. Thread-safe.
+
+#include <map>
+#include <mutex>
+
+#include "coordinator/core/store.h"
+
+namespace treaty::core::testing {
+
+class InMemoryStore : public TransactionStore {
+ public:
+  Result<CreateResult> Create(const Transaction& tx, const std::string& owner,
+                              TimePoint lease_until) override;
+  Result<Transaction> Load(const std::string& gid, bool with_log) override;
+  Status AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) override;
+  Status MarkSubmitted(const std::string& gid, TimePoint now) override;
+  Status Transition(const std::string& gid, TxStatus from, TxStatus to, const std::string& reason,
+                    TimePoint now) override;
+  Status RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
+                   TimePoint now) override;
+  Status SetAttention(const std::string& gid, const std::string& attention) override;
+  Status Reschedule(const std::string& gid, TimePoint next_attempt_at) override;
+  Status MakeDue(const std::string& gid, TimePoint now) override;
+  Result<std::vector<std::string>> ClaimDue(const std::string& owner, TimePoint now,
+                                            TimePoint lease_until, int limit) override;
+  Result<bool> TryLease(const std::string& gid, const std::string& owner, TimePoint now,
+                        TimePoint lease_until) override;
+  Status ReleaseLeases(const std::string& owner) override;
+  Result<std::vector<Transaction>> List(const ListFilter& filter) override;
+
+  // Test controls: while unavailable, every call fails with Unavailable.
+  void SetUnavailable(bool unavailable);
+  std::string LeaseOwner(const std::string& gid);
+
+ private:
+  struct Row {
+    Transaction tx;
+    std::string owner;
+    TimePoint lease_until{};
+  };
+  Status CheckUp() const;
+
+  mutable std::mutex mu_;
+  std::map<std::string, Row> rows_;
+  bool unavailable_ = false;
+};
+
+}  // namespace treaty::core::testing

@@ -1,0 +1,90 @@
+#pragma once
+
+// The core domain: global transactions, their branches and the operations Treaty calls on them.
+// Standard library only.
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/duration.h"
+
+namespace treaty::core {
+
+using TimePoint = std::chrono::system_clock::time_point;
+
+enum class Mode { k2pc, kTcc, kSaga, kMsg };
+
+// One vocabulary for every mode (see docs/design). Final: kCommitted, kAborted.
+enum class TxStatus { kActive, kPrepared, kCommitting, kCommitted, kAborting, kAborted };
+
+// The outcome of one operation on one branch so far.
+enum class OpStatus {
+  kPending,    // not called yet, or no definite answer yet (will be retried)
+  kSucceeded,  // the participant answered 2xx
+  kRefused,    // the participant answered 409: a final business "no"
+};
+
+std::string_view ModeName(Mode m);
+std::optional<Mode> ParseMode(std::string_view s);
+std::string_view StatusName(TxStatus s);
+std::optional<TxStatus> ParseStatus(std::string_view s);
+std::string_view OpStatusName(OpStatus s);
+std::optional<OpStatus> ParseOpStatus(std::string_view s);
+bool IsFinal(TxStatus s);
+
+// Global transaction ids and branch ids: 1 to kMaxIdLength characters of [A-Za-z0-9._:-]. The
+// restriction keeps them safe in URLs, headers, JSON and PostgreSQL prepared-transaction names.
+inline constexpr size_t kMaxGidLength = 100;
+inline constexpr size_t kMaxBranchIdLength = 64;
+bool ValidId(std::string_view id, size_t max_length);
+
+// One operation of one branch: what Treaty calls, and what came of it.
+struct BranchOp {
+  std::string branch_id;
+  std::string op;  // "prepare", "commit", "abort", "try", "confirm", "cancel", ...
+  int position = 0;  // the branch's place in the transaction (order of registration)
+  std::string url;
+  std::string payload_json = "{}";  // valid JSON, passed to the participant as "payload"
+  std::optional<Duration> timeout;  // per-call timeout; the configured default when unset
+  OpStatus status = OpStatus::kPending;
+  int attempts = 0;
+  std::string last_error;
+};
+
+// One state change, as the decision log keeps it.
+struct LogEntry {
+  TimePoint at;
+  std::optional<TxStatus> from;  // none for the first entry
+  TxStatus to;
+  std::string reason;
+};
+
+struct Transaction {
+  std::string gid;
+  Mode mode = Mode::k2pc;
+  TxStatus status = TxStatus::kActive;
+  // False while a client that began the transaction is still registering branches.
+  bool submitted = false;
+  std::vector<BranchOp> ops;
+  TimePoint deadline;
+  TimePoint next_attempt_at;
+  TimePoint created_at;
+  TimePoint updated_at;
+  std::string reason;     // why it ended as it did (or is ending)
+  std::string attention;  // set while something keeps failing that a person should look at
+  std::string request_json;    // the accepted request, for audit
+  std::string request_digest;  // identifies the request, to recognise a repeated submission
+  std::vector<LogEntry> log;   // filled by loads that ask for it
+
+  // The op named `op` of branch `branch_id`, or nullptr.
+  BranchOp* FindOp(std::string_view branch_id, std::string_view op);
+  // Indexes into ops of every op named `op`, in branch order.
+  std::vector<size_t> OpsNamed(std::string_view op) const;
+  // The ids of the branches, in order.
+  std::vector<std::string> BranchIds() const;
+};
+
+}  // namespace treaty::core

@@ -1,0 +1,282 @@
+#include "coordinator/core/transaction_driver.h"
+
+#include <algorithm>
+
+#include "coordinator/core/state_machine.h"
+
+namespace treaty::core {
+namespace {
+
+// The participant protocol's request body. Ids are restricted to characters that need no
+// escaping (ValidId) and the payload is stored as validated JSON, so plain concatenation is exact.
+std::string CallBody(const Transaction& tx, const BranchOp& op) {
+  std::string body;
+  body.reserve(96 + tx.gid.size() + op.branch_id.size() + op.payload_json.size());
+  body += "{\"gid\":\"";
+  body += tx.gid;
+  body += "\",\"branch_id\":\"";
+  body += op.branch_id;
+  body += "\",\"op\":\"";
+  body += op.op;
+  body += "\",\"mode\":\"";
+  body += ModeName(tx.mode);
+  body += "\",\"payload\":";
+  body += op.payload_json;
+  body += "}";
+  return body;
+}
+
+std::string ErrorText(const BranchReply& r) {
+  if (r.http_status == 0) return r.detail;
+  return "HTTP " + std::to_string(r.http_status) + (r.detail.empty() ? "" : ": " + r.detail);
+}
+
+}  // namespace
+
+class TransactionDriver::Context : public DriveContext {
+ public:
+  explicit Context(TransactionDriver& d) : d_(d) {}
+
+  TimePoint Now() override { return d_.clock_.Now(); }
+
+  Status CallOps(Transaction& tx, const std::vector<size_t>& indexes) override {
+    std::vector<BranchCall> calls;
+    calls.reserve(indexes.size());
+    for (size_t i : indexes) {
+      const BranchOp& op = tx.ops[i];
+      calls.push_back(BranchCall{op.url, CallBody(tx, op), tx.gid, op.branch_id, op.op,
+                                 op.timeout.value_or(d_.options_.branch_call_timeout)});
+    }
+    std::vector<BranchReply> replies = d_.transport_.CallAll(calls);
+    std::vector<BranchOp> updated;
+    updated.reserve(indexes.size());
+    for (size_t k = 0; k < indexes.size(); ++k) {
+      BranchOp op = tx.ops[indexes[k]];
+      const BranchReply& r = k < replies.size() ? replies[k] : BranchReply{};
+      ++op.attempts;
+      switch (r.outcome) {
+        case BranchReply::Outcome::kDone:
+          op.status = OpStatus::kSucceeded;
+          op.last_error.clear();
+          break;
+        case BranchReply::Outcome::kRefused:
+          op.status = OpStatus::kRefused;
+          op.last_error = ErrorText(r);
+          break;
+        case BranchReply::Outcome::kUnknown:
+          op.status = OpStatus::kPending;
+          op.last_error = ErrorText(r);
+          break;
+      }
+      updated.push_back(std::move(op));
+    }
+    Status s = d_.store_.RecordOps(tx.gid, updated, Now());
+    if (!s.ok()) return s;
+    for (size_t k = 0; k < indexes.size(); ++k) tx.ops[indexes[k]] = updated[k];
+    for (const BranchOp& op : updated) d_.crash_.Reach("after_" + op.op);
+    return Status::Ok();
+  }
+
+  Status Transition(Transaction& tx, TxStatus to, const std::string& reason) override {
+    TxStatus from = tx.status;
+    Status s = d_.store_.Transition(tx.gid, from, to, reason, Now());
+    if (!s.ok()) return s;
+    tx.status = to;
+    tx.reason = reason;
+    if (d_.observer_) d_.observer_->OnTransition(tx, from, reason);
+    d_.NotifyChanged();
+    const core::Transition* t = FindTransition(tx.mode, from, to);
+    if (t != nullptr && t->decision) d_.crash_.Reach("after_decision");
+    return Status::Ok();
+  }
+
+  Status SetAttention(Transaction& tx, const std::string& attention) override {
+    if (tx.attention == attention) return Status::Ok();
+    Status s = d_.store_.SetAttention(tx.gid, attention);
+    if (s.ok()) tx.attention = attention;
+    return s;
+  }
+
+  Status RetryLater(Transaction& tx, int attempts, std::optional<TimePoint> not_after) override {
+    TimePoint at = Now() + d_.options_.retry.Backoff(std::max(1, attempts), d_.random_.Random01());
+    if (not_after && at > *not_after) at = *not_after;
+    return WakeAt(tx, at);
+  }
+
+  Status WakeAt(Transaction& tx, TimePoint at) override {
+    Status s = d_.store_.Reschedule(tx.gid, at);
+    if (s.ok()) tx.next_attempt_at = at;
+    return s;
+  }
+
+ private:
+  TransactionDriver& d_;
+};
+
+TransactionDriver::TransactionDriver(DriverOptions options, TransactionStore& store,
+                                     BranchTransport& transport, Clock& clock,
+                                     IdGenerator& random, CrashPoints& crash,
+                                     std::vector<Processor*> processors, DriverObserver* observer)
+    : options_(std::move(options)),
+      store_(store),
+      transport_(transport),
+      clock_(clock),
+      random_(random),
+      crash_(crash),
+      observer_(observer) {
+  for (Processor* p : processors) processors_[p->mode()] = p;
+}
+
+TransactionDriver::~TransactionDriver() { Stop(); }
+
+const Processor* TransactionDriver::ProcessorFor(Mode mode) const {
+  auto it = processors_.find(mode);
+  return it == processors_.end() ? nullptr : it->second;
+}
+
+Status TransactionDriver::Start() {
+  Status s = store_.ReleaseLeases(options_.owner);
+  if (!s.ok()) return s;
+  for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { WorkerLoop(); });
+  threads_.emplace_back([this] { PollLoop(); });
+  return Status::Ok();
+}
+
+void TransactionDriver::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && threads_.empty()) return;
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  poll_cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+}
+
+void TransactionDriver::Enqueue(const std::string& gid) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (running_.count(gid)) {
+      rerun_.insert(gid);
+      return;
+    }
+    if (!queued_.insert(gid).second) return;
+    queue_.push_back(gid);
+  }
+  work_cv_.notify_one();
+}
+
+void TransactionDriver::Kick(const std::string& gid) {
+  TimePoint now = clock_.Now();
+  auto leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
+  if (leased.ok() && *leased) {
+    Enqueue(gid);
+  } else {
+    WakePoller();
+  }
+}
+
+void TransactionDriver::WakePoller() { poll_cv_.notify_all(); }
+
+void TransactionDriver::WorkerLoop() {
+  while (true) {
+    std::string gid;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      gid = std::move(queue_.front());
+      queue_.pop_front();
+      queued_.erase(gid);
+      running_.insert(gid);
+    }
+    DriveNow(gid);
+    bool again = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      running_.erase(gid);
+      again = rerun_.erase(gid) > 0;
+    }
+    if (again) Enqueue(gid);
+  }
+}
+
+void TransactionDriver::PollLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    int capacity = options_.claim_batch - static_cast<int>(queue_.size());
+    if (capacity > 0) {
+      lock.unlock();
+      TimePoint now = clock_.Now();
+      auto claimed = store_.ClaimDue(options_.owner, now, now + options_.lease, capacity);
+      if (claimed.ok()) {
+        for (const std::string& gid : *claimed) Enqueue(gid);
+      } else if (observer_) {
+        observer_->OnDriveError("", claimed.status());
+      }
+      lock.lock();
+      if (claimed.ok() && static_cast<int>(claimed->size()) == capacity) continue;  // more due
+    }
+    poll_cv_.wait_for(lock, options_.poll_interval);
+  }
+}
+
+Status TransactionDriver::DriveNow(const std::string& gid) {
+  Status s;
+  // A Conflict means another actor (a client's abort, another coordinator) moved the
+  // transaction under us: reload and carry on from what is stored.
+  for (int round = 0; round < 4; ++round) {
+    Result<Transaction> tx = store_.Load(gid, /*with_log=*/false);
+    if (!tx.ok()) {
+      s = tx.status();
+      break;
+    }
+    if (IsFinal(tx->status)) {
+      NotifyChanged();
+      return Status::Ok();
+    }
+    auto it = processors_.find(tx->mode);
+    if (it == processors_.end()) {
+      s = Status::Internal("no processor for mode " + std::string(ModeName(tx->mode)));
+      break;
+    }
+    Context ctx(*this);
+    s = it->second->Drive(*tx, ctx);
+    if (s.ok()) return s;
+    if (s.code() != Status::Code::kConflict) break;
+  }
+  if (observer_) observer_->OnDriveError(gid, s);
+  // Hand it back to the poller after a pause rather than hold the lease until it expires.
+  TimePoint now = clock_.Now();
+  store_.Reschedule(gid, now + options_.retry.Backoff(1, random_.Random01()));
+  return s;
+}
+
+void TransactionDriver::NotifyChanged() {
+  {
+    std::lock_guard<std::mutex> lock(change_mu_);
+    ++change_generation_;
+  }
+  changed_cv_.notify_all();
+}
+
+Result<Transaction> TransactionDriver::WaitFinal(const std::string& gid, TimePoint until) {
+  while (true) {
+    uint64_t generation;
+    {
+      std::lock_guard<std::mutex> lock(change_mu_);
+      generation = change_generation_;
+    }
+    Result<Transaction> tx = store_.Load(gid, /*with_log=*/false);
+    if (!tx.ok()) return tx;
+    TimePoint now = clock_.Now();
+    if (IsFinal(tx->status) || now >= until) return tx;
+    // Woken by a local change; the timeout also catches changes made by other coordinators.
+    auto wait = std::min<std::chrono::nanoseconds>(until - now, std::chrono::milliseconds(100));
+    std::unique_lock<std::mutex> lock(change_mu_);
+    changed_cv_.wait_for(lock, wait, [&] { return change_generation_ != generation; });
+  }
+}
+
+}  // namespace treaty::core

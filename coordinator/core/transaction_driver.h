@@ -1,0 +1,109 @@
+#pragma once
+
+// TransactionDriver runs transactions forward: a pool of workers drives each transaction with its
+// mode's Processor, and a poller claims due work from the store (retries whose backoff ended,
+// and anything a crashed coordinator left behind) under a lease, so several coordinators can
+// share one store and any survivor finishes what another started.
+//
+// Thread-safe. Start() before Enqueue(); Stop() (or the destructor) joins every thread.
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "coordinator/core/branch_transport.h"
+#include "coordinator/core/environment.h"
+#include "coordinator/core/processor.h"
+#include "coordinator/core/retry_policy.h"
+#include "coordinator/core/store.h"
+
+namespace treaty::core {
+
+struct DriverOptions {
+  std::string owner = "treatyd";  // this coordinator's name in leases; unique per coordinator
+  int workers = 8;
+  Duration poll_interval = std::chrono::milliseconds(100);
+  // How long a claim keeps other coordinators away; longer than one drive step takes.
+  Duration lease = std::chrono::seconds(30);
+  Duration branch_call_timeout = std::chrono::seconds(3);
+  RetryPolicy retry;
+  int claim_batch = 64;
+};
+
+// Observes what the driver does, for logs and metrics. Calls come from worker threads.
+class DriverObserver {
+ public:
+  virtual ~DriverObserver() = default;
+  virtual void OnTransition(const Transaction& tx, TxStatus from, const std::string& reason) = 0;
+  virtual void OnDriveError(const std::string& gid, const Status& status) = 0;
+};
+
+class TransactionDriver {
+ public:
+  // Every reference must outlive the driver. `processors` holds one per mode served.
+  TransactionDriver(DriverOptions options, TransactionStore& store, BranchTransport& transport,
+                    Clock& clock, IdGenerator& random, CrashPoints& crash,
+                    std::vector<Processor*> processors, DriverObserver* observer = nullptr);
+  ~TransactionDriver();
+
+  // Frees this owner's leases left from an earlier run, then starts the workers and the poller.
+  Status Start();
+  void Stop();
+
+  // Drives `gid` soon on this coordinator, which must hold its lease (it just created it).
+  void Enqueue(const std::string& gid);
+
+  // Drives `gid` soon if this coordinator can lease it now (after a client changed it); if
+  // another coordinator holds it, that one drives it.
+  void Kick(const std::string& gid);
+
+  // Makes the poller look for due work now (after a transaction was made due).
+  void WakePoller();
+
+  // Drives `gid` on the calling thread until it is final or waits. For tests and tools.
+  Status DriveNow(const std::string& gid);
+
+  // The transaction once it is final, or as it stands at `until`.
+  Result<Transaction> WaitFinal(const std::string& gid, TimePoint until);
+
+  const Processor* ProcessorFor(Mode mode) const;
+  const DriverOptions& options() const { return options_; }
+
+ private:
+  class Context;
+
+  void WorkerLoop();
+  void PollLoop();
+  void NotifyChanged();
+
+  const DriverOptions options_;
+  TransactionStore& store_;
+  BranchTransport& transport_;
+  Clock& clock_;
+  IdGenerator& random_;
+  CrashPoints& crash_;
+  std::map<Mode, Processor*> processors_;
+  DriverObserver* observer_;
+
+  std::mutex mu_;
+  std::condition_variable work_cv_;
+  std::condition_variable poll_cv_;
+  std::deque<std::string> queue_;     // guarded by mu_
+  std::set<std::string> queued_;      // guarded by mu_: in queue_
+  std::set<std::string> running_;     // guarded by mu_: being driven now
+  std::set<std::string> rerun_;       // guarded by mu_: enqueued again while running
+  bool stopping_ = false;             // guarded by mu_
+  std::vector<std::thread> threads_;
+
+  std::mutex change_mu_;
+  std::condition_variable changed_cv_;
+  uint64_t change_generation_ = 0;  // guarded by change_mu_
+};
+
+}  // namespace treaty::core

@@ -1,0 +1,180 @@
+#include "coordinator/core/transaction_service.h"
+
+#include <set>
+
+#include "coordinator/core/state_machine.h"
+
+namespace treaty::core {
+
+TransactionService::TransactionService(TransactionStore& store, TransactionDriver& driver,
+                                       Clock& clock, IdGenerator& ids, CrashPoints& crash,
+                                       Duration default_timeout)
+    : store_(store),
+      driver_(driver),
+      clock_(clock),
+      ids_(ids),
+      crash_(crash),
+      default_timeout_(default_timeout) {}
+
+Status TransactionService::CheckBranch(const Transaction* tx, const BranchSpec& b, Mode mode,
+                                       int position, std::vector<BranchOp>* ops) const {
+  const Processor* p = driver_.ProcessorFor(mode);
+  if (p == nullptr) {
+    return Status::InvalidArgument("mode " + std::string(ModeName(mode)) + " is not served yet");
+  }
+  if (!ValidId(b.id, kMaxBranchIdLength)) {
+    return Status::InvalidArgument("branch id \"" + b.id + "\" must be 1 to " +
+                                   std::to_string(kMaxBranchIdLength) +
+                                   " characters of A-Z a-z 0-9 . _ : -");
+  }
+  if (tx != nullptr) {
+    for (const BranchOp& o : tx->ops) {
+      if (o.branch_id == b.id) return Status::Conflict("branch " + b.id + " is registered already");
+    }
+  }
+  for (const std::string& op : p->BranchOps()) {
+    auto it = b.urls.find(op);
+    if (it == b.urls.end() || it->second.empty()) {
+      return Status::InvalidArgument("branch " + b.id + " has no " + op + " URL");
+    }
+    ops->push_back(BranchOp{.branch_id = b.id,
+                            .op = op,
+                            .position = position,
+                            .url = it->second,
+                            .payload_json = b.payload_json,
+                            .timeout = b.timeout});
+  }
+  return Status::Ok();
+}
+
+Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
+  TimePoint now = clock_.Now();
+  Transaction tx;
+  tx.gid = req.gid.value_or(ids_.NewGid());
+  if (!ValidId(tx.gid, kMaxGidLength)) {
+    return Status::InvalidArgument("gid must be 1 to " + std::to_string(kMaxGidLength) +
+                                   " characters of A-Z a-z 0-9 . _ : -");
+  }
+  tx.mode = req.mode;
+  tx.status = InitialStatus(req.mode);
+  tx.submitted = req.branches.has_value();
+  tx.created_at = tx.updated_at = now;
+  tx.deadline = now + req.timeout.value_or(default_timeout_);
+  tx.next_attempt_at = tx.submitted ? now : tx.deadline;
+  tx.request_json = req.request_json;
+  tx.request_digest = req.request_digest;
+  if (req.branches) {
+    if (req.branches->empty()) return Status::InvalidArgument("branches must not be empty");
+    std::set<std::string> ids;
+    int position = 0;
+    for (const BranchSpec& b : *req.branches) {
+      if (!ids.insert(b.id).second) {
+        return Status::InvalidArgument("branch id " + b.id + " appears twice");
+      }
+      Status s = CheckBranch(nullptr, b, req.mode, position++, &tx.ops);
+      if (!s.ok()) return s;
+    }
+  } else if (driver_.ProcessorFor(req.mode) == nullptr) {
+    return Status::InvalidArgument("mode " + std::string(ModeName(req.mode)) + " is not served yet");
+  }
+
+  auto created = store_.Create(tx, driver_.options().owner, now + driver_.options().lease);
+  if (!created.ok()) return created.status();
+  if (!created->created) {
+    if (created->existing.request_digest != req.request_digest) {
+      return Status::Conflict("gid " + tx.gid + " is in use by a different request");
+    }
+    return BeginOutcome{std::move(created->existing), false};
+  }
+  crash_.Reach("after_begin");
+  if (tx.submitted) driver_.Enqueue(tx.gid);
+  return BeginOutcome{std::move(tx), true};
+}
+
+Status TransactionService::AddBranch(const std::string& gid, const BranchSpec& branch) {
+  auto tx = store_.Load(gid, false);
+  if (!tx.ok()) return tx.status();
+  if (tx->status != TxStatus::kActive || tx->submitted) {
+    return Status::Conflict("transaction " + gid + " is " +
+                            std::string(tx->submitted && tx->status == TxStatus::kActive
+                                            ? "submitted"
+                                            : StatusName(tx->status)) +
+                            ": no more branches can join");
+  }
+  std::vector<BranchOp> ops;
+  Status s = CheckBranch(&*tx, branch, tx->mode, static_cast<int>(tx->BranchIds().size()), &ops);
+  if (!s.ok()) return s;
+  return store_.AddBranch(gid, ops);
+}
+
+Result<Transaction> TransactionService::Submit(const std::string& gid) {
+  auto tx = store_.Load(gid, false);
+  if (!tx.ok()) return tx.status();
+  if (tx->status != TxStatus::kActive) {
+    if (tx->status == TxStatus::kAborting || tx->status == TxStatus::kAborted) {
+      return Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx->status)) +
+                              ": it cannot be submitted");
+    }
+    return tx;  // submitted before and decided: harmless
+  }
+  if (tx->submitted) return tx;
+  if (tx->ops.empty()) return Status::Conflict("transaction " + gid + " has no branches to submit");
+  Status s = store_.MarkSubmitted(gid, clock_.Now());
+  if (!s.ok() && s.code() != Status::Code::kConflict) return s;
+  driver_.Kick(gid);
+  return store_.Load(gid, false);
+}
+
+Result<Transaction> TransactionService::Abort(const std::string& gid) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto tx = store_.Load(gid, false);
+    if (!tx.ok()) return tx.status();
+    switch (tx->status) {
+      case TxStatus::kAborting:
+      case TxStatus::kAborted:
+        return tx;
+      case TxStatus::kCommitting:
+      case TxStatus::kCommitted:
+        return Status::Conflict("transaction " + gid + " is " +
+                                std::string(StatusName(tx->status)) +
+                                ": commit was decided, it cannot be aborted");
+      case TxStatus::kActive:
+      case TxStatus::kPrepared: {
+        Status s = store_.Transition(gid, tx->status, TxStatus::kAborting, "aborted by the client",
+                                     clock_.Now());
+        if (s.code() == Status::Code::kConflict) continue;  // moved meanwhile: look again
+        if (!s.ok()) return s;
+        driver_.Kick(gid);
+        return store_.Load(gid, false);
+      }
+    }
+  }
+  return Status::Conflict("transaction " + gid + " keeps changing; try again");
+}
+
+Result<Transaction> TransactionService::Get(const std::string& gid) {
+  return store_.Load(gid, /*with_log=*/true);
+}
+
+Result<std::vector<Transaction>> TransactionService::List(const ListFilter& filter) {
+  return store_.List(filter);
+}
+
+Result<Transaction> TransactionService::RetryNow(const std::string& gid) {
+  auto tx = store_.Load(gid, false);
+  if (!tx.ok()) return tx.status();
+  if (IsFinal(tx->status)) {
+    return Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx->status)) +
+                            ": nothing to retry");
+  }
+  Status s = store_.MakeDue(gid, clock_.Now());
+  if (!s.ok()) return s;
+  driver_.WakePoller();
+  return tx;
+}
+
+Result<Transaction> TransactionService::WaitFinal(const std::string& gid, TimePoint until) {
+  return driver_.WaitFinal(gid, until);
+}
+
+}  // namespace treaty::core

@@ -1,0 +1,87 @@
+#pragma once
+
+// The use cases behind the REST API, shared by every transport (HTTP today, treatyctl later):
+// begin, register a branch, submit, abort, read, list, retry now, wait for the outcome.
+// Input arrives already parsed and shape-checked by the transport; this layer checks what needs
+// the store (gid reuse, state) and returns Status codes the transport maps to HTTP:
+// InvalidArgument 400, NotFound 404, Conflict 409.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "coordinator/core/environment.h"
+#include "coordinator/core/store.h"
+#include "coordinator/core/transaction.h"
+#include "coordinator/core/transaction_driver.h"
+
+namespace treaty::core {
+
+struct BranchSpec {
+  std::string id;
+  std::map<std::string, std::string> urls;  // op -> URL, e.g. "prepare" -> http://...
+  std::string payload_json = "{}";
+  std::optional<Duration> timeout;
+};
+
+struct BeginRequest {
+  std::optional<std::string> gid;  // the client's, or a fresh one
+  Mode mode = Mode::k2pc;
+  // Given whole: submitted at once. Absent: begun, branches registered later, then submitted.
+  std::optional<std::vector<BranchSpec>> branches;
+  std::optional<Duration> timeout;  // the first phase's deadline; the configured default if unset
+  std::string request_json;         // the request as received, for audit
+  std::string request_digest;       // equal for equal requests
+};
+
+struct BeginOutcome {
+  Transaction tx;
+  bool created = false;  // false: the same request was submitted before under this gid
+};
+
+class TransactionService {
+ public:
+  TransactionService(TransactionStore& store, TransactionDriver& driver, Clock& clock,
+                     IdGenerator& ids, CrashPoints& crash, Duration default_timeout);
+
+  // Starts a transaction. The same gid with the same request gives the stored transaction
+  // (created = false); with a different request, Conflict.
+  Result<BeginOutcome> Begin(const BeginRequest& request);
+
+  // Registers a branch on a begun, not yet submitted transaction.
+  Status AddBranch(const std::string& gid, const BranchSpec& branch);
+
+  // Submits a begun transaction. Submitting again is harmless; Conflict once it was aborted, or
+  // when no branch is registered.
+  Result<Transaction> Submit(const std::string& gid);
+
+  // Aborts a transaction that has no decision yet. Harmless when it is aborting or aborted
+  // already; Conflict once commit was decided.
+  Result<Transaction> Abort(const std::string& gid);
+
+  // The transaction with its ops and decision log.
+  Result<Transaction> Get(const std::string& gid);
+
+  Result<std::vector<Transaction>> List(const ListFilter& filter);
+
+  // Makes an unfinished transaction due now, skipping its backoff; Conflict when it is final.
+  Result<Transaction> RetryNow(const std::string& gid);
+
+  // The transaction once final, or as it stands at `until`.
+  Result<Transaction> WaitFinal(const std::string& gid, TimePoint until);
+
+ private:
+  Status CheckBranch(const Transaction* tx, const BranchSpec& branch, Mode mode, int position,
+                     std::vector<BranchOp>* ops) const;
+
+  TransactionStore& store_;
+  TransactionDriver& driver_;
+  Clock& clock_;
+  IdGenerator& ids_;
+  CrashPoints& crash_;
+  const Duration default_timeout_;
+};
+
+}  // namespace treaty::core
