@@ -1,9 +1,24 @@
 #include "config/treaty_config.h"
 
+#include <cctype>
 #include <fstream>
 #include <sstream>
 
 namespace treaty {
+namespace {
+
+bool ValidNodeId(const std::string& id) {
+  if (id.empty() || id.size() > 100) return false;
+  for (char ch : id) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != ':' &&
+        ch != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
 
 Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::string& file,
                                        const Environment& env) {
@@ -11,8 +26,10 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   c.source = file;
   ConfigReader r(file, yaml_text, env);
   r.Address("listen", &c.listen);
+  r.String("node_id", &c.node_id);
   r.Url("store.url", &c.store.url, {"postgresql", "postgres"});
   r.DurationAtLeast("store.connect_timeout", &c.store.connect_timeout, std::chrono::seconds(1));
+  r.Int("store.pool_size", &c.store.pool_size, 1, 1000);
   r.NonEmptyString("kafka.bootstrap_servers", &c.kafka.bootstrap_servers);
   r.DurationAtLeast("retry.initial", &c.retry.initial, std::chrono::milliseconds(1));
   r.DurationAtLeast("retry.max", &c.retry.max, std::chrono::milliseconds(1));
@@ -22,8 +39,19 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   r.DurationAtLeast("timeouts.prepare", &c.timeouts.prepare, std::chrono::milliseconds(1));
   r.DurationAtLeast("timeouts.msg_check_back", &c.timeouts.msg_check_back,
                     std::chrono::milliseconds(1));
+  r.Int("scheduler.workers", &c.scheduler.workers, 1, 1024);
+  r.DurationAtLeast("scheduler.poll_interval", &c.scheduler.poll_interval,
+                    std::chrono::milliseconds(1));
+  r.DurationAtLeast("scheduler.lease", &c.scheduler.lease, std::chrono::seconds(1));
   r.StringList("sagas", &c.sagas);
   r.OneOf("log.level", &c.log.level, {"debug", "info", "warn", "error"});
+  if (!c.node_id.empty() && !ValidNodeId(c.node_id)) {
+    r.Fail("node_id", "must be 1 to 100 characters of A-Z a-z 0-9 . _ : -");
+  }
+  if (c.scheduler.lease <= c.timeouts.branch_call) {
+    r.Fail("scheduler.lease", "must be longer than timeouts.branch_call (" +
+                                  FormatDuration(c.timeouts.branch_call) + ")");
+  }
   if (c.retry.max < c.retry.initial) {
     r.Fail("retry.max", "must not be shorter than retry.initial (" +
                             FormatDuration(c.retry.initial) + ")");
@@ -57,8 +85,10 @@ std::string MaskUrlPassword(const std::string& url) {
 std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConfig& c) {
   return {
       {"listen", c.listen.ToString()},
+      {"node_id", c.node_id},
       {"store.url", MaskUrlPassword(c.store.url)},
       {"store.connect_timeout", FormatDuration(c.store.connect_timeout)},
+      {"store.pool_size", std::to_string(c.store.pool_size)},
       {"kafka.bootstrap_servers", c.kafka.bootstrap_servers},
       {"retry.initial", FormatDuration(c.retry.initial)},
       {"retry.max", FormatDuration(c.retry.max)},
@@ -67,6 +97,9 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
       {"timeouts.branch_call", FormatDuration(c.timeouts.branch_call)},
       {"timeouts.prepare", FormatDuration(c.timeouts.prepare)},
       {"timeouts.msg_check_back", FormatDuration(c.timeouts.msg_check_back)},
+      {"scheduler.workers", std::to_string(c.scheduler.workers)},
+      {"scheduler.poll_interval", FormatDuration(c.scheduler.poll_interval)},
+      {"scheduler.lease", FormatDuration(c.scheduler.lease)},
       {"log.level", c.log.level},
   };
 }

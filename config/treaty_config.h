@@ -18,6 +18,8 @@ struct StoreOptions {
   std::string url = "postgresql://treaty@127.0.0.1:5432/treaty";
   // How long one connection attempt may take before it counts as failed.
   Duration connect_timeout = std::chrono::seconds(5);
+  // Connections kept open to the store.
+  int64_t pool_size = 16;
 };
 
 struct KafkaOptions {
@@ -38,16 +40,29 @@ struct TimeoutOptions {
   Duration msg_check_back = std::chrono::seconds(5);  // a half message waits this long before check-back
 };
 
+struct SchedulerOptions {
+  int64_t workers = 16;  // transactions driven at once by this treatyd
+  Duration poll_interval = std::chrono::milliseconds(100);  // how often due work is claimed
+  // How long a claim on a transaction keeps other treatyd away; must exceed one step (a round
+  // of branch calls plus its store writes).
+  Duration lease = std::chrono::seconds(30);
+};
+
 struct LogOptions {
   std::string level = "info";  // debug, info, warn, error
 };
 
 struct TreatyConfig {
   HostPort listen{"127.0.0.1", 8420};
+  // This treatyd's name in leases. Unique among the treatyd sharing a store; stable across
+  // restarts, so that a restarted treatyd takes its predecessor's work back at once. Empty: the
+  // host name.
+  std::string node_id;
   StoreOptions store;
   KafkaOptions kafka;
   RetryOptions retry;
   TimeoutOptions timeouts;
+  SchedulerOptions scheduler;
   std::vector<std::string> sagas;  // saga definition files (globs allowed)
   LogOptions log;
   std::string source;  // the file it was read from, for messages

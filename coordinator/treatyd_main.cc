@@ -13,19 +13,28 @@
 #include <Poco/Util/OptionSet.h>
 #include <signal.h>
 
+#include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <mutex>
 #include <thread>
+#include <unistd.h>
 
 #include "common/json_text.h"
 #include "common/log.h"
 #include "config/treaty_config.h"
-#include "coordinator/api/http_server.h"
-#include "coordinator/api/router.h"
+#include "common/http/http_server.h"
+#include "common/http/router.h"
+#include "coordinator/api/transactions_api.h"
+#include "coordinator/core/transaction_driver.h"
+#include "coordinator/core/transaction_service.h"
+#include "coordinator/core/twopc_processor.h"
 #include "coordinator/store/pg_store.h"
+#include "coordinator/store/pg_transaction_store.h"
+#include "coordinator/transport/http_branch_transport.h"
 
 namespace treaty {
 namespace {
@@ -47,11 +56,67 @@ Status WriteAddressFile(const std::string& path, const std::string& address) {
   return Status::Ok();
 }
 
+// $TREATY_CRASH_POINT = "name" or "name:N": SIGKILL on reaching that point (the Nth time).
+// For crash-recovery tests; inert when unset.
+class EnvCrashPoints : public core::CrashPoints {
+ public:
+  EnvCrashPoints() {
+    const char* spec = std::getenv("TREATY_CRASH_POINT");  // NOLINT(concurrency-mt-unsafe)
+    if (spec == nullptr || *spec == '\0') return;
+    std::string s = spec;
+    size_t colon = s.find(':');
+    point_ = s.substr(0, colon);
+    if (colon != std::string::npos) nth_ = std::max(1, std::atoi(s.c_str() + colon + 1));
+    kLog.Warn("crash point armed", {{"point", point_}, {"nth", std::to_string(nth_)}});
+  }
+  void Reach(std::string_view point) override {
+    if (point_.empty() || point != point_) return;
+    if (++count_ == nth_) {
+      kLog.Warn("crash point reached: killing myself", {{"point", point_}});
+      ::raise(SIGKILL);
+    }
+  }
+
+ private:
+  std::string point_;
+  int nth_ = 1;
+  std::atomic<int> count_{0};
+};
+
+// Logs every state change with its gid.
+class LoggingObserver : public core::DriverObserver {
+ public:
+  void OnTransition(const core::Transaction& tx, core::TxStatus from,
+                    const std::string& reason) override {
+    kLog.Info("transaction " + std::string(core::StatusName(tx.status)),
+              {{"gid", tx.gid},
+               {"mode", std::string(core::ModeName(tx.mode))},
+               {"from", std::string(core::StatusName(from))},
+               {"reason", reason}});
+  }
+  void OnDriveError(const std::string& gid, const Status& status) override {
+    kLog.Warn("drive interrupted; will retry", {{"gid", gid}, {"error", status.ToString()}});
+  }
+};
+
+std::string HostName() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "treatyd";
+  std::string name = buf;
+  for (char& c : name) {
+    if (!core::ValidId(std::string(1, c), 1)) c = '-';
+  }
+  return name;
+}
+
 // Brings the store up in the background: connects with backoff until it succeeds, then migrates.
 // The HTTP server runs meanwhile, so /healthz answers and /readyz says why it is not ready.
 class StoreStartup {
  public:
-  StoreStartup(store::PgStore& store, const RetryOptions& retry) : store_(store), retry_(retry) {
+  // `on_migrated` runs once, on the startup thread, when the schema is current.
+  StoreStartup(store::PgStore& store, const RetryOptions& retry,
+               std::function<void()> on_migrated)
+      : store_(store), retry_(retry), on_migrated_(std::move(on_migrated)) {
     thread_ = std::thread([this] { Run(); });
   }
   ~StoreStartup() {
@@ -80,11 +145,13 @@ class StoreStartup {
       Result<int> applied = store_.Migrate();
       std::unique_lock<std::mutex> lock(mu_);
       if (applied.ok()) {
-        migrated_ = true;
-        last_error_.clear();
         lock.unlock();
         kLog.Info(*applied ? "store schema migrated" : "store schema up to date",
                   {{"migrations_applied", std::to_string(*applied)}});
+        on_migrated_();
+        lock.lock();
+        migrated_ = true;
+        last_error_.clear();
         return;
       }
       last_error_ = applied.status().message();
@@ -100,6 +167,7 @@ class StoreStartup {
 
   store::PgStore& store_;
   const RetryOptions retry_;
+  std::function<void()> on_migrated_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
@@ -194,16 +262,46 @@ class Treatyd : public Poco::Util::Application {
       kLog.Info("starting", {{"config", config.source}, {"effective", described}});
     }
 
+    const std::string node_id = config.node_id.empty() ? HostName() : config.node_id;
     store::PgStore store(config.store.url, config.store.connect_timeout);
-    StoreStartup startup(store, config.retry);
+    store::PgTransactionStore tx_store(store::PgStoreOptions{
+        config.store.url, config.store.connect_timeout, static_cast<int>(config.store.pool_size)});
+    transport::HttpBranchTransport transport;
+    EnvCrashPoints crash_points;
+    LoggingObserver observer;
+    core::TwoPhaseCommitProcessor twopc;
+    core::TransactionDriver driver(
+        core::DriverOptions{
+            .owner = node_id,
+            .workers = static_cast<int>(config.scheduler.workers),
+            .poll_interval = config.scheduler.poll_interval,
+            .lease = config.scheduler.lease,
+            .branch_call_timeout = config.timeouts.branch_call,
+            .retry = core::RetryPolicy{config.retry.initial, config.retry.max,
+                                       config.retry.multiplier, config.retry.jitter},
+        },
+        tx_store, transport, core::SystemClock(), core::RandomIdGenerator(), crash_points,
+        {&twopc}, &observer);
+    core::TransactionService service(tx_store, driver, core::SystemClock(),
+                                     core::RandomIdGenerator(), crash_points,
+                                     config.timeouts.prepare);
 
-    api::Router router;
-    router.Add("GET", "/healthz", [](const api::ApiRequest&) {
-      return api::ApiResponse{200, "application/json", R"({"status":"ok"})"};
+    // The driver starts once the schema is current: recovery begins with its first poll.
+    StoreStartup startup(store, config.retry, [&] {
+      for (Status s = driver.Start(); !s.ok(); s = driver.Start()) {
+        kLog.Warn("cannot start the scheduler yet", {{"error", s.message()}});
+        std::this_thread::sleep_for(config.retry.initial);
+      }
+      kLog.Info("scheduler started", {{"node_id", node_id}});
     });
-    router.Add("GET", "/readyz", [&](const api::ApiRequest&) {
+
+    http::Router router;
+    router.Add("GET", "/healthz", [](const http::ApiRequest&) {
+      return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
+    });
+    router.Add("GET", "/readyz", [&](const http::ApiRequest&) {
       if (!startup.migrated()) {
-        return api::ApiResponse{503, "application/json",
+        return http::ApiResponse{503, "application/json",
                                 R"({"status":"starting","store":)" +
                                     JsonQuote(startup.last_error().empty() ? "connecting"
                                                                            : startup.last_error()) +
@@ -211,13 +309,18 @@ class Treatyd : public Poco::Util::Application {
       }
       Status s = store.Ping();
       if (!s.ok()) {
-        return api::ApiResponse{503, "application/json",
+        return http::ApiResponse{503, "application/json",
                                 R"({"status":"unavailable","store":)" + JsonQuote(s.message()) + "}"};
       }
-      return api::ApiResponse{200, "application/json", R"({"status":"ready"})"};
+      return http::ApiResponse{200, "application/json", R"({"status":"ready"})"};
     });
+    api::TransactionsApi transactions(service, driver,
+                                      api::TransactionsApiOptions{.ready = [&] {
+                                        return startup.migrated();
+                                      }});
+    transactions.Register(router);
 
-    auto server = api::HttpServer::Start(api::HttpServerOptions{.listen = config.listen}, router);
+    auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = config.listen}, router);
     if (!server.ok()) {
       kLog.Error("cannot serve", {{"error", server.status().message()}});
       return kExitServeFailed;
@@ -234,6 +337,7 @@ class Treatyd : public Poco::Util::Application {
 
     WaitForStopSignal();
     (*server)->Stop();
+    driver.Stop();
     kLog.Info("stopped");
     return 0;
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <pqxx/pqxx>
 
+#include "common/pg/pg_pool.h"
 #include "coordinator/store/migrations.h"
 
 namespace treaty::store {
@@ -18,14 +19,8 @@ struct PgStore::Connection {
   pqxx::connection conn;
 };
 
-std::string WithConnectTimeout(const std::string& url, Duration timeout) {
-  int64_t seconds = std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(timeout).count());
-  return url + (url.find('?') == std::string::npos ? "?" : "&") +
-         "connect_timeout=" + std::to_string(seconds);
-}
-
 PgStore::PgStore(std::string url, Duration connect_timeout)
-    : url_(WithConnectTimeout(url, connect_timeout)) {}
+    : url_(pg::WithConnectTimeout(url, connect_timeout)) {}
 
 PgStore::~PgStore() = default;
 

@@ -40,7 +40,4 @@ class PgStore {
   std::unique_ptr<Connection> conn_;  // guarded by mu_
 };
 
-// `url` with connect_timeout set (libpq reads it from the URI's query).
-std::string WithConnectTimeout(const std::string& url, Duration timeout);
-
 }  // namespace treaty::store

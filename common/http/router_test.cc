@@ -1,8 +1,8 @@
-#include "coordinator/api/router.h"
+#include "common/http/router.h"
 
 #include <gtest/gtest.h>
 
-namespace treaty::api {
+namespace treaty::http {
 namespace {
 
 ApiRequest Req(std::string method, std::string path) {
@@ -44,4 +44,4 @@ TEST(JsonError, EscapesAndNamesTheField) {
 }
 
 }  // namespace
-}  // namespace treaty::api
+}  // namespace treaty::http

@@ -8,9 +8,9 @@
 
 #include "common/status.h"
 #include "config/config_reader.h"
-#include "coordinator/api/router.h"
+#include "common/http/router.h"
 
-namespace treaty::api {
+namespace treaty::http {
 
 struct HttpServerOptions {
   HostPort listen{"127.0.0.1", 0};  // port 0: any free port; see HttpServer::address()
@@ -39,4 +39,4 @@ class HttpServer {
   HostPort address_;
 };
 
-}  // namespace treaty::api
+}  // namespace treaty::http

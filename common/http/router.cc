@@ -1,8 +1,8 @@
-#include "coordinator/api/router.h"
+#include "common/http/router.h"
 
 #include "common/json_text.h"
 
-namespace treaty::api {
+namespace treaty::http {
 namespace {
 
 std::vector<std::string> Split(std::string_view path) {
@@ -63,4 +63,4 @@ ApiResponse Router::Dispatch(ApiRequest request) const {
   return JsonError(404, "not_found", "no such endpoint: " + request.path);
 }
 
-}  // namespace treaty::api
+}  // namespace treaty::http

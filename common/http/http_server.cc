@@ -1,4 +1,4 @@
-#include "coordinator/api/http_server.h"
+#include "common/http/http_server.h"
 
 #include <Poco/Exception.h>
 #include <Poco/Net/HTTPRequestHandler.h>
@@ -11,7 +11,7 @@
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/URI.h>
 
-namespace treaty::api {
+namespace treaty::http {
 namespace {
 
 class RouterHandler : public Poco::Net::HTTPRequestHandler {
@@ -117,4 +117,4 @@ void HttpServer::Stop() {
 
 HttpServer::~HttpServer() { Stop(); }
 
-}  // namespace treaty::api
+}  // namespace treaty::http

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-namespace treaty::api {
+namespace treaty::http {
 
 struct ApiRequest {
   std::string method;
@@ -51,4 +51,4 @@ class Router {
   std::vector<Route> routes_;
 };
 
-}  // namespace treaty::api
+}  // namespace treaty::http

@@ -1,0 +1,60 @@
+#include "common/pg/pg_pool.h"
+
+#include <algorithm>
+
+namespace treaty::pg {
+
+std::string WithConnectTimeout(const std::string& url, Duration timeout) {
+  int64_t seconds =
+      std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(timeout).count());
+  if (url.find("://") == std::string::npos) {
+    return url + " connect_timeout=" + std::to_string(seconds);  // keyword form
+  }
+  return url + (url.find('?') == std::string::npos ? "?" : "&") +
+         "connect_timeout=" + std::to_string(seconds);
+}
+
+Status StatusFromException(const std::exception& e) {
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+    return Status::Unavailable(std::string("database connection lost: ") + e.what());
+  }
+  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    const std::string& state = sql->sqlstate();
+    // serialization_failure, deadlock_detected, lock_not_available, query_canceled (timeouts),
+    // and the server going away.
+    if (state == "40001" || state == "40P01" || state == "55P03" || state == "57014" ||
+        state.rfind("08", 0) == 0 || state == "57P01") {
+      return Status::Unavailable(std::string("database busy: ") + e.what());
+    }
+  }
+  return Status::Internal(std::string("database error: ") + e.what());
+}
+
+PgPool::PgPool(std::string url, Duration connect_timeout, int size)
+    : url_(WithConnectTimeout(url, connect_timeout)), size_(std::max(1, size)) {}
+
+std::unique_ptr<pqxx::connection> PgPool::Take() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !idle_.empty() || open_ < size_; });
+  if (!idle_.empty()) {
+    std::unique_ptr<pqxx::connection> conn = std::move(idle_.back());
+    idle_.pop_back();
+    return conn;
+  }
+  ++open_;
+  return nullptr;
+}
+
+void PgPool::Give(std::unique_ptr<pqxx::connection> conn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (conn) {
+      idle_.push_back(std::move(conn));
+    } else {
+      --open_;
+    }
+  }
+  cv_.notify_one();
+}
+
+}  // namespace treaty::pg

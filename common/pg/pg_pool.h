@@ -1,0 +1,61 @@
+#pragma once
+
+// A fixed-size pool of libpqxx connections, opened on demand and dropped when broken, for every
+// process that talks to PostgreSQL (treatyd's store, the participants, the relay). libpqxx
+// exceptions stop in Run(): they come back as Status values. Thread-safe.
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <string>
+#include <vector>
+
+#include "common/duration.h"
+#include "common/status.h"
+
+namespace treaty::pg {
+
+// `url` (a libpq URI or keyword string) with connect_timeout set.
+std::string WithConnectTimeout(const std::string& url, Duration timeout);
+
+// Maps a libpqxx/std exception to a Status: a lost connection, a serialization failure, a
+// deadlock or a lock timeout is Unavailable (try again); anything else Internal.
+Status StatusFromException(const std::exception& e);
+
+class PgPool {
+ public:
+  PgPool(std::string url, Duration connect_timeout, int size);
+
+  // Runs `fn(pqxx::connection&)`, which returns Result<T>, on a pooled connection. Blocks while
+  // every connection is lent out.
+  template <typename T, typename Fn>
+  Result<T> Run(Fn&& fn) {
+    std::unique_ptr<pqxx::connection> conn = Take();
+    bool healthy = true;
+    Result<T> result = Status::Internal("not run");
+    try {
+      if (!conn) conn = std::make_unique<pqxx::connection>(url_);
+      result = fn(*conn);
+    } catch (const std::exception& e) {
+      result = StatusFromException(e);
+      healthy = conn != nullptr && conn->is_open() &&
+                dynamic_cast<const pqxx::broken_connection*>(&e) == nullptr;
+    }
+    Give(healthy ? std::move(conn) : nullptr);
+    return result;
+  }
+
+ private:
+  std::unique_ptr<pqxx::connection> Take();  // null: open a new one
+  void Give(std::unique_ptr<pqxx::connection> conn);  // null: that connection is gone
+
+  const std::string url_;
+  const int size_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_;  // guarded by mu_
+  int open_ = 0;                                        // guarded by mu_: idle + lent out
+};
+
+}  // namespace treaty::pg

@@ -1,0 +1,422 @@
+#include "coordinator/api/transactions_api.h"
+
+#include <Poco/DateTimeFormat.h>
+#include <Poco/DateTimeFormatter.h>
+#include <Poco/DigestEngine.h>
+#include <Poco/Exception.h>
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/JSON/Stringifier.h>
+#include <Poco/SHA1Engine.h>
+#include <Poco/Timestamp.h>
+#include <Poco/URI.h>
+
+#include <set>
+#include <variant>
+#include <sstream>
+
+#include "coordinator/core/transaction.h"
+
+namespace treaty::api {
+namespace {
+
+using http::JsonError;
+
+using Poco::JSON::Array;
+using Poco::JSON::Object;
+
+// A validation failure: the field it concerns and what is wrong.
+struct FieldError {
+  std::string field;
+  std::string message;
+};
+
+ApiResponse BadField(const FieldError& e) { return JsonError(400, "invalid", e.message, e.field); }
+
+ApiResponse FromStatus(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kInvalidArgument:
+      return JsonError(400, "invalid", s.message());
+    case Status::Code::kNotFound:
+      return JsonError(404, "not_found", s.message());
+    case Status::Code::kConflict:
+      return JsonError(409, "conflict", s.message());
+    case Status::Code::kUnavailable:
+      return JsonError(503, "unavailable", s.message());
+    default:
+      return JsonError(500, "internal", s.message());
+  }
+}
+
+std::string Stringify(const Poco::Dynamic::Var& v) {
+  std::ostringstream out;
+  Poco::JSON::Stringifier::condense(v, out);
+  return out.str();
+}
+
+ApiResponse Json(int status, const Object::Ptr& obj) {
+  return ApiResponse{status, "application/json", Stringify(obj)};
+}
+
+std::string Iso(core::TimePoint t) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  return Poco::DateTimeFormatter::format(Poco::Timestamp(us), "%Y-%m-%dT%H:%M:%S.%iZ");
+}
+
+Object::Ptr NewObject() { return new Object(Poco::JSON_PRESERVE_KEY_ORDER); }
+
+Object::Ptr Summary(const core::Transaction& tx) {
+  Object::Ptr o = NewObject();
+  o->set("gid", tx.gid);
+  o->set("mode", std::string(core::ModeName(tx.mode)));
+  o->set("status", std::string(core::StatusName(tx.status)));
+  if (!tx.reason.empty()) o->set("reason", tx.reason);
+  if (!tx.attention.empty()) o->set("attention", tx.attention);
+  o->set("created_at", Iso(tx.created_at));
+  o->set("updated_at", Iso(tx.updated_at));
+  o->set("deadline", Iso(tx.deadline));
+  return o;
+}
+
+Object::Ptr Details(const core::Transaction& tx) {
+  Object::Ptr o = Summary(tx);
+  o->set("submitted", tx.submitted);
+  Array::Ptr branches = new Array();
+  for (const core::BranchOp& op : tx.ops) {
+    Object::Ptr b = NewObject();
+    b->set("id", op.branch_id);
+    b->set("op", op.op);
+    b->set("url", op.url);
+    b->set("status", std::string(core::OpStatusName(op.status)));
+    b->set("attempts", op.attempts);
+    if (!op.last_error.empty()) b->set("last_error", op.last_error);
+    branches->add(b);
+  }
+  o->set("branches", branches);
+  Array::Ptr log = new Array();
+  for (const core::LogEntry& e : tx.log) {
+    Object::Ptr l = NewObject();
+    l->set("at", Iso(e.at));
+    l->set("from", e.from ? Poco::Dynamic::Var(std::string(core::StatusName(*e.from)))
+                          : Poco::Dynamic::Var());
+    l->set("to", std::string(core::StatusName(e.to)));
+    l->set("reason", e.reason);
+    log->add(l);
+  }
+  o->set("log", log);
+  return o;
+}
+
+// The short answer to a request that changed a transaction.
+Object::Ptr Outcome(const core::Transaction& tx) {
+  Object::Ptr o = NewObject();
+  o->set("gid", tx.gid);
+  o->set("status", std::string(core::StatusName(tx.status)));
+  if (!tx.reason.empty()) o->set("reason", tx.reason);
+  if (!tx.attention.empty()) o->set("attention", tx.attention);
+  return o;
+}
+
+// Parses a JSON object body; an empty body is an empty object when `empty_ok`.
+std::variant<Object::Ptr, ApiResponse> ParseObject(const std::string& body, bool empty_ok) {
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) {
+    if (empty_ok) return Object::Ptr(new Object());
+    return JsonError(400, "invalid_json", "the request body is empty; a JSON object is expected");
+  }
+  try {
+    Poco::JSON::Parser parser;
+    Poco::Dynamic::Var v = parser.parse(body);
+    if (v.type() != typeid(Object::Ptr)) {
+      return JsonError(400, "invalid_json", "the request body must be a JSON object");
+    }
+    return v.extract<Object::Ptr>();
+  } catch (const Poco::Exception& e) {
+    return JsonError(400, "invalid_json", "the request body is not valid JSON: " + e.message());
+  }
+}
+
+std::optional<FieldError> CheckKeys(const Object& o, const std::set<std::string>& allowed,
+                                    const std::string& prefix) {
+  for (const auto& [key, value] : o) {
+    if (!allowed.count(key)) {
+      std::string list;
+      for (const std::string& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      return FieldError{prefix + key, "unknown field (expected: " + list + ")"};
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<FieldError> GetString(const Object& o, const std::string& key,
+                                    const std::string& field, std::string* out) {
+  if (!o.has(key)) return std::nullopt;
+  const Poco::Dynamic::Var& v = o.get(key);
+  if (!v.isString()) return FieldError{field, "must be a string"};
+  *out = v.extract<std::string>();
+  return std::nullopt;
+}
+
+std::optional<FieldError> GetBool(const Object& o, const std::string& key, bool* out) {
+  if (!o.has(key)) return std::nullopt;
+  const Poco::Dynamic::Var& v = o.get(key);
+  if (v.type() != typeid(bool)) return FieldError{key, "must be true or false"};
+  *out = v.extract<bool>();
+  return std::nullopt;
+}
+
+std::optional<FieldError> GetDuration(const Object& o, const std::string& key,
+                                      const std::string& field, std::optional<Duration>* out) {
+  std::string text;
+  if (!o.has(key)) return std::nullopt;
+  if (auto e = GetString(o, key, field, &text)) return e;
+  auto d = ParseDuration(text);
+  if (!d || d->count() <= 0) {
+    return FieldError{field, "\"" + text + "\" is not a positive duration (write e.g. 500ms, 10s)"};
+  }
+  if (*d > std::chrono::hours(24)) return FieldError{field, "must not exceed 24h"};
+  *out = *d;
+  return std::nullopt;
+}
+
+std::optional<FieldError> CheckUrl(const std::string& url, const std::string& field) {
+  try {
+    Poco::URI uri(url);
+    if (uri.getScheme() != "http" && uri.getScheme() != "https") {
+      return FieldError{field, "must be an http:// or https:// URL"};
+    }
+    if (uri.getHost().empty()) return FieldError{field, "URL has no host"};
+  } catch (const Poco::Exception& e) {
+    return FieldError{field, "not a valid URL: " + e.message()};
+  }
+  return std::nullopt;
+}
+
+std::optional<FieldError> ParseBranch(const Object& o, const std::string& prefix,
+                                      const std::vector<std::string>& ops,
+                                      core::BranchSpec* out) {
+  std::set<std::string> allowed = {"id", "payload", "timeout"};
+  allowed.insert(ops.begin(), ops.end());
+  if (auto e = CheckKeys(o, allowed, prefix)) return e;
+  if (!o.has("id")) return FieldError{prefix + "id", "is required"};
+  if (auto e = GetString(o, "id", prefix + "id", &out->id)) return e;
+  if (!core::ValidId(out->id, core::kMaxBranchIdLength)) {
+    return FieldError{prefix + "id", "must be 1 to " + std::to_string(core::kMaxBranchIdLength) +
+                                         " characters of A-Z a-z 0-9 . _ : -"};
+  }
+  for (const std::string& op : ops) {
+    if (!o.has(op)) return FieldError{prefix + op, "is required (the branch's " + op + " URL)"};
+    std::string url;
+    if (auto e = GetString(o, op, prefix + op, &url)) return e;
+    if (auto e = CheckUrl(url, prefix + op)) return e;
+    out->urls[op] = url;
+  }
+  if (o.has("payload")) out->payload_json = Stringify(o.get("payload"));
+  if (auto e = GetDuration(o, "timeout", prefix + "timeout", &out->timeout)) return e;
+  return std::nullopt;
+}
+
+std::string Sha1Hex(const std::string& text) {
+  Poco::SHA1Engine sha1;
+  sha1.update(text);
+  return Poco::DigestEngine::digestToHex(sha1.digest());
+}
+
+}  // namespace
+
+TransactionsApi::TransactionsApi(core::TransactionService& service,
+                                 const core::TransactionDriver& driver,
+                                 TransactionsApiOptions options)
+    : service_(service), driver_(driver), options_(options) {}
+
+void TransactionsApi::Register(Router& router) {
+  using Method = ApiResponse (TransactionsApi::*)(const ApiRequest&);
+  auto add = [&](const char* verb, const char* pattern, Method m) {
+    router.Add(verb, pattern, [this, m](const ApiRequest& r) {
+      if (!options_.ready()) {
+        return JsonError(503, "unavailable", "treatyd is starting: the store is not ready yet");
+      }
+      return (this->*m)(r);
+    });
+  };
+  add("POST", "/v1/transactions", &TransactionsApi::Begin);
+  add("GET", "/v1/transactions", &TransactionsApi::List);
+  add("GET", "/v1/transactions/{gid}", &TransactionsApi::Get);
+  add("POST", "/v1/transactions/{gid}/branches", &TransactionsApi::AddBranch);
+  add("POST", "/v1/transactions/{gid}/submit", &TransactionsApi::Submit);
+  add("POST", "/v1/transactions/{gid}/abort", &TransactionsApi::Abort);
+  add("POST", "/v1/transactions/{gid}/retry", &TransactionsApi::Retry);
+}
+
+ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
+  auto parsed = ParseObject(r.body, false);
+  if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
+  Object::Ptr body = std::get<Object::Ptr>(parsed);
+
+  if (auto e = CheckKeys(*body, {"gid", "mode", "wait", "timeout", "branches"}, "")) {
+    return BadField(*e);
+  }
+  core::BeginRequest req;
+  std::string mode_name;
+  if (!body->has("mode")) return BadField({"mode", "is required (2pc, tcc, saga or msg)"});
+  if (auto e = GetString(*body, "mode", "mode", &mode_name)) return BadField(*e);
+  auto mode = core::ParseMode(mode_name);
+  if (!mode) return BadField({"mode", "\"" + mode_name + "\" is not one of 2pc, tcc, saga, msg"});
+  const core::Processor* processor = driver_.ProcessorFor(*mode);
+  if (processor == nullptr) return BadField({"mode", "mode " + mode_name + " is not served yet"});
+  req.mode = *mode;
+  if (body->has("gid")) {
+    std::string gid;
+    if (auto e = GetString(*body, "gid", "gid", &gid)) return BadField(*e);
+    if (!core::ValidId(gid, core::kMaxGidLength)) {
+      return BadField({"gid", "must be 1 to " + std::to_string(core::kMaxGidLength) +
+                                  " characters of A-Z a-z 0-9 . _ : -"});
+    }
+    req.gid = gid;
+  }
+  bool wait = false;
+  if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
+  if (auto e = GetDuration(*body, "timeout", "timeout", &req.timeout)) return BadField(*e);
+  if (body->has("branches")) {
+    Poco::Dynamic::Var v = body->get("branches");
+    if (v.type() != typeid(Array::Ptr)) return BadField({"branches", "must be a list"});
+    Array::Ptr list = v.extract<Array::Ptr>();
+    if (list->size() == 0) return BadField({"branches", "must not be empty"});
+    if (list->size() > options_.max_branches) {
+      return BadField({"branches", "at most " + std::to_string(options_.max_branches) +
+                                       " branches per transaction"});
+    }
+    std::vector<core::BranchSpec> branches;
+    std::set<std::string> ids;
+    for (size_t i = 0; i < list->size(); ++i) {
+      std::string prefix = "branches[" + std::to_string(i) + "].";
+      if (!list->isObject(i)) return BadField({prefix.substr(0, prefix.size() - 1), "must be an object"});
+      core::BranchSpec b;
+      if (auto e = ParseBranch(*list->getObject(i), prefix, processor->BranchOps(), &b)) {
+        return BadField(*e);
+      }
+      if (!ids.insert(b.id).second) {
+        return BadField({prefix + "id", "\"" + b.id + "\" is used by another branch"});
+      }
+      branches.push_back(std::move(b));
+    }
+    req.branches = std::move(branches);
+  }
+  // The request without "wait" identifies it: the same body again is the same transaction.
+  Object canonical(*body);
+  canonical.remove("wait");
+  req.request_json = Stringify(Object::Ptr(new Object(canonical)));
+  req.request_digest = Sha1Hex(req.request_json);
+
+  auto begun = service_.Begin(req);
+  if (!begun.ok()) return FromStatus(begun.status());
+  if (!wait) return Json(201, Outcome(begun->tx));
+  core::TimePoint until = std::min(begun->tx.deadline, std::chrono::system_clock::now() +
+                                                           options_.max_wait);
+  auto done = service_.WaitFinal(begun->tx.gid, until);
+  if (!done.ok()) return FromStatus(done.status());
+  return Json(200, Outcome(*done));
+}
+
+ApiResponse TransactionsApi::AddBranch(const ApiRequest& r) {
+  const std::string& gid = r.path_params.at("gid");
+  auto parsed = ParseObject(r.body, false);
+  if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
+  auto tx = service_.Get(gid);
+  if (!tx.ok()) return FromStatus(tx.status());
+  const core::Processor* processor = driver_.ProcessorFor(tx->mode);
+  if (processor == nullptr) return JsonError(409, "conflict", "mode not served");
+  core::BranchSpec b;
+  if (auto e = ParseBranch(*std::get<Object::Ptr>(parsed), "", processor->BranchOps(), &b)) {
+    return BadField(*e);
+  }
+  if (tx->BranchIds().size() >= options_.max_branches) {
+    return JsonError(409, "conflict",
+                     "at most " + std::to_string(options_.max_branches) + " branches per transaction");
+  }
+  Status s = service_.AddBranch(gid, b);
+  if (!s.ok()) return FromStatus(s);
+  Object::Ptr o = NewObject();
+  o->set("gid", gid);
+  o->set("branch_id", b.id);
+  return Json(201, o);
+}
+
+ApiResponse TransactionsApi::Submit(const ApiRequest& r) {
+  auto parsed = ParseObject(r.body, true);
+  if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
+  Object::Ptr body = std::get<Object::Ptr>(parsed);
+  if (auto e = CheckKeys(*body, {"wait"}, "")) return BadField(*e);
+  bool wait = false;
+  if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
+  auto tx = service_.Submit(r.path_params.at("gid"));
+  if (!tx.ok()) return FromStatus(tx.status());
+  if (!wait) return Json(202, Outcome(*tx));
+  core::TimePoint until =
+      std::min(tx->deadline, std::chrono::system_clock::now() + options_.max_wait);
+  auto done = service_.WaitFinal(tx->gid, until);
+  if (!done.ok()) return FromStatus(done.status());
+  return Json(200, Outcome(*done));
+}
+
+ApiResponse TransactionsApi::Abort(const ApiRequest& r) {
+  auto parsed = ParseObject(r.body, true);
+  if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
+  Object::Ptr body = std::get<Object::Ptr>(parsed);
+  if (auto e = CheckKeys(*body, {"wait"}, "")) return BadField(*e);
+  bool wait = false;
+  if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
+  auto tx = service_.Abort(r.path_params.at("gid"));
+  if (!tx.ok()) return FromStatus(tx.status());
+  if (!wait) return Json(202, Outcome(*tx));
+  auto done = service_.WaitFinal(tx->gid, std::chrono::system_clock::now() + options_.max_wait);
+  if (!done.ok()) return FromStatus(done.status());
+  return Json(200, Outcome(*done));
+}
+
+ApiResponse TransactionsApi::Retry(const ApiRequest& r) {
+  auto tx = service_.RetryNow(r.path_params.at("gid"));
+  if (!tx.ok()) return FromStatus(tx.status());
+  return Json(202, Outcome(*tx));
+}
+
+ApiResponse TransactionsApi::Get(const ApiRequest& r) {
+  auto tx = service_.Get(r.path_params.at("gid"));
+  if (!tx.ok()) return FromStatus(tx.status());
+  return Json(200, Details(*tx));
+}
+
+ApiResponse TransactionsApi::List(const ApiRequest& r) {
+  core::ListFilter f;
+  for (const auto& [key, value] : r.query) {
+    if (key == "status") {
+      f.status = core::ParseStatus(value);
+      if (!f.status) return BadField({"status", "\"" + value + "\" is not a status"});
+    } else if (key == "mode") {
+      f.mode = core::ParseMode(value);
+      if (!f.mode) return BadField({"mode", "\"" + value + "\" is not a mode"});
+    } else if (key == "limit") {
+      char* end = nullptr;
+      long n = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0' || n < 1 || n > 1000) {
+        return BadField({"limit", "must be a whole number from 1 to 1000"});
+      }
+      f.limit = static_cast<int>(n);
+    } else if (key == "after") {
+      f.after_gid = value;
+    } else {
+      return BadField({key, "unknown query parameter (expected: after, limit, mode, status)"});
+    }
+  }
+  auto page = service_.List(f);
+  if (!page.ok()) return FromStatus(page.status());
+  Object::Ptr o = NewObject();
+  Array::Ptr list = new Array();
+  for (const core::Transaction& tx : *page) list->add(Summary(tx));
+  o->set("transactions", list);
+  o->set("next", static_cast<int>(page->size()) == f.limit ? Poco::Dynamic::Var(page->back().gid)
+                                                            : Poco::Dynamic::Var());
+  return Json(200, o);
+}
+
+}  // namespace treaty::api

@@ -1,0 +1,351 @@
+#include "coordinator/store/pg_transaction_store.h"
+
+#include <pqxx/pqxx>
+
+#include "coordinator/core/state_machine.h"
+#include "common/pg/pg_pool.h"
+
+namespace treaty::store {
+
+using core::BranchOp;
+using core::TimePoint;
+using core::Transaction;
+using core::TxStatus;
+
+namespace {
+
+// Timestamps cross the wire as milliseconds since the epoch.
+int64_t Ms(TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+TimePoint FromMs(int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
+
+#define TS(n) "to_timestamp($" #n "::bigint / 1000.0)"
+#define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
+
+constexpr const char* kUnfinished = "('active', 'prepared', 'committing', 'aborting')";
+
+std::string Str(const pqxx::field& f) { return f.is_null() ? std::string() : f.as<std::string>(); }
+
+void InsertOps(pqxx::work& w, const std::string& gid, const std::vector<BranchOp>& ops) {
+  for (const BranchOp& o : ops) {
+    w.exec_params(
+        "INSERT INTO treaty.branches (gid, branch_id, op, position, url, payload, timeout_ms, "
+        "status, attempts, last_error) VALUES ($1, $2, $3, $4, $5, $6::jsonb, NULLIF($7, -1), $8, "
+        "$9, NULLIF($10, ''))",
+        gid, o.branch_id, o.op, o.position, o.url, o.payload_json,
+        o.timeout ? static_cast<int64_t>(o.timeout->count()) : int64_t{-1},
+        std::string(core::OpStatusName(o.status)), o.attempts, o.last_error);
+  }
+}
+
+Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bool with_log) {
+  pqxx::result r = w.exec_params(
+      "SELECT mode, status, submitted, request::text, request_digest, reason, attention, " MS(
+          "deadline") ", " MS("next_attempt_at") ", " MS("created_at") ", " MS("updated_at") " "
+      "FROM treaty.transactions WHERE gid = $1",
+      gid);
+  if (r.empty()) return Status::NotFound("no transaction " + gid);
+  Transaction tx;
+  tx.gid = gid;
+  tx.mode = core::ParseMode(r[0][0].as<std::string>()).value_or(core::Mode::k2pc);
+  tx.status = core::ParseStatus(r[0][1].as<std::string>()).value_or(TxStatus::kActive);
+  tx.submitted = r[0][2].as<bool>();
+  tx.request_json = Str(r[0][3]);
+  tx.request_digest = Str(r[0][4]);
+  tx.reason = Str(r[0][5]);
+  tx.attention = Str(r[0][6]);
+  tx.deadline = FromMs(r[0][7].as<int64_t>());
+  tx.next_attempt_at = FromMs(r[0][8].as<int64_t>());
+  tx.created_at = FromMs(r[0][9].as<int64_t>());
+  tx.updated_at = FromMs(r[0][10].as<int64_t>());
+
+  pqxx::result ops = w.exec_params(
+      "SELECT branch_id, op, position, url, payload::text, timeout_ms, status, attempts, "
+      "last_error FROM treaty.branches WHERE gid = $1 ORDER BY position, op",
+      gid);
+  for (const auto& row : ops) {
+    BranchOp o;
+    o.branch_id = row[0].as<std::string>();
+    o.op = row[1].as<std::string>();
+    o.position = row[2].as<int>();
+    o.url = row[3].as<std::string>();
+    o.payload_json = row[4].as<std::string>();
+    if (!row[5].is_null()) o.timeout = Duration(row[5].as<int64_t>());
+    o.status = core::ParseOpStatus(row[6].as<std::string>()).value_or(core::OpStatus::kPending);
+    o.attempts = row[7].as<int>();
+    o.last_error = Str(row[8]);
+    tx.ops.push_back(std::move(o));
+  }
+  if (with_log) {
+    pqxx::result log = w.exec_params(
+        "SELECT " MS("at") ", from_status, to_status, reason FROM treaty.decision_log "
+        "WHERE gid = $1 ORDER BY id",
+        gid);
+    for (const auto& row : log) {
+      core::LogEntry e;
+      e.at = FromMs(row[0].as<int64_t>());
+      if (!row[1].is_null()) e.from = core::ParseStatus(row[1].as<std::string>());
+      e.to = core::ParseStatus(row[2].as<std::string>()).value_or(TxStatus::kActive);
+      e.reason = Str(row[3]);
+      tx.log.push_back(std::move(e));
+    }
+  }
+  return tx;
+}
+
+}  // namespace
+
+class PgTransactionStore::Pool : public pg::PgPool {
+ public:
+  using PgPool::PgPool;
+};
+
+namespace {
+// Status-returning calls run through Pool::Run<bool>.
+Status AsStatus(const Result<bool>& r) { return r.ok() ? Status::Ok() : r.status(); }
+}  // namespace
+
+PgTransactionStore::PgTransactionStore(PgStoreOptions options)
+    : pool_(std::make_unique<Pool>(options.url, options.connect_timeout, options.pool_size)) {}
+
+PgTransactionStore::~PgTransactionStore() = default;
+
+Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
+                                                      const std::string& owner,
+                                                      TimePoint lease_until) {
+  return pool_->Run<core::CreateResult>([&](pqxx::connection& c) -> Result<core::CreateResult> {
+    pqxx::work w(c);
+    pqxx::result r = w.exec_params(
+        "INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, submitted, "
+        "deadline, next_attempt_at, owner, lease_until, created_at, updated_at) "
+        "VALUES ($1, $2, $3, $4::jsonb, $5, $6, " TS(7) ", " TS(8) ", $9, " TS(10) ", " TS(
+            11) ", " TS(11) ") ON CONFLICT (gid) DO NOTHING RETURNING gid",
+        tx.gid, std::string(core::ModeName(tx.mode)), std::string(core::StatusName(tx.status)),
+        tx.request_json.empty() ? std::string("{}") : tx.request_json, tx.request_digest,
+        tx.submitted, Ms(tx.deadline), Ms(tx.next_attempt_at), owner, Ms(lease_until),
+        Ms(tx.created_at));
+    if (r.empty()) {
+      auto existing = LoadIn(w, tx.gid, false);
+      if (!existing.ok()) return existing.status();
+      return core::CreateResult{false, std::move(*existing)};
+    }
+    InsertOps(w, tx.gid, tx.ops);
+    w.exec_params(
+        "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
+        "VALUES ($1, NULL, $2, $3, " TS(4) ")",
+        tx.gid, std::string(core::StatusName(tx.status)),
+        std::string(tx.submitted ? "begun with " + std::to_string(tx.BranchIds().size()) +
+                                       " branches"
+                                 : "begun; waiting for branches"),
+        Ms(tx.created_at));
+    w.commit();
+    return core::CreateResult{true, {}};
+  });
+}
+
+Result<Transaction> PgTransactionStore::Load(const std::string& gid, bool with_log) {
+  return pool_->Run<Transaction>([&](pqxx::connection& c) -> Result<Transaction> {
+    pqxx::read_transaction w(c);
+    return LoadIn(w, gid, with_log);
+  });
+}
+
+Status PgTransactionStore::AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) {
+  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::work w(c);
+    pqxx::result r = w.exec_params(
+        "SELECT status, submitted FROM treaty.transactions WHERE gid = $1 FOR UPDATE", gid);
+    if (r.empty()) return Status::NotFound("no transaction " + gid);
+    if (r[0][0].as<std::string>() != "active" || r[0][1].as<bool>()) {
+      return Status::Conflict("transaction " + gid + " takes no more branches");
+    }
+    if (!ops.empty()) {
+      pqxx::result taken = w.exec_params(
+          "SELECT 1 FROM treaty.branches WHERE gid = $1 AND branch_id = $2", gid,
+          ops.front().branch_id);
+      if (!taken.empty()) {
+        return Status::Conflict("branch " + ops.front().branch_id + " is registered already");
+      }
+    }
+    InsertOps(w, gid, ops);
+    w.commit();
+    return true;
+  }));
+}
+
+Status PgTransactionStore::MarkSubmitted(const std::string& gid, TimePoint now) {
+  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::work w(c);
+    pqxx::result r = w.exec_params(
+        "UPDATE treaty.transactions SET submitted = true, next_attempt_at = " TS(2) ", "
+        "updated_at = " TS(2) " WHERE gid = $1 AND status = 'active' AND NOT submitted "
+        "RETURNING gid",
+        gid, Ms(now));
+    if (r.empty()) return Status::Conflict("transaction " + gid + " cannot be submitted");
+    w.exec_params(
+        "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
+        "VALUES ($1, 'active', 'active', 'submitted', " TS(2) ")",
+        gid, Ms(now));
+    w.commit();
+    return true;
+  }));
+}
+
+Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxStatus to,
+                                      const std::string& reason, TimePoint now) {
+  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::work w(c);
+    pqxx::result r = w.exec_params(
+        "SELECT mode, status FROM treaty.transactions WHERE gid = $1 FOR UPDATE", gid);
+    if (r.empty()) return Status::NotFound("no transaction " + gid);
+    auto mode = core::ParseMode(r[0][0].as<std::string>());
+    std::string current = r[0][1].as<std::string>();
+    if (current != core::StatusName(from)) {
+      return Status::Conflict("transaction " + gid + " is " + current + ", not " +
+                              std::string(core::StatusName(from)));
+    }
+    if (!mode || core::FindTransition(*mode, from, to) == nullptr) {
+      return Status::Conflict("illegal transition " + std::string(core::StatusName(from)) +
+                              " -> " + std::string(core::StatusName(to)));
+    }
+    w.exec_params(
+        "UPDATE treaty.transactions SET status = $2, reason = $3, updated_at = " TS(4) ", "
+        "next_attempt_at = " TS(4) " WHERE gid = $1",
+        gid, std::string(core::StatusName(to)), reason, Ms(now));
+    w.exec_params(
+        "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
+        "VALUES ($1, $2, $3, $4, " TS(5) ")",
+        gid, std::string(core::StatusName(from)), std::string(core::StatusName(to)), reason,
+        Ms(now));
+    w.commit();
+    return true;
+  }));
+}
+
+Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
+                                     TimePoint now) {
+  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::work w(c);
+    for (const BranchOp& o : ops) {
+      pqxx::result r = w.exec_params(
+          "UPDATE treaty.branches SET status = $4, attempts = $5, last_error = NULLIF($6, ''), "
+          "updated_at = " TS(7) " WHERE gid = $1 AND branch_id = $2 AND op = $3 RETURNING 1",
+          gid, o.branch_id, o.op, std::string(core::OpStatusName(o.status)), o.attempts,
+          o.last_error, Ms(now));
+      if (r.empty()) return Status::NotFound("no branch op " + o.branch_id + "/" + o.op);
+    }
+    w.exec_params("UPDATE treaty.transactions SET updated_at = " TS(2) " WHERE gid = $1", gid,
+                  Ms(now));
+    w.commit();
+    return true;
+  }));
+}
+
+Status PgTransactionStore::SetAttention(const std::string& gid, const std::string& attention) {
+  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::work w(c);
+    w.exec_params("UPDATE treaty.transactions SET attention = NULLIF($2, '') WHERE gid = $1", gid,
+                  attention);
+    w.commit();
+    return true;
+  }));
+}
+
+Status PgTransactionStore::Reschedule(const std::string& gid, TimePoint next_attempt_at) {
+  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::work w(c);
+    w.exec_params(
+        "UPDATE treaty.transactions SET next_attempt_at = " TS(2) ", lease_until = NULL "
+        "WHERE gid = $1",
+        gid, Ms(next_attempt_at));
+    w.commit();
+    return true;
+  }));
+}
+
+Status PgTransactionStore::MakeDue(const std::string& gid, TimePoint now) {
+  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::work w(c);
+    pqxx::result r = w.exec_params(
+        std::string("UPDATE treaty.transactions SET next_attempt_at = " TS(2) " WHERE gid = $1 "
+                    "AND status IN ") + kUnfinished + " RETURNING gid",
+        gid, Ms(now));
+    if (r.empty()) return Status::Conflict("transaction " + gid + " is not unfinished");
+    w.commit();
+    return true;
+  }));
+}
+
+Result<std::vector<std::string>> PgTransactionStore::ClaimDue(const std::string& owner,
+                                                              TimePoint now, TimePoint lease_until,
+                                                              int limit) {
+  return pool_->Run<std::vector<std::string>>(
+      [&](pqxx::connection& c) -> Result<std::vector<std::string>> {
+        pqxx::work w(c);
+        pqxx::result r = w.exec_params(
+            std::string("UPDATE treaty.transactions SET owner = $1, lease_until = " TS(3) " "
+                        "WHERE gid IN (SELECT gid FROM treaty.transactions WHERE status IN ") +
+                kUnfinished +
+                " AND next_attempt_at <= " TS(2) " AND (lease_until IS NULL OR lease_until <= " TS(
+                    2) ") ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING gid",
+            owner, Ms(now), Ms(lease_until), limit);
+        w.commit();
+        std::vector<std::string> gids;
+        for (const auto& row : r) gids.push_back(row[0].as<std::string>());
+        return gids;
+      });
+}
+
+Result<bool> PgTransactionStore::TryLease(const std::string& gid, const std::string& owner,
+                                          TimePoint now, TimePoint lease_until) {
+  return pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::work w(c);
+    pqxx::result r = w.exec_params(
+        std::string("UPDATE treaty.transactions SET owner = $2, lease_until = " TS(4) " "
+                    "WHERE gid = $1 AND status IN ") + kUnfinished +
+            " AND (lease_until IS NULL OR lease_until <= " TS(3) " OR owner = $2) RETURNING gid",
+        gid, owner, Ms(now), Ms(lease_until));
+    w.commit();
+    return !r.empty();
+  });
+}
+
+Status PgTransactionStore::ReleaseLeases(const std::string& owner) {
+  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::work w(c);
+    w.exec_params("UPDATE treaty.transactions SET lease_until = NULL WHERE owner = $1", owner);
+    w.commit();
+    return true;
+  }));
+}
+
+Result<std::vector<Transaction>> PgTransactionStore::List(const core::ListFilter& f) {
+  return pool_->Run<std::vector<Transaction>>(
+      [&](pqxx::connection& c) -> Result<std::vector<Transaction>> {
+        pqxx::read_transaction w(c);
+        pqxx::result r = w.exec_params(
+            "SELECT gid, mode, status, reason, attention, " MS("deadline") ", " MS(
+                "created_at") ", " MS("updated_at") " FROM treaty.transactions "
+            "WHERE ($1 = '' OR status = $1) AND ($2 = '' OR mode = $2) AND gid > $3 "
+            "ORDER BY gid LIMIT $4",
+            f.status ? std::string(core::StatusName(*f.status)) : std::string(),
+            f.mode ? std::string(core::ModeName(*f.mode)) : std::string(), f.after_gid, f.limit);
+        std::vector<Transaction> out;
+        for (const auto& row : r) {
+          Transaction tx;
+          tx.gid = row[0].as<std::string>();
+          tx.mode = core::ParseMode(row[1].as<std::string>()).value_or(core::Mode::k2pc);
+          tx.status = core::ParseStatus(row[2].as<std::string>()).value_or(TxStatus::kActive);
+          tx.reason = Str(row[3]);
+          tx.attention = Str(row[4]);
+          tx.deadline = FromMs(row[5].as<int64_t>());
+          tx.created_at = FromMs(row[6].as<int64_t>());
+          tx.updated_at = FromMs(row[7].as<int64_t>());
+          out.push_back(std::move(tx));
+        }
+        return out;
+      });
+}
+
+}  // namespace treaty::store

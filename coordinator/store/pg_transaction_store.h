@@ -1,0 +1,54 @@
+#pragma once
+
+// TransactionStore over PostgreSQL (schema "treaty", see migrations.cc), through libpqxx with a
+// small connection pool. Each method is one database transaction: a status change commits with
+// its decision-log row or not at all. libpqxx exceptions stop here: a lost connection or a
+// serialization failure is Unavailable (retry), anything else Internal.
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/duration.h"
+#include "coordinator/core/store.h"
+
+namespace treaty::store {
+
+struct PgStoreOptions {
+  std::string url;  // libpq URI
+  Duration connect_timeout = std::chrono::seconds(5);
+  int pool_size = 16;
+};
+
+class PgTransactionStore : public core::TransactionStore {
+ public:
+  explicit PgTransactionStore(PgStoreOptions options);
+  ~PgTransactionStore() override;
+
+  Result<core::CreateResult> Create(const core::Transaction& tx, const std::string& owner,
+                                    core::TimePoint lease_until) override;
+  Result<core::Transaction> Load(const std::string& gid, bool with_log) override;
+  Status AddBranch(const std::string& gid, const std::vector<core::BranchOp>& ops) override;
+  Status MarkSubmitted(const std::string& gid, core::TimePoint now) override;
+  Status Transition(const std::string& gid, core::TxStatus from, core::TxStatus to,
+                    const std::string& reason, core::TimePoint now) override;
+  Status RecordOps(const std::string& gid, const std::vector<core::BranchOp>& ops,
+                   core::TimePoint now) override;
+  Status SetAttention(const std::string& gid, const std::string& attention) override;
+  Status Reschedule(const std::string& gid, core::TimePoint next_attempt_at) override;
+  Status MakeDue(const std::string& gid, core::TimePoint now) override;
+  Result<std::vector<std::string>> ClaimDue(const std::string& owner, core::TimePoint now,
+                                            core::TimePoint lease_until, int limit) override;
+  Result<bool> TryLease(const std::string& gid, const std::string& owner, core::TimePoint now,
+                        core::TimePoint lease_until) override;
+  Status ReleaseLeases(const std::string& owner) override;
+  Result<std::vector<core::Transaction>> List(const core::ListFilter& filter) override;
+
+ private:
+  class Pool;
+  std::unique_ptr<Pool> pool_;
+};
+
+}  // namespace treaty::store

@@ -1,0 +1,121 @@
+#include "coordinator/transport/http_branch_transport.h"
+
+#include <Poco/Exception.h>
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/URI.h>
+
+#include <future>
+#include <istream>
+
+namespace treaty::transport {
+namespace {
+
+constexpr size_t kDetailLimit = 300;
+
+std::string Shorten(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  if (s.size() > kDetailLimit) s = s.substr(0, kDetailLimit) + "...";
+  return s;
+}
+
+}  // namespace
+
+HttpBranchTransport::HttpBranchTransport(int max_idle_per_host)
+    : max_idle_per_host_(max_idle_per_host) {}
+
+HttpBranchTransport::~HttpBranchTransport() = default;
+
+std::unique_ptr<HttpBranchTransport::Session> HttpBranchTransport::Borrow(const std::string& host,
+                                                                          uint16_t port,
+                                                                          bool* reused) {
+  std::string key = host + ":" + std::to_string(port);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& pool = idle_[key];
+    if (!pool.empty()) {
+      std::unique_ptr<Session> s = std::move(pool.back());
+      pool.pop_back();
+      *reused = true;
+      return s;
+    }
+  }
+  *reused = false;
+  auto s = std::make_unique<Session>(host, port);
+  s->setKeepAlive(true);
+  return s;
+}
+
+void HttpBranchTransport::Return(const std::string& key, std::unique_ptr<Session> session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& pool = idle_[key];
+  if (static_cast<int>(pool.size()) < max_idle_per_host_) pool.push_back(std::move(session));
+}
+
+core::BranchReply HttpBranchTransport::Call(const core::BranchCall& call) {
+  core::BranchReply reply;
+  Poco::URI uri;
+  try {
+    uri = Poco::URI(call.url);
+  } catch (const Poco::Exception& e) {
+    reply.detail = "bad URL: " + e.displayText();
+    return reply;
+  }
+  if (uri.getScheme() != "http") {
+    reply.detail = "unsupported URL scheme: " + uri.getScheme();
+    return reply;
+  }
+  std::string key = uri.getHost() + ":" + std::to_string(uri.getPort());
+  // A pooled session may have been closed by the participant while idle; every op is idempotent,
+  // so one more try on a fresh connection is safe.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    bool reused = false;
+    std::unique_ptr<Session> session = Borrow(uri.getHost(), uri.getPort(), &reused);
+    try {
+      session->setTimeout(Poco::Timespan(static_cast<long>(call.timeout.count()) * 1000));
+      Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_POST, uri.getPathAndQuery(),
+                                 Poco::Net::HTTPMessage::HTTP_1_1);
+      req.setKeepAlive(true);
+      req.setContentType("application/json");
+      req.setContentLength(static_cast<std::streamsize>(call.body.size()));
+      req.set("Treaty-Gid", call.gid);
+      req.set("Treaty-Branch-Id", call.branch_id);
+      req.set("Treaty-Op", call.op);
+      session->sendRequest(req) << call.body;
+      Poco::Net::HTTPResponse resp;
+      std::istream& in = session->receiveResponse(resp);
+      std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      reply.http_status = static_cast<int>(resp.getStatus());
+      reply.outcome = core::ClassifyHttpStatus(reply.http_status);
+      reply.detail = Shorten(body);
+      if (resp.getKeepAlive()) Return(key, std::move(session));
+      return reply;
+    } catch (const Poco::Exception& e) {
+      reply.detail = Shorten(e.displayText());
+      if (!reused) break;
+    } catch (const std::exception& e) {
+      reply.detail = Shorten(e.what());
+      if (!reused) break;
+    }
+  }
+  reply.outcome = core::BranchReply::Outcome::kUnknown;
+  reply.http_status = 0;
+  return reply;
+}
+
+std::vector<core::BranchReply> HttpBranchTransport::CallAll(
+    const std::vector<core::BranchCall>& calls) {
+  std::vector<core::BranchReply> replies(calls.size());
+  if (calls.empty()) return replies;
+  std::vector<std::future<core::BranchReply>> others;
+  others.reserve(calls.size() - 1);
+  for (size_t i = 1; i < calls.size(); ++i) {
+    others.push_back(std::async(std::launch::async, [this, &calls, i] { return Call(calls[i]); }));
+  }
+  replies[0] = Call(calls[0]);
+  for (size_t i = 1; i < calls.size(); ++i) replies[i] = others[i - 1].get();
+  return replies;
+}
+
+}  // namespace treaty::transport
