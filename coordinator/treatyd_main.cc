@@ -6,11 +6,6 @@
 // Exit codes: 0 after a clean stop (SIGTERM or SIGINT), 2 for bad options or config, 1 when
 // serving failed (e.g. the listen address is taken).
 
-#include <Poco/Exception.h>
-#include <Poco/Util/Application.h>
-#include <Poco/Util/HelpFormatter.h>
-#include <Poco/Util/Option.h>
-#include <Poco/Util/OptionSet.h>
 #include <signal.h>
 
 #include <atomic>
@@ -25,6 +20,7 @@
 
 #include "common/json_text.h"
 #include "common/log.h"
+#include "common/service_main.h"
 #include "config/treaty_config.h"
 #include "common/http/http_server.h"
 #include "common/http/router.h"
@@ -39,22 +35,7 @@
 namespace treaty {
 namespace {
 
-constexpr int kExitServeFailed = 1;
-constexpr int kExitBadConfig = 2;
-
 const Logger kLog("treatyd");
-
-// Writes `address` so that readers never see a partial file: a temp file renamed into place.
-Status WriteAddressFile(const std::string& path, const std::string& address) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << address << "\n";
-    if (!out) return Status::Internal("cannot write " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::Internal("cannot rename " + tmp);
-  return Status::Ok();
-}
 
 // $TREATY_CRASH_POINT = "name" or "name:N": SIGKILL on reaching that point (the Nth time).
 // For crash-recovery tests; inert when unset.
@@ -176,197 +157,119 @@ class StoreStartup {
   std::thread thread_;
 };
 
-void WaitForStopSignal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  int sig = 0;
-  sigwait(&set, &sig);
-  kLog.Info("stop requested", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
-}
-
-class Treatyd : public Poco::Util::Application {
- public:
-  void PrintHelp() {
-    Poco::Util::HelpFormatter help(options());
-    help.setCommand("treatyd");
-    help.setUsage("[--config FILE] [--address-file FILE] | --check-config FILE");
-    help.setHeader("Treaty: a distributed transaction coordinator.");
-    help.setUnixStyle(true);
-    help.format(std::cout);
+int Serve(const TreatyConfig& config, const std::string& address_file) {
+  SetLogLevel(*ParseLogLevel(config.log.level));
+  {
+    std::string described;
+    for (const auto& [k, v] : DescribeConfig(config)) described += k + "=" + v + " ";
+    kLog.Info("starting", {{"config", config.source}, {"effective", described}});
   }
 
- protected:
-  void defineOptions(Poco::Util::OptionSet& options) override {
-    Application::defineOptions(options);
-    options.addOption(Poco::Util::Option("help", "h", "print this help and exit"));
-    options.addOption(Poco::Util::Option("config", "c", "the treaty.yaml to run with")
-                          .argument("FILE")
-                          .repeatable(false));
-    options.addOption(Poco::Util::Option("check-config", "", "validate FILE, print the result, exit")
-                          .argument("FILE")
-                          .repeatable(false));
-    options.addOption(
-        Poco::Util::Option("address-file", "", "write host:port here once serving").argument("FILE"));
+  const std::string node_id = config.node_id.empty() ? HostName() : config.node_id;
+  store::PgStore store(config.store.url, config.store.connect_timeout);
+  store::PgTransactionStore tx_store(store::PgStoreOptions{
+      config.store.url, config.store.connect_timeout, static_cast<int>(config.store.pool_size)});
+  transport::HttpBranchTransport transport;
+  EnvCrashPoints crash_points;
+  LoggingObserver observer;
+  core::TwoPhaseCommitProcessor twopc;
+  core::TransactionDriver driver(
+      core::DriverOptions{
+          .owner = node_id,
+          .workers = static_cast<int>(config.scheduler.workers),
+          .poll_interval = config.scheduler.poll_interval,
+          .lease = config.scheduler.lease,
+          .branch_call_timeout = config.timeouts.branch_call,
+          .retry = core::RetryPolicy{config.retry.initial, config.retry.max,
+                                     config.retry.multiplier, config.retry.jitter},
+      },
+      tx_store, transport, core::SystemClock(), core::RandomIdGenerator(), crash_points,
+      {&twopc}, &observer);
+  core::TransactionService service(tx_store, driver, core::SystemClock(),
+                                   core::RandomIdGenerator(), crash_points,
+                                   config.timeouts.prepare);
+
+  // The driver starts once the schema is current: recovery begins with its first poll.
+  StoreStartup startup(store, config.retry, [&] {
+    for (Status s = driver.Start(); !s.ok(); s = driver.Start()) {
+      kLog.Warn("cannot start the scheduler yet", {{"error", s.message()}});
+      std::this_thread::sleep_for(config.retry.initial);
+    }
+    kLog.Info("scheduler started", {{"node_id", node_id}});
+  });
+
+  http::Router router;
+  router.Add("GET", "/healthz", [](const http::ApiRequest&) {
+    return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
+  });
+  router.Add("GET", "/readyz", [&](const http::ApiRequest&) {
+    if (!startup.migrated()) {
+      return http::ApiResponse{503, "application/json",
+                              R"({"status":"starting","store":)" +
+                                  JsonQuote(startup.last_error().empty() ? "connecting"
+                                                                         : startup.last_error()) +
+                                  "}"};
+    }
+    Status s = store.Ping();
+    if (!s.ok()) {
+      return http::ApiResponse{503, "application/json",
+                              R"({"status":"unavailable","store":)" + JsonQuote(s.message()) + "}"};
+    }
+    return http::ApiResponse{200, "application/json", R"({"status":"ready"})"};
+  });
+  api::TransactionsApi transactions(service, driver,
+                                    api::TransactionsApiOptions{.ready = [&] {
+                                      return startup.migrated();
+                                    }});
+  transactions.Register(router);
+
+  auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = config.listen}, router);
+  if (!server.ok()) {
+    kLog.Error("cannot serve", {{"error", server.status().message()}});
+    return kExitServeFailed;
   }
-
-  void handleOption(const std::string& name, const std::string& value) override {
-    Application::handleOption(name, value);
-    if (name == "help") {
-      help_ = true;
-      stopOptionsProcessing();
-    } else if (name == "config") {
-      config_path_ = value;
-    } else if (name == "check-config") {
-      check_config_path_ = value;
-    } else if (name == "address-file") {
-      address_file_ = value;
-    }
-  }
-
-  int main(const std::vector<std::string>& args) override {
-    if (help_) {
-      PrintHelp();
-      return 0;
-    }
-    if (!args.empty()) {
-      std::cerr << "treatyd: unexpected argument \"" << args[0] << "\" (see --help)\n";
-      return kExitBadConfig;
-    }
-    if (!check_config_path_.empty()) {
-      auto config = LoadTreatyConfig(check_config_path_, ProcessEnvironment());
-      if (!config.ok()) {
-        std::cerr << config.status().message() << "\n";
-        return kExitBadConfig;
-      }
-      std::cout << check_config_path_ << ": ok\n";
-      return 0;
-    }
-    auto config = config_path_.empty()
-                      ? ParseTreatyConfig("", "(defaults)", ProcessEnvironment())
-                      : LoadTreatyConfig(config_path_, ProcessEnvironment());
-    if (!config.ok()) {
-      std::cerr << config.status().message() << "\n";
-      return kExitBadConfig;
-    }
-    return Serve(*config);
-  }
-
- private:
-  int Serve(const TreatyConfig& config) {
-    SetLogLevel(*ParseLogLevel(config.log.level));
-    {
-      std::string described;
-      for (const auto& [k, v] : DescribeConfig(config)) described += k + "=" + v + " ";
-      kLog.Info("starting", {{"config", config.source}, {"effective", described}});
-    }
-
-    const std::string node_id = config.node_id.empty() ? HostName() : config.node_id;
-    store::PgStore store(config.store.url, config.store.connect_timeout);
-    store::PgTransactionStore tx_store(store::PgStoreOptions{
-        config.store.url, config.store.connect_timeout, static_cast<int>(config.store.pool_size)});
-    transport::HttpBranchTransport transport;
-    EnvCrashPoints crash_points;
-    LoggingObserver observer;
-    core::TwoPhaseCommitProcessor twopc;
-    core::TransactionDriver driver(
-        core::DriverOptions{
-            .owner = node_id,
-            .workers = static_cast<int>(config.scheduler.workers),
-            .poll_interval = config.scheduler.poll_interval,
-            .lease = config.scheduler.lease,
-            .branch_call_timeout = config.timeouts.branch_call,
-            .retry = core::RetryPolicy{config.retry.initial, config.retry.max,
-                                       config.retry.multiplier, config.retry.jitter},
-        },
-        tx_store, transport, core::SystemClock(), core::RandomIdGenerator(), crash_points,
-        {&twopc}, &observer);
-    core::TransactionService service(tx_store, driver, core::SystemClock(),
-                                     core::RandomIdGenerator(), crash_points,
-                                     config.timeouts.prepare);
-
-    // The driver starts once the schema is current: recovery begins with its first poll.
-    StoreStartup startup(store, config.retry, [&] {
-      for (Status s = driver.Start(); !s.ok(); s = driver.Start()) {
-        kLog.Warn("cannot start the scheduler yet", {{"error", s.message()}});
-        std::this_thread::sleep_for(config.retry.initial);
-      }
-      kLog.Info("scheduler started", {{"node_id", node_id}});
-    });
-
-    http::Router router;
-    router.Add("GET", "/healthz", [](const http::ApiRequest&) {
-      return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
-    });
-    router.Add("GET", "/readyz", [&](const http::ApiRequest&) {
-      if (!startup.migrated()) {
-        return http::ApiResponse{503, "application/json",
-                                R"({"status":"starting","store":)" +
-                                    JsonQuote(startup.last_error().empty() ? "connecting"
-                                                                           : startup.last_error()) +
-                                    "}"};
-      }
-      Status s = store.Ping();
-      if (!s.ok()) {
-        return http::ApiResponse{503, "application/json",
-                                R"({"status":"unavailable","store":)" + JsonQuote(s.message()) + "}"};
-      }
-      return http::ApiResponse{200, "application/json", R"({"status":"ready"})"};
-    });
-    api::TransactionsApi transactions(service, driver,
-                                      api::TransactionsApiOptions{.ready = [&] {
-                                        return startup.migrated();
-                                      }});
-    transactions.Register(router);
-
-    auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = config.listen}, router);
-    if (!server.ok()) {
-      kLog.Error("cannot serve", {{"error", server.status().message()}});
+  std::string address = (*server)->address().ToString();
+  kLog.Info("listening", {{"address", address}});
+  if (!address_file.empty()) {
+    Status s = WriteAddressFile(address_file, address);
+    if (!s.ok()) {
+      kLog.Error("cannot write the address file", {{"error", s.message()}});
       return kExitServeFailed;
     }
-    std::string address = (*server)->address().ToString();
-    kLog.Info("listening", {{"address", address}});
-    if (!address_file_.empty()) {
-      Status s = WriteAddressFile(address_file_, address);
-      if (!s.ok()) {
-        kLog.Error("cannot write the address file", {{"error", s.message()}});
-        return kExitServeFailed;
-      }
-    }
-
-    WaitForStopSignal();
-    (*server)->Stop();
-    driver.Stop();
-    kLog.Info("stopped");
-    return 0;
   }
 
-  bool help_ = false;
-  std::string config_path_;
-  std::string check_config_path_;
-  std::string address_file_;
-};
+  kLog.Info("stop requested", {{"signal", WaitForStopSignal()}});
+  (*server)->Stop();
+  driver.Stop();
+  kLog.Info("stopped");
+  return 0;
+}
 
 }  // namespace
 }  // namespace treaty
 
 int main(int argc, char** argv) {
-  // Block the stop signals before any thread starts, so that every thread inherits the mask and
-  // only WaitForStopSignal's sigwait receives them.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
-  treaty::Treatyd app;
-  try {
-    app.init(argc, argv);
-  } catch (const Poco::Exception& e) {
-    std::cerr << "treatyd: " << e.displayText() << " (see --help)\n";
-    return 2;
-  }
-  return app.run();
+  using namespace treaty;
+  return RunServiceMain(
+      argc, argv,
+      ServiceMainSpec{
+          .name = "treatyd",
+          .description = "Treaty: a distributed transaction coordinator.",
+          .check_config =
+              [](const std::string& path) {
+                auto c = LoadTreatyConfig(path, ProcessEnvironment());
+                return c.ok() ? Status::Ok() : c.status();
+              },
+          .serve =
+              [](const ServeArgs& args) {
+                auto config = args.config_path.empty()
+                                  ? ParseTreatyConfig("", "(defaults)", ProcessEnvironment())
+                                  : LoadTreatyConfig(args.config_path, ProcessEnvironment());
+                if (!config.ok()) {
+                  std::cerr << config.status().message() << "\n";
+                  return kExitBadConfig;
+                }
+                return Serve(*config, args.address_file);
+              },
+      });
 }
