@@ -1,0 +1,97 @@
+// inventory-svc: a demo participant that keeps stock per SKU in its own PostgreSQL database.
+//
+//   stock(sku, available, reserved, sold): available + reserved + sold never changes for a SKU.
+//   2PC prepare {"sku", "qty"}: moves qty from available to sold in the prepared transaction;
+//   409 when the SKU is unknown or short.
+//   GET /stock/{sku}: the row. POST /admin/stock {"sku", "available"}: sets a SKU's stock.
+
+#include <Poco/Exception.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+
+#include "participants/kit/participant_app.h"
+
+namespace treaty::participant {
+namespace {
+
+OpReply ReserveAndSell(pqxx::nontransaction& sql, const BranchRequest& r) {
+  auto sku = PayloadString(*r.payload, "sku");
+  auto qty = PayloadInt(*r.payload, "qty");
+  if (!sku || !qty || *qty <= 0) {
+    return OpReply{409, "payload needs \"sku\" (string) and \"qty\" (positive integer)"};
+  }
+  pqxx::result sold = sql.exec_params(
+      "UPDATE stock SET available = available - $2, sold = sold + $2 "
+      "WHERE sku = $1 AND available >= $2 RETURNING available",
+      *sku, *qty);
+  if (!sold.empty()) return OpReply{200, "reserved"};
+  pqxx::result have = sql.exec_params("SELECT available FROM stock WHERE sku = $1", *sku);
+  if (have.empty()) return OpReply{409, "unknown sku " + *sku};
+  return OpReply{409, "out of stock: sku " + *sku + " has " + have[0][0].as<std::string>() +
+                          ", asked " + std::to_string(*qty)};
+}
+
+void Routes(http::Router& router, pg::PgPool& pool) {
+  router.Add("GET", "/stock/{sku}", [&pool](const http::ApiRequest& req) {
+    std::string sku = req.path_params.at("sku");
+    auto row = pool.Run<std::string>([&](pqxx::connection& c) -> Result<std::string> {
+      pqxx::read_transaction t(c);
+      pqxx::result r = t.exec_params(
+          "SELECT json_build_object('sku', sku, 'available', available, 'reserved', reserved, "
+          "'sold', sold)::text FROM stock WHERE sku = $1",
+          sku);
+      if (r.empty()) return Status::NotFound("unknown sku " + sku);
+      return r[0][0].as<std::string>();
+    });
+    if (!row.ok()) {
+      return http::JsonError(row.status().code() == Status::Code::kNotFound ? 404 : 503,
+                             "stock", row.status().message());
+    }
+    return http::ApiResponse{200, "application/json", *row};
+  });
+  router.Add("POST", "/admin/stock", [&pool](const http::ApiRequest& req) {
+    std::string sku;
+    int64_t available = 0;
+    try {
+      Poco::JSON::Parser parser;
+      auto o = parser.parse(req.body).extract<Poco::JSON::Object::Ptr>();
+      sku = o->optValue<std::string>("sku", "");
+      available = o->optValue<int64_t>("available", -1);
+    } catch (const Poco::Exception& e) {
+      return http::JsonError(400, "invalid_json", e.message());
+    }
+    if (sku.empty()) return http::JsonError(400, "invalid", "is required", "sku");
+    if (available < 0) return http::JsonError(400, "invalid", "must be >= 0", "available");
+    auto done = pool.Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+      pqxx::work w(c);
+      w.exec_params(
+          "INSERT INTO stock (sku, available) VALUES ($1, $2) ON CONFLICT (sku) DO UPDATE "
+          "SET available = EXCLUDED.available, reserved = 0, sold = 0",
+          sku, available);
+      w.commit();
+      return true;
+    });
+    if (!done.ok()) return http::JsonError(503, "stock", done.status().message());
+    return http::ApiResponse{200, "application/json", "{\"sku\":\"" + sku + "\"}"};
+  });
+}
+
+}  // namespace
+}  // namespace treaty::participant
+
+int main(int argc, char** argv) {
+  using namespace treaty::participant;
+  return RunParticipant(
+      argc, argv,
+      ParticipantSpec{
+          .name = "inventory-svc",
+          .env_prefix = "TREATY_INVENTORY_SVC_",
+          .schema_sql = "CREATE TABLE IF NOT EXISTS stock ("
+                        " sku text PRIMARY KEY,"
+                        " available integer NOT NULL CHECK (available >= 0),"
+                        " reserved integer NOT NULL DEFAULT 0 CHECK (reserved >= 0),"
+                        " sold integer NOT NULL DEFAULT 0 CHECK (sold >= 0))",
+          .twopc_prepare = ReserveAndSell,
+          .extra_routes = Routes,
+      });
+}

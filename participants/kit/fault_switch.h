@@ -1,0 +1,41 @@
+#pragma once
+
+// A test switch that makes a participant misbehave on a chosen op, driven over HTTP:
+//
+//   POST /admin/faults {"op": "commit", "action": "fail", "status": 503}   answer 503, do nothing
+//   POST /admin/faults {"op": "prepare", "action": "hang"}                 hold the call open
+//   POST /admin/faults {"op": "commit", "action": "off"}                   behave again
+//   GET  /admin/faults
+//
+// A hung call returns (with 503) once its fault is switched off. Thread-safe.
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/http/router.h"
+#include "participants/kit/protocol.h"
+
+namespace treaty::participant {
+
+class FaultSwitch {
+ public:
+  // Registers the admin endpoints.
+  void Register(http::Router& router);
+
+  // Nullopt: go on with `op`. Otherwise the reply to give instead (after hanging, if so told).
+  std::optional<OpReply> Intercept(const std::string& op);
+
+ private:
+  struct Fault {
+    std::string action;  // "fail" or "hang"
+    int status = 503;
+  };
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::map<std::string, Fault> faults_;  // guarded by mu_
+};
+
+}  // namespace treaty::participant

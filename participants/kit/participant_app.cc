@@ -1,0 +1,199 @@
+#include "participants/kit/participant_app.h"
+
+#include <Poco/Exception.h>
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/URI.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <iostream>
+#include <thread>
+
+#include "common/http/http_server.h"
+#include "common/service_main.h"
+#include "config/treaty_config.h"
+
+namespace treaty::participant {
+namespace {
+
+// Asks the coordinator for a transaction's status: "" when it does not know the gid (404),
+// nullopt when it could not be asked.
+std::optional<std::string> CoordinatorStatus(const std::string& base, const std::string& gid) {
+  try {
+    Poco::URI uri(base);
+    Poco::Net::HTTPClientSession session(uri.getHost(), uri.getPort());
+    session.setTimeout(Poco::Timespan(5, 0));
+    Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, "/v1/transactions/" + gid,
+                               Poco::Net::HTTPMessage::HTTP_1_1);
+    session.sendRequest(req);
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = session.receiveResponse(resp);
+    if (resp.getStatus() == Poco::Net::HTTPResponse::HTTP_NOT_FOUND) return std::string();
+    if (resp.getStatus() != Poco::Net::HTTPResponse::HTTP_OK) return std::nullopt;
+    Poco::JSON::Parser parser;
+    auto o = parser.parse(in).extract<Poco::JSON::Object::Ptr>();
+    return o->optValue<std::string>("status", "");
+  } catch (const Poco::Exception&) {
+    return std::nullopt;
+  }
+}
+
+// Presumed abort from the participant's side: a prepared transaction nobody finishes would keep
+// its locks forever, so old ones are looked up at the coordinator and finished by its answer.
+class PreparedSweep {
+ public:
+  PreparedSweep(TwoPhaseResource& resource, const ParticipantConfig& config, const Logger& log)
+      : resource_(resource), config_(config), log_(log) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~PreparedSweep() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      SweepOnce();
+      lock.lock();
+      cv_.wait_for(lock, config_.sweep_interval, [this] { return stopping_; });
+    }
+  }
+
+  void SweepOnce() {
+    auto prepared = resource_.ListPrepared(config_.sweep_older_than);
+    if (!prepared.ok()) return;
+    for (const auto& p : *prepared) {
+      auto status = CoordinatorStatus(config_.coordinator_url, p.gid);
+      if (!status) continue;  // cannot ask now: keep it, ask again later
+      bool commit = *status == "committing" || *status == "committed";
+      bool abort = status->empty() || *status == "aborting" || *status == "aborted";
+      if (!commit && !abort) continue;  // undecided
+      Status s = resource_.Finish(p.gid, p.branch_id, commit);
+      log_.Info(commit ? "sweep committed a prepared transaction"
+                       : "sweep rolled back a prepared transaction",
+                {{"gid", p.gid},
+                 {"branch_id", p.branch_id},
+                 {"coordinator_says", status->empty() ? "unknown gid" : *status},
+                 {"result", s.ok() ? "done" : s.message()}});
+    }
+  }
+
+  TwoPhaseResource& resource_;
+  const ParticipantConfig& config_;
+  const Logger& log_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const ServeArgs& args) {
+  SetLogLevel(*ParseLogLevel(config.log_level));
+  Logger log(spec.name);
+  log.Info("starting", {{"listen", config.listen.ToString()},
+                        {"database", MaskUrlPassword(config.database_url)},
+                        {"coordinator", config.coordinator_url}});
+  pg::PgPool pool(config.database_url, std::chrono::seconds(5), static_cast<int>(config.pool_size));
+  // The schema; the database may still be starting, so try for a while.
+  Status schema = Status::Unavailable("not tried");
+  for (int attempt = 0; attempt < 60 && !schema.ok(); ++attempt) {
+    auto r = pool.Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+      pqxx::work w(c);
+      w.exec(TwoPhaseResource::SchemaSql());
+      if (!spec.schema_sql.empty()) w.exec(spec.schema_sql);
+      w.commit();
+      return true;
+    });
+    schema = r.ok() ? Status::Ok() : r.status();
+    if (!schema.ok()) {
+      log.Warn("database not ready; retrying", {{"error", schema.message()}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  }
+  if (!schema.ok()) {
+    log.Error("cannot create the schema", {{"error", schema.message()}});
+    return kExitServeFailed;
+  }
+
+  TwoPhaseResource twopc(pool);
+  FaultSwitch faults;
+  http::Router router;
+  router.Add("GET", "/healthz", [](const http::ApiRequest&) {
+    return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
+  });
+  faults.Register(router);
+  auto op_route = [&](const std::string& path, const std::string& op,
+                      std::function<OpReply(const BranchRequest&)> handle) {
+    router.Add("POST", path, [&, op, handle](const http::ApiRequest& req) {
+      auto parsed = ParseBranchRequest(req.body);
+      if (!parsed.ok()) return http::JsonError(400, "invalid", parsed.status().message());
+      if (auto injected = faults.Intercept(op)) return ToResponse(*injected);
+      OpReply reply = handle(*parsed);
+      log.Info(op + " answered", {{"gid", parsed->gid},
+                                  {"branch_id", parsed->branch_id},
+                                  {"status", std::to_string(reply.status)},
+                                  {"result", reply.message}});
+      return ToResponse(reply);
+    });
+  };
+  op_route("/2pc/prepare", "prepare",
+           [&](const BranchRequest& r) { return twopc.Prepare(r, spec.twopc_prepare); });
+  op_route("/2pc/commit", "commit", [&](const BranchRequest& r) { return twopc.Commit(r); });
+  op_route("/2pc/abort", "abort", [&](const BranchRequest& r) { return twopc.Abort(r); });
+  if (spec.extra_routes) spec.extra_routes(router, pool);
+
+  auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = config.listen}, router);
+  if (!server.ok()) {
+    log.Error("cannot serve", {{"error", server.status().message()}});
+    return kExitServeFailed;
+  }
+  std::string address = (*server)->address().ToString();
+  log.Info("listening", {{"address", address}});
+  if (!args.address_file.empty()) {
+    Status s = WriteAddressFile(args.address_file, address);
+    if (!s.ok()) return kExitServeFailed;
+  }
+  PreparedSweep sweep(twopc, config, log);
+  log.Info("stop requested", {{"signal", WaitForStopSignal()}});
+  (*server)->Stop();
+  return 0;
+}
+
+}  // namespace
+
+int RunParticipant(int argc, char** argv, const ParticipantSpec& spec) {
+  return RunServiceMain(
+      argc, argv,
+      ServiceMainSpec{
+          .name = spec.name,
+          .description = spec.name + ": a Treaty demo participant on PostgreSQL.",
+          .check_config =
+              [&](const std::string& path) {
+                auto c = LoadParticipantConfig(path, spec.env_prefix, ProcessEnvironment());
+                return c.ok() ? Status::Ok() : c.status();
+              },
+          .serve =
+              [&](const ServeArgs& args) {
+                auto c = LoadParticipantConfig(args.config_path, spec.env_prefix,
+                                               ProcessEnvironment());
+                if (!c.ok()) {
+                  std::cerr << c.status().message() << "\n";
+                  return kExitBadConfig;
+                }
+                return Serve(spec, *c, args);
+              },
+      });
+}
+
+}  // namespace treaty::participant

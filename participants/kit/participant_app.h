@@ -1,0 +1,32 @@
+#pragma once
+
+// Everything a demo participant process shares: config, the PostgreSQL pool, the schema, the
+// HTTP server with /healthz and the fault switch, the 2PC resource with its endpoints
+// (/2pc/prepare, /2pc/commit, /2pc/abort), and the presumed-abort sweep. A service adds its own
+// schema, its business change for each op, and any read endpoints.
+
+#include <functional>
+#include <string>
+
+#include "common/http/router.h"
+#include "common/log.h"
+#include "common/pg/pg_pool.h"
+#include "participants/kit/fault_switch.h"
+#include "participants/kit/participant_config.h"
+#include "participants/kit/twopc_resource.h"
+
+namespace treaty::participant {
+
+struct ParticipantSpec {
+  std::string name;        // "inventory-svc"
+  std::string env_prefix;  // "TREATY_INVENTORY_SVC_"
+  std::string schema_sql;  // the service's own tables (IF NOT EXISTS)
+  BusinessChange twopc_prepare;
+  // Registers the service's own endpoints (reads, admin) beside the protocol ones.
+  std::function<void(http::Router&, pg::PgPool&)> extra_routes;
+};
+
+// The whole main(): options, config, serve until SIGTERM.
+int RunParticipant(int argc, char** argv, const ParticipantSpec& spec);
+
+}  // namespace treaty::participant

@@ -1,0 +1,33 @@
+#include "participants/kit/participant_config.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace treaty::participant {
+
+Result<ParticipantConfig> LoadParticipantConfig(const std::string& path,
+                                                const std::string& env_prefix,
+                                                const Environment& env) {
+  std::string text;
+  if (!path.empty()) {
+    std::ifstream in(path);
+    if (!in) return Status::InvalidArgument(path + ": cannot read the config file");
+    std::stringstream s;
+    s << in.rdbuf();
+    text = s.str();
+  }
+  ParticipantConfig c;
+  ConfigReader r(path.empty() ? "(defaults)" : path, text, env, env_prefix);
+  r.Address("listen", &c.listen);
+  r.Url("database.url", &c.database_url, {"postgresql", "postgres"});
+  r.Int("database.pool_size", &c.pool_size, 1, 200);
+  r.Url("coordinator.url", &c.coordinator_url, {"http", "https"});
+  r.DurationAtLeast("sweep.interval", &c.sweep_interval, std::chrono::milliseconds(10));
+  r.DurationAtLeast("sweep.older_than", &c.sweep_older_than, std::chrono::milliseconds(0));
+  r.OneOf("log.level", &c.log_level, {"debug", "info", "warn", "error"});
+  Status s = r.Finish();
+  if (!s.ok()) return s;
+  return c;
+}
+
+}  // namespace treaty::participant

@@ -1,0 +1,35 @@
+#pragma once
+
+// The configuration every demo participant reads (order-svc, inventory-svc):
+//
+//   listen: 127.0.0.1:8502
+//   database: { url: postgresql://..., pool_size: 8 }
+//   coordinator: { url: http://127.0.0.1:8420 }     # asked about prepared transactions
+//   sweep: { interval: 10s, older_than: 30s }         # presumed-abort sweep of prepared xacts
+//   log: { level: info }
+//
+// Environment overrides use the service's prefix: TREATY_INVENTORY_SVC_DATABASE_URL, ...
+
+#include <string>
+
+#include "common/duration.h"
+#include "common/status.h"
+#include "config/config_reader.h"
+
+namespace treaty::participant {
+
+struct ParticipantConfig {
+  HostPort listen{"127.0.0.1", 0};
+  std::string database_url = "postgresql://postgres@127.0.0.1:5432/postgres";
+  int64_t pool_size = 8;
+  std::string coordinator_url = "http://127.0.0.1:8420";
+  Duration sweep_interval = std::chrono::seconds(10);
+  Duration sweep_older_than = std::chrono::seconds(30);
+  std::string log_level = "info";
+};
+
+Result<ParticipantConfig> LoadParticipantConfig(const std::string& path,
+                                                const std::string& env_prefix,
+                                                const Environment& env);
+
+}  // namespace treaty::participant

@@ -1,0 +1,62 @@
+// order-svc: a demo participant that records orders in its own PostgreSQL database.
+//
+//   orders(gid, branch_id, sku, qty, status): one row per order, written by the transaction.
+//   2PC prepare {"sku", "qty"}: inserts the order as 'placed' in the prepared transaction.
+//   GET /orders?gid=G: the orders of a transaction.
+
+#include "participants/kit/participant_app.h"
+
+namespace treaty::participant {
+namespace {
+
+OpReply PlaceOrder(pqxx::nontransaction& sql, const BranchRequest& r) {
+  auto sku = PayloadString(*r.payload, "sku");
+  auto qty = PayloadInt(*r.payload, "qty");
+  if (!sku || !qty || *qty <= 0) {
+    return OpReply{409, "payload needs \"sku\" (string) and \"qty\" (positive integer)"};
+  }
+  sql.exec_params(
+      "INSERT INTO orders (gid, branch_id, sku, qty, status) VALUES ($1, $2, $3, $4, 'placed')",
+      r.gid, r.branch_id, *sku, *qty);
+  return OpReply{200, "placed"};
+}
+
+void Routes(http::Router& router, pg::PgPool& pool) {
+  router.Add("GET", "/orders", [&pool](const http::ApiRequest& req) {
+    auto it = req.query.find("gid");
+    if (it == req.query.end()) return http::JsonError(400, "invalid", "is required", "gid");
+    auto rows = pool.Run<std::string>([&](pqxx::connection& c) -> Result<std::string> {
+      pqxx::read_transaction t(c);
+      pqxx::result r = t.exec_params(
+          "SELECT coalesce(json_agg(json_build_object('gid', gid, 'branch_id', branch_id, "
+          "'sku', sku, 'qty', qty, 'status', status) ORDER BY id), '[]')::text "
+          "FROM orders WHERE gid = $1",
+          it->second);
+      return r[0][0].as<std::string>();
+    });
+    if (!rows.ok()) return http::JsonError(503, "orders", rows.status().message());
+    return http::ApiResponse{200, "application/json", "{\"orders\":" + *rows + "}"};
+  });
+}
+
+}  // namespace
+}  // namespace treaty::participant
+
+int main(int argc, char** argv) {
+  using namespace treaty::participant;
+  return RunParticipant(
+      argc, argv,
+      ParticipantSpec{
+          .name = "order-svc",
+          .env_prefix = "TREATY_ORDER_SVC_",
+          .schema_sql = "CREATE TABLE IF NOT EXISTS orders ("
+                        " id bigserial PRIMARY KEY,"
+                        " gid text NOT NULL, branch_id text NOT NULL,"
+                        " sku text NOT NULL, qty integer NOT NULL CHECK (qty > 0),"
+                        " status text NOT NULL CHECK (status IN ('pending', 'placed', 'cancelled')),"
+                        " created_at timestamptz NOT NULL DEFAULT now(),"
+                        " UNIQUE (gid, branch_id))",
+          .twopc_prepare = PlaceOrder,
+          .extra_routes = Routes,
+      });
+}
