@@ -62,6 +62,11 @@ Result<int> Service::Stop() { return process_->Stop(std::chrono::seconds(15)); }
 
 Result<int> Service::Kill() { return process_->Kill(); }
 
+Status Service::Restart(std::vector<std::pair<std::string, std::string>> env) {
+  spec_.env = std::move(env);
+  return Restart();
+}
+
 Status Service::Restart() {
   if (process_->Running()) return Status::Conflict(spec_.name + " is running");
   return Launch();

@@ -41,6 +41,8 @@ class Service {
   // Starts the same binary with the same config again (after Stop or Kill); it may come back on
   // another port when the config said port 0.
   Status Restart();
+  // The same, with the environment replaced by `env` (e.g. to disarm a crash point).
+  Status Restart(std::vector<std::pair<std::string, std::string>> env);
 
  private:
   Service() = default;

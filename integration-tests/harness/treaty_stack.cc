@@ -1,0 +1,139 @@
+#include "integration-tests/harness/treaty_stack.h"
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+
+#include "integration-tests/harness/binaries.h"
+#include "integration-tests/harness/http_client.h"
+
+namespace treaty::harness {
+
+std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml) {
+  return "listen: 127.0.0.1:0\n"
+         "node_id: test-node\n"
+         "store: { url: \"" + pg.Url("treaty") + "\", connect_timeout: 2s, pool_size: 16 }\n"
+         "retry: { initial: 50ms, max: 500ms, multiplier: 2, jitter: 0.2 }\n"
+         "timeouts: { branch_call: 2s, prepare: 20s }\n"
+         "scheduler: { workers: 16, poll_interval: 50ms, lease: 5s }\n" + extra_yaml;
+}
+
+namespace {
+
+std::string ParticipantConfig(const PgCluster& pg, const std::string& db,
+                              const std::string& coordinator, const StackOptions& o) {
+  return "listen: 127.0.0.1:0\n"
+         "database: { url: \"" + pg.Url(db) + "\", pool_size: 16 }\n"
+         "coordinator: { url: \"" + coordinator + "\" }\n"
+         "sweep: { interval: " + o.sweep_interval + ", older_than: " + o.sweep_older_than + " }\n";
+}
+
+}  // namespace
+
+Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
+  std::unique_ptr<TreatyStack> s(new TreatyStack());
+  auto pg = PgCluster::Start();
+  if (!pg.ok()) return pg.status();
+  s->pg_ = std::move(*pg);
+  for (const char* db : {"treaty", "orders", "inventory"}) {
+    Status st = s->pg_->CreateDatabase(db);
+    if (!st.ok()) return st;
+  }
+  if (options.with_broker) {
+    auto b = DevBroker::Start();
+    if (!b.ok()) return b.status();
+    s->broker_ = std::move(*b);
+  }
+  std::string extra = options.treatyd_extra_yaml;
+  if (s->broker_) extra += "kafka: { bootstrap_servers: \"" + s->broker_->bootstrap() + "\" }\n";
+  auto t = Service::Start(ServiceSpec{.name = "treatyd",
+                                      .binary = kTreatydPath,
+                                      .config_yaml = TestTreatydConfig(*s->pg_, extra),
+                                      .extra_args = {},
+                                      .env = options.treatyd_env});
+  if (!t.ok()) return t.status();
+  s->treatyd_ = std::move(*t);
+  bool ready = WaitUntil(
+      [&] {
+        auto r = HttpCall("GET", s->treatyd_->base_url() + "/readyz");
+        return r.ok() && r->status == 200;
+      },
+      std::chrono::seconds(30));
+  if (!ready) return Status::DeadlineExceeded("treatyd not ready in 30s");
+  for (auto [name, db, binary, slot] :
+       {std::tuple{"order-svc", "orders", kOrderSvcPath, &s->orders_},
+        std::tuple{"inventory-svc", "inventory", kInventorySvcPath, &s->inventory_}}) {
+    auto p = Service::Start(ServiceSpec{
+        .name = name,
+        .binary = binary,
+        .config_yaml = ParticipantConfig(*s->pg_, db, s->treatyd_->base_url(), options),
+    });
+    if (!p.ok()) return p.status();
+    *slot = std::move(*p);
+  }
+  return s;
+}
+
+std::string TreatyStack::InventoryBranch(const std::string& id, const std::string& sku, int qty) {
+  std::string base = inventory_->base_url();
+  return R"({"id":")" + id + R"(","prepare":")" + base + R"(/2pc/prepare","commit":")" + base +
+         R"(/2pc/commit","abort":")" + base + R"(/2pc/abort","payload":{"sku":")" + sku +
+         R"(","qty":)" + std::to_string(qty) + "}}";
+}
+
+std::string TreatyStack::OrderBranch(const std::string& id, const std::string& sku, int qty) {
+  std::string base = orders_->base_url();
+  return R"({"id":")" + id + R"(","prepare":")" + base + R"(/2pc/prepare","commit":")" + base +
+         R"(/2pc/commit","abort":")" + base + R"(/2pc/abort","payload":{"sku":")" + sku +
+         R"(","qty":)" + std::to_string(qty) + "}}";
+}
+
+Status TreatyStack::SetStock(const std::string& sku, int available) {
+  return pg_->Execute("inventory", "INSERT INTO stock (sku, available) VALUES ('" + sku + "', " +
+                                       std::to_string(available) +
+                                       ") ON CONFLICT (sku) DO UPDATE SET available = "
+                                       "EXCLUDED.available, reserved = 0, sold = 0");
+}
+
+Result<std::string> TreatyStack::Stock(const std::string& sku) {
+  return pg_->QueryValue("inventory", "SELECT available || '/' || reserved || '/' || sold FROM "
+                                      "stock WHERE sku = '" + sku + "'");
+}
+
+Result<int> TreatyStack::OrderCount(const std::string& gid) {
+  auto v = pg_->QueryValue(
+      "orders", "SELECT count(*) FROM orders" + (gid.empty() ? "" : " WHERE gid = '" + gid + "'"));
+  if (!v.ok()) return v.status();
+  return std::stoi(*v);
+}
+
+Result<int> TreatyStack::PreparedCount(const std::string& database) {
+  auto v = pg_->QueryValue(database, "SELECT count(*) FROM pg_prepared_xacts WHERE database = '" +
+                                         database + "'");
+  if (!v.ok()) return v.status();
+  return std::stoi(*v);
+}
+
+std::string TreatyStack::StatusOf(const std::string& gid) {
+  auto r = HttpCall("GET", treatyd_->base_url() + "/v1/transactions/" + gid);
+  if (!r.ok() || r->status != 200) return "";
+  try {
+    Poco::JSON::Parser parser;
+    return parser.parse(r->body).extract<Poco::JSON::Object::Ptr>()->optValue<std::string>(
+        "status", "");
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+std::string TreatyStack::WaitFinal(const std::string& gid, Duration timeout) {
+  std::string status;
+  WaitUntil(
+      [&] {
+        status = StatusOf(gid);
+        return status == "committed" || status == "aborted";
+      },
+      timeout, std::chrono::milliseconds(50));
+  return status == "committed" || status == "aborted" ? status : "";
+}
+
+}  // namespace treaty::harness

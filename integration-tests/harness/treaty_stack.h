@@ -1,0 +1,71 @@
+#pragma once
+
+// The whole Treaty stack as real processes, for integration tests and the demo: a throwaway
+// PostgreSQL with one database each for treatyd ("treaty"), order-svc ("orders") and
+// inventory-svc ("inventory"); treatyd; and both demo participants, all on free loopback ports.
+// Config knobs are tuned for tests (short retries and sweeps) unless overridden.
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "integration-tests/harness/dev_broker.h"
+#include "integration-tests/harness/pg_cluster.h"
+#include "integration-tests/harness/service.h"
+
+namespace treaty::harness {
+
+struct StackOptions {
+  bool with_broker = false;
+  std::string treatyd_extra_yaml;  // appended to treatyd's config
+  std::vector<std::pair<std::string, std::string>> treatyd_env;
+  std::string sweep_older_than = "30s";  // participants' presumed-abort sweep
+  std::string sweep_interval = "200ms";
+};
+
+class TreatyStack {
+ public:
+  static Result<std::unique_ptr<TreatyStack>> Start(StackOptions options = {});
+
+  PgCluster& pg() { return *pg_; }
+  DevBroker* broker() { return broker_.get(); }
+  Service& treatyd() { return *treatyd_; }
+  Service& orders() { return *orders_; }
+  Service& inventory() { return *inventory_; }
+
+  // The URL of a participant's endpoint, e.g. Url(inventory(), "/2pc/prepare").
+  static std::string Url(Service& s, const std::string& path) { return s.base_url() + path; }
+
+  // A 2PC branch as JSON for the inventory or order service.
+  std::string InventoryBranch(const std::string& id, const std::string& sku, int qty);
+  std::string OrderBranch(const std::string& id, const std::string& sku, int qty);
+
+  // Sets a SKU's stock (available = n, nothing reserved or sold).
+  Status SetStock(const std::string& sku, int available);
+  // "available/reserved/sold" of a SKU.
+  Result<std::string> Stock(const std::string& sku);
+  // Rows in the orders table for `gid` ("" for all).
+  Result<int> OrderCount(const std::string& gid = "");
+  // Prepared transactions left in a database.
+  Result<int> PreparedCount(const std::string& database);
+
+  // Waits until treatyd reports the transaction final; returns its status ("" on timeout).
+  std::string WaitFinal(const std::string& gid, Duration timeout = std::chrono::seconds(60));
+  // treatyd's status for a gid, or "" when unknown or unreachable.
+  std::string StatusOf(const std::string& gid);
+
+ private:
+  TreatyStack() = default;
+  std::unique_ptr<PgCluster> pg_;
+  std::unique_ptr<DevBroker> broker_;
+  std::unique_ptr<Service> treatyd_;
+  std::unique_ptr<Service> orders_;
+  std::unique_ptr<Service> inventory_;
+};
+
+// Treaty's config for tests: fast retries, a fixed node id (so a restart reclaims its work).
+std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml = "");
+
+}  // namespace treaty::harness
