@@ -112,5 +112,167 @@ TEST_F(TwoPcTest, OutOfStockAbortsAndChangesNothing) {
   ExpectNothingPrepared();
 }
 
+
+// How many times treatyd has attempted `op` on branch `branch` of `gid`.
+int Attempts(const Poco::JSON::Object::Ptr& tx, const std::string& branch, const std::string& op) {
+  if (!tx) return -1;
+  auto branches = tx->getArray("branches");
+  for (size_t i = 0; i < branches->size(); ++i) {
+    auto b = branches->getObject(i);
+    if (b->getValue<std::string>("id") == branch && b->getValue<std::string>("op") == op) {
+      return b->getValue<int>("attempts");
+    }
+  }
+  return -1;
+}
+
+TEST_F(TwoPcTest, ParticipantDownDuringCommitFinishesWhenItReturns) {
+  // inventory-svc answers 503 to commit, so the transaction is decided but not finished...
+  auto fault = HttpCall("POST", TreatyStack::Url(stack_->inventory(), "/admin/faults"),
+                        R"({"op":"commit","action":"fail","status":503})");
+  ASSERT_TRUE(fault.ok() && fault->status == 200);
+  auto r = Order("order-3", 2, /*wait=*/false);
+  ASSERT_TRUE(r.ok() && r->status == 201) << (r.ok() ? r->body : r.status().message());
+  ASSERT_TRUE(WaitUntil([&] { return Attempts(Get("order-3"), "stock", "commit") >= 1; },
+                        std::chrono::seconds(30)));
+  // ...then the service goes away altogether.
+  ASSERT_TRUE(stack_->inventory().Kill().ok());
+  int before = Attempts(Get("order-3"), "stock", "commit");
+  ASSERT_TRUE(WaitUntil([&] { return Attempts(Get("order-3"), "stock", "commit") >= before + 2; },
+                        std::chrono::seconds(30)))
+      << "treatyd stopped retrying the commit";
+  auto tx = Get("order-3");
+  EXPECT_EQ(tx->getValue<std::string>("status"), "committing");
+  EXPECT_EQ(stack_->PreparedCount("inventory").value(), 1) << "the stock change waits, prepared";
+  EXPECT_EQ(stack_->OrderCount("order-3").value(), 1) << "the order side committed already";
+
+  ASSERT_OK(stack_->inventory().Restart());  // a fresh process: no fault switched on
+  EXPECT_EQ(stack_->WaitFinal("order-3"), "committed");
+  EXPECT_EQ(stack_->Stock("A1").value(), "8/0/2");
+  ExpectNothingPrepared();
+}
+
+// The coordinator is killed at a crash point, then restarted without it: the transaction ends
+// the same way on both services, and nothing is left prepared.
+class TwoPcCrashTest : public TwoPcTest, public ::testing::WithParamInterface<const char*> {
+ protected:
+  void SetUp() override { Boot(StackOptions{.treatyd_env = {{"TREATY_CRASH_POINT", GetParam()}}}); }
+};
+
+TEST_P(TwoPcCrashTest, RecoveryFinishesTheTransactionConsistently) {
+  auto r = Order("crash-1", 4, /*wait=*/true);  // may or may not get an answer
+  auto exit_status = stack_->treatyd().process().Wait(std::chrono::seconds(30));
+  ASSERT_TRUE(exit_status.ok()) << "treatyd did not crash at " << GetParam();
+  EXPECT_EQ(*exit_status, 128 + 9) << "killed by SIGKILL";
+
+  ASSERT_OK(stack_->treatyd().Restart(/*env=*/{}));
+  std::string outcome = stack_->WaitFinal("crash-1");
+  ASSERT_FALSE(outcome.empty()) << "not finished after the restart; status "
+                                << stack_->StatusOf("crash-1");
+  if (outcome == "committed") {
+    EXPECT_EQ(stack_->Stock("A1").value(), "6/0/4");
+    EXPECT_EQ(stack_->OrderCount("crash-1").value(), 1);
+  } else {
+    EXPECT_EQ(stack_->Stock("A1").value(), "10/0/0");
+    EXPECT_EQ(stack_->OrderCount("crash-1").value(), 0);
+  }
+  // A decision made before the crash is the one recovery carries out.
+  std::string point = GetParam();
+  if (point == "after_decision" || point == "after_commit") {
+    EXPECT_EQ(outcome, "committed");
+  }
+  ExpectNothingPrepared();
+}
+
+INSTANTIATE_TEST_SUITE_P(EachCrashPoint, TwoPcCrashTest,
+                         ::testing::Values("after_begin", "after_prepare", "after_decision",
+                                           "after_commit"),
+                         [](const auto& info) { return std::string(info.param); });
+
+TEST_F(TwoPcTest, SweepRollsBackWhatTheCoordinatorNeverDecided) {
+  Boot(StackOptions{.sweep_older_than = "300ms"});
+  // A prepare treatyd never asked for: the coordinator does not know this gid.
+  std::string body = R"({"gid":"ghost-1","branch_id":"stock","op":"prepare","mode":"2pc",)"
+                     R"("payload":{"sku":"A1","qty":5}})";
+  auto p = HttpCall("POST", TreatyStack::Url(stack_->inventory(), "/2pc/prepare"), body);
+  ASSERT_TRUE(p.ok() && p->status == 200) << (p.ok() ? p->body : p.status().message());
+
+  // And one whose transaction treatyd aborted without ever calling prepare: begun, a branch
+  // registered, aborted by the client.
+  std::string base = stack_->treatyd().base_url();
+  auto begun = HttpCall("POST", base + "/v1/transactions", R"({"gid":"ghost-2","mode":"2pc"})");
+  ASSERT_TRUE(begun.ok() && begun->status == 201) << (begun.ok() ? begun->body : "");
+  auto reg = HttpCall("POST", base + "/v1/transactions/ghost-2/branches",
+                      stack_->InventoryBranch("stock", "A1", 2));
+  ASSERT_TRUE(reg.ok() && reg->status == 201) << (reg.ok() ? reg->body : "");
+  auto p2 = HttpCall("POST", TreatyStack::Url(stack_->inventory(), "/2pc/prepare"),
+                     R"({"gid":"ghost-2","branch_id":"stock","op":"prepare","mode":"2pc",)"
+                     R"("payload":{"sku":"A1","qty":2}})");
+  ASSERT_TRUE(p2.ok() && p2->status == 200);
+  auto ab = HttpCall("POST", base + "/v1/transactions/ghost-2/abort", R"({"wait":true})");
+  ASSERT_TRUE(ab.ok() && ab->status == 200) << (ab.ok() ? ab->body : "");
+  EXPECT_EQ(ParseObject(ab->body)->getValue<std::string>("status"), "aborted");
+
+  EXPECT_TRUE(WaitUntil([&] { return stack_->PreparedCount("inventory").value() == 0; },
+                        std::chrono::seconds(30)))
+      << "the sweep left prepared transactions behind";
+  EXPECT_EQ(stack_->Stock("A1").value(), "10/0/0");
+  // A late prepare after the sweep's rollback is refused.
+  auto late = HttpCall("POST", TreatyStack::Url(stack_->inventory(), "/2pc/prepare"), body);
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late->status, 409) << late->body;
+}
+
+TEST_F(TwoPcTest, TwoHundredConcurrentTransactionsKeepStockConsistent) {
+  const std::map<std::string, int> initial = {{"S1", 40}, {"S2", 40}, {"S3", 40}, {"S4", 40}};
+  for (const auto& [sku, n] : initial) ASSERT_OK(stack_->SetStock(sku, n));
+  constexpr int kTransactions = 200;
+  constexpr int kClients = 16;
+  std::atomic<int> next{0}, committed{0}, aborted{0}, failed{0};
+  std::map<std::string, std::atomic<int>> sold_by_sku;
+  for (const auto& [sku, n] : initial) sold_by_sku[sku] = 0;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      std::mt19937 rng(1234 + c);
+      for (int i = next++; i < kTransactions; i = next++) {
+        std::string sku = "S" + std::to_string(1 + rng() % 4);
+        int qty = 1 + static_cast<int>(rng() % 3);
+        auto r = Order("load-" + std::to_string(i), qty, /*wait=*/true, sku);
+        std::string status;
+        if (r.ok() && r->status == 200) status = ParseObject(r->body)->getValue<std::string>("status");
+        if (status != "committed" && status != "aborted") {
+          status = stack_->WaitFinal("load-" + std::to_string(i));
+        }
+        if (status == "committed") {
+          ++committed;
+          sold_by_sku[sku] += qty;
+        } else if (status == "aborted") {
+          ++aborted;
+        } else {
+          ++failed;
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(committed + aborted, kTransactions);
+  EXPECT_GT(aborted, 0) << "demand exceeds stock, so some must run out";
+  EXPECT_GT(committed, 0);
+  for (const auto& [sku, n] : initial) {
+    auto row = stack_->pg().QueryValue(
+        "inventory", "SELECT available || ',' || reserved || ',' || sold FROM stock WHERE sku = '" +
+                         sku + "'");
+    ASSERT_TRUE(row.ok());
+    int available = 0, reserved = 0, sold = 0;
+    ASSERT_EQ(std::sscanf(row->c_str(), "%d,%d,%d", &available, &reserved, &sold), 3);
+    EXPECT_EQ(available + reserved + sold, n) << sku;
+    EXPECT_EQ(sold, sold_by_sku[sku].load()) << sku;
+  }
+  EXPECT_EQ(stack_->OrderCount().value(), committed.load());
+  ExpectNothingPrepared();
+}
+
 }  // namespace
 }  // namespace treaty::harness

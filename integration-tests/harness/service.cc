@@ -23,6 +23,15 @@ Result<std::unique_ptr<Service>> Service::Start(ServiceSpec spec) {
 Status Service::Launch() {
   std::error_code ec;
   std::filesystem::remove(address_path_, ec);
+  if (!base_url_.empty()) {
+    // A restart comes back where clients know to find it, as a real service would.
+    std::string address = base_url_.substr(std::string("http://").size());
+    std::string config = spec_.config_yaml;
+    const std::string any_port = "listen: 127.0.0.1:0";
+    size_t at = config.find(any_port);
+    if (at != std::string::npos) config.replace(at, any_port.size(), "listen: " + address);
+    std::ofstream(config_path_) << config;
+  }
   std::vector<std::string> argv = {spec_.binary, "--config", config_path_, "--address-file",
                                    address_path_};
   argv.insert(argv.end(), spec_.extra_args.begin(), spec_.extra_args.end());

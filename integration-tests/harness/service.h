@@ -38,8 +38,8 @@ class Service {
   Result<int> Stop();
   // SIGKILL, as a crash.
   Result<int> Kill();
-  // Starts the same binary with the same config again (after Stop or Kill); it may come back on
-  // another port when the config said port 0.
+  // Starts the same binary with the same config again (after Stop or Kill), on the address it
+  // had (a config's "listen: 127.0.0.1:0" is pinned to the port first taken).
   Status Restart();
   // The same, with the environment replaced by `env` (e.g. to disarm a crash point).
   Status Restart(std::vector<std::pair<std::string, std::string>> env);
