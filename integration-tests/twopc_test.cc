@@ -165,7 +165,7 @@ TEST_P(TwoPcCrashTest, RecoveryFinishesTheTransactionConsistently) {
   ASSERT_TRUE(exit_status.ok()) << "treatyd did not crash at " << GetParam();
   EXPECT_EQ(*exit_status, 128 + 9) << "killed by SIGKILL";
 
-  ASSERT_OK(stack_->treatyd().Restart(/*env=*/{}));
+  ASSERT_OK(stack_->RestartTreatyd(/*env=*/{}));
   std::string outcome = stack_->WaitFinal("crash-1");
   ASSERT_FALSE(outcome.empty()) << "not finished after the restart; status "
                                 << stack_->StatusOf("crash-1");
@@ -191,6 +191,7 @@ INSTANTIATE_TEST_SUITE_P(EachCrashPoint, TwoPcCrashTest,
 
 TEST_F(TwoPcTest, SweepRollsBackWhatTheCoordinatorNeverDecided) {
   Boot(StackOptions{.sweep_older_than = "300ms"});
+  ASSERT_OK(stack_->SetStock("B1", 10));  // each ghost holds its own SKU's row lock
   // A prepare treatyd never asked for: the coordinator does not know this gid.
   std::string body = R"({"gid":"ghost-1","branch_id":"stock","op":"prepare","mode":"2pc",)"
                      R"("payload":{"sku":"A1","qty":5}})";
@@ -203,12 +204,12 @@ TEST_F(TwoPcTest, SweepRollsBackWhatTheCoordinatorNeverDecided) {
   auto begun = HttpCall("POST", base + "/v1/transactions", R"({"gid":"ghost-2","mode":"2pc"})");
   ASSERT_TRUE(begun.ok() && begun->status == 201) << (begun.ok() ? begun->body : "");
   auto reg = HttpCall("POST", base + "/v1/transactions/ghost-2/branches",
-                      stack_->InventoryBranch("stock", "A1", 2));
+                      stack_->InventoryBranch("stock", "B1", 2));
   ASSERT_TRUE(reg.ok() && reg->status == 201) << (reg.ok() ? reg->body : "");
   auto p2 = HttpCall("POST", TreatyStack::Url(stack_->inventory(), "/2pc/prepare"),
                      R"({"gid":"ghost-2","branch_id":"stock","op":"prepare","mode":"2pc",)"
-                     R"("payload":{"sku":"A1","qty":2}})");
-  ASSERT_TRUE(p2.ok() && p2->status == 200);
+                     R"("payload":{"sku":"B1","qty":2}})");
+  ASSERT_TRUE(p2.ok() && p2->status == 200) << (p2.ok() ? p2->body : p2.status().message());
   auto ab = HttpCall("POST", base + "/v1/transactions/ghost-2/abort", R"({"wait":true})");
   ASSERT_TRUE(ab.ok() && ab->status == 200) << (ab.ok() ? ab->body : "");
   EXPECT_EQ(ParseObject(ab->body)->getValue<std::string>("status"), "aborted");
@@ -217,6 +218,7 @@ TEST_F(TwoPcTest, SweepRollsBackWhatTheCoordinatorNeverDecided) {
                         std::chrono::seconds(30)))
       << "the sweep left prepared transactions behind";
   EXPECT_EQ(stack_->Stock("A1").value(), "10/0/0");
+  EXPECT_EQ(stack_->Stock("B1").value(), "10/0/0");
   // A late prepare after the sweep's rollback is refused.
   auto late = HttpCall("POST", TreatyStack::Url(stack_->inventory(), "/2pc/prepare"), body);
   ASSERT_TRUE(late.ok());
@@ -271,6 +273,45 @@ TEST_F(TwoPcTest, TwoHundredConcurrentTransactionsKeepStockConsistent) {
     EXPECT_EQ(sold, sold_by_sku[sku].load()) << sku;
   }
   EXPECT_EQ(stack_->OrderCount().value(), committed.load());
+  ExpectNothingPrepared();
+}
+
+TEST_F(TwoPcTest, KilledFromOutsideUnderLoadEveryTransactionEndsConsistently) {
+  ASSERT_OK(stack_->SetStock("A1", 60));
+  constexpr int kTransactions = 60;
+  constexpr int kClients = 8;
+  std::atomic<int> next{0}, accepted{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&] {
+      for (int i = next++; i < kTransactions; i = next++) {
+        // Answers are lost while treatyd is down; what counts is the state afterwards.
+        auto r = Order("kill-" + std::to_string(i), 2, /*wait=*/false);
+        if (r.ok() && r->status == 201) ++accepted;
+      }
+    });
+  }
+  // Kill it mid-stream, once a third of the transactions were accepted.
+  ASSERT_TRUE(WaitUntil([&] { return accepted >= kTransactions / 3; }, std::chrono::seconds(60)));
+  ASSERT_TRUE(stack_->treatyd().Kill().ok());
+  for (auto& t : clients) t.join();
+  ASSERT_OK(stack_->RestartTreatyd());
+
+  int committed = 0, known = 0;
+  for (int i = 0; i < kTransactions; ++i) {
+    std::string gid = "kill-" + std::to_string(i);
+    if (stack_->StatusOf(gid).empty()) continue;  // never accepted: treatyd was down
+    ++known;
+    std::string outcome = stack_->WaitFinal(gid);
+    ASSERT_FALSE(outcome.empty()) << gid << " never finished: " << stack_->StatusOf(gid);
+    int orders = stack_->OrderCount(gid).value();
+    EXPECT_EQ(orders, outcome == "committed" ? 1 : 0) << gid << " " << outcome;
+    committed += outcome == "committed";
+  }
+  EXPECT_GE(known, accepted.load());
+  EXPECT_EQ(stack_->Stock("A1").value(),
+            std::to_string(60 - 2 * committed) + "/0/" + std::to_string(2 * committed));
+  EXPECT_EQ(stack_->OrderCount().value(), committed);
   ExpectNothingPrepared();
 }
 

@@ -37,10 +37,7 @@ class RouterHandler : public Poco::Net::HTTPRequestHandler {
  private:
   ApiResponse Handle(Poco::Net::HTTPServerRequest& req) {
     if (req.hasContentLength() && req.getContentLength64() > static_cast<int64_t>(max_body_)) {
-      // The body is left unread, so the connection cannot be reused.
-      req.response().setKeepAlive(false);
-      return JsonError(413, "too_large",
-                       "request body over " + std::to_string(max_body_) + " bytes");
+      return TooLarge(req);
     }
     Poco::URI uri(req.getURI());
     ApiRequest r;
@@ -51,13 +48,24 @@ class RouterHandler : public Poco::Net::HTTPRequestHandler {
     char buf[8192];
     while (in.read(buf, sizeof buf) || in.gcount() > 0) {
       r.body.append(buf, static_cast<size_t>(in.gcount()));
-      if (r.body.size() > max_body_) {
-        req.response().setKeepAlive(false);
-        return JsonError(413, "too_large",
-                         "request body over " + std::to_string(max_body_) + " bytes");
-      }
+      if (r.body.size() > max_body_) return TooLarge(req);
     }
     return router_.Dispatch(std::move(r));
+  }
+
+  // Answers 413. The client may still be sending: a bounded part of the body is read and dropped
+  // first, so that it gets to read the answer instead of a reset connection. The connection is
+  // closed afterwards.
+  ApiResponse TooLarge(Poco::Net::HTTPServerRequest& req) {
+    req.response().setKeepAlive(false);
+    std::istream& in = req.stream();
+    char buf[16384];
+    size_t drained = 0;
+    const size_t cap = 16 * max_body_;
+    while (drained < cap && (in.read(buf, sizeof buf) || in.gcount() > 0)) {
+      drained += static_cast<size_t>(in.gcount());
+    }
+    return JsonError(413, "too_large", "request body over " + std::to_string(max_body_) + " bytes");
   }
 
   const Router& router_;

@@ -41,12 +41,11 @@ Status TwoPhaseCommitProcessor::Drive(Transaction& tx, DriveContext& ctx) {
                           "every branch committed", &waiting);
         break;
       case TxStatus::kAborting: {
-        // Only branches whose prepare may have run need an abort.
-        std::vector<size_t> targets;
-        for (size_t i : tx.OpsNamed("abort")) {
-          const BranchOp* prepare = tx.FindOp(tx.ops[i].branch_id, "prepare");
-          if (prepare != nullptr && prepare->attempts > 0) targets.push_back(i);
-        }
+        // Once submitted, any prepare may have reached its participant: attempts are recorded
+        // after the call returns, so a crash during the call leaves no trace here. Every branch
+        // gets an abort (a participant answers 2xx for one it never prepared). Before submit,
+        // no prepare was ever sent.
+        std::vector<size_t> targets = tx.submitted ? tx.OpsNamed("abort") : std::vector<size_t>{};
         s = DrivePhaseTwo(tx, ctx, "abort", targets, TxStatus::kAborted, "", &waiting);
         break;
       }

@@ -8,8 +8,9 @@
 // Prepares run in parallel and are retried with backoff while their outcome is unknown, until
 // the deadline. The decision is durable before any commit or abort is sent. Commits and aborts
 // are retried until each succeeds; a 409 there is a participant bug, flagged for attention and
-// still retried. Aborts go to every branch whose prepare was attempted (its outcome may be
-// unknown to us), so a participant can refuse a late prepare.
+// still retried. Aborts go to every branch of a submitted transaction, since any prepare may
+// have reached its participant (even one whose call a crash cut short), so that a participant
+// rolls it back and refuses a late prepare; before submit nothing was sent and nothing is aborted.
 
 #include "coordinator/core/processor.h"
 

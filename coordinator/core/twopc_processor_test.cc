@@ -97,7 +97,7 @@ TEST_F(TwoPcTest, CallsCarryTheProtocolBody) {
   EXPECT_EQ(first.timeout, std::chrono::seconds(3));
 }
 
-TEST_F(TwoPcTest, ARefusedPrepareAbortsEveryBranchThatWasAsked) {
+TEST_F(TwoPcTest, ARefusedPrepareAbortsEveryBranch) {
   transport_.Then("stock", "prepare", ScriptedTransport::Refused("out of stock"));
   std::string gid = Begin({Branch("order"), Branch("stock")});
   ASSERT_TRUE(driver_.DriveNow(gid).ok());
@@ -151,6 +151,17 @@ TEST_F(TwoPcTest, BackoffGrowsAndNeverPassesTheDeadline) {
             "deadline passed before every branch prepared; branch stock prepare unanswered: HTTP "
             "503: unavailable");
   EXPECT_EQ(transport_.Calls().back(), "stock/abort") << "its prepare may have run";
+}
+
+TEST_F(TwoPcTest, AbortReachesABranchWhosePrepareLeftNoRecord) {
+  // The prepare reached the participant but the coordinator died before recording it: the
+  // store shows no attempt. Aborting must still tell that participant.
+  std::string gid = Begin({Branch("order"), Branch("stock")});
+  ASSERT_TRUE(store_.Transition(gid, TxStatus::kActive, TxStatus::kAborting, "test", clock_.Now()).ok());
+  ASSERT_EQ(Load(gid).FindOp("stock", "prepare")->attempts, 0);
+  ASSERT_TRUE(driver_.DriveNow(gid).ok());
+  EXPECT_EQ(transport_.Calls(), (Strings{"order/abort", "stock/abort"}));
+  EXPECT_EQ(Load(gid).status, TxStatus::kAborted);
 }
 
 TEST_F(TwoPcTest, PhaseTwoRetriesUntilEveryCommitSucceeds) {

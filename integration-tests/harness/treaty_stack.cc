@@ -8,11 +8,12 @@
 
 namespace treaty::harness {
 
-std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml) {
+std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml,
+                              const std::string& retry) {
   return "listen: 127.0.0.1:0\n"
          "node_id: test-node\n"
          "store: { url: \"" + pg.Url("treaty") + "\", connect_timeout: 2s, pool_size: 16 }\n"
-         "retry: { initial: 50ms, max: 500ms, multiplier: 2, jitter: 0.2 }\n"
+         "retry: " + retry + "\n"
          "timeouts: { branch_call: 2s, prepare: 20s }\n"
          "scheduler: { workers: 16, poll_interval: 50ms, lease: 5s }\n" + extra_yaml;
 }
@@ -27,6 +28,17 @@ std::string ParticipantConfig(const PgCluster& pg, const std::string& db,
          "sweep: { interval: " + o.sweep_interval + ", older_than: " + o.sweep_older_than + " }\n";
 }
 
+}  // namespace
+
+namespace {
+bool BecomesReady(Service& treatyd) {
+  return WaitUntil(
+      [&] {
+        auto r = HttpCall("GET", treatyd.base_url() + "/readyz");
+        return r.ok() && r->status == 200;
+      },
+      std::chrono::seconds(30));
+}
 }  // namespace
 
 Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
@@ -47,18 +59,12 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
   if (s->broker_) extra += "kafka: { bootstrap_servers: \"" + s->broker_->bootstrap() + "\" }\n";
   auto t = Service::Start(ServiceSpec{.name = "treatyd",
                                       .binary = kTreatydPath,
-                                      .config_yaml = TestTreatydConfig(*s->pg_, extra),
+                                      .config_yaml = TestTreatydConfig(*s->pg_, extra, options.retry),
                                       .extra_args = {},
                                       .env = options.treatyd_env});
   if (!t.ok()) return t.status();
   s->treatyd_ = std::move(*t);
-  bool ready = WaitUntil(
-      [&] {
-        auto r = HttpCall("GET", s->treatyd_->base_url() + "/readyz");
-        return r.ok() && r->status == 200;
-      },
-      std::chrono::seconds(30));
-  if (!ready) return Status::DeadlineExceeded("treatyd not ready in 30s");
+  if (!BecomesReady(*s->treatyd_)) return Status::DeadlineExceeded("treatyd not ready in 30s");
   for (auto [name, db, binary, slot] :
        {std::tuple{"order-svc", "orders", kOrderSvcPath, &s->orders_},
         std::tuple{"inventory-svc", "inventory", kInventorySvcPath, &s->inventory_}}) {
@@ -71,6 +77,14 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
     *slot = std::move(*p);
   }
   return s;
+}
+
+
+Status TreatyStack::RestartTreatyd(std::vector<std::pair<std::string, std::string>> env) {
+  Status s = treatyd_->Restart(std::move(env));
+  if (!s.ok()) return s;
+  if (!BecomesReady(*treatyd_)) return Status::DeadlineExceeded("treatyd not ready in 30s");
+  return Status::Ok();
 }
 
 std::string TreatyStack::InventoryBranch(const std::string& id, const std::string& sku, int qty) {

@@ -20,6 +20,7 @@ namespace treaty::harness {
 struct StackOptions {
   bool with_broker = false;
   std::string treatyd_extra_yaml;  // appended to treatyd's config
+  std::string retry = "{ initial: 50ms, max: 500ms, multiplier: 2, jitter: 0.2 }";
   std::vector<std::pair<std::string, std::string>> treatyd_env;
   std::string sweep_older_than = "30s";  // participants' presumed-abort sweep
   std::string sweep_interval = "200ms";
@@ -34,6 +35,9 @@ class TreatyStack {
   Service& treatyd() { return *treatyd_; }
   Service& orders() { return *orders_; }
   Service& inventory() { return *inventory_; }
+
+  // Restarts treatyd (after Kill or Stop) with `env` and waits until it is ready.
+  Status RestartTreatyd(std::vector<std::pair<std::string, std::string>> env = {});
 
   // The URL of a participant's endpoint, e.g. Url(inventory(), "/2pc/prepare").
   static std::string Url(Service& s, const std::string& path) { return s.base_url() + path; }
@@ -66,6 +70,8 @@ class TreatyStack {
 };
 
 // Treaty's config for tests: fast retries, a fixed node id (so a restart reclaims its work).
-std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml = "");
+std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml = "",
+                              const std::string& retry =
+                                  "{ initial: 50ms, max: 500ms, multiplier: 2, jitter: 0.2 }");
 
 }  // namespace treaty::harness

@@ -46,7 +46,10 @@ OpReply TwoPhaseResource::Prepare(const BranchRequest& r, const BusinessChange& 
     if (!state.empty()) return OpReply{200, "already committed"};
     sql.exec("BEGIN");
     try {
-      sql.exec("SET LOCAL lock_timeout = '2s'");
+      // A prepare that must wait for another transaction's lock answers "try again" quickly
+      // rather than hold one of the pool's connections, which the call that would release the
+      // lock (a commit, or a repeated prepare of the lock's holder) needs.
+      sql.exec("SET LOCAL lock_timeout = '250ms'");
       // Conflicts with an abort's mark written first: that abort wins.
       sql.exec_params(
           "INSERT INTO treaty_2pc_branches (gid, branch_id, state) VALUES ($1, $2, 'prepared')",
@@ -112,7 +115,7 @@ OpReply TwoPhaseResource::Abort(const BranchRequest& r) {
     // for it briefly, else answer "try again" and the coordinator retries.
     sql.exec("BEGIN");
     try {
-      sql.exec("SET LOCAL lock_timeout = '2s'");
+      sql.exec("SET LOCAL lock_timeout = '250ms'");
       sql.exec_params(
           "INSERT INTO treaty_2pc_branches (gid, branch_id, state) VALUES ($1, $2, 'aborted') "
           "ON CONFLICT (gid, branch_id) DO NOTHING",
