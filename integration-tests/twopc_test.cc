@@ -105,8 +105,7 @@ TEST_F(TwoPcTest, OutOfStockAbortsAndChangesNothing) {
   auto body = ParseObject(r->body);
   EXPECT_EQ(body->getValue<std::string>("status"), "aborted");
   EXPECT_EQ(body->getValue<std::string>("reason"),
-            "branch stock refused prepare: HTTP 409: {\"error\":{\"code\":\"refused\",\"message\":"
-            "\"out of stock: sku A1 has 10, asked 11\"}}");
+            "branch stock refused prepare: HTTP 409: out of stock: sku A1 has 10, asked 11");
   EXPECT_EQ(stack_->Stock("A1").value(), "10/0/0");
   EXPECT_EQ(stack_->OrderCount().value(), 0);
   ExpectNothingPrepared();

@@ -1,6 +1,8 @@
 #include "coordinator/transport/http_branch_transport.h"
 
 #include <Poco/Exception.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
@@ -13,6 +15,21 @@ namespace treaty::transport {
 namespace {
 
 constexpr size_t kDetailLimit = 300;
+
+// A participant's {"error": {"message": ...}} body reads best as its message alone.
+std::string ErrorMessageOrBody(const std::string& body) {
+  if (body.empty() || body.front() != '{') return body;
+  try {
+    Poco::JSON::Parser parser;
+    auto o = parser.parse(body).extract<Poco::JSON::Object::Ptr>();
+    auto err = o->getObject("error");
+    if (err && err->has("message") && err->get("message").isString()) {
+      return err->getValue<std::string>("message");
+    }
+  } catch (const std::exception&) {
+  }
+  return body;
+}
 
 std::string Shorten(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
@@ -88,7 +105,9 @@ core::BranchReply HttpBranchTransport::Call(const core::BranchCall& call) {
       std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       reply.http_status = static_cast<int>(resp.getStatus());
       reply.outcome = core::ClassifyHttpStatus(reply.http_status);
-      reply.detail = Shorten(body);
+      reply.detail = Shorten(reply.outcome == core::BranchReply::Outcome::kDone
+                                 ? body
+                                 : ErrorMessageOrBody(body));
       if (resp.getKeepAlive()) Return(key, std::move(session));
       return reply;
     } catch (const Poco::Exception& e) {

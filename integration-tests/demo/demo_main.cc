@@ -1,8 +1,10 @@
 // treaty-demo: what scripts/demo runs. Starts the whole stack on free loopback ports with the
-// test harness (a throwaway PostgreSQL, the dev Kafka broker, treatyd), runs the scenarios that
-// exist so far, prints a summary, and stops everything it started, also on Ctrl-C.
-// Exit status: 0 when every step succeeded.
+// test harness (a throwaway PostgreSQL, the dev Kafka broker, treatyd, order-svc and
+// inventory-svc), runs each scenario end to end, prints what happened, and stops everything it
+// started, also on Ctrl-C. Exit status: 0 when every scenario ended as it should.
 
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <signal.h>
 
 #include <atomic>
@@ -12,112 +14,151 @@
 #include <thread>
 #include <vector>
 
-#include "integration-tests/harness/binaries.h"
-#include "integration-tests/harness/dev_broker.h"
 #include "integration-tests/harness/http_client.h"
-#include "integration-tests/harness/pg_cluster.h"
-#include "integration-tests/harness/service.h"
+#include "integration-tests/harness/treaty_stack.h"
 
 namespace treaty::demo {
 namespace {
 
 using harness::HttpCall;
+using harness::TreatyStack;
 
 std::atomic<bool> g_interrupted{false};
 
 struct Row {
-  std::string what;
-  std::string where;
+  std::string mode;
+  std::string scenario;
+  std::string gid;
   std::string outcome;
+  std::string expected;
+  long ms = 0;
+  std::string changed;
 };
+
+std::string Field(const std::string& json, const std::string& key) {
+  try {
+    Poco::JSON::Parser parser;
+    return parser.parse(json).extract<Poco::JSON::Object::Ptr>()->optValue<std::string>(key, "");
+  } catch (const std::exception&) {
+    return "";
+  }
+}
 
 class Demo {
  public:
   int Run() {
-    Step("PostgreSQL", [&]() -> Status {
-      auto pg = harness::PgCluster::Start();
-      if (!pg.ok()) return pg.status();
-      pg_ = std::move(*pg);
-      Status s = pg_->CreateDatabase("treaty");
-      if (s.ok()) Add("PostgreSQL (throwaway cluster)", pg_->Url(""), "running");
-      return s;
+    std::cout << "  starting PostgreSQL, the dev Kafka broker, treatyd, order-svc, inventory-svc ..."
+              << std::flush;
+    auto began = std::chrono::steady_clock::now();
+    auto stack = TreatyStack::Start(harness::StackOptions{.with_broker = true});
+    if (!stack.ok()) {
+      std::cout << " FAILED\n" << stack.status().message() << "\n";
+      return 1;
+    }
+    stack_ = std::move(*stack);
+    std::cout << " ok (" << Since(began) << " ms)\n";
+    if (!stack_->SetStock("A1", 10).ok()) return 1;
+
+    Scenario("2pc", "commit", "demo-2pc-commit", "committed", [&](const std::string& gid) {
+      return Order2pc(gid, 2, /*wait=*/true);
     });
-    Step("dev Kafka broker", [&]() -> Status {
-      auto b = harness::DevBroker::Start();
-      if (!b.ok()) return b.status();
-      broker_ = std::move(*b);
-      Add("Kafka (dev broker, in memory)", broker_->bootstrap(), "running");
-      return Status::Ok();
+    Scenario("2pc", "out of stock", "demo-2pc-abort", "aborted", [&](const std::string& gid) {
+      return Order2pc(gid, 50, /*wait=*/true);
     });
-    Step("treatyd", [&]() -> Status {
-      auto t = harness::Service::Start(harness::ServiceSpec{
-          .name = "treatyd",
-          .binary = harness::kTreatydPath,
-          .config_yaml = "listen: 127.0.0.1:0\nstore: { url: \"" + pg_->Url("treaty") +
-                         "\" }\nkafka: { bootstrap_servers: \"" + broker_->bootstrap() + "\" }\n"});
-      if (!t.ok()) return t.status();
-      treatyd_ = std::move(*t);
-      bool ready = harness::WaitUntil(
-          [&] {
-            if (g_interrupted) return true;
-            auto r = HttpCall("GET", treatyd_->base_url() + "/readyz");
-            return r.ok() && r->status == 200;
-          },
-          std::chrono::seconds(60));
-      if (g_interrupted) return Status::Unavailable("interrupted");
-      if (!ready) return Status::DeadlineExceeded("treatyd not ready after 60s");
-      Add("treatyd (coordinator)", treatyd_->base_url(), "ready, schema migrated");
-      return Status::Ok();
-    });
+    Scenario("2pc", "treatyd killed after deciding", "demo-2pc-crash", "committed",
+             [&](const std::string& gid) -> std::string {
+               // Arm the crash point, place the order: treatyd dies right after the decision is
+               // durable. Restarted, it finishes the commit from the store.
+               if (!stack_->treatyd().Kill().ok()) return "could not stop treatyd";
+               if (!stack_->RestartTreatyd({{"TREATY_CRASH_POINT", "after_decision"}}).ok()) {
+                 return "treatyd did not restart";
+               }
+               Order2pc(gid, 1, /*wait=*/true);  // the answer is lost with the process
+               if (!stack_->treatyd().process().Wait(std::chrono::seconds(30)).ok()) {
+                 return "treatyd did not crash";
+               }
+               std::cout << "\n      treatyd was killed at the crash point; restarting it ..."
+                         << std::flush;
+               if (!stack_->RestartTreatyd({}).ok()) return "treatyd did not come back";
+               return stack_->WaitFinal(gid);
+             });
 
     PrintSummary();
     return failed_ ? 1 : 0;
   }
 
  private:
-  template <typename F>
-  void Step(const std::string& name, F&& f) {
-    if (failed_ || g_interrupted) return;
-    std::cout << "  starting " << name << " ..." << std::flush;
-    auto began = std::chrono::steady_clock::now();
-    Status s = f();
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::steady_clock::now() - began)
-                  .count();
-    if (s.ok()) {
-      std::cout << " ok (" << ms << " ms)\n";
-    } else {
-      failed_ = true;
-      std::cout << " FAILED\n" << s.message() << "\n";
-    }
+  static long Since(std::chrono::steady_clock::time_point t) {
+    return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::steady_clock::now() - t)
+                                 .count());
   }
 
-  void Add(std::string what, std::string where, std::string outcome) {
-    rows_.push_back(Row{std::move(what), std::move(where), std::move(outcome)});
+  // Places an order of `qty` A1 as one 2PC transaction; returns its final status.
+  std::string Order2pc(const std::string& gid, int qty, bool wait) {
+    std::string body = R"({"gid":")" + gid + R"(","mode":"2pc","timeout":"10s","wait":)" +
+                       (wait ? "true" : "false") + R"(,"branches":[)" +
+                       stack_->OrderBranch("order", "A1", qty) + "," +
+                       stack_->InventoryBranch("stock", "A1", qty) + "]}";
+    auto r = HttpCall("POST", stack_->treatyd().base_url() + "/v1/transactions", body,
+                      std::chrono::seconds(30));
+    return r.ok() ? Field(r->body, "status") : "";
+  }
+
+  std::string Changes(const std::string& gid) {
+    auto stock = stack_->Stock("A1");
+    auto orders = stack_->OrderCount(gid);
+    return "inventory A1 available/reserved/sold " + (stock.ok() ? *stock : "?") +
+           "; orders rows " + (orders.ok() ? std::to_string(*orders) : "?");
+  }
+
+  template <typename F>
+  void Scenario(const std::string& mode, const std::string& name, const std::string& gid,
+                const std::string& expected, F&& run) {
+    if (g_interrupted || failed_) return;
+    std::cout << "  " << mode << ": " << name << " ..." << std::flush;
+    auto began = std::chrono::steady_clock::now();
+    std::string outcome = run(gid);
+    Row row{mode, name, gid, outcome, expected, Since(began), Changes(gid)};
+    auto details = HttpCall("GET", stack_->treatyd().base_url() + "/v1/transactions/" + gid);
+    std::string reason = details.ok() ? Field(details->body, "reason") : "";
+    bool ok = outcome == expected;
+    failed_ = failed_ || !ok;
+    std::cout << (ok ? " " : " UNEXPECTED ") << outcome << " (" << row.ms << " ms)\n"
+              << "      " << row.changed << "\n";
+    if (!reason.empty()) std::cout << "      reason: " << reason << "\n";
+    rows_.push_back(std::move(row));
   }
 
   void PrintSummary() {
     std::cout << "\nTreaty demo summary\n";
-    std::printf("  %-32s %-40s %s\n", "component", "address", "state");
+    std::printf("  %-5s %-30s %-16s %-10s %7s  %s\n", "mode", "scenario", "gid", "outcome", "ms",
+                "what changed");
     for (const Row& r : rows_) {
-      std::printf("  %-32s %-40s %s\n", r.what.c_str(), r.where.c_str(), r.outcome.c_str());
+      std::printf("  %-5s %-30s %-16s %-10s %7ld  %s\n", r.mode.c_str(), r.scenario.c_str(),
+                  r.gid.c_str(), r.outcome.empty() ? "(none)" : r.outcome.c_str(), r.ms,
+                  r.changed.c_str());
+    }
+    if (stack_) {
+      std::cout << "\n  treatyd       " << stack_->treatyd().base_url() << "\n"
+                << "  order-svc     " << stack_->orders().base_url() << "\n"
+                << "  inventory-svc " << stack_->inventory().base_url() << "\n"
+                << "  PostgreSQL    " << stack_->pg().Url("") << "\n";
+      if (stack_->broker()) std::cout << "  Kafka (dev)   " << stack_->broker()->bootstrap() << "\n";
     }
     if (g_interrupted) {
       std::cout << "\nInterrupted: stopping everything.\n";
     } else if (failed_) {
       std::cout << "\nThe demo FAILED (see above); stopping everything.\n";
     } else {
-      std::cout << "\nEverything came up and answered; stopping everything.\n";
+      std::cout << "\nEvery scenario ended as it should; stopping everything.\n";
     }
     std::cout << std::flush;
   }
 
   bool failed_ = false;
   std::vector<Row> rows_;
-  // Stopped in reverse order of start by destruction.
-  std::unique_ptr<harness::PgCluster> pg_;
-  std::unique_ptr<harness::DevBroker> broker_;
-  std::unique_ptr<harness::Service> treatyd_;
+  std::unique_ptr<TreatyStack> stack_;
 };
 
 }  // namespace
