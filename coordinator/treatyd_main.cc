@@ -27,6 +27,7 @@
 #include "coordinator/api/transactions_api.h"
 #include "coordinator/core/transaction_driver.h"
 #include "coordinator/core/transaction_service.h"
+#include "coordinator/core/tcc_processor.h"
 #include "coordinator/core/twopc_processor.h"
 #include "coordinator/store/pg_store.h"
 #include "coordinator/store/pg_transaction_store.h"

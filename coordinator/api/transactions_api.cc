@@ -12,6 +12,7 @@
 #include <Poco/Timestamp.h>
 #include <Poco/URI.h>
 
+#include <algorithm>
 #include <set>
 #include <variant>
 #include <sstream>
@@ -192,8 +193,10 @@ std::optional<FieldError> CheckUrl(const std::string& url, const std::string& fi
   return std::nullopt;
 }
 
+// `ops`: the mode's ops, each allowed; `required`: those that must be given.
 std::optional<FieldError> ParseBranch(const Object& o, const std::string& prefix,
                                       const std::vector<std::string>& ops,
+                                      const std::vector<std::string>& required,
                                       core::BranchSpec* out) {
   std::set<std::string> allowed = {"id", "payload", "timeout"};
   allowed.insert(ops.begin(), ops.end());
@@ -205,7 +208,11 @@ std::optional<FieldError> ParseBranch(const Object& o, const std::string& prefix
                                          " characters of A-Z a-z 0-9 . _ : -"};
   }
   for (const std::string& op : ops) {
-    if (!o.has(op)) return FieldError{prefix + op, "is required (the branch's " + op + " URL)"};
+    bool needed = std::find(required.begin(), required.end(), op) != required.end();
+    if (!o.has(op)) {
+      if (!needed) continue;
+      return FieldError{prefix + op, "is required (the branch's " + op + " URL)"};
+    }
     std::string url;
     if (auto e = GetString(o, op, prefix + op, &url)) return e;
     if (auto e = CheckUrl(url, prefix + op)) return e;
@@ -253,7 +260,8 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
   if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
   Object::Ptr body = std::get<Object::Ptr>(parsed);
 
-  if (auto e = CheckKeys(*body, {"gid", "mode", "wait", "timeout", "branches"}, "")) {
+  if (auto e = CheckKeys(*body, {"gid", "mode", "wait", "timeout", "branches", "sequential"},
+                         "")) {
     return BadField(*e);
   }
   core::BeginRequest req;
@@ -277,6 +285,10 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
   bool wait = false;
   if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
   if (auto e = GetDuration(*body, "timeout", "timeout", &req.timeout)) return BadField(*e);
+  if (auto e = GetBool(*body, "sequential", &req.sequential)) return BadField(*e);
+  if (req.sequential && req.mode != core::Mode::kTcc) {
+    return BadField({"sequential", "applies to mode tcc only"});
+  }
   if (body->has("branches")) {
     Poco::Dynamic::Var v = body->get("branches");
     if (v.type() != typeid(Array::Ptr)) return BadField({"branches", "must be a list"});
@@ -292,7 +304,8 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
       std::string prefix = "branches[" + std::to_string(i) + "].";
       if (!list->isObject(i)) return BadField({prefix.substr(0, prefix.size() - 1), "must be an object"});
       core::BranchSpec b;
-      if (auto e = ParseBranch(*list->getObject(i), prefix, processor->BranchOps(), &b)) {
+      if (auto e = ParseBranch(*list->getObject(i), prefix, processor->BranchOps(),
+                               processor->BranchOps(), &b)) {
         return BadField(*e);
       }
       if (!ids.insert(b.id).second) {
@@ -327,7 +340,8 @@ ApiResponse TransactionsApi::AddBranch(const ApiRequest& r) {
   const core::Processor* processor = driver_.ProcessorFor(tx->mode);
   if (processor == nullptr) return JsonError(409, "conflict", "mode not served");
   core::BranchSpec b;
-  if (auto e = ParseBranch(*std::get<Object::Ptr>(parsed), "", processor->BranchOps(), &b)) {
+  if (auto e = ParseBranch(*std::get<Object::Ptr>(parsed), "", processor->BranchOps(),
+                           processor->RegisteredBranchOps(), &b)) {
     return BadField(*e);
   }
   if (tx->BranchIds().size() >= options_.max_branches) {

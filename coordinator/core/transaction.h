@@ -68,6 +68,8 @@ struct Transaction {
   TxStatus status = TxStatus::kActive;
   // False while a client that began the transaction is still registering branches.
   bool submitted = false;
+  // First-phase calls one branch at a time, in registration order (TCC "sequential").
+  bool sequential = false;
   std::vector<BranchOp> ops;
   TimePoint deadline;
   TimePoint next_attempt_at;

@@ -1,5 +1,6 @@
 #include "coordinator/core/transaction_service.h"
 
+#include <algorithm>
 #include <set>
 
 #include "coordinator/core/state_machine.h"
@@ -17,7 +18,8 @@ TransactionService::TransactionService(TransactionStore& store, TransactionDrive
       default_timeout_(default_timeout) {}
 
 Status TransactionService::CheckBranch(const Transaction* tx, const BranchSpec& b, Mode mode,
-                                       int position, std::vector<BranchOp>* ops) const {
+                                       int position, bool registered,
+                                       std::vector<BranchOp>* ops) const {
   const Processor* p = driver_.ProcessorFor(mode);
   if (p == nullptr) {
     return Status::InvalidArgument("mode " + std::string(ModeName(mode)) + " is not served yet");
@@ -32,11 +34,24 @@ Status TransactionService::CheckBranch(const Transaction* tx, const BranchSpec& 
       if (o.branch_id == b.id) return Status::Conflict("branch " + b.id + " is registered already");
     }
   }
-  for (const std::string& op : p->BranchOps()) {
+  const std::vector<std::string>& required =
+      registered ? p->RegisteredBranchOps() : p->BranchOps();
+  for (const std::string& op : required) {
     auto it = b.urls.find(op);
     if (it == b.urls.end() || it->second.empty()) {
       return Status::InvalidArgument("branch " + b.id + " has no " + op + " URL");
     }
+  }
+  for (const auto& [op, url] : b.urls) {
+    const auto& known = p->BranchOps();
+    if (std::find(known.begin(), known.end(), op) == known.end()) {
+      return Status::InvalidArgument("branch " + b.id + ": " + op + " is not an op of " +
+                                     std::string(ModeName(mode)));
+    }
+  }
+  for (const std::string& op : p->BranchOps()) {
+    auto it = b.urls.find(op);
+    if (it == b.urls.end()) continue;
     ops->push_back(BranchOp{.branch_id = b.id,
                             .op = op,
                             .position = position,
@@ -58,6 +73,7 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
   tx.mode = req.mode;
   tx.status = InitialStatus(req.mode);
   tx.submitted = req.branches.has_value();
+  tx.sequential = req.sequential;
   tx.created_at = tx.updated_at = now;
   tx.deadline = now + req.timeout.value_or(default_timeout_);
   tx.next_attempt_at = tx.submitted ? now : tx.deadline;
@@ -71,7 +87,7 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
       if (!ids.insert(b.id).second) {
         return Status::InvalidArgument("branch id " + b.id + " appears twice");
       }
-      Status s = CheckBranch(nullptr, b, req.mode, position++, &tx.ops);
+      Status s = CheckBranch(nullptr, b, req.mode, position++, /*registered=*/false, &tx.ops);
       if (!s.ok()) return s;
     }
   } else if (driver_.ProcessorFor(req.mode) == nullptr) {
@@ -102,7 +118,8 @@ Status TransactionService::AddBranch(const std::string& gid, const BranchSpec& b
                             ": no more branches can join");
   }
   std::vector<BranchOp> ops;
-  Status s = CheckBranch(&*tx, branch, tx->mode, static_cast<int>(tx->BranchIds().size()), &ops);
+  Status s = CheckBranch(&*tx, branch, tx->mode, static_cast<int>(tx->BranchIds().size()),
+                         /*registered=*/true, &ops);
   if (!s.ok()) return s;
   return store_.AddBranch(gid, ops);
 }

@@ -32,6 +32,7 @@ struct BeginRequest {
   // Given whole: submitted at once. Absent: begun, branches registered later, then submitted.
   std::optional<std::vector<BranchSpec>> branches;
   std::optional<Duration> timeout;  // the first phase's deadline; the configured default if unset
+  bool sequential = false;          // first-phase calls one branch at a time, in order
   std::string request_json;         // the request as received, for audit
   std::string request_digest;       // equal for equal requests
 };
@@ -73,8 +74,10 @@ class TransactionService {
   Result<Transaction> WaitFinal(const std::string& gid, TimePoint until);
 
  private:
+  // Checks `branch` against its mode (ids, `required` ops present, nothing beyond the mode's
+  // ops) and appends its ops.
   Status CheckBranch(const Transaction* tx, const BranchSpec& branch, Mode mode, int position,
-                     std::vector<BranchOp>* ops) const;
+                     bool registered, std::vector<BranchOp>* ops) const;
 
   TransactionStore& store_;
   TransactionDriver& driver_;

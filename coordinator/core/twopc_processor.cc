@@ -1,26 +1,8 @@
 #include "coordinator/core/twopc_processor.h"
 
-#include <algorithm>
+#include "coordinator/core/two_phase_flow.h"
 
 namespace treaty::core {
-namespace {
-
-// Phase two never gives up; after this many attempts a person should know.
-constexpr int kAttentionAfterAttempts = 5;
-
-int MaxAttempts(const Transaction& tx, const std::vector<size_t>& idx) {
-  int m = 0;
-  for (size_t i : idx) m = std::max(m, tx.ops[i].attempts);
-  return m;
-}
-
-std::string Describe(const BranchOp& op) {
-  return "branch " + op.branch_id + " " +
-         (op.status == OpStatus::kRefused ? "refused " + op.op : op.op + " unanswered") +
-         (op.last_error.empty() ? "" : ": " + op.last_error);
-}
-
-}  // namespace
 
 const std::vector<std::string>& TwoPhaseCommitProcessor::BranchOps() const {
   static const std::vector<std::string> kOps = {"prepare", "commit", "abort"};
@@ -28,111 +10,9 @@ const std::vector<std::string>& TwoPhaseCommitProcessor::BranchOps() const {
 }
 
 Status TwoPhaseCommitProcessor::Drive(Transaction& tx, DriveContext& ctx) {
-  // Each pass either changes the status (and loops) or ends waiting or final.
-  for (int pass = 0; pass < 8; ++pass) {
-    bool waiting = false;
-    Status s;
-    switch (tx.status) {
-      case TxStatus::kActive:
-        s = DriveActive(tx, ctx, &waiting);
-        break;
-      case TxStatus::kCommitting:
-        s = DrivePhaseTwo(tx, ctx, "commit", tx.OpsNamed("commit"), TxStatus::kCommitted,
-                          "every branch committed", &waiting);
-        break;
-      case TxStatus::kAborting: {
-        // Once submitted, any prepare may have reached its participant: attempts are recorded
-        // after the call returns, so a crash during the call leaves no trace here. Every branch
-        // gets an abort (a participant answers 2xx for one it never prepared). Before submit,
-        // no prepare was ever sent.
-        std::vector<size_t> targets = tx.submitted ? tx.OpsNamed("abort") : std::vector<size_t>{};
-        s = DrivePhaseTwo(tx, ctx, "abort", targets, TxStatus::kAborted, "", &waiting);
-        break;
-      }
-      case TxStatus::kCommitted:
-      case TxStatus::kAborted:
-        return Status::Ok();
-      case TxStatus::kPrepared:
-        return Status::Internal("a 2pc transaction cannot be prepared");
-    }
-    if (!s.ok() || waiting) return s;
-  }
-  return Status::Internal("2pc processor made no progress");
-}
-
-Status TwoPhaseCommitProcessor::DriveActive(Transaction& tx, DriveContext& ctx, bool* waiting) {
-  TimePoint now = ctx.Now();
-  if (!tx.submitted) {
-    if (now >= tx.deadline) {
-      return ctx.Transition(tx, TxStatus::kAborting, "not submitted before its deadline");
-    }
-    *waiting = true;
-    return ctx.WakeAt(tx, tx.deadline);
-  }
-  std::vector<size_t> pending;
-  for (size_t i : tx.OpsNamed("prepare")) {
-    const BranchOp& op = tx.ops[i];
-    if (op.status == OpStatus::kRefused) {
-      return ctx.Transition(tx, TxStatus::kAborting, Describe(op));
-    }
-    if (op.status == OpStatus::kPending) pending.push_back(i);
-  }
-  if (pending.empty()) {
-    return ctx.Transition(tx, TxStatus::kCommitting,
-                          "all " + std::to_string(tx.OpsNamed("prepare").size()) +
-                              " branches prepared");
-  }
-  if (now >= tx.deadline) {
-    return ctx.Transition(tx, TxStatus::kAborting,
-                          "deadline passed before every branch prepared; " +
-                              Describe(tx.ops[pending.front()]));
-  }
-  Status s = ctx.CallOps(tx, pending);
-  if (!s.ok()) return s;
-  bool all_answered = std::all_of(pending.begin(), pending.end(), [&](size_t i) {
-    return tx.ops[i].status != OpStatus::kPending;
-  });
-  if (all_answered) return Status::Ok();  // the next pass decides
-  *waiting = true;
-  return ctx.RetryLater(tx, MaxAttempts(tx, pending), tx.deadline);
-}
-
-Status TwoPhaseCommitProcessor::DrivePhaseTwo(Transaction& tx, DriveContext& ctx,
-                                              const std::string& op,
-                                              const std::vector<size_t>& targets,
-                                              TxStatus final_status, const std::string& done_reason,
-                                              bool* waiting) {
-  std::vector<size_t> pending;
-  for (size_t i : targets) {
-    if (tx.ops[i].status != OpStatus::kSucceeded) pending.push_back(i);
-  }
-  if (pending.empty()) {
-    Status s = ctx.SetAttention(tx, "");
-    if (!s.ok()) return s;
-    // An abort keeps the reason it was decided for.
-    return ctx.Transition(tx, final_status, done_reason.empty() ? tx.reason : done_reason);
-  }
-  Status s = ctx.CallOps(tx, pending);
-  if (!s.ok()) return s;
-  std::string attention;
-  std::vector<size_t> still;
-  for (size_t i : pending) {
-    const BranchOp& o = tx.ops[i];
-    if (o.status == OpStatus::kSucceeded) continue;
-    still.push_back(i);
-    if (o.status == OpStatus::kRefused && attention.empty()) {
-      attention = "branch " + o.branch_id + " refused " + op +
-                  " after the decision (a participant bug); retrying: " + o.last_error;
-    } else if (o.attempts >= kAttentionAfterAttempts && attention.empty()) {
-      attention = "branch " + o.branch_id + " " + op + " still unanswered after " +
-                  std::to_string(o.attempts) + " attempts: " + o.last_error;
-    }
-  }
-  if (still.empty()) return Status::Ok();  // the next pass finishes
-  s = ctx.SetAttention(tx, attention);
-  if (!s.ok()) return s;
-  *waiting = true;
-  return ctx.RetryLater(tx, MaxAttempts(tx, still), std::nullopt);
+  static const TwoPhaseOps kOps{"prepare", "commit", "abort", "prepared",
+                                /*cancel_unsubmitted=*/false};
+  return DriveTwoPhase(tx, ctx, kOps);
 }
 
 }  // namespace treaty::core

@@ -1,9 +1,6 @@
 #pragma once
 
-// 2PC with presumed abort.
-//
-//   active ──all prepares 2xx──► committing ──all commits 2xx──► committed
-//      └──any prepare 409, deadline passed, client abort──► aborting ──aborts 2xx──► aborted
+// 2PC with presumed abort (the flow in two_phase_flow.h, with prepare / commit / abort).
 //
 // Prepares run in parallel and are retried with backoff while their outcome is unknown, until
 // the deadline. The decision is durable before any commit or abort is sent. Commits and aborts
@@ -20,15 +17,8 @@ class TwoPhaseCommitProcessor : public Processor {
  public:
   Mode mode() const override { return Mode::k2pc; }
   const std::vector<std::string>& BranchOps() const override;
+  const std::vector<std::string>& RegisteredBranchOps() const override { return BranchOps(); }
   Status Drive(Transaction& tx, DriveContext& ctx) override;
-
- private:
-  Status DriveActive(Transaction& tx, DriveContext& ctx, bool* waiting);
-  // Phase two: calls `op` on every branch in `targets` until each succeeded, then moves to
-  // `final_status`.
-  Status DrivePhaseTwo(Transaction& tx, DriveContext& ctx, const std::string& op,
-                       const std::vector<size_t>& targets, TxStatus final_status,
-                       const std::string& done_reason, bool* waiting);
 };
 
 }  // namespace treaty::core

@@ -13,6 +13,7 @@ CREATE TABLE treaty.transactions (
   request         jsonb NOT NULL,
   request_digest  text NOT NULL,
   submitted       boolean NOT NULL,
+  sequential      boolean NOT NULL DEFAULT false,
   reason          text,
   attention       text,
   deadline        timestamptz NOT NULL,

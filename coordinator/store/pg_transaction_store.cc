@@ -41,7 +41,8 @@ void InsertOps(pqxx::work& w, const std::string& gid, const std::vector<BranchOp
 
 Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bool with_log) {
   pqxx::result r = w.exec_params(
-      "SELECT mode, status, submitted, request::text, request_digest, reason, attention, " MS(
+      "SELECT mode, status, submitted, sequential, request::text, request_digest, reason, "
+      "attention, " MS(
           "deadline") ", " MS("next_attempt_at") ", " MS("created_at") ", " MS("updated_at") " "
       "FROM treaty.transactions WHERE gid = $1",
       gid);
@@ -51,14 +52,15 @@ Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bo
   tx.mode = core::ParseMode(r[0][0].as<std::string>()).value_or(core::Mode::k2pc);
   tx.status = core::ParseStatus(r[0][1].as<std::string>()).value_or(TxStatus::kActive);
   tx.submitted = r[0][2].as<bool>();
-  tx.request_json = Str(r[0][3]);
-  tx.request_digest = Str(r[0][4]);
-  tx.reason = Str(r[0][5]);
-  tx.attention = Str(r[0][6]);
-  tx.deadline = FromMs(r[0][7].as<int64_t>());
-  tx.next_attempt_at = FromMs(r[0][8].as<int64_t>());
-  tx.created_at = FromMs(r[0][9].as<int64_t>());
-  tx.updated_at = FromMs(r[0][10].as<int64_t>());
+  tx.sequential = r[0][3].as<bool>();
+  tx.request_json = Str(r[0][4]);
+  tx.request_digest = Str(r[0][5]);
+  tx.reason = Str(r[0][6]);
+  tx.attention = Str(r[0][7]);
+  tx.deadline = FromMs(r[0][8].as<int64_t>());
+  tx.next_attempt_at = FromMs(r[0][9].as<int64_t>());
+  tx.created_at = FromMs(r[0][10].as<int64_t>());
+  tx.updated_at = FromMs(r[0][11].as<int64_t>());
 
   pqxx::result ops = w.exec_params(
       "SELECT branch_id, op, position, url, payload::text, timeout_ms, status, attempts, "
@@ -118,13 +120,13 @@ Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
     pqxx::work w(c);
     pqxx::result r = w.exec_params(
         "INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, submitted, "
-        "deadline, next_attempt_at, owner, lease_until, created_at, updated_at) "
+        "deadline, next_attempt_at, owner, lease_until, created_at, updated_at, sequential) "
         "VALUES ($1, $2, $3, $4::jsonb, $5, $6, " TS(7) ", " TS(8) ", $9, " TS(10) ", " TS(
-            11) ", " TS(11) ") ON CONFLICT (gid) DO NOTHING RETURNING gid",
+            11) ", " TS(11) ", $12) ON CONFLICT (gid) DO NOTHING RETURNING gid",
         tx.gid, std::string(core::ModeName(tx.mode)), std::string(core::StatusName(tx.status)),
         tx.request_json.empty() ? std::string("{}") : tx.request_json, tx.request_digest,
         tx.submitted, Ms(tx.deadline), Ms(tx.next_attempt_at), owner, Ms(lease_until),
-        Ms(tx.created_at));
+        Ms(tx.created_at), tx.sequential);
     if (r.empty()) {
       auto existing = LoadIn(w, tx.gid, false);
       if (!existing.ok()) return existing.status();
