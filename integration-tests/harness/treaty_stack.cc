@@ -101,6 +101,35 @@ std::string TreatyStack::OrderBranch(const std::string& id, const std::string& s
          R"(","qty":)" + std::to_string(qty) + "}}";
 }
 
+namespace {
+std::string TccBranchOf(Service& svc, const std::string& id, const std::string& sku, int qty,
+                        bool with_try) {
+  std::string base = svc.base_url();
+  return R"({"id":")" + id + "\"," +
+         (with_try ? R"("try":")" + base + R"(/tcc/try",)" : std::string()) +
+         R"("confirm":")" + base + R"(/tcc/confirm","cancel":")" + base +
+         R"(/tcc/cancel","payload":{"sku":")" + sku + R"(","qty":)" + std::to_string(qty) + "}}";
+}
+}  // namespace
+
+std::string TreatyStack::InventoryTccBranch(const std::string& id, const std::string& sku, int qty,
+                                            bool with_try) {
+  return TccBranchOf(*inventory_, id, sku, qty, with_try);
+}
+
+std::string TreatyStack::OrderTccBranch(const std::string& id, const std::string& sku, int qty,
+                                        bool with_try) {
+  return TccBranchOf(*orders_, id, sku, qty, with_try);
+}
+
+std::string TreatyStack::OpBody(const std::string& gid, const std::string& branch_id,
+                                const std::string& op, const std::string& mode,
+                                const std::string& sku, int qty) {
+  return R"({"gid":")" + gid + R"(","branch_id":")" + branch_id + R"(","op":")" + op +
+         R"(","mode":")" + mode + R"(","payload":{"sku":")" + sku + R"(","qty":)" +
+         std::to_string(qty) + "}}";
+}
+
 Status TreatyStack::SetStock(const std::string& sku, int available) {
   return pg_->Execute("inventory", "INSERT INTO stock (sku, available) VALUES ('" + sku + "', " +
                                        std::to_string(available) +

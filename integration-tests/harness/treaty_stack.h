@@ -46,6 +46,17 @@ class TreatyStack {
   std::string InventoryBranch(const std::string& id, const std::string& sku, int qty);
   std::string OrderBranch(const std::string& id, const std::string& sku, int qty);
 
+  // A TCC branch (try, confirm, cancel) for the inventory or order service; `with_try` false for
+  // a client-driven registration.
+  std::string InventoryTccBranch(const std::string& id, const std::string& sku, int qty,
+                                 bool with_try = true);
+  std::string OrderTccBranch(const std::string& id, const std::string& sku, int qty,
+                             bool with_try = true);
+  // The protocol body a participant receives, for calling one directly.
+  static std::string OpBody(const std::string& gid, const std::string& branch_id,
+                            const std::string& op, const std::string& mode,
+                            const std::string& sku, int qty);
+
   // Sets a SKU's stock (available = n, nothing reserved or sold).
   Status SetStock(const std::string& sku, int available);
   // "available/reserved/sold" of a SKU.

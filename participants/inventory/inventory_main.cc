@@ -3,6 +3,8 @@
 //   stock(sku, available, reserved, sold): available + reserved + sold never changes for a SKU.
 //   2PC prepare {"sku", "qty"}: moves qty from available to sold in the prepared transaction;
 //   409 when the SKU is unknown or short.
+//   TCC try {"sku", "qty"}: freezes qty (available -> reserved); confirm: reserved -> sold;
+//   cancel: reserved -> available. Each through the barrier.
 //   GET /stock/{sku}: the row. POST /admin/stock {"sku", "available"}: sets a SKU's stock.
 
 #include <Poco/Exception.h>
@@ -29,6 +31,48 @@ OpReply ReserveAndSell(pqxx::nontransaction& sql, const BranchRequest& r) {
   if (have.empty()) return OpReply{409, "unknown sku " + *sku};
   return OpReply{409, "out of stock: sku " + *sku + " has " + have[0][0].as<std::string>() +
                           ", asked " + std::to_string(*qty)};
+}
+
+// TCC: try freezes stock (available -> reserved), confirm sells it (reserved -> sold), cancel
+// releases it (reserved -> available).
+std::optional<std::pair<std::string, int64_t>> SkuQty(const BranchRequest& r) {
+  auto sku = PayloadString(*r.payload, "sku");
+  auto qty = PayloadInt(*r.payload, "qty");
+  if (!sku || !qty || *qty <= 0) return std::nullopt;
+  return std::pair{*sku, *qty};
+}
+
+const OpReply kBadPayload{409, "payload needs \"sku\" (string) and \"qty\" (positive integer)"};
+
+OpReply TccTry(pqxx::work& tx, const BranchRequest& r) {
+  auto p = SkuQty(r);
+  if (!p) return kBadPayload;
+  pqxx::result frozen = tx.exec_params(
+      "UPDATE stock SET available = available - $2, reserved = reserved + $2 "
+      "WHERE sku = $1 AND available >= $2 RETURNING 1",
+      p->first, p->second);
+  if (!frozen.empty()) return OpReply{200, "reserved"};
+  pqxx::result have = tx.exec_params("SELECT available FROM stock WHERE sku = $1", p->first);
+  if (have.empty()) return OpReply{409, "unknown sku " + p->first};
+  return OpReply{409, "out of stock: sku " + p->first + " has " + have[0][0].as<std::string>() +
+                          ", asked " + std::to_string(p->second)};
+}
+
+OpReply TccConfirm(pqxx::work& tx, const BranchRequest& r) {
+  auto p = SkuQty(r);
+  if (!p) return kBadPayload;
+  tx.exec_params("UPDATE stock SET reserved = reserved - $2, sold = sold + $2 WHERE sku = $1",
+                 p->first, p->second);
+  return OpReply{200, "sold"};
+}
+
+OpReply TccCancel(pqxx::work& tx, const BranchRequest& r) {
+  auto p = SkuQty(r);
+  if (!p) return kBadPayload;
+  tx.exec_params(
+      "UPDATE stock SET reserved = reserved - $2, available = available + $2 WHERE sku = $1",
+      p->first, p->second);
+  return OpReply{200, "released"};
 }
 
 void Routes(http::Router& router, pg::PgPool& pool) {
@@ -92,6 +136,9 @@ int main(int argc, char** argv) {
                         " reserved integer NOT NULL DEFAULT 0 CHECK (reserved >= 0),"
                         " sold integer NOT NULL DEFAULT 0 CHECK (sold >= 0))",
           .twopc_prepare = ReserveAndSell,
+          .tcc_try = TccTry,
+          .tcc_confirm = TccConfirm,
+          .tcc_cancel = TccCancel,
           .extra_routes = Routes,
       });
 }

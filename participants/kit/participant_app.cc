@@ -111,6 +111,7 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
     auto r = pool.Run<bool>([&](pqxx::connection& c) -> Result<bool> {
       pqxx::work w(c);
       w.exec(TwoPhaseResource::SchemaSql());
+      w.exec(Barrier::SchemaSql());
       if (!spec.schema_sql.empty()) w.exec(spec.schema_sql);
       w.commit();
       return true;
@@ -151,6 +152,29 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
            [&](const BranchRequest& r) { return twopc.Prepare(r, spec.twopc_prepare); });
   op_route("/2pc/commit", "commit", [&](const BranchRequest& r) { return twopc.Commit(r); });
   op_route("/2pc/abort", "abort", [&](const BranchRequest& r) { return twopc.Abort(r); });
+  // A barrier-guarded op: the barrier rows and the business change in one local transaction.
+  auto barrier_op = [&pool](const BarrierChange& change) {
+    return [&pool, change](const BranchRequest& r) {
+      auto reply = pool.Run<OpReply>([&](pqxx::connection& c) -> Result<OpReply> {
+        pqxx::work tx(c);
+        // Waiting on another op's lock holds a pooled connection; answer "try again" instead.
+        tx.exec("SET LOCAL lock_timeout = '250ms'");
+        OpReply out = Barrier::Run(tx, r, [&](pqxx::work& w) { return change(w, r); });
+        if (out.status == 200) {
+          tx.commit();
+        } else {
+          tx.abort();
+        }
+        return out;
+      });
+      return reply.ok() ? *reply : OpReply{503, reply.status().message()};
+    };
+  };
+  if (spec.tcc_try) {
+    op_route("/tcc/try", "try", barrier_op(spec.tcc_try));
+    op_route("/tcc/confirm", "confirm", barrier_op(spec.tcc_confirm));
+    op_route("/tcc/cancel", "cancel", barrier_op(spec.tcc_cancel));
+  }
   if (spec.extra_routes) spec.extra_routes(router, pool);
 
   auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = config.listen}, router);

@@ -11,17 +11,26 @@
 #include "common/http/router.h"
 #include "common/log.h"
 #include "common/pg/pg_pool.h"
+#include "participants/kit/barrier.h"
 #include "participants/kit/fault_switch.h"
 #include "participants/kit/participant_config.h"
 #include "participants/kit/twopc_resource.h"
 
 namespace treaty::participant {
 
+// One TCC or saga op's business change, run inside the barrier in the service's transaction.
+// 200 commits it; anything else rolls it back and is the answer.
+using BarrierChange = std::function<OpReply(pqxx::work& tx, const BranchRequest& r)>;
+
 struct ParticipantSpec {
   std::string name;        // "inventory-svc"
   std::string env_prefix;  // "TREATY_INVENTORY_SVC_"
   std::string schema_sql;  // the service's own tables (IF NOT EXISTS)
   BusinessChange twopc_prepare;
+  // TCC: /tcc/try, /tcc/confirm, /tcc/cancel, each through the barrier.
+  BarrierChange tcc_try;
+  BarrierChange tcc_confirm;
+  BarrierChange tcc_cancel;
   // Registers the service's own endpoints (reads, admin) beside the protocol ones.
   std::function<void(http::Router&, pg::PgPool&)> extra_routes;
 };

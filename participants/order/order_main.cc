@@ -2,6 +2,7 @@
 //
 //   orders(gid, branch_id, sku, qty, status): one row per order, written by the transaction.
 //   2PC prepare {"sku", "qty"}: inserts the order as 'placed' in the prepared transaction.
+//   TCC try {"sku", "qty"}: inserts it as 'pending'; confirm: 'placed'; cancel: 'cancelled'.
 //   GET /orders?gid=G: the orders of a transaction.
 
 #include "participants/kit/participant_app.h"
@@ -19,6 +20,25 @@ OpReply PlaceOrder(pqxx::nontransaction& sql, const BranchRequest& r) {
       "INSERT INTO orders (gid, branch_id, sku, qty, status) VALUES ($1, $2, $3, $4, 'placed')",
       r.gid, r.branch_id, *sku, *qty);
   return OpReply{200, "placed"};
+}
+
+// TCC: try records the order as pending, confirm places it, cancel cancels it.
+OpReply TccTry(pqxx::work& tx, const BranchRequest& r) {
+  auto sku = PayloadString(*r.payload, "sku");
+  auto qty = PayloadInt(*r.payload, "qty");
+  if (!sku || !qty || *qty <= 0) {
+    return OpReply{409, "payload needs \"sku\" (string) and \"qty\" (positive integer)"};
+  }
+  tx.exec_params(
+      "INSERT INTO orders (gid, branch_id, sku, qty, status) VALUES ($1, $2, $3, $4, 'pending')",
+      r.gid, r.branch_id, *sku, *qty);
+  return OpReply{200, "pending"};
+}
+
+OpReply SetStatus(pqxx::work& tx, const BranchRequest& r, const std::string& status) {
+  tx.exec_params("UPDATE orders SET status = $3 WHERE gid = $1 AND branch_id = $2", r.gid,
+                 r.branch_id, status);
+  return OpReply{200, status};
 }
 
 void Routes(http::Router& router, pg::PgPool& pool) {
@@ -57,6 +77,11 @@ int main(int argc, char** argv) {
                         " created_at timestamptz NOT NULL DEFAULT now(),"
                         " UNIQUE (gid, branch_id))",
           .twopc_prepare = PlaceOrder,
+          .tcc_try = TccTry,
+          .tcc_confirm = [](pqxx::work& tx,
+                            const BranchRequest& r) { return SetStatus(tx, r, "placed"); },
+          .tcc_cancel = [](pqxx::work& tx,
+                           const BranchRequest& r) { return SetStatus(tx, r, "cancelled"); },
           .extra_routes = Routes,
       });
 }
