@@ -174,6 +174,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   EnvCrashPoints crash_points;
   LoggingObserver observer;
   core::TwoPhaseCommitProcessor twopc;
+  core::TccProcessor tcc;
   core::TransactionDriver driver(
       core::DriverOptions{
           .owner = node_id,
@@ -185,7 +186,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                      config.retry.multiplier, config.retry.jitter},
       },
       tx_store, transport, core::SystemClock(), core::RandomIdGenerator(), crash_points,
-      {&twopc}, &observer);
+      {&twopc, &tcc}, &observer);
   core::TransactionService service(tx_store, driver, core::SystemClock(),
                                    core::RandomIdGenerator(), crash_points,
                                    config.timeouts.prepare);
