@@ -11,12 +11,33 @@
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/URI.h>
 
+#include <condition_variable>
+#include <mutex>
+
 namespace treaty::http {
 namespace {
 
+// Requests being handled, so that Stop() can wait for them before what they use goes away.
+struct InFlight {
+  std::mutex mu;
+  std::condition_variable idle;
+  int count = 0;  // guarded by mu
+};
+
 class RouterHandler : public Poco::Net::HTTPRequestHandler {
  public:
-  RouterHandler(const Router& router, size_t max_body) : router_(router), max_body_(max_body) {}
+  RouterHandler(const Router& router, size_t max_body, InFlight& in_flight)
+      : router_(router), max_body_(max_body), in_flight_(in_flight) {
+    std::lock_guard<std::mutex> lock(in_flight_.mu);
+    ++in_flight_.count;
+  }
+  ~RouterHandler() override {
+    {
+      std::lock_guard<std::mutex> lock(in_flight_.mu);
+      --in_flight_.count;
+    }
+    in_flight_.idle.notify_all();
+  }
 
   void handleRequest(Poco::Net::HTTPServerRequest& req,
                      Poco::Net::HTTPServerResponse& resp) override {
@@ -70,24 +91,28 @@ class RouterHandler : public Poco::Net::HTTPRequestHandler {
 
   const Router& router_;
   size_t max_body_;
+  InFlight& in_flight_;
 };
 
 class RouterHandlerFactory : public Poco::Net::HTTPRequestHandlerFactory {
  public:
-  RouterHandlerFactory(const Router& router, size_t max_body) : router_(router), max_body_(max_body) {}
+  RouterHandlerFactory(const Router& router, size_t max_body, InFlight& in_flight)
+      : router_(router), max_body_(max_body), in_flight_(in_flight) {}
   Poco::Net::HTTPRequestHandler* createRequestHandler(
       const Poco::Net::HTTPServerRequest&) override {
-    return new RouterHandler(router_, max_body_);
+    return new RouterHandler(router_, max_body_, in_flight_);
   }
 
  private:
   const Router& router_;
   size_t max_body_;
+  InFlight& in_flight_;
 };
 
 }  // namespace
 
 struct HttpServer::Impl {
+  InFlight in_flight;
   std::unique_ptr<Poco::Net::HTTPServer> server;
   bool stopped = false;
 };
@@ -106,7 +131,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
     params->setKeepAlive(true);
     auto impl = std::make_unique<Impl>();
     impl->server = std::make_unique<Poco::Net::HTTPServer>(
-        new RouterHandlerFactory(router, options.max_body_bytes), socket, params);
+        new RouterHandlerFactory(router, options.max_body_bytes, impl->in_flight), socket, params);
     impl->server->start();
     std::unique_ptr<HttpServer> s(new HttpServer(std::move(impl)));
     s->address_ = bound;
@@ -121,6 +146,10 @@ void HttpServer::Stop() {
   if (impl_->stopped) return;
   impl_->stopped = true;
   impl_->server->stopAll(/*abortCurrent=*/false);
+  // Poco's stop does not wait for handlers still running in its thread pool.
+  std::unique_lock<std::mutex> lock(impl_->in_flight.mu);
+  impl_->in_flight.idle.wait_for(lock, std::chrono::seconds(30),
+                                 [&] { return impl_->in_flight.count == 0; });
 }
 
 HttpServer::~HttpServer() { Stop(); }

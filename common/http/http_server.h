@@ -29,7 +29,7 @@ class HttpServer {
   // The bound address, with the real port when 0 was asked for.
   HostPort address() const { return address_; }
 
-  // Stops accepting and waits for requests in flight. Idempotent.
+  // Stops accepting and waits (up to 30s) for requests in flight. Idempotent.
   void Stop();
 
  private:

@@ -61,10 +61,14 @@ class TransactionStore {
   // Sets (non-empty) or clears (empty) the attention flag.
   virtual Status SetAttention(const std::string& gid, const std::string& attention) = 0;
 
-  // Sets when the transaction is next due and gives up this owner's lease on it.
-  virtual Status Reschedule(const std::string& gid, TimePoint next_attempt_at) = 0;
+  // Sets when the transaction is next due and gives up `owner`'s lease on it; does nothing when
+  // `owner` no longer holds it. If a client made it due meanwhile (MarkSubmitted, MakeDue), it
+  // stays due now: that wake-up is not lost.
+  virtual Status Reschedule(const std::string& gid, const std::string& owner,
+                            TimePoint next_attempt_at) = 0;
 
-  // Makes an unfinished transaction due at `now` (skipping its backoff); leases are untouched.
+  // Makes an unfinished transaction due at `now` (skipping its backoff), also for whoever holds
+  // its lease (see Reschedule); leases are untouched.
   virtual Status MakeDue(const std::string& gid, TimePoint now) = 0;
 
   // Leases up to `limit` unfinished transactions that are due at `now` and not leased by a live

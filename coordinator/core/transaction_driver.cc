@@ -44,8 +44,11 @@ class TransactionDriver::Context : public DriveContext {
     calls.reserve(indexes.size());
     for (size_t i : indexes) {
       const BranchOp& op = tx.ops[i];
-      calls.push_back(BranchCall{op.url, CallBody(tx, op), tx.gid, op.branch_id, op.op,
-                                 op.timeout.value_or(d_.options_.branch_call_timeout)});
+      // A call may not outlast half the lease, or another coordinator could take the
+      // transaction over while this one still waits.
+      Duration timeout = std::min<Duration>(op.timeout.value_or(d_.options_.branch_call_timeout),
+                                            d_.options_.lease / 2);
+      calls.push_back(BranchCall{op.url, CallBody(tx, op), tx.gid, op.branch_id, op.op, timeout});
     }
     std::vector<BranchReply> replies = d_.transport_.CallAll(calls);
     std::vector<BranchOp> updated;
@@ -104,7 +107,7 @@ class TransactionDriver::Context : public DriveContext {
   }
 
   Status WakeAt(Transaction& tx, TimePoint at) override {
-    Status s = d_.store_.Reschedule(tx.gid, at);
+    Status s = d_.store_.Reschedule(tx.gid, d_.options_.owner, at);
     if (s.ok()) tx.next_attempt_at = at;
     return s;
   }
@@ -191,7 +194,19 @@ void TransactionDriver::WorkerLoop() {
       queued_.erase(gid);
       running_.insert(gid);
     }
-    DriveNow(gid);
+    // The lease may have run out while the transaction waited in the queue, or been given up by
+    // an earlier drive (a re-run): take it (again) before driving, or leave it to its holder.
+    TimePoint now = clock_.Now();
+    auto leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
+    if (leased.ok() && *leased) {
+      try {
+        DriveNow(gid);
+      } catch (const std::exception& e) {
+        // Adapters return statuses; this is a last guard so one transaction cannot stop the
+        // worker. The lease runs out and the transaction is driven again.
+        if (observer_) observer_->OnDriveError(gid, Status::Internal(e.what()));
+      }
+    }
     bool again = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -205,7 +220,10 @@ void TransactionDriver::WorkerLoop() {
 void TransactionDriver::PollLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
-    int capacity = options_.claim_batch - static_cast<int>(queue_.size());
+    // Claim only what idle workers can start now: a claimed transaction that waits in the queue
+    // longer than its lease could be claimed by another coordinator as well.
+    int capacity = std::min(options_.claim_batch,
+                            options_.workers - static_cast<int>(queue_.size() + running_.size()));
     if (capacity > 0) {
       lock.unlock();
       TimePoint now = clock_.Now();
@@ -249,7 +267,7 @@ Status TransactionDriver::DriveNow(const std::string& gid) {
   if (observer_) observer_->OnDriveError(gid, s);
   // Hand it back to the poller after a pause rather than hold the lease until it expires.
   TimePoint now = clock_.Now();
-  store_.Reschedule(gid, now + options_.retry.Backoff(1, random_.Random01()));
+  store_.Reschedule(gid, options_.owner, now + options_.retry.Backoff(1, random_.Random01()));
   return s;
 }
 

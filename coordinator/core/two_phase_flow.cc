@@ -120,7 +120,10 @@ Status DriveTwoPhase(Transaction& tx, DriveContext& ctx, const TwoPhaseOps& ops)
         // Once submitted, any first op may have reached its participant: attempts are recorded
         // after the call returns, so a crash during the call leaves no trace here. Every branch
         // gets the cancel (participants answer 2xx for a branch they never saw).
-        bool anything_sent = tx.submitted || ops.cancel_unsubmitted;
+        std::vector<size_t> firsts = tx.OpsNamed(ops.first);
+        bool anything_sent =
+            tx.submitted || ops.cancel_unsubmitted ||
+            std::any_of(firsts.begin(), firsts.end(), [&](size_t i) { return tx.ops[i].attempts > 0; });
         std::vector<size_t> targets =
             anything_sent ? tx.OpsNamed(ops.cancel) : std::vector<size_t>{};
         s = DrivePhaseTwo(tx, ctx, ops.cancel, targets, TxStatus::kAborted, "", &waiting);

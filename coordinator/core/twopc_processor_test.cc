@@ -300,6 +300,27 @@ TEST_F(TwoPcTest, AStoreOutageStopsTheDriveAndRecoveryFinishesIt) {
   EXPECT_EQ(Load(gid).status, TxStatus::kCommitted);
 }
 
+TEST_F(TwoPcTest, AWakeUpMadeDuringADriveIsNotLost) {
+  BeginRequest req;
+  req.gid = "g7";
+  ASSERT_TRUE(service_.Begin(req).ok());
+  TimePoint now = clock_.Now();
+  // A client submits (or asks for a retry) while the driver is deciding to sleep until later.
+  ASSERT_TRUE(store_.MakeDue("g7", now).ok());
+  ASSERT_TRUE(store_.Reschedule("g7", "node-a", now + std::chrono::seconds(10)).ok());
+  EXPECT_EQ(Load("g7").next_attempt_at, now) << "the client's wake-up was lost";
+  ASSERT_TRUE(store_.Reschedule("g7", "node-a", now + std::chrono::seconds(10)).ok());
+  EXPECT_EQ(Load("g7").next_attempt_at, now + std::chrono::seconds(10));
+}
+
+TEST_F(TwoPcTest, OnlyTheLeaseHolderReschedules) {
+  std::string gid = Begin({Branch("stock")});
+  TimePoint now = clock_.Now();
+  ASSERT_TRUE(store_.Reschedule(gid, "node-b", now + std::chrono::hours(1)).ok());
+  EXPECT_EQ(Load(gid).next_attempt_at, now) << "a coordinator without the lease moved it";
+  EXPECT_EQ(store_.LeaseOwner(gid), "node-a");
+}
+
 TEST_F(TwoPcTest, ValidationOfBranches) {
   BeginRequest req;
   req.gid = "g6";

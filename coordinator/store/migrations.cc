@@ -18,6 +18,7 @@ CREATE TABLE treaty.transactions (
   attention       text,
   deadline        timestamptz NOT NULL,
   next_attempt_at timestamptz NOT NULL,
+  wake_requested  boolean NOT NULL DEFAULT false,
   owner           text,
   lease_until     timestamptz,
   created_at      timestamptz NOT NULL DEFAULT now(),

@@ -181,7 +181,8 @@ Status PgTransactionStore::MarkSubmitted(const std::string& gid, TimePoint now) 
     pqxx::work w(c);
     pqxx::result r = w.exec_params(
         "UPDATE treaty.transactions SET submitted = true, next_attempt_at = " TS(2) ", "
-        "updated_at = " TS(2) " WHERE gid = $1 AND status = 'active' AND NOT submitted "
+        "wake_requested = true, updated_at = " TS(2) " WHERE gid = $1 AND status = 'active' "
+        "AND NOT submitted "
         "RETURNING gid",
         gid, Ms(now));
     if (r.empty()) return Status::Conflict("transaction " + gid + " cannot be submitted");
@@ -254,13 +255,15 @@ Status PgTransactionStore::SetAttention(const std::string& gid, const std::strin
   }));
 }
 
-Status PgTransactionStore::Reschedule(const std::string& gid, TimePoint next_attempt_at) {
+Status PgTransactionStore::Reschedule(const std::string& gid, const std::string& owner,
+                                      TimePoint next_attempt_at) {
   return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
     pqxx::work w(c);
     w.exec_params(
-        "UPDATE treaty.transactions SET next_attempt_at = " TS(2) ", lease_until = NULL "
-        "WHERE gid = $1",
-        gid, Ms(next_attempt_at));
+        "UPDATE treaty.transactions SET next_attempt_at = CASE WHEN wake_requested "
+        "THEN next_attempt_at ELSE " TS(3) " END, wake_requested = false, lease_until = NULL "
+        "WHERE gid = $1 AND owner = $2",
+        gid, owner, Ms(next_attempt_at));
     w.commit();
     return true;
   }));
@@ -270,8 +273,9 @@ Status PgTransactionStore::MakeDue(const std::string& gid, TimePoint now) {
   return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
     pqxx::work w(c);
     pqxx::result r = w.exec_params(
-        std::string("UPDATE treaty.transactions SET next_attempt_at = " TS(2) " WHERE gid = $1 "
-                    "AND status IN ") + kUnfinished + " RETURNING gid",
+        std::string("UPDATE treaty.transactions SET next_attempt_at = " TS(2) ", "
+                    "wake_requested = true WHERE gid = $1 AND status IN ") +
+            kUnfinished + " RETURNING gid",
         gid, Ms(now));
     if (r.empty()) return Status::Conflict("transaction " + gid + " is not unfinished");
     w.commit();

@@ -37,7 +37,8 @@ class PgTransactionStore : public core::TransactionStore {
   Status RecordOps(const std::string& gid, const std::vector<core::BranchOp>& ops,
                    core::TimePoint now) override;
   Status SetAttention(const std::string& gid, const std::string& attention) override;
-  Status Reschedule(const std::string& gid, core::TimePoint next_attempt_at) override;
+  Status Reschedule(const std::string& gid, const std::string& owner,
+                    core::TimePoint next_attempt_at) override;
   Status MakeDue(const std::string& gid, core::TimePoint now) override;
   Result<std::vector<std::string>> ClaimDue(const std::string& owner, core::TimePoint now,
                                             core::TimePoint lease_until, int limit) override;

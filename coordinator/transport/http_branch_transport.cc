@@ -90,7 +90,14 @@ core::BranchReply HttpBranchTransport::Call(const core::BranchCall& call) {
     bool reused = false;
     std::unique_ptr<Session> session = Borrow(uri.getHost(), uri.getPort(), &reused);
     try {
-      session->setTimeout(Poco::Timespan(static_cast<long>(call.timeout.count()) * 1000));
+      // setTimeout applies when a session connects; a pooled, connected one needs its socket's
+      // timeouts set for this call.
+      Poco::Timespan timeout(static_cast<long>(call.timeout.count()) * 1000);
+      session->setTimeout(timeout);
+      if (session->connected()) {
+        session->socket().setReceiveTimeout(timeout);
+        session->socket().setSendTimeout(timeout);
+      }
       Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_POST, uri.getPathAndQuery(),
                                  Poco::Net::HTTPMessage::HTTP_1_1);
       req.setKeepAlive(true);
@@ -130,7 +137,13 @@ std::vector<core::BranchReply> HttpBranchTransport::CallAll(
   std::vector<std::future<core::BranchReply>> others;
   others.reserve(calls.size() - 1);
   for (size_t i = 1; i < calls.size(); ++i) {
-    others.push_back(std::async(std::launch::async, [this, &calls, i] { return Call(calls[i]); }));
+    try {
+      others.push_back(
+          std::async(std::launch::async, [this, &calls, i] { return Call(calls[i]); }));
+    } catch (const std::system_error&) {
+      // No thread to be had: make this call on ours, after the first.
+      others.push_back(std::async(std::launch::deferred, [this, &calls, i] { return Call(calls[i]); }));
+    }
   }
   replies[0] = Call(calls[0]);
   for (size_t i = 1; i < calls.size(); ++i) replies[i] = others[i - 1].get();

@@ -83,6 +83,12 @@ class Demo {
                return stack_->WaitFinal(gid);
              });
 
+    Scenario("tcc", "commit", "demo-tcc-commit", "committed", [&](const std::string& gid) {
+      return OrderTcc(gid, 2);
+    });
+    Scenario("tcc", "out of stock: cancelled", "demo-tcc-cancel", "aborted",
+             [&](const std::string& gid) { return OrderTcc(gid, 50); });
+
     PrintSummary();
     return failed_ ? 1 : 0;
   }
@@ -105,11 +111,23 @@ class Demo {
     return r.ok() ? Field(r->body, "status") : "";
   }
 
+  // Places an order of `qty` A1 as one TCC transaction; returns its final status.
+  std::string OrderTcc(const std::string& gid, int qty) {
+    std::string body = R"({"gid":")" + gid + R"(","mode":"tcc","timeout":"10s","wait":true,)" +
+                       R"("branches":[)" + stack_->OrderTccBranch("order", "A1", qty) + "," +
+                       stack_->InventoryTccBranch("stock", "A1", qty) + "]}";
+    auto r = HttpCall("POST", stack_->treatyd().base_url() + "/v1/transactions", body,
+                      std::chrono::seconds(30));
+    return r.ok() ? Field(r->body, "status") : "";
+  }
+
   std::string Changes(const std::string& gid) {
     auto stock = stack_->Stock("A1");
-    auto orders = stack_->OrderCount(gid);
-    return "inventory A1 available/reserved/sold " + (stock.ok() ? *stock : "?") +
-           "; orders rows " + (orders.ok() ? std::to_string(*orders) : "?");
+    auto orders = stack_->pg().QueryValue(
+        "orders", "SELECT coalesce(string_agg(status, ','), 'none') FROM orders WHERE gid = '" +
+                      gid + "'");
+    return "inventory A1 available/frozen/sold " + (stock.ok() ? *stock : "?") + "; order " +
+           (orders.ok() ? *orders : "?");
   }
 
   template <typename F>

@@ -66,6 +66,7 @@ Status InMemoryStore::MarkSubmitted(const std::string& gid, TimePoint now) {
   if (tx.status != TxStatus::kActive || tx.submitted) return Status::Conflict("not submittable");
   tx.submitted = true;
   tx.next_attempt_at = now;
+  it->second.wake_requested = true;
   return Status::Ok();
 }
 
@@ -117,13 +118,17 @@ Status InMemoryStore::SetAttention(const std::string& gid, const std::string& at
   return Status::Ok();
 }
 
-Status InMemoryStore::Reschedule(const std::string& gid, TimePoint next_attempt_at) {
+Status InMemoryStore::Reschedule(const std::string& gid, const std::string& owner,
+                                 TimePoint next_attempt_at) {
   std::lock_guard<std::mutex> lock(mu_);
   if (Status s = CheckUp(); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
-  it->second.tx.next_attempt_at = next_attempt_at;
-  it->second.lease_until = TimePoint{};
+  Row& row = it->second;
+  if (row.owner != owner) return Status::Ok();
+  if (!row.wake_requested) row.tx.next_attempt_at = next_attempt_at;
+  row.wake_requested = false;
+  row.lease_until = TimePoint{};
   return Status::Ok();
 }
 
@@ -133,6 +138,7 @@ Status InMemoryStore::MakeDue(const std::string& gid, TimePoint now) {
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   it->second.tx.next_attempt_at = now;
+  it->second.wake_requested = true;
   return Status::Ok();
 }
 

@@ -22,7 +22,8 @@ class InMemoryStore : public TransactionStore {
   Status RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
                    TimePoint now) override;
   Status SetAttention(const std::string& gid, const std::string& attention) override;
-  Status Reschedule(const std::string& gid, TimePoint next_attempt_at) override;
+  Status Reschedule(const std::string& gid, const std::string& owner,
+                    TimePoint next_attempt_at) override;
   Status MakeDue(const std::string& gid, TimePoint now) override;
   Result<std::vector<std::string>> ClaimDue(const std::string& owner, TimePoint now,
                                             TimePoint lease_until, int limit) override;
@@ -40,6 +41,7 @@ class InMemoryStore : public TransactionStore {
     Transaction tx;
     std::string owner;
     TimePoint lease_until{};
+    bool wake_requested = false;
   };
   Status CheckUp() const;
 
