@@ -30,6 +30,7 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   r.Url("store.url", &c.store.url, {"postgresql", "postgres"});
   r.DurationAtLeast("store.connect_timeout", &c.store.connect_timeout, std::chrono::seconds(1));
   r.Int("store.pool_size", &c.store.pool_size, 1, 1000);
+  r.Bool("store.group_commit", &c.store.group_commit);
   r.NonEmptyString("kafka.bootstrap_servers", &c.kafka.bootstrap_servers);
   r.DurationAtLeast("retry.initial", &c.retry.initial, std::chrono::milliseconds(1));
   r.DurationAtLeast("retry.max", &c.retry.max, std::chrono::milliseconds(1));
@@ -89,6 +90,7 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
       {"store.url", MaskUrlPassword(c.store.url)},
       {"store.connect_timeout", FormatDuration(c.store.connect_timeout)},
       {"store.pool_size", std::to_string(c.store.pool_size)},
+      {"store.group_commit", c.store.group_commit ? "true" : "false"},
       {"kafka.bootstrap_servers", c.kafka.bootstrap_servers},
       {"retry.initial", FormatDuration(c.retry.initial)},
       {"retry.max", FormatDuration(c.retry.max)},

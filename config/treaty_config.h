@@ -20,6 +20,8 @@ struct StoreOptions {
   Duration connect_timeout = std::chrono::seconds(5);
   // Connections kept open to the store.
   int64_t pool_size = 16;
+  // Concurrent state changes share one database transaction (one commit for many).
+  bool group_commit = false;
 };
 
 struct KafkaOptions {

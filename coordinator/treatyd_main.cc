@@ -169,7 +169,11 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   const std::string node_id = config.node_id.empty() ? HostName() : config.node_id;
   store::PgStore store(config.store.url, config.store.connect_timeout);
   store::PgTransactionStore tx_store(store::PgStoreOptions{
-      config.store.url, config.store.connect_timeout, static_cast<int>(config.store.pool_size)});
+      .url = config.store.url,
+      .connect_timeout = config.store.connect_timeout,
+      .pool_size = static_cast<int>(config.store.pool_size),
+      .group_commit = config.store.group_commit,
+  });
   transport::HttpBranchTransport transport;
   EnvCrashPoints crash_points;
   LoggingObserver observer;

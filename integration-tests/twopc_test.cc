@@ -58,6 +58,9 @@ class TwoPcTest : public ::testing::Test {
     return r.ok() && r->status == 200 ? ParseObject(r->body) : Poco::JSON::Object::Ptr();
   }
 
+  // 200 transactions from 16 clients on four SKUs with too little stock for all of them.
+  void RunTwoHundred();
+
   // Nothing left prepared in either service database.
   void ExpectNothingPrepared() {
     EXPECT_EQ(stack_->PreparedCount("orders").value(), 0) << "a prepared transaction in orders";
@@ -224,7 +227,14 @@ TEST_F(TwoPcTest, SweepRollsBackWhatTheCoordinatorNeverDecided) {
   EXPECT_EQ(late->status, 409) << late->body;
 }
 
-TEST_F(TwoPcTest, TwoHundredConcurrentTransactionsKeepStockConsistent) {
+TEST_F(TwoPcTest, TwoHundredConcurrentTransactionsKeepStockConsistent) { RunTwoHundred(); }
+
+TEST_F(TwoPcTest, TwoHundredConcurrentTransactionsWithGroupCommit) {
+  Boot(StackOptions{.treatyd_env = {{"TREATY_STORE_GROUP_COMMIT", "true"}}});
+  RunTwoHundred();
+}
+
+void TwoPcTest::RunTwoHundred() {
   const std::map<std::string, int> initial = {{"S1", 40}, {"S2", 40}, {"S3", 40}, {"S4", 40}};
   for (const auto& [sku, n] : initial) ASSERT_OK(stack_->SetStock(sku, n));
   constexpr int kTransactions = 200;

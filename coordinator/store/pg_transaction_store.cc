@@ -4,6 +4,7 @@
 
 #include "coordinator/core/state_machine.h"
 #include "common/pg/pg_pool.h"
+#include "coordinator/store/group_commit.h"
 
 namespace treaty::store {
 
@@ -27,7 +28,7 @@ constexpr const char* kUnfinished = "('active', 'prepared', 'committing', 'abort
 
 std::string Str(const pqxx::field& f) { return f.is_null() ? std::string() : f.as<std::string>(); }
 
-void InsertOps(pqxx::work& w, const std::string& gid, const std::vector<BranchOp>& ops) {
+void InsertOps(pqxx::transaction_base& w, const std::string& gid, const std::vector<BranchOp>& ops) {
   for (const BranchOp& o : ops) {
     w.exec_params(
         "INSERT INTO treaty.branches (gid, branch_id, op, position, url, payload, timeout_ms, "
@@ -109,9 +110,24 @@ Status AsStatus(const Result<bool>& r) { return r.ok() ? Status::Ok() : r.status
 }  // namespace
 
 PgTransactionStore::PgTransactionStore(PgStoreOptions options)
-    : pool_(std::make_unique<Pool>(options.url, options.connect_timeout, options.pool_size)) {}
+    : pool_(std::make_unique<Pool>(options.url, options.connect_timeout, options.pool_size)) {
+  if (options.group_commit) {
+    group_ = std::make_unique<GroupCommitter>(*pool_, options.group_commit_max_batch);
+  }
+}
 
 PgTransactionStore::~PgTransactionStore() = default;
+
+Status PgTransactionStore::Write(const std::function<Status(pqxx::transaction_base&)>& write) {
+  if (group_) return group_->Run(write);
+  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::work w(c);
+    Status s = write(w);
+    if (!s.ok()) return s;  // the transaction rolls back
+    w.commit();
+    return true;
+  }));
+}
 
 Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
                                                       const std::string& owner,
@@ -154,8 +170,7 @@ Result<Transaction> PgTransactionStore::Load(const std::string& gid, bool with_l
 }
 
 Status PgTransactionStore::AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) {
-  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
-    pqxx::work w(c);
+  return Write([&](pqxx::transaction_base& w) -> Status {
     pqxx::result r = w.exec_params(
         "SELECT status, submitted FROM treaty.transactions WHERE gid = $1 FOR UPDATE", gid);
     if (r.empty()) return Status::NotFound("no transaction " + gid);
@@ -171,14 +186,12 @@ Status PgTransactionStore::AddBranch(const std::string& gid, const std::vector<B
       }
     }
     InsertOps(w, gid, ops);
-    w.commit();
-    return true;
-  }));
+    return Status::Ok();
+  });
 }
 
 Status PgTransactionStore::MarkSubmitted(const std::string& gid, TimePoint now) {
-  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
-    pqxx::work w(c);
+  return Write([&](pqxx::transaction_base& w) -> Status {
     pqxx::result r = w.exec_params(
         "UPDATE treaty.transactions SET submitted = true, next_attempt_at = " TS(2) ", "
         "wake_requested = true, updated_at = " TS(2) " WHERE gid = $1 AND status = 'active' "
@@ -190,15 +203,13 @@ Status PgTransactionStore::MarkSubmitted(const std::string& gid, TimePoint now) 
         "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
         "VALUES ($1, 'active', 'active', 'submitted', " TS(2) ")",
         gid, Ms(now));
-    w.commit();
-    return true;
-  }));
+    return Status::Ok();
+  });
 }
 
 Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxStatus to,
                                       const std::string& reason, TimePoint now) {
-  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
-    pqxx::work w(c);
+  return Write([&](pqxx::transaction_base& w) -> Status {
     pqxx::result r = w.exec_params(
         "SELECT mode, status FROM treaty.transactions WHERE gid = $1 FOR UPDATE", gid);
     if (r.empty()) return Status::NotFound("no transaction " + gid);
@@ -221,15 +232,13 @@ Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxS
         "VALUES ($1, $2, $3, $4, " TS(5) ")",
         gid, std::string(core::StatusName(from)), std::string(core::StatusName(to)), reason,
         Ms(now));
-    w.commit();
-    return true;
-  }));
+    return Status::Ok();
+  });
 }
 
 Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
                                      TimePoint now) {
-  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
-    pqxx::work w(c);
+  return Write([&](pqxx::transaction_base& w) -> Status {
     for (const BranchOp& o : ops) {
       pqxx::result r = w.exec_params(
           "UPDATE treaty.branches SET status = $4, attempts = $5, last_error = NULLIF($6, ''), "
@@ -240,47 +249,40 @@ Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<B
     }
     w.exec_params("UPDATE treaty.transactions SET updated_at = " TS(2) " WHERE gid = $1", gid,
                   Ms(now));
-    w.commit();
-    return true;
-  }));
+    return Status::Ok();
+  });
 }
 
 Status PgTransactionStore::SetAttention(const std::string& gid, const std::string& attention) {
-  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
-    pqxx::work w(c);
+  return Write([&](pqxx::transaction_base& w) -> Status {
     w.exec_params("UPDATE treaty.transactions SET attention = NULLIF($2, '') WHERE gid = $1", gid,
                   attention);
-    w.commit();
-    return true;
-  }));
+    return Status::Ok();
+  });
 }
 
 Status PgTransactionStore::Reschedule(const std::string& gid, const std::string& owner,
                                       TimePoint next_attempt_at) {
-  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
-    pqxx::work w(c);
+  return Write([&](pqxx::transaction_base& w) -> Status {
     w.exec_params(
         "UPDATE treaty.transactions SET next_attempt_at = CASE WHEN wake_requested "
         "THEN next_attempt_at ELSE " TS(3) " END, wake_requested = false, lease_until = NULL "
         "WHERE gid = $1 AND owner = $2",
         gid, owner, Ms(next_attempt_at));
-    w.commit();
-    return true;
-  }));
+    return Status::Ok();
+  });
 }
 
 Status PgTransactionStore::MakeDue(const std::string& gid, TimePoint now) {
-  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
-    pqxx::work w(c);
+  return Write([&](pqxx::transaction_base& w) -> Status {
     pqxx::result r = w.exec_params(
         std::string("UPDATE treaty.transactions SET next_attempt_at = " TS(2) ", "
                     "wake_requested = true WHERE gid = $1 AND status IN ") +
             kUnfinished + " RETURNING gid",
         gid, Ms(now));
     if (r.empty()) return Status::Conflict("transaction " + gid + " is not unfinished");
-    w.commit();
-    return true;
-  }));
+    return Status::Ok();
+  });
 }
 
 Result<std::vector<std::string>> PgTransactionStore::ClaimDue(const std::string& owner,

@@ -6,6 +6,7 @@
 // serialization failure is Unavailable (retry), anything else Internal.
 
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,12 +15,21 @@
 #include "common/duration.h"
 #include "coordinator/core/store.h"
 
+namespace pqxx {
+class transaction_base;
+}
+
 namespace treaty::store {
+
+class GroupCommitter;
 
 struct PgStoreOptions {
   std::string url;  // libpq URI
   Duration connect_timeout = std::chrono::seconds(5);
   int pool_size = 16;
+  // Concurrent state changes share database transactions (see group_commit.h).
+  bool group_commit = false;
+  int group_commit_max_batch = 64;
 };
 
 class PgTransactionStore : public core::TransactionStore {
@@ -49,7 +59,11 @@ class PgTransactionStore : public core::TransactionStore {
 
  private:
   class Pool;
+  // One write in its own transaction, or in a shared one with group commit.
+  Status Write(const std::function<Status(pqxx::transaction_base&)>& write);
+
   std::unique_ptr<Pool> pool_;
+  std::unique_ptr<GroupCommitter> group_;
 };
 
 }  // namespace treaty::store
