@@ -27,6 +27,7 @@
 #include "coordinator/api/transactions_api.h"
 #include "coordinator/core/transaction_driver.h"
 #include "coordinator/core/transaction_service.h"
+#include "coordinator/core/saga_processor.h"
 #include "coordinator/core/tcc_processor.h"
 #include "coordinator/core/twopc_processor.h"
 #include "coordinator/store/pg_store.h"
@@ -179,6 +180,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   LoggingObserver observer;
   core::TwoPhaseCommitProcessor twopc;
   core::TccProcessor tcc;
+  core::SagaProcessor saga;
   core::TransactionDriver driver(
       core::DriverOptions{
           .owner = node_id,
@@ -190,7 +192,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                      config.retry.multiplier, config.retry.jitter},
       },
       tx_store, transport, core::SystemClock(), core::RandomIdGenerator(), crash_points,
-      {&twopc, &tcc}, &observer);
+      {&twopc, &tcc, &saga}, &observer);
   core::TransactionService service(tx_store, driver, core::SystemClock(),
                                    core::RandomIdGenerator(), crash_points,
                                    config.timeouts.prepare);

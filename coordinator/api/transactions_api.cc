@@ -83,6 +83,7 @@ Object::Ptr Summary(const core::Transaction& tx) {
 Object::Ptr Details(const core::Transaction& tx) {
   Object::Ptr o = Summary(tx);
   o->set("submitted", tx.submitted);
+  if (!tx.definition.empty()) o->set("definition", tx.definition);
   Array::Ptr branches = new Array();
   for (const core::BranchOp& op : tx.ops) {
     Object::Ptr b = NewObject();
@@ -91,6 +92,11 @@ Object::Ptr Details(const core::Transaction& tx) {
     b->set("url", op.url);
     b->set("status", std::string(core::OpStatusName(op.status)));
     b->set("attempts", op.attempts);
+    if (!op.after.empty()) {
+      Array::Ptr after = new Array();
+      for (const std::string& a : op.after) after->add(a);
+      b->set("after", after);
+    }
     if (!op.last_error.empty()) b->set("last_error", op.last_error);
     branches->add(b);
   }
@@ -199,6 +205,8 @@ std::optional<FieldError> ParseBranch(const Object& o, const std::string& prefix
                                       core::BranchSpec* out) {
   std::set<std::string> allowed = {"id", "payload", "timeout"};
   allowed.insert(ops.begin(), ops.end());
+  bool saga = std::find(ops.begin(), ops.end(), "action") != ops.end();
+  if (saga) allowed.insert("after");
   if (auto e = CheckKeys(o, allowed, prefix)) return e;
   if (!o.has("id")) return FieldError{prefix + "id", "is required"};
   if (auto e = GetString(o, "id", prefix + "id", &out->id)) return e;
@@ -218,6 +226,17 @@ std::optional<FieldError> ParseBranch(const Object& o, const std::string& prefix
     out->urls[op] = url;
   }
   if (o.has("payload")) out->payload_json = Stringify(o.get("payload"));
+  if (o.has("after")) {
+    const Poco::Dynamic::Var& v = o.get("after");
+    if (v.type() != typeid(Array::Ptr)) return FieldError{prefix + "after", "must be a list of step ids"};
+    Array::Ptr list = v.extract<Array::Ptr>();
+    for (size_t i = 0; i < list->size(); ++i) {
+      if (!list->get(i).isString()) {
+        return FieldError{prefix + "after", "must be a list of step ids"};
+      }
+      out->after.push_back(list->getElement<std::string>(i));
+    }
+  }
   if (auto e = GetDuration(o, "timeout", prefix + "timeout", &out->timeout)) return e;
   return std::nullopt;
 }
@@ -304,7 +323,7 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
       if (!list->isObject(i)) return BadField({prefix.substr(0, prefix.size() - 1), "must be an object"});
       core::BranchSpec b;
       if (auto e = ParseBranch(*list->getObject(i), prefix, processor->BranchOps(),
-                               processor->BranchOps(), &b)) {
+                               processor->RequiredOps(/*registered=*/false), &b)) {
         return BadField(*e);
       }
       if (!ids.insert(b.id).second) {
@@ -340,7 +359,7 @@ ApiResponse TransactionsApi::AddBranch(const ApiRequest& r) {
   if (processor == nullptr) return JsonError(409, "conflict", "mode not served");
   core::BranchSpec b;
   if (auto e = ParseBranch(*std::get<Object::Ptr>(parsed), "", processor->BranchOps(),
-                           processor->RegisteredBranchOps(), &b)) {
+                           processor->RequiredOps(/*registered=*/true), &b)) {
     return BadField(*e);
   }
   if (tx->BranchIds().size() >= options_.max_branches) {

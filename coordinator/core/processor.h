@@ -46,12 +46,12 @@ class Processor {
 
   virtual Mode mode() const = 0;
 
-  // The ops every branch of this mode names a URL for when the transaction is submitted whole,
-  // e.g. prepare, commit, abort.
+  // The ops a branch of this mode may name a URL for, e.g. prepare, commit, abort.
   virtual const std::vector<std::string>& BranchOps() const = 0;
 
-  // The ops a branch registered on a begun transaction names (TCC: the client ran the try).
-  virtual const std::vector<std::string>& RegisteredBranchOps() const = 0;
+  // The ops a branch must name: submitted whole, or registered on a begun transaction (TCC:
+  // the client ran the try itself).
+  virtual const std::vector<std::string>& RequiredOps(bool registered) const = 0;
 
   // Advances `tx` as far as it can now. OK: it is final, or it waits (RetryLater or WakeAt was
   // called). Any other status means stop here: the stored transaction is driven again later

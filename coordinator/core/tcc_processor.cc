@@ -9,9 +9,9 @@ const std::vector<std::string>& TccProcessor::BranchOps() const {
   return kOps;
 }
 
-const std::vector<std::string>& TccProcessor::RegisteredBranchOps() const {
-  static const std::vector<std::string> kOps = {"confirm", "cancel"};
-  return kOps;
+const std::vector<std::string>& TccProcessor::RequiredOps(bool registered) const {
+  static const std::vector<std::string> kRegistered = {"confirm", "cancel"};
+  return registered ? kRegistered : BranchOps();
 }
 
 Status TccProcessor::Drive(Transaction& tx, DriveContext& ctx) {

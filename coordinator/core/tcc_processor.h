@@ -20,8 +20,8 @@ class TccProcessor : public Processor {
   Mode mode() const override { return Mode::kTcc; }
   // try, confirm, cancel.
   const std::vector<std::string>& BranchOps() const override;
-  // confirm, cancel: a registered branch's try was run by the client.
-  const std::vector<std::string>& RegisteredBranchOps() const override;
+  // All three; registered: confirm and cancel (the client ran the try).
+  const std::vector<std::string>& RequiredOps(bool registered) const override;
   Status Drive(Transaction& tx, DriveContext& ctx) override;
 };
 

@@ -49,6 +49,7 @@ struct BranchOp {
   std::string url;
   std::string payload_json = "{}";  // valid JSON, passed to the participant as "payload"
   std::optional<Duration> timeout;  // per-call timeout; the configured default when unset
+  std::vector<std::string> after;  // saga: branches whose action must succeed before this one
   OpStatus status = OpStatus::kPending;
   int attempts = 0;
   std::string last_error;
@@ -77,6 +78,7 @@ struct Transaction {
   TimePoint updated_at;
   std::string reason;     // why it ended as it did (or is ending)
   std::string attention;  // set while something keeps failing that a person should look at
+  std::string definition;      // saga: "name@version" of the definition it was started from
   std::string request_json;    // the accepted request, for audit
   std::string request_digest;  // identifies the request, to recognise a repeated submission
   std::vector<LogEntry> log;   // filled by loads that ask for it

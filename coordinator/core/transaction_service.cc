@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "coordinator/core/saga_processor.h"
 #include "coordinator/core/state_machine.h"
 
 namespace treaty::core {
@@ -34,8 +35,10 @@ Status TransactionService::CheckBranch(const Transaction* tx, const BranchSpec& 
       if (o.branch_id == b.id) return Status::Conflict("branch " + b.id + " is registered already");
     }
   }
-  const std::vector<std::string>& required =
-      registered ? p->RegisteredBranchOps() : p->BranchOps();
+  const std::vector<std::string>& required = p->RequiredOps(registered);
+  if (!b.after.empty() && mode != Mode::kSaga) {
+    return Status::InvalidArgument("branch " + b.id + ": after applies to sagas only");
+  }
   for (const std::string& op : required) {
     auto it = b.urls.find(op);
     if (it == b.urls.end() || it->second.empty()) {
@@ -57,7 +60,8 @@ Status TransactionService::CheckBranch(const Transaction* tx, const BranchSpec& 
                             .position = position,
                             .url = it->second,
                             .payload_json = b.payload_json,
-                            .timeout = b.timeout});
+                            .timeout = b.timeout,
+                            .after = b.after});
   }
   return Status::Ok();
 }
@@ -77,6 +81,7 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
   tx.created_at = tx.updated_at = now;
   tx.deadline = now + req.timeout.value_or(default_timeout_);
   tx.next_attempt_at = tx.submitted ? now : tx.deadline;
+  tx.definition = req.definition;
   tx.request_json = req.request_json;
   tx.request_digest = req.request_digest;
   if (req.branches) {
@@ -90,6 +95,14 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
       Status s = CheckBranch(nullptr, b, req.mode, position++, /*registered=*/false, &tx.ops);
       if (!s.ok()) return s;
     }
+    if (req.mode == Mode::kSaga) {
+      std::vector<std::pair<std::string, std::vector<std::string>>> graph;
+      for (const BranchSpec& b : *req.branches) graph.emplace_back(b.id, b.after);
+      Status s = CheckSagaGraph(graph);
+      if (!s.ok()) return s;
+    }
+  } else if (req.mode == Mode::kSaga) {
+    return Status::InvalidArgument("a saga is submitted whole: branches are required");
   } else if (driver_.ProcessorFor(req.mode) == nullptr) {
     return Status::InvalidArgument("mode " + std::string(ModeName(req.mode)) + " is not served yet");
   }

@@ -24,6 +24,7 @@ struct BranchSpec {
   std::map<std::string, std::string> urls;  // op -> URL, e.g. "prepare" -> http://...
   std::string payload_json = "{}";
   std::optional<Duration> timeout;
+  std::vector<std::string> after;  // saga: steps that must succeed first
 };
 
 struct BeginRequest {
@@ -33,6 +34,7 @@ struct BeginRequest {
   std::optional<std::vector<BranchSpec>> branches;
   std::optional<Duration> timeout;  // the first phase's deadline; the configured default if unset
   bool sequential = false;          // first-phase calls one branch at a time, in order
+  std::string definition;           // saga: "name@version" it was built from
   std::string request_json;         // the request as received, for audit
   std::string request_digest;       // equal for equal requests
 };

@@ -17,7 +17,7 @@ class TwoPhaseCommitProcessor : public Processor {
  public:
   Mode mode() const override { return Mode::k2pc; }
   const std::vector<std::string>& BranchOps() const override;
-  const std::vector<std::string>& RegisteredBranchOps() const override { return BranchOps(); }
+  const std::vector<std::string>& RequiredOps(bool) const override { return BranchOps(); }
   Status Drive(Transaction& tx, DriveContext& ctx) override;
 };
 

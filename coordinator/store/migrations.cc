@@ -14,6 +14,7 @@ CREATE TABLE treaty.transactions (
   request_digest  text NOT NULL,
   submitted       boolean NOT NULL,
   sequential      boolean NOT NULL DEFAULT false,
+  definition      text,
   reason          text,
   attention       text,
   deadline        timestamptz NOT NULL,
@@ -35,6 +36,7 @@ CREATE TABLE treaty.branches (
   url        text NOT NULL,
   payload    jsonb NOT NULL,
   timeout_ms integer,
+  after_ids  text NOT NULL DEFAULT '',  -- saga: comma-separated step ids
   status     text NOT NULL CHECK (status IN ('pending', 'succeeded', 'refused')),
   attempts   integer NOT NULL DEFAULT 0,
   last_error text,

@@ -28,22 +28,41 @@ constexpr const char* kUnfinished = "('active', 'prepared', 'committing', 'abort
 
 std::string Str(const pqxx::field& f) { return f.is_null() ? std::string() : f.as<std::string>(); }
 
+// Ids never contain commas (core::ValidId), so a comma-separated list is exact.
+std::string JoinIds(const std::vector<std::string>& ids) {
+  std::string out;
+  for (const std::string& id : ids) out += (out.empty() ? "" : ",") + id;
+  return out;
+}
+
+std::vector<std::string> SplitIds(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
 void InsertOps(pqxx::transaction_base& w, const std::string& gid, const std::vector<BranchOp>& ops) {
   for (const BranchOp& o : ops) {
     w.exec_params(
         "INSERT INTO treaty.branches (gid, branch_id, op, position, url, payload, timeout_ms, "
-        "status, attempts, last_error) VALUES ($1, $2, $3, $4, $5, $6::jsonb, NULLIF($7, -1), $8, "
-        "$9, NULLIF($10, ''))",
+        "status, attempts, last_error, after_ids) VALUES ($1, $2, $3, $4, $5, $6::jsonb, "
+        "NULLIF($7, -1), $8, $9, NULLIF($10, ''), $11)",
         gid, o.branch_id, o.op, o.position, o.url, o.payload_json,
         o.timeout ? static_cast<int64_t>(o.timeout->count()) : int64_t{-1},
-        std::string(core::OpStatusName(o.status)), o.attempts, o.last_error);
+        std::string(core::OpStatusName(o.status)), o.attempts, o.last_error, JoinIds(o.after));
   }
 }
 
 Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bool with_log) {
   pqxx::result r = w.exec_params(
       "SELECT mode, status, submitted, sequential, request::text, request_digest, reason, "
-      "attention, " MS(
+      "attention, definition, " MS(
           "deadline") ", " MS("next_attempt_at") ", " MS("created_at") ", " MS("updated_at") " "
       "FROM treaty.transactions WHERE gid = $1",
       gid);
@@ -58,14 +77,15 @@ Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bo
   tx.request_digest = Str(r[0][5]);
   tx.reason = Str(r[0][6]);
   tx.attention = Str(r[0][7]);
-  tx.deadline = FromMs(r[0][8].as<int64_t>());
-  tx.next_attempt_at = FromMs(r[0][9].as<int64_t>());
-  tx.created_at = FromMs(r[0][10].as<int64_t>());
-  tx.updated_at = FromMs(r[0][11].as<int64_t>());
+  tx.definition = Str(r[0][8]);
+  tx.deadline = FromMs(r[0][9].as<int64_t>());
+  tx.next_attempt_at = FromMs(r[0][10].as<int64_t>());
+  tx.created_at = FromMs(r[0][11].as<int64_t>());
+  tx.updated_at = FromMs(r[0][12].as<int64_t>());
 
   pqxx::result ops = w.exec_params(
       "SELECT branch_id, op, position, url, payload::text, timeout_ms, status, attempts, "
-      "last_error FROM treaty.branches WHERE gid = $1 ORDER BY position, op",
+      "last_error, after_ids FROM treaty.branches WHERE gid = $1 ORDER BY position, op",
       gid);
   for (const auto& row : ops) {
     BranchOp o;
@@ -78,6 +98,7 @@ Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bo
     o.status = core::ParseOpStatus(row[6].as<std::string>()).value_or(core::OpStatus::kPending);
     o.attempts = row[7].as<int>();
     o.last_error = Str(row[8]);
+    o.after = SplitIds(row[9].as<std::string>());
     tx.ops.push_back(std::move(o));
   }
   if (with_log) {
@@ -136,13 +157,14 @@ Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
     pqxx::work w(c);
     pqxx::result r = w.exec_params(
         "INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, submitted, "
-        "deadline, next_attempt_at, owner, lease_until, created_at, updated_at, sequential) "
-        "VALUES ($1, $2, $3, $4::jsonb, $5, $6, " TS(7) ", " TS(8) ", $9, " TS(10) ", " TS(
-            11) ", " TS(11) ", $12) ON CONFLICT (gid) DO NOTHING RETURNING gid",
+        "deadline, next_attempt_at, owner, lease_until, created_at, updated_at, sequential, "
+        "definition) VALUES ($1, $2, $3, $4::jsonb, $5, $6, " TS(7) ", " TS(8) ", $9, " TS(
+            10) ", " TS(11) ", " TS(11) ", $12, NULLIF($13, '')) "
+        "ON CONFLICT (gid) DO NOTHING RETURNING gid",
         tx.gid, std::string(core::ModeName(tx.mode)), std::string(core::StatusName(tx.status)),
         tx.request_json.empty() ? std::string("{}") : tx.request_json, tx.request_digest,
         tx.submitted, Ms(tx.deadline), Ms(tx.next_attempt_at), owner, Ms(lease_until),
-        Ms(tx.created_at), tx.sequential);
+        Ms(tx.created_at), tx.sequential, tx.definition);
     if (r.empty()) {
       auto existing = LoadIn(w, tx.gid, false);
       if (!existing.ok()) return existing.status();

@@ -1,0 +1,36 @@
+#pragma once
+
+// Sagas: steps with an action and a compensation, ordered as a DAG by "after".
+//
+//   active ──every action 2xx──► committed
+//      └──an action 409, the deadline, a client abort──► aborting ──compensations 2xx──► aborted
+//
+// Forward, every step whose dependencies all succeeded runs, in parallel with the other ready
+// ones; unknown outcomes are retried until the deadline. A 409 stops new steps from starting and
+// compensates every step that may have run: a step may have run once all its dependencies had
+// succeeded (that success is recorded before the step is called, so this holds across crashes),
+// unless its own action was refused (a 409 means the participant changed nothing). Compensations
+// run in reverse dependency order (a step's after every step that depends on it) and are retried
+// until they succeed. A step without a compensate URL only goes forward: it is retried until it
+// succeeds, its refusals do not abort the saga, and it is never compensated.
+
+#include "coordinator/core/processor.h"
+
+namespace treaty::core {
+
+class SagaProcessor : public Processor {
+ public:
+  Mode mode() const override { return Mode::kSaga; }
+  // action, compensate.
+  const std::vector<std::string>& BranchOps() const override;
+  // action (a step without compensate only goes forward).
+  const std::vector<std::string>& RequiredOps(bool registered) const override;
+  Status Drive(Transaction& tx, DriveContext& ctx) override;
+};
+
+// Checks a saga's steps: every "after" names another step, and there is no cycle. Returns the
+// first problem as InvalidArgument ("step X: after names unknown step Y" / "steps form a cycle:
+// A -> B -> A").
+Status CheckSagaGraph(const std::vector<std::pair<std::string, std::vector<std::string>>>& steps);
+
+}  // namespace treaty::core
