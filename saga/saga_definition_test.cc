@@ -1,0 +1,101 @@
+#include "saga/saga_definition.h"
+
+#include <Poco/JSON/Parser.h>
+#include <gtest/gtest.h>
+
+#include <map>
+
+namespace treaty::saga {
+namespace {
+
+Environment Env(std::map<std::string, std::string> vars = {{"INV", "http://127.0.0.1:8502"}}) {
+  return [vars](const std::string& n) -> std::optional<std::string> {
+    auto it = vars.find(n);
+    return it == vars.end() ? std::nullopt : std::optional<std::string>(it->second);
+  };
+}
+
+constexpr const char* kGood = R"(saga: place-order
+steps:
+  - name: reserve
+    action: ${env.INV}/saga/reserve
+    compensate: ${env.INV}/saga/release
+    payload: { sku: "${input.sku}", qty: "${input.qty}", note: "order ${input.sku} x${input.qty}", fixed: 3 }
+    timeout: 2s
+  - name: pay
+    after: [reserve]
+    action: http://127.0.0.1:8501/saga/pay
+    compensate: http://127.0.0.1:8501/saga/refund
+  - name: notify
+    after: [pay]
+    action: http://127.0.0.1:8501/saga/notify
+)";
+
+std::string ErrorOf(const std::string& yaml, Environment env = Env()) {
+  auto r = ParseSagaDefinition(yaml, "s.yaml", env);
+  EXPECT_FALSE(r.ok()) << yaml;
+  return r.ok() ? "" : r.status().message();
+}
+
+TEST(SagaDefinition, ParsesStepsUrlsAndDependencies) {
+  auto d = ParseSagaDefinition(kGood, "s.yaml", Env());
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  EXPECT_EQ(d->name, "place-order");
+  EXPECT_EQ(d->version.size(), 12u);
+  ASSERT_EQ(d->steps.size(), 3u);
+  EXPECT_EQ(d->steps[0].action, "http://127.0.0.1:8502/saga/reserve");
+  EXPECT_EQ(d->steps[0].timeout, std::chrono::seconds(2));
+  EXPECT_EQ(d->steps[1].after, (std::vector<std::string>{"reserve"}));
+  EXPECT_EQ(d->steps[2].compensate, "") << "forward only";
+  auto again = ParseSagaDefinition(kGood, "s.yaml", Env());
+  EXPECT_EQ(again->version, d->version) << "the same text, the same version";
+}
+
+TEST(SagaDefinition, InstantiateFillsPlaceholdersKeepingTypes) {
+  auto d = ParseSagaDefinition(kGood, "s.yaml", Env());
+  ASSERT_TRUE(d.ok());
+  Poco::JSON::Parser parser;
+  auto input = parser.parse(R"({"sku":"A1","qty":2})").extract<Poco::JSON::Object::Ptr>();
+  auto b = Instantiate(*d, input);
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  EXPECT_EQ((*b)[0].payload_json, R"({"fixed":3,"note":"order A1 x2","qty":2,"sku":"A1"})");
+  EXPECT_EQ((*b)[1].payload_json, "{}");
+  EXPECT_EQ((*b)[2].urls.count("compensate"), 0u);
+  auto missing = parser.parse(R"({"sku":"A1"})").extract<Poco::JSON::Object::Ptr>();
+  EXPECT_EQ(Instantiate(*d, missing).status().message(), "input.qty is missing");
+}
+
+TEST(SagaDefinition, EachInvalidDefinitionNamesFileLineAndKey) {
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    after: [b]\n"),
+            "s.yaml:5: steps[0].after: step a: after names unknown step b");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    after: [b]\n"
+                    "  - name: b\n    action: http://h/b\n    after: [a]\n"),
+            "s.yaml:5: steps[0].after: steps form a cycle: a -> b -> a");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n  - name: a\n    action: http://h/b\n"),
+            "s.yaml:5: steps[1].name: duplicate step name a");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    compensate: http://h/a\n"),
+            "s.yaml:3: steps[0].action: is required (a URL)");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: ftp://h/a\n"),
+            "s.yaml:4: steps[0].action: must be an http:// URL");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    payload: { q: \"${input.}\" }\n"),
+            "s.yaml:5: steps[0].payload.q: bad placeholder ${input.} (write ${input.name})");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    payload: { q: \"${input.a\" }\n"),
+            "s.yaml:5: steps[0].payload.q: unclosed ${ in \"${input.a\"");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    payload: { q: \"${system(rm)}\" }\n"),
+            "s.yaml:5: steps[0].payload.q: bad placeholder ${system(rm)} (write ${input.name})");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: ${env.NOPE}/a\n"),
+            "s.yaml:4: steps[0].action: environment variable NOPE is not set");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    retries: 3\n"),
+            "s.yaml:5: steps[0].retries: unknown key (expected one of: action, after, compensate, "
+            "name, payload, timeout)");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    timeout: soon\n"),
+            "s.yaml:5: steps[0].timeout: not a positive duration (write e.g. 500ms, 3s)");
+  EXPECT_EQ(ErrorOf("steps:\n  - name: a\n    action: http://h/a\n"),
+            "s.yaml:1: saga: a name of 1 to 64 characters of A-Z a-z 0-9 . _ : - is required");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps: []\n"), "s.yaml:2: steps: a non-empty list of steps is required");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: [http://h/a\n"),
+            "s.yaml:5: not valid YAML: end of sequence flow not found");
+}
+
+}  // namespace
+}  // namespace treaty::saga

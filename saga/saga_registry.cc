@@ -1,0 +1,32 @@
+#include "saga/saga_registry.h"
+
+namespace treaty::saga {
+
+SagaRegistry::SagaRegistry(std::vector<std::string> patterns, std::string base_dir,
+                           Environment env)
+    : patterns_(std::move(patterns)), base_dir_(std::move(base_dir)), env_(std::move(env)) {}
+
+Status SagaRegistry::Reload() {
+  auto loaded = LoadSagaDefinitions(patterns_, base_dir_, env_);
+  if (!loaded.ok()) return loaded.status();
+  std::vector<std::shared_ptr<const SagaDefinition>> defs;
+  for (SagaDefinition& d : *loaded) defs.push_back(std::make_shared<SagaDefinition>(std::move(d)));
+  std::lock_guard<std::mutex> lock(mu_);
+  defs_ = std::move(defs);
+  return Status::Ok();
+}
+
+std::shared_ptr<const SagaDefinition> SagaRegistry::Find(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& d : defs_) {
+    if (d->name == name) return d;
+  }
+  return nullptr;
+}
+
+std::vector<std::shared_ptr<const SagaDefinition>> SagaRegistry::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return defs_;
+}
+
+}  // namespace treaty::saga
