@@ -110,23 +110,29 @@ Status SagaProcessor::Drive(Transaction& tx, DriveContext& ctx) {
       bool all_done = true;
       bool compensable_pending = false;
       for (const auto& [name, s] : steps) {
+        if (tx.status != TxStatus::kActive) break;
         const BranchOp& action = tx.ops[s.action];
         if (action.status == OpStatus::kSucceeded) continue;
         all_done = false;
         if (action.status == OpStatus::kRefused && s.compensate) {
-          return ctx.Transition(tx, TxStatus::kAborting,
-                                "step " + name + " refused: " + action.last_error);
+          Status st = ctx.Transition(tx, TxStatus::kAborting,
+                                     "step " + name + " refused: " + action.last_error);
+          if (!st.ok()) return st;
+          break;
         }
         if (DepsSucceeded(tx, steps, s)) {
           if (s.compensate) compensable_pending = true;
           if (!deferred.count(s.action)) ready.push_back(s.action);
         }
       }
+      if (tx.status != TxStatus::kActive) continue;  // a refusal: compensate
       if (all_done) return ctx.Transition(tx, TxStatus::kCommitted, "every step succeeded");
       // The deadline ends the forward path only while a step that can be undone is unfinished.
       if (now >= tx.deadline && compensable_pending) {
-        return ctx.Transition(tx, TxStatus::kAborting,
-                              "deadline passed before every step succeeded");
+        Status st = ctx.Transition(tx, TxStatus::kAborting,
+                                   "deadline passed before every step succeeded");
+        if (!st.ok()) return st;
+        continue;
       }
       if (ready.empty()) {
         std::vector<size_t> waiting(deferred.begin(), deferred.end());

@@ -1,0 +1,147 @@
+// The saga processor through the real TransactionService and TransactionDriver, over the
+// in-memory store, a scripted transport and a fake clock.
+
+#include "coordinator/core/saga_processor.h"
+
+#include <gtest/gtest.h>
+
+#include "coordinator/core/testing/fakes.h"
+#include "coordinator/core/testing/in_memory_store.h"
+#include "coordinator/core/transaction_service.h"
+
+namespace treaty::core {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::ScriptedTransport;
+using Strings = std::vector<std::string>;
+
+BranchSpec Step(const std::string& id, Strings after = {}, bool compensable = true) {
+  BranchSpec b{id, {{"action", "http://p/" + id + "/action"}}, "{}", std::nullopt, after};
+  if (compensable) b.urls["compensate"] = "http://p/" + id + "/compensate";
+  return b;
+}
+
+class SagaTest : public ::testing::Test {
+ protected:
+  SagaTest()
+      : driver_(DriverOptions{.owner = "node-a",
+                              .retry = RetryPolicy{milliseconds(200), milliseconds(5000), 2, 0}},
+                store_, transport_, clock_, ids_, crash_, {&saga_}),
+        service_(store_, driver_, clock_, ids_, crash_, std::chrono::seconds(10)) {}
+
+  std::string Start(std::vector<BranchSpec> steps) {
+    BeginRequest req;
+    req.gid = "s1";
+    req.mode = Mode::kSaga;
+    req.branches = std::move(steps);
+    auto r = service_.Begin(req);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return "s1";
+  }
+  Transaction Load(const std::string& gid) { return store_.Load(gid, true).value(); }
+
+  testing::InMemoryStore store_;
+  ScriptedTransport transport_;
+  testing::FakeClock clock_;
+  testing::CountingIds ids_;
+  testing::RecordingCrashPoints crash_;
+  SagaProcessor saga_;
+  TransactionDriver driver_;
+  TransactionService service_;
+};
+
+TEST_F(SagaTest, RunsTheDagInDependencyOrder) {
+  // a and b have no dependencies; c needs both; d needs c.
+  std::string gid = Start({Step("a"), Step("b"), Step("c", {"a", "b"}), Step("d", {"c"})});
+  ASSERT_TRUE(driver_.DriveNow(gid).ok());
+  EXPECT_EQ(transport_.Calls(), (Strings{"a/action", "b/action", "c/action", "d/action"}));
+  EXPECT_EQ(Load(gid).status, TxStatus::kCommitted);
+  EXPECT_EQ(Load(gid).reason, "every step succeeded");
+}
+
+TEST_F(SagaTest, ARefusalCompensatesWhatRanInReverseOrder) {
+  transport_.Then("d", "action", ScriptedTransport::Refused("card declined"));
+  std::string gid = Start({Step("a"), Step("b", {"a"}), Step("c", {"b"}), Step("d", {"c"})});
+  ASSERT_TRUE(driver_.DriveNow(gid).ok());
+  Transaction tx = Load(gid);
+  EXPECT_EQ(tx.status, TxStatus::kAborted);
+  EXPECT_EQ(tx.reason, "step d refused: HTTP 409: card declined");
+  EXPECT_EQ(transport_.Calls(), (Strings{"a/action", "b/action", "c/action", "d/action",
+                                         "c/compensate", "b/compensate", "a/compensate"}))
+      << "d's refused action changed nothing: it gets no compensation";
+}
+
+TEST_F(SagaTest, ARefusalInTheMiddleOfADagCompensatesOnlyWhatMayHaveRun) {
+  // a -> pay -> ship; b runs beside a. pay refuses: ship never starts.
+  transport_.Then("pay", "action", ScriptedTransport::Refused("declined"));
+  std::string gid = Start({Step("a"), Step("b"), Step("pay", {"a", "b"}), Step("ship", {"pay"})});
+  ASSERT_TRUE(driver_.DriveNow(gid).ok());
+  Strings calls = transport_.Calls();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "ship/action"), 0);
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "ship/compensate"), 0)
+      << "ship could not have run: its dependency never succeeded";
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "a/compensate"), 1);
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "b/compensate"), 1);
+  EXPECT_EQ(Load(gid).status, TxStatus::kAborted);
+}
+
+TEST_F(SagaTest, AnUnknownStepWaitsForItsBackoffWhileOthersGoOn) {
+  transport_.Then("a", "action", ScriptedTransport::Unknown());
+  std::string gid = Start({Step("a"), Step("b"), Step("c", {"b"})});
+  ASSERT_TRUE(driver_.DriveNow(gid).ok());
+  EXPECT_EQ(transport_.Calls(), (Strings{"a/action", "b/action", "c/action"}))
+      << "a is not called again until its backoff ends";
+  Transaction tx = Load(gid);
+  EXPECT_EQ(tx.status, TxStatus::kActive);
+  EXPECT_EQ(tx.next_attempt_at, clock_.Now() + milliseconds(200));
+  clock_.Advance(milliseconds(200));
+  ASSERT_TRUE(driver_.DriveNow(gid).ok());
+  EXPECT_EQ(Load(gid).status, TxStatus::kCommitted);
+}
+
+TEST_F(SagaTest, ForwardOnlyStepsAreRetriedNotCompensated) {
+  transport_.Then("notify", "action", ScriptedTransport::Refused("mail server says no"));
+  std::string gid = Start({Step("a"), Step("notify", {"a"}, /*compensable=*/false)});
+  ASSERT_TRUE(driver_.DriveNow(gid).ok());
+  EXPECT_EQ(Load(gid).status, TxStatus::kActive) << "a forward-only refusal does not abort";
+  clock_.Advance(Load(gid).next_attempt_at - clock_.Now());
+  ASSERT_TRUE(driver_.DriveNow(gid).ok());
+  EXPECT_EQ(Load(gid).status, TxStatus::kCommitted);
+}
+
+TEST_F(SagaTest, TheDeadlineCompensates) {
+  transport_.Then("b", "action", ScriptedTransport::Unknown(), 100);
+  BeginRequest req;
+  req.gid = "s2";
+  req.mode = Mode::kSaga;
+  req.branches = {Step("a"), Step("b", {"a"})};
+  req.timeout = milliseconds(300);
+  ASSERT_TRUE(service_.Begin(req).ok());
+  for (int i = 0; i < 5 && Load("s2").status == TxStatus::kActive; ++i) {
+    ASSERT_TRUE(driver_.DriveNow("s2").ok());
+    clock_.Advance(Load("s2").next_attempt_at - clock_.Now());
+  }
+  ASSERT_TRUE(driver_.DriveNow("s2").ok());
+  Transaction tx = Load("s2");
+  EXPECT_EQ(tx.status, TxStatus::kAborted);
+  EXPECT_EQ(tx.reason, "deadline passed before every step succeeded");
+  Strings calls = transport_.Calls();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "b/compensate"), 1) << "b may have run";
+  EXPECT_EQ(calls.back(), "a/compensate") << "a is undone after b";
+}
+
+TEST_F(SagaTest, TheGraphIsChecked) {
+  EXPECT_EQ(CheckSagaGraph({{"a", {"x"}}}).message(), "step a: after names unknown step x");
+  EXPECT_EQ(CheckSagaGraph({{"a", {"c"}}, {"b", {"a"}}, {"c", {"b"}}}).message(),
+            "steps form a cycle: a -> c -> b -> a");
+  EXPECT_TRUE(CheckSagaGraph({{"a", {}}, {"b", {"a"}}}).ok());
+  BeginRequest req;
+  req.gid = "s3";
+  req.mode = Mode::kSaga;
+  req.branches = {Step("a", {"a"})};
+  EXPECT_EQ(service_.Begin(req).status().message(), "steps form a cycle: a -> a");
+}
+
+}  // namespace
+}  // namespace treaty::core
