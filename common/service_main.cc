@@ -13,14 +13,21 @@
 
 namespace treaty {
 
-std::string WaitForStopSignal() {
+std::string WaitForStopSignal(const std::function<void()>& on_hangup) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
-  int sig = 0;
-  sigwait(&set, &sig);
-  return sig == SIGTERM ? "SIGTERM" : "SIGINT";
+  sigaddset(&set, SIGHUP);
+  while (true) {
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (sig == SIGHUP) {
+      if (on_hangup) on_hangup();
+      continue;
+    }
+    return sig == SIGTERM ? "SIGTERM" : "SIGINT";
+  }
 }
 
 Status WriteAddressFile(const std::string& path, const std::string& address) {
@@ -39,6 +46,7 @@ int RunServiceMain(int argc, char** argv, const ServiceMainSpec& spec) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 

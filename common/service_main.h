@@ -6,8 +6,8 @@
 //   NAME --check-config FILE                      validate FILE and exit
 //   NAME --help
 //
-// Options are parsed with Poco's option processor. SIGTERM and SIGINT are blocked in every
-// thread before `serve` runs, so only WaitForStopSignal() receives them. Exit codes: 0 after a
+// Options are parsed with Poco's option processor. SIGTERM, SIGINT and SIGHUP are blocked in
+// every thread before `serve` runs, so only WaitForStopSignal() receives them. Exit codes: 0 after a
 // clean stop, 2 for bad options or config, 1 when serving failed.
 
 #include <functional>
@@ -36,8 +36,9 @@ struct ServiceMainSpec {
 
 int RunServiceMain(int argc, char** argv, const ServiceMainSpec& spec);
 
-// Blocks until SIGTERM or SIGINT; returns the signal's name.
-std::string WaitForStopSignal();
+// Blocks until SIGTERM or SIGINT; returns the signal's name. SIGHUP calls `on_hangup` (when
+// given) and goes on waiting.
+std::string WaitForStopSignal(const std::function<void()>& on_hangup = nullptr);
 
 // Writes "host:port" to `path` atomically (a temp file renamed into place), so a reader never
 // sees half an address.

@@ -31,6 +31,7 @@
 #include "coordinator/core/tcc_processor.h"
 #include "coordinator/core/twopc_processor.h"
 #include "coordinator/store/pg_store.h"
+#include "saga/saga_registry.h"
 #include "coordinator/store/pg_transaction_store.h"
 #include "coordinator/transport/http_branch_transport.h"
 
@@ -159,6 +160,13 @@ class StoreStartup {
   std::thread thread_;
 };
 
+// Where relative saga paths in `config` are looked up: beside the config file.
+std::string ConfigDir(const TreatyConfig& config) {
+  size_t slash = config.source.rfind('/');
+  if (config.source == "(defaults)" || slash == std::string::npos) return ".";
+  return config.source.substr(0, slash);
+}
+
 int Serve(const TreatyConfig& config, const std::string& address_file) {
   SetLogLevel(*ParseLogLevel(config.log.level));
   {
@@ -168,6 +176,13 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   }
 
   const std::string node_id = config.node_id.empty() ? HostName() : config.node_id;
+  saga::SagaRegistry sagas(config.sagas, ConfigDir(config), ProcessEnvironment());
+  if (Status s = sagas.Reload(); !s.ok()) {
+    std::cerr << s.message() << "\n";
+    kLog.Error("saga definitions are invalid; not starting", {{"error", s.message()}});
+    return kExitBadConfig;
+  }
+  kLog.Info("saga definitions loaded", {{"count", std::to_string(sagas.List().size())}});
   store::PgStore store(config.store.url, config.store.connect_timeout);
   store::PgTransactionStore tx_store(store::PgStoreOptions{
       .url = config.store.url,
@@ -225,7 +240,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
     }
     return http::ApiResponse{200, "application/json", R"({"status":"ready"})"};
   });
-  api::TransactionsApi transactions(service, driver,
+  api::TransactionsApi transactions(service, driver, &sagas,
                                     api::TransactionsApiOptions{.ready = [&] {
                                       return startup.migrated();
                                     }});
@@ -246,7 +261,16 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
     }
   }
 
-  kLog.Info("stop requested", {{"signal", WaitForStopSignal()}});
+  kLog.Info("stop requested", {{"signal", WaitForStopSignal([&] {
+              Status s = sagas.Reload();
+              if (s.ok()) {
+                kLog.Info("saga definitions reloaded (SIGHUP)",
+                          {{"count", std::to_string(sagas.List().size())}});
+              } else {
+                kLog.Error("saga definitions not reloaded; the loaded ones stay",
+                           {{"error", s.message()}});
+              }
+            })}});
   (*server)->Stop();
   driver.Stop();
   kLog.Info("stopped");
@@ -266,7 +290,9 @@ int main(int argc, char** argv) {
           .check_config =
               [](const std::string& path) {
                 auto c = LoadTreatyConfig(path, ProcessEnvironment());
-                return c.ok() ? Status::Ok() : c.status();
+                if (!c.ok()) return c.status();
+                auto sagas = saga::LoadSagaDefinitions(c->sagas, ConfigDir(*c), ProcessEnvironment());
+                return sagas.ok() ? Status::Ok() : sagas.status();
               },
           .serve =
               [](const ServeArgs& args) {

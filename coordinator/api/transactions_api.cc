@@ -250,9 +250,9 @@ std::string Sha1Hex(const std::string& text) {
 }  // namespace
 
 TransactionsApi::TransactionsApi(core::TransactionService& service,
-                                 const core::TransactionDriver& driver,
+                                 const core::TransactionDriver& driver, saga::SagaRegistry* sagas,
                                  TransactionsApiOptions options)
-    : service_(service), driver_(driver), options_(options) {}
+    : service_(service), driver_(driver), sagas_(sagas), options_(options) {}
 
 void TransactionsApi::Register(Router& router) {
   using Method = ApiResponse (TransactionsApi::*)(const ApiRequest&);
@@ -271,6 +271,92 @@ void TransactionsApi::Register(Router& router) {
   add("POST", "/v1/transactions/{gid}/submit", &TransactionsApi::Submit);
   add("POST", "/v1/transactions/{gid}/abort", &TransactionsApi::Abort);
   add("POST", "/v1/transactions/{gid}/retry", &TransactionsApi::Retry);
+  add("GET", "/v1/sagas", &TransactionsApi::ListSagas);
+  add("POST", "/v1/sagas/reload", &TransactionsApi::ReloadSagas);
+  add("POST", "/v1/sagas/{name}", &TransactionsApi::StartSaga);
+}
+
+ApiResponse TransactionsApi::Answer(const core::BeginOutcome& begun, bool wait) {
+  if (!wait) return Json(201, Outcome(begun.tx));
+  core::TimePoint until =
+      std::min(begun.tx.deadline, std::chrono::system_clock::now() + options_.max_wait);
+  auto done = service_.WaitFinal(begun.tx.gid, until);
+  if (!done.ok()) return FromStatus(done.status());
+  return Json(200, Outcome(*done));
+}
+
+ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
+  const std::string& name = r.path_params.at("name");
+  auto def = sagas_ ? sagas_->Find(name) : nullptr;
+  if (!def) return JsonError(404, "not_found", "no saga named " + name + " is loaded");
+  auto parsed = ParseObject(r.body, true);
+  if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
+  Object::Ptr body = std::get<Object::Ptr>(parsed);
+  if (auto e = CheckKeys(*body, {"gid", "input", "wait", "timeout"}, "")) return BadField(*e);
+  core::BeginRequest req;
+  req.mode = core::Mode::kSaga;
+  if (body->has("gid")) {
+    std::string gid;
+    if (auto e = GetString(*body, "gid", "gid", &gid)) return BadField(*e);
+    if (!core::ValidId(gid, core::kMaxGidLength)) {
+      return BadField({"gid", "must be 1 to " + std::to_string(core::kMaxGidLength) +
+                                  " characters of A-Z a-z 0-9 . _ : -"});
+    }
+    req.gid = gid;
+  }
+  bool wait = false;
+  if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
+  if (auto e = GetDuration(*body, "timeout", "timeout", &req.timeout)) return BadField(*e);
+  Object::Ptr input = new Object();
+  if (body->has("input")) {
+    if (body->get("input").type() != typeid(Object::Ptr)) {
+      return BadField({"input", "must be a JSON object"});
+    }
+    input = body->getObject("input");
+  }
+  auto branches = saga::Instantiate(*def, input);
+  if (!branches.ok()) {
+    const std::string& m = branches.status().message();
+    return BadField({m.substr(0, m.find(' ')), m});
+  }
+  req.branches = std::move(*branches);
+  req.definition = def->name + "@" + def->version;
+  Object canonical(*body);
+  canonical.remove("wait");
+  canonical.set("saga", name);
+  req.request_json = Stringify(Object::Ptr(new Object(canonical)));
+  req.request_digest = Sha1Hex(req.request_json);
+  auto begun = service_.Begin(req);
+  if (!begun.ok()) return FromStatus(begun.status());
+  return Answer(*begun, wait);
+}
+
+ApiResponse TransactionsApi::ListSagas(const ApiRequest&) {
+  Array::Ptr list = new Array();
+  if (sagas_) {
+    for (const auto& d : sagas_->List()) {
+      Object::Ptr o = NewObject();
+      o->set("name", d->name);
+      o->set("version", d->version);
+      o->set("file", d->file);
+      Array::Ptr steps = new Array();
+      for (const saga::SagaStep& st : d->steps) steps->add(st.name);
+      o->set("steps", steps);
+      list->add(o);
+    }
+  }
+  Object::Ptr o = NewObject();
+  o->set("sagas", list);
+  return Json(200, o);
+}
+
+ApiResponse TransactionsApi::ReloadSagas(const ApiRequest& r) {
+  if (!sagas_) return JsonError(404, "not_found", "no saga definitions are configured");
+  Status s = sagas_->Reload();
+  if (!s.ok()) {
+    return JsonError(400, "invalid", "definitions not reloaded; the loaded ones stay: " + s.message());
+  }
+  return ListSagas(r);
 }
 
 ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
@@ -341,12 +427,7 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
 
   auto begun = service_.Begin(req);
   if (!begun.ok()) return FromStatus(begun.status());
-  if (!wait) return Json(201, Outcome(begun->tx));
-  core::TimePoint until = std::min(begun->tx.deadline, std::chrono::system_clock::now() +
-                                                           options_.max_wait);
-  auto done = service_.WaitFinal(begun->tx.gid, until);
-  if (!done.ok()) return FromStatus(done.status());
-  return Json(200, Outcome(*done));
+  return Answer(*begun, wait);
 }
 
 ApiResponse TransactionsApi::AddBranch(const ApiRequest& r) {

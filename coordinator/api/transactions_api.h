@@ -10,12 +10,16 @@
 //   POST /v1/transactions/{gid}/retry      skip the backoff of a stuck transaction
 //   GET  /v1/transactions/{gid}            status, branches, decision log
 //   GET  /v1/transactions?status=&mode=&limit=&after=
+//   POST /v1/sagas/{name}                  start a named saga with an input
+//   GET  /v1/sagas                         the loaded definitions and their versions
+//   POST /v1/sagas/reload                  load the definition files again
 
 #include <functional>
 
 #include "common/duration.h"
 #include "common/http/router.h"
 #include "coordinator/core/transaction_service.h"
+#include "saga/saga_registry.h"
 
 namespace treaty::api {
 
@@ -33,8 +37,9 @@ struct TransactionsApiOptions {
 class TransactionsApi {
  public:
   // `service` and `driver` must outlive the routes registered.
+  // `sagas` may be null: no named sagas are served.
   TransactionsApi(core::TransactionService& service, const core::TransactionDriver& driver,
-                  TransactionsApiOptions options = {});
+                  saga::SagaRegistry* sagas, TransactionsApiOptions options = {});
 
   void Register(Router& router);
 
@@ -46,9 +51,15 @@ class TransactionsApi {
   ApiResponse Retry(const ApiRequest& r);
   ApiResponse Get(const ApiRequest& r);
   ApiResponse List(const ApiRequest& r);
+  ApiResponse StartSaga(const ApiRequest& r);
+  ApiResponse ListSagas(const ApiRequest& r);
+  ApiResponse ReloadSagas(const ApiRequest& r);
+  // Answers a begun transaction: at once (201), or once final with `wait` (200).
+  ApiResponse Answer(const core::BeginOutcome& begun, bool wait);
 
   core::TransactionService& service_;
   const core::TransactionDriver& driver_;
+  saga::SagaRegistry* sagas_;
   const TransactionsApiOptions options_;
 };
 

@@ -21,8 +21,9 @@ std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml
 namespace {
 
 std::string ParticipantConfig(const PgCluster& pg, const std::string& db,
-                              const std::string& coordinator, const StackOptions& o) {
-  return "listen: 127.0.0.1:0\n"
+                              const std::string& coordinator, const StackOptions& o,
+                              uint16_t port) {
+  return "listen: 127.0.0.1:" + std::to_string(port) + "\n"
          "database: { url: \"" + pg.Url(db) + "\", pool_size: 16 }\n"
          "coordinator: { url: \"" + coordinator + "\" }\n"
          "sweep: { interval: " + o.sweep_interval + ", older_than: " + o.sweep_older_than + " }\n";
@@ -57,6 +58,21 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
   }
   std::string extra = options.treatyd_extra_yaml;
   if (s->broker_) extra += "kafka: { bootstrap_servers: \"" + s->broker_->bootstrap() + "\" }\n";
+  uint16_t order_port = 0, inventory_port = 0;
+  if (!options.saga_files.empty()) {
+    auto a = FreePort();
+    auto b = FreePort();
+    if (!a.ok() || !b.ok()) return Status::Unavailable("no free port");
+    order_port = *a;
+    inventory_port = *b;
+    extra += "sagas:\n";
+    for (const std::string& f : options.saga_files) extra += "  - \"" + f + "\"\n";
+    s->saga_env_ = {
+        {"TREATY_DEMO_ORDER_URL", "http://127.0.0.1:" + std::to_string(order_port)},
+        {"TREATY_DEMO_INVENTORY_URL", "http://127.0.0.1:" + std::to_string(inventory_port)}};
+    options.treatyd_env.insert(options.treatyd_env.end(), s->saga_env_.begin(),
+                               s->saga_env_.end());
+  }
   auto t = Service::Start(ServiceSpec{.name = "treatyd",
                                       .binary = kTreatydPath,
                                       .config_yaml = TestTreatydConfig(*s->pg_, extra, options.retry),
@@ -65,13 +81,14 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
   if (!t.ok()) return t.status();
   s->treatyd_ = std::move(*t);
   if (!BecomesReady(*s->treatyd_)) return Status::DeadlineExceeded("treatyd not ready in 30s");
-  for (auto [name, db, binary, slot] :
-       {std::tuple{"order-svc", "orders", kOrderSvcPath, &s->orders_},
-        std::tuple{"inventory-svc", "inventory", kInventorySvcPath, &s->inventory_}}) {
+  for (auto [name, db, binary, slot, port] :
+       {std::tuple{"order-svc", "orders", kOrderSvcPath, &s->orders_, order_port},
+        std::tuple{"inventory-svc", "inventory", kInventorySvcPath, &s->inventory_,
+                   inventory_port}}) {
     auto p = Service::Start(ServiceSpec{
         .name = name,
         .binary = binary,
-        .config_yaml = ParticipantConfig(*s->pg_, db, s->treatyd_->base_url(), options),
+        .config_yaml = ParticipantConfig(*s->pg_, db, s->treatyd_->base_url(), options, port),
     });
     if (!p.ok()) return p.status();
     *slot = std::move(*p);
@@ -80,7 +97,12 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
 }
 
 
+std::string PlaceOrderSagaFile() {
+  return std::string(kSourceDir) + "/config/sagas/place-order.yaml";
+}
+
 Status TreatyStack::RestartTreatyd(std::vector<std::pair<std::string, std::string>> env) {
+  env.insert(env.end(), saga_env_.begin(), saga_env_.end());
   Status s = treatyd_->Restart(std::move(env));
   if (!s.ok()) return s;
   if (!BecomesReady(*treatyd_)) return Status::DeadlineExceeded("treatyd not ready in 30s");

@@ -24,6 +24,10 @@ struct StackOptions {
   std::vector<std::pair<std::string, std::string>> treatyd_env;
   std::string sweep_older_than = "30s";  // participants' presumed-abort sweep
   std::string sweep_interval = "200ms";
+  // Saga definition files for treatyd (absolute paths). When any is given, the participants'
+  // ports are chosen first and passed to treatyd as TREATY_DEMO_ORDER_URL and
+  // TREATY_DEMO_INVENTORY_URL, which config/sagas/place-order.yaml uses.
+  std::vector<std::string> saga_files;
 };
 
 class TreatyStack {
@@ -36,7 +40,8 @@ class TreatyStack {
   Service& orders() { return *orders_; }
   Service& inventory() { return *inventory_; }
 
-  // Restarts treatyd (after Kill or Stop) with `env` and waits until it is ready.
+  // Restarts treatyd (after Kill or Stop) with `env` (plus the saga URLs, when sagas are
+  // configured) and waits until it is ready.
   Status RestartTreatyd(std::vector<std::pair<std::string, std::string>> env = {});
 
   // The URL of a participant's endpoint, e.g. Url(inventory(), "/2pc/prepare").
@@ -78,7 +83,11 @@ class TreatyStack {
   std::unique_ptr<Service> treatyd_;
   std::unique_ptr<Service> orders_;
   std::unique_ptr<Service> inventory_;
+  std::vector<std::pair<std::string, std::string>> saga_env_;  // the participants' URLs
 };
+
+// config/sagas/place-order.yaml in the source tree.
+std::string PlaceOrderSagaFile();
 
 // Treaty's config for tests: fast retries, a fixed node id (so a restart reclaims its work).
 std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml = "",

@@ -5,6 +5,7 @@
 //   409 when the SKU is unknown or short.
 //   TCC try {"sku", "qty"}: freezes qty (available -> reserved); confirm: reserved -> sold;
 //   cancel: reserved -> available. Each through the barrier.
+//   Saga /saga/reserve {"sku", "qty"}: available -> sold; /saga/release: back. Barrier-guarded.
 //   GET /stock/{sku}: the row. POST /admin/stock {"sku", "available"}: sets a SKU's stock.
 
 #include <Poco/Exception.h>
@@ -75,6 +76,29 @@ OpReply TccCancel(pqxx::work& tx, const BranchRequest& r) {
   return OpReply{200, "released"};
 }
 
+// Saga: reserve sells stock at once (available -> sold); release gives it back.
+OpReply SagaReserve(pqxx::work& tx, const BranchRequest& r) {
+  auto p = SkuQty(r);
+  if (!p) return kBadPayload;
+  pqxx::result sold = tx.exec_params(
+      "UPDATE stock SET available = available - $2, sold = sold + $2 "
+      "WHERE sku = $1 AND available >= $2 RETURNING 1",
+      p->first, p->second);
+  if (!sold.empty()) return OpReply{200, "reserved"};
+  pqxx::result have = tx.exec_params("SELECT available FROM stock WHERE sku = $1", p->first);
+  if (have.empty()) return OpReply{409, "unknown sku " + p->first};
+  return OpReply{409, "out of stock: sku " + p->first + " has " + have[0][0].as<std::string>() +
+                          ", asked " + std::to_string(p->second)};
+}
+
+OpReply SagaRelease(pqxx::work& tx, const BranchRequest& r) {
+  auto p = SkuQty(r);
+  if (!p) return kBadPayload;
+  tx.exec_params("UPDATE stock SET sold = sold - $2, available = available + $2 WHERE sku = $1",
+                 p->first, p->second);
+  return OpReply{200, "released"};
+}
+
 void Routes(http::Router& router, pg::PgPool& pool) {
   router.Add("GET", "/stock/{sku}", [&pool](const http::ApiRequest& req) {
     std::string sku = req.path_params.at("sku");
@@ -139,6 +163,7 @@ int main(int argc, char** argv) {
           .tcc_try = TccTry,
           .tcc_confirm = TccConfirm,
           .tcc_cancel = TccCancel,
+          .saga_routes = {{"/saga/reserve", SagaReserve}, {"/saga/release", SagaRelease}},
           .extra_routes = Routes,
       });
 }

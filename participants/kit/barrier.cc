@@ -26,6 +26,7 @@ const char* Barrier::SchemaSql() {
   return "CREATE TABLE IF NOT EXISTS treaty_barrier ("
          " gid text NOT NULL, branch_id text NOT NULL, op text NOT NULL,"
          " written_by text NOT NULL,"
+         " seq bigserial,"  // the order ops arrived in, for audits and tests
          " created_at timestamptz NOT NULL DEFAULT now(),"
          " PRIMARY KEY (gid, branch_id, op))";
 }

@@ -175,6 +175,9 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
     op_route("/tcc/confirm", "confirm", barrier_op(spec.tcc_confirm));
     op_route("/tcc/cancel", "cancel", barrier_op(spec.tcc_cancel));
   }
+  for (const auto& route : spec.saga_routes) {
+    op_route(route.path, route.path.substr(1), barrier_op(route.change));
+  }
   if (spec.extra_routes) spec.extra_routes(router, pool);
 
   auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = config.listen}, router);

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "common/http/router.h"
 #include "common/log.h"
@@ -31,6 +32,13 @@ struct ParticipantSpec {
   BarrierChange tcc_try;
   BarrierChange tcc_confirm;
   BarrierChange tcc_cancel;
+  // Saga steps: POST <path> runs `change` through the barrier (op "action" or "compensate", as
+  // Treaty sends it). The fault switch knows each by its path without the leading slash.
+  struct SagaRoute {
+    std::string path;
+    BarrierChange change;
+  };
+  std::vector<SagaRoute> saga_routes;
   // Registers the service's own endpoints (reads, admin) beside the protocol ones.
   std::function<void(http::Router&, pg::PgPool&)> extra_routes;
 };

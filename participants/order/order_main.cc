@@ -3,6 +3,8 @@
 //   orders(gid, branch_id, sku, qty, status): one row per order, written by the transaction.
 //   2PC prepare {"sku", "qty"}: inserts the order as 'placed' in the prepared transaction.
 //   TCC try {"sku", "qty"}: inserts it as 'pending'; confirm: 'placed'; cancel: 'cancelled'.
+//   Saga /saga/create (placed) and /saga/cancel; /saga/pay {"card", "amount"} (409 for card
+//   "declined") and /saga/refund. Barrier-guarded.
 //   GET /orders?gid=G: the orders of a transaction.
 
 #include "participants/kit/participant_app.h"
@@ -41,6 +43,36 @@ OpReply SetStatus(pqxx::work& tx, const BranchRequest& r, const std::string& sta
   return OpReply{200, status};
 }
 
+// Saga: create places the order at once, cancel cancels it; pay records a payment (refused
+// with 409 when the payload's card is "declined"), refund marks it refunded.
+OpReply SagaCreate(pqxx::work& tx, const BranchRequest& r) {
+  auto sku = PayloadString(*r.payload, "sku");
+  auto qty = PayloadInt(*r.payload, "qty");
+  if (!sku || !qty || *qty <= 0) {
+    return OpReply{409, "payload needs \"sku\" (string) and \"qty\" (positive integer)"};
+  }
+  tx.exec_params(
+      "INSERT INTO orders (gid, branch_id, sku, qty, status) VALUES ($1, $2, $3, $4, 'placed')",
+      r.gid, r.branch_id, *sku, *qty);
+  return OpReply{200, "placed"};
+}
+
+OpReply SagaPay(pqxx::work& tx, const BranchRequest& r) {
+  std::string card = PayloadString(*r.payload, "card").value_or("");
+  if (card == "declined") return OpReply{409, "card declined"};
+  int64_t amount = PayloadInt(*r.payload, "amount").value_or(0);
+  tx.exec_params(
+      "INSERT INTO payments (gid, branch_id, amount, status) VALUES ($1, $2, $3, 'paid')", r.gid,
+      r.branch_id, amount);
+  return OpReply{200, "paid"};
+}
+
+OpReply SagaRefund(pqxx::work& tx, const BranchRequest& r) {
+  tx.exec_params("UPDATE payments SET status = 'refunded' WHERE gid = $1 AND branch_id = $2",
+                 r.gid, r.branch_id);
+  return OpReply{200, "refunded"};
+}
+
 void Routes(http::Router& router, pg::PgPool& pool) {
   router.Add("GET", "/orders", [&pool](const http::ApiRequest& req) {
     auto it = req.query.find("gid");
@@ -75,13 +107,24 @@ int main(int argc, char** argv) {
                         " sku text NOT NULL, qty integer NOT NULL CHECK (qty > 0),"
                         " status text NOT NULL CHECK (status IN ('pending', 'placed', 'cancelled')),"
                         " created_at timestamptz NOT NULL DEFAULT now(),"
-                        " UNIQUE (gid, branch_id))",
+                        " UNIQUE (gid, branch_id));"
+                        "CREATE TABLE IF NOT EXISTS payments ("
+                        " gid text NOT NULL, branch_id text NOT NULL, amount bigint NOT NULL,"
+                        " status text NOT NULL CHECK (status IN ('paid', 'refunded')),"
+                        " PRIMARY KEY (gid, branch_id))",
           .twopc_prepare = PlaceOrder,
           .tcc_try = TccTry,
           .tcc_confirm = [](pqxx::work& tx,
                             const BranchRequest& r) { return SetStatus(tx, r, "placed"); },
           .tcc_cancel = [](pqxx::work& tx,
                            const BranchRequest& r) { return SetStatus(tx, r, "cancelled"); },
+          .saga_routes = {{"/saga/create", SagaCreate},
+                          {"/saga/cancel",
+                           [](pqxx::work& tx, const BranchRequest& r) {
+                             return SetStatus(tx, r, "cancelled");
+                           }},
+                          {"/saga/pay", SagaPay},
+                          {"/saga/refund", SagaRefund}},
           .extra_routes = Routes,
       });
 }
