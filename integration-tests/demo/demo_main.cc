@@ -50,7 +50,8 @@ class Demo {
     std::cout << "  starting PostgreSQL, the dev Kafka broker, treatyd, order-svc, inventory-svc ..."
               << std::flush;
     auto began = std::chrono::steady_clock::now();
-    auto stack = TreatyStack::Start(harness::StackOptions{.with_broker = true});
+    auto stack = TreatyStack::Start(harness::StackOptions{
+        .with_broker = true, .saga_files = {harness::PlaceOrderSagaFile()}});
     if (!stack.ok()) {
       std::cout << " FAILED\n" << stack.status().message() << "\n";
       return 1;
@@ -89,6 +90,11 @@ class Demo {
     Scenario("tcc", "out of stock: cancelled", "demo-tcc-cancel", "aborted",
              [&](const std::string& gid) { return OrderTcc(gid, 50); });
 
+    Scenario("saga", "place-order, paid", "demo-saga-paid", "committed",
+             [&](const std::string& gid) { return PlaceOrderSaga(gid, "4242"); });
+    Scenario("saga", "place-order, card declined", "demo-saga-declined", "aborted",
+             [&](const std::string& gid) { return PlaceOrderSaga(gid, "declined"); });
+
     PrintSummary();
     return failed_ ? 1 : 0;
   }
@@ -121,6 +127,18 @@ class Demo {
     return r.ok() ? Field(r->body, "status") : "";
   }
 
+  // Starts the named saga place-order (config/sagas/place-order.yaml), showing the request.
+  std::string PlaceOrderSaga(const std::string& gid, const std::string& card) {
+    std::string body = R"({"gid":")" + gid + R"(","wait":true,"input":{"sku":"A1","qty":1,"card":")" +
+                       card + R"("}})";
+    std::cout << "\n      $ curl " << stack_->treatyd().base_url() << "/v1/sagas/place-order -d '"
+              << body << "'";
+    auto r = HttpCall("POST", stack_->treatyd().base_url() + "/v1/sagas/place-order", body,
+                      std::chrono::seconds(30));
+    if (r.ok()) std::cout << "\n      " << r->body << "\n     ";
+    return r.ok() ? Field(r->body, "status") : "";
+  }
+
   std::string Changes(const std::string& gid) {
     auto stock = stack_->Stock("A1");
     auto orders = stack_->pg().QueryValue(
@@ -150,10 +168,10 @@ class Demo {
 
   void PrintSummary() {
     std::cout << "\nTreaty demo summary\n";
-    std::printf("  %-5s %-30s %-16s %-10s %7s  %s\n", "mode", "scenario", "gid", "outcome", "ms",
+    std::printf("  %-5s %-28s %-20s %-10s %5s  %s\n", "mode", "scenario", "gid", "outcome", "ms",
                 "what changed");
     for (const Row& r : rows_) {
-      std::printf("  %-5s %-30s %-16s %-10s %7ld  %s\n", r.mode.c_str(), r.scenario.c_str(),
+      std::printf("  %-5s %-28s %-20s %-10s %5ld  %s\n", r.mode.c_str(), r.scenario.c_str(),
                   r.gid.c_str(), r.outcome.empty() ? "(none)" : r.outcome.c_str(), r.ms,
                   r.changed.c_str());
     }
