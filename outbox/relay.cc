@@ -1,0 +1,220 @@
+#include "outbox/relay.h"
+
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+
+#include <map>
+#include <pqxx/pqxx>
+#include <thread>
+
+namespace treaty::outbox {
+namespace {
+
+struct Row {
+  int64_t id;
+  std::string event_id;
+  std::string aggregate_key;
+  std::string topic;
+  std::string key;
+  std::string payload;
+  std::string headers;
+  std::string event_type;
+};
+
+std::string IdList(const std::vector<int64_t>& ids) {
+  std::string out;
+  for (int64_t id : ids) out += (out.empty() ? "" : ",") + std::to_string(id);
+  return out;
+}
+
+class WakeOnNotify : public pqxx::notification_receiver {
+ public:
+  explicit WakeOnNotify(pqxx::connection_base& c) : pqxx::notification_receiver(c, "treaty_outbox") {}
+  void operator()(const std::string&, int) override {}
+};
+
+}  // namespace
+
+OutboxRelay::OutboxRelay(const RelayConfig& config, std::unique_ptr<KafkaPublisher> publisher,
+                         const Logger& log)
+    : config_(config),
+      publisher_(std::move(publisher)),
+      log_(log),
+      pool_(config.database_url, std::chrono::seconds(5), 3) {}
+
+Result<int> OutboxRelay::RunBatch() {
+  const std::string& t = config_.table;
+  return pool_.Run<int>([&](pqxx::connection& c) -> Result<int> {
+    pqxx::work tx(c);
+    // The oldest pending aggregates that no other relay holds.
+    pqxx::result keys = tx.exec_params(
+        "SELECT aggregate_key FROM " + t + " WHERE status = 'pending' GROUP BY aggregate_key "
+        "ORDER BY min(id) LIMIT $1",
+        config_.batch_size);
+    std::vector<std::string> mine;
+    for (const auto& k : keys) {
+      std::string key = k[0].as<std::string>();
+      pqxx::result got = tx.exec_params(
+          "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7463))", key);
+      if (got[0][0].as<bool>()) mine.push_back(key);
+    }
+    if (mine.empty()) {
+      tx.commit();
+      return 0;
+    }
+    std::string in;
+    for (const std::string& k : mine) in += (in.empty() ? "" : ",") + tx.quote(k);
+    pqxx::result rows = tx.exec_params(
+        "SELECT id, event_id, aggregate_key, topic, coalesce(key, aggregate_id), payload::text, "
+        "headers::text, event_type FROM " + t + " WHERE status = 'pending' AND aggregate_key IN (" +
+            in + ") ORDER BY id LIMIT $1 FOR UPDATE",
+        config_.batch_size);
+    std::vector<Row> batch;
+    std::vector<OutgoingMessage> messages;
+    for (const auto& r : rows) {
+      Row row{r[0].as<int64_t>(), r[1].as<std::string>(), r[2].as<std::string>(),
+              r[3].as<std::string>(), r[4].as<std::string>(), r[5].as<std::string>(),
+              r[6].as<std::string>(), r[7].as<std::string>()};
+      OutgoingMessage m{row.topic, row.key, row.payload, {}};
+      try {
+        Poco::JSON::Parser parser;
+        auto h = parser.parse(row.headers).extract<Poco::JSON::Object::Ptr>();
+        for (const auto& [k, v] : *h) m.headers[k] = v.toString();
+      } catch (const std::exception&) {
+      }
+      m.headers["treaty-event-id"] = row.event_id;
+      m.headers["treaty-event-type"] = row.event_type;
+      messages.push_back(std::move(m));
+      batch.push_back(std::move(row));
+    }
+    std::vector<Delivery> results = publisher_->Publish(messages);
+
+    // Per aggregate, the acknowledged prefix is done; the first failure blocks the rest of it.
+    std::vector<int64_t> done, dead;
+    std::map<std::string, bool> blocked;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const Row& row = batch[i];
+      const Delivery& d = results[i];
+      if (blocked[row.aggregate_key]) continue;
+      if (d.acked) {
+        done.push_back(row.id);
+        continue;
+      }
+      counters_.failures++;
+      if (d.permanent && config_.poison == "dead_letter") {
+        dead.push_back(row.id);
+        tx.exec_params("UPDATE " + t + " SET status = 'dead', last_error = $2, attempts = "
+                       "attempts + 1 WHERE id = $1",
+                       row.id, d.error);
+        log_.Error("poison row moved to dead", {{"event_id", row.event_id}, {"error", d.error}});
+        continue;
+      }
+      blocked[row.aggregate_key] = true;
+      tx.exec_params("UPDATE " + t + " SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                     row.id, d.error);
+      if (d.permanent) {
+        log_.Error("poison row blocks its aggregate (poison: block)",
+                   {{"event_id", row.event_id}, {"aggregate", row.aggregate_key}, {"error", d.error}});
+      }
+    }
+    if (!done.empty()) {
+      tx.exec(config_.after_send == "delete"
+                  ? "DELETE FROM " + t + " WHERE id IN (" + IdList(done) + ")"
+                  : "UPDATE " + t + " SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
+                    "WHERE id IN (" + IdList(done) + ")");
+    }
+    tx.commit();
+    counters_.published += static_cast<int64_t>(done.size());
+    counters_.dead += static_cast<int64_t>(dead.size());
+    if (!blocked.empty()) {
+      return Status::Unavailable(std::to_string(blocked.size()) +
+                                 " aggregates could not be published: " +
+                                 results[0].error);
+    }
+    return static_cast<int>(batch.size());
+  });
+}
+
+void OutboxRelay::DeleteOldSentRows() {
+  pool_.Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::work tx(c);
+    tx.exec_params("DELETE FROM " + config_.table +
+                       " WHERE status = 'sent' AND sent_at < now() - ($1::bigint * interval "
+                       "'1 millisecond')",
+                   static_cast<int64_t>(config_.retention.count()));
+    tx.commit();
+    return true;
+  });
+}
+
+void OutboxRelay::Run(const std::atomic<bool>& stop) {
+  std::unique_ptr<pqxx::connection> listen;
+  std::unique_ptr<WakeOnNotify> wake;
+  Duration backoff = config_.retry_initial;
+  auto next_retention = std::chrono::steady_clock::now();
+  while (!stop) {
+    if (std::chrono::steady_clock::now() >= next_retention) {
+      DeleteOldSentRows();
+      next_retention = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+    }
+    Result<int> handled = RunBatch();
+    if (!handled.ok()) {
+      log_.Warn("batch failed; retrying", {{"error", handled.status().message()},
+                                           {"retry_in", FormatDuration(backoff)}});
+      // Back off in small slices so a stop request is seen.
+      auto until = std::chrono::steady_clock::now() + backoff;
+      while (!stop && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      backoff = std::min(config_.retry_max, backoff * 2);
+      continue;
+    }
+    backoff = config_.retry_initial;
+    if (*handled > 0) continue;  // more may be waiting
+    // Nothing pending: sleep until a writer's NOTIFY or the poll interval.
+    try {
+      if (!listen) {
+        listen = std::make_unique<pqxx::connection>(pg::WithConnectTimeout(config_.database_url,
+                                                                           std::chrono::seconds(5)));
+        wake = std::make_unique<WakeOnNotify>(*listen);
+      }
+      auto ms = config_.poll_interval.count();
+      listen->await_notification(ms / 1000, (ms % 1000) * 1000);
+    } catch (const std::exception& e) {
+      wake.reset();
+      listen.reset();
+      std::this_thread::sleep_for(config_.poll_interval);
+    }
+  }
+}
+
+std::string OutboxRelay::Metrics() {
+  auto stats = pool_.Run<std::pair<int64_t, double>>(
+      [&](pqxx::connection& c) -> Result<std::pair<int64_t, double>> {
+        pqxx::read_transaction tx(c);
+        pqxx::result r = tx.exec(
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM " +
+            config_.table + " WHERE status = 'pending'");
+        return std::pair<int64_t, double>{r[0][0].as<int64_t>(), r[0][1].as<double>()};
+      });
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, const std::string& v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + " " + v + "\n";
+  };
+  if (stats.ok()) {
+    metric("treaty_relay_pending_rows", "gauge", "Outbox rows not yet published.",
+           std::to_string(stats->first));
+    metric("treaty_relay_oldest_pending_age_seconds", "gauge",
+           "Age of the oldest unpublished row.", std::to_string(stats->second));
+  }
+  metric("treaty_relay_published_total", "counter", "Rows published and acknowledged.",
+         std::to_string(counters_.published.load()));
+  metric("treaty_relay_failures_total", "counter", "Rows whose publishing failed.",
+         std::to_string(counters_.failures.load()));
+  metric("treaty_relay_dead_total", "counter", "Poison rows moved to dead.",
+         std::to_string(counters_.dead.load()));
+  return out;
+}
+
+}  // namespace treaty::outbox

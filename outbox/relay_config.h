@@ -1,0 +1,32 @@
+#pragma once
+
+// treaty-relay's configuration (docs/outbox.md), read like treaty.yaml: every key has a default,
+// TREATY_RELAY_* environment variables override, errors name the file, line and key.
+
+#include <string>
+
+#include "common/duration.h"
+#include "common/status.h"
+#include "config/config_reader.h"
+
+namespace treaty::outbox {
+
+struct RelayConfig {
+  HostPort listen{"127.0.0.1", 8430};  // /metrics and /healthz
+  std::string database_url = "postgresql://postgres@127.0.0.1:5432/postgres";
+  std::string table = "treaty_outbox";
+  std::string bootstrap_servers = "127.0.0.1:9092";
+  Duration delivery_timeout = std::chrono::seconds(30);  // a batch's messages must be acked by then
+  int64_t batch_size = 500;
+  Duration poll_interval = std::chrono::milliseconds(500);  // fallback to LISTEN/NOTIFY
+  std::string after_send = "mark";   // mark | delete
+  Duration retention = std::chrono::hours(24);  // sent rows older than this are removed
+  std::string poison = "block";      // block | dead_letter
+  Duration retry_initial = std::chrono::milliseconds(200);
+  Duration retry_max = std::chrono::seconds(10);
+  std::string log_level = "info";
+};
+
+Result<RelayConfig> LoadRelayConfig(const std::string& path, const Environment& env);
+
+}  // namespace treaty::outbox

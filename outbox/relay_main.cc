@@ -1,0 +1,86 @@
+// treaty-relay: publishes a service database's outbox table to Kafka (see relay.h).
+//
+//   treaty-relay [--config FILE] [--address-file FILE] | --check-config FILE
+//
+// Serves GET /metrics (Prometheus text) and GET /healthz. Stops cleanly on SIGTERM.
+
+#include <atomic>
+#include <iostream>
+#include <thread>
+
+#include "common/http/http_server.h"
+#include "common/log.h"
+#include "common/service_main.h"
+#include "config/treaty_config.h"
+#include "outbox/relay.h"
+
+namespace treaty::outbox {
+namespace {
+
+const Logger kLog("treaty-relay");
+
+int Serve(const RelayConfig& config, const ServeArgs& args) {
+  SetLogLevel(*ParseLogLevel(config.log_level));
+  kLog.Info("starting", {{"database", MaskUrlPassword(config.database_url)},
+                         {"table", config.table},
+                         {"kafka", config.bootstrap_servers},
+                         {"batch_size", std::to_string(config.batch_size)}});
+  auto publisher = KafkaPublisher::Create(config.bootstrap_servers, config.delivery_timeout);
+  if (!publisher.ok()) {
+    kLog.Error("cannot create the Kafka producer", {{"error", publisher.status().message()}});
+    return kExitBadConfig;
+  }
+  OutboxRelay relay(config, std::move(*publisher), kLog);
+  http::Router router;
+  router.Add("GET", "/healthz", [](const http::ApiRequest&) {
+    return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
+  });
+  router.Add("GET", "/metrics", [&](const http::ApiRequest&) {
+    return http::ApiResponse{200, "text/plain; version=0.0.4", relay.Metrics()};
+  });
+  auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = config.listen}, router);
+  if (!server.ok()) {
+    kLog.Error("cannot serve", {{"error", server.status().message()}});
+    return kExitServeFailed;
+  }
+  std::string address = (*server)->address().ToString();
+  kLog.Info("listening", {{"address", address}});
+  if (!args.address_file.empty() && !WriteAddressFile(args.address_file, address).ok()) {
+    return kExitServeFailed;
+  }
+  std::atomic<bool> stop{false};
+  std::thread worker([&] { relay.Run(stop); });
+  kLog.Info("stop requested", {{"signal", WaitForStopSignal()}});
+  stop = true;
+  worker.join();
+  (*server)->Stop();
+  kLog.Info("stopped", {{"published", std::to_string(relay.counters().published.load())}});
+  return 0;
+}
+
+}  // namespace
+}  // namespace treaty::outbox
+
+int main(int argc, char** argv) {
+  using namespace treaty;
+  return RunServiceMain(
+      argc, argv,
+      ServiceMainSpec{
+          .name = "treaty-relay",
+          .description = "treaty-relay: publishes a service's outbox table to Kafka.",
+          .check_config =
+              [](const std::string& path) {
+                auto c = outbox::LoadRelayConfig(path, ProcessEnvironment());
+                return c.ok() ? Status::Ok() : c.status();
+              },
+          .serve =
+              [](const ServeArgs& args) {
+                auto c = outbox::LoadRelayConfig(args.config_path, ProcessEnvironment());
+                if (!c.ok()) {
+                  std::cerr << c.status().message() << "\n";
+                  return kExitBadConfig;
+                }
+                return outbox::Serve(*c, args);
+              },
+      });
+}

@@ -1,0 +1,47 @@
+#pragma once
+
+// The outbox: a service appends events to its own table, treaty_outbox, in the same local
+// transaction as its business change, so an event exists exactly when the change committed.
+// treaty-relay publishes the rows to Kafka (docs/outbox.md describes the table for writers in
+// any language). The inbox: a consumer records each event id in treaty_inbox in the same local
+// transaction as the change the event causes, so a redelivered event is applied once.
+
+#include <map>
+#include <pqxx/pqxx>
+#include <string>
+
+namespace treaty::participant {
+
+struct OutboxEvent {
+  std::string event_id;        // unique: the consumers' dedupe key
+  std::string aggregate_type;  // e.g. "order"
+  std::string aggregate_id;    // events of one aggregate keep their order end to end
+  std::string event_type;      // e.g. "OrderPlaced"
+  std::string topic;
+  std::string key;             // the Kafka key; empty: the aggregate id
+  std::string payload_json = "{}";
+  std::map<std::string, std::string> headers;
+};
+
+class Outbox {
+ public:
+  // Creates treaty_outbox (and its index) if missing.
+  static const char* SchemaSql();
+
+  // Appends `e` in `tx`. With `notify`, also wakes listening relays when `tx` commits; a
+  // transaction that will be PREPAREd must not notify (PostgreSQL forbids it): relays poll.
+  static void Append(pqxx::transaction_base& tx, const OutboxEvent& e, bool notify = true);
+};
+
+class Inbox {
+ public:
+  // Creates treaty_inbox if missing.
+  static const char* SchemaSql();
+
+  // Records `event_id` in `tx`; true if it is new (apply the event), false if it was applied
+  // before (skip it). A concurrent duplicate waits for the first, then sees it.
+  static bool Claim(pqxx::transaction_base& tx, const std::string& event_id,
+                    const std::string& topic);
+};
+
+}  // namespace treaty::participant
