@@ -6,6 +6,8 @@
 //   TCC try {"sku", "qty"}: freezes qty (available -> reserved); confirm: reserved -> sold;
 //   cancel: reserved -> available. Each through the barrier.
 //   Saga /saga/reserve {"sku", "qty"}: available -> sold; /saga/release: back. Barrier-guarded.
+//   Consumes order events (kafka.bootstrap_servers set) through the inbox into sales(sku, placed,
+//   cancelled): each event counted once however often Kafka delivers it.
 //   GET /stock/{sku}: the row. POST /admin/stock {"sku", "available"}: sets a SKU's stock.
 
 #include <Poco/Exception.h>
@@ -99,6 +101,19 @@ OpReply SagaRelease(pqxx::work& tx, const BranchRequest& r) {
   return OpReply{200, "released"};
 }
 
+// Order events from Kafka, applied once each through the inbox: a sales count per SKU.
+Status OnOrderEvent(pqxx::work& tx, const std::string& type, const Poco::JSON::Object& payload) {
+  std::string sku = payload.optValue<std::string>("sku", "");
+  int64_t qty = payload.optValue<int64_t>("qty", 0);
+  if (sku.empty() || qty <= 0) return Status::Ok();  // not an order event: nothing to count
+  const char* column = type == "OrderPlaced" ? "placed" : type == "OrderCancelled" ? "cancelled" : nullptr;
+  if (column == nullptr) return Status::Ok();
+  tx.exec_params(std::string("INSERT INTO sales (sku, ") + column + ") VALUES ($1, $2) "
+                 "ON CONFLICT (sku) DO UPDATE SET " + column + " = sales." + column + " + $2",
+                 sku, qty);
+  return Status::Ok();
+}
+
 void Routes(http::Router& router, pg::PgPool& pool) {
   router.Add("GET", "/stock/{sku}", [&pool](const http::ApiRequest& req) {
     std::string sku = req.path_params.at("sku");
@@ -158,12 +173,16 @@ int main(int argc, char** argv) {
                         " sku text PRIMARY KEY,"
                         " available integer NOT NULL CHECK (available >= 0),"
                         " reserved integer NOT NULL DEFAULT 0 CHECK (reserved >= 0),"
-                        " sold integer NOT NULL DEFAULT 0 CHECK (sold >= 0))",
+                        " sold integer NOT NULL DEFAULT 0 CHECK (sold >= 0));"
+                        "CREATE TABLE IF NOT EXISTS sales ("
+                        " sku text PRIMARY KEY,"
+                        " placed bigint NOT NULL DEFAULT 0, cancelled bigint NOT NULL DEFAULT 0)",
           .twopc_prepare = ReserveAndSell,
           .tcc_try = TccTry,
           .tcc_confirm = TccConfirm,
           .tcc_cancel = TccCancel,
           .saga_routes = {{"/saga/reserve", SagaReserve}, {"/saga/release", SagaRelease}},
+          .on_event = OnOrderEvent,
           .extra_routes = Routes,
       });
 }

@@ -98,7 +98,10 @@ class PreparedSweep {
   std::thread thread_;
 };
 
+std::string g_events_topic = "orders.events";  // set once before serving
+
 int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const ServeArgs& args) {
+  g_events_topic = config.events_topic;
   SetLogLevel(*ParseLogLevel(config.log_level));
   Logger log(spec.name);
   log.Info("starting", {{"listen", config.listen.ToString()},
@@ -112,6 +115,8 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
       pqxx::work w(c);
       w.exec(TwoPhaseResource::SchemaSql());
       w.exec(Barrier::SchemaSql());
+      w.exec(Outbox::SchemaSql());
+      w.exec(Inbox::SchemaSql());
       if (!spec.schema_sql.empty()) w.exec(spec.schema_sql);
       w.commit();
       return true;
@@ -192,12 +197,20 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
     if (!s.ok()) return kExitServeFailed;
   }
   PreparedSweep sweep(twopc, config, log);
+  std::unique_ptr<EventConsumer> consumer;
+  if (spec.on_event && !config.kafka_bootstrap_servers.empty()) {
+    consumer = std::make_unique<EventConsumer>(
+        config.kafka_bootstrap_servers, config.events_topic,
+        config.kafka_group.empty() ? spec.name : config.kafka_group, pool, spec.on_event, log);
+  }
   log.Info("stop requested", {{"signal", WaitForStopSignal()}});
   (*server)->Stop();
   return 0;
 }
 
 }  // namespace
+
+const std::string& EventsTopic() { return g_events_topic; }
 
 int RunParticipant(int argc, char** argv, const ParticipantSpec& spec) {
   return RunServiceMain(

@@ -13,6 +13,8 @@
 #include "common/log.h"
 #include "common/pg/pg_pool.h"
 #include "participants/kit/barrier.h"
+#include "participants/kit/event_consumer.h"
+#include "participants/kit/outbox.h"
 #include "participants/kit/fault_switch.h"
 #include "participants/kit/participant_config.h"
 #include "participants/kit/twopc_resource.h"
@@ -39,9 +41,14 @@ struct ParticipantSpec {
     BarrierChange change;
   };
   std::vector<SagaRoute> saga_routes;
+  // Applies one consumed event (through the inbox); null: the service consumes nothing.
+  EventHandler on_event;
   // Registers the service's own endpoints (reads, admin) beside the protocol ones.
   std::function<void(http::Router&, pg::PgPool&)> extra_routes;
 };
+
+// The topic the service's events go to (events.topic), for its business code.
+const std::string& EventsTopic();
 
 // The whole main(): options, config, serve until SIGTERM.
 int RunParticipant(int argc, char** argv, const ParticipantSpec& spec);

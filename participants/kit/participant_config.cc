@@ -25,6 +25,9 @@ Result<ParticipantConfig> LoadParticipantConfig(const std::string& path,
   r.DurationAtLeast("sweep.interval", &c.sweep_interval, std::chrono::milliseconds(10));
   r.DurationAtLeast("sweep.older_than", &c.sweep_older_than, std::chrono::milliseconds(0));
   r.OneOf("log.level", &c.log_level, {"debug", "info", "warn", "error"});
+  r.NonEmptyString("events.topic", &c.events_topic);
+  r.String("kafka.bootstrap_servers", &c.kafka_bootstrap_servers);
+  r.String("kafka.group", &c.kafka_group);
   Status s = r.Finish();
   if (!s.ok()) return s;
   return c;

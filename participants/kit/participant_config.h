@@ -7,6 +7,8 @@
 //   coordinator: { url: http://127.0.0.1:8420 }     # asked about prepared transactions
 //   sweep: { interval: 10s, older_than: 30s }         # presumed-abort sweep of prepared xacts
 //   log: { level: info }
+//   events: { topic: orders.events }
+//   kafka: { bootstrap_servers: "", group: "" }      # consume events when set
 //
 // Environment overrides use the service's prefix: TREATY_INVENTORY_SVC_DATABASE_URL, ...
 
@@ -26,6 +28,11 @@ struct ParticipantConfig {
   Duration sweep_interval = std::chrono::seconds(10);
   Duration sweep_older_than = std::chrono::seconds(30);
   std::string log_level = "info";
+  // Events: the topic order events go to (outbox) and come from (consumer). Consuming is on when
+  // kafka.bootstrap_servers is set.
+  std::string events_topic = "orders.events";
+  std::string kafka_bootstrap_servers;
+  std::string kafka_group;  // default: the service's name
 };
 
 Result<ParticipantConfig> LoadParticipantConfig(const std::string& path,

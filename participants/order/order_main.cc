@@ -5,12 +5,50 @@
 //   TCC try {"sku", "qty"}: inserts it as 'pending'; confirm: 'placed'; cancel: 'cancelled'.
 //   Saga /saga/create (placed) and /saga/cancel; /saga/pay {"card", "amount"} (409 for card
 //   "declined") and /saga/refund. Barrier-guarded.
+//   Every placement and cancellation writes an OrderPlaced / OrderCancelled event through the
+//   outbox (topic events.topic), in the same local transaction; treaty-relay publishes them.
 //   GET /orders?gid=G: the orders of a transaction.
+
+#include <Poco/JSON/Object.h>
+
+#include <sstream>
 
 #include "participants/kit/participant_app.h"
 
 namespace treaty::participant {
 namespace {
+
+// The order's event, written through the outbox in the same local transaction as the change.
+// The aggregate is the order (gid and branch); its events keep their order on the topic.
+void OrderEvent(pqxx::transaction_base& tx, const BranchRequest& r, const std::string& type,
+                const std::string& sku, int64_t qty, bool notify = true) {
+  Poco::JSON::Object payload(Poco::JSON_PRESERVE_KEY_ORDER);
+  payload.set("order", r.gid + ":" + r.branch_id);
+  payload.set("sku", sku);
+  payload.set("qty", qty);
+  std::ostringstream text;
+  payload.stringify(text);
+  Outbox::Append(tx,
+                 OutboxEvent{.event_id = r.gid + ":" + r.branch_id + ":" + type,
+                             .aggregate_type = "order",
+                             .aggregate_id = r.gid + ":" + r.branch_id,
+                             .event_type = type,
+                             .topic = EventsTopic(),
+                             .payload_json = text.str()},
+                 notify);
+}
+
+// Marks the order and, when there was one to change, writes its OrderCancelled event.
+OpReply CancelOrder(pqxx::work& tx, const BranchRequest& r) {
+  pqxx::result changed = tx.exec_params(
+      "UPDATE orders SET status = 'cancelled' WHERE gid = $1 AND branch_id = $2 "
+      "AND status <> 'cancelled' RETURNING sku, qty",
+      r.gid, r.branch_id);
+  if (!changed.empty()) {
+    OrderEvent(tx, r, "OrderCancelled", changed[0][0].as<std::string>(), changed[0][1].as<int64_t>());
+  }
+  return OpReply{200, "cancelled"};
+}
 
 OpReply PlaceOrder(pqxx::nontransaction& sql, const BranchRequest& r) {
   auto sku = PayloadString(*r.payload, "sku");
@@ -21,6 +59,9 @@ OpReply PlaceOrder(pqxx::nontransaction& sql, const BranchRequest& r) {
   sql.exec_params(
       "INSERT INTO orders (gid, branch_id, sku, qty, status) VALUES ($1, $2, $3, $4, 'placed')",
       r.gid, r.branch_id, *sku, *qty);
+  // Inside the transaction that will be PREPAREd: published only if it commits. No NOTIFY there
+  // (PostgreSQL forbids it in a prepared transaction); the relay's poll finds it.
+  OrderEvent(sql, r, "OrderPlaced", *sku, *qty, /*notify=*/false);
   return OpReply{200, "placed"};
 }
 
@@ -37,10 +78,14 @@ OpReply TccTry(pqxx::work& tx, const BranchRequest& r) {
   return OpReply{200, "pending"};
 }
 
-OpReply SetStatus(pqxx::work& tx, const BranchRequest& r, const std::string& status) {
-  tx.exec_params("UPDATE orders SET status = $3 WHERE gid = $1 AND branch_id = $2", r.gid,
-                 r.branch_id, status);
-  return OpReply{200, status};
+OpReply ConfirmOrder(pqxx::work& tx, const BranchRequest& r) {
+  pqxx::result placed = tx.exec_params(
+      "UPDATE orders SET status = 'placed' WHERE gid = $1 AND branch_id = $2 RETURNING sku, qty",
+      r.gid, r.branch_id);
+  if (!placed.empty()) {
+    OrderEvent(tx, r, "OrderPlaced", placed[0][0].as<std::string>(), placed[0][1].as<int64_t>());
+  }
+  return OpReply{200, "placed"};
 }
 
 // Saga: create places the order at once, cancel cancels it; pay records a payment (refused
@@ -54,6 +99,7 @@ OpReply SagaCreate(pqxx::work& tx, const BranchRequest& r) {
   tx.exec_params(
       "INSERT INTO orders (gid, branch_id, sku, qty, status) VALUES ($1, $2, $3, $4, 'placed')",
       r.gid, r.branch_id, *sku, *qty);
+  OrderEvent(tx, r, "OrderPlaced", *sku, *qty);
   return OpReply{200, "placed"};
 }
 
@@ -114,15 +160,10 @@ int main(int argc, char** argv) {
                         " PRIMARY KEY (gid, branch_id))",
           .twopc_prepare = PlaceOrder,
           .tcc_try = TccTry,
-          .tcc_confirm = [](pqxx::work& tx,
-                            const BranchRequest& r) { return SetStatus(tx, r, "placed"); },
-          .tcc_cancel = [](pqxx::work& tx,
-                           const BranchRequest& r) { return SetStatus(tx, r, "cancelled"); },
+          .tcc_confirm = ConfirmOrder,
+          .tcc_cancel = CancelOrder,
           .saga_routes = {{"/saga/create", SagaCreate},
-                          {"/saga/cancel",
-                           [](pqxx::work& tx, const BranchRequest& r) {
-                             return SetStatus(tx, r, "cancelled");
-                           }},
+                          {"/saga/cancel", CancelOrder},
                           {"/saga/pay", SagaPay},
                           {"/saga/refund", SagaRefund}},
           .extra_routes = Routes,

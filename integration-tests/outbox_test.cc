@@ -1,0 +1,228 @@
+// The outbox end to end: rows written with the participant kit in real PostgreSQL transactions,
+// treaty-relay processes publishing to the dev broker, the topic read back by a separate
+// consumer process, and inventory-svc consuming through its inbox.
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <pqxx/pqxx>
+#include <set>
+#include <sstream>
+
+#include "integration-tests/harness/binaries.h"
+#include "integration-tests/harness/dev_broker.h"
+#include "integration-tests/harness/http_client.h"
+#include "integration-tests/harness/pg_cluster.h"
+#include "integration-tests/harness/service.h"
+#include "participants/kit/outbox.h"
+
+namespace treaty::harness {
+namespace {
+
+using participant::Outbox;
+using participant::OutboxEvent;
+
+#define ASSERT_OK(expr)                                    \
+  do {                                                     \
+    const auto& _s = (expr);                               \
+    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.message(); \
+  } while (0)
+
+constexpr const char* kTopic = "orders.events";
+
+class OutboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto dir = TempDir::Create("outbox-test");
+    ASSERT_TRUE(dir.ok());
+    dir_ = std::move(*dir);
+    auto pg = PgCluster::Start();
+    ASSERT_TRUE(pg.ok()) << pg.status().message();
+    pg_ = std::move(*pg);
+    ASSERT_OK(pg_->CreateDatabase("orders"));
+    ASSERT_OK(pg_->CreateDatabase("inventory"));
+    ASSERT_OK(pg_->Execute("orders", Outbox::SchemaSql()));
+    auto b = DevBroker::Start();
+    ASSERT_TRUE(b.ok()) << b.status().message();
+    broker_ = std::move(*b);
+    ASSERT_OK(broker_->Command(std::string("create-topic ") + kTopic + " 4 1"));
+  }
+
+  std::unique_ptr<Service> StartRelay(const std::string& name, int batch_size = 500) {
+    auto r = Service::Start(ServiceSpec{
+        .name = name,
+        .binary = kRelayPath,
+        .config_yaml = "listen: 127.0.0.1:0\n"
+                       "database: { url: \"" + pg_->Url("orders") + "\" }\n"
+                       "kafka: { bootstrap_servers: \"" + broker_->bootstrap() +
+                       "\", delivery_timeout: 3s }\n"
+                       "batch_size: " + std::to_string(batch_size) + "\n"
+                       "poll_interval: 200ms\n"
+                       "retry: { initial: 100ms, max: 1s }\n"});
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? std::move(*r) : nullptr;
+  }
+
+  // inventory-svc, consuming order events through its inbox.
+  std::unique_ptr<Service> StartConsumer() {
+    auto s = Service::Start(ServiceSpec{
+        .name = "inventory-svc",
+        .binary = kInventorySvcPath,
+        .config_yaml = "listen: 127.0.0.1:0\n"
+                       "database: { url: \"" + pg_->Url("inventory") + "\" }\n"
+                       "kafka: { bootstrap_servers: \"" + broker_->bootstrap() + "\" }\n"
+                       "events: { topic: " + kTopic + " }\n"});
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+
+  // `count` OrderPlaced events of qty 1, spread round-robin over `aggregates` orders whose SKU
+  // is the order's; each payload carries its per-aggregate sequence number.
+  void Write(int count, int aggregates, const std::string& prefix = "e") {
+    pqxx::connection c(pg_->ConnectionString("orders"));
+    for (int done = 0; done < count;) {
+      pqxx::work tx(c);
+      for (int i = 0; i < 500 && done < count; ++i, ++done) {
+        int agg = done % aggregates;
+        int seq = done / aggregates;
+        std::string order = prefix + "-order-" + std::to_string(agg);
+        Outbox::Append(tx, OutboxEvent{.event_id = prefix + "-" + std::to_string(done),
+                                       .aggregate_type = "order",
+                                       .aggregate_id = order,
+                                       .event_type = "OrderPlaced",
+                                       .topic = kTopic,
+                                       .payload_json = R"({"order":")" + order + R"(","seq":)" +
+                                                       std::to_string(seq) + R"(,"sku":")" +
+                                                       order + R"(","qty":1})"});
+      }
+      tx.commit();
+    }
+  }
+
+  int Count(const std::string& db, const std::string& sql) {
+    auto v = pg_->QueryValue(db, sql);
+    return v.ok() && !v->empty() ? std::stoi(*v) : -1;
+  }
+  int Pending() { return Count("orders", "SELECT count(*) FROM treaty_outbox WHERE status = 'pending'"); }
+
+  // Reads the topic from the start in a separate process: "key<TAB>value" lines.
+  std::vector<std::string> ReadTopic(int count, bool allow_extra) {
+    std::vector<std::string> args = {kKafkaProbePath, "consume", "--bootstrap", broker_->bootstrap(),
+                                     "--topic", kTopic, "--count", std::to_string(count),
+                                     "--timeout-ms", "60000", "--settle-ms", "1500"};
+    if (allow_extra) args.insert(args.end(), {"--allow-extra", "1"});
+    auto p = Process::Start(ProcessSpec{.name = "consumer",
+                                        .argv = args,
+                                        .log_path = dir_.File("consumer-" + std::to_string(++reads_)),
+                                        .pipe_stdout = true});
+    std::vector<std::string> lines;
+    if (!p.ok()) return lines;
+    while (auto line = (*p)->ReadLine(std::chrono::seconds(90))) lines.push_back(*line);
+    auto code = (*p)->Wait(std::chrono::seconds(30));
+    EXPECT_TRUE(code.ok() && *code == 0) << "the consumer found fewer (or, unless allowed, more) messages";
+    return lines;
+  }
+
+  // Checks every aggregate's events arrived in order (first arrivals; a redelivered suffix may
+  // follow) and returns how many distinct events arrived.
+  int CheckOrder(const std::vector<std::string>& lines) {
+    std::map<std::string, int> next;  // order -> next expected new seq
+    std::set<std::string> seen;
+    for (const std::string& line : lines) {
+      size_t tab = line.find('\t');
+      std::string key = line.substr(0, tab), value = line.substr(tab + 1);
+      size_t at = value.find("\"seq\":");
+      int seq = std::stoi(value.substr(at + 6));
+      if (!seen.insert(key + "#" + std::to_string(seq)).second) continue;  // a duplicate
+      EXPECT_EQ(seq, next[key]) << key << " out of order";
+      next[key] = seq + 1;
+    }
+    return static_cast<int>(seen.size());
+  }
+
+  TempDir dir_;
+  int reads_ = 0;
+  std::unique_ptr<PgCluster> pg_;
+  std::unique_ptr<DevBroker> broker_;
+};
+
+TEST_F(OutboxTest, TenThousandEventsArriveInOrderAndAreMarkedSent) {
+  auto consumer = StartConsumer();
+  Write(10000, 100);
+  auto relay = StartRelay("relay");
+  ASSERT_TRUE(relay);
+  ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(120)));
+  EXPECT_EQ(Count("orders", "SELECT count(*) FROM treaty_outbox WHERE status = 'sent'"), 10000);
+  EXPECT_EQ(CheckOrder(ReadTopic(10000, /*allow_extra=*/false)), 10000);
+  // And inventory-svc applied every one once.
+  EXPECT_TRUE(WaitUntil([&] { return Count("inventory", "SELECT coalesce(sum(placed), 0) FROM sales") == 10000; },
+                        std::chrono::seconds(120)));
+  auto metrics = HttpCall("GET", relay->base_url() + "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_NE(metrics->body.find("treaty_relay_pending_rows 0"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("treaty_relay_published_total 10000"), std::string::npos);
+}
+
+TEST_F(OutboxTest, ARelayKilledMidBatchLosesNothingAndTheInboxAbsorbsDuplicates) {
+  auto consumer = StartConsumer();
+  Write(10000, 100);
+  auto relay = StartRelay("relay", /*batch_size=*/200);
+  ASSERT_TRUE(relay);
+  ASSERT_TRUE(WaitUntil([&] { return Pending() <= 8000; }, std::chrono::seconds(60)));
+  ASSERT_TRUE(relay->Kill().ok());
+  int left = Pending();
+  EXPECT_GT(left, 0) << "the relay finished before it could be killed";
+  ASSERT_OK(relay->Restart());
+  ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(120)));
+  EXPECT_EQ(CheckOrder(ReadTopic(10000, /*allow_extra=*/true)), 10000) << "an event was lost";
+  EXPECT_TRUE(WaitUntil([&] { return Count("inventory", "SELECT count(*) FROM treaty_inbox") == 10000; },
+                        std::chrono::seconds(120)));
+  EXPECT_EQ(Count("inventory", "SELECT coalesce(sum(placed), 0) FROM sales"), 10000)
+      << "a redelivered event was applied twice";
+}
+
+TEST_F(OutboxTest, ABrokerOutageDelaysButLosesNothing) {
+  auto relay = StartRelay("relay");
+  ASSERT_TRUE(relay);
+  ASSERT_OK(broker_->Command("down 1"));
+  Write(300, 10);
+  auto failures = [&] {
+    auto m = HttpCall("GET", relay->base_url() + "/metrics");
+    return m.ok() && m->body.find("treaty_relay_failures_total 0\n") == std::string::npos;
+  };
+  ASSERT_TRUE(WaitUntil(failures, std::chrono::seconds(60))) << "the relay never noticed the outage";
+  EXPECT_EQ(Pending(), 300) << "rows were marked sent while the broker was down";
+  ASSERT_OK(broker_->Command("up 1"));
+  ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(120)));
+  EXPECT_EQ(CheckOrder(ReadTopic(300, /*allow_extra=*/true)), 300);
+}
+
+TEST_F(OutboxTest, TwoRelaysOnOneTableKeepEveryAggregateInOrder) {
+  auto a = StartRelay("relay-a", 100);
+  auto b = StartRelay("relay-b", 100);
+  ASSERT_TRUE(a && b);
+  Write(5000, 50);
+  ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(120)));
+  EXPECT_EQ(CheckOrder(ReadTopic(5000, /*allow_extra=*/false)), 5000);
+}
+
+TEST_F(OutboxTest, ARolledBackRowIsNeverPublished) {
+  auto relay = StartRelay("relay");
+  ASSERT_TRUE(relay);
+  {
+    pqxx::connection c(pg_->ConnectionString("orders"));
+    pqxx::work tx(c);
+    Outbox::Append(tx, OutboxEvent{.event_id = "ghost", .aggregate_type = "order",
+                                   .aggregate_id = "o1", .event_type = "OrderPlaced",
+                                   .topic = kTopic, .payload_json = R"({"seq":0,"ghost":true})"});
+    tx.abort();
+  }
+  Write(1, 1, "real");
+  ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(60)));
+  auto lines = ReadTopic(1, /*allow_extra=*/false);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].find("ghost"), std::string::npos) << lines[0];
+}
+
+}  // namespace
+}  // namespace treaty::harness

@@ -1,0 +1,86 @@
+#include "participants/kit/event_consumer.h"
+
+#include <Poco/JSON/Parser.h>
+#include <librdkafka/rdkafkacpp.h>
+
+#include "participants/kit/outbox.h"
+
+namespace treaty::participant {
+
+EventConsumer::EventConsumer(std::string bootstrap_servers, std::string topic, std::string group,
+                             pg::PgPool& pool, EventHandler handler, const Logger& log)
+    : bootstrap_(std::move(bootstrap_servers)),
+      topic_(std::move(topic)),
+      group_(std::move(group)),
+      pool_(pool),
+      handler_(std::move(handler)),
+      log_(log) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+EventConsumer::~EventConsumer() {
+  stop_ = true;
+  thread_.join();
+}
+
+void EventConsumer::Run() {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  for (const auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+           {"bootstrap.servers", bootstrap_},
+           {"group.id", group_},
+           {"auto.offset.reset", "earliest"},
+           {"enable.auto.commit", "false"}}) {
+    conf->set(k, v, err);
+  }
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!consumer) {
+    log_.Error("cannot create the Kafka consumer", {{"error", err}});
+    return;
+  }
+  consumer->subscribe({topic_});
+  log_.Info("consuming events", {{"topic", topic_}, {"group", group_}});
+  while (!stop_) {
+    std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
+    if (m->err() != RdKafka::ERR_NO_ERROR) continue;
+    std::string event_id, event_type;
+    if (const RdKafka::Headers* h = m->headers()) {
+      for (const auto& header : h->get_all()) {
+        std::string value(static_cast<const char*>(header.value()), header.value_size());
+        if (header.key() == "treaty-event-id") event_id = value;
+        if (header.key() == "treaty-event-type") event_type = value;
+      }
+    }
+    if (event_id.empty()) {  // not from an outbox: the position identifies it
+      event_id = m->topic_name() + "/" + std::to_string(m->partition()) + "/" +
+                 std::to_string(m->offset());
+    }
+    std::string value(static_cast<const char*>(m->payload()), m->len());
+    // Apply with the inbox until it sticks; the offset moves on only afterwards.
+    while (!stop_) {
+      auto applied = pool_.Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+        pqxx::work tx(c);
+        if (!Inbox::Claim(tx, event_id, topic_)) return false;  // applied before
+        Poco::JSON::Parser parser;
+        Poco::JSON::Object::Ptr payload;
+        try {
+          payload = parser.parse(value).extract<Poco::JSON::Object::Ptr>();
+        } catch (const std::exception&) {
+          payload = new Poco::JSON::Object();
+        }
+        Status s = handler_(tx, event_type, *payload);
+        if (!s.ok()) return s;
+        tx.commit();
+        return true;
+      });
+      if (applied.ok()) break;
+      log_.Warn("event not applied yet; retrying", {{"event_id", event_id},
+                                                    {"error", applied.status().message()}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    consumer->commitSync(m.get());
+  }
+  consumer->close();
+}
+
+}  // namespace treaty::participant
