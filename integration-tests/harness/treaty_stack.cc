@@ -22,8 +22,9 @@ namespace {
 
 std::string ParticipantConfig(const PgCluster& pg, const std::string& db,
                               const std::string& coordinator, const StackOptions& o,
-                              uint16_t port) {
-  return "listen: 127.0.0.1:" + std::to_string(port) + "\n"
+                              uint16_t port, const std::string& kafka) {
+  return "listen: 127.0.0.1:" + std::to_string(port) + "\n" +
+         (kafka.empty() ? std::string() : "kafka: { bootstrap_servers: \"" + kafka + "\" }\n") +
          "database: { url: \"" + pg.Url(db) + "\", pool_size: 16 }\n"
          "coordinator: { url: \"" + coordinator + "\" }\n"
          "sweep: { interval: " + o.sweep_interval + ", older_than: " + o.sweep_older_than + " }\n";
@@ -88,10 +89,25 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
     auto p = Service::Start(ServiceSpec{
         .name = name,
         .binary = binary,
-        .config_yaml = ParticipantConfig(*s->pg_, db, s->treatyd_->base_url(), options, port),
+        .config_yaml = ParticipantConfig(
+            *s->pg_, db, s->treatyd_->base_url(), options, port,
+            // inventory-svc consumes order events when there is a broker.
+            s->broker_ && std::string(name) == "inventory-svc" ? s->broker_->bootstrap() : ""),
     });
     if (!p.ok()) return p.status();
     *slot = std::move(*p);
+  }
+  if (s->broker_) {
+    // order-svc created its outbox table at start; the relay publishes it.
+    auto relay = Service::Start(ServiceSpec{
+        .name = "treaty-relay",
+        .binary = kRelayPath,
+        .config_yaml = "listen: 127.0.0.1:0\n"
+                       "database: { url: \"" + s->pg_->Url("orders") + "\" }\n"
+                       "kafka: { bootstrap_servers: \"" + s->broker_->bootstrap() + "\" }\n"
+                       "poll_interval: 200ms\n"});
+    if (!relay.ok()) return relay.status();
+    s->relay_ = std::move(*relay);
   }
   return s;
 }

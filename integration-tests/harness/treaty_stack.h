@@ -18,6 +18,7 @@
 namespace treaty::harness {
 
 struct StackOptions {
+  // The dev broker, treaty-relay on order-svc's outbox, and inventory-svc consuming the events.
   bool with_broker = false;
   std::string treatyd_extra_yaml;  // appended to treatyd's config
   std::string retry = "{ initial: 50ms, max: 500ms, multiplier: 2, jitter: 0.2 }";
@@ -39,6 +40,7 @@ class TreatyStack {
   Service& treatyd() { return *treatyd_; }
   Service& orders() { return *orders_; }
   Service& inventory() { return *inventory_; }
+  Service* relay() { return relay_.get(); }
 
   // Restarts treatyd (after Kill or Stop) with `env` (plus the saga URLs, when sagas are
   // configured) and waits until it is ready.
@@ -83,6 +85,7 @@ class TreatyStack {
   std::unique_ptr<Service> treatyd_;
   std::unique_ptr<Service> orders_;
   std::unique_ptr<Service> inventory_;
+  std::unique_ptr<Service> relay_;
   std::vector<std::pair<std::string, std::string>> saga_env_;  // the participants' URLs
 };
 
