@@ -48,7 +48,8 @@ class OutboxTest : public ::testing::Test {
     ASSERT_OK(broker_->Command(std::string("create-topic ") + kTopic + " 4 1"));
   }
 
-  std::unique_ptr<Service> StartRelay(const std::string& name, int batch_size = 500) {
+  std::unique_ptr<Service> StartRelay(const std::string& name, int batch_size = 500,
+                                      const std::string& poison = "block") {
     auto r = Service::Start(ServiceSpec{
         .name = name,
         .binary = kRelayPath,
@@ -58,6 +59,7 @@ class OutboxTest : public ::testing::Test {
                        "\", delivery_timeout: 3s }\n"
                        "batch_size: " + std::to_string(batch_size) + "\n"
                        "poll_interval: 200ms\n"
+                       "poison: " + poison + "\n"
                        "retry: { initial: 100ms, max: 1s }\n"});
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? std::move(*r) : nullptr;
@@ -204,6 +206,44 @@ TEST_F(OutboxTest, TwoRelaysOnOneTableKeepEveryAggregateInOrder) {
   Write(5000, 50);
   ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(120)));
   EXPECT_EQ(CheckOrder(ReadTopic(5000, /*allow_extra=*/false)), 5000);
+}
+
+// A row the broker will never take (larger than a message may be).
+void WritePoison(PgCluster& pg, const std::string& aggregate) {
+  pqxx::connection c(pg.ConnectionString("orders"));
+  pqxx::work tx(c);
+  Outbox::Append(tx, OutboxEvent{.event_id = "poison", .aggregate_type = "order",
+                                 .aggregate_id = aggregate, .event_type = "OrderPlaced",
+                                 .topic = kTopic,
+                                 .payload_json = R"({"seq":0,"blob":")" + std::string(1500000, 'x') + "\"}"});
+  tx.commit();
+}
+
+TEST_F(OutboxTest, APoisonRowBlocksOnlyItsAggregateByDefault) {
+  WritePoison(*pg_, "p-order-0");
+  Write(40, 4, "p");  // p-order-0 .. p-order-3; p-order-0's events come after the poison row
+  auto relay = StartRelay("relay");
+  ASSERT_TRUE(relay);
+  ASSERT_TRUE(WaitUntil([&] { return Pending() == 11; }, std::chrono::seconds(60)))
+      << "pending: " << Pending();
+  EXPECT_EQ(Count("orders", "SELECT count(*) FROM treaty_outbox WHERE status = 'pending' AND "
+                            "aggregate_id = 'p-order-0'"),
+            11)
+      << "the poison row and its aggregate's later events wait; the rest was published";
+  auto err = pg_->QueryValue("orders", "SELECT last_error FROM treaty_outbox WHERE event_id = 'poison'");
+  EXPECT_NE(err->find("too large"), std::string::npos) << *err;
+  EXPECT_EQ(CheckOrder(ReadTopic(30, /*allow_extra=*/false)), 30);
+}
+
+TEST_F(OutboxTest, APoisonRowIsSetAsideWithDeadLetter) {
+  WritePoison(*pg_, "p-order-0");
+  Write(40, 4, "p");
+  auto relay = StartRelay("relay", 500, "dead_letter");
+  ASSERT_TRUE(relay);
+  ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(60)));
+  EXPECT_EQ(pg_->QueryValue("orders", "SELECT status FROM treaty_outbox WHERE event_id = 'poison'").value(),
+            "dead");
+  EXPECT_EQ(CheckOrder(ReadTopic(40, /*allow_extra=*/false)), 40);
 }
 
 TEST_F(OutboxTest, ARolledBackRowIsNeverPublished) {

@@ -2,6 +2,8 @@
 
 #include <librdkafka/rdkafkacpp.h>
 
+#include <set>
+
 namespace treaty::outbox {
 
 class KafkaPublisher::Impl : public RdKafka::DeliveryReportCb {
@@ -52,8 +54,14 @@ class KafkaPublisher::Impl : public RdKafka::DeliveryReportCb {
       }
     }
     size_t produced = 0;
+    std::set<std::string> failed_keys;  // a key whose message failed: its later ones wait
     for (size_t i = 0; i < messages.size(); ++i) {
       const OutgoingMessage& m = messages[i];
+      std::string ordering = m.topic + '\0' + m.key;
+      if (failed_keys.count(ordering)) {
+        out[i].error = "held back: an earlier message with its key failed";
+        continue;
+      }
       RdKafka::Headers* headers = RdKafka::Headers::create();
       for (const auto& [k, v] : m.headers) headers->add(k, v);
       RdKafka::ErrorCode e;
@@ -69,9 +77,10 @@ class KafkaPublisher::Impl : public RdKafka::DeliveryReportCb {
         delete headers;  // not taken over by a failed produce
         out[i].error = RdKafka::err2str(e);
         out[i].permanent = e == RdKafka::ERR_MSG_SIZE_TOO_LARGE;
-        break;  // later messages must not overtake this one
+        failed_keys.insert(ordering);  // later messages with this key must not overtake it
+        continue;
       }
-      ++produced;
+      produced = i + 1;
     }
     producer_->flush(static_cast<int>(timeout_.count()) + 5000);
     // Anything still queued has no answer yet: report it as failed, and start a new producer so

@@ -126,12 +126,20 @@ Result<int> OutboxRelay::RunBatch() {
     tx.commit();
     counters_.published += static_cast<int64_t>(done.size());
     counters_.dead += static_cast<int64_t>(dead.size());
-    if (!blocked.empty()) {
+    if (!blocked.empty() && done.empty() && dead.empty()) {
+      // No progress at all: back off before trying again.
+      std::string why;
+      for (const Delivery& d : results) {
+        if (!d.acked && !d.error.empty()) {
+          why = d.error;
+          break;
+        }
+      }
       return Status::Unavailable(std::to_string(blocked.size()) +
-                                 " aggregates could not be published: " +
-                                 results[0].error);
+                                 " aggregates could not be published: " + why);
     }
-    return static_cast<int>(batch.size());
+    // Rows of blocked aggregates stay pending; with progress elsewhere, go on at once.
+    return static_cast<int>(done.size() + dead.size());
   });
 }
 
