@@ -32,6 +32,8 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   r.Int("store.pool_size", &c.store.pool_size, 1, 1000);
   r.Bool("store.group_commit", &c.store.group_commit);
   r.NonEmptyString("kafka.bootstrap_servers", &c.kafka.bootstrap_servers);
+  r.DurationAtLeast("kafka.delivery_timeout", &c.kafka.delivery_timeout, std::chrono::seconds(1));
+  r.Int("msg.max_checks", &c.msg.max_checks, 1, 1000000);
   r.DurationAtLeast("retry.initial", &c.retry.initial, std::chrono::milliseconds(1));
   r.DurationAtLeast("retry.max", &c.retry.max, std::chrono::milliseconds(1));
   r.Double("retry.multiplier", &c.retry.multiplier, 1.0, 100.0);
@@ -92,6 +94,8 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
       {"store.pool_size", std::to_string(c.store.pool_size)},
       {"store.group_commit", c.store.group_commit ? "true" : "false"},
       {"kafka.bootstrap_servers", c.kafka.bootstrap_servers},
+      {"kafka.delivery_timeout", FormatDuration(c.kafka.delivery_timeout)},
+      {"msg.max_checks", std::to_string(c.msg.max_checks)},
       {"retry.initial", FormatDuration(c.retry.initial)},
       {"retry.max", FormatDuration(c.retry.max)},
       {"retry.multiplier", std::to_string(c.retry.multiplier)},

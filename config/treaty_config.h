@@ -27,6 +27,13 @@ struct StoreOptions {
 struct KafkaOptions {
   // Comma-separated host:port list, handed to librdkafka as bootstrap.servers.
   std::string bootstrap_servers = "127.0.0.1:9092";
+  // A message not acknowledged by then counts as failed and is sent again later.
+  Duration delivery_timeout = std::chrono::seconds(30);
+};
+
+struct MsgOptions {
+  // Unanswered check-backs after which a transaction carries an attention note.
+  int64_t max_checks = 10;
 };
 
 struct RetryOptions {
@@ -65,6 +72,7 @@ struct TreatyConfig {
   RetryOptions retry;
   TimeoutOptions timeouts;
   SchedulerOptions scheduler;
+  MsgOptions msg;
   std::vector<std::string> sagas;  // saga definition files (globs allowed)
   LogOptions log;
   std::string source;  // the file it was read from, for messages

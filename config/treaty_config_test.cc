@@ -55,8 +55,8 @@ log: { level: debug }
 
 TEST(TreatyConfig, UnknownKeyNamesFileLineAndKey) {
   EXPECT_EQ(ErrorOf("listen: 127.0.0.1:1\nretyr: {}\n"),
-            "treaty.yaml:2: retyr: unknown key (expected one of: kafka, listen, log, node_id, "
-            "retry, sagas, scheduler, store, timeouts)");
+            "treaty.yaml:2: retyr: unknown key (expected one of: kafka, listen, log, msg, "
+            "node_id, retry, sagas, scheduler, store, timeouts)");
   EXPECT_EQ(ErrorOf("retry:\n  initial: 1s\n  initail: 2s\n"),
             "treaty.yaml:3: retry.initail: unknown key (expected one of: initial, jitter, max, "
             "multiplier)");
@@ -108,8 +108,8 @@ TEST(TreatyConfig, ReportsEveryProblemAtOnce) {
             "treaty.yaml:1: listen: \"nowhere\" is not an address (write host:port, e.g. "
             "127.0.0.1:8420)\n"
             "treaty.yaml:2: retry.jitter: \"-1\" is out of range (between 0 and 1)\n"
-            "treaty.yaml:3: extra: unknown key (expected one of: kafka, listen, log, node_id, "
-            "retry, sagas, scheduler, store, timeouts)");
+            "treaty.yaml:3: extra: unknown key (expected one of: kafka, listen, log, msg, "
+            "node_id, retry, sagas, scheduler, store, timeouts)");
 }
 
 TEST(TreatyConfig, EnvironmentOverridesTheFile) {

@@ -27,6 +27,8 @@
 #include "coordinator/api/transactions_api.h"
 #include "coordinator/core/transaction_driver.h"
 #include "coordinator/core/transaction_service.h"
+#include "coordinator/broker/kafka_message_sink.h"
+#include "coordinator/core/msg_processor.h"
 #include "coordinator/core/saga_processor.h"
 #include "coordinator/core/tcc_processor.h"
 #include "coordinator/core/twopc_processor.h"
@@ -196,6 +198,16 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   core::TwoPhaseCommitProcessor twopc;
   core::TccProcessor tcc;
   core::SagaProcessor saga;
+  core::MsgProcessor msg(static_cast<int>(config.msg.max_checks));
+  std::unique_ptr<broker::KafkaMessageSink> kafka_sink;
+  if (auto publisher = kafka::KafkaPublisher::Create(config.kafka.bootstrap_servers,
+                                                     config.kafka.delivery_timeout);
+      publisher.ok()) {
+    kafka_sink = std::make_unique<broker::KafkaMessageSink>(std::move(*publisher));
+  } else {
+    kLog.Error("no Kafka producer: transactional messages will wait",
+               {{"error", publisher.status().message()}});
+  }
   core::TransactionDriver driver(
       core::DriverOptions{
           .owner = node_id,
@@ -207,10 +219,10 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                      config.retry.multiplier, config.retry.jitter},
       },
       tx_store, transport, core::SystemClock(), core::RandomIdGenerator(), crash_points,
-      {&twopc, &tcc, &saga}, &observer);
+      {&twopc, &tcc, &saga, &msg}, &observer, kafka_sink.get());
   core::TransactionService service(tx_store, driver, core::SystemClock(),
                                    core::RandomIdGenerator(), crash_points,
-                                   config.timeouts.prepare);
+                                   config.timeouts.prepare, config.timeouts.msg_check_back);
 
   // The driver starts once the schema is current: recovery begins with its first poll.
   StoreStartup startup(store, config.retry, [&] {

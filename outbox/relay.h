@@ -20,10 +20,14 @@
 
 #include "common/log.h"
 #include "common/pg/pg_pool.h"
-#include "outbox/kafka_publisher.h"
+#include "common/kafka/kafka_publisher.h"
 #include "outbox/relay_config.h"
 
 namespace treaty::outbox {
+
+using kafka::Delivery;
+using kafka::KafkaPublisher;
+using kafka::OutgoingMessage;
 
 struct RelayCounters {
   std::atomic<int64_t> published{0};  // rows acknowledged and marked

@@ -364,7 +364,9 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
   if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
   Object::Ptr body = std::get<Object::Ptr>(parsed);
 
-  if (auto e = CheckKeys(*body, {"gid", "mode", "wait", "timeout", "branches", "sequential"},
+  if (auto e = CheckKeys(*body,
+                         {"gid", "mode", "wait", "timeout", "branches", "sequential", "query",
+                          "messages", "check_back"},
                          "")) {
     return BadField(*e);
   }
@@ -392,6 +394,54 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
   if (auto e = GetBool(*body, "sequential", &req.sequential)) return BadField(*e);
   if (req.sequential && req.mode != core::Mode::kTcc) {
     return BadField({"sequential", "applies to mode tcc only"});
+  }
+  for (const char* key : {"query", "messages", "check_back"}) {
+    if (body->has(key) && req.mode != core::Mode::kMsg) {
+      return BadField({key, "applies to mode msg only"});
+    }
+  }
+  if (req.mode == core::Mode::kMsg) {
+    if (body->has("timeout")) return BadField({"timeout", "a msg transaction has check_back instead"});
+    if (!body->has("query")) return BadField({"query", "is required (the service's check-back URL)"});
+    if (auto e = GetString(*body, "query", "query", &req.query_url)) return BadField(*e);
+    if (auto e = CheckUrl(req.query_url, "query")) return BadField(*e);
+    if (auto e = GetDuration(*body, "check_back", "check_back", &req.timeout)) return BadField(*e);
+    if (body->has("messages")) {
+      if (body->get("messages").type() != typeid(Array::Ptr)) {
+        return BadField({"messages", "must be a list"});
+      }
+      Array::Ptr list = body->getArray("messages");
+      for (size_t i = 0; i < list->size(); ++i) {
+        std::string prefix = "messages[" + std::to_string(i) + "]";
+        if (!list->isObject(i)) return BadField({prefix, "must be an object"});
+        Object::Ptr m = list->getObject(i);
+        if (auto e = CheckKeys(*m, {"topic", "key", "payload", "headers"}, prefix + ".")) {
+          return BadField(*e);
+        }
+        core::MessageSpec spec;
+        if (!m->has("topic")) return BadField({prefix + ".topic", "is required"});
+        if (auto e = GetString(*m, "topic", prefix + ".topic", &spec.topic)) return BadField(*e);
+        if (spec.topic.empty() || spec.topic.size() > 249) {
+          return BadField({prefix + ".topic", "must be 1 to 249 characters"});
+        }
+        if (auto e = GetString(*m, "key", prefix + ".key", &spec.key)) return BadField(*e);
+        if (!m->has("payload")) return BadField({prefix + ".payload", "is required"});
+        spec.value_json = Stringify(m->get("payload"));
+        if (m->has("headers")) {
+          if (m->get("headers").type() != typeid(Object::Ptr)) {
+            return BadField({prefix + ".headers", "must be an object of strings"});
+          }
+          for (const auto& [k, v] : *m->getObject("headers")) {
+            if (!v.isString()) return BadField({prefix + ".headers." + k, "must be a string"});
+            spec.headers[k] = v.extract<std::string>();
+          }
+        }
+        req.messages.push_back(std::move(spec));
+      }
+    }
+    if (req.messages.empty() && !body->has("branches")) {
+      return BadField({"messages", "a msg transaction needs messages or branches"});
+    }
   }
   if (body->has("branches")) {
     Poco::Dynamic::Var v = body->get("branches");

@@ -29,6 +29,11 @@ class DriveContext {
   // then updates tx. Conflict when another actor moved the transaction first.
   virtual Status Transition(Transaction& tx, TxStatus to, const std::string& reason) = 0;
 
+  // Delivers the "publish" ops at `indexes` (messages: payload {"topic","key","value",
+  // "headers"}) through the message sink, and records each as succeeded (acknowledged) or
+  // pending with the error, like CallOps.
+  virtual Status PublishOps(Transaction& tx, const std::vector<size_t>& indexes) = 0;
+
   // Sets or (with "") clears the attention flag, when it changes.
   virtual Status SetAttention(Transaction& tx, const std::string& attention) = 0;
 

@@ -4,6 +4,7 @@
 // Standard library only.
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,6 +51,9 @@ struct BranchOp {
   std::string payload_json = "{}";  // valid JSON, passed to the participant as "payload"
   std::optional<Duration> timeout;  // per-call timeout; the configured default when unset
   std::vector<std::string> after;  // saga: branches whose action must succeed before this one
+  // msg "publish" ops: the url is "kafka:<topic>", the payload the message's value.
+  std::string message_key;
+  std::map<std::string, std::string> message_headers;
   OpStatus status = OpStatus::kPending;
   int attempts = 0;
   std::string last_error;

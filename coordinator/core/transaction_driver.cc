@@ -80,6 +80,40 @@ class TransactionDriver::Context : public DriveContext {
     return Status::Ok();
   }
 
+  Status PublishOps(Transaction& tx, const std::vector<size_t>& indexes) override {
+    std::vector<OutboundMessage> messages;
+    for (size_t i : indexes) {
+      const BranchOp& op = tx.ops[i];
+      OutboundMessage m{op.url.rfind("kafka:", 0) == 0 ? op.url.substr(6) : op.url,
+                        op.message_key, op.payload_json, op.message_headers};
+      // A stable id per message, for consumers to drop duplicates (the kit's inbox reads
+      // treaty-event-id).
+      std::string id = tx.gid + ":" + op.branch_id;
+      m.headers["treaty-message-id"] = id;
+      m.headers["treaty-event-id"] = id;
+      m.headers["treaty-gid"] = tx.gid;
+      messages.push_back(std::move(m));
+    }
+    std::vector<MessageResult> results =
+        d_.messages_ ? d_.messages_->Deliver(messages)
+                     : std::vector<MessageResult>(messages.size(),
+                                                  MessageResult{false, "no Kafka configured"});
+    std::vector<BranchOp> updated;
+    for (size_t k = 0; k < indexes.size(); ++k) {
+      BranchOp op = tx.ops[indexes[k]];
+      ++op.attempts;
+      const MessageResult& r = k < results.size() ? results[k] : MessageResult{};
+      op.status = r.acked ? OpStatus::kSucceeded : OpStatus::kPending;
+      op.last_error = r.acked ? "" : r.error;
+      updated.push_back(std::move(op));
+    }
+    Status s = d_.store_.RecordOps(tx.gid, updated, Now());
+    if (!s.ok()) return s;
+    for (size_t k = 0; k < indexes.size(); ++k) tx.ops[indexes[k]] = updated[k];
+    for (size_t k = 0; k < indexes.size(); ++k) d_.crash_.Reach("after_publish");
+    return Status::Ok();
+  }
+
   Status Transition(Transaction& tx, TxStatus to, const std::string& reason) override {
     TxStatus from = tx.status;
     Status s = d_.store_.Transition(tx.gid, from, to, reason, Now());
@@ -119,14 +153,16 @@ class TransactionDriver::Context : public DriveContext {
 TransactionDriver::TransactionDriver(DriverOptions options, TransactionStore& store,
                                      BranchTransport& transport, Clock& clock,
                                      IdGenerator& random, CrashPoints& crash,
-                                     std::vector<Processor*> processors, DriverObserver* observer)
+                                     std::vector<Processor*> processors, DriverObserver* observer,
+                                     MessageSink* messages)
     : options_(std::move(options)),
       store_(store),
       transport_(transport),
       clock_(clock),
       random_(random),
       crash_(crash),
-      observer_(observer) {
+      observer_(observer),
+      messages_(messages) {
   for (Processor* p : processors) processors_[p->mode()] = p;
 }
 

@@ -19,6 +19,7 @@
 
 #include "coordinator/core/branch_transport.h"
 #include "coordinator/core/environment.h"
+#include "coordinator/core/message_sink.h"
 #include "coordinator/core/processor.h"
 #include "coordinator/core/retry_policy.h"
 #include "coordinator/core/store.h"
@@ -47,9 +48,11 @@ class DriverObserver {
 class TransactionDriver {
  public:
   // Every reference must outlive the driver. `processors` holds one per mode served.
+  // `messages` may be null: transactional messages to Kafka then stay undelivered.
   TransactionDriver(DriverOptions options, TransactionStore& store, BranchTransport& transport,
                     Clock& clock, IdGenerator& random, CrashPoints& crash,
-                    std::vector<Processor*> processors, DriverObserver* observer = nullptr);
+                    std::vector<Processor*> processors, DriverObserver* observer = nullptr,
+                    MessageSink* messages = nullptr);
   ~TransactionDriver();
 
   // Frees this owner's leases left from an earlier run, then starts the workers and the poller.
@@ -90,6 +93,7 @@ class TransactionDriver {
   CrashPoints& crash_;
   std::map<Mode, Processor*> processors_;
   DriverObserver* observer_;
+  MessageSink* messages_;
 
   std::mutex mu_;
   std::condition_variable work_cv_;

@@ -10,13 +10,14 @@ namespace treaty::core {
 
 TransactionService::TransactionService(TransactionStore& store, TransactionDriver& driver,
                                        Clock& clock, IdGenerator& ids, CrashPoints& crash,
-                                       Duration default_timeout)
+                                       Duration default_timeout, Duration check_back)
     : store_(store),
       driver_(driver),
       clock_(clock),
       ids_(ids),
       crash_(crash),
-      default_timeout_(default_timeout) {}
+      default_timeout_(default_timeout),
+      check_back_(check_back) {}
 
 Status TransactionService::CheckBranch(const Transaction* tx, const BranchSpec& b, Mode mode,
                                        int position, bool registered,
@@ -76,15 +77,35 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
   }
   tx.mode = req.mode;
   tx.status = InitialStatus(req.mode);
-  tx.submitted = req.branches.has_value();
+  tx.submitted = req.branches.has_value() && req.mode != Mode::kMsg;
   tx.sequential = req.sequential;
   tx.created_at = tx.updated_at = now;
-  tx.deadline = now + req.timeout.value_or(default_timeout_);
+  tx.deadline =
+      now + req.timeout.value_or(req.mode == Mode::kMsg ? check_back_ : default_timeout_);
   tx.next_attempt_at = tx.submitted ? now : tx.deadline;
   tx.definition = req.definition;
   tx.request_json = req.request_json;
   tx.request_digest = req.request_digest;
-  if (req.branches) {
+  if (req.mode == Mode::kMsg) {
+    if (req.query_url.empty()) return Status::InvalidArgument("a msg transaction needs a query URL");
+    if (req.messages.empty() && (!req.branches || req.branches->empty())) {
+      return Status::InvalidArgument("a msg transaction needs messages or branches");
+    }
+    int index = 0;
+    for (const MessageSpec& m : req.messages) {
+      tx.ops.push_back(BranchOp{.branch_id = "msg-" + std::to_string(index),
+                                .op = "publish",
+                                .position = 1000 + index,
+                                .url = "kafka:" + m.topic,
+                                .payload_json = m.value_json,
+                                .message_key = m.key,
+                                .message_headers = m.headers});
+      ++index;
+    }
+    tx.ops.push_back(BranchOp{.branch_id = "query", .op = "query", .position = 2000,
+                              .url = req.query_url});
+  }
+  if (req.branches && !(req.mode == Mode::kMsg && req.branches->empty())) {
     if (req.branches->empty()) return Status::InvalidArgument("branches must not be empty");
     std::set<std::string> ids;
     int position = 0;
@@ -101,13 +122,18 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
       Status s = CheckSagaGraph(graph);
       if (!s.ok()) return s;
     }
+  } else if (req.mode == Mode::kMsg) {
+    // messages only
   } else if (req.mode == Mode::kSaga) {
     return Status::InvalidArgument("a saga is submitted whole: branches are required");
   } else if (driver_.ProcessorFor(req.mode) == nullptr) {
     return Status::InvalidArgument("mode " + std::string(ModeName(req.mode)) + " is not served yet");
   }
 
-  auto created = store_.Create(tx, driver_.options().owner, now + driver_.options().lease);
+  // Only a transaction driven at once is leased to its creator; a begun one (or a half message
+  // waiting for its check-back) must be claimable by any coordinator when it falls due.
+  auto created = store_.Create(tx, driver_.options().owner,
+                               tx.submitted ? now + driver_.options().lease : now);
   if (!created.ok()) return created.status();
   if (!created->created) {
     if (created->existing.request_digest != req.request_digest) {
@@ -140,6 +166,21 @@ Status TransactionService::AddBranch(const std::string& gid, const BranchSpec& b
 Result<Transaction> TransactionService::Submit(const std::string& gid) {
   auto tx = store_.Load(gid, false);
   if (!tx.ok()) return tx.status();
+  if (tx->mode == Mode::kMsg) {
+    if (tx->status == TxStatus::kPrepared) {
+      Status s = store_.Transition(gid, TxStatus::kPrepared, TxStatus::kCommitting,
+                                   "submitted by the service", clock_.Now());
+      if (!s.ok() && s.code() != Status::Code::kConflict) return s;
+      crash_.Reach("after_decision");
+      driver_.Kick(gid);
+      return store_.Load(gid, false);
+    }
+    if (tx->status == TxStatus::kAborting || tx->status == TxStatus::kAborted) {
+      return Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx->status)) +
+                              ": it cannot be submitted");
+    }
+    return tx;
+  }
   if (tx->status != TxStatus::kActive) {
     if (tx->status == TxStatus::kAborting || tx->status == TxStatus::kAborted) {
       return Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx->status)) +

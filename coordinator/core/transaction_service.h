@@ -27,6 +27,14 @@ struct BranchSpec {
   std::vector<std::string> after;  // saga: steps that must succeed first
 };
 
+// A half message of a msg transaction.
+struct MessageSpec {
+  std::string topic;
+  std::string key;
+  std::string value_json = "{}";  // the message's value
+  std::map<std::string, std::string> headers;
+};
+
 struct BeginRequest {
   std::optional<std::string> gid;  // the client's, or a fresh one
   Mode mode = Mode::k2pc;
@@ -35,6 +43,9 @@ struct BeginRequest {
   std::optional<Duration> timeout;  // the first phase's deadline; the configured default if unset
   bool sequential = false;          // first-phase calls one branch at a time, in order
   std::string definition;           // saga: "name@version" it was built from
+  // msg: the half messages and the service's check-back URL. `timeout` is the check-back delay.
+  std::vector<MessageSpec> messages;
+  std::string query_url;
   std::string request_json;         // the request as received, for audit
   std::string request_digest;       // equal for equal requests
 };
@@ -46,8 +57,11 @@ struct BeginOutcome {
 
 class TransactionService {
  public:
+  // `default_timeout`: the first phase's deadline; `check_back`: how long a half message waits
+  // for submit or abort before Treaty asks the service.
   TransactionService(TransactionStore& store, TransactionDriver& driver, Clock& clock,
-                     IdGenerator& ids, CrashPoints& crash, Duration default_timeout);
+                     IdGenerator& ids, CrashPoints& crash, Duration default_timeout,
+                     Duration check_back = std::chrono::seconds(5));
 
   // Starts a transaction. The same gid with the same request gives the stored transaction
   // (created = false); with a different request, Conflict.
@@ -87,6 +101,7 @@ class TransactionService {
   IdGenerator& ids_;
   CrashPoints& crash_;
   const Duration default_timeout_;
+  const Duration check_back_;
 };
 
 }  // namespace treaty::core

@@ -37,6 +37,8 @@ CREATE TABLE treaty.branches (
   payload    jsonb NOT NULL,
   timeout_ms integer,
   after_ids  text NOT NULL DEFAULT '',  -- saga: comma-separated step ids
+  msg_key     text,                      -- msg: the message's Kafka key
+  msg_headers jsonb,                     -- msg: the message's headers
   status     text NOT NULL CHECK (status IN ('pending', 'succeeded', 'refused')),
   attempts   integer NOT NULL DEFAULT 0,
   last_error text,

@@ -1,6 +1,11 @@
 #include "coordinator/store/pg_transaction_store.h"
 
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/JSON/Stringifier.h>
+
 #include <pqxx/pqxx>
+#include <sstream>
 
 #include "coordinator/core/state_machine.h"
 #include "common/pg/pg_pool.h"
@@ -47,15 +52,38 @@ std::vector<std::string> SplitIds(const std::string& text) {
   return out;
 }
 
+std::string HeadersJson(const std::map<std::string, std::string>& headers) {
+  if (headers.empty()) return "";
+  Poco::JSON::Object o;
+  for (const auto& [k, v] : headers) o.set(k, v);
+  std::ostringstream out;
+  Poco::JSON::Stringifier::condense(o, out);
+  return out.str();
+}
+
+std::map<std::string, std::string> ParseHeaders(const std::string& text) {
+  std::map<std::string, std::string> out;
+  if (text.empty()) return out;
+  try {
+    Poco::JSON::Parser parser;
+    auto o = parser.parse(text).extract<Poco::JSON::Object::Ptr>();
+    for (const auto& [k, v] : *o) out[k] = v.toString();
+  } catch (const std::exception&) {
+  }
+  return out;
+}
+
 void InsertOps(pqxx::transaction_base& w, const std::string& gid, const std::vector<BranchOp>& ops) {
   for (const BranchOp& o : ops) {
     w.exec_params(
         "INSERT INTO treaty.branches (gid, branch_id, op, position, url, payload, timeout_ms, "
-        "status, attempts, last_error, after_ids) VALUES ($1, $2, $3, $4, $5, $6::jsonb, "
-        "NULLIF($7, -1), $8, $9, NULLIF($10, ''), $11)",
+        "status, attempts, last_error, after_ids, msg_key, msg_headers) VALUES ($1, $2, $3, $4, "
+        "$5, $6::jsonb, NULLIF($7, -1), $8, $9, NULLIF($10, ''), $11, NULLIF($12, ''), "
+        "NULLIF($13, '')::jsonb)",
         gid, o.branch_id, o.op, o.position, o.url, o.payload_json,
         o.timeout ? static_cast<int64_t>(o.timeout->count()) : int64_t{-1},
-        std::string(core::OpStatusName(o.status)), o.attempts, o.last_error, JoinIds(o.after));
+        std::string(core::OpStatusName(o.status)), o.attempts, o.last_error, JoinIds(o.after),
+        o.message_key, HeadersJson(o.message_headers));
   }
 }
 
@@ -85,7 +113,8 @@ Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bo
 
   pqxx::result ops = w.exec_params(
       "SELECT branch_id, op, position, url, payload::text, timeout_ms, status, attempts, "
-      "last_error, after_ids FROM treaty.branches WHERE gid = $1 ORDER BY position, op",
+      "last_error, after_ids, msg_key, msg_headers::text FROM treaty.branches WHERE gid = $1 "
+      "ORDER BY position, op",
       gid);
   for (const auto& row : ops) {
     BranchOp o;
@@ -99,6 +128,8 @@ Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bo
     o.attempts = row[7].as<int>();
     o.last_error = Str(row[8]);
     o.after = SplitIds(row[9].as<std::string>());
+    o.message_key = Str(row[10]);
+    o.message_headers = ParseHeaders(Str(row[11]));
     tx.ops.push_back(std::move(o));
   }
   if (with_log) {

@@ -10,7 +10,8 @@
 //       reads from the beginning with a fresh consumer group, prints "key<TAB>value" per message
 //       and exits 0 once N were read, 1 on timeout. With --settle-ms it then keeps reading that
 //       long and exits 1 if any message beyond N arrives (to show there are no duplicates);
-//       with --allow-extra 1 it prints them and exits 0 (at-least-once delivery).
+//       with --allow-extra 1 it prints them and exits 0 (at-least-once delivery). With
+//       --headers 1 each line ends with a tab and "name=value;" per header.
 
 #include <librdkafka/rdkafkacpp.h>
 
@@ -119,8 +120,14 @@ int Consume(std::map<std::string, std::string>& opt) {
     std::unique_ptr<RdKafka::Message> m(c->consume(200));
     if (m->err() == RdKafka::ERR_NO_ERROR) {
       std::string key = m->key() ? *m->key() : "";
-      std::cout << key << "\t"
-                << std::string(static_cast<const char*>(m->payload()), m->len()) << std::endl;
+      std::cout << key << "\t" << std::string(static_cast<const char*>(m->payload()), m->len());
+      if (opt.count("headers") && m->headers()) {
+        std::cout << "\t";
+        for (const auto& h : m->headers()->get_all()) {
+          std::cout << h.key() << "=" << std::string(static_cast<const char*>(h.value()), h.value_size()) << ";";
+        }
+      }
+      std::cout << std::endl;
       ++got;
     } else if (m->err() != RdKafka::ERR__TIMED_OUT && m->err() != RdKafka::ERR__PARTITION_EOF) {
       std::cerr << "treaty-kafka-probe: consume: " << m->errstr() << "\n";

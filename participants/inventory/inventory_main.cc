@@ -114,7 +114,7 @@ Status OnOrderEvent(pqxx::work& tx, const std::string& type, const Poco::JSON::O
   return Status::Ok();
 }
 
-void Routes(http::Router& router, pg::PgPool& pool) {
+void Routes(http::Router& router, pg::PgPool& pool, const ParticipantConfig&) {
   router.Add("GET", "/stock/{sku}", [&pool](const http::ApiRequest& req) {
     std::string sku = req.path_params.at("sku");
     auto row = pool.Run<std::string>([&](pqxx::connection& c) -> Result<std::string> {

@@ -30,7 +30,11 @@ void EventConsumer::Run() {
            {"bootstrap.servers", bootstrap_},
            {"group.id", group_},
            {"auto.offset.reset", "earliest"},
-           {"enable.auto.commit", "false"}}) {
+           {"enable.auto.commit", "false"},
+           // After a broker outage the group is re-joined; Kafka's 45s default would stall
+           // consumption that long.
+           {"session.timeout.ms", "10000"},
+           {"heartbeat.interval.ms", "3000"}}) {
     conf->set(k, v, err);
   }
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));

@@ -9,6 +9,7 @@
 #include <Poco/URI.h>
 
 #include <atomic>
+#include <iterator>
 #include <condition_variable>
 #include <iostream>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "common/http/http_server.h"
 #include "common/service_main.h"
 #include "config/treaty_config.h"
+#include "participants/kit/msg_participant.h"
 
 namespace treaty::participant {
 namespace {
@@ -99,9 +101,12 @@ class PreparedSweep {
 };
 
 std::string g_events_topic = "orders.events";  // set once before serving
+std::string g_self_url;                         // set once when serving
+std::string g_coordinator_url;                  // set once before serving
 
 int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const ServeArgs& args) {
   g_events_topic = config.events_topic;
+  g_coordinator_url = config.coordinator_url;
   SetLogLevel(*ParseLogLevel(config.log_level));
   Logger log(spec.name);
   log.Info("starting", {{"listen", config.listen.ToString()},
@@ -183,7 +188,18 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
   for (const auto& route : spec.saga_routes) {
     op_route(route.path, route.path.substr(1), barrier_op(route.change));
   }
-  if (spec.extra_routes) spec.extra_routes(router, pool);
+  // Transactional-message check-back: treatyd asks whether a gid's local transaction committed.
+  op_route("/msg/query", "query", [&pool](const BranchRequest& r) {
+    auto reply = pool.Run<OpReply>([&](pqxx::connection& c) -> Result<OpReply> {
+      pqxx::work tx(c);
+      tx.exec("SET LOCAL lock_timeout = '1s'");
+      OpReply out = MsgParticipant::Query(tx, r.gid);
+      tx.commit();
+      return out;
+    });
+    return reply.ok() ? *reply : OpReply{503, reply.status().message()};
+  });
+  if (spec.extra_routes) spec.extra_routes(router, pool, config);
 
   auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = config.listen}, router);
   if (!server.ok()) {
@@ -191,6 +207,7 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
     return kExitServeFailed;
   }
   std::string address = (*server)->address().ToString();
+  g_self_url = "http://" + address;
   log.Info("listening", {{"address", address}});
   if (!args.address_file.empty()) {
     Status s = WriteAddressFile(args.address_file, address);
@@ -211,6 +228,27 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
 }  // namespace
 
 const std::string& EventsTopic() { return g_events_topic; }
+const std::string& SelfUrl() { return g_self_url; }
+
+Result<std::pair<int, std::string>> CallCoordinator(const std::string& method,
+                                                    const std::string& path,
+                                                    const std::string& body) {
+  try {
+    Poco::URI uri(g_coordinator_url);
+    Poco::Net::HTTPClientSession session(uri.getHost(), uri.getPort());
+    session.setTimeout(Poco::Timespan(10, 0));
+    Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
+    req.setContentType("application/json");
+    req.setContentLength(static_cast<std::streamsize>(body.size()));
+    session.sendRequest(req) << body;
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = session.receiveResponse(resp);
+    std::string answer((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return std::pair<int, std::string>{static_cast<int>(resp.getStatus()), answer};
+  } catch (const Poco::Exception& e) {
+    return Status::Unavailable("treatyd: " + e.displayText());
+  }
+}
 
 int RunParticipant(int argc, char** argv, const ParticipantSpec& spec) {
   return RunServiceMain(

@@ -44,11 +44,20 @@ struct ParticipantSpec {
   // Applies one consumed event (through the inbox); null: the service consumes nothing.
   EventHandler on_event;
   // Registers the service's own endpoints (reads, admin) beside the protocol ones.
-  std::function<void(http::Router&, pg::PgPool&)> extra_routes;
+  std::function<void(http::Router&, pg::PgPool&, const ParticipantConfig&)> extra_routes;
 };
 
 // The topic the service's events go to (events.topic), for its business code.
 const std::string& EventsTopic();
+
+// This service's own base URL (http://host:port), once it serves.
+const std::string& SelfUrl();
+
+// Calls treatyd (coordinator.url + `path`) with a JSON body: the HTTP status and body, or
+// Unavailable when it cannot be reached.
+Result<std::pair<int, std::string>> CallCoordinator(const std::string& method,
+                                                    const std::string& path,
+                                                    const std::string& body);
 
 // The whole main(): options, config, serve until SIGTERM.
 int RunParticipant(int argc, char** argv, const ParticipantSpec& spec);

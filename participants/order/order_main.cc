@@ -7,12 +7,16 @@
 //   "declined") and /saga/refund. Barrier-guarded.
 //   Every placement and cancellation writes an OrderPlaced / OrderCancelled event through the
 //   outbox (topic events.topic), in the same local transaction; treaty-relay publishes them.
+//   POST /msg/orders {"gid", "sku", "qty"}: a transactional-message order (see MsgOrder).
 //   GET /orders?gid=G: the orders of a transaction.
 
 #include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <signal.h>
 
 #include <sstream>
 
+#include "participants/kit/msg_participant.h"
 #include "participants/kit/participant_app.h"
 
 namespace treaty::participant {
@@ -119,7 +123,62 @@ OpReply SagaRefund(pqxx::work& tx, const BranchRequest& r) {
   return OpReply{200, "refunded"};
 }
 
-void Routes(http::Router& router, pg::PgPool& pool) {
+// A msg order: the half message OrderPlaced at treatyd, the order row and the commit mark in one
+// local transaction, then submit. POST /msg/orders {"gid", "sku", "qty", "crash"?, "resume"?}:
+// "crash": "before_local_commit" | "after_local_commit" kills this process there (a test switch);
+// "resume": true skips the prepare (a late local commit of an earlier attempt).
+http::ApiResponse MsgOrder(pg::PgPool& pool, const http::ApiRequest& req) {
+  Poco::JSON::Object::Ptr in;
+  try {
+    Poco::JSON::Parser parser;
+    in = parser.parse(req.body).extract<Poco::JSON::Object::Ptr>();
+  } catch (const std::exception& e) {
+    return http::JsonError(400, "invalid_json", e.what());
+  }
+  std::string gid = in->optValue<std::string>("gid", "");
+  std::string sku = in->optValue<std::string>("sku", "");
+  int64_t qty = in->optValue<int64_t>("qty", 0);
+  std::string crash = in->optValue<std::string>("crash", "");
+  if (gid.empty()) return http::JsonError(400, "invalid", "is required", "gid");
+  if (sku.empty() || qty <= 0) return http::JsonError(400, "invalid", "sku and qty are required", "sku");
+  std::string order = gid + ":order";
+  if (!in->optValue<bool>("resume", false)) {
+    std::string prepare =
+        R"({"gid":")" + gid + R"(","mode":"msg","query":")" + SelfUrl() + R"(/msg/query",)" +
+        R"("messages":[{"topic":")" + EventsTopic() + R"(","key":")" + order +
+        R"(","payload":{"order":")" + order + R"(","sku":")" + sku + R"(","qty":)" +
+        std::to_string(qty) + R"(},"headers":{"treaty-event-type":"OrderPlaced"}}]})";
+    auto prepared = CallCoordinator("POST", "/v1/transactions", prepare);
+    if (!prepared.ok()) return http::JsonError(503, "unavailable", prepared.status().message());
+    if (prepared->first != 201) {
+      return http::ApiResponse{prepared->first, "application/json", prepared->second};
+    }
+  }
+  auto local = pool.Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::work tx(c);
+    if (!MsgParticipant::CommitMark(tx, gid)) return false;
+    tx.exec_params(
+        "INSERT INTO orders (gid, branch_id, sku, qty, status) VALUES ($1, 'order', $2, $3, "
+        "'placed')",
+        gid, sku, qty);
+    if (crash == "before_local_commit") ::raise(SIGKILL);
+    tx.commit();
+    return true;
+  });
+  if (!local.ok()) return http::JsonError(503, "unavailable", local.status().message());
+  if (!*local) {
+    return http::JsonError(409, "too_late",
+                           "the check-back already recorded this transaction as rolled back");
+  }
+  if (crash == "after_local_commit") ::raise(SIGKILL);
+  auto submitted = CallCoordinator("POST", "/v1/transactions/" + gid + "/submit", R"({"wait":true})");
+  if (!submitted.ok()) return http::JsonError(503, "unavailable", submitted.status().message());
+  return http::ApiResponse{submitted->first, "application/json", submitted->second};
+}
+
+void Routes(http::Router& router, pg::PgPool& pool, const ParticipantConfig&) {
+  router.Add("POST", "/msg/orders",
+             [&pool](const http::ApiRequest& req) { return MsgOrder(pool, req); });
   router.Add("GET", "/orders", [&pool](const http::ApiRequest& req) {
     auto it = req.query.find("gid");
     if (it == req.query.end()) return http::JsonError(400, "invalid", "is required", "gid");

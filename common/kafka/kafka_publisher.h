@@ -11,7 +11,7 @@
 #include "common/duration.h"
 #include "common/status.h"
 
-namespace treaty::outbox {
+namespace treaty::kafka {
 
 struct OutgoingMessage {
   std::string topic;
@@ -43,4 +43,4 @@ class KafkaPublisher {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace treaty::outbox
+}  // namespace treaty::kafka

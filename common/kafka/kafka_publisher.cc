@@ -1,10 +1,10 @@
-#include "outbox/kafka_publisher.h"
+#include "common/kafka/kafka_publisher.h"
 
 #include <librdkafka/rdkafkacpp.h>
 
 #include <set>
 
-namespace treaty::outbox {
+namespace treaty::kafka {
 
 class KafkaPublisher::Impl : public RdKafka::DeliveryReportCb {
  public:
@@ -119,4 +119,4 @@ std::vector<Delivery> KafkaPublisher::Publish(const std::vector<OutgoingMessage>
   return impl_->Publish(messages);
 }
 
-}  // namespace treaty::outbox
+}  // namespace treaty::kafka

@@ -1,0 +1,99 @@
+#include "coordinator/core/msg_processor.h"
+
+#include <algorithm>
+
+namespace treaty::core {
+
+const std::vector<std::string>& MsgProcessor::BranchOps() const {
+  static const std::vector<std::string> kOps = {"action"};
+  return kOps;
+}
+
+const std::vector<std::string>& MsgProcessor::RequiredOps(bool) const { return BranchOps(); }
+
+Status MsgProcessor::Drive(Transaction& tx, DriveContext& ctx) {
+  for (int pass = 0; pass < 16; ++pass) {
+    switch (tx.status) {
+      case TxStatus::kPrepared: {
+        TimePoint now = ctx.Now();
+        if (now < tx.deadline) return ctx.WakeAt(tx, tx.deadline);  // check-back time
+        std::vector<size_t> query = tx.OpsNamed("query");
+        if (query.empty()) {
+          return ctx.Transition(tx, TxStatus::kAborting, "no query URL to check back with");
+        }
+        // A check's answer is the op's outcome; it is asked afresh each time.
+        tx.ops[query[0]].status = OpStatus::kPending;
+        Status s = ctx.CallOps(tx, query);
+        if (!s.ok()) return s;
+        const BranchOp& q = tx.ops[query[0]];
+        if (q.status == OpStatus::kSucceeded) {
+          s = ctx.Transition(tx, TxStatus::kCommitting, "check-back: the service committed");
+          if (!s.ok()) return s;
+          continue;
+        }
+        if (q.status == OpStatus::kRefused) {
+          s = ctx.Transition(tx, TxStatus::kAborting, "check-back: the service rolled back");
+          if (!s.ok()) return s;
+          continue;
+        }
+        if (q.attempts >= max_checks_) {
+          s = ctx.SetAttention(tx, "check-back unanswered after " + std::to_string(q.attempts) +
+                                       " checks: " + q.last_error);
+          if (!s.ok()) return s;
+        }
+        return ctx.RetryLater(tx, q.attempts, std::nullopt);
+      }
+      case TxStatus::kCommitting: {
+        std::vector<size_t> publish, actions;
+        for (size_t i : tx.OpsNamed("publish")) {
+          if (tx.ops[i].status != OpStatus::kSucceeded) publish.push_back(i);
+        }
+        for (size_t i : tx.OpsNamed("action")) {
+          if (tx.ops[i].status != OpStatus::kSucceeded) actions.push_back(i);
+        }
+        if (publish.empty() && actions.empty()) {
+          Status s = ctx.SetAttention(tx, "");
+          if (!s.ok()) return s;
+          return ctx.Transition(tx, TxStatus::kCommitted, "every message delivered");
+        }
+        if (!publish.empty()) {
+          Status s = ctx.PublishOps(tx, publish);
+          if (!s.ok()) return s;
+        }
+        if (!actions.empty()) {
+          Status s = ctx.CallOps(tx, actions);
+          if (!s.ok()) return s;
+        }
+        std::vector<size_t> still;
+        for (size_t i : publish) {
+          if (tx.ops[i].status != OpStatus::kSucceeded) still.push_back(i);
+        }
+        for (size_t i : actions) {
+          if (tx.ops[i].status != OpStatus::kSucceeded) still.push_back(i);
+        }
+        if (still.empty()) continue;
+        const BranchOp& o = tx.ops[still.front()];
+        if (o.attempts >= 5) {
+          Status s = ctx.SetAttention(tx, o.branch_id + " " + o.op + " still failing after " +
+                                              std::to_string(o.attempts) + " attempts: " +
+                                              o.last_error);
+          if (!s.ok()) return s;
+        }
+        int attempts = 0;
+        for (size_t i : still) attempts = std::max(attempts, tx.ops[i].attempts);
+        return ctx.RetryLater(tx, attempts, std::nullopt);
+      }
+      case TxStatus::kAborting:
+        // The half messages are simply dropped: nothing was ever sent.
+        return ctx.Transition(tx, TxStatus::kAborted, tx.reason);
+      case TxStatus::kCommitted:
+      case TxStatus::kAborted:
+        return Status::Ok();
+      case TxStatus::kActive:
+        return Status::Internal("a msg transaction is never active");
+    }
+  }
+  return Status::Internal("no progress driving msg " + tx.gid);
+}
+
+}  // namespace treaty::core
