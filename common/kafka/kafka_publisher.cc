@@ -2,6 +2,8 @@
 
 #include <librdkafka/rdkafkacpp.h>
 
+#include "common/kafka/kafka_log.h"
+
 #include <set>
 
 namespace treaty::kafka {
@@ -23,6 +25,7 @@ class KafkaPublisher::Impl : public RdKafka::DeliveryReportCb {
         return Status::InvalidArgument("kafka " + k + ": " + err);
       }
     }
+    RouteLogsToTreaty(conf.get());
     if (conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(this), err) !=
         RdKafka::Conf::CONF_OK) {
       return Status::Internal(err);
@@ -110,8 +113,8 @@ KafkaPublisher::~KafkaPublisher() = default;
 
 Result<std::unique_ptr<KafkaPublisher>> KafkaPublisher::Create(const std::string& bootstrap,
                                                                Duration delivery_timeout) {
+  // The producer itself is made on first use: nothing connects until a message is sent.
   auto impl = std::make_unique<Impl>(bootstrap, delivery_timeout);
-  if (Status s = impl->Connect(); !s.ok()) return s;
   return std::unique_ptr<KafkaPublisher>(new KafkaPublisher(std::move(impl)));
 }
 

@@ -28,7 +28,7 @@ struct Delivery {
 
 class KafkaPublisher {
  public:
-  // Connects lazily; Unavailable/InvalidArgument when the producer cannot be made.
+  // Connects lazily, on the first Publish (a bad setting then fails every message of it).
   static Result<std::unique_ptr<KafkaPublisher>> Create(const std::string& bootstrap_servers,
                                                         Duration delivery_timeout);
   ~KafkaPublisher();

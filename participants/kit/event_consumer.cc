@@ -3,6 +3,7 @@
 #include <Poco/JSON/Parser.h>
 #include <librdkafka/rdkafkacpp.h>
 
+#include "common/kafka/kafka_log.h"
 #include "participants/kit/outbox.h"
 
 namespace treaty::participant {
@@ -37,6 +38,7 @@ void EventConsumer::Run() {
            {"heartbeat.interval.ms", "3000"}}) {
     conf->set(k, v, err);
   }
+  kafka::RouteLogsToTreaty(conf.get());
   std::unique_ptr<RdKafka::KafkaConsumer> consumer(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer) {
     log_.Error("cannot create the Kafka consumer", {{"error", err}});
