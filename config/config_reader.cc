@@ -7,6 +7,8 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 namespace treaty {
 namespace {
@@ -46,6 +48,15 @@ bool ValidHostName(std::string_view host) {
 }
 
 }  // namespace
+
+Result<std::string> ReadConfigText(const std::string& path) {
+  if (path.empty()) return std::string();
+  std::ifstream in(path);
+  if (!in) return Status::InvalidArgument(path + ": cannot read the config file");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
 Environment ProcessEnvironment() {
   return [](const std::string& name) -> std::optional<std::string> {

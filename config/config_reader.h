@@ -39,6 +39,10 @@ struct HostPort {
   bool operator==(const HostPort&) const = default;
 };
 
+// The text of the config file at `path` ("" when `path` is empty: every default); an error
+// naming the file when it cannot be read.
+Result<std::string> ReadConfigText(const std::string& path);
+
 class ConfigReader {
  public:
   // `file` names the source in messages. YAML syntax errors are kept and reported by Finish().

@@ -65,11 +65,9 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
 }
 
 Result<TreatyConfig> LoadTreatyConfig(const std::string& path, const Environment& env) {
-  std::ifstream in(path);
-  if (!in) return Status::InvalidArgument(path + ": cannot read the config file");
-  std::stringstream text;
-  text << in.rdbuf();
-  return ParseTreatyConfig(text.str(), path, env);
+  auto text = ReadConfigText(path);
+  if (!text.ok()) return text.status();
+  return ParseTreatyConfig(*text, path, env);
 }
 
 std::string MaskUrlPassword(const std::string& url) {

@@ -12,15 +12,10 @@
 #include "integration-tests/harness/dev_broker.h"
 #include "integration-tests/harness/pg_cluster.h"
 #include "integration-tests/harness/process.h"
+#include "integration-tests/harness/test_support.h"
 
 namespace treaty::harness {
 namespace {
-
-#define ASSERT_OK(expr)                                \
-  do {                                                 \
-    const auto& _s = (expr);                           \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.message(); \
-  } while (0)
 
 bool ProcessGone(pid_t pid) { return ::kill(pid, 0) == -1 && errno == ESRCH; }
 

@@ -11,15 +11,10 @@
 #include "integration-tests/harness/http_client.h"
 #include "integration-tests/harness/pg_cluster.h"
 #include "integration-tests/harness/service.h"
+#include "integration-tests/harness/test_support.h"
 
 namespace treaty::harness {
 namespace {
-
-#define ASSERT_OK(expr)                                    \
-  do {                                                     \
-    const auto& _s = (expr);                               \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.message(); \
-  } while (0)
 
 int StatusOf(const std::string& url) {
   auto r = HttpCall("GET", url, "", std::chrono::seconds(10));

@@ -14,6 +14,7 @@
 #include "integration-tests/harness/http_client.h"
 #include "integration-tests/harness/pg_cluster.h"
 #include "integration-tests/harness/service.h"
+#include "integration-tests/harness/test_support.h"
 #include "participants/kit/outbox.h"
 
 namespace treaty::harness {
@@ -21,12 +22,6 @@ namespace {
 
 using participant::Outbox;
 using participant::OutboxEvent;
-
-#define ASSERT_OK(expr)                                    \
-  do {                                                     \
-    const auto& _s = (expr);                               \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.message(); \
-  } while (0)
 
 constexpr const char* kTopic = "orders.events";
 

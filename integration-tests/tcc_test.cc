@@ -13,20 +13,10 @@
 
 #include "integration-tests/harness/http_client.h"
 #include "integration-tests/harness/treaty_stack.h"
+#include "integration-tests/harness/test_support.h"
 
 namespace treaty::harness {
 namespace {
-
-#define ASSERT_OK(expr)                                    \
-  do {                                                     \
-    const auto& _s = (expr);                               \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << _s.message(); \
-  } while (0)
-
-Poco::JSON::Object::Ptr ParseObject(const std::string& body) {
-  Poco::JSON::Parser parser;
-  return parser.parse(body).extract<Poco::JSON::Object::Ptr>();
-}
 
 class TccTest : public ::testing::Test {
  protected:

@@ -9,14 +9,10 @@
 
 #include "integration-tests/harness/http_client.h"
 #include "integration-tests/harness/treaty_stack.h"
+#include "integration-tests/harness/test_support.h"
 
 namespace treaty::harness {
 namespace {
-
-Poco::JSON::Object::Ptr ParseObject(const std::string& body) {
-  Poco::JSON::Parser parser;
-  return parser.parse(body).extract<Poco::JSON::Object::Ptr>();
-}
 
 class TwoPcApiTest : public ::testing::Test {
  protected:

@@ -7,16 +7,10 @@
 namespace treaty::outbox {
 
 Result<RelayConfig> LoadRelayConfig(const std::string& path, const Environment& env) {
-  std::string text;
-  if (!path.empty()) {
-    std::ifstream in(path);
-    if (!in) return Status::InvalidArgument(path + ": cannot read the config file");
-    std::stringstream s;
-    s << in.rdbuf();
-    text = s.str();
-  }
+  auto text = ReadConfigText(path);
+  if (!text.ok()) return text.status();
   RelayConfig c;
-  ConfigReader r(path.empty() ? "(defaults)" : path, text, env, "TREATY_RELAY_");
+  ConfigReader r(path.empty() ? "(defaults)" : path, *text, env, "TREATY_RELAY_");
   r.Address("listen", &c.listen);
   r.Url("database.url", &c.database_url, {"postgresql", "postgres"});
   r.NonEmptyString("table", &c.table);

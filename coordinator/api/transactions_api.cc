@@ -172,6 +172,19 @@ std::optional<FieldError> GetBool(const Object& o, const std::string& key, bool*
   return std::nullopt;
 }
 
+// The optional client gid.
+std::optional<FieldError> GetGid(const Object& o, std::optional<std::string>* out) {
+  if (!o.has("gid")) return std::nullopt;
+  std::string gid;
+  if (auto e = GetString(o, "gid", "gid", &gid)) return e;
+  if (!core::ValidId(gid, core::kMaxGidLength)) {
+    return FieldError{"gid", "must be 1 to " + std::to_string(core::kMaxGidLength) +
+                                 " characters of A-Z a-z 0-9 . _ : -"};
+  }
+  *out = gid;
+  return std::nullopt;
+}
+
 std::optional<FieldError> GetDuration(const Object& o, const std::string& key,
                                       const std::string& field, std::optional<Duration>* out) {
   std::string text;
@@ -295,15 +308,7 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
   if (auto e = CheckKeys(*body, {"gid", "input", "wait", "timeout"}, "")) return BadField(*e);
   core::BeginRequest req;
   req.mode = core::Mode::kSaga;
-  if (body->has("gid")) {
-    std::string gid;
-    if (auto e = GetString(*body, "gid", "gid", &gid)) return BadField(*e);
-    if (!core::ValidId(gid, core::kMaxGidLength)) {
-      return BadField({"gid", "must be 1 to " + std::to_string(core::kMaxGidLength) +
-                                  " characters of A-Z a-z 0-9 . _ : -"});
-    }
-    req.gid = gid;
-  }
+  if (auto e = GetGid(*body, &req.gid)) return BadField(*e);
   bool wait = false;
   if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
   if (auto e = GetDuration(*body, "timeout", "timeout", &req.timeout)) return BadField(*e);
@@ -379,15 +384,7 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
   const core::Processor* processor = driver_.ProcessorFor(*mode);
   if (processor == nullptr) return BadField({"mode", "mode " + mode_name + " is not served yet"});
   req.mode = *mode;
-  if (body->has("gid")) {
-    std::string gid;
-    if (auto e = GetString(*body, "gid", "gid", &gid)) return BadField(*e);
-    if (!core::ValidId(gid, core::kMaxGidLength)) {
-      return BadField({"gid", "must be 1 to " + std::to_string(core::kMaxGidLength) +
-                                  " characters of A-Z a-z 0-9 . _ : -"});
-    }
-    req.gid = gid;
-  }
+  if (auto e = GetGid(*body, &req.gid)) return BadField(*e);
   bool wait = false;
   if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
   if (auto e = GetDuration(*body, "timeout", "timeout", &req.timeout)) return BadField(*e);

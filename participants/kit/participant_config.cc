@@ -8,16 +8,10 @@ namespace treaty::participant {
 Result<ParticipantConfig> LoadParticipantConfig(const std::string& path,
                                                 const std::string& env_prefix,
                                                 const Environment& env) {
-  std::string text;
-  if (!path.empty()) {
-    std::ifstream in(path);
-    if (!in) return Status::InvalidArgument(path + ": cannot read the config file");
-    std::stringstream s;
-    s << in.rdbuf();
-    text = s.str();
-  }
+  auto text = ReadConfigText(path);
+  if (!text.ok()) return text.status();
   ParticipantConfig c;
-  ConfigReader r(path.empty() ? "(defaults)" : path, text, env, env_prefix);
+  ConfigReader r(path.empty() ? "(defaults)" : path, *text, env, env_prefix);
   r.Address("listen", &c.listen);
   r.Url("database.url", &c.database_url, {"postgresql", "postgres"});
   r.Int("database.pool_size", &c.pool_size, 1, 200);
