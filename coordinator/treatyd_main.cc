@@ -32,6 +32,7 @@
 #include "coordinator/core/saga_processor.h"
 #include "coordinator/core/tcc_processor.h"
 #include "coordinator/core/twopc_processor.h"
+#include "coordinator/metrics/treaty_metrics.h"
 #include "coordinator/store/pg_store.h"
 #include "saga/saga_registry.h"
 #include "coordinator/store/pg_transaction_store.h"
@@ -194,7 +195,8 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   });
   transport::HttpBranchTransport transport;
   EnvCrashPoints crash_points;
-  LoggingObserver observer;
+  LoggingObserver log_observer;
+  metrics::TreatyMetrics observer(&log_observer);
   core::TwoPhaseCommitProcessor twopc;
   core::TccProcessor tcc;
   core::SagaProcessor saga;
@@ -236,6 +238,14 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   http::Router router;
   router.Add("GET", "/healthz", [](const http::ApiRequest&) {
     return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
+  });
+  router.Add("GET", "/metrics", [&](const http::ApiRequest&) {
+    return http::ApiResponse{
+        200, "text/plain; version=0.0.4", observer.Render([&]() -> Result<metrics::StoreGauges> {
+          auto f = tx_store.InFlight();
+          if (!f.ok()) return f.status();
+          return metrics::StoreGauges{f->first, f->second};
+        })};
   });
   router.Add("GET", "/readyz", [&](const http::ApiRequest&) {
     if (!startup.migrated()) {

@@ -216,5 +216,28 @@ TEST_F(TwoPcApiTest, RetrySkipsTheBackoffOfAStuckTransaction) {
   EXPECT_EQ(Call("POST", "/v1/transactions/nope/retry").status, 404);
 }
 
+TEST_F(TwoPcApiTest, MetricsCountWhatHappened) {
+  ASSERT_EQ(Call("POST", "/v1/transactions", Body("metrics-ok", 1).insert(1, R"("wait":true,)"))
+                .status,
+            200);
+  ASSERT_EQ(Call("POST", "/v1/transactions", Body("metrics-no", 5000).insert(1, R"("wait":true,)"))
+                .status,
+            200);
+  HttpReply m = Call("GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_EQ(m.content_type.rfind("text/plain", 0), 0u) << m.content_type;
+  for (const char* line :
+       {"treaty_transactions_finished_total{mode=\"2pc\",outcome=\"committed\"} 1\n",
+        "treaty_transactions_finished_total{mode=\"2pc\",outcome=\"aborted\"} 1\n",
+        "treaty_branch_calls_total{mode=\"2pc\",op=\"prepare\",outcome=\"refused\"} 1\n",
+        "treaty_branch_call_seconds_count{mode=\"2pc\",op=\"commit\"} 2\n",
+        "treaty_transactions_in_flight{status=\"committing\"} 0\n"}) {
+    EXPECT_NE(m.body.find(line), std::string::npos) << line << "\nin:\n" << m.body;
+  }
+  EXPECT_NE(m.body.find("treaty_transactions_started_total{mode=\"2pc\"} 2"), std::string::npos);
+  EXPECT_EQ(m.body.find("metrics-ok"), std::string::npos) << "a gid in the metrics";
+  EXPECT_EQ(m.body.find("127.0.0.1"), std::string::npos) << "a URL in the metrics";
+}
+
 }  // namespace
 }  // namespace treaty::harness

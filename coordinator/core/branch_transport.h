@@ -28,6 +28,7 @@ struct BranchReply {
   Outcome outcome = Outcome::kUnknown;
   int http_status = 0;  // 0 when no HTTP answer came
   std::string detail;   // the answer's body or the error, shortened, for logs and last_error
+  Duration elapsed{0};  // how long the call took
 };
 
 // The protocol: 2xx done, 409 refused, everything else unknown.

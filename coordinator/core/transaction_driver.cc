@@ -71,6 +71,7 @@ class TransactionDriver::Context : public DriveContext {
           op.last_error = ErrorText(r);
           break;
       }
+      if (d_.observer_) d_.observer_->OnCall(tx, op, r);
       updated.push_back(std::move(op));
     }
     Status s = d_.store_.RecordOps(tx.gid, updated, Now());
@@ -135,6 +136,7 @@ class TransactionDriver::Context : public DriveContext {
   }
 
   Status RetryLater(Transaction& tx, int attempts, std::optional<TimePoint> not_after) override {
+    if (d_.observer_) d_.observer_->OnRetryScheduled(tx);
     TimePoint at = Now() + d_.options_.retry.Backoff(std::max(1, attempts), d_.random_.Random01());
     if (not_after && at > *not_after) at = *not_after;
     return WakeAt(tx, at);

@@ -37,12 +37,18 @@ struct DriverOptions {
   int claim_batch = 64;
 };
 
-// Observes what the driver does, for logs and metrics. Calls come from worker threads.
+// Observes what the driver (and the service) does, for logs and metrics. Calls come from worker
+// and request threads; implementations are thread-safe and quick.
 class DriverObserver {
  public:
   virtual ~DriverObserver() = default;
+  virtual void OnStarted(const Transaction&) {}
   virtual void OnTransition(const Transaction& tx, TxStatus from, const std::string& reason) = 0;
   virtual void OnDriveError(const std::string& gid, const Status& status) = 0;
+  // One participant call (or, for "publish", one message) and what came of it.
+  virtual void OnCall(const Transaction&, const BranchOp&, const BranchReply&) {}
+  // The transaction waits for a retry after its backoff.
+  virtual void OnRetryScheduled(const Transaction&) {}
 };
 
 class TransactionDriver {
@@ -76,6 +82,7 @@ class TransactionDriver {
   Result<Transaction> WaitFinal(const std::string& gid, TimePoint until);
 
   const Processor* ProcessorFor(Mode mode) const;
+  DriverObserver* observer() const { return observer_; }
   const DriverOptions& options() const { return options_; }
 
  private:

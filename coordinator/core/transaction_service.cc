@@ -142,6 +142,7 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
     return BeginOutcome{std::move(created->existing), false};
   }
   crash_.Reach("after_begin");
+  if (DriverObserver* o = driver_.observer()) o->OnStarted(tx);
   if (tx.submitted) driver_.Enqueue(tx.gid);
   return BeginOutcome{std::move(tx), true};
 }

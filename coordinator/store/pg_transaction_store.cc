@@ -410,3 +410,25 @@ Result<std::vector<Transaction>> PgTransactionStore::List(const core::ListFilter
 }
 
 }  // namespace treaty::store
+
+namespace treaty::store {
+
+Result<std::pair<std::map<std::string, int64_t>, double>> PgTransactionStore::InFlight() {
+  using Out = std::pair<std::map<std::string, int64_t>, double>;
+  return pool_->Run<Out>([&](pqxx::connection& c) -> Result<Out> {
+    pqxx::read_transaction tx(c);
+    Out out;
+    pqxx::result counts = tx.exec(std::string("SELECT status, count(*) FROM treaty.transactions "
+                                              "WHERE status IN ") +
+                                  kUnfinished + " GROUP BY status");
+    for (const auto& row : counts) out.first[row[0].as<std::string>()] = row[1].as<int64_t>();
+    pqxx::result lag = tx.exec(std::string("SELECT coalesce(extract(epoch FROM now() - "
+                                           "min(next_attempt_at)), 0) FROM treaty.transactions "
+                                           "WHERE status IN ") +
+                               kUnfinished + " AND next_attempt_at <= now()");
+    out.second = lag[0][0].as<double>();
+    return out;
+  });
+}
+
+}  // namespace treaty::store

@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -56,6 +57,10 @@ class PgTransactionStore : public core::TransactionStore {
                         core::TimePoint lease_until) override;
   Status ReleaseLeases(const std::string& owner) override;
   Result<std::vector<core::Transaction>> List(const core::ListFilter& filter) override;
+
+  // For metrics: unfinished transactions by status, and how long (seconds) the oldest due one
+  // has waited.
+  Result<std::pair<std::map<std::string, int64_t>, double>> InFlight();
 
  private:
   class Pool;

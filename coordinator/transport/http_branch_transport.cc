@@ -71,6 +71,13 @@ void HttpBranchTransport::Return(const std::string& key, std::unique_ptr<Session
 }
 
 core::BranchReply HttpBranchTransport::Call(const core::BranchCall& call) {
+  auto began = std::chrono::steady_clock::now();
+  core::BranchReply reply = CallOnce(call);
+  reply.elapsed = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - began);
+  return reply;
+}
+
+core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call) {
   core::BranchReply reply;
   Poco::URI uri;
   try {

@@ -32,6 +32,7 @@ class HttpBranchTransport : public core::BranchTransport {
 
  private:
   using Session = Poco::Net::HTTPClientSession;
+  core::BranchReply CallOnce(const core::BranchCall& call);
   std::unique_ptr<Session> Borrow(const std::string& host, uint16_t port, bool* reused);
   void Return(const std::string& key, std::unique_ptr<Session> session);
 

@@ -1,0 +1,69 @@
+#pragma once
+
+// treatyd's metrics in Prometheus text format (GET /metrics). Counted from the driver's events
+// (a DriverObserver), plus gauges read from the store at scrape time. Labels are mode, op,
+// status and outcome only: never a gid or a URL (their cardinality is unbounded).
+//
+//   treaty_transactions_started_total{mode}
+//   treaty_transactions_finished_total{mode,outcome}      outcome: committed | aborted
+//   treaty_transactions_in_flight{status}                 from the store
+//   treaty_branch_calls_total{mode,op,outcome}            outcome: done | refused | unknown
+//   treaty_branch_call_seconds{mode,op} (histogram)
+//   treaty_retries_scheduled_total{mode}
+//   treaty_drive_errors_total
+//   treaty_recovery_lag_seconds                           the oldest due, unfinished transaction
+//   treaty_store_scrape_seconds                           how long the store's gauges took
+
+#include <array>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+#include "coordinator/core/transaction_driver.h"
+
+namespace treaty::metrics {
+
+// What the store reports at scrape time.
+struct StoreGauges {
+  std::map<std::string, int64_t> in_flight;  // status -> count
+  double recovery_lag_seconds = 0;
+};
+
+class TreatyMetrics : public core::DriverObserver {
+ public:
+  // `next` (may be null) also receives every event (the log observer).
+  explicit TreatyMetrics(core::DriverObserver* next) : next_(next) {}
+
+  void OnStarted(const core::Transaction& tx) override;
+  void OnTransition(const core::Transaction& tx, core::TxStatus from,
+                    const std::string& reason) override;
+  void OnDriveError(const std::string& gid, const Status& status) override;
+  void OnCall(const core::Transaction& tx, const core::BranchOp& op,
+              const core::BranchReply& reply) override;
+  void OnRetryScheduled(const core::Transaction& tx) override;
+
+  // The text for one scrape; `gauges` reads the store (its failure is reported as a comment).
+  std::string Render(const std::function<Result<StoreGauges>()>& gauges);
+
+ private:
+  static constexpr std::array<double, 10> kBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                      0.05,  0.1,    0.25,  1,    5};
+  struct Histogram {
+    std::array<uint64_t, kBuckets.size()> counts{};
+    uint64_t count = 0;
+    double sum = 0;
+  };
+
+  core::DriverObserver* next_;
+  std::mutex mu_;
+  std::map<std::string, uint64_t> started_;                                   // mode
+  std::map<std::pair<std::string, std::string>, uint64_t> finished_;          // mode, outcome
+  std::map<std::tuple<std::string, std::string, std::string>, uint64_t> calls_;  // mode, op, outcome
+  std::map<std::pair<std::string, std::string>, Histogram> latency_;          // mode, op
+  std::map<std::string, uint64_t> retries_;                                   // mode
+  uint64_t drive_errors_ = 0;
+};
+
+}  // namespace treaty::metrics
