@@ -46,6 +46,8 @@ std::string Field(const std::string& json, const std::string& key) {
 
 class Demo {
  public:
+  explicit Demo(bool keep) : keep_(keep) {}
+
   int Run() {
     std::cout << "  starting PostgreSQL, the dev Kafka broker, treatyd, order-svc, inventory-svc ..."
               << std::flush;
@@ -115,6 +117,12 @@ class Demo {
 
     ShowEvents();
     PrintSummary();
+    if (keep_ && !failed_ && !g_interrupted) {
+      std::cout << "\n--keep: the stack stays up at the addresses above; press Ctrl-C to stop it.\n"
+                << std::flush;
+      while (!g_interrupted) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      g_interrupted = false;  // a requested stop, not a failure
+    }
     return failed_ ? 1 : 0;
   }
 
@@ -257,11 +265,13 @@ class Demo {
     } else if (failed_) {
       std::cout << "\nThe demo FAILED (see above); stopping everything.\n";
     } else {
-      std::cout << "\nEvery scenario ended as it should; stopping everything.\n";
+      std::cout << "\nEvery scenario ended as it should"
+                << (keep_ ? ".\n" : "; stopping everything.\n");
     }
     std::cout << std::flush;
   }
 
+  const bool keep_;
   bool failed_ = false;
   std::vector<Row> rows_;
   std::unique_ptr<TreatyStack> stack_;
@@ -270,7 +280,17 @@ class Demo {
 }  // namespace
 }  // namespace treaty::demo
 
-int main() {
+int main(int argc, char** argv) {
+  bool keep = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--keep") {
+      keep = true;
+    } else {
+      std::cerr << "usage: scripts/demo [--keep]   (--keep: leave the stack running until Ctrl-C)\n";
+      return 2;
+    }
+  }
   // Ctrl-C and SIGTERM are taken by a watcher thread that only raises a flag, so that the main
   // thread, which started every process, stops them all in order.
   sigset_t set;
@@ -287,7 +307,7 @@ int main() {
   std::cout << "Treaty demo\n";
   int code;
   {
-    treaty::demo::Demo demo;
+    treaty::demo::Demo demo(keep);
     code = demo.Run();
   }
   if (treaty::demo::g_interrupted) code = 130;
