@@ -1,0 +1,253 @@
+// treatyctl: the operator's command line for treatyd.
+//
+//   treatyctl [--url URL] [--json] status GID          a transaction: branches and decision log
+//   treatyctl [--url URL] [--json] list [--status S] [--mode M] [--limit N] [--after GID]
+//   treatyctl [--url URL] retry GID                    skip the backoff of a stuck transaction
+//   treatyctl [--url URL] abort GID                    abort one that has no decision yet
+//   treatyctl [--url URL] sagas                        the loaded saga definitions
+//   treatyctl [--url URL] start-saga NAME [--input JSON] [--gid GID]
+//   treatyctl check-config FILE                        validate a treaty.yaml and its sagas
+//
+// --url defaults to $TREATY_URL, then http://127.0.0.1:8420. Exit status: 0 done, 1 treatyd
+// said no (or could not be reached), 2 bad usage or an invalid config.
+
+#include <Poco/Exception.h>
+#include <Poco/JSON/Array.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/URI.h>
+#include <Poco/Util/Option.h>
+#include <Poco/Util/OptionProcessor.h>
+#include <Poco/Util/OptionSet.h>
+
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "config/treaty_config.h"
+#include "saga/saga_definition.h"
+
+namespace treaty::cli {
+namespace {
+
+using Poco::JSON::Object;
+
+constexpr int kOk = 0, kRefused = 1, kUsage = 2;
+
+int Usage() {
+  std::cerr << "usage: treatyctl [--url URL] [--json] COMMAND ...\n"
+               "  status GID | list [--status S] [--mode M] [--limit N] [--after GID] |\n"
+               "  retry GID | abort GID | sagas | start-saga NAME [--input JSON] [--gid GID] |\n"
+               "  check-config FILE\n";
+  return kUsage;
+}
+
+struct Reply {
+  int status = 0;
+  std::string body;
+};
+
+// One call to treatyd; nullopt (after printing why) when it cannot be reached.
+std::optional<Reply> Call(const std::string& base, const std::string& method,
+                          const std::string& path, const std::string& body = "") {
+  try {
+    Poco::URI uri(base);
+    Poco::Net::HTTPClientSession session(uri.getHost(), uri.getPort());
+    session.setTimeout(Poco::Timespan(30, 0));
+    Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
+    req.setContentType("application/json");
+    req.setContentLength(static_cast<std::streamsize>(body.size()));
+    session.sendRequest(req) << body;
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = session.receiveResponse(resp);
+    Reply r{static_cast<int>(resp.getStatus()),
+            std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>())};
+    return r;
+  } catch (const Poco::Exception& e) {
+    std::cerr << "treatyctl: cannot reach treatyd at " << base << ": " << e.displayText() << "\n";
+    return std::nullopt;
+  }
+}
+
+Object::Ptr Parse(const std::string& body) {
+  try {
+    Poco::JSON::Parser parser;
+    return parser.parse(body).extract<Object::Ptr>();
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
+// Prints treatyd's error and returns kRefused.
+int Refused(const Reply& r) {
+  Object::Ptr o = Parse(r.body);
+  std::string message = r.body;
+  if (o && o->has("error")) {
+    message = o->getObject("error")->optValue<std::string>("message", r.body);
+  }
+  std::cerr << "treatyctl: " << r.status << ": " << message << "\n";
+  return kRefused;
+}
+
+std::string Str(const Object::Ptr& o, const std::string& key) {
+  return o && o->has(key) && !o->get(key).isEmpty() ? o->get(key).toString() : "";
+}
+
+void PrintStatus(const Object::Ptr& tx) {
+  std::printf("%s  %s  %s\n", Str(tx, "gid").c_str(), Str(tx, "mode").c_str(),
+              Str(tx, "status").c_str());
+  if (!Str(tx, "reason").empty()) std::printf("reason:     %s\n", Str(tx, "reason").c_str());
+  if (!Str(tx, "attention").empty()) std::printf("ATTENTION:  %s\n", Str(tx, "attention").c_str());
+  if (!Str(tx, "definition").empty()) std::printf("definition: %s\n", Str(tx, "definition").c_str());
+  std::printf("created:    %s   deadline: %s\n", Str(tx, "created_at").c_str(),
+              Str(tx, "deadline").c_str());
+  auto branches = tx->getArray("branches");
+  std::printf("\n%-20s %-10s %-10s %8s  %s\n", "branch", "op", "status", "attempts", "last error");
+  for (size_t i = 0; branches && i < branches->size(); ++i) {
+    auto b = branches->getObject(i);
+    std::printf("%-20s %-10s %-10s %8s  %s\n", Str(b, "id").c_str(), Str(b, "op").c_str(),
+                Str(b, "status").c_str(), Str(b, "attempts").c_str(),
+                Str(b, "last_error").c_str());
+  }
+  auto log = tx->getArray("log");
+  std::printf("\ndecision log\n");
+  for (size_t i = 0; log && i < log->size(); ++i) {
+    auto e = log->getObject(i);
+    std::string from = Str(e, "from");
+    std::printf("  %s  %s -> %s  %s\n", Str(e, "at").c_str(), from.empty() ? "(new)" : from.c_str(),
+                Str(e, "to").c_str(), Str(e, "reason").c_str());
+  }
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  const char* env_url = std::getenv("TREATY_URL");  // NOLINT(concurrency-mt-unsafe)
+  std::string url = env_url ? env_url : "http://127.0.0.1:8420";
+  bool json = false;
+  std::vector<std::string> words;
+  std::map<std::string, std::string> flags;
+
+  using Poco::Util::Option;
+  Poco::Util::OptionSet options;
+  options.addOption(Option("url", "", "treatyd's base URL").argument("URL"));
+  options.addOption(Option("json", "", "print treatyd's JSON as it is"));
+  for (const char* f : {"status", "mode", "limit", "after", "input", "gid"}) {
+    options.addOption(Option(f, "", f).argument("VALUE"));
+  }
+  try {
+    Poco::Util::OptionProcessor processor(options);
+    processor.setUnixStyle(true);
+    for (int i = 1; i < argc; ++i) {
+      std::string name, value;
+      if (processor.process(argv[i], name, value)) {
+        if (name == "url") {
+          url = value;
+        } else if (name == "json") {
+          json = true;
+        } else if (!name.empty()) {
+          flags[name] = value;
+        }
+      } else {
+        words.emplace_back(argv[i]);
+      }
+    }
+    processor.checkRequired();
+  } catch (const Poco::Exception& e) {
+    std::cerr << "treatyctl: " << e.displayText() << "\n";
+    return Usage();
+  }
+  if (words.empty()) return Usage();
+  const std::string& cmd = words[0];
+
+  if (cmd == "check-config") {
+    if (words.size() != 2) return Usage();
+    auto config = LoadTreatyConfig(words[1], ProcessEnvironment());
+    if (!config.ok()) {
+      std::cerr << config.status().message() << "\n";
+      return kUsage;
+    }
+    size_t slash = words[1].rfind('/');
+    auto sagas = saga::LoadSagaDefinitions(
+        config->sagas, slash == std::string::npos ? "." : words[1].substr(0, slash),
+        ProcessEnvironment());
+    if (!sagas.ok()) {
+      std::cerr << sagas.status().message() << "\n";
+      return kUsage;
+    }
+    std::cout << words[1] << ": ok (" << sagas->size() << " saga definitions)\n";
+    return kOk;
+  }
+
+  std::string method = "GET", path, body;
+  if ((cmd == "status" || cmd == "retry" || cmd == "abort") && words.size() == 2) {
+    path = "/v1/transactions/" + Poco::URI(words[1]).toString();
+    if (cmd != "status") {
+      method = "POST";
+      path += "/" + cmd;
+    }
+  } else if (cmd == "list" && words.size() == 1) {
+    path = "/v1/transactions";
+    std::string query;
+    for (const char* f : {"status", "mode", "limit", "after"}) {
+      if (flags.count(f)) query += std::string(query.empty() ? "?" : "&") + f + "=" + flags[f];
+    }
+    path += query;
+  } else if (cmd == "sagas" && words.size() == 1) {
+    path = "/v1/sagas";
+  } else if (cmd == "start-saga" && words.size() == 2) {
+    method = "POST";
+    path = "/v1/sagas/" + words[1];
+    body = "{\"wait\":true,\"input\":" + (flags.count("input") ? flags["input"] : "{}") +
+           (flags.count("gid") ? ",\"gid\":\"" + flags["gid"] + "\"" : "") + "}";
+  } else {
+    return Usage();
+  }
+
+  auto reply = Call(url, method, path, body);
+  if (!reply) return kRefused;
+  if (reply->status >= 300) return Refused(*reply);
+  if (json) {
+    std::cout << reply->body << "\n";
+    return kOk;
+  }
+  Object::Ptr o = Parse(reply->body);
+  if (!o) {
+    std::cout << reply->body << "\n";
+    return kOk;
+  }
+  if (cmd == "status") {
+    PrintStatus(o);
+  } else if (cmd == "list") {
+    auto list = o->getArray("transactions");
+    std::printf("%-36s %-5s %-11s %s\n", "gid", "mode", "status", "created");
+    for (size_t i = 0; list && i < list->size(); ++i) {
+      auto t = list->getObject(i);
+      std::printf("%-36s %-5s %-11s %s%s\n", Str(t, "gid").c_str(), Str(t, "mode").c_str(),
+                  Str(t, "status").c_str(), Str(t, "created_at").c_str(),
+                  Str(t, "attention").empty() ? "" : "  ATTENTION");
+    }
+    if (!Str(o, "next").empty()) std::printf("(more: --after %s)\n", Str(o, "next").c_str());
+  } else if (cmd == "sagas") {
+    auto list = o->getArray("sagas");
+    for (size_t i = 0; list && i < list->size(); ++i) {
+      auto d = list->getObject(i);
+      std::printf("%s@%s  %s\n", Str(d, "name").c_str(), Str(d, "version").c_str(),
+                  Str(d, "file").c_str());
+    }
+  } else {
+    std::printf("%s  %s%s%s\n", Str(o, "gid").c_str(), Str(o, "status").c_str(),
+                Str(o, "reason").empty() ? "" : "  ", Str(o, "reason").c_str());
+  }
+  return kOk;
+}
+
+}  // namespace treaty::cli
+
+int main(int argc, char** argv) { return treaty::cli::Main(argc, argv); }
