@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "integration-tests/harness/binaries.h"
@@ -26,7 +27,10 @@ class TreatyctlTest : public ::testing::Test {
 
   // Runs treatyctl; returns {exit status, stdout and stderr}.
   std::pair<int, std::string> Run(std::vector<std::string> args) {
-    args.insert(args.begin(), {kTreatyctlPath, "--url", stack_->treatyd().base_url()});
+    if (std::find(args.begin(), args.end(), "--url") == args.end()) {
+      args.insert(args.begin(), {"--url", stack_->treatyd().base_url()});
+    }
+    args.insert(args.begin(), kTreatyctlPath);
     auto p = Process::Start(ProcessSpec{.name = "treatyctl",
                                         .argv = args,
                                         .log_path = dir_.File("out-" + std::to_string(++runs_))});
@@ -74,6 +78,10 @@ TEST_F(TreatyctlTest, ShowsListsStartsAndRefuses) {
   EXPECT_EQ(code, 1);
   std::tie(code, out) = Run({"frobnicate"});
   EXPECT_EQ(code, 2);
+  // A treatyd that is not there: a clear error, exit 1.
+  std::tie(code, out) = Run({"--url", "http://127.0.0.1:1", "status", "ctl-1"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(out.find("cannot reach treatyd at http://127.0.0.1:1"), std::string::npos) << out;
 }
 
 TEST_F(TreatyctlTest, CheckConfigNamesTheProblem) {

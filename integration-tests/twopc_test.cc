@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "integration-tests/harness/binaries.h"
 #include "integration-tests/harness/http_client.h"
 #include "integration-tests/harness/treaty_stack.h"
 #include "integration-tests/harness/test_support.h"
@@ -312,6 +313,48 @@ TEST_F(TwoPcTest, KilledFromOutsideUnderLoadEveryTransactionEndsConsistently) {
             std::to_string(60 - 2 * committed) + "/0/" + std::to_string(2 * committed));
   EXPECT_EQ(stack_->OrderCount().value(), committed);
   ExpectNothingPrepared();
+}
+
+TEST_F(TwoPcTest, TwoCoordinatorsShareAStoreAndTheSurvivorFinishesTheOthersWork) {
+  // A second treatyd on the same database, under another node id.
+  auto second = Service::Start(ServiceSpec{
+      .name = "treatyd-b",
+      .binary = kTreatydPath,
+      .config_yaml = TestTreatydConfig(stack_->pg()),
+      .env = {{"TREATY_NODE_ID", "node-b"}}});
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto r = HttpCall("GET", (*second)->base_url() + "/readyz");
+        return r.ok() && r->status == 200;
+      },
+      std::chrono::seconds(30)));
+  // The first treatyd decides to commit, then cannot get the commit through...
+  ASSERT_TRUE(HttpCall("POST", TreatyStack::Url(stack_->inventory(), "/admin/faults"),
+                       R"({"op":"commit","action":"fail"})")
+                  ->status == 200);
+  ASSERT_EQ(Order("shared-1", 2, /*wait=*/false)->status, 201);
+  ASSERT_TRUE(WaitUntil([&] { return stack_->StatusOf("shared-1") == "committing"; },
+                        std::chrono::seconds(30)));
+  // ...and dies. The survivor takes the transaction over once the lease runs out.
+  ASSERT_TRUE(stack_->treatyd().Kill().ok());
+  HttpCall("POST", TreatyStack::Url(stack_->inventory(), "/admin/faults"),
+           R"({"op":"commit","action":"off"})");
+  std::string status;
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        auto r = HttpCall("GET", (*second)->base_url() + "/v1/transactions/shared-1");
+        status = r.ok() && r->status == 200
+                     ? ParseObject(r->body)->getValue<std::string>("status")
+                     : "";
+        return status == "committed";
+      },
+      std::chrono::seconds(60)))
+      << "the survivor did not finish it; status " << status;
+  EXPECT_EQ(stack_->Stock("A1").value(), "8/0/2");
+  EXPECT_EQ(stack_->OrderCount("shared-1").value(), 1);
+  ExpectNothingPrepared();
+  EXPECT_FALSE(stack_->treatyd().process().Running());
 }
 
 }  // namespace
