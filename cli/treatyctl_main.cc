@@ -15,9 +15,6 @@
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
-#include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
 #include <Poco/URI.h>
 #include <Poco/Util/Option.h>
 #include <Poco/Util/OptionProcessor.h>
@@ -30,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "common/http/http_client.h"
 #include "config/treaty_config.h"
 #include "saga/saga_definition.h"
 
@@ -48,31 +46,18 @@ int Usage() {
   return kUsage;
 }
 
-struct Reply {
-  int status = 0;
-  std::string body;
-};
+using Reply = http::HttpReply;
 
 // One call to treatyd; nullopt (after printing why) when it cannot be reached.
 std::optional<Reply> Call(const std::string& base, const std::string& method,
                           const std::string& path, const std::string& body = "") {
-  try {
-    Poco::URI uri(base);
-    Poco::Net::HTTPClientSession session(uri.getHost(), uri.getPort());
-    session.setTimeout(Poco::Timespan(30, 0));
-    Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
-    req.setContentType("application/json");
-    req.setContentLength(static_cast<std::streamsize>(body.size()));
-    session.sendRequest(req) << body;
-    Poco::Net::HTTPResponse resp;
-    std::istream& in = session.receiveResponse(resp);
-    Reply r{static_cast<int>(resp.getStatus()),
-            std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>())};
-    return r;
-  } catch (const Poco::Exception& e) {
-    std::cerr << "treatyctl: cannot reach treatyd at " << base << ": " << e.displayText() << "\n";
+  auto r = http::HttpCall(method, base + path, body, std::chrono::seconds(30));
+  if (!r.ok()) {
+    std::cerr << "treatyctl: cannot reach treatyd at " << base << ": " << r.status().message()
+              << "\n";
     return std::nullopt;
   }
+  return *r;
 }
 
 Object::Ptr Parse(const std::string& body) {

@@ -8,6 +8,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -24,6 +26,8 @@ using harness::HttpCall;
 using harness::TreatyStack;
 
 std::atomic<bool> g_interrupted{false};
+std::mutex g_interrupt_mu;
+std::condition_variable g_interrupt_cv;  // notified when g_interrupted is set
 
 struct Row {
   std::string mode;
@@ -120,7 +124,8 @@ class Demo {
     if (keep_ && !failed_ && !g_interrupted) {
       std::cout << "\n--keep: the stack stays up at the addresses above; press Ctrl-C to stop it.\n"
                 << std::flush;
-      while (!g_interrupted) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      std::unique_lock<std::mutex> lock(g_interrupt_mu);
+      g_interrupt_cv.wait(lock, [] { return g_interrupted.load(); });
       g_interrupted = false;  // a requested stop, not a failure
     }
     return failed_ ? 1 : 0;
@@ -301,7 +306,11 @@ int main(int argc, char** argv) {
   std::thread([set] {
     int sig = 0;
     sigwait(&set, &sig);
-    treaty::demo::g_interrupted = true;
+    {
+      std::lock_guard<std::mutex> lock(treaty::demo::g_interrupt_mu);
+      treaty::demo::g_interrupted = true;
+    }
+    treaty::demo::g_interrupt_cv.notify_all();
   }).detach();
 
   std::cout << "Treaty demo\n";

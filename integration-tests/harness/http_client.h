@@ -1,24 +1,12 @@
 #pragma once
 
-// A blocking HTTP/1.1 call for tests and the demo, as any client of treatyd would make it.
+// The tests' HTTP client is the project's own (common/http/http_client.h).
 
-#include <string>
-
-#include "common/duration.h"
-#include "common/status.h"
+#include "common/http/http_client.h"
 
 namespace treaty::harness {
 
-struct HttpReply {
-  int status = 0;
-  std::string body;
-  std::string content_type;
-};
-
-// `url` is absolute (http://host:port/path). A connection failure or timeout is an error, any
-// HTTP answer (also 4xx/5xx) a reply.
-Result<HttpReply> HttpCall(const std::string& method, const std::string& url,
-                           const std::string& body = "",
-                           Duration timeout = std::chrono::seconds(10));
+using http::HttpCall;
+using http::HttpReply;
 
 }  // namespace treaty::harness

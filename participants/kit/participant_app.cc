@@ -14,6 +14,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/http/http_client.h"
 #include "common/http/http_server.h"
 #include "common/service_main.h"
 #include "config/treaty_config.h"
@@ -233,21 +234,9 @@ const std::string& SelfUrl() { return g_self_url; }
 Result<std::pair<int, std::string>> CallCoordinator(const std::string& method,
                                                     const std::string& path,
                                                     const std::string& body) {
-  try {
-    Poco::URI uri(g_coordinator_url);
-    Poco::Net::HTTPClientSession session(uri.getHost(), uri.getPort());
-    session.setTimeout(Poco::Timespan(10, 0));
-    Poco::Net::HTTPRequest req(method, path, Poco::Net::HTTPMessage::HTTP_1_1);
-    req.setContentType("application/json");
-    req.setContentLength(static_cast<std::streamsize>(body.size()));
-    session.sendRequest(req) << body;
-    Poco::Net::HTTPResponse resp;
-    std::istream& in = session.receiveResponse(resp);
-    std::string answer((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return std::pair<int, std::string>{static_cast<int>(resp.getStatus()), answer};
-  } catch (const Poco::Exception& e) {
-    return Status::Unavailable("treatyd: " + e.displayText());
-  }
+  auto r = http::HttpCall(method, g_coordinator_url + path, body, std::chrono::seconds(10));
+  if (!r.ok()) return r.status();
+  return std::pair<int, std::string>{r->status, r->body};
 }
 
 int RunParticipant(int argc, char** argv, const ParticipantSpec& spec) {

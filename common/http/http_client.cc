@@ -1,4 +1,4 @@
-#include "integration-tests/harness/http_client.h"
+#include "common/http/http_client.h"
 
 #include <Poco/Exception.h>
 #include <Poco/Net/HTTPClientSession.h>
@@ -9,7 +9,7 @@
 
 #include <sstream>
 
-namespace treaty::harness {
+namespace treaty::http {
 
 Result<HttpReply> HttpCall(const std::string& method, const std::string& url,
                            const std::string& body, Duration timeout) {
@@ -39,4 +39,4 @@ Result<HttpReply> HttpCall(const std::string& method, const std::string& url,
   }
 }
 
-}  // namespace treaty::harness
+}  // namespace treaty::http
