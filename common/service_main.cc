@@ -41,6 +41,26 @@ Status WriteAddressFile(const std::string& path, const std::string& address) {
   return Status::Ok();
 }
 
+Result<std::unique_ptr<http::HttpServer>> ServeAndAnnounce(const HostPort& listen,
+                                                           const http::Router& router,
+                                                           const std::string& address_file,
+                                                           const Logger& log) {
+  auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = listen}, router);
+  if (!server.ok()) {
+    log.Error("cannot serve", {{"error", server.status().message()}});
+    return server.status();
+  }
+  std::string address = (*server)->address().ToString();
+  log.Info("listening", {{"address", address}});
+  if (!address_file.empty()) {
+    if (Status s = WriteAddressFile(address_file, address); !s.ok()) {
+      log.Error("cannot write the address file", {{"error", s.message()}});
+      return s;
+    }
+  }
+  return server;
+}
+
 int RunServiceMain(int argc, char** argv, const ServiceMainSpec& spec) {
   sigset_t set;
   sigemptyset(&set);

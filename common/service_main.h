@@ -11,8 +11,11 @@
 // clean stop, 2 for bad options or config, 1 when serving failed.
 
 #include <functional>
+#include <memory>
 #include <string>
 
+#include "common/http/http_server.h"
+#include "common/log.h"
 #include "common/status.h"
 
 namespace treaty {
@@ -39,6 +42,13 @@ int RunServiceMain(int argc, char** argv, const ServiceMainSpec& spec);
 // Blocks until SIGTERM or SIGINT; returns the signal's name. SIGHUP calls `on_hangup` (when
 // given) and goes on waiting.
 std::string WaitForStopSignal(const std::function<void()>& on_hangup = nullptr);
+
+// Serves `router` on `listen`, logs "listening" with the bound address, and writes it to
+// `address_file` (when not empty). Errors are logged; the caller exits with kExitServeFailed.
+Result<std::unique_ptr<http::HttpServer>> ServeAndAnnounce(const HostPort& listen,
+                                                           const http::Router& router,
+                                                           const std::string& address_file,
+                                                           const Logger& log);
 
 // Writes "host:port" to `path` atomically (a temp file renamed into place), so a reader never
 // sees half an address.

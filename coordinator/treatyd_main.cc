@@ -268,20 +268,8 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                     }});
   transactions.Register(router);
 
-  auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = config.listen}, router);
-  if (!server.ok()) {
-    kLog.Error("cannot serve", {{"error", server.status().message()}});
-    return kExitServeFailed;
-  }
-  std::string address = (*server)->address().ToString();
-  kLog.Info("listening", {{"address", address}});
-  if (!address_file.empty()) {
-    Status s = WriteAddressFile(address_file, address);
-    if (!s.ok()) {
-      kLog.Error("cannot write the address file", {{"error", s.message()}});
-      return kExitServeFailed;
-    }
-  }
+  auto server = ServeAndAnnounce(config.listen, router, address_file, kLog);
+  if (!server.ok()) return kExitServeFailed;
 
   kLog.Info("stop requested", {{"signal", WaitForStopSignal([&] {
               Status s = sagas.Reload();

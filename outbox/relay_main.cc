@@ -38,16 +38,8 @@ int Serve(const RelayConfig& config, const ServeArgs& args) {
   router.Add("GET", "/metrics", [&](const http::ApiRequest&) {
     return http::ApiResponse{200, "text/plain; version=0.0.4", relay.Metrics()};
   });
-  auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = config.listen}, router);
-  if (!server.ok()) {
-    kLog.Error("cannot serve", {{"error", server.status().message()}});
-    return kExitServeFailed;
-  }
-  std::string address = (*server)->address().ToString();
-  kLog.Info("listening", {{"address", address}});
-  if (!args.address_file.empty() && !WriteAddressFile(args.address_file, address).ok()) {
-    return kExitServeFailed;
-  }
+  auto server = ServeAndAnnounce(config.listen, router, args.address_file, kLog);
+  if (!server.ok()) return kExitServeFailed;
   std::atomic<bool> stop{false};
   std::thread worker([&] { relay.Run(stop); });
   kLog.Info("stop requested", {{"signal", WaitForStopSignal()}});

@@ -502,36 +502,35 @@ ApiResponse TransactionsApi::AddBranch(const ApiRequest& r) {
   return Json(201, o);
 }
 
-ApiResponse TransactionsApi::Submit(const ApiRequest& r) {
+ApiResponse TransactionsApi::ChangeAndAnswer(
+    const ApiRequest& r,
+    const std::function<Result<core::Transaction>(const std::string&)>& change,
+    bool until_deadline) {
   auto parsed = ParseObject(r.body, true);
   if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
   Object::Ptr body = std::get<Object::Ptr>(parsed);
   if (auto e = CheckKeys(*body, {"wait"}, "")) return BadField(*e);
   bool wait = false;
   if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
-  auto tx = service_.Submit(r.path_params.at("gid"));
+  auto tx = change(r.path_params.at("gid"));
   if (!tx.ok()) return FromStatus(tx.status());
   if (!wait) return Json(202, Outcome(*tx));
-  core::TimePoint until =
-      std::min(tx->deadline, std::chrono::system_clock::now() + options_.max_wait);
+  core::TimePoint until = std::chrono::system_clock::now() + options_.max_wait;
+  if (until_deadline) until = std::min(until, tx->deadline);
   auto done = service_.WaitFinal(tx->gid, until);
   if (!done.ok()) return FromStatus(done.status());
   return Json(200, Outcome(*done));
 }
 
+ApiResponse TransactionsApi::Submit(const ApiRequest& r) {
+  return ChangeAndAnswer(
+      r, [this](const std::string& gid) { return service_.Submit(gid); }, /*until_deadline=*/true);
+}
+
 ApiResponse TransactionsApi::Abort(const ApiRequest& r) {
-  auto parsed = ParseObject(r.body, true);
-  if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
-  Object::Ptr body = std::get<Object::Ptr>(parsed);
-  if (auto e = CheckKeys(*body, {"wait"}, "")) return BadField(*e);
-  bool wait = false;
-  if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
-  auto tx = service_.Abort(r.path_params.at("gid"));
-  if (!tx.ok()) return FromStatus(tx.status());
-  if (!wait) return Json(202, Outcome(*tx));
-  auto done = service_.WaitFinal(tx->gid, std::chrono::system_clock::now() + options_.max_wait);
-  if (!done.ok()) return FromStatus(done.status());
-  return Json(200, Outcome(*done));
+  // Aborting ends quickly whatever the deadline says: wait up to max_wait.
+  return ChangeAndAnswer(
+      r, [this](const std::string& gid) { return service_.Abort(gid); }, /*until_deadline=*/false);
 }
 
 ApiResponse TransactionsApi::Retry(const ApiRequest& r) {

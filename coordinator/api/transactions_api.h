@@ -54,6 +54,12 @@ class TransactionsApi {
   ApiResponse StartSaga(const ApiRequest& r);
   ApiResponse ListSagas(const ApiRequest& r);
   ApiResponse ReloadSagas(const ApiRequest& r);
+  // Submit and abort: reads {"wait"}, runs `change` on the path's gid, answers at once (202) or,
+  // with wait, once final (200) or at max_wait (and the deadline, when `until_deadline`).
+  ApiResponse ChangeAndAnswer(
+      const ApiRequest& r,
+      const std::function<Result<core::Transaction>(const std::string&)>& change,
+      bool until_deadline);
   // Answers a begun transaction: at once (201), or once final with `wait` (200).
   ApiResponse Answer(const core::BeginOutcome& begun, bool wait);
 

@@ -202,18 +202,9 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
   });
   if (spec.extra_routes) spec.extra_routes(router, pool, config);
 
-  auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = config.listen}, router);
-  if (!server.ok()) {
-    log.Error("cannot serve", {{"error", server.status().message()}});
-    return kExitServeFailed;
-  }
-  std::string address = (*server)->address().ToString();
-  g_self_url = "http://" + address;
-  log.Info("listening", {{"address", address}});
-  if (!args.address_file.empty()) {
-    Status s = WriteAddressFile(args.address_file, address);
-    if (!s.ok()) return kExitServeFailed;
-  }
+  auto server = ServeAndAnnounce(config.listen, router, args.address_file, log);
+  if (!server.ok()) return kExitServeFailed;
+  g_self_url = "http://" + (*server)->address().ToString();
   PreparedSweep sweep(twopc, config, log);
   std::unique_ptr<EventConsumer> consumer;
   if (spec.on_event && !config.kafka_bootstrap_servers.empty()) {

@@ -20,7 +20,16 @@ std::string StateOf(pqxx::nontransaction& sql, const BranchRequest& r) {
 
 OpReply Unavailable(const Status& s) { return OpReply{503, s.message()}; }
 
-bool IsUndefinedObject(const pqxx::sql_error& e) { return e.sqlstate() == "42704"; }
+// COMMIT PREPARED / ROLLBACK PREPARED `name` if it still exists; a concurrent call may have
+// finished it first, which is no error.
+void FinishIfPrepared(pqxx::nontransaction& sql, const std::string& name, const char* verb) {
+  if (!PreparedExists(sql, name)) return;
+  try {
+    sql.exec(std::string(verb) + " " + sql.quote(name));
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() != "42704") throw;  // 42704: no such prepared transaction any more
+  }
+}
 
 }  // namespace
 
@@ -78,14 +87,7 @@ OpReply TwoPhaseResource::Prepare(const BranchRequest& r, const BusinessChange& 
 OpReply TwoPhaseResource::Commit(const BranchRequest& r) {
   auto result = pool_.Run<OpReply>([&](pqxx::connection& c) -> Result<OpReply> {
     pqxx::nontransaction sql(c);
-    const std::string name = XactName(r.gid, r.branch_id);
-    if (PreparedExists(sql, name)) {
-      try {
-        sql.exec("COMMIT PREPARED " + sql.quote(name));
-      } catch (const pqxx::sql_error& e) {
-        if (!IsUndefinedObject(e)) throw;  // finished meanwhile by a concurrent call
-      }
-    }
+    FinishIfPrepared(sql, XactName(r.gid, r.branch_id), "COMMIT PREPARED");
     std::string state = StateOf(sql, r);
     if (state == "prepared" || state == "committed") {
       sql.exec_params(
@@ -103,14 +105,7 @@ OpReply TwoPhaseResource::Commit(const BranchRequest& r) {
 OpReply TwoPhaseResource::Abort(const BranchRequest& r) {
   auto result = pool_.Run<OpReply>([&](pqxx::connection& c) -> Result<OpReply> {
     pqxx::nontransaction sql(c);
-    const std::string name = XactName(r.gid, r.branch_id);
-    if (PreparedExists(sql, name)) {
-      try {
-        sql.exec("ROLLBACK PREPARED " + sql.quote(name));
-      } catch (const pqxx::sql_error& e) {
-        if (!IsUndefinedObject(e)) throw;
-      }
-    }
+    FinishIfPrepared(sql, XactName(r.gid, r.branch_id), "ROLLBACK PREPARED");
     // Leave the mark that refuses a late prepare. A prepare still running holds the row: wait
     // for it briefly, else answer "try again" and the coordinator retries.
     sql.exec("BEGIN");
