@@ -25,6 +25,7 @@
 #include "common/http/http_server.h"
 #include "common/http/router.h"
 #include "coordinator/api/transactions_api.h"
+#include "coordinator/api/treatyd_routes.h"
 #include "coordinator/core/transaction_driver.h"
 #include "coordinator/core/transaction_service.h"
 #include "coordinator/broker/kafka_message_sink.h"
@@ -235,38 +236,43 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
     kLog.Info("scheduler started", {{"node_id", node_id}});
   });
 
-  http::Router router;
-  router.Add("GET", "/healthz", [](const http::ApiRequest&) {
-    return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
-  });
-  router.Add("GET", "/metrics", [&](const http::ApiRequest&) {
-    return http::ApiResponse{
-        200, "text/plain; version=0.0.4", observer.Render([&]() -> Result<metrics::StoreGauges> {
-          auto f = tx_store.InFlight();
-          if (!f.ok()) return f.status();
-          return metrics::StoreGauges{f->first, f->second};
-        })};
-  });
-  router.Add("GET", "/readyz", [&](const http::ApiRequest&) {
-    if (!startup.migrated()) {
-      return http::ApiResponse{503, "application/json",
-                              R"({"status":"starting","store":)" +
-                                  JsonQuote(startup.last_error().empty() ? "connecting"
-                                                                         : startup.last_error()) +
-                                  "}"};
-    }
-    Status s = store.Ping();
-    if (!s.ok()) {
-      return http::ApiResponse{503, "application/json",
-                              R"({"status":"unavailable","store":)" + JsonQuote(s.message()) + "}"};
-    }
-    return http::ApiResponse{200, "application/json", R"({"status":"ready"})"};
-  });
   api::TransactionsApi transactions(service, driver, &sagas,
                                     api::TransactionsApiOptions{.ready = [&] {
                                       return startup.migrated();
                                     }});
-  transactions.Register(router);
+  api::OperatorEndpoints endpoints{
+      .health = [] { return http::ApiResponse{200, "application/json", R"({"status":"ok"})"}; },
+      .ready =
+          [&] {
+            if (!startup.migrated()) {
+              return http::ApiResponse{
+                  503, "application/json",
+                  R"({"status":"starting","store":)" +
+                      JsonQuote(startup.last_error().empty() ? "connecting"
+                                                             : startup.last_error()) +
+                      "}"};
+            }
+            Status s = store.Ping();
+            if (!s.ok()) {
+              return http::ApiResponse{
+                  503, "application/json",
+                  R"({"status":"unavailable","store":)" + JsonQuote(s.message()) + "}"};
+            }
+            return http::ApiResponse{200, "application/json", R"({"status":"ready"})"};
+          },
+      .metrics =
+          [&] {
+            return http::ApiResponse{
+                200, "text/plain; version=0.0.4",
+                observer.Render([&]() -> Result<metrics::StoreGauges> {
+                  auto f = tx_store.InFlight();
+                  if (!f.ok()) return f.status();
+                  return metrics::StoreGauges{f->first, f->second};
+                })};
+          },
+  };
+  http::Router router;
+  api::RegisterTreatydRoutes(router, transactions, endpoints);
 
   auto server = ServeAndAnnounce(config.listen, router, address_file, kLog);
   if (!server.ok()) return kExitServeFailed;

@@ -9,6 +9,7 @@
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
+#include <Poco/String.h>
 #include <Poco/URI.h>
 
 #include <condition_variable>
@@ -51,6 +52,8 @@ class RouterHandler : public Poco::Net::HTTPRequestHandler {
     }
     resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(answer.status));
     resp.setContentType(answer.content_type);
+    resp.set("X-Content-Type-Options", "nosniff");
+    for (const auto& [name, value] : answer.headers) resp.set(name, value);
     resp.setContentLength(static_cast<std::streamsize>(answer.body.size()));
     resp.send() << answer.body;
   }
@@ -65,6 +68,7 @@ class RouterHandler : public Poco::Net::HTTPRequestHandler {
     r.method = req.getMethod();
     r.path = uri.getPath();
     for (const auto& [k, v] : uri.getQueryParameters()) r.query[k] = v;
+    for (const auto& [k, v] : req) r.headers[Poco::toLower(k)] = v;
     std::istream& in = req.stream();
     char buf[8192];
     while (in.read(buf, sizeof buf) || in.gcount() > 0) {

@@ -32,7 +32,16 @@ ApiResponse JsonError(int status, std::string_view code, std::string_view messag
 }
 
 void Router::Add(std::string method, std::string pattern, Handler handler) {
-  routes_.push_back(Route{std::move(method), Split(pattern), std::move(handler)});
+  std::vector<std::string> segments = Split(pattern);
+  routes_.push_back(Route{std::move(method), std::move(pattern), std::move(segments),
+                          std::move(handler)});
+}
+
+std::vector<std::pair<std::string, std::string>> Router::Routes() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(routes_.size());
+  for (const Route& r : routes_) out.emplace_back(r.method, r.pattern);
+  return out;
 }
 
 ApiResponse Router::Dispatch(ApiRequest request) const {

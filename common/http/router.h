@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace treaty::http {
@@ -17,6 +18,7 @@ struct ApiRequest {
   std::string path;                                 // without the query string
   std::map<std::string, std::string> query;         // decoded query parameters
   std::map<std::string, std::string> path_params;   // filled by the router: {gid} -> value
+  std::map<std::string, std::string> headers;       // names in lower case
   std::string body;
 };
 
@@ -24,6 +26,7 @@ struct ApiResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
 };
 
 // The error shape every endpoint uses: {"error": {"code", "message", "field"?}}.
@@ -42,9 +45,13 @@ class Router {
   // not for this method.
   ApiResponse Dispatch(ApiRequest request) const;
 
+  // Every route as (method, pattern), in the order added: for documentation checks.
+  std::vector<std::pair<std::string, std::string>> Routes() const;
+
  private:
   struct Route {
     std::string method;
+    std::string pattern;
     std::vector<std::string> segments;
     Handler handler;
   };

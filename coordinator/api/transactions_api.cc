@@ -2,6 +2,7 @@
 
 #include <Poco/DateTimeFormat.h>
 #include <Poco/DateTimeFormatter.h>
+#include <Poco/DateTimeParser.h>
 #include <Poco/DigestEngine.h>
 #include <Poco/Exception.h>
 #include <Poco/JSON/Array.h>
@@ -284,6 +285,7 @@ void TransactionsApi::Register(Router& router) {
   add("POST", "/v1/transactions/{gid}/submit", &TransactionsApi::Submit);
   add("POST", "/v1/transactions/{gid}/abort", &TransactionsApi::Abort);
   add("POST", "/v1/transactions/{gid}/retry", &TransactionsApi::Retry);
+  add("GET", "/v1/stats", &TransactionsApi::Stats);
   add("GET", "/v1/sagas", &TransactionsApi::ListSagas);
   add("POST", "/v1/sagas/reload", &TransactionsApi::ReloadSagas);
   add("POST", "/v1/sagas/{name}", &TransactionsApi::StartSaga);
@@ -545,8 +547,26 @@ ApiResponse TransactionsApi::Get(const ApiRequest& r) {
   return Json(200, Details(*tx));
 }
 
+namespace {
+
+// A point in time from a query parameter: an ISO 8601 time, or a duration meaning that long ago.
+std::optional<core::TimePoint> ParseSince(const std::string& text, core::TimePoint now) {
+  if (auto d = ParseDuration(text)) return now - *d;
+  Poco::DateTime t;
+  int tz = 0;
+  if (!Poco::DateTimeParser::tryParse(Poco::DateTimeFormat::ISO8601_FRAC_FORMAT, text, t, tz) &&
+      !Poco::DateTimeParser::tryParse(Poco::DateTimeFormat::ISO8601_FORMAT, text, t, tz)) {
+    return std::nullopt;
+  }
+  return core::TimePoint(std::chrono::microseconds(t.timestamp().epochMicroseconds() -
+                                                   static_cast<int64_t>(tz) * 1000000));
+}
+
+}  // namespace
+
 ApiResponse TransactionsApi::List(const ApiRequest& r) {
   core::ListFilter f;
+  const core::TimePoint now = std::chrono::system_clock::now();
   for (const auto& [key, value] : r.query) {
     if (key == "status") {
       f.status = core::ParseStatus(value);
@@ -563,8 +583,22 @@ ApiResponse TransactionsApi::List(const ApiRequest& r) {
       f.limit = static_cast<int>(n);
     } else if (key == "after") {
       f.after_gid = value;
+    } else if (key == "since") {
+      f.created_since = ParseSince(value, now);
+      if (!f.created_since) {
+        return BadField({"since", "must be a duration (\"15m\": that long ago) or an ISO 8601 time"});
+      }
+    } else if (key == "older_than") {
+      auto d = ParseDuration(value);
+      if (!d) return BadField({"older_than", "must be a duration such as 30s or 2h"});
+      f.created_before = now - *d;
+    } else if (key == "stuck") {
+      if (value != "true" && value != "false") return BadField({"stuck", "must be true or false"});
+      if (value == "true") f.stuck_at = now;
     } else {
-      return BadField({key, "unknown query parameter (expected: after, limit, mode, status)"});
+      return BadField({key,
+                       "unknown query parameter (expected: after, limit, mode, older_than, since, "
+                       "status, stuck)"});
     }
   }
   auto page = service_.List(f);
@@ -575,6 +609,25 @@ ApiResponse TransactionsApi::List(const ApiRequest& r) {
   o->set("transactions", list);
   o->set("next", static_cast<int>(page->size()) == f.limit ? Poco::Dynamic::Var(page->back().gid)
                                                             : Poco::Dynamic::Var());
+  return Json(200, o);
+}
+
+ApiResponse TransactionsApi::Stats(const ApiRequest&) {
+  auto counts = service_.CountByStatus();
+  if (!counts.ok()) return FromStatus(counts.status());
+  Object::Ptr by_status = NewObject();
+  int64_t total = 0;
+  for (core::TxStatus st : {core::TxStatus::kActive, core::TxStatus::kPrepared,
+                            core::TxStatus::kCommitting, core::TxStatus::kAborting,
+                            core::TxStatus::kCommitted, core::TxStatus::kAborted}) {
+    auto it = counts->find(st);
+    int64_t n = it == counts->end() ? 0 : it->second;
+    by_status->set(std::string(core::StatusName(st)), n);
+    total += n;
+  }
+  Object::Ptr o = NewObject();
+  o->set("by_status", by_status);
+  o->set("total", total);
   return Json(200, o);
 }
 

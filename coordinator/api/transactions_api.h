@@ -9,7 +9,8 @@
 //   POST /v1/transactions/{gid}/abort      abort before the decision
 //   POST /v1/transactions/{gid}/retry      skip the backoff of a stuck transaction
 //   GET  /v1/transactions/{gid}            status, branches, decision log
-//   GET  /v1/transactions?status=&mode=&limit=&after=
+//   GET  /v1/transactions?status=&mode=&since=&older_than=&stuck=&limit=&after=
+//   GET  /v1/stats                         how many transactions are in each status
 //   POST /v1/sagas/{name}                  start a named saga with an input
 //   GET  /v1/sagas                         the loaded definitions and their versions
 //   POST /v1/sagas/reload                  load the definition files again
@@ -51,6 +52,7 @@ class TransactionsApi {
   ApiResponse Retry(const ApiRequest& r);
   ApiResponse Get(const ApiRequest& r);
   ApiResponse List(const ApiRequest& r);
+  ApiResponse Stats(const ApiRequest& r);
   ApiResponse StartSaga(const ApiRequest& r);
   ApiResponse ListSagas(const ApiRequest& r);
   ApiResponse ReloadSagas(const ApiRequest& r);

@@ -25,6 +25,12 @@ struct ListFilter {
   std::optional<Mode> mode;
   std::string after_gid;  // page after this gid (gids in ascending order)
   int limit = 50;
+  // Created at or after `created_since`, and before `created_before` (the console's age filter).
+  std::optional<TimePoint> created_since;
+  std::optional<TimePoint> created_before;
+  // Only stuck transactions as of this time: unfinished, and either flagged for attention or past
+  // their deadline.
+  std::optional<TimePoint> stuck_at;
 };
 
 class TransactionStore {
@@ -87,6 +93,9 @@ class TransactionStore {
 
   // Transactions matching `filter`, ops and log left empty.
   virtual Result<std::vector<Transaction>> List(const ListFilter& filter) = 0;
+
+  // How many transactions the store holds in each status (statuses with none left out).
+  virtual Result<std::map<TxStatus, int64_t>> CountByStatus() = 0;
 };
 
 }  // namespace treaty::core

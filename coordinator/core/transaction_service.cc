@@ -232,6 +232,10 @@ Result<std::vector<Transaction>> TransactionService::List(const ListFilter& filt
   return store_.List(filter);
 }
 
+Result<std::map<TxStatus, int64_t>> TransactionService::CountByStatus() {
+  return store_.CountByStatus();
+}
+
 Result<Transaction> TransactionService::RetryNow(const std::string& gid) {
   auto tx = store_.Load(gid, false);
   if (!tx.ok()) return tx.status();

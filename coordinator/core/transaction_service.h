@@ -82,6 +82,7 @@ class TransactionService {
   Result<Transaction> Get(const std::string& gid);
 
   Result<std::vector<Transaction>> List(const ListFilter& filter);
+  Result<std::map<TxStatus, int64_t>> CountByStatus();
 
   // Makes an unfinished transaction due now, skipping its backoff; Conflict when it is final.
   Result<Transaction> RetryNow(const std::string& gid);

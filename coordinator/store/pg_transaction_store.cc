@@ -26,6 +26,12 @@ int64_t Ms(TimePoint t) {
 }
 TimePoint FromMs(int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
 
+// An optional time as a nullable query parameter.
+std::optional<int64_t> OptionalMs(const std::optional<TimePoint>& t) {
+  if (!t) return std::nullopt;
+  return Ms(*t);
+}
+
 #define TS(n) "to_timestamp($" #n "::bigint / 1000.0)"
 #define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
 
@@ -389,9 +395,15 @@ Result<std::vector<Transaction>> PgTransactionStore::List(const core::ListFilter
             "SELECT gid, mode, status, reason, attention, " MS("deadline") ", " MS(
                 "created_at") ", " MS("updated_at") " FROM treaty.transactions "
             "WHERE ($1 = '' OR status = $1) AND ($2 = '' OR mode = $2) AND gid > $3 "
-            "ORDER BY gid LIMIT $4",
+            "AND ($5::bigint IS NULL OR created_at >= to_timestamp($5::bigint / 1000.0)) "
+            "AND ($6::bigint IS NULL OR created_at < to_timestamp($6::bigint / 1000.0)) "
+            "AND ($7::bigint IS NULL OR (status IN " +
+                std::string(kUnfinished) +
+                " AND (coalesce(attention, '') <> '' OR deadline < to_timestamp($7::bigint / 1000.0)))) "
+                "ORDER BY gid LIMIT $4",
             f.status ? std::string(core::StatusName(*f.status)) : std::string(),
-            f.mode ? std::string(core::ModeName(*f.mode)) : std::string(), f.after_gid, f.limit);
+            f.mode ? std::string(core::ModeName(*f.mode)) : std::string(), f.after_gid, f.limit,
+            OptionalMs(f.created_since), OptionalMs(f.created_before), OptionalMs(f.stuck_at));
         std::vector<Transaction> out;
         for (const auto& row : r) {
           Transaction tx;
@@ -412,6 +424,19 @@ Result<std::vector<Transaction>> PgTransactionStore::List(const core::ListFilter
 }  // namespace treaty::store
 
 namespace treaty::store {
+
+Result<std::map<core::TxStatus, int64_t>> PgTransactionStore::CountByStatus() {
+  using Out = std::map<core::TxStatus, int64_t>;
+  return pool_->Run<Out>([&](pqxx::connection& c) -> Result<Out> {
+    pqxx::read_transaction tx(c);
+    Out out;
+    for (const auto& row :
+         tx.exec("SELECT status, count(*) FROM treaty.transactions GROUP BY status")) {
+      if (auto s = core::ParseStatus(row[0].as<std::string>())) out[*s] = row[1].as<int64_t>();
+    }
+    return out;
+  });
+}
 
 Result<std::pair<std::map<std::string, int64_t>, double>> PgTransactionStore::InFlight() {
   using Out = std::pair<std::map<std::string, int64_t>, double>;

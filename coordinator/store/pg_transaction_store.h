@@ -57,6 +57,7 @@ class PgTransactionStore : public core::TransactionStore {
                         core::TimePoint lease_until) override;
   Status ReleaseLeases(const std::string& owner) override;
   Result<std::vector<core::Transaction>> List(const core::ListFilter& filter) override;
+  Result<std::map<core::TxStatus, int64_t>> CountByStatus() override;
 
   // For metrics: unfinished transactions by status, and how long (seconds) the oldest due one
   // has waited.

@@ -189,11 +189,25 @@ Result<std::vector<Transaction>> InMemoryStore::List(const ListFilter& filter) {
     const Transaction& tx = it->second.tx;
     if (filter.status && tx.status != *filter.status) continue;
     if (filter.mode && tx.mode != *filter.mode) continue;
+    if (filter.created_since && tx.created_at < *filter.created_since) continue;
+    if (filter.created_before && tx.created_at >= *filter.created_before) continue;
+    if (filter.stuck_at && (IsFinal(tx.status) ||
+                            (tx.attention.empty() && tx.deadline >= *filter.stuck_at))) {
+      continue;
+    }
     Transaction summary = tx;
     summary.ops.clear();
     summary.log.clear();
     out.push_back(std::move(summary));
   }
+  return out;
+}
+
+Result<std::map<TxStatus, int64_t>> InMemoryStore::CountByStatus() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (Status s = CheckUp(); !s.ok()) return s;
+  std::map<TxStatus, int64_t> out;
+  for (const auto& [gid, row] : rows_) ++out[row.tx.status];
   return out;
 }
 

@@ -31,6 +31,7 @@ class InMemoryStore : public TransactionStore {
                         TimePoint lease_until) override;
   Status ReleaseLeases(const std::string& owner) override;
   Result<std::vector<Transaction>> List(const ListFilter& filter) override;
+  Result<std::map<TxStatus, int64_t>> CountByStatus() override;
 
   // Test controls: while unavailable, every call fails with Unavailable.
   void SetUnavailable(bool unavailable);

@@ -1,0 +1,210 @@
+// Treaty console: reads treatyd's REST API (same origin) and renders it. No dependencies.
+// Every value from the API goes through textContent, never innerHTML: gids, reasons and
+// participants' error texts are untrusted.
+"use strict";
+
+const UNDECIDED = new Set(["active", "prepared"]);
+const FINAL = new Set(["committed", "aborted"]);
+const byId = (id) => document.getElementById(id);
+let selectedGid = null;
+
+function token() { return sessionStorage.getItem("treaty-token") || ""; }
+
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (token()) headers["Authorization"] = "Bearer " + token();
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = null;
+  try { data = await resp.json(); } catch (e) { data = null; }
+  if (!resp.ok) {
+    const msg = data && data.error ? data.error.message : resp.status + " " + resp.statusText;
+    const err = new Error(resp.status === 401 || resp.status === 403 ? msg + " (set a token above)" : msg);
+    err.status = resp.status;
+    throw err;
+  }
+  return data;
+}
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+
+function shortTime(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return isNaN(d) ? iso : d.toLocaleString();
+}
+
+function isStuck(tx, now) {
+  return !FINAL.has(tx.status) && (Boolean(tx.attention) || new Date(tx.deadline) < now);
+}
+
+async function loadCounts() {
+  const box = byId("counts");
+  try {
+    const stats = await api("GET", "/v1/stats");
+    box.replaceChildren();
+    for (const [status, n] of Object.entries(stats.by_status)) {
+      const chip = el("span", status + " " + n, "count");
+      chip.dataset.status = status;
+      box.append(chip);
+    }
+  } catch (e) {
+    box.replaceChildren(el("span", "counts unavailable: " + e.message, "error"));
+  }
+}
+
+function listQuery() {
+  const q = new URLSearchParams({ limit: "200" });
+  if (byId("f-status").value) q.set("status", byId("f-status").value);
+  if (byId("f-mode").value) q.set("mode", byId("f-mode").value);
+  const age = byId("f-age").value;
+  if (age) { const [k, v] = age.split("="); q.set(k, v); }
+  return q;
+}
+
+async function loadList() {
+  const note = byId("list-note");
+  const body = document.querySelector("#transactions tbody");
+  try {
+    const q = listQuery();
+    const stuckQ = new URLSearchParams(q); stuckQ.set("stuck", "true");
+    const [stuck, all] = await Promise.all([
+      api("GET", "/v1/transactions?" + stuckQ),
+      byId("f-stuck").checked ? Promise.resolve({ transactions: [] }) : api("GET", "/v1/transactions?" + q),
+    ]);
+    const now = new Date();
+    const seen = new Set();
+    const rows = [];
+    for (const tx of stuck.transactions.concat(all.transactions)) {
+      if (seen.has(tx.gid)) continue;
+      seen.add(tx.gid);
+      rows.push(tx);
+    }
+    // Stuck first, then newest first.
+    rows.sort((a, b) => (isStuck(b, now) - isStuck(a, now)) || (b.created_at < a.created_at ? -1 : b.created_at > a.created_at ? 1 : 0));
+    body.replaceChildren();
+    for (const tx of rows) {
+      const tr = el("tr");
+      tr.dataset.gid = tx.gid;
+      if (isStuck(tx, now)) tr.classList.add("stuck");
+      if (tx.gid === selectedGid) tr.classList.add("selected");
+      tr.append(el("td", tx.gid), el("td", tx.mode), el("td", tx.status, "status st-" + tx.status),
+                el("td", shortTime(tx.created_at)), el("td", shortTime(tx.updated_at)),
+                el("td", tx.attention || (isStuck(tx, now) ? "past its deadline" : tx.reason || "")));
+      tr.addEventListener("click", () => select(tx.gid));
+      body.append(tr);
+    }
+    note.textContent = rows.length === 0 ? "No transactions match." :
+      rows.length + " shown" + (all.next ? " (more exist: narrow the filters)" : "") + ".";
+    note.classList.remove("error");
+  } catch (e) {
+    note.textContent = "Cannot list transactions: " + e.message;
+    note.classList.add("error");
+  }
+}
+
+function fact(dl, name, value) {
+  if (value === undefined || value === null || value === "") return;
+  dl.append(el("dt", name), el("dd", value));
+}
+
+async function loadDetail() {
+  if (!selectedGid) return;
+  let tx;
+  try {
+    tx = await api("GET", "/v1/transactions/" + encodeURIComponent(selectedGid));
+  } catch (e) {
+    byId("action-result").textContent = "Cannot load " + selectedGid + ": " + e.message;
+    return;
+  }
+  byId("detail").hidden = false;
+  byId("detail-gid").textContent = tx.gid;
+  const st = byId("detail-status");
+  st.textContent = tx.status;
+  st.className = "status st-" + tx.status;
+  const dl = byId("detail-facts");
+  dl.replaceChildren();
+  fact(dl, "mode", tx.mode);
+  fact(dl, "definition", tx.definition);
+  fact(dl, "submitted", tx.submitted ? "yes" : "no (branches still being registered)");
+  fact(dl, "created", shortTime(tx.created_at));
+  fact(dl, "deadline", shortTime(tx.deadline));
+  fact(dl, "reason", tx.reason);
+  fact(dl, "attention", tx.attention);
+  const branches = document.querySelector("#branches tbody");
+  branches.replaceChildren();
+  for (const b of tx.branches) {
+    const tr = el("tr");
+    tr.dataset.branch = b.id;
+    tr.append(el("td", b.id), el("td", b.op), el("td", b.status), el("td", b.attempts),
+              el("td", b.url), el("td", b.last_error || "", b.last_error ? "error" : ""));
+    branches.append(tr);
+  }
+  const timeline = byId("timeline");
+  timeline.replaceChildren();
+  for (const entry of tx.log) {
+    const li = el("li");
+    const time = el("time", shortTime(entry.at));
+    time.dateTime = entry.at;
+    li.append(time, el("strong", (entry.from ? entry.from + " \u2192 " : "") + entry.to));
+    if (entry.reason) li.append(el("span", " " + entry.reason));
+    timeline.append(li);
+  }
+  byId("retry").disabled = FINAL.has(tx.status);
+  byId("abort").disabled = !UNDECIDED.has(tx.status);
+  byId("abort-confirm-box").hidden = true;
+}
+
+function select(gid) {
+  selectedGid = gid;
+  byId("action-result").textContent = "";
+  for (const tr of document.querySelectorAll("#transactions tbody tr")) {
+    tr.classList.toggle("selected", tr.dataset.gid === gid);
+  }
+  loadDetail();
+}
+
+async function act(label, path) {
+  const out = byId("action-result");
+  out.classList.remove("error");
+  out.textContent = label + "\u2026";
+  try {
+    const r = await api("POST", path, {});
+    out.textContent = label + ": " + r.status + (r.reason ? " (" + r.reason + ")" : "");
+  } catch (e) {
+    out.textContent = label + " refused: " + e.message;
+    out.classList.add("error");
+  }
+  await refresh();
+}
+
+async function refresh() {
+  await Promise.all([loadCounts(), loadList(), loadDetail()]);
+}
+
+byId("filters").addEventListener("submit", (e) => { e.preventDefault(); loadList(); });
+for (const id of ["f-status", "f-mode", "f-age", "f-stuck"]) byId(id).addEventListener("change", loadList);
+byId("token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sessionStorage.setItem("treaty-token", byId("token").value.trim());
+  byId("token").value = "";
+  refresh();
+});
+byId("retry").addEventListener("click", () =>
+  act("Retry", "/v1/transactions/" + encodeURIComponent(selectedGid) + "/retry"));
+byId("abort").addEventListener("click", () => { byId("abort-confirm-box").hidden = false; });
+byId("abort-cancel").addEventListener("click", () => { byId("abort-confirm-box").hidden = true; });
+byId("abort-confirm").addEventListener("click", () => {
+  byId("abort-confirm-box").hidden = true;
+  act("Abort", "/v1/transactions/" + encodeURIComponent(selectedGid) + "/abort");
+});
+
+const params = new URLSearchParams(location.search);
+if (params.get("gid")) selectedGid = params.get("gid");
+refresh();
+setInterval(refresh, 5000);
