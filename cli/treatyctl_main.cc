@@ -1,7 +1,9 @@
 // treatyctl: the operator's command line for treatyd.
 //
 //   treatyctl [--url URL] [--json] status GID          a transaction: branches and decision log
-//   treatyctl [--url URL] [--json] list [--status S] [--mode M] [--limit N] [--after GID]
+//   treatyctl [--url URL] [--json] list [--status S] [--mode M] [--since T] [--older-than D]
+//                                       [--stuck] [--limit N] [--after GID]
+//   treatyctl [--url URL] [--json] stats               how many transactions in each status
 //   treatyctl [--url URL] retry GID                    skip the backoff of a stuck transaction
 //   treatyctl [--url URL] abort GID                    abort one that has no decision yet
 //   treatyctl [--url URL] sagas                        the loaded saga definitions
@@ -40,7 +42,8 @@ constexpr int kOk = 0, kRefused = 1, kUsage = 2;
 
 int Usage() {
   std::cerr << "usage: treatyctl [--url URL] [--json] COMMAND ...\n"
-               "  status GID | list [--status S] [--mode M] [--limit N] [--after GID] |\n"
+               "  status GID | list [--status S] [--mode M] [--since T] [--older-than D] [--stuck]\n"
+               "                    [--limit N] [--after GID] | stats |\n"
                "  retry GID | abort GID | sagas | start-saga NAME [--input JSON] [--gid GID] |\n"
                "  check-config FILE\n";
   return kUsage;
@@ -74,7 +77,10 @@ int Refused(const Reply& r) {
   Object::Ptr o = Parse(r.body);
   std::string message = r.body;
   if (o && o->has("error")) {
-    message = o->getObject("error")->optValue<std::string>("message", r.body);
+    Object::Ptr e = o->getObject("error");
+    message = e->optValue<std::string>("message", r.body);
+    std::string field = e->optValue<std::string>("field", "");
+    if (!field.empty()) message = field + ": " + message;
   }
   std::cerr << "treatyctl: " << r.status << ": " << message << "\n";
   return kRefused;
@@ -123,9 +129,10 @@ int Main(int argc, char** argv) {
   Poco::Util::OptionSet options;
   options.addOption(Option("url", "", "treatyd's base URL").argument("URL"));
   options.addOption(Option("json", "", "print treatyd's JSON as it is"));
-  for (const char* f : {"status", "mode", "limit", "after", "input", "gid"}) {
+  for (const char* f : {"status", "mode", "limit", "after", "input", "gid", "since", "older-than"}) {
     options.addOption(Option(f, "", f).argument("VALUE"));
   }
+  options.addOption(Option("stuck", "", "only stuck transactions"));
   try {
     Poco::Util::OptionProcessor processor(options);
     processor.setUnixStyle(true);
@@ -136,6 +143,8 @@ int Main(int argc, char** argv) {
           url = value;
         } else if (name == "json") {
           json = true;
+        } else if (name == "stuck") {
+          flags[name] = "true";
         } else if (!name.empty()) {
           flags[name] = value;
         }
@@ -180,12 +189,19 @@ int Main(int argc, char** argv) {
   } else if (cmd == "list" && words.size() == 1) {
     path = "/v1/transactions";
     std::string query;
-    for (const char* f : {"status", "mode", "limit", "after"}) {
-      if (flags.count(f)) query += std::string(query.empty() ? "?" : "&") + f + "=" + flags[f];
+    // --since: a duration ago ("1h") or an ISO 8601 time.
+    for (const char* f : {"status", "mode", "limit", "after", "since", "older-than", "stuck"}) {
+      if (!flags.count(f)) continue;
+      std::string key = f, value;
+      if (key == "older-than") key = "older_than";
+      Poco::URI::encode(flags[f], "&=+#?/", value);
+      query += (query.empty() ? "?" : "&") + key + "=" + value;
     }
     path += query;
   } else if (cmd == "sagas" && words.size() == 1) {
     path = "/v1/sagas";
+  } else if (cmd == "stats" && words.size() == 1) {
+    path = "/v1/stats";
   } else if (cmd == "start-saga" && words.size() == 2) {
     method = "POST";
     path = "/v1/sagas/" + words[1];
@@ -219,6 +235,12 @@ int Main(int argc, char** argv) {
                   Str(t, "attention").empty() ? "" : "  ATTENTION");
     }
     if (!Str(o, "next").empty()) std::printf("(more: --after %s)\n", Str(o, "next").c_str());
+  } else if (cmd == "stats") {
+    auto by = o->getObject("by_status");
+    for (const char* st : {"active", "prepared", "committing", "aborting", "committed", "aborted"}) {
+      std::printf("%-11s %s\n", st, by ? Str(by, st).c_str() : "?");
+    }
+    std::printf("%-11s %s\n", "total", Str(o, "total").c_str());
   } else if (cmd == "sagas") {
     auto list = o->getArray("sagas");
     for (size_t i = 0; list && i < list->size(); ++i) {

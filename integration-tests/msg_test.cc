@@ -33,21 +33,9 @@ class MsgTest : public ::testing::Test {
 
   // Reads `count` messages of `topic` (and, for 1.5s more, any beyond) in another process.
   std::vector<std::string> Read(const std::string& topic, int count, bool allow_extra = false) {
-    std::vector<std::string> args = {kKafkaProbePath, "consume", "--bootstrap",
-                                     stack_->broker()->bootstrap(), "--topic", topic, "--count",
-                                     std::to_string(count), "--timeout-ms", "60000",
-                                     "--settle-ms", "1500", "--headers", "1"};
-    if (allow_extra) args.insert(args.end(), {"--allow-extra", "1"});
-    auto p = Process::Start(ProcessSpec{.name = "consumer",
-                                        .argv = args,
-                                        .log_path = dir_.File("consumer-" + std::to_string(++reads_)),
-                                        .pipe_stdout = true});
-    std::vector<std::string> lines;
-    if (!p.ok()) return lines;
-    while (auto line = (*p)->ReadLine(std::chrono::seconds(90))) lines.push_back(*line);
-    auto code = (*p)->Wait(std::chrono::seconds(30));
-    EXPECT_TRUE(code.ok() && *code == 0) << "wrong number of messages on " << topic;
-    return lines;
+    auto lines = stack_->broker()->Consume(topic, count, allow_extra, /*headers=*/true);
+    EXPECT_TRUE(lines.ok()) << lines.status().message();
+    return lines.ok() ? *lines : std::vector<std::string>{};
   }
 
   void Produce(const std::string& topic, const std::string& value) {
@@ -69,7 +57,6 @@ class MsgTest : public ::testing::Test {
   int Orders(const std::string& gid) { return stack_->OrderCount(gid).value(); }
 
   TempDir dir_;
-  int reads_ = 0;
   std::unique_ptr<TreatyStack> stack_;
 };
 

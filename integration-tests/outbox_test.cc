@@ -104,20 +104,9 @@ class OutboxTest : public ::testing::Test {
 
   // Reads the topic from the start in a separate process: "key<TAB>value" lines.
   std::vector<std::string> ReadTopic(int count, bool allow_extra) {
-    std::vector<std::string> args = {kKafkaProbePath, "consume", "--bootstrap", broker_->bootstrap(),
-                                     "--topic", kTopic, "--count", std::to_string(count),
-                                     "--timeout-ms", "60000", "--settle-ms", "1500"};
-    if (allow_extra) args.insert(args.end(), {"--allow-extra", "1"});
-    auto p = Process::Start(ProcessSpec{.name = "consumer",
-                                        .argv = args,
-                                        .log_path = dir_.File("consumer-" + std::to_string(++reads_)),
-                                        .pipe_stdout = true});
-    std::vector<std::string> lines;
-    if (!p.ok()) return lines;
-    while (auto line = (*p)->ReadLine(std::chrono::seconds(90))) lines.push_back(*line);
-    auto code = (*p)->Wait(std::chrono::seconds(30));
-    EXPECT_TRUE(code.ok() && *code == 0) << "the consumer found fewer (or, unless allowed, more) messages";
-    return lines;
+    auto lines = broker_->Consume(kTopic, count, allow_extra);
+    EXPECT_TRUE(lines.ok()) << lines.status().message();
+    return lines.ok() ? *lines : std::vector<std::string>{};
   }
 
   // Checks every aggregate's events arrived in order (first arrivals; a redelivered suffix may
@@ -138,7 +127,6 @@ class OutboxTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  int reads_ = 0;
   std::unique_ptr<PgCluster> pg_;
   std::unique_ptr<DevBroker> broker_;
 };

@@ -61,6 +61,18 @@ TEST_F(TreatyctlTest, ShowsListsStartsAndRefuses) {
   std::tie(code, out) = Run({"list", "--status", "aborted"});
   EXPECT_EQ(code, 0) << out;
   EXPECT_NE(out.find("ctl-1"), std::string::npos) << out;
+  std::tie(code, out) = Run({"list", "--since", "10m"});
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("ctl-1"), std::string::npos) << "begun within the last 10 minutes: " << out;
+  std::tie(code, out) = Run({"list", "--older-than", "10m"});
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_EQ(out.find("ctl-1"), std::string::npos) << "not older than 10 minutes: " << out;
+  std::tie(code, out) = Run({"list", "--since", "yesterday"});
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("since"), std::string::npos) << "the error names the parameter: " << out;
+  std::tie(code, out) = Run({"stats"});
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("aborted     1"), std::string::npos) << out;
 
   std::tie(code, out) = Run({"start-saga", "place-order", "--gid", "ctl-saga", "--input",
                              R"({"sku":"A1","qty":1,"card":"4242"})"});

@@ -14,6 +14,7 @@
 #include <Poco/URI.h>
 
 #include <algorithm>
+#include <regex>
 #include <set>
 #include <variant>
 #include <sstream>
@@ -552,6 +553,10 @@ namespace {
 // A point in time from a query parameter: an ISO 8601 time, or a duration meaning that long ago.
 std::optional<core::TimePoint> ParseSince(const std::string& text, core::TimePoint now) {
   if (auto d = ParseDuration(text)) return now - *d;
+  // Poco's parser is lenient (it reads "yesterday" as a time): check the shape first.
+  static const std::regex kIso(
+      R"(\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?)");
+  if (!std::regex_match(text, kIso)) return std::nullopt;
   Poco::DateTime t;
   int tz = 0;
   if (!Poco::DateTimeParser::tryParse(Poco::DateTimeFormat::ISO8601_FRAC_FORMAT, text, t, tz) &&

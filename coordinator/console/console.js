@@ -138,7 +138,13 @@ async function loadDetail() {
   fact(dl, "attention", tx.attention);
   const branches = document.querySelector("#branches tbody");
   branches.replaceChildren();
-  for (const b of tx.branches) {
+  // Each branch's ops in the order they run: first phase, then second, then undo.
+  const phase = { prepare: 0, try: 0, action: 0, commit: 1, confirm: 1, publish: 1, abort: 2, cancel: 2, compensate: 2 };
+  const first = new Map();
+  tx.branches.forEach((b, i) => { if (!first.has(b.id)) first.set(b.id, i); });
+  const ops = tx.branches.slice().sort((x, y) =>
+    (first.get(x.id) - first.get(y.id)) || ((phase[x.op] ?? 3) - (phase[y.op] ?? 3)));
+  for (const b of ops) {
     const tr = el("tr");
     tr.dataset.branch = b.id;
     tr.append(el("td", b.id), el("td", b.op), el("td", b.status), el("td", b.attempts),

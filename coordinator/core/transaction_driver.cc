@@ -95,10 +95,13 @@ class TransactionDriver::Context : public DriveContext {
       m.headers["treaty-gid"] = tx.gid;
       messages.push_back(std::move(m));
     }
+    const TimePoint started = Now();
     std::vector<MessageResult> results =
         d_.messages_ ? d_.messages_->Deliver(messages)
                      : std::vector<MessageResult>(messages.size(),
                                                   MessageResult{false, "no Kafka configured"});
+    // One batch: each message is counted as having taken the whole delivery.
+    const Duration elapsed = std::chrono::duration_cast<Duration>(Now() - started);
     std::vector<BranchOp> updated;
     for (size_t k = 0; k < indexes.size(); ++k) {
       BranchOp op = tx.ops[indexes[k]];
@@ -106,6 +109,13 @@ class TransactionDriver::Context : public DriveContext {
       const MessageResult& r = k < results.size() ? results[k] : MessageResult{};
       op.status = r.acked ? OpStatus::kSucceeded : OpStatus::kPending;
       op.last_error = r.acked ? "" : r.error;
+      if (d_.observer_) {
+        BranchReply as_call{.outcome = r.acked ? BranchReply::Outcome::kDone
+                                               : BranchReply::Outcome::kUnknown,
+                            .detail = op.last_error,
+                            .elapsed = elapsed};
+        d_.observer_->OnCall(tx, op, as_call);
+      }
       updated.push_back(std::move(op));
     }
     Status s = d_.store_.RecordOps(tx.gid, updated, Now());

@@ -258,7 +258,8 @@ class Demo {
                   r.changed.c_str());
     }
     if (stack_) {
-      std::cout << "\n  treatyd       " << stack_->treatyd().base_url() << "\n"
+      std::cout << "\n  console       " << stack_->treatyd().base_url() << "/\n"
+                << "  treatyd       " << stack_->treatyd().base_url() << "\n"
                 << "  order-svc     " << stack_->orders().base_url() << "\n"
                 << "  inventory-svc " << stack_->inventory().base_url() << "\n"
                 << "  PostgreSQL    " << stack_->pg().Url("") << "\n";

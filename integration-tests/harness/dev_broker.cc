@@ -44,4 +44,26 @@ Status DevBroker::Command(const std::string& line) {
   return Status::Ok();
 }
 
+Result<std::vector<std::string>> DevBroker::Consume(const std::string& topic, int count,
+                                                    bool allow_extra, bool headers) {
+  std::vector<std::string> args = {kKafkaProbePath, "consume", "--bootstrap", bootstrap_,
+                                   "--topic", topic, "--count", std::to_string(count),
+                                   "--timeout-ms", "60000", "--settle-ms", "1500"};
+  if (allow_extra) args.insert(args.end(), {"--allow-extra", "1"});
+  if (headers) args.insert(args.end(), {"--headers", "1"});
+  std::string log = dir_.File("consumer-" + std::to_string(++consumers_) + ".log");
+  auto p = Process::Start(
+      ProcessSpec{.name = "consumer", .argv = args, .log_path = log, .pipe_stdout = true});
+  if (!p.ok()) return p.status();
+  std::vector<std::string> lines;
+  while (auto line = (*p)->ReadLine(std::chrono::seconds(90))) lines.push_back(*line);
+  auto code = (*p)->Wait(std::chrono::seconds(30));
+  if (!code.ok() || *code != 0) {
+    return Status::Internal("reading " + topic + ": expected " + std::to_string(count) +
+                            (allow_extra ? " or more" : "") + " messages, got " +
+                            std::to_string(lines.size()) + ": " + (*p)->ReadLog());
+  }
+  return lines;
+}
+
 }  // namespace treaty::harness

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "integration-tests/harness/process.h"
@@ -24,11 +25,19 @@ class DevBroker {
   // Sends one control command and waits for its answer; an "error ..." answer is an error.
   Status Command(const std::string& line);
 
+  // Reads `topic` from the start as a separate consumer process (treaty-kafka-probe) would:
+  // `count` messages, then for 1.5s more any beyond, as "key<TAB>value" lines (with `headers`,
+  // a third column of "name=value;" pairs). An error when fewer arrive within a minute, or, unless
+  // `allow_extra`, more.
+  Result<std::vector<std::string>> Consume(const std::string& topic, int count,
+                                           bool allow_extra = false, bool headers = false);
+
  private:
   DevBroker() = default;
   TempDir dir_;
   std::string bootstrap_;
   std::unique_ptr<Process> process_;
+  int consumers_ = 0;
 };
 
 }  // namespace treaty::harness
