@@ -132,7 +132,7 @@ class TransactionDriver::Context : public DriveContext {
     tx.status = to;
     tx.reason = reason;
     if (d_.observer_) d_.observer_->OnTransition(tx, from, reason);
-    d_.NotifyChanged();
+    if (IsFinal(to)) d_.NotifyFinal(tx.gid);
     const core::Transition* t = FindTransition(tx.mode, from, to);
     if (t != nullptr && t->decision) d_.crash_.Reach("after_decision");
     return Status::Ok();
@@ -299,7 +299,7 @@ Status TransactionDriver::DriveNow(const std::string& gid) {
       break;
     }
     if (IsFinal(tx->status)) {
-      NotifyChanged();
+      NotifyFinal(gid);
       return Status::Ok();
     }
     auto it = processors_.find(tx->mode);
@@ -319,30 +319,38 @@ Status TransactionDriver::DriveNow(const std::string& gid) {
   return s;
 }
 
-void TransactionDriver::NotifyChanged() {
-  {
-    std::lock_guard<std::mutex> lock(change_mu_);
-    ++change_generation_;
-  }
-  changed_cv_.notify_all();
+void TransactionDriver::NotifyFinal(const std::string& gid) {
+  std::lock_guard<std::mutex> lock(final_mu_);
+  auto it = watches_.find(gid);
+  if (it == watches_.end()) return;
+  it->second->final = true;
+  it->second->cv.notify_all();
 }
 
 Result<Transaction> TransactionDriver::WaitFinal(const std::string& gid, TimePoint until) {
-  while (true) {
-    uint64_t generation;
-    {
-      std::lock_guard<std::mutex> lock(change_mu_);
-      generation = change_generation_;
-    }
-    Result<Transaction> tx = store_.Load(gid, /*with_log=*/false);
-    if (!tx.ok()) return tx;
-    TimePoint now = clock_.Now();
-    if (IsFinal(tx->status) || now >= until) return tx;
-    // Woken by a local change; the timeout also catches changes made by other coordinators.
-    auto wait = std::min<std::chrono::nanoseconds>(until - now, std::chrono::milliseconds(100));
-    std::unique_lock<std::mutex> lock(change_mu_);
-    changed_cv_.wait_for(lock, wait, [&] { return change_generation_ != generation; });
+  // Watched before the first load: a change after it sets the flag, one before it is loaded.
+  std::shared_ptr<FinalWatch> watch;
+  {
+    std::lock_guard<std::mutex> lock(final_mu_);
+    auto& slot = watches_[gid];
+    if (!slot) slot = std::make_shared<FinalWatch>();
+    watch = slot;
+    ++watch->waiters;
   }
+  Result<Transaction> tx = Status::Internal("not loaded");
+  while (true) {
+    tx = store_.Load(gid, /*with_log=*/false);
+    if (!tx.ok()) break;
+    TimePoint now = clock_.Now();
+    if (IsFinal(tx->status) || now >= until) break;
+    // Woken when this coordinator finishes it; the timeout catches another coordinator doing so.
+    auto wait = std::min<std::chrono::nanoseconds>(until - now, std::chrono::milliseconds(500));
+    std::unique_lock<std::mutex> lock(final_mu_);
+    watch->cv.wait_for(lock, wait, [&] { return watch->final; });
+  }
+  std::lock_guard<std::mutex> lock(final_mu_);
+  if (--watch->waiters == 0) watches_.erase(gid);
+  return tx;
 }
 
 }  // namespace treaty::core

@@ -90,7 +90,8 @@ class TransactionDriver {
 
   void WorkerLoop();
   void PollLoop();
-  void NotifyChanged();
+  // Wakes the WaitFinal() calls on `gid`: it is final now.
+  void NotifyFinal(const std::string& gid);
 
   const DriverOptions options_;
   TransactionStore& store_;
@@ -112,9 +113,14 @@ class TransactionDriver {
   bool stopping_ = false;             // guarded by mu_
   std::vector<std::thread> threads_;
 
-  std::mutex change_mu_;
-  std::condition_variable changed_cv_;
-  uint64_t change_generation_ = 0;  // guarded by change_mu_
+  // The transactions someone waits on, so that a change wakes only its own waiters.
+  struct FinalWatch {
+    int waiters = 0;     // guarded by final_mu_
+    bool final = false;  // guarded by final_mu_
+    std::condition_variable cv;
+  };
+  std::mutex final_mu_;
+  std::map<std::string, std::shared_ptr<FinalWatch>> watches_;  // guarded by final_mu_
 };
 
 }  // namespace treaty::core
