@@ -1,6 +1,6 @@
 // treaty-bench: what scripts/bench runs.
 //
-//   treaty-bench run [--quick|--smoke] --out FILE.json --markdown FILE.md
+//   treaty-bench run [--quick|--smoke] --out FILE.json --markdown FILE.md [--readme README.md]
 //       starts durable PostgreSQL, the dev broker, the no-op participant and treatyd, measures
 //       every figure of bench/README.md and writes them
 //   treaty-bench load --treatyd URL --participant URL --mode M [--clients N] [--branches B]
@@ -583,6 +583,18 @@ int RunCommand(const std::map<std::string, std::string>& flags, const std::strin
     out << "\n";
   }
   std::ofstream(flags.at("markdown")) << Markdown(doc);
+  if (flags.count("readme")) {
+    // Only the part between the markers is replaced.
+    const std::string begin = "<!-- bench:begin -->", end = "<!-- bench:end -->";
+    std::ifstream in(flags.at("readme"));
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t b = text.find(begin), e = text.find(end);
+    if (b == std::string::npos || e == std::string::npos || e < b) {
+      return Fail(flags.at("readme") + " has no " + begin + " ... " + end + " section");
+    }
+    text = text.substr(0, b + begin.size()) + "\n" + Markdown(doc) + text.substr(e);
+    std::ofstream(flags.at("readme")) << text;
+  }
   std::cerr << "\n" << Markdown(doc) << "\nwrote " << flags.at("out") << " and "
             << flags.at("markdown") << "\n";
   return 0;

@@ -205,7 +205,7 @@ void TransactionDriver::Stop() {
   threads_.clear();
 }
 
-void TransactionDriver::Enqueue(const std::string& gid) {
+void TransactionDriver::Enqueue(const std::string& gid, std::optional<TimePoint> leased_until) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (running_.count(gid)) {
@@ -214,6 +214,7 @@ void TransactionDriver::Enqueue(const std::string& gid) {
     }
     if (!queued_.insert(gid).second) return;
     queue_.push_back(gid);
+    if (leased_until) leased_until_[gid] = *leased_until;
   }
   work_cv_.notify_one();
 }
@@ -222,7 +223,7 @@ void TransactionDriver::Kick(const std::string& gid) {
   TimePoint now = clock_.Now();
   auto leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
   if (leased.ok() && *leased) {
-    Enqueue(gid);
+    Enqueue(gid, now + options_.lease);
   } else {
     WakePoller();
   }
@@ -233,6 +234,7 @@ void TransactionDriver::WakePoller() { poll_cv_.notify_all(); }
 void TransactionDriver::WorkerLoop() {
   while (true) {
     std::string gid;
+    std::optional<TimePoint> leased_until;
     {
       std::unique_lock<std::mutex> lock(mu_);
       work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
@@ -241,11 +243,20 @@ void TransactionDriver::WorkerLoop() {
       queue_.pop_front();
       queued_.erase(gid);
       running_.insert(gid);
+      if (auto it = leased_until_.find(gid); it != leased_until_.end()) {
+        leased_until = it->second;
+        leased_until_.erase(it);
+      }
     }
     // The lease may have run out while the transaction waited in the queue, or been given up by
     // an earlier drive (a re-run): take it (again) before driving, or leave it to its holder.
+    // One taken moments ago (at creation, by the poller) is used as it is, as long as nearly all
+    // of it is left: the drive gets the same time as with a lease taken now.
     TimePoint now = clock_.Now();
-    auto leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
+    Result<bool> leased = true;
+    if (!leased_until || *leased_until - now < options_.lease * 9 / 10) {
+      leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
+    }
     if (leased.ok() && *leased) {
       try {
         DriveNow(gid);
@@ -277,7 +288,7 @@ void TransactionDriver::PollLoop() {
       TimePoint now = clock_.Now();
       auto claimed = store_.ClaimDue(options_.owner, now, now + options_.lease, capacity);
       if (claimed.ok()) {
-        for (const std::string& gid : *claimed) Enqueue(gid);
+        for (const std::string& gid : *claimed) Enqueue(gid, now + options_.lease);
       } else if (observer_) {
         observer_->OnDriveError("", claimed.status());
       }

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -66,7 +67,8 @@ class TransactionDriver {
   void Stop();
 
   // Drives `gid` soon on this coordinator, which must hold its lease (it just created it).
-  void Enqueue(const std::string& gid);
+  // `leased_until`, when known, spares the worker taking the lease again if it is still fresh.
+  void Enqueue(const std::string& gid, std::optional<TimePoint> leased_until = std::nullopt);
 
   // Drives `gid` soon if this coordinator can lease it now (after a client changed it); if
   // another coordinator holds it, that one drives it.
@@ -110,6 +112,7 @@ class TransactionDriver {
   std::set<std::string> queued_;      // guarded by mu_: in queue_
   std::set<std::string> running_;     // guarded by mu_: being driven now
   std::set<std::string> rerun_;       // guarded by mu_: enqueued again while running
+  std::map<std::string, TimePoint> leased_until_;  // guarded by mu_: queued with a known lease
   bool stopping_ = false;             // guarded by mu_
   std::vector<std::thread> threads_;
 

@@ -132,8 +132,8 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
 
   // Only a transaction driven at once is leased to its creator; a begun one (or a half message
   // waiting for its check-back) must be claimable by any coordinator when it falls due.
-  auto created = store_.Create(tx, driver_.options().owner,
-                               tx.submitted ? now + driver_.options().lease : now);
+  const TimePoint lease_until = tx.submitted ? now + driver_.options().lease : now;
+  auto created = store_.Create(tx, driver_.options().owner, lease_until);
   if (!created.ok()) return created.status();
   if (!created->created) {
     if (created->existing.request_digest != req.request_digest) {
@@ -143,7 +143,7 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
   }
   crash_.Reach("after_begin");
   if (DriverObserver* o = driver_.observer()) o->OnStarted(tx);
-  if (tx.submitted) driver_.Enqueue(tx.gid);
+  if (tx.submitted) driver_.Enqueue(tx.gid, lease_until);
   return BeginOutcome{std::move(tx), true};
 }
 

@@ -1,5 +1,6 @@
 #include "coordinator/store/pg_transaction_store.h"
 
+#include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/JSON/Stringifier.h>
@@ -187,6 +188,17 @@ Status PgTransactionStore::Write(const std::function<Status(pqxx::transaction_ba
   }));
 }
 
+Status PgTransactionStore::WriteStatement(
+    const std::function<Status(pqxx::transaction_base&)>& write) {
+  if (group_) return group_->Run(write);
+  return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::nontransaction w(c);
+    Status s = write(w);
+    if (!s.ok()) return s;
+    return true;
+  }));
+}
+
 Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
                                                       const std::string& owner,
                                                       TimePoint lease_until) {
@@ -268,46 +280,69 @@ Status PgTransactionStore::MarkSubmitted(const std::string& gid, TimePoint now) 
 
 Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxStatus to,
                                       const std::string& reason, TimePoint now) {
-  return Write([&](pqxx::transaction_base& w) -> Status {
+  // The modes in which from -> to is legal: the state machine, checked by the same statement
+  // that makes the change, so the check and the change are one atomic step.
+  std::string legal_modes;
+  for (core::Mode m : {core::Mode::k2pc, core::Mode::kTcc, core::Mode::kSaga, core::Mode::kMsg}) {
+    if (core::FindTransition(m, from, to) != nullptr) {
+      legal_modes += std::string(legal_modes.empty() ? "" : ",") + std::string(core::ModeName(m));
+    }
+  }
+  return WriteStatement([&](pqxx::transaction_base& w) -> Status {
     pqxx::result r = w.exec_params(
-        "SELECT mode, status FROM treaty.transactions WHERE gid = $1 FOR UPDATE", gid);
+        "WITH cur AS (SELECT gid, mode, status FROM treaty.transactions WHERE gid = $1 FOR UPDATE), "
+        "changed AS (UPDATE treaty.transactions t SET status = $3, reason = $4, updated_at = " TS(5)
+        ", next_attempt_at = " TS(5) " FROM cur WHERE t.gid = cur.gid AND cur.status = $2 "
+        "AND cur.mode = ANY($6::text[]) RETURNING t.gid), "
+        "logged AS (INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
+        "SELECT gid, $2, $3, $4, " TS(5) " FROM changed) "
+        "SELECT cur.mode, cur.status, (SELECT count(*) FROM changed) FROM cur",
+        gid, std::string(core::StatusName(from)), std::string(core::StatusName(to)), reason,
+        Ms(now), "{" + legal_modes + "}");
     if (r.empty()) return Status::NotFound("no transaction " + gid);
-    auto mode = core::ParseMode(r[0][0].as<std::string>());
+    if (r[0][2].as<int64_t>() == 1) return Status::Ok();
     std::string current = r[0][1].as<std::string>();
     if (current != core::StatusName(from)) {
       return Status::Conflict("transaction " + gid + " is " + current + ", not " +
                               std::string(core::StatusName(from)));
     }
-    if (!mode || core::FindTransition(*mode, from, to) == nullptr) {
-      return Status::Conflict("illegal transition " + std::string(core::StatusName(from)) +
-                              " -> " + std::string(core::StatusName(to)));
-    }
-    w.exec_params(
-        "UPDATE treaty.transactions SET status = $2, reason = $3, updated_at = " TS(4) ", "
-        "next_attempt_at = " TS(4) " WHERE gid = $1",
-        gid, std::string(core::StatusName(to)), reason, Ms(now));
-    w.exec_params(
-        "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
-        "VALUES ($1, $2, $3, $4, " TS(5) ")",
-        gid, std::string(core::StatusName(from)), std::string(core::StatusName(to)), reason,
-        Ms(now));
-    return Status::Ok();
+    return Status::Conflict("illegal transition " + std::string(core::StatusName(from)) + " -> " +
+                            std::string(core::StatusName(to)));
   });
 }
 
 Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
                                      TimePoint now) {
-  return Write([&](pqxx::transaction_base& w) -> Status {
-    for (const BranchOp& o : ops) {
-      pqxx::result r = w.exec_params(
-          "UPDATE treaty.branches SET status = $4, attempts = $5, last_error = NULLIF($6, ''), "
-          "updated_at = " TS(7) " WHERE gid = $1 AND branch_id = $2 AND op = $3 RETURNING 1",
-          gid, o.branch_id, o.op, std::string(core::OpStatusName(o.status)), o.attempts,
-          o.last_error, Ms(now));
-      if (r.empty()) return Status::NotFound("no branch op " + o.branch_id + "/" + o.op);
+  Poco::JSON::Array rows;
+  for (const BranchOp& o : ops) {
+    Poco::JSON::Object row;
+    row.set("branch_id", o.branch_id);
+    row.set("op", o.op);
+    row.set("status", std::string(core::OpStatusName(o.status)));
+    row.set("attempts", o.attempts);
+    row.set("last_error", o.last_error);
+    rows.add(row);
+  }
+  std::ostringstream json;
+  Poco::JSON::Stringifier::condense(rows, json);
+  // One statement: every op is updated, or (when one does not exist) none is.
+  return WriteStatement([&](pqxx::transaction_base& w) -> Status {
+    pqxx::result r = w.exec_params(
+        "WITH v AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS v(branch_id text, op text, "
+        "status text, attempts integer, last_error text)), "
+        "found AS (SELECT count(*) AS n FROM treaty.branches b JOIN v ON b.gid = $1 "
+        "AND b.branch_id = v.branch_id AND b.op = v.op), "
+        "changed AS (UPDATE treaty.branches b SET status = v.status, attempts = v.attempts, "
+        "last_error = NULLIF(v.last_error, ''), updated_at = " TS(3) " FROM v WHERE b.gid = $1 "
+        "AND b.branch_id = v.branch_id AND b.op = v.op "
+        "AND (SELECT n FROM found) = (SELECT count(*) FROM v) RETURNING 1), "
+        "touched AS (UPDATE treaty.transactions SET updated_at = " TS(3) " WHERE gid = $1 "
+        "AND EXISTS (SELECT 1 FROM changed) RETURNING 1) "
+        "SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM v)",
+        gid, json.str(), Ms(now));
+    if (r[0][0].as<int64_t>() != r[0][1].as<int64_t>()) {
+      return Status::NotFound("transaction " + gid + " lacks one of the branch ops recorded");
     }
-    w.exec_params("UPDATE treaty.transactions SET updated_at = " TS(2) " WHERE gid = $1", gid,
-                  Ms(now));
     return Status::Ok();
   });
 }

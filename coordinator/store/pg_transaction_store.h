@@ -67,6 +67,9 @@ class PgTransactionStore : public core::TransactionStore {
   class Pool;
   // One write in its own transaction, or in a shared one with group commit.
   Status Write(const std::function<Status(pqxx::transaction_base&)>& write);
+  // A write that is one SQL statement: without group commit it runs on its own (autocommit),
+  // which spares the BEGIN and COMMIT round trips; with it, like Write().
+  Status WriteStatement(const std::function<Status(pqxx::transaction_base&)>& write);
 
   std::unique_ptr<Pool> pool_;
   std::unique_ptr<GroupCommitter> group_;

@@ -39,10 +39,33 @@ std::string Shorten(std::string s) {
 
 }  // namespace
 
-HttpBranchTransport::HttpBranchTransport(int max_idle_per_host)
-    : max_idle_per_host_(max_idle_per_host) {}
+HttpBranchTransport::HttpBranchTransport(int max_idle_per_host, int call_threads)
+    : max_idle_per_host_(max_idle_per_host) {
+  for (int i = 0; i < call_threads; ++i) threads_.emplace_back([this] { CallLoop(); });
+}
 
-HttpBranchTransport::~HttpBranchTransport() = default;
+HttpBranchTransport::~HttpBranchTransport() {
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    stopping_ = true;
+  }
+  tasks_cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+void HttpBranchTransport::CallLoop() {
+  while (true) {
+    std::function<void()> task;
+    {
+      std::unique_lock<std::mutex> lock(tasks_mu_);
+      tasks_cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;  // stopping, nothing left
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+}
 
 std::unique_ptr<HttpBranchTransport::Session> HttpBranchTransport::Borrow(const std::string& host,
                                                                           uint16_t port,
@@ -143,17 +166,20 @@ std::vector<core::BranchReply> HttpBranchTransport::CallAll(
   if (calls.empty()) return replies;
   std::vector<std::future<core::BranchReply>> others;
   others.reserve(calls.size() - 1);
-  for (size_t i = 1; i < calls.size(); ++i) {
-    try {
-      others.push_back(
-          std::async(std::launch::async, [this, &calls, i] { return Call(calls[i]); }));
-    } catch (const std::system_error&) {
-      // No thread to be had: make this call on ours, after the first.
-      others.push_back(std::async(std::launch::deferred, [this, &calls, i] { return Call(calls[i]); }));
+  if (!threads_.empty()) {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    for (size_t i = 1; i < calls.size(); ++i) {
+      auto task = std::make_shared<std::packaged_task<core::BranchReply()>>(
+          [this, &calls, i] { return Call(calls[i]); });
+      others.push_back(task->get_future());
+      tasks_.emplace_back([task] { (*task)(); });
     }
   }
+  tasks_cv_.notify_all();
   replies[0] = Call(calls[0]);
-  for (size_t i = 1; i < calls.size(); ++i) replies[i] = others[i - 1].get();
+  for (size_t i = 1; i < calls.size(); ++i) {
+    replies[i] = threads_.empty() ? Call(calls[i]) : others[i - 1].get();
+  }
   return replies;
 }
 

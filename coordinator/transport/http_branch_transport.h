@@ -5,10 +5,14 @@
 // Redirects are not followed (a 3xx is an unknown outcome). Poco exceptions stop here: a call
 // that fails to complete is an unknown outcome with the error as its detail. Thread-safe.
 
+#include <condition_variable>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "coordinator/core/branch_transport.h"
@@ -21,8 +25,10 @@ namespace treaty::transport {
 
 class HttpBranchTransport : public core::BranchTransport {
  public:
-  // `max_idle_per_host` bounds the pooled idle sessions per host:port.
-  explicit HttpBranchTransport(int max_idle_per_host = 32);
+  // `max_idle_per_host` bounds the pooled idle sessions per host:port. `call_threads` make the
+  // calls of a CallAll() beside the calling thread (threads are not started per call: creating
+  // one costs more than a call to a nearby participant).
+  explicit HttpBranchTransport(int max_idle_per_host = 32, int call_threads = 32);
   ~HttpBranchTransport() override;
 
   std::vector<core::BranchReply> CallAll(const std::vector<core::BranchCall>& calls) override;
@@ -36,9 +42,17 @@ class HttpBranchTransport : public core::BranchTransport {
   std::unique_ptr<Session> Borrow(const std::string& host, uint16_t port, bool* reused);
   void Return(const std::string& key, std::unique_ptr<Session> session);
 
+  void CallLoop();
+
   const int max_idle_per_host_;
   std::mutex mu_;
   std::map<std::string, std::vector<std::unique_ptr<Session>>> idle_;  // guarded by mu_
+
+  std::mutex tasks_mu_;
+  std::condition_variable tasks_cv_;
+  std::deque<std::function<void()>> tasks_;  // guarded by tasks_mu_
+  bool stopping_ = false;                    // guarded by tasks_mu_
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace treaty::transport
