@@ -10,7 +10,8 @@
 //   treatyctl [--url URL] start-saga NAME [--input JSON] [--gid GID]
 //   treatyctl check-config FILE                        validate a treaty.yaml and its sagas
 //
-// --url defaults to $TREATY_URL, then http://127.0.0.1:8420. Exit status: 0 done, 1 treatyd
+// --url defaults to $TREATY_URL, then http://127.0.0.1:8420; --token to $TREATY_TOKEN (when
+// treatyd has auth tokens); --ca-file verifies an https treatyd. Exit status: 0 done, 1 treatyd
 // said no (or could not be reached), 2 bad usage or an invalid config.
 
 #include <Poco/Exception.h>
@@ -41,7 +42,7 @@ using Poco::JSON::Object;
 constexpr int kOk = 0, kRefused = 1, kUsage = 2;
 
 int Usage() {
-  std::cerr << "usage: treatyctl [--url URL] [--json] COMMAND ...\n"
+  std::cerr << "usage: treatyctl [--url URL] [--token T] [--ca-file F] [--json] COMMAND ...\n"
                "  status GID | list [--status S] [--mode M] [--since T] [--older-than D] [--stuck]\n"
                "                    [--limit N] [--after GID] | stats |\n"
                "  retry GID | abort GID | sagas | start-saga NAME [--input JSON] [--gid GID] |\n"
@@ -51,10 +52,13 @@ int Usage() {
 
 using Reply = http::HttpReply;
 
+// The token (--token or $TREATY_TOKEN) and CA file (--ca-file) for every call.
+http::CallOptions g_call_options{.timeout = std::chrono::seconds(30)};
+
 // One call to treatyd; nullopt (after printing why) when it cannot be reached.
 std::optional<Reply> Call(const std::string& base, const std::string& method,
                           const std::string& path, const std::string& body = "") {
-  auto r = http::HttpCall(method, base + path, body, std::chrono::seconds(30));
+  auto r = http::HttpCall(method, base + path, body, g_call_options);
   if (!r.ok()) {
     std::cerr << "treatyctl: cannot reach treatyd at " << base << ": " << r.status().message()
               << "\n";
@@ -129,7 +133,8 @@ int Main(int argc, char** argv) {
   Poco::Util::OptionSet options;
   options.addOption(Option("url", "", "treatyd's base URL").argument("URL"));
   options.addOption(Option("json", "", "print treatyd's JSON as it is"));
-  for (const char* f : {"status", "mode", "limit", "after", "input", "gid", "since", "older-than"}) {
+  for (const char* f : {"status", "mode", "limit", "after", "input", "gid", "since", "older-than",
+                        "token", "ca-file"}) {
     options.addOption(Option(f, "", f).argument("VALUE"));
   }
   options.addOption(Option("stuck", "", "only stuck transactions"));
@@ -157,6 +162,10 @@ int Main(int argc, char** argv) {
     std::cerr << "treatyctl: " << e.displayText() << "\n";
     return Usage();
   }
+  const char* env_token = std::getenv("TREATY_TOKEN");  // NOLINT(concurrency-mt-unsafe)
+  std::string token = flags.count("token") ? flags["token"] : env_token ? env_token : "";
+  if (!token.empty()) g_call_options.headers.emplace_back("Authorization", "Bearer " + token);
+  if (flags.count("ca-file")) g_call_options.ca_file = flags["ca-file"];
   if (words.empty()) return Usage();
   const std::string& cmd = words[0];
 

@@ -41,11 +41,11 @@ Status WriteAddressFile(const std::string& path, const std::string& address) {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<http::HttpServer>> ServeAndAnnounce(const HostPort& listen,
+Result<std::unique_ptr<http::HttpServer>> ServeAndAnnounce(const http::HttpServerOptions& options,
                                                            const http::Router& router,
                                                            const std::string& address_file,
                                                            const Logger& log) {
-  auto server = http::HttpServer::Start(http::HttpServerOptions{.listen = listen}, router);
+  auto server = http::HttpServer::Start(options, router);
   if (!server.ok()) {
     log.Error("cannot serve", {{"error", server.status().message()}});
     return server.status();

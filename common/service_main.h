@@ -45,10 +45,16 @@ std::string WaitForStopSignal(const std::function<void()>& on_hangup = nullptr);
 
 // Serves `router` on `listen`, logs "listening" with the bound address, and writes it to
 // `address_file` (when not empty). Errors are logged; the caller exits with kExitServeFailed.
-Result<std::unique_ptr<http::HttpServer>> ServeAndAnnounce(const HostPort& listen,
+Result<std::unique_ptr<http::HttpServer>> ServeAndAnnounce(const http::HttpServerOptions& options,
                                                            const http::Router& router,
                                                            const std::string& address_file,
                                                            const Logger& log);
+inline Result<std::unique_ptr<http::HttpServer>> ServeAndAnnounce(const HostPort& listen,
+                                                                  const http::Router& router,
+                                                                  const std::string& address_file,
+                                                                  const Logger& log) {
+  return ServeAndAnnounce(http::HttpServerOptions{.listen = listen}, router, address_file, log);
+}
 
 // Writes "host:port" to `path` atomically (a temp file renamed into place), so a reader never
 // sees half an address.

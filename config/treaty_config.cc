@@ -47,6 +47,25 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
                     std::chrono::milliseconds(1));
   r.DurationAtLeast("scheduler.lease", &c.scheduler.lease, std::chrono::seconds(1));
   r.StringList("sagas", &c.sagas);
+  r.Bool("auth.none", &c.auth.none);
+  r.StringList("auth.client_tokens", &c.auth.client_tokens);
+  r.StringList("auth.admin_tokens", &c.auth.admin_tokens);
+  r.StringList("auth.client_token_files", &c.auth.client_token_files);
+  r.StringList("auth.admin_token_files", &c.auth.admin_token_files);
+  r.StringList("participants.allow", &c.participants.allow);
+  r.Int("limits.max_body_bytes", &c.limits.max_body_bytes, 1024, 1LL << 30);
+  r.Int("limits.max_branches", &c.limits.max_branches, 1, 10000);
+  r.Int("limits.max_payload_bytes", &c.limits.max_payload_bytes, 16, 1LL << 30);
+  r.Int("limits.max_connections", &c.limits.max_connections, 1, 100000);
+  r.Int("limits.threads", &c.limits.threads, 1, 4096);
+  r.DurationAtLeast("limits.read_timeout", &c.limits.read_timeout, std::chrono::milliseconds(100));
+  r.Double("limits.rate_per_second", &c.limits.rate_per_second, 0, 1e9);
+  r.Int("limits.rate_burst", &c.limits.rate_burst, 1, 1000000000);
+  r.String("tls.cert_file", &c.tls.cert_file);
+  r.String("tls.key_file", &c.tls.key_file);
+  r.String("tls.ca_file", &c.tls.ca_file);
+  r.String("tls.client_cert_file", &c.tls.client_cert_file);
+  r.String("tls.client_key_file", &c.tls.client_key_file);
   r.OneOf("log.level", &c.log.level, {"debug", "info", "warn", "error"});
   if (!c.node_id.empty() && !ValidNodeId(c.node_id)) {
     r.Fail("node_id", "must be 1 to 100 characters of A-Z a-z 0-9 . _ : -");
@@ -59,9 +78,60 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
     r.Fail("retry.max", "must not be shorter than retry.initial (" +
                             FormatDuration(c.retry.initial) + ")");
   }
+  const bool any_token = !c.auth.client_tokens.empty() || !c.auth.admin_tokens.empty() ||
+                         !c.auth.client_token_files.empty() || !c.auth.admin_token_files.empty();
+  if (c.auth.none && any_token) {
+    r.Fail("auth.none", "is true, but tokens are configured too: choose one");
+  } else if (!c.auth.none && !any_token && !IsLoopbackHost(c.listen.host)) {
+    r.Fail("listen", c.listen.host +
+                         " is reachable from other machines: configure auth tokens, or set "
+                         "auth.none: true to run without authentication on purpose");
+  }
+  for (const std::string& t : c.auth.client_tokens) {
+    if (t.size() < 16) r.Fail("auth.client_tokens", "a token is shorter than 16 characters");
+  }
+  for (const std::string& t : c.auth.admin_tokens) {
+    if (t.size() < 16) r.Fail("auth.admin_tokens", "a token is shorter than 16 characters");
+  }
+  if (c.participants.allow.empty()) {
+    r.Fail("participants.allow", "is empty: treatyd could call no participant");
+  }
+  if (c.tls.cert_file.empty() != c.tls.key_file.empty()) {
+    r.Fail(c.tls.cert_file.empty() ? "tls.cert_file" : "tls.key_file",
+           "tls.cert_file and tls.key_file go together");
+  }
+  if (c.tls.client_cert_file.empty() != c.tls.client_key_file.empty()) {
+    r.Fail(c.tls.client_cert_file.empty() ? "tls.client_cert_file" : "tls.client_key_file",
+           "tls.client_cert_file and tls.client_key_file go together");
+  }
   Status s = r.Finish();
   if (!s.ok()) return s;
   return c;
+}
+
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+Result<std::vector<RoleToken>> LoadTokens(const AuthOptions& auth) {
+  std::vector<RoleToken> out;
+  for (const std::string& t : auth.client_tokens) out.push_back({t, false});
+  for (const std::string& t : auth.admin_tokens) out.push_back({t, true});
+  for (bool admin : {false, true}) {
+    for (const std::string& path : admin ? auth.admin_token_files : auth.client_token_files) {
+      auto text = ReadConfigText(path);
+      if (!text.ok()) return text.status();
+      std::string token = *text;
+      while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+      size_t start = token.find_first_not_of(" \t\r\n");
+      token = start == std::string::npos ? "" : token.substr(start);
+      if (token.size() < 16) {
+        return Status::InvalidArgument(path + ": the token is shorter than 16 characters");
+      }
+      out.push_back({token, admin});
+    }
+  }
+  return out;
 }
 
 Result<TreatyConfig> LoadTreatyConfig(const std::string& path, const Environment& env) {
@@ -82,6 +152,14 @@ std::string MaskUrlPassword(const std::string& url) {
   if (colon == std::string::npos || colon > at) return url;
   return url.substr(0, colon + 1) + "****" + url.substr(at);
 }
+
+namespace {
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& i : items) out += (out.empty() ? "" : ",") + i;
+  return out;
+}
+}  // namespace
 
 std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConfig& c) {
   return {
@@ -104,6 +182,22 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
       {"scheduler.workers", std::to_string(c.scheduler.workers)},
       {"scheduler.poll_interval", FormatDuration(c.scheduler.poll_interval)},
       {"scheduler.lease", FormatDuration(c.scheduler.lease)},
+      {"auth", c.auth.none ? "none"
+               : (c.auth.client_tokens.empty() && c.auth.admin_tokens.empty() &&
+                  c.auth.client_token_files.empty() && c.auth.admin_token_files.empty())
+                   ? "open (loopback only)"
+                   : std::to_string(c.auth.client_tokens.size() + c.auth.client_token_files.size()) +
+                         " client and " +
+                         std::to_string(c.auth.admin_tokens.size() + c.auth.admin_token_files.size()) +
+                         " admin tokens (not shown)"},
+      {"participants.allow", Join(c.participants.allow)},
+      {"limits.max_body_bytes", std::to_string(c.limits.max_body_bytes)},
+      {"limits.max_branches", std::to_string(c.limits.max_branches)},
+      {"limits.max_payload_bytes", std::to_string(c.limits.max_payload_bytes)},
+      {"limits.max_connections", std::to_string(c.limits.max_connections)},
+      {"limits.read_timeout", FormatDuration(c.limits.read_timeout)},
+      {"limits.rate_per_second", std::to_string(c.limits.rate_per_second)},
+      {"tls", c.tls.cert_file.empty() ? "off" : "on (" + c.tls.cert_file + ")"},
       {"log.level", c.log.level},
   };
 }

@@ -57,6 +57,44 @@ struct SchedulerOptions {
   Duration lease = std::chrono::seconds(30);
 };
 
+// Who may call the API. No tokens: anyone who can connect, which is refused (a config error)
+// when `listen` is beyond loopback unless `none` says so explicitly.
+struct AuthOptions {
+  bool none = false;                            // no authentication, even beyond loopback
+  std::vector<std::string> client_tokens;       // start, submit, abort, read
+  std::vector<std::string> admin_tokens;        // also retry, saga reload (the console's actions)
+  std::vector<std::string> client_token_files;  // one token per file (Kubernetes secrets)
+  std::vector<std::string> admin_token_files;
+};
+
+// Which participant URLs treatyd will call: "loopback", a host ("inventory.internal"), a host
+// suffix ("*.svc.cluster.local"), or a URL prefix ("https://pay.example.com/treaty/").
+struct ParticipantOptions {
+  std::vector<std::string> allow = {"loopback"};
+};
+
+struct LimitOptions {
+  int64_t max_body_bytes = 1 << 20;     // request body (413 beyond)
+  int64_t max_branches = 64;            // per transaction
+  int64_t max_payload_bytes = 64 << 10; // one branch's payload or one message's value
+  int64_t max_connections = 1024;       // open client connections (beyond: refused)
+  int64_t threads = 256;                // connections served at once (one thread each)
+  Duration read_timeout = std::chrono::seconds(10);  // a client silent this long is closed
+  // Requests per second per token (per client address without tokens), with a burst; 0: no limit.
+  double rate_per_second = 2000;
+  int64_t rate_burst = 4000;
+};
+
+// TLS: an HTTPS listener when cert_file is set; participants called over https are verified
+// against ca_file (or the system's CAs), presenting client_cert_file when set (mTLS).
+struct TlsOptions {
+  std::string cert_file;
+  std::string key_file;
+  std::string ca_file;
+  std::string client_cert_file;
+  std::string client_key_file;
+};
+
 struct LogOptions {
   std::string level = "info";  // debug, info, warn, error
 };
@@ -74,6 +112,10 @@ struct TreatyConfig {
   SchedulerOptions scheduler;
   MsgOptions msg;
   std::vector<std::string> sagas;  // saga definition files (globs allowed)
+  AuthOptions auth;
+  ParticipantOptions participants;
+  LimitOptions limits;
+  TlsOptions tls;
   LogOptions log;
   std::string source;  // the file it was read from, for messages
 };
@@ -85,6 +127,17 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
 
 // Reads and parses the file at `path`. A missing or unreadable file is an error naming it.
 Result<TreatyConfig> LoadTreatyConfig(const std::string& path, const Environment& env);
+
+// The tokens of `auth` with their roles: the literal ones and those read from the token files
+// (trimmed). An error names the file that cannot be read or a token shorter than 16 characters.
+struct RoleToken {
+  std::string token;
+  bool admin = false;
+};
+Result<std::vector<RoleToken>> LoadTokens(const AuthOptions& auth);
+
+// True when `host` can only be reached from this machine (localhost, 127.0.0.0/8, ::1).
+bool IsLoopbackHost(const std::string& host);
 
 // `url` with any password replaced by "****", for logs.
 std::string MaskUrlPassword(const std::string& url);

@@ -55,8 +55,8 @@ log: { level: debug }
 
 TEST(TreatyConfig, UnknownKeyNamesFileLineAndKey) {
   EXPECT_EQ(ErrorOf("listen: 127.0.0.1:1\nretyr: {}\n"),
-            "treaty.yaml:2: retyr: unknown key (expected one of: kafka, listen, log, msg, "
-            "node_id, retry, sagas, scheduler, store, timeouts)");
+            "treaty.yaml:2: retyr: unknown key (expected one of: auth, kafka, limits, listen, log, "
+            "msg, node_id, participants, retry, sagas, scheduler, store, timeouts, tls)");
   EXPECT_EQ(ErrorOf("retry:\n  initial: 1s\n  initail: 2s\n"),
             "treaty.yaml:3: retry.initail: unknown key (expected one of: initial, jitter, max, "
             "multiplier)");
@@ -108,13 +108,14 @@ TEST(TreatyConfig, ReportsEveryProblemAtOnce) {
             "treaty.yaml:1: listen: \"nowhere\" is not an address (write host:port, e.g. "
             "127.0.0.1:8420)\n"
             "treaty.yaml:2: retry.jitter: \"-1\" is out of range (between 0 and 1)\n"
-            "treaty.yaml:3: extra: unknown key (expected one of: kafka, listen, log, msg, "
-            "node_id, retry, sagas, scheduler, store, timeouts)");
+            "treaty.yaml:3: extra: unknown key (expected one of: auth, kafka, limits, listen, log, "
+            "msg, node_id, participants, retry, sagas, scheduler, store, timeouts, tls)");
 }
 
 TEST(TreatyConfig, EnvironmentOverridesTheFile) {
   auto r = ParseTreatyConfig("listen: 127.0.0.1:1\nretry: { initial: 1s, max: 5s }\n", "treaty.yaml",
                              FakeEnv({{"TREATY_LISTEN", "0.0.0.0:9000"},
+                                      {"TREATY_AUTH_CLIENT_TOKENS", "client-token-0123456789"},
                                       {"TREATY_RETRY_INITIAL", "300ms"},
                                       {"TREATY_STORE_URL", "postgresql://u@h:1/d"},
                                       {"TREATY_SAGAS", "a.yaml,b.yaml"}}));
@@ -124,6 +125,34 @@ TEST(TreatyConfig, EnvironmentOverridesTheFile) {
   EXPECT_EQ(r->retry.max, std::chrono::seconds(5));
   EXPECT_EQ(r->store.url, "postgresql://u@h:1/d");
   EXPECT_EQ(r->sagas, (std::vector<std::string>{"a.yaml", "b.yaml"}));
+}
+
+TEST(TreatyConfig, BeyondLoopbackNeedsTokensOrAnExplicitNone) {
+  EXPECT_EQ(ErrorOf("listen: 0.0.0.0:8420\n"),
+            "treaty.yaml:1: listen: 0.0.0.0 is reachable from other machines: configure auth "
+            "tokens, or set auth.none: true to run without authentication on purpose");
+  EXPECT_TRUE(ParseTreatyConfig("listen: 0.0.0.0:8420\nauth: { none: true }\n", "t", FakeEnv({})).ok());
+  EXPECT_TRUE(ParseTreatyConfig("listen: 0.0.0.0:8420\nauth: { admin_tokens: [admin-token-0123456789] }\n",
+                                "t", FakeEnv({}))
+                  .ok());
+  EXPECT_TRUE(ParseTreatyConfig("listen: 127.0.0.1:8420\n", "t", FakeEnv({})).ok())
+      << "loopback needs no tokens: the sidecar form";
+  EXPECT_EQ(ErrorOf("auth:\n  client_tokens: [short]\n"),
+            "treaty.yaml:2: auth.client_tokens: a token is shorter than 16 characters");
+  EXPECT_EQ(ErrorOf("auth:\n  none: true\n  admin_tokens: [admin-token-0123456789]\n"),
+            "treaty.yaml:2: auth.none: is true, but tokens are configured too: choose one");
+}
+
+TEST(TreatyConfig, TokensAreNeverDescribed) {
+  auto c = ParseTreatyConfig(
+      "auth: { client_tokens: [client-secret-0123456789], admin_tokens: [admin-secret-0123456789] }\n"
+      "store: { url: \"postgresql://treaty:db-password-42@db:5432/treaty\" }\n",
+      "t", FakeEnv({}));
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  for (const auto& [key, value] : DescribeConfig(*c)) {
+    EXPECT_EQ(value.find("secret"), std::string::npos) << key << "=" << value;
+    EXPECT_EQ(value.find("db-password-42"), std::string::npos) << key << "=" << value;
+  }
 }
 
 TEST(TreatyConfig, BadEnvironmentValueNamesTheVariable) {

@@ -24,6 +24,7 @@
 #include "config/treaty_config.h"
 #include "common/http/http_server.h"
 #include "common/http/router.h"
+#include "coordinator/api/access_policy.h"
 #include "coordinator/api/transactions_api.h"
 #include "coordinator/api/treatyd_routes.h"
 #include "coordinator/core/transaction_driver.h"
@@ -194,7 +195,21 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
       .pool_size = static_cast<int>(config.store.pool_size),
       .group_commit = config.store.group_commit,
   });
-  transport::HttpBranchTransport transport;
+  auto tokens = LoadTokens(config.auth);
+  if (!tokens.ok()) {
+    std::cerr << tokens.status().message() << "\n";
+    kLog.Error("auth tokens cannot be read; not starting", {{"error", tokens.status().message()}});
+    return kExitBadConfig;
+  }
+  if (config.auth.none) {
+    kLog.Warn("auth.none is set: anyone who can reach " + config.listen.ToString() +
+              " may start, abort and retry transactions");
+  }
+  transport::HttpBranchTransport transport(
+      /*max_idle_per_host=*/32, /*call_threads=*/32,
+      transport::TransportTls{.ca_file = config.tls.ca_file,
+                              .client_cert_file = config.tls.client_cert_file,
+                              .client_key_file = config.tls.client_key_file});
   EnvCrashPoints crash_points;
   LoggingObserver log_observer;
   metrics::TreatyMetrics observer(&log_observer);
@@ -236,10 +251,14 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
     kLog.Info("scheduler started", {{"node_id", node_id}});
   });
 
-  api::TransactionsApi transactions(service, driver, &sagas,
-                                    api::TransactionsApiOptions{.ready = [&] {
-                                      return startup.migrated();
-                                    }});
+  api::TransactionsApi transactions(
+      service, driver, &sagas,
+      api::TransactionsApiOptions{
+          .ready = [&] { return startup.migrated(); },
+          .max_branches = static_cast<size_t>(config.limits.max_branches),
+          .max_payload_bytes = static_cast<size_t>(config.limits.max_payload_bytes),
+          .allowlist = std::make_shared<api::UrlAllowlist>(config.participants.allow),
+      });
   api::OperatorEndpoints endpoints{
       .health = [] { return http::ApiResponse{200, "application/json", R"({"status":"ok"})"}; },
       .ready =
@@ -273,8 +292,24 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   };
   http::Router router;
   api::RegisterTreatydRoutes(router, transactions, endpoints);
+  api::AccessPolicy access(std::move(*tokens), config.limits.rate_per_second,
+                           config.limits.rate_burst);
+  router.SetGuard([&access](const http::ApiRequest& r, http::Access level) {
+    return access.Check(r, level);
+  });
 
-  auto server = ServeAndAnnounce(config.listen, router, address_file, kLog);
+  const int threads = static_cast<int>(config.limits.threads);
+  auto server = ServeAndAnnounce(
+      http::HttpServerOptions{
+          .listen = config.listen,
+          .max_body_bytes = static_cast<size_t>(config.limits.max_body_bytes),
+          .max_threads = threads,
+          .max_queued = std::max(1, static_cast<int>(config.limits.max_connections) - threads),
+          .read_timeout = config.limits.read_timeout,
+          .tls_cert_file = config.tls.cert_file,
+          .tls_key_file = config.tls.key_file,
+      },
+      router, address_file, kLog);
   if (!server.ok()) return kExitServeFailed;
 
   kLog.Info("stop requested", {{"signal", WaitForStopSignal([&] {

@@ -6,9 +6,12 @@
 #include <yaml-cpp/yaml.h>
 
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "integration-tests/harness/binaries.h"
+#include "integration-tests/harness/process.h"
+#include "integration-tests/harness/temp_dir.h"
 
 namespace treaty::harness {
 namespace {
@@ -32,6 +35,36 @@ TEST(DeployTest, ComposeFileParsesAndUsesTheDemoConfigs) {
     EXPECT_TRUE(std::filesystem::exists(local)) << name << " mounts " << local;
   }
   EXPECT_TRUE(std::filesystem::exists(std::string(kSourceDir) + "/deploy/Dockerfile"));
+
+  // Each process's config file with the compose file's environment (defaults of ${VAR:-x}
+  // taken) is valid: e.g. treatyd listening on 0.0.0.0 has its tokens.
+  const std::map<std::string, std::string> binaries = {{"treatyd", kTreatydPath},
+                                                       {"order-svc", kOrderSvcPath},
+                                                       {"inventory-svc", kInventorySvcPath},
+                                                       {"treaty-relay", kRelayPath}};
+  for (const auto& [name, binary] : binaries) {
+    std::vector<std::pair<std::string, std::string>> env;
+    for (auto it = services[name]["environment"].begin(); it != services[name]["environment"].end(); ++it) {
+      std::string value = it->second.Scalar();
+      if (value.rfind("${", 0) == 0 && value.find(":-") != std::string::npos) {
+        value = value.substr(value.find(":-") + 2, value.size() - value.find(":-") - 3);
+      }
+      env.emplace_back(it->first.Scalar(), value);
+    }
+    std::string config = services[name]["entrypoint"][2].Scalar();
+    auto dir = TempDir::Create("compose-check");
+    ASSERT_TRUE(dir.ok());
+    auto p = Process::Start(ProcessSpec{
+        .name = name,
+        .argv = {binary, "--check-config", std::string(kSourceDir) + "/config/" + config.substr(12)},
+        .env = env,
+        .log_path = dir->File("check.log"),
+        .cwd = std::string(kSourceDir) + "/config"});
+    ASSERT_TRUE(p.ok());
+    auto code = (*p)->Wait(std::chrono::seconds(30));
+    ASSERT_TRUE(code.ok());
+    EXPECT_EQ(*code, 0) << name << " with the compose environment: " << (*p)->ReadLog();
+  }
   EXPECT_TRUE(std::filesystem::exists(std::string(kSourceDir) + "/config/sagas/place-order.yaml"));
 }
 

@@ -7,7 +7,7 @@ TREATY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TREATY_PACKAGES=(
   g++ cmake ninja-build pkg-config
   libpqxx-dev libpoco-dev librdkafka-dev libyaml-cpp-dev libgtest-dev libgmock-dev
-  postgresql chromium chromium-driver
+  postgresql chromium chromium-driver openssl
 )
 
 treaty_say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -1,23 +1,40 @@
 #include "common/http/http_client.h"
 
 #include <Poco/Exception.h>
+#include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/SSLManager.h>
+
+#include "common/http/tls.h"
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
 
+#include <memory>
 #include <sstream>
 
 namespace treaty::http {
 
 Result<HttpReply> HttpCall(const std::string& method, const std::string& url,
-                           const std::string& body, Duration timeout) {
+                           const std::string& body, const CallOptions& options) {
   try {
     Poco::URI uri(url);
-    Poco::Net::HTTPClientSession session(uri.getHost(), uri.getPort());
-    session.setTimeout(Poco::Timespan(static_cast<long>(timeout.count()) * 1000));
+    std::unique_ptr<Poco::Net::HTTPClientSession> owned;
+    if (uri.getScheme() == "https") {
+      InitTls();
+      Poco::Net::Context::Ptr context = new Poco::Net::Context(
+          Poco::Net::Context::TLS_CLIENT_USE, "", "", options.ca_file,
+          Poco::Net::Context::VERIFY_RELAXED, 9, /*loadDefaultCAs=*/options.ca_file.empty());
+      owned = std::make_unique<Poco::Net::HTTPSClientSession>(uri.getHost(), uri.getPort(), context);
+    } else {
+      owned = std::make_unique<Poco::Net::HTTPClientSession>(uri.getHost(), uri.getPort());
+    }
+    Poco::Net::HTTPClientSession& session = *owned;
+    session.setTimeout(Poco::Timespan(static_cast<long>(options.timeout.count()) * 1000));
     Poco::Net::HTTPRequest req(method, uri.getPathAndQuery(), Poco::Net::HTTPMessage::HTTP_1_1);
+    for (const auto& [name, value] : options.headers) req.set(name, value);
     if (!body.empty()) {
       req.setContentType("application/json");
       req.setContentLength(static_cast<std::streamsize>(body.size()));

@@ -4,6 +4,8 @@
 // participants calling treatyd, the tests). Poco exceptions stop here.
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/duration.h"
 #include "common/status.h"
@@ -16,10 +18,22 @@ struct HttpReply {
   std::string content_type;
 };
 
-// `url` is absolute (http://host:port/path). A connection failure or timeout is an error, any
-// HTTP answer (also 4xx/5xx) a reply.
+struct CallOptions {
+  Duration timeout = std::chrono::seconds(10);
+  std::vector<std::pair<std::string, std::string>> headers;  // e.g. Authorization
+  // https: the server's certificate is verified against this CA file (empty: the system's CAs).
+  std::string ca_file;
+};
+
+// `url` is absolute (http:// or https://host:port/path). A connection failure, a timeout or a
+// certificate that does not verify is an error; any HTTP answer (also 4xx/5xx) a reply.
 Result<HttpReply> HttpCall(const std::string& method, const std::string& url,
-                           const std::string& body = "",
-                           Duration timeout = std::chrono::seconds(10));
+                           const std::string& body, const CallOptions& options);
+
+inline Result<HttpReply> HttpCall(const std::string& method, const std::string& url,
+                                  const std::string& body = "",
+                                  Duration timeout = std::chrono::seconds(10)) {
+  return HttpCall(method, url, body, CallOptions{.timeout = timeout});
+}
 
 }  // namespace treaty::http

@@ -7,6 +7,11 @@
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/Context.h>
+#include <Poco/Net/SSLManager.h>
+
+#include "common/http/tls.h"
+#include <Poco/Net/SecureServerSocket.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/String.h>
@@ -66,6 +71,7 @@ class RouterHandler : public Poco::Net::HTTPRequestHandler {
     Poco::URI uri(req.getURI());
     ApiRequest r;
     r.method = req.getMethod();
+    r.remote = req.clientAddress().toString();
     r.path = uri.getPath();
     for (const auto& [k, v] : uri.getQueryParameters()) r.query[k] = v;
     for (const auto& [k, v] : req) r.headers[Poco::toLower(k)] = v;
@@ -126,16 +132,30 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
                                                       const Router& router) {
   try {
-    Poco::Net::ServerSocket socket(Poco::Net::SocketAddress(options.listen.host, options.listen.port),
-                                   /*backlog=*/256);
-    HostPort bound{options.listen.host, socket.address().port()};
+    Poco::Net::SocketAddress address(options.listen.host, options.listen.port);
+    std::unique_ptr<Poco::Net::ServerSocket> socket;
+    if (!options.tls_cert_file.empty()) {
+      InitTls();
+      Poco::Net::Context::Ptr context = new Poco::Net::Context(
+          Poco::Net::Context::TLS_SERVER_USE, options.tls_key_file, options.tls_cert_file, "",
+          Poco::Net::Context::VERIFY_NONE);
+      context->disableProtocols(Poco::Net::Context::PROTO_SSLV2 | Poco::Net::Context::PROTO_SSLV3 |
+                                Poco::Net::Context::PROTO_TLSV1 | Poco::Net::Context::PROTO_TLSV1_1);
+      socket = std::make_unique<Poco::Net::SecureServerSocket>(address, /*backlog=*/256, context);
+    } else {
+      socket = std::make_unique<Poco::Net::ServerSocket>(address, /*backlog=*/256);
+    }
+    HostPort bound{options.listen.host, socket->address().port()};
     auto* params = new Poco::Net::HTTPServerParams();
     params->setMaxThreads(options.max_threads);
     params->setMaxQueued(options.max_queued);
     params->setKeepAlive(true);
+    const auto timeout_us = std::chrono::duration_cast<std::chrono::microseconds>(options.read_timeout).count();
+    params->setTimeout(Poco::Timespan(timeout_us));
+    params->setKeepAliveTimeout(Poco::Timespan(timeout_us));
     auto impl = std::make_unique<Impl>();
     impl->server = std::make_unique<Poco::Net::HTTPServer>(
-        new RouterHandlerFactory(router, options.max_body_bytes, impl->in_flight), socket, params);
+        new RouterHandlerFactory(router, options.max_body_bytes, impl->in_flight), *socket, params);
     impl->server->start();
     std::unique_ptr<HttpServer> s(new HttpServer(std::move(impl)));
     s->address_ = bound;

@@ -31,10 +31,17 @@ ApiResponse JsonError(int status, std::string_view code, std::string_view messag
   return ApiResponse{status, "application/json", std::move(body)};
 }
 
-void Router::Add(std::string method, std::string pattern, Handler handler) {
+void Router::Add(std::string method, std::string pattern, Handler handler, Access access) {
   std::vector<std::string> segments = Split(pattern);
   routes_.push_back(Route{std::move(method), std::move(pattern), std::move(segments),
-                          std::move(handler)});
+                          std::move(handler), access});
+}
+
+Access Router::AccessOf(const std::string& method, const std::string& pattern) const {
+  for (const Route& r : routes_) {
+    if (r.method == method && r.pattern == pattern) return r.access;
+  }
+  return Access::kPublic;
 }
 
 std::vector<std::pair<std::string, std::string>> Router::Routes() const {
@@ -63,6 +70,9 @@ ApiResponse Router::Dispatch(ApiRequest request) const {
     path_matched = true;
     if (route.method != request.method) continue;
     request.path_params = std::move(params);
+    if (guard_) {
+      if (std::optional<ApiResponse> refused = guard_(request, route.access)) return *refused;
+    }
     return route.handler(request);
   }
   if (path_matched) {

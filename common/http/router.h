@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -15,6 +16,7 @@ namespace treaty::http {
 
 struct ApiRequest {
   std::string method;
+  std::string remote;                               // the client's address, "host:port"
   std::string path;                                 // without the query string
   std::map<std::string, std::string> query;         // decoded query parameters
   std::map<std::string, std::string> path_params;   // filled by the router: {gid} -> value
@@ -35,11 +37,21 @@ ApiResponse JsonError(int status, std::string_view code, std::string_view messag
 
 using Handler = std::function<ApiResponse(const ApiRequest&)>;
 
+// Who may call a route: anyone, a client, or an operator. What a role means is the guard's.
+enum class Access { kPublic, kClient, kAdmin };
+
+// Runs before a matched route's handler: an answer (401, 403, 429, ...) stops the request there.
+using Guard = std::function<std::optional<ApiResponse>(const ApiRequest&, Access)>;
+
 // Routes by exact method and a path pattern whose "{name}" segments match one non-empty segment.
 // Add() before serving; Dispatch() is then safe from many threads.
 class Router {
  public:
-  void Add(std::string method, std::string pattern, Handler handler);
+  void Add(std::string method, std::string pattern, Handler handler,
+           Access access = Access::kPublic);
+
+  // Installs the guard every matched request passes first (none by default). Before serving.
+  void SetGuard(Guard guard) { guard_ = std::move(guard); }
 
   // The matching handler's answer; 404 when no pattern matches the path, 405 when one does but
   // not for this method.
@@ -47,6 +59,8 @@ class Router {
 
   // Every route as (method, pattern), in the order added: for documentation checks.
   std::vector<std::pair<std::string, std::string>> Routes() const;
+  // The access level of the route (method, pattern); kPublic when there is none.
+  Access AccessOf(const std::string& method, const std::string& pattern) const;
 
  private:
   struct Route {
@@ -54,8 +68,10 @@ class Router {
     std::string pattern;
     std::vector<std::string> segments;
     Handler handler;
+    Access access;
   };
   std::vector<Route> routes_;
+  Guard guard_;
 };
 
 }  // namespace treaty::http

@@ -201,23 +201,38 @@ std::optional<FieldError> GetDuration(const Object& o, const std::string& key,
   return std::nullopt;
 }
 
-std::optional<FieldError> CheckUrl(const std::string& url, const std::string& field) {
+// An http(s) URL with a host, which participants.allow admits (when an allowlist is given).
+std::optional<FieldError> CheckUrl(const std::string& url, const std::string& field,
+                                   const UrlAllowlist* allow) {
   try {
     Poco::URI uri(url);
-    // https to participants comes with TLS support; until then it would never succeed.
-    if (uri.getScheme() != "http") return FieldError{field, "must be an http:// URL"};
+    if (uri.getScheme() != "http" && uri.getScheme() != "https") {
+      return FieldError{field, "must be an http:// or https:// URL"};
+    }
     if (uri.getHost().empty()) return FieldError{field, "URL has no host"};
   } catch (const Poco::Exception& e) {
     return FieldError{field, "not a valid URL: " + e.message()};
   }
+  if (allow != nullptr && !allow->Allows(url)) {
+    std::string entries;
+    for (const std::string& e : allow->entries()) entries += (entries.empty() ? "" : ", ") + e;
+    return FieldError{field, url + " is not an allowed participant (participants.allow: " +
+                                 entries + ")"};
+  }
   return std::nullopt;
 }
+
+// What every branch is checked against besides its shape.
+struct BranchLimits {
+  const UrlAllowlist* allow = nullptr;
+  size_t max_payload_bytes = 0;
+};
 
 // `ops`: the mode's ops, each allowed; `required`: those that must be given.
 std::optional<FieldError> ParseBranch(const Object& o, const std::string& prefix,
                                       const std::vector<std::string>& ops,
                                       const std::vector<std::string>& required,
-                                      core::BranchSpec* out) {
+                                      const BranchLimits& limits, core::BranchSpec* out) {
   std::set<std::string> allowed = {"id", "payload", "timeout"};
   allowed.insert(ops.begin(), ops.end());
   bool saga = std::find(ops.begin(), ops.end(), "action") != ops.end();
@@ -237,10 +252,16 @@ std::optional<FieldError> ParseBranch(const Object& o, const std::string& prefix
     }
     std::string url;
     if (auto e = GetString(o, op, prefix + op, &url)) return e;
-    if (auto e = CheckUrl(url, prefix + op)) return e;
+    if (auto e = CheckUrl(url, prefix + op, limits.allow)) return e;
     out->urls[op] = url;
   }
   if (o.has("payload")) out->payload_json = Stringify(o.get("payload"));
+  if (out->payload_json.size() > limits.max_payload_bytes) {
+    return FieldError{prefix + "payload", "is " + std::to_string(out->payload_json.size()) +
+                                              " bytes; at most " +
+                                              std::to_string(limits.max_payload_bytes) +
+                                              " (limits.max_payload_bytes)"};
+  }
   if (o.has("after")) {
     const Poco::Dynamic::Var& v = o.get("after");
     if (v.type() != typeid(Array::Ptr)) return FieldError{prefix + "after", "must be a list of step ids"};
@@ -269,27 +290,38 @@ TransactionsApi::TransactionsApi(core::TransactionService& service,
                                  TransactionsApiOptions options)
     : service_(service), driver_(driver), sagas_(sagas), options_(options) {}
 
+namespace {
+BranchLimits MakeLimits(const TransactionsApiOptions& o) {
+  return BranchLimits{o.allowlist.get(), o.max_payload_bytes};
+}
+}  // namespace
+
 void TransactionsApi::Register(Router& router) {
   using Method = ApiResponse (TransactionsApi::*)(const ApiRequest&);
-  auto add = [&](const char* verb, const char* pattern, Method m) {
-    router.Add(verb, pattern, [this, m](const ApiRequest& r) {
-      if (!options_.ready()) {
-        return JsonError(503, "unavailable", "treatyd is starting: the store is not ready yet");
-      }
-      return (this->*m)(r);
-    });
+  auto add = [&](const char* verb, const char* pattern, Method m, http::Access access) {
+    router.Add(
+        verb, pattern,
+        [this, m](const ApiRequest& r) {
+          if (!options_.ready()) {
+            return JsonError(503, "unavailable", "treatyd is starting: the store is not ready yet");
+          }
+          return (this->*m)(r);
+        },
+        access);
   };
-  add("POST", "/v1/transactions", &TransactionsApi::Begin);
-  add("GET", "/v1/transactions", &TransactionsApi::List);
-  add("GET", "/v1/transactions/{gid}", &TransactionsApi::Get);
-  add("POST", "/v1/transactions/{gid}/branches", &TransactionsApi::AddBranch);
-  add("POST", "/v1/transactions/{gid}/submit", &TransactionsApi::Submit);
-  add("POST", "/v1/transactions/{gid}/abort", &TransactionsApi::Abort);
-  add("POST", "/v1/transactions/{gid}/retry", &TransactionsApi::Retry);
-  add("GET", "/v1/stats", &TransactionsApi::Stats);
-  add("GET", "/v1/sagas", &TransactionsApi::ListSagas);
-  add("POST", "/v1/sagas/reload", &TransactionsApi::ReloadSagas);
-  add("POST", "/v1/sagas/{name}", &TransactionsApi::StartSaga);
+  // Clients run transactions and read them; operators also retry and reload.
+  using http::Access;
+  add("POST", "/v1/transactions", &TransactionsApi::Begin, Access::kClient);
+  add("GET", "/v1/transactions", &TransactionsApi::List, Access::kClient);
+  add("GET", "/v1/transactions/{gid}", &TransactionsApi::Get, Access::kClient);
+  add("POST", "/v1/transactions/{gid}/branches", &TransactionsApi::AddBranch, Access::kClient);
+  add("POST", "/v1/transactions/{gid}/submit", &TransactionsApi::Submit, Access::kClient);
+  add("POST", "/v1/transactions/{gid}/abort", &TransactionsApi::Abort, Access::kClient);
+  add("POST", "/v1/transactions/{gid}/retry", &TransactionsApi::Retry, Access::kAdmin);
+  add("GET", "/v1/stats", &TransactionsApi::Stats, Access::kClient);
+  add("GET", "/v1/sagas", &TransactionsApi::ListSagas, Access::kClient);
+  add("POST", "/v1/sagas/reload", &TransactionsApi::ReloadSagas, Access::kAdmin);
+  add("POST", "/v1/sagas/{name}", &TransactionsApi::StartSaga, Access::kClient);
 }
 
 ApiResponse TransactionsApi::Answer(const core::BeginOutcome& begun, bool wait) {
@@ -326,6 +358,15 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
   if (!branches.ok()) {
     const std::string& m = branches.status().message();
     return BadField({m.substr(0, m.find(' ')), m});
+  }
+  // The definition's URLs are the operator's, but filled from the input and the environment:
+  // they pass the same allowlist as a client's.
+  for (const core::BranchSpec& b : *branches) {
+    for (const auto& [op, url] : b.urls) {
+      if (auto e = CheckUrl(url, "steps." + b.id + "." + op, options_.allowlist.get())) {
+        return BadField(*e);
+      }
+    }
   }
   req.branches = std::move(*branches);
   req.definition = def->name + "@" + def->version;
@@ -404,7 +445,7 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
     if (body->has("timeout")) return BadField({"timeout", "a msg transaction has check_back instead"});
     if (!body->has("query")) return BadField({"query", "is required (the service's check-back URL)"});
     if (auto e = GetString(*body, "query", "query", &req.query_url)) return BadField(*e);
-    if (auto e = CheckUrl(req.query_url, "query")) return BadField(*e);
+    if (auto e = CheckUrl(req.query_url, "query", options_.allowlist.get())) return BadField(*e);
     if (auto e = GetDuration(*body, "check_back", "check_back", &req.timeout)) return BadField(*e);
     if (body->has("messages")) {
       if (body->get("messages").type() != typeid(Array::Ptr)) {
@@ -427,6 +468,12 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
         if (auto e = GetString(*m, "key", prefix + ".key", &spec.key)) return BadField(*e);
         if (!m->has("payload")) return BadField({prefix + ".payload", "is required"});
         spec.value_json = Stringify(m->get("payload"));
+        if (spec.value_json.size() > options_.max_payload_bytes) {
+          return BadField({prefix + ".payload",
+                           "is " + std::to_string(spec.value_json.size()) + " bytes; at most " +
+                               std::to_string(options_.max_payload_bytes) +
+                               " (limits.max_payload_bytes)"});
+        }
         if (m->has("headers")) {
           if (m->get("headers").type() != typeid(Object::Ptr)) {
             return BadField({prefix + ".headers", "must be an object of strings"});
@@ -459,7 +506,7 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
       if (!list->isObject(i)) return BadField({prefix.substr(0, prefix.size() - 1), "must be an object"});
       core::BranchSpec b;
       if (auto e = ParseBranch(*list->getObject(i), prefix, processor->BranchOps(),
-                               processor->RequiredOps(/*registered=*/false), &b)) {
+                               processor->RequiredOps(/*registered=*/false), MakeLimits(options_), &b)) {
         return BadField(*e);
       }
       if (!ids.insert(b.id).second) {
@@ -490,7 +537,7 @@ ApiResponse TransactionsApi::AddBranch(const ApiRequest& r) {
   if (processor == nullptr) return JsonError(409, "conflict", "mode not served");
   core::BranchSpec b;
   if (auto e = ParseBranch(*std::get<Object::Ptr>(parsed), "", processor->BranchOps(),
-                           processor->RequiredOps(/*registered=*/true), &b)) {
+                           processor->RequiredOps(/*registered=*/true), MakeLimits(options_), &b)) {
     return BadField(*e);
   }
   if (tx->BranchIds().size() >= options_.max_branches) {

@@ -16,9 +16,11 @@
 //   POST /v1/sagas/reload                  load the definition files again
 
 #include <functional>
+#include <memory>
 
 #include "common/duration.h"
 #include "common/http/router.h"
+#include "coordinator/api/url_allowlist.h"
 #include "coordinator/core/transaction_service.h"
 #include "saga/saga_registry.h"
 
@@ -33,6 +35,9 @@ struct TransactionsApiOptions {
   std::function<bool()> ready = [] { return true; };
   Duration max_wait = std::chrono::seconds(60);  // the longest a "wait" request is held open
   size_t max_branches = 64;
+  size_t max_payload_bytes = 64 << 10;  // one branch's payload, one message's value
+  // The participants that may be called; null: any (unit tests).
+  std::shared_ptr<const UrlAllowlist> allowlist;
 };
 
 class TransactionsApi {

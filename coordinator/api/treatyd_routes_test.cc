@@ -92,6 +92,19 @@ TEST_F(TreatydRoutesTest, EveryDocumentedOperationIsServed) {
   }
 }
 
+TEST_F(TreatydRoutesTest, EachRoutesAccessIsTheDocumentedOne) {
+  YAML::Node spec = YAML::Load(std::string(console::OpenApiDocument()));
+  for (const auto& [method, pattern] : router_.Routes()) {
+    YAML::Node op = spec["paths"][pattern][method == "GET" ? "get" : "post"];
+    ASSERT_TRUE(op.IsDefined()) << method << " " << pattern;
+    const bool documented_public = op["security"].IsDefined() && op["security"].size() == 0;
+    const bool documented_admin = op["responses"]["403"].IsDefined();
+    http::Access access = router_.AccessOf(method, pattern);
+    EXPECT_EQ(access == http::Access::kPublic, documented_public) << method << " " << pattern;
+    EXPECT_EQ(access == http::Access::kAdmin, documented_admin) << method << " " << pattern;
+  }
+}
+
 TEST_F(TreatydRoutesTest, TheConsoleIsServedWithItsContentTypes) {
   http::ApiRequest page{.method = "GET", .path = "/"};
   http::ApiResponse r = router_.Dispatch(page);

@@ -4,6 +4,10 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/SSLManager.h>
+
+#include "common/http/tls.h"
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/URI.h>
@@ -39,8 +43,18 @@ std::string Shorten(std::string s) {
 
 }  // namespace
 
-HttpBranchTransport::HttpBranchTransport(int max_idle_per_host, int call_threads)
+HttpBranchTransport::HttpBranchTransport(int max_idle_per_host, int call_threads,
+                                         const TransportTls& tls)
     : max_idle_per_host_(max_idle_per_host) {
+  // Participants' certificates are verified (chain and host name) against ca_file, or the
+  // system's CAs; a client certificate is presented when configured (mTLS).
+  http::InitTls();
+  tls_ = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, tls.client_key_file,
+                                tls.client_cert_file, tls.ca_file,
+                                Poco::Net::Context::VERIFY_RELAXED, 9,
+                                /*loadDefaultCAs=*/tls.ca_file.empty());
+  tls_->disableProtocols(Poco::Net::Context::PROTO_SSLV2 | Poco::Net::Context::PROTO_SSLV3 |
+                         Poco::Net::Context::PROTO_TLSV1 | Poco::Net::Context::PROTO_TLSV1_1);
   for (int i = 0; i < call_threads; ++i) threads_.emplace_back([this] { CallLoop(); });
 }
 
@@ -67,10 +81,11 @@ void HttpBranchTransport::CallLoop() {
   }
 }
 
-std::unique_ptr<HttpBranchTransport::Session> HttpBranchTransport::Borrow(const std::string& host,
+std::unique_ptr<HttpBranchTransport::Session> HttpBranchTransport::Borrow(const std::string& scheme,
+                                                                          const std::string& host,
                                                                           uint16_t port,
                                                                           bool* reused) {
-  std::string key = host + ":" + std::to_string(port);
+  std::string key = scheme + "://" + host + ":" + std::to_string(port);
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto& pool = idle_[key];
@@ -82,7 +97,12 @@ std::unique_ptr<HttpBranchTransport::Session> HttpBranchTransport::Borrow(const 
     }
   }
   *reused = false;
-  auto s = std::make_unique<Session>(host, port);
+  std::unique_ptr<Session> s;
+  if (scheme == "https") {
+    s = std::make_unique<Poco::Net::HTTPSClientSession>(host, port, tls_);
+  } else {
+    s = std::make_unique<Session>(host, port);
+  }
   s->setKeepAlive(true);
   return s;
 }
@@ -109,16 +129,16 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call) {
     reply.detail = "bad URL: " + e.displayText();
     return reply;
   }
-  if (uri.getScheme() != "http") {
+  if (uri.getScheme() != "http" && uri.getScheme() != "https") {
     reply.detail = "unsupported URL scheme: " + uri.getScheme();
     return reply;
   }
-  std::string key = uri.getHost() + ":" + std::to_string(uri.getPort());
+  std::string key = uri.getScheme() + "://" + uri.getHost() + ":" + std::to_string(uri.getPort());
   // A pooled session may have been closed by the participant while idle; every op is idempotent,
   // so one more try on a fresh connection is safe.
   for (int attempt = 0; attempt < 2; ++attempt) {
     bool reused = false;
-    std::unique_ptr<Session> session = Borrow(uri.getHost(), uri.getPort(), &reused);
+    std::unique_ptr<Session> session = Borrow(uri.getScheme(), uri.getHost(), uri.getPort(), &reused);
     try {
       // setTimeout applies when a session connects; a pooled, connected one needs its socket's
       // timeouts set for this call.

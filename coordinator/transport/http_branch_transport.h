@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include <Poco/Net/Context.h>
+
 #include "coordinator/core/branch_transport.h"
 
 namespace Poco::Net {
@@ -23,12 +25,22 @@ class HTTPClientSession;
 
 namespace treaty::transport {
 
+// Where participants' certificates are checked against, and the client certificate (optional).
+struct TransportTls {
+  std::string ca_file;  // empty: the system's CAs
+  std::string client_cert_file;
+  std::string client_key_file;
+};
+
+// Calls participants over HTTP or HTTPS, keeping connections alive per scheme, host and port.
+// Redirects are not followed: a 3xx answer is an unknown outcome, like any other non-2xx.
 class HttpBranchTransport : public core::BranchTransport {
  public:
   // `max_idle_per_host` bounds the pooled idle sessions per host:port. `call_threads` make the
   // calls of a CallAll() beside the calling thread (threads are not started per call: creating
   // one costs more than a call to a nearby participant).
-  explicit HttpBranchTransport(int max_idle_per_host = 32, int call_threads = 32);
+  explicit HttpBranchTransport(int max_idle_per_host = 32, int call_threads = 32,
+                               const TransportTls& tls = {});
   ~HttpBranchTransport() override;
 
   std::vector<core::BranchReply> CallAll(const std::vector<core::BranchCall>& calls) override;
@@ -39,12 +51,14 @@ class HttpBranchTransport : public core::BranchTransport {
  private:
   using Session = Poco::Net::HTTPClientSession;
   core::BranchReply CallOnce(const core::BranchCall& call);
-  std::unique_ptr<Session> Borrow(const std::string& host, uint16_t port, bool* reused);
+  std::unique_ptr<Session> Borrow(const std::string& scheme, const std::string& host,
+                                  uint16_t port, bool* reused);
   void Return(const std::string& key, std::unique_ptr<Session> session);
 
   void CallLoop();
 
   const int max_idle_per_host_;
+  Poco::Net::Context::Ptr tls_;
   std::mutex mu_;
   std::map<std::string, std::vector<std::unique_ptr<Session>>> idle_;  // guarded by mu_
 

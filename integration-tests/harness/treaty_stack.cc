@@ -26,7 +26,8 @@ std::string ParticipantConfig(const PgCluster& pg, const std::string& db,
   return "listen: 127.0.0.1:" + std::to_string(port) + "\n" +
          (kafka.empty() ? std::string() : "kafka: { bootstrap_servers: \"" + kafka + "\" }\n") +
          "database: { url: \"" + pg.Url(db) + "\", pool_size: 16 }\n"
-         "coordinator: { url: \"" + coordinator + "\" }\n"
+         "coordinator: { url: \"" + coordinator + "\"" +
+         (o.client_token.empty() ? std::string() : ", token: \"" + o.client_token + "\"") + " }\n"
          "sweep: { interval: " + o.sweep_interval + ", older_than: " + o.sweep_older_than + " }\n";
 }
 
@@ -74,6 +75,7 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
     options.treatyd_env.insert(options.treatyd_env.end(), s->saga_env_.begin(),
                                s->saga_env_.end());
   }
+  s->client_token_ = options.client_token;
   auto t = Service::Start(ServiceSpec{.name = "treatyd",
                                       .binary = kTreatydPath,
                                       .config_yaml = TestTreatydConfig(*s->pg_, extra, options.retry),
@@ -195,7 +197,9 @@ Result<int> TreatyStack::PreparedCount(const std::string& database) {
 }
 
 std::string TreatyStack::StatusOf(const std::string& gid) {
-  auto r = HttpCall("GET", treatyd_->base_url() + "/v1/transactions/" + gid);
+  http::CallOptions options;
+  if (!client_token_.empty()) options.headers.emplace_back("Authorization", "Bearer " + client_token_);
+  auto r = HttpCall("GET", treatyd_->base_url() + "/v1/transactions/" + gid, "", options);
   if (!r.ok() || r->status != 200) return "";
   try {
     Poco::JSON::Parser parser;

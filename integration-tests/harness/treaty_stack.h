@@ -29,6 +29,9 @@ struct StackOptions {
   // ports are chosen first and passed to treatyd as TREATY_DEMO_ORDER_URL and
   // TREATY_DEMO_INVENTORY_URL, which config/sagas/place-order.yaml uses.
   std::vector<std::string> saga_files;
+  // A client token treatyd accepts (put it in treatyd_extra_yaml's auth): the participants and
+  // the stack's own status calls send it.
+  std::string client_token;
 };
 
 class TreatyStack {
@@ -87,6 +90,7 @@ class TreatyStack {
   std::unique_ptr<Service> inventory_;
   std::unique_ptr<Service> relay_;
   std::vector<std::pair<std::string, std::string>> saga_env_;  // the participants' URLs
+  std::string client_token_;
 };
 
 // config/sagas/place-order.yaml in the source tree.

@@ -25,20 +25,17 @@ namespace {
 
 // Asks the coordinator for a transaction's status: "" when it does not know the gid (404),
 // nullopt when it could not be asked.
-std::optional<std::string> CoordinatorStatus(const std::string& base, const std::string& gid) {
+std::optional<std::string> CoordinatorStatus(const std::string& base, const std::string& token,
+                                             const std::string& gid) {
+  http::CallOptions options{.timeout = std::chrono::seconds(5)};
+  if (!token.empty()) options.headers.emplace_back("Authorization", "Bearer " + token);
+  auto r = http::HttpCall("GET", base + "/v1/transactions/" + gid, "", options);
+  if (!r.ok()) return std::nullopt;
+  if (r->status == 404) return std::string();
+  if (r->status != 200) return std::nullopt;
   try {
-    Poco::URI uri(base);
-    Poco::Net::HTTPClientSession session(uri.getHost(), uri.getPort());
-    session.setTimeout(Poco::Timespan(5, 0));
-    Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, "/v1/transactions/" + gid,
-                               Poco::Net::HTTPMessage::HTTP_1_1);
-    session.sendRequest(req);
-    Poco::Net::HTTPResponse resp;
-    std::istream& in = session.receiveResponse(resp);
-    if (resp.getStatus() == Poco::Net::HTTPResponse::HTTP_NOT_FOUND) return std::string();
-    if (resp.getStatus() != Poco::Net::HTTPResponse::HTTP_OK) return std::nullopt;
     Poco::JSON::Parser parser;
-    auto o = parser.parse(in).extract<Poco::JSON::Object::Ptr>();
+    auto o = parser.parse(r->body).extract<Poco::JSON::Object::Ptr>();
     return o->optValue<std::string>("status", "");
   } catch (const Poco::Exception&) {
     return std::nullopt;
@@ -77,7 +74,7 @@ class PreparedSweep {
     auto prepared = resource_.ListPrepared(config_.sweep_older_than);
     if (!prepared.ok()) return;
     for (const auto& p : *prepared) {
-      auto status = CoordinatorStatus(config_.coordinator_url, p.gid);
+      auto status = CoordinatorStatus(config_.coordinator_url, config_.coordinator_token, p.gid);
       if (!status) continue;  // cannot ask now: keep it, ask again later
       bool commit = *status == "committing" || *status == "committed";
       bool abort = status->empty() || *status == "aborting" || *status == "aborted";
@@ -104,10 +101,12 @@ class PreparedSweep {
 std::string g_events_topic = "orders.events";  // set once before serving
 std::string g_self_url;                         // set once when serving
 std::string g_coordinator_url;                  // set once before serving
+std::string g_coordinator_token;                // set once before serving
 
 int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const ServeArgs& args) {
   g_events_topic = config.events_topic;
   g_coordinator_url = config.coordinator_url;
+  g_coordinator_token = config.coordinator_token;
   SetLogLevel(*ParseLogLevel(config.log_level));
   Logger log(spec.name);
   log.Info("starting", {{"listen", config.listen.ToString()},
@@ -225,7 +224,11 @@ const std::string& SelfUrl() { return g_self_url; }
 Result<std::pair<int, std::string>> CallCoordinator(const std::string& method,
                                                     const std::string& path,
                                                     const std::string& body) {
-  auto r = http::HttpCall(method, g_coordinator_url + path, body, std::chrono::seconds(10));
+  http::CallOptions options{.timeout = std::chrono::seconds(10)};
+  if (!g_coordinator_token.empty()) {
+    options.headers.emplace_back("Authorization", "Bearer " + g_coordinator_token);
+  }
+  auto r = http::HttpCall(method, g_coordinator_url + path, body, options);
   if (!r.ok()) return r.status();
   return std::pair<int, std::string>{r->status, r->body};
 }

@@ -16,6 +16,7 @@ Result<ParticipantConfig> LoadParticipantConfig(const std::string& path,
   r.Url("database.url", &c.database_url, {"postgresql", "postgres"});
   r.Int("database.pool_size", &c.pool_size, 1, 200);
   r.Url("coordinator.url", &c.coordinator_url, {"http", "https"});
+  r.String("coordinator.token", &c.coordinator_token);
   r.DurationAtLeast("sweep.interval", &c.sweep_interval, std::chrono::milliseconds(10));
   r.DurationAtLeast("sweep.older_than", &c.sweep_older_than, std::chrono::milliseconds(0));
   r.OneOf("log.level", &c.log_level, {"debug", "info", "warn", "error"});

@@ -4,7 +4,7 @@
 //
 //   listen: 127.0.0.1:8502
 //   database: { url: postgresql://..., pool_size: 8 }
-//   coordinator: { url: http://127.0.0.1:8420 }     # asked about prepared transactions
+//   coordinator: { url: http://127.0.0.1:8420, token: ... }   # asked about prepared transactions
 //   sweep: { interval: 10s, older_than: 30s }         # presumed-abort sweep of prepared xacts
 //   log: { level: info }
 //   events: { topic: orders.events }
@@ -25,6 +25,8 @@ struct ParticipantConfig {
   std::string database_url = "postgresql://postgres@127.0.0.1:5432/postgres";
   int64_t pool_size = 8;
   std::string coordinator_url = "http://127.0.0.1:8420";
+  // A client token for treatyd (auth.client_tokens there); empty: none sent.
+  std::string coordinator_token;
   Duration sweep_interval = std::chrono::seconds(10);
   Duration sweep_older_than = std::chrono::seconds(30);
   std::string log_level = "info";

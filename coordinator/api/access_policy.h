@@ -1,0 +1,51 @@
+#pragma once
+
+// Who may use treatyd's API, and how often: the router's guard (see http::Guard).
+//
+// With no tokens configured every request is let in (treatyd then listens on loopback only, or
+// auth.none was set on purpose). Otherwise a non-public route needs "Authorization: Bearer T":
+// no or an unknown token is 401, a client token on an admin route 403. Tokens are compared in
+// constant time. Every caller (its token, or its address without tokens) gets a token bucket:
+// beyond it, 429 with Retry-After.
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/http/router.h"
+#include "config/treaty_config.h"
+
+namespace treaty::api {
+
+class AccessPolicy {
+ public:
+  // `tokens` from LoadTokens(). `rate_per_second` 0: no rate limit.
+  AccessPolicy(std::vector<RoleToken> tokens, double rate_per_second, int64_t burst);
+
+  // The guard: nullopt lets the request through. Thread-safe.
+  std::optional<http::ApiResponse> Check(const http::ApiRequest& request, http::Access access);
+
+ private:
+  struct Bucket {
+    double tokens;
+    std::chrono::steady_clock::time_point at;
+  };
+  // The role of `presented`, or nullopt; looks at every configured token whatever matches.
+  std::optional<bool> AdminOf(const std::string& presented) const;
+  // False when `key` has used up its bucket; `retry_after` then says when to come back.
+  bool Take(const std::string& key, double* retry_after);
+
+  struct Digest {
+    unsigned char bytes[32];
+  };
+  std::vector<std::pair<Digest, bool>> tokens_;  // SHA-256 of each token, admin?
+  const double rate_;
+  const double burst_;
+  std::mutex mu_;
+  std::map<std::string, Bucket> buckets_;  // guarded by mu_
+};
+
+}  // namespace treaty::api

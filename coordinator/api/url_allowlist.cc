@@ -1,0 +1,55 @@
+#include "coordinator/api/url_allowlist.h"
+
+#include <Poco/Exception.h>
+#include <Poco/String.h>
+#include <Poco/URI.h>
+
+#include "config/treaty_config.h"
+
+namespace treaty::api {
+
+UrlAllowlist::UrlAllowlist(std::vector<std::string> entries) : entries_(std::move(entries)) {
+  for (std::string& e : entries_) {
+    if (e.find("://") == std::string::npos) e = Poco::toLower(e);
+  }
+}
+
+bool UrlAllowlist::Allows(const std::string& url) const {
+  std::string host, normalized;
+  uint16_t port = 0;
+  try {
+    Poco::URI uri(url);
+    if (uri.getScheme() != "http" && uri.getScheme() != "https") return false;
+    host = Poco::toLower(uri.getHost());
+    port = uri.getPort();
+    if (!uri.getUserInfo().empty()) return false;  // user@host tricks are refused outright
+    normalized = uri.toString();
+  } catch (const Poco::Exception&) {
+    return false;
+  }
+  if (host.empty()) return false;
+  const std::string host_port = host + ":" + std::to_string(port);
+  for (const std::string& e : entries_) {
+    if (e == "loopback") {
+      if (IsLoopbackHost(host)) return true;
+    } else if (e.find("://") != std::string::npos) {
+      // A prefix ends at a path boundary: "http://a/x/" does not admit "http://a/xy".
+      if (normalized.rfind(e, 0) == 0 &&
+          (e.back() == '/' || normalized.size() == e.size() || normalized[e.size()] == '/' ||
+           normalized[e.size()] == '?')) {
+        return true;
+      }
+    } else if (e.size() > 2 && e[0] == '*' && e[1] == '.') {
+      const std::string suffix = e.substr(1);
+      if (host.size() > suffix.size() &&
+          host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        return true;
+      }
+    } else if (e == host || e == host_port) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace treaty::api
