@@ -6,6 +6,8 @@
 
 #include <vector>
 
+#include "common/json_text.h"
+
 namespace treaty {
 namespace {
 
@@ -53,4 +55,13 @@ TEST(ParseLogLevel, KnowsTheFourLevels) {
 }
 
 }  // namespace
+TEST(JsonText, InvalidUtf8BecomesTheReplacementCharacter) {
+  EXPECT_EQ(ValidUtf8("plain and \xC3\xA9t\xC3\xA9"), "plain and \xC3\xA9t\xC3\xA9");
+  EXPECT_EQ(ValidUtf8("mo\xE4" "e"), "mo\xEF\xBF\xBD" "e");            // a lone lead byte
+  EXPECT_EQ(ValidUtf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");         // overlong '/'
+  EXPECT_EQ(ValidUtf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
+  EXPECT_EQ(ValidUtf8("cut \xE2\x82"), "cut \xEF\xBF\xBD\xEF\xBF\xBD");  // cut short
+  EXPECT_EQ(JsonQuote("k\xFFy"), "\"k\xEF\xBF\xBDy\"");
+}
+
 }  // namespace treaty

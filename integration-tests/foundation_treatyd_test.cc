@@ -208,8 +208,9 @@ TEST_F(CheckConfigTest, NamesFileLineAndKeyOfEachProblem) {
   EXPECT_EQ(out, f + ":3: store.url: URL must start with postgresql:// or postgres://\n" + f +
                      ":5: timeouts.prepare: \"ten seconds\" is not a duration (write e.g. 200ms, "
                      "30s, 5m)\n" +
-                     f + ":6: retries: unknown key (expected one of: kafka, listen, log, msg, "
-                         "node_id, retry, sagas, scheduler, store, timeouts)\n");
+                     f + ":6: retries: unknown key (expected one of: auth, kafka, limits, listen, "
+                         "log, msg, node_id, participants, retry, sagas, scheduler, store, "
+                         "timeouts, tls)\n");
 }
 
 TEST_F(CheckConfigTest, ABadConfigStopsStartUpBeforeServing) {

@@ -149,7 +149,7 @@ TEST_F(SagaTest, AdHocSagaAndBadStartRequests) {
   EXPECT_EQ(stack_->Stock("B1").value(), "6/0/4");
 
   auto cycle = HttpCall("POST", stack_->treatyd().base_url() + "/v1/transactions",
-                        R"({"mode":"saga","branches":[{"id":"a","action":"http://h/a","after":["a"]}]})");
+                        R"({"mode":"saga","branches":[{"id":"a","action":"http://localhost/a","after":["a"]}]})");
   EXPECT_EQ(cycle->status, 400);
   EXPECT_EQ(ParseObject(cycle->body)->getObject("error")->getValue<std::string>("message"),
             "steps form a cycle: a -> a");
@@ -175,7 +175,7 @@ TEST_F(SagaTest, ReloadKeepsTheOldDefinitionsWhenTheNewAreBad) {
   };
   std::string before = version_of("chain");
   ASSERT_FALSE(before.empty());
-  std::ofstream(chain_file_) << "saga: chain\nsteps:\n  - name: s1\n    action: http://h/a\n    after: [zz]\n";
+  std::ofstream(chain_file_) << "saga: chain\nsteps:\n  - name: s1\n    action: http://localhost/a\n    after: [zz]\n";
   auto bad = HttpCall("POST", base + "/v1/sagas/reload");
   EXPECT_EQ(bad->status, 400);
   EXPECT_NE(bad->body.find(chain_file_ + ":5: steps[0].after: step s1: after names unknown step zz"),
@@ -194,7 +194,7 @@ TEST_F(SagaTest, ReloadKeepsTheOldDefinitionsWhenTheNewAreBad) {
 
 TEST_F(SagaTest, ABadDefinitionStopsStartUpAndCheckConfigNamesIt) {
   std::string bad = dir_.File("bad.yaml");
-  std::ofstream(bad) << "saga: x\nsteps:\n  - name: a\n    action: http://h/a\n  - name: a\n    action: http://h/b\n";
+  std::ofstream(bad) << "saga: x\nsteps:\n  - name: a\n    action: http://localhost/a\n  - name: a\n    action: http://localhost/b\n";
   std::string config = dir_.File("treaty.yaml");
   std::ofstream(config) << "listen: 127.0.0.1:0\nsagas: [bad.yaml]\n";
   for (const std::string flag : {"--check-config", "--config"}) {

@@ -8,6 +8,7 @@
 #include <Poco/Net/SSLManager.h>
 
 #include "common/http/tls.h"
+#include "common/json_text.h"
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/URI.h>
@@ -19,6 +20,7 @@ namespace treaty::transport {
 namespace {
 
 constexpr size_t kDetailLimit = 300;
+constexpr size_t kMaxAnswerBytes = 64 << 10;
 
 // A participant's {"error": {"message": ...}} body reads best as its message alone.
 std::string ErrorMessageOrBody(const std::string& body) {
@@ -159,13 +161,20 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call) {
       session->sendRequest(req) << call.body;
       Poco::Net::HTTPResponse resp;
       std::istream& in = session->receiveResponse(resp);
-      std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      reply.http_status = static_cast<int>(resp.getStatus());
-      reply.outcome = core::ClassifyHttpStatus(reply.http_status);
-      reply.detail = Shorten(reply.outcome == core::BranchReply::Outcome::kDone
-                                 ? body
-                                 : ErrorMessageOrBody(body));
-      if (resp.getKeepAlive()) Return(key, std::move(session));
+      // A participant's answer is read up to kMaxAnswerBytes: what it says beyond that is not
+      // needed, and an endless body must not hold the call (or memory).
+      std::string body;
+      char buf[8192];
+      bool whole = true;
+      while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+        body.append(buf, static_cast<size_t>(in.gcount()));
+        if (body.size() > kMaxAnswerBytes) {
+          whole = false;
+          break;
+        }
+      }
+      reply = ReplyFromResponse(static_cast<int>(resp.getStatus()), body);
+      if (whole && resp.getKeepAlive()) Return(key, std::move(session));
       return reply;
     } catch (const Poco::Exception& e) {
       reply.detail = Shorten(e.displayText());
@@ -177,6 +186,16 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call) {
   }
   reply.outcome = core::BranchReply::Outcome::kUnknown;
   reply.http_status = 0;
+  return reply;
+}
+
+core::BranchReply HttpBranchTransport::ReplyFromResponse(int http_status, const std::string& body) {
+  core::BranchReply reply;
+  reply.http_status = http_status;
+  reply.outcome = core::ClassifyHttpStatus(http_status);
+  // Cut to a few hundred bytes, then made valid UTF-8: the detail goes into JSON and logs.
+  reply.detail = ValidUtf8(Shorten(
+      reply.outcome == core::BranchReply::Outcome::kDone ? body : ErrorMessageOrBody(body)));
   return reply;
 }
 

@@ -48,6 +48,11 @@ class HttpBranchTransport : public core::BranchTransport {
   // One call on the calling thread.
   core::BranchReply Call(const core::BranchCall& call);
 
+  // What a participant's answer means: the outcome by status (2xx done, 409 refused, anything
+  // else unknown) and a short detail (an {"error":{"message"}} body reads as its message).
+  // Any bytes at all are a valid `body`.
+  static core::BranchReply ReplyFromResponse(int http_status, const std::string& body);
+
  private:
   using Session = Poco::Net::HTTPClientSession;
   core::BranchReply CallOnce(const core::BranchCall& call);
