@@ -34,6 +34,7 @@
 #include "coordinator/core/saga_processor.h"
 #include "coordinator/core/tcc_processor.h"
 #include "coordinator/core/twopc_processor.h"
+#include "coordinator/metrics/timed_store.h"
 #include "coordinator/metrics/treaty_metrics.h"
 #include "coordinator/store/pg_store.h"
 #include "saga/saga_registry.h"
@@ -226,6 +227,8 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
     kLog.Error("no Kafka producer: transactional messages will wait",
                {{"error", publisher.status().message()}});
   }
+  // The core sees the store through the timer: treaty_store_call_seconds{op}.
+  metrics::TimedStore timed_store(tx_store, observer);
   core::TransactionDriver driver(
       core::DriverOptions{
           .owner = node_id,
@@ -236,9 +239,9 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
           .retry = core::RetryPolicy{config.retry.initial, config.retry.max,
                                      config.retry.multiplier, config.retry.jitter},
       },
-      tx_store, transport, core::SystemClock(), core::RandomIdGenerator(), crash_points,
+      timed_store, transport, core::SystemClock(), core::RandomIdGenerator(), crash_points,
       {&twopc, &tcc, &saga, &msg}, &observer, kafka_sink.get());
-  core::TransactionService service(tx_store, driver, core::SystemClock(),
+  core::TransactionService service(timed_store, driver, core::SystemClock(),
                                    core::RandomIdGenerator(), crash_points,
                                    config.timeouts.prepare, config.timeouts.msg_check_back);
 

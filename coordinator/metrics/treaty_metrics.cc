@@ -52,12 +52,31 @@ void TreatyMetrics::OnCall(const core::Transaction& tx, const core::BranchOp& op
   double seconds = std::chrono::duration<double>(reply.elapsed).count();
   std::lock_guard<std::mutex> lock(mu_);
   ++calls_[{mode, op.op, outcome}];
-  Histogram& h = latency_[{mode, op.op}];
+  latency_[{mode, op.op}].Add(seconds);
+}
+
+void TreatyMetrics::Histogram::Add(double seconds) {
   for (size_t i = 0; i < kBuckets.size(); ++i) {
-    if (seconds <= kBuckets[i]) ++h.counts[i];
+    if (seconds <= kBuckets[i]) ++counts[i];
   }
-  ++h.count;
-  h.sum += seconds;
+  ++count;
+  sum += seconds;
+}
+
+void TreatyMetrics::RenderHistogram(std::string& out, const std::string& name,
+                                    const std::string& labels, const Histogram& h) {
+  for (size_t i = 0; i < kBuckets.size(); ++i) {
+    out += name + "_bucket{" + labels + ",le=\"" + Num(kBuckets[i]) + "\"} " +
+           std::to_string(h.counts[i]) + "\n";
+  }
+  out += name + "_bucket{" + labels + ",le=\"+Inf\"} " + std::to_string(h.count) + "\n";
+  out += name + "_sum{" + labels + "} " + Num(h.sum) + "\n";
+  out += name + "_count{" + labels + "} " + std::to_string(h.count) + "\n";
+}
+
+void TreatyMetrics::OnStoreCall(const char* op, double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  store_latency_[op].Add(seconds);
 }
 
 void TreatyMetrics::OnRetryScheduled(const core::Transaction& tx) {
@@ -92,15 +111,12 @@ std::string TreatyMetrics::Render(const std::function<Result<StoreGauges>()>& ga
   }
   Header(out, "treaty_branch_call_seconds", "histogram", "Participant call latency.");
   for (const auto& [key, h] : latency_) {
-    std::string labels = "mode=\"" + key.first + "\",op=\"" + key.second + "\"";
-    for (size_t i = 0; i < kBuckets.size(); ++i) {
-      out += "treaty_branch_call_seconds_bucket{" + labels + ",le=\"" + Num(kBuckets[i]) + "\"} " +
-             std::to_string(h.counts[i]) + "\n";
-    }
-    out += "treaty_branch_call_seconds_bucket{" + labels + ",le=\"+Inf\"} " +
-           std::to_string(h.count) + "\n";
-    out += "treaty_branch_call_seconds_sum{" + labels + "} " + Num(h.sum) + "\n";
-    out += "treaty_branch_call_seconds_count{" + labels + "} " + std::to_string(h.count) + "\n";
+    RenderHistogram(out, "treaty_branch_call_seconds",
+                    "mode=\"" + key.first + "\",op=\"" + key.second + "\"", h);
+  }
+  Header(out, "treaty_store_call_seconds", "histogram", "Store call latency, by kind of call.");
+  for (const auto& [op, h] : store_latency_) {
+    RenderHistogram(out, "treaty_store_call_seconds", "op=\"" + op + "\"", h);
   }
   Header(out, "treaty_retries_scheduled_total", "counter",
          "Times a transaction waited for a retry after a backoff, by mode.");

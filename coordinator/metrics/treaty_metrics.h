@@ -12,6 +12,7 @@
 //   treaty_retries_scheduled_total{mode}
 //   treaty_drive_errors_total
 //   treaty_recovery_lag_seconds                           the oldest due, unfinished transaction
+//   treaty_store_call_seconds{op} (histogram)             every store call (see TimedStore)
 //   treaty_store_scrape_seconds                           how long the store's gauges took
 
 #include <array>
@@ -43,6 +44,8 @@ class TreatyMetrics : public core::DriverObserver {
   void OnCall(const core::Transaction& tx, const core::BranchOp& op,
               const core::BranchReply& reply) override;
   void OnRetryScheduled(const core::Transaction& tx) override;
+  // One store call of kind `op` ("transition", "load", ...) took `seconds`.
+  void OnStoreCall(const char* op, double seconds);
 
   // The text for one scrape; `gauges` reads the store (its failure is reported as a comment).
   std::string Render(const std::function<Result<StoreGauges>()>& gauges);
@@ -54,7 +57,10 @@ class TreatyMetrics : public core::DriverObserver {
     std::array<uint64_t, kBuckets.size()> counts{};
     uint64_t count = 0;
     double sum = 0;
+    void Add(double seconds);
   };
+  static void RenderHistogram(std::string& out, const std::string& name, const std::string& labels,
+                              const Histogram& h);
 
   core::DriverObserver* next_;
   std::mutex mu_;
@@ -63,6 +69,7 @@ class TreatyMetrics : public core::DriverObserver {
   std::map<std::tuple<std::string, std::string, std::string>, uint64_t> calls_;  // mode, op, outcome
   std::map<std::pair<std::string, std::string>, Histogram> latency_;          // mode, op
   std::map<std::string, uint64_t> retries_;                                   // mode
+  std::map<std::string, Histogram> store_latency_;                            // op
   uint64_t drive_errors_ = 0;
 };
 

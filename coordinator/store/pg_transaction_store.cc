@@ -6,6 +6,9 @@
 #include <Poco/JSON/Stringifier.h>
 
 #include <pqxx/pqxx>
+
+#include <functional>
+#include <optional>
 #include <sstream>
 
 #include "coordinator/core/state_machine.h"
@@ -26,6 +29,16 @@ int64_t Ms(TimePoint t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 TimePoint FromMs(int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
+
+// Runs `sql` as a prepared statement, named after its text: PostgreSQL parses and plans it once
+// per connection rather than at every call (parsing and planning were most of its CPU under
+// load; docs/performance.md). libpqxx registers the definition once and prepares it on first use.
+template <typename... Args>
+pqxx::result Prepared(pqxx::transaction_base& w, const std::string& sql, Args&&... args) {
+  const std::string name = "treaty_" + std::to_string(std::hash<std::string>{}(sql));
+  w.conn().prepare(name, sql);
+  return w.exec_prepared(name, std::forward<Args>(args)...);
+}
 
 // An optional time as a nullable query parameter.
 std::optional<int64_t> OptionalMs(const std::optional<TimePoint>& t) {
@@ -82,7 +95,7 @@ std::map<std::string, std::string> ParseHeaders(const std::string& text) {
 
 void InsertOps(pqxx::transaction_base& w, const std::string& gid, const std::vector<BranchOp>& ops) {
   for (const BranchOp& o : ops) {
-    w.exec_params(
+    Prepared(w, 
         "INSERT INTO treaty.branches (gid, branch_id, op, position, url, payload, timeout_ms, "
         "status, attempts, last_error, after_ids, msg_key, msg_headers) VALUES ($1, $2, $3, $4, "
         "$5, $6::jsonb, NULLIF($7, -1), $8, $9, NULLIF($10, ''), $11, NULLIF($12, ''), "
@@ -95,7 +108,7 @@ void InsertOps(pqxx::transaction_base& w, const std::string& gid, const std::vec
 }
 
 Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bool with_log) {
-  pqxx::result r = w.exec_params(
+  pqxx::result r = Prepared(w, 
       "SELECT mode, status, submitted, sequential, request::text, request_digest, reason, "
       "attention, definition, " MS(
           "deadline") ", " MS("next_attempt_at") ", " MS("created_at") ", " MS("updated_at") " "
@@ -118,7 +131,7 @@ Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bo
   tx.created_at = FromMs(r[0][11].as<int64_t>());
   tx.updated_at = FromMs(r[0][12].as<int64_t>());
 
-  pqxx::result ops = w.exec_params(
+  pqxx::result ops = Prepared(w, 
       "SELECT branch_id, op, position, url, payload::text, timeout_ms, status, attempts, "
       "last_error, after_ids, msg_key, msg_headers::text FROM treaty.branches WHERE gid = $1 "
       "ORDER BY position, op",
@@ -140,7 +153,7 @@ Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bo
     tx.ops.push_back(std::move(o));
   }
   if (with_log) {
-    pqxx::result log = w.exec_params(
+    pqxx::result log = Prepared(w, 
         "SELECT " MS("at") ", from_status, to_status, reason FROM treaty.decision_log "
         "WHERE gid = $1 ORDER BY id",
         gid);
@@ -204,7 +217,7 @@ Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
                                                       TimePoint lease_until) {
   return pool_->Run<core::CreateResult>([&](pqxx::connection& c) -> Result<core::CreateResult> {
     pqxx::work w(c);
-    pqxx::result r = w.exec_params(
+    pqxx::result r = Prepared(w, 
         "INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, submitted, "
         "deadline, next_attempt_at, owner, lease_until, created_at, updated_at, sequential, "
         "definition) VALUES ($1, $2, $3, $4::jsonb, $5, $6, " TS(7) ", " TS(8) ", $9, " TS(
@@ -220,7 +233,7 @@ Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
       return core::CreateResult{false, std::move(*existing)};
     }
     InsertOps(w, tx.gid, tx.ops);
-    w.exec_params(
+    Prepared(w, 
         "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
         "VALUES ($1, NULL, $2, $3, " TS(4) ")",
         tx.gid, std::string(core::StatusName(tx.status)),
@@ -242,14 +255,14 @@ Result<Transaction> PgTransactionStore::Load(const std::string& gid, bool with_l
 
 Status PgTransactionStore::AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) {
   return Write([&](pqxx::transaction_base& w) -> Status {
-    pqxx::result r = w.exec_params(
+    pqxx::result r = Prepared(w, 
         "SELECT status, submitted FROM treaty.transactions WHERE gid = $1 FOR UPDATE", gid);
     if (r.empty()) return Status::NotFound("no transaction " + gid);
     if (r[0][0].as<std::string>() != "active" || r[0][1].as<bool>()) {
       return Status::Conflict("transaction " + gid + " takes no more branches");
     }
     if (!ops.empty()) {
-      pqxx::result taken = w.exec_params(
+      pqxx::result taken = Prepared(w, 
           "SELECT 1 FROM treaty.branches WHERE gid = $1 AND branch_id = $2", gid,
           ops.front().branch_id);
       if (!taken.empty()) {
@@ -263,14 +276,14 @@ Status PgTransactionStore::AddBranch(const std::string& gid, const std::vector<B
 
 Status PgTransactionStore::MarkSubmitted(const std::string& gid, TimePoint now) {
   return Write([&](pqxx::transaction_base& w) -> Status {
-    pqxx::result r = w.exec_params(
+    pqxx::result r = Prepared(w, 
         "UPDATE treaty.transactions SET submitted = true, next_attempt_at = " TS(2) ", "
         "wake_requested = true, updated_at = " TS(2) " WHERE gid = $1 AND status = 'active' "
         "AND NOT submitted "
         "RETURNING gid",
         gid, Ms(now));
     if (r.empty()) return Status::Conflict("transaction " + gid + " cannot be submitted");
-    w.exec_params(
+    Prepared(w, 
         "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
         "VALUES ($1, 'active', 'active', 'submitted', " TS(2) ")",
         gid, Ms(now));
@@ -289,7 +302,7 @@ Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxS
     }
   }
   return WriteStatement([&](pqxx::transaction_base& w) -> Status {
-    pqxx::result r = w.exec_params(
+    pqxx::result r = Prepared(w, 
         "WITH cur AS (SELECT gid, mode, status FROM treaty.transactions WHERE gid = $1 FOR UPDATE), "
         "changed AS (UPDATE treaty.transactions t SET status = $3, reason = $4, updated_at = " TS(5)
         ", next_attempt_at = " TS(5) " FROM cur WHERE t.gid = cur.gid AND cur.status = $2 "
@@ -327,7 +340,7 @@ Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<B
   Poco::JSON::Stringifier::condense(rows, json);
   // One statement: every op is updated, or (when one does not exist) none is.
   return WriteStatement([&](pqxx::transaction_base& w) -> Status {
-    pqxx::result r = w.exec_params(
+    pqxx::result r = Prepared(w, 
         "WITH v AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS v(branch_id text, op text, "
         "status text, attempts integer, last_error text)), "
         "found AS (SELECT count(*) AS n FROM treaty.branches b JOIN v ON b.gid = $1 "
@@ -349,7 +362,7 @@ Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<B
 
 Status PgTransactionStore::SetAttention(const std::string& gid, const std::string& attention) {
   return Write([&](pqxx::transaction_base& w) -> Status {
-    w.exec_params("UPDATE treaty.transactions SET attention = NULLIF($2, '') WHERE gid = $1", gid,
+    Prepared(w, "UPDATE treaty.transactions SET attention = NULLIF($2, '') WHERE gid = $1", gid,
                   attention);
     return Status::Ok();
   });
@@ -358,7 +371,7 @@ Status PgTransactionStore::SetAttention(const std::string& gid, const std::strin
 Status PgTransactionStore::Reschedule(const std::string& gid, const std::string& owner,
                                       TimePoint next_attempt_at) {
   return Write([&](pqxx::transaction_base& w) -> Status {
-    w.exec_params(
+    Prepared(w, 
         "UPDATE treaty.transactions SET next_attempt_at = CASE WHEN wake_requested "
         "THEN next_attempt_at ELSE " TS(3) " END, wake_requested = false, lease_until = NULL "
         "WHERE gid = $1 AND owner = $2",
@@ -369,7 +382,7 @@ Status PgTransactionStore::Reschedule(const std::string& gid, const std::string&
 
 Status PgTransactionStore::MakeDue(const std::string& gid, TimePoint now) {
   return Write([&](pqxx::transaction_base& w) -> Status {
-    pqxx::result r = w.exec_params(
+    pqxx::result r = Prepared(w, 
         std::string("UPDATE treaty.transactions SET next_attempt_at = " TS(2) ", "
                     "wake_requested = true WHERE gid = $1 AND status IN ") +
             kUnfinished + " RETURNING gid",
@@ -385,7 +398,7 @@ Result<std::vector<std::string>> PgTransactionStore::ClaimDue(const std::string&
   return pool_->Run<std::vector<std::string>>(
       [&](pqxx::connection& c) -> Result<std::vector<std::string>> {
         pqxx::work w(c);
-        pqxx::result r = w.exec_params(
+        pqxx::result r = Prepared(w, 
             std::string("UPDATE treaty.transactions SET owner = $1, lease_until = " TS(3) " "
                         "WHERE gid IN (SELECT gid FROM treaty.transactions WHERE status IN ") +
                 kUnfinished +
@@ -403,7 +416,7 @@ Result<bool> PgTransactionStore::TryLease(const std::string& gid, const std::str
                                           TimePoint now, TimePoint lease_until) {
   return pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
     pqxx::work w(c);
-    pqxx::result r = w.exec_params(
+    pqxx::result r = Prepared(w, 
         std::string("UPDATE treaty.transactions SET owner = $2, lease_until = " TS(4) " "
                     "WHERE gid = $1 AND status IN ") + kUnfinished +
             " AND (lease_until IS NULL OR lease_until <= " TS(3) " OR owner = $2) RETURNING gid",
@@ -416,7 +429,7 @@ Result<bool> PgTransactionStore::TryLease(const std::string& gid, const std::str
 Status PgTransactionStore::ReleaseLeases(const std::string& owner) {
   return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
     pqxx::work w(c);
-    w.exec_params("UPDATE treaty.transactions SET lease_until = NULL WHERE owner = $1", owner);
+    Prepared(w, "UPDATE treaty.transactions SET lease_until = NULL WHERE owner = $1", owner);
     w.commit();
     return true;
   }));
@@ -426,7 +439,7 @@ Result<std::vector<Transaction>> PgTransactionStore::List(const core::ListFilter
   return pool_->Run<std::vector<Transaction>>(
       [&](pqxx::connection& c) -> Result<std::vector<Transaction>> {
         pqxx::read_transaction w(c);
-        pqxx::result r = w.exec_params(
+        pqxx::result r = Prepared(w, 
             "SELECT gid, mode, status, reason, attention, " MS("deadline") ", " MS(
                 "created_at") ", " MS("updated_at") " FROM treaty.transactions "
             "WHERE ($1 = '' OR status = $1) AND ($2 = '' OR mode = $2) AND gid > $3 "
