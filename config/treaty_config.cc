@@ -63,6 +63,7 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   r.Int("limits.rate_burst", &c.limits.rate_burst, 1, 1000000000);
   r.String("tls.cert_file", &c.tls.cert_file);
   r.String("tls.key_file", &c.tls.key_file);
+  r.String("tls.client_ca_file", &c.tls.client_ca_file);
   r.String("tls.ca_file", &c.tls.ca_file);
   r.String("tls.client_cert_file", &c.tls.client_cert_file);
   r.String("tls.client_key_file", &c.tls.client_key_file);
@@ -99,6 +100,9 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   if (c.tls.cert_file.empty() != c.tls.key_file.empty()) {
     r.Fail(c.tls.cert_file.empty() ? "tls.cert_file" : "tls.key_file",
            "tls.cert_file and tls.key_file go together");
+  }
+  if (!c.tls.client_ca_file.empty() && c.tls.cert_file.empty()) {
+    r.Fail("tls.client_ca_file", "needs tls.cert_file and tls.key_file (an HTTPS listener)");
   }
   if (c.tls.client_cert_file.empty() != c.tls.client_key_file.empty()) {
     r.Fail(c.tls.client_cert_file.empty() ? "tls.client_cert_file" : "tls.client_key_file",

@@ -90,6 +90,7 @@ struct LimitOptions {
 struct TlsOptions {
   std::string cert_file;
   std::string key_file;
+  std::string client_ca_file;  // API clients must present a certificate signed by these CAs
   std::string ca_file;
   std::string client_cert_file;
   std::string client_key_file;

@@ -311,6 +311,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
           .read_timeout = config.limits.read_timeout,
           .tls_cert_file = config.tls.cert_file,
           .tls_key_file = config.tls.key_file,
+          .tls_client_ca_file = config.tls.client_ca_file,
       },
       router, address_file, kLog);
   if (!server.ok()) return kExitServeFailed;

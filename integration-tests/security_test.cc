@@ -49,7 +49,8 @@ class FakeParticipant {
  public:
   static std::unique_ptr<FakeParticipant> Start(std::function<http::ApiResponse()> answer,
                                                 const std::string& cert = "",
-                                                const std::string& key = "") {
+                                                const std::string& key = "",
+                                                const std::string& client_ca = "") {
     std::unique_ptr<FakeParticipant> p(new FakeParticipant());
     auto handler = [raw = p.get(), answer](const http::ApiRequest&) {
       ++raw->calls;
@@ -57,7 +58,9 @@ class FakeParticipant {
     };
     p->router_.Add("POST", "/{mode}/{op}", handler);
     auto server = http::HttpServer::Start(
-        http::HttpServerOptions{.tls_cert_file = cert, .tls_key_file = key}, p->router_);
+        http::HttpServerOptions{
+            .tls_cert_file = cert, .tls_key_file = key, .tls_client_ca_file = client_ca},
+        p->router_);
     EXPECT_TRUE(server.ok()) << server.status().message();
     if (!server.ok()) return nullptr;
     p->server_ = std::move(*server);
@@ -332,12 +335,15 @@ TEST_F(LimitsTest, ASlowClientIsClosedWhileOthersAreServed) {
 struct TestPki {
   TempDir dir;
   std::string ca, cert, key;
+  std::string client_cert, client_key;  // a client certificate from the same CA (mTLS)
 };
 
 Result<TestPki> MakePki() {
   auto dir = TempDir::Create("pki");
   if (!dir.ok()) return dir.status();
-  TestPki pki{std::move(*dir), "", "", ""};
+  TestPki pki{std::move(*dir), "", "", "", "", ""};
+  pki.client_cert = pki.dir.File("client.pem");
+  pki.client_key = pki.dir.File("client.key");
   pki.ca = pki.dir.File("ca.pem");
   pki.cert = pki.dir.File("server.pem");
   pki.key = pki.dir.File("server.key");
@@ -351,6 +357,10 @@ Result<TestPki> MakePki() {
       {"openssl", "x509", "-req", "-in", pki.dir.File("server.csr"), "-CA", pki.ca, "-CAkey",
        pki.dir.File("ca.key"), "-CAcreateserial", "-out", pki.cert, "-days", "2", "-extfile",
        pki.dir.File("ext.cnf")},
+      {"openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", pki.client_key, "-out",
+       pki.dir.File("client.csr"), "-subj", "/CN=treatyd"},
+      {"openssl", "x509", "-req", "-in", pki.dir.File("client.csr"), "-CA", pki.ca, "-CAkey",
+       pki.dir.File("ca.key"), "-CAcreateserial", "-out", pki.client_cert, "-days", "2"},
   };
   for (auto& argv : steps) {
     auto p = Process::Start(ProcessSpec{.name = "openssl", .argv = argv, .log_path = pki.dir.File("openssl.log")});
@@ -359,8 +369,10 @@ Result<TestPki> MakePki() {
     if (!code.ok() || *code != 0) return Status::Internal("openssl failed: " + (*p)->ReadLog());
   }
   // treatyd may run as another user than the test: let it read the key.
-  std::filesystem::permissions(pki.key, std::filesystem::perms::others_read,
-                               std::filesystem::perm_options::add);
+  for (const std::string& key : {pki.key, pki.client_key}) {
+    std::filesystem::permissions(key, std::filesystem::perms::others_read,
+                                 std::filesystem::perm_options::add);
+  }
   return pki;
 }
 
@@ -396,6 +408,32 @@ TEST(TlsTest, HttpsListenerAndVerifiedHttpsParticipants) {
   EXPECT_FALSE(untrusted.ok()) << "a certificate from an unknown CA was accepted";
   auto plain = HttpCall("GET", (*secure)->base_url() + "/healthz", "", http::CallOptions{});
   EXPECT_FALSE(plain.ok() && plain->status == 200) << "plain HTTP was served on the TLS port";
+}
+
+TEST(TlsTest, AParticipantThatRequiresAClientCertificateGetsTreatydsOne) {
+  auto pki = MakePki();
+  ASSERT_OK(pki);
+  auto strict = FakeParticipant::Start([] { return http::ApiResponse{200, "application/json", "{}"}; },
+                                       pki->cert, pki->key, /*client_ca=*/pki->ca);
+  ASSERT_NE(strict, nullptr);
+  // With its client certificate treatyd gets through...
+  auto s = TreatyStack::Start(StackOptions{
+      .treatyd_extra_yaml = "tls: { ca_file: \"" + pki->ca + "\", client_cert_file: \"" +
+                            pki->client_cert + "\", client_key_file: \"" + pki->client_key +
+                            "\" }\n"});
+  ASSERT_OK(s);
+  HttpReply r = Call((*s)->treatyd(), "POST", "/v1/transactions", "",
+                     TwoPcBody("mtls-1", strict->Url("", /*tls=*/true)));
+  EXPECT_NE(r.body.find("\"committed\""), std::string::npos) << r.body;
+  EXPECT_EQ(strict->calls.load(), 2);
+  // ...and without one the participant never sees a request: the prepare stays unanswered.
+  auto plain = TreatyStack::Start(
+      StackOptions{.treatyd_extra_yaml = "tls: { ca_file: \"" + pki->ca + "\" }\n"});
+  ASSERT_OK(plain);
+  HttpReply refused = Call((*plain)->treatyd(), "POST", "/v1/transactions", "",
+                           TwoPcBody("mtls-2", strict->Url("", /*tls=*/true)));
+  EXPECT_EQ(refused.body.find("\"committed\""), std::string::npos) << refused.body;
+  EXPECT_EQ(strict->calls.load(), 2) << "a request without a client certificate was served";
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -136,9 +136,13 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
     std::unique_ptr<Poco::Net::ServerSocket> socket;
     if (!options.tls_cert_file.empty()) {
       InitTls();
+      const bool mutual = !options.tls_client_ca_file.empty();
       Poco::Net::Context::Ptr context = new Poco::Net::Context(
-          Poco::Net::Context::TLS_SERVER_USE, options.tls_key_file, options.tls_cert_file, "",
-          Poco::Net::Context::VERIFY_NONE);
+          Poco::Net::Context::TLS_SERVER_USE, options.tls_key_file, options.tls_cert_file,
+          options.tls_client_ca_file,
+          mutual ? Poco::Net::Context::VERIFY_STRICT : Poco::Net::Context::VERIFY_NONE);
+      // Clients are known by their certificate's chain, not by their address's host name.
+      context->enableExtendedCertificateVerification(false);
       context->disableProtocols(Poco::Net::Context::PROTO_SSLV2 | Poco::Net::Context::PROTO_SSLV3 |
                                 Poco::Net::Context::PROTO_TLSV1 | Poco::Net::Context::PROTO_TLSV1_1);
       socket = std::make_unique<Poco::Net::SecureServerSocket>(address, /*backlog=*/256, context);

@@ -26,6 +26,8 @@ struct HttpServerOptions {
   // Both set: HTTPS (TLS via OpenSSL) with this PEM certificate chain and key.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // Set (with TLS): every client must present a certificate signed by these CAs (mutual TLS).
+  std::string tls_client_ca_file;
 };
 
 class HttpServer {

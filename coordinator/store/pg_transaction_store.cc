@@ -93,18 +93,92 @@ std::map<std::string, std::string> ParseHeaders(const std::string& text) {
   return out;
 }
 
-void InsertOps(pqxx::transaction_base& w, const std::string& gid, const std::vector<BranchOp>& ops) {
+// The ops as a JSON array for jsonb_to_recordset: all of them go in with one statement.
+std::string OpsJson(const std::vector<BranchOp>& ops) {
+  Poco::JSON::Array rows;
   for (const BranchOp& o : ops) {
-    Prepared(w, 
-        "INSERT INTO treaty.branches (gid, branch_id, op, position, url, payload, timeout_ms, "
-        "status, attempts, last_error, after_ids, msg_key, msg_headers) VALUES ($1, $2, $3, $4, "
-        "$5, $6::jsonb, NULLIF($7, -1), $8, $9, NULLIF($10, ''), $11, NULLIF($12, ''), "
-        "NULLIF($13, '')::jsonb)",
-        gid, o.branch_id, o.op, o.position, o.url, o.payload_json,
-        o.timeout ? static_cast<int64_t>(o.timeout->count()) : int64_t{-1},
-        std::string(core::OpStatusName(o.status)), o.attempts, o.last_error, JoinIds(o.after),
-        o.message_key, HeadersJson(o.message_headers));
+    Poco::JSON::Object row;
+    row.set("branch_id", o.branch_id);
+    row.set("op", o.op);
+    row.set("position", o.position);
+    row.set("url", o.url);
+    row.set("payload", o.payload_json);
+    row.set("timeout_ms", o.timeout ? Poco::Dynamic::Var(static_cast<int64_t>(o.timeout->count()))
+                                    : Poco::Dynamic::Var());
+    row.set("status", std::string(core::OpStatusName(o.status)));
+    row.set("attempts", o.attempts);
+    row.set("last_error", o.last_error);
+    row.set("after_ids", JoinIds(o.after));
+    row.set("msg_key", o.message_key);
+    row.set("msg_headers", HeadersJson(o.message_headers));
+    rows.add(row);
   }
+  std::ostringstream out;
+  Poco::JSON::Stringifier::condense(rows, out);
+  return out.str();
+}
+
+// Selects the rows of OpsJson() ($N) as a branches row set, for INSERT ... SELECT.
+#define OPS_FROM_JSON(param)                                                                  \
+  "SELECT v.branch_id, v.op, v.position, v.url, v.payload::jsonb, v.timeout_ms, v.status, "   \
+  "v.attempts, NULLIF(v.last_error, ''), v.after_ids, NULLIF(v.msg_key, ''), "               \
+  "NULLIF(v.msg_headers, '')::jsonb FROM jsonb_to_recordset(" param "::jsonb) AS v(branch_id " \
+  "text, op text, position integer, url text, payload text, timeout_ms bigint, status text, "  \
+  "attempts integer, last_error text, after_ids text, msg_key text, msg_headers text)"
+
+void InsertOps(pqxx::transaction_base& w, const std::string& gid, const std::vector<BranchOp>& ops) {
+  if (ops.empty()) return;
+  Prepared(w,
+           "INSERT INTO treaty.branches (branch_id, op, position, url, payload, timeout_ms, status, "
+           "attempts, last_error, after_ids, msg_key, msg_headers, gid) "
+           "SELECT o.*, $1 FROM (" OPS_FROM_JSON("$2") ") o",
+           gid, OpsJson(ops));
+}
+
+// The transaction and its ops in one round trip (no decision log), one snapshot.
+Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid) {
+  pqxx::result r = Prepared(w,
+      "SELECT t.mode, t.status, t.submitted, t.sequential, t.request::text, t.request_digest, "
+      "t.reason, t.attention, t.definition, " MS("t.deadline") ", " MS("t.next_attempt_at") ", "
+      MS("t.created_at") ", " MS("t.updated_at") ", b.branch_id, b.op, b.position, b.url, "
+      "b.payload::text, b.timeout_ms, b.status, b.attempts, b.last_error, b.after_ids, b.msg_key, "
+      "b.msg_headers::text FROM treaty.transactions t LEFT JOIN treaty.branches b ON b.gid = t.gid "
+      "WHERE t.gid = $1 ORDER BY b.position, b.op",
+      gid);
+  if (r.empty()) return Status::NotFound("no transaction " + gid);
+  Transaction tx;
+  tx.gid = gid;
+  tx.mode = core::ParseMode(r[0][0].as<std::string>()).value_or(core::Mode::k2pc);
+  tx.status = core::ParseStatus(r[0][1].as<std::string>()).value_or(TxStatus::kActive);
+  tx.submitted = r[0][2].as<bool>();
+  tx.sequential = r[0][3].as<bool>();
+  tx.request_json = Str(r[0][4]);
+  tx.request_digest = Str(r[0][5]);
+  tx.reason = Str(r[0][6]);
+  tx.attention = Str(r[0][7]);
+  tx.definition = Str(r[0][8]);
+  tx.deadline = FromMs(r[0][9].as<int64_t>());
+  tx.next_attempt_at = FromMs(r[0][10].as<int64_t>());
+  tx.created_at = FromMs(r[0][11].as<int64_t>());
+  tx.updated_at = FromMs(r[0][12].as<int64_t>());
+  for (const auto& row : r) {
+    if (row[13].is_null()) continue;  // no ops yet (LEFT JOIN)
+    BranchOp o;
+    o.branch_id = row[13].as<std::string>();
+    o.op = row[14].as<std::string>();
+    o.position = row[15].as<int>();
+    o.url = row[16].as<std::string>();
+    o.payload_json = row[17].as<std::string>();
+    if (!row[18].is_null()) o.timeout = Duration(row[18].as<int64_t>());
+    o.status = core::ParseOpStatus(row[19].as<std::string>()).value_or(core::OpStatus::kPending);
+    o.attempts = row[20].as<int>();
+    o.last_error = Str(row[21]);
+    o.after = SplitIds(row[22].as<std::string>());
+    o.message_key = Str(row[23]);
+    o.message_headers = ParseHeaders(Str(row[24]));
+    tx.ops.push_back(std::move(o));
+  }
+  return tx;
 }
 
 Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bool with_log) {
@@ -215,39 +289,43 @@ Status PgTransactionStore::WriteStatement(
 Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
                                                       const std::string& owner,
                                                       TimePoint lease_until) {
+  const std::string first_reason =
+      tx.submitted ? "begun with " + std::to_string(tx.BranchIds().size()) + " branches"
+                   : "begun; waiting for branches";
+  const std::string ops = OpsJson(tx.ops);
   return pool_->Run<core::CreateResult>([&](pqxx::connection& c) -> Result<core::CreateResult> {
-    pqxx::work w(c);
-    pqxx::result r = Prepared(w, 
-        "INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, submitted, "
-        "deadline, next_attempt_at, owner, lease_until, created_at, updated_at, sequential, "
-        "definition) VALUES ($1, $2, $3, $4::jsonb, $5, $6, " TS(7) ", " TS(8) ", $9, " TS(
-            10) ", " TS(11) ", " TS(11) ", $12, NULLIF($13, '')) "
-        "ON CONFLICT (gid) DO NOTHING RETURNING gid",
+    // One statement, so one round trip and one commit: the row, its ops and the first log row
+    // all go in, or (the gid exists) none does.
+    pqxx::nontransaction w(c);
+    pqxx::result r = Prepared(w,
+        "WITH t AS (INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, "
+        "submitted, deadline, next_attempt_at, owner, lease_until, created_at, updated_at, "
+        "sequential, definition) VALUES ($1, $2, $3, $4::jsonb, $5, $6, " TS(7) ", " TS(8) ", $9, "
+        TS(10) ", " TS(11) ", " TS(11) ", $12, NULLIF($13, '')) "
+        "ON CONFLICT (gid) DO NOTHING RETURNING gid), "
+        "o AS (INSERT INTO treaty.branches (branch_id, op, position, url, payload, timeout_ms, "
+        "status, attempts, last_error, after_ids, msg_key, msg_headers, gid) "
+        "SELECT o.*, t.gid FROM (" OPS_FROM_JSON("$14") ") o, t), "
+        "l AS (INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
+        "SELECT gid, NULL, $3, $15, " TS(11) " FROM t) "
+        "SELECT count(*) FROM t",
         tx.gid, std::string(core::ModeName(tx.mode)), std::string(core::StatusName(tx.status)),
         tx.request_json.empty() ? std::string("{}") : tx.request_json, tx.request_digest,
         tx.submitted, Ms(tx.deadline), Ms(tx.next_attempt_at), owner, Ms(lease_until),
-        Ms(tx.created_at), tx.sequential, tx.definition);
-    if (r.empty()) {
-      auto existing = LoadIn(w, tx.gid, false);
-      if (!existing.ok()) return existing.status();
-      return core::CreateResult{false, std::move(*existing)};
-    }
-    InsertOps(w, tx.gid, tx.ops);
-    Prepared(w, 
-        "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
-        "VALUES ($1, NULL, $2, $3, " TS(4) ")",
-        tx.gid, std::string(core::StatusName(tx.status)),
-        std::string(tx.submitted ? "begun with " + std::to_string(tx.BranchIds().size()) +
-                                       " branches"
-                                 : "begun; waiting for branches"),
-        Ms(tx.created_at));
-    w.commit();
-    return core::CreateResult{true, {}};
+        Ms(tx.created_at), tx.sequential, tx.definition, ops, first_reason);
+    if (r[0][0].as<int64_t>() == 1) return core::CreateResult{true, {}};
+    auto existing = LoadJoined(w, tx.gid);
+    if (!existing.ok()) return existing.status();
+    return core::CreateResult{false, std::move(*existing)};
   });
 }
 
 Result<Transaction> PgTransactionStore::Load(const std::string& gid, bool with_log) {
   return pool_->Run<Transaction>([&](pqxx::connection& c) -> Result<Transaction> {
+    if (!with_log) {
+      pqxx::nontransaction w(c);  // one statement: its own snapshot
+      return LoadJoined(w, gid);
+    }
     pqxx::read_transaction w(c);
     return LoadIn(w, gid, with_log);
   });
