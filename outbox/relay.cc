@@ -46,18 +46,16 @@ Result<int> OutboxRelay::RunBatch() {
   const std::string& t = config_.table;
   return pool_.Run<int>([&](pqxx::connection& c) -> Result<int> {
     pqxx::work tx(c);
-    // The oldest pending aggregates that no other relay holds.
+    // The aggregates of the oldest pending rows that no other relay holds, locked in the same
+    // statement: one round trip, and a scan of the pending index's head rather than of every
+    // pending row (the lock is volatile, so it is applied to the chosen keys only).
     pqxx::result keys = tx.exec_params(
-        "SELECT aggregate_key FROM " + t + " WHERE status = 'pending' GROUP BY aggregate_key "
-        "ORDER BY min(id) LIMIT $1",
+        "SELECT k FROM (SELECT DISTINCT aggregate_key AS k FROM (SELECT aggregate_key FROM " + t +
+            " WHERE status = 'pending' ORDER BY id LIMIT $1) oldest) d "
+            "WHERE pg_try_advisory_xact_lock(hashtextextended(k, 7463))",
         config_.batch_size);
     std::vector<std::string> mine;
-    for (const auto& k : keys) {
-      std::string key = k[0].as<std::string>();
-      pqxx::result got = tx.exec_params(
-          "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7463))", key);
-      if (got[0][0].as<bool>()) mine.push_back(key);
-    }
+    for (const auto& k : keys) mine.push_back(k[0].as<std::string>());
     if (mine.empty()) {
       tx.commit();
       return 0;
