@@ -267,12 +267,15 @@ void TransactionDriver::WorkerLoop() {
       }
     }
     bool again = false;
+    bool claim_more = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       running_.erase(gid);
       again = rerun_.erase(gid) > 0;
+      claim_more = claimed_last_time_ && queue_.empty();
     }
     if (again) Enqueue(gid);
+    if (claim_more) WakePoller();
   }
 }
 
@@ -293,6 +296,7 @@ void TransactionDriver::PollLoop() {
         observer_->OnDriveError("", claimed.status());
       }
       lock.lock();
+      claimed_last_time_ = claimed.ok() && !claimed->empty();
       if (claimed.ok() && static_cast<int>(claimed->size()) == capacity) continue;  // more due
     }
     poll_cv_.wait_for(lock, options_.poll_interval);

@@ -114,6 +114,10 @@ class TransactionDriver {
   std::set<std::string> rerun_;       // guarded by mu_: enqueued again while running
   std::map<std::string, TimePoint> leased_until_;  // guarded by mu_: queued with a known lease
   bool stopping_ = false;             // guarded by mu_
+  // The last claim found due work: more may be waiting, so a worker that falls idle asks the
+  // poller to claim again rather than leaving it to the next poll interval (a backlog after a
+  // restart drains at the workers' pace, not the poll's).
+  bool claimed_last_time_ = false;    // guarded by mu_
   std::vector<std::thread> threads_;
 
   // The transactions someone waits on, so that a change wakes only its own waiters.
