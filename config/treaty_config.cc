@@ -88,11 +88,11 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
                          " is reachable from other machines: configure auth tokens, or set "
                          "auth.none: true to run without authentication on purpose");
   }
-  for (const std::string& t : c.auth.client_tokens) {
-    if (t.size() < 16) r.Fail("auth.client_tokens", "a token is shorter than 16 characters");
-  }
-  for (const std::string& t : c.auth.admin_tokens) {
-    if (t.size() < 16) r.Fail("auth.admin_tokens", "a token is shorter than 16 characters");
+  for (const auto& [key, tokens] : {std::pair{"auth.client_tokens", &c.auth.client_tokens},
+                                     std::pair{"auth.admin_tokens", &c.auth.admin_tokens}}) {
+    for (const std::string& t : *tokens) {
+      if (t.size() < 16) r.Fail(key, "a token is shorter than 16 characters");
+    }
   }
   if (c.participants.allow.empty()) {
     r.Fail("participants.allow", "is empty: treatyd could call no participant");

@@ -10,13 +10,7 @@
 #include <string>
 
 #include "coordinator/api/treatyd_routes.h"
-#include "coordinator/core/msg_processor.h"
-#include "coordinator/core/saga_processor.h"
-#include "coordinator/core/tcc_processor.h"
-#include "coordinator/core/testing/fakes.h"
-#include "coordinator/core/testing/in_memory_store.h"
-#include "coordinator/core/transaction_service.h"
-#include "coordinator/core/twopc_processor.h"
+#include "coordinator/core/testing/in_memory_coordinator.h"
 
 namespace {
 
@@ -24,10 +18,7 @@ using namespace treaty;
 
 struct Api {
   Api()
-      : driver(core::DriverOptions{.owner = "fuzz"}, store, transport, clock, ids, crash,
-               {&twopc, &tcc, &saga, &msg}),
-        service(store, driver, clock, ids, crash, std::chrono::seconds(10)),
-        transactions(service, driver, nullptr,
+      : transactions(core.service, core.driver, nullptr,
                      api::TransactionsApiOptions{
                          .allowlist = std::make_shared<api::UrlAllowlist>(
                              std::vector<std::string>{"loopback", "*.svc"})}) {
@@ -37,17 +28,7 @@ struct Api {
     router.Dispatch(http::ApiRequest{.method = "POST", .path = "/v1/transactions",
                                      .body = R"({"gid":"fuzz-open","mode":"tcc"})"});
   }
-  core::testing::InMemoryStore store;
-  core::testing::ScriptedTransport transport;
-  core::testing::FakeClock clock;
-  core::testing::CountingIds ids;
-  core::testing::RecordingCrashPoints crash;
-  core::TwoPhaseCommitProcessor twopc;
-  core::TccProcessor tcc;
-  core::SagaProcessor saga;
-  core::MsgProcessor msg{3};
-  core::TransactionDriver driver;
-  core::TransactionService service;
+  core::testing::InMemoryCoordinator core;
   api::TransactionsApi transactions;
   http::Router router;
 };

@@ -13,13 +13,7 @@
 #include <string>
 
 #include "coordinator/console/console_assets.h"
-#include "coordinator/core/msg_processor.h"
-#include "coordinator/core/saga_processor.h"
-#include "coordinator/core/tcc_processor.h"
-#include "coordinator/core/testing/fakes.h"
-#include "coordinator/core/testing/in_memory_store.h"
-#include "coordinator/core/transaction_service.h"
-#include "coordinator/core/twopc_processor.h"
+#include "coordinator/core/testing/in_memory_coordinator.h"
 
 namespace treaty::api {
 namespace {
@@ -46,11 +40,7 @@ Operations Documented() {
 
 class TreatydRoutesTest : public ::testing::Test {
  protected:
-  TreatydRoutesTest()
-      : driver_(core::DriverOptions{.owner = "node-a"}, store_, transport_, clock_, ids_, crash_,
-                {&twopc_, &tcc_, &saga_, &msg_}),
-        service_(store_, driver_, clock_, ids_, crash_, std::chrono::seconds(10)),
-        transactions_(service_, driver_, nullptr) {
+  TreatydRoutesTest() : transactions_(core_.service, core_.driver, nullptr) {
     auto ok = [] { return http::ApiResponse{200, "application/json", "{}"}; };
     RegisterTreatydRoutes(router_, transactions_, OperatorEndpoints{ok, ok, ok});
   }
@@ -61,17 +51,7 @@ class TreatydRoutesTest : public ::testing::Test {
     return out;
   }
 
-  core::testing::InMemoryStore store_;
-  core::testing::ScriptedTransport transport_;
-  core::testing::FakeClock clock_;
-  core::testing::CountingIds ids_;
-  core::testing::RecordingCrashPoints crash_;
-  core::TwoPhaseCommitProcessor twopc_;
-  core::TccProcessor tcc_;
-  core::SagaProcessor saga_;
-  core::MsgProcessor msg_{3};
-  core::TransactionDriver driver_;
-  core::TransactionService service_;
+  core::testing::InMemoryCoordinator core_;
   TransactionsApi transactions_;
   http::Router router_;
 };

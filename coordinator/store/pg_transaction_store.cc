@@ -181,66 +181,20 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
   return tx;
 }
 
-Result<Transaction> LoadIn(pqxx::transaction_base& w, const std::string& gid, bool with_log) {
-  pqxx::result r = Prepared(w, 
-      "SELECT mode, status, submitted, sequential, request::text, request_digest, reason, "
-      "attention, definition, " MS(
-          "deadline") ", " MS("next_attempt_at") ", " MS("created_at") ", " MS("updated_at") " "
-      "FROM treaty.transactions WHERE gid = $1",
-      gid);
-  if (r.empty()) return Status::NotFound("no transaction " + gid);
-  Transaction tx;
-  tx.gid = gid;
-  tx.mode = core::ParseMode(r[0][0].as<std::string>()).value_or(core::Mode::k2pc);
-  tx.status = core::ParseStatus(r[0][1].as<std::string>()).value_or(TxStatus::kActive);
-  tx.submitted = r[0][2].as<bool>();
-  tx.sequential = r[0][3].as<bool>();
-  tx.request_json = Str(r[0][4]);
-  tx.request_digest = Str(r[0][5]);
-  tx.reason = Str(r[0][6]);
-  tx.attention = Str(r[0][7]);
-  tx.definition = Str(r[0][8]);
-  tx.deadline = FromMs(r[0][9].as<int64_t>());
-  tx.next_attempt_at = FromMs(r[0][10].as<int64_t>());
-  tx.created_at = FromMs(r[0][11].as<int64_t>());
-  tx.updated_at = FromMs(r[0][12].as<int64_t>());
-
-  pqxx::result ops = Prepared(w, 
-      "SELECT branch_id, op, position, url, payload::text, timeout_ms, status, attempts, "
-      "last_error, after_ids, msg_key, msg_headers::text FROM treaty.branches WHERE gid = $1 "
-      "ORDER BY position, op",
-      gid);
-  for (const auto& row : ops) {
-    BranchOp o;
-    o.branch_id = row[0].as<std::string>();
-    o.op = row[1].as<std::string>();
-    o.position = row[2].as<int>();
-    o.url = row[3].as<std::string>();
-    o.payload_json = row[4].as<std::string>();
-    if (!row[5].is_null()) o.timeout = Duration(row[5].as<int64_t>());
-    o.status = core::ParseOpStatus(row[6].as<std::string>()).value_or(core::OpStatus::kPending);
-    o.attempts = row[7].as<int>();
-    o.last_error = Str(row[8]);
-    o.after = SplitIds(row[9].as<std::string>());
-    o.message_key = Str(row[10]);
-    o.message_headers = ParseHeaders(Str(row[11]));
-    tx.ops.push_back(std::move(o));
+// The decision log of `tx`, appended to tx->log.
+void LoadLog(pqxx::transaction_base& w, Transaction* tx) {
+  pqxx::result log = Prepared(w,
+      "SELECT " MS("at") ", from_status, to_status, reason FROM treaty.decision_log "
+      "WHERE gid = $1 ORDER BY id",
+      tx->gid);
+  for (const auto& row : log) {
+    core::LogEntry e;
+    e.at = FromMs(row[0].as<int64_t>());
+    if (!row[1].is_null()) e.from = core::ParseStatus(row[1].as<std::string>());
+    e.to = core::ParseStatus(row[2].as<std::string>()).value_or(TxStatus::kActive);
+    e.reason = Str(row[3]);
+    tx->log.push_back(std::move(e));
   }
-  if (with_log) {
-    pqxx::result log = Prepared(w, 
-        "SELECT " MS("at") ", from_status, to_status, reason FROM treaty.decision_log "
-        "WHERE gid = $1 ORDER BY id",
-        gid);
-    for (const auto& row : log) {
-      core::LogEntry e;
-      e.at = FromMs(row[0].as<int64_t>());
-      if (!row[1].is_null()) e.from = core::ParseStatus(row[1].as<std::string>());
-      e.to = core::ParseStatus(row[2].as<std::string>()).value_or(TxStatus::kActive);
-      e.reason = Str(row[3]);
-      tx.log.push_back(std::move(e));
-    }
-  }
-  return tx;
 }
 
 }  // namespace
@@ -326,21 +280,23 @@ Result<Transaction> PgTransactionStore::Load(const std::string& gid, bool with_l
       pqxx::nontransaction w(c);  // one statement: its own snapshot
       return LoadJoined(w, gid);
     }
-    pqxx::read_transaction w(c);
-    return LoadIn(w, gid, with_log);
+    pqxx::read_transaction w(c);  // the transaction and its log from one snapshot
+    auto tx = LoadJoined(w, gid);
+    if (tx.ok()) LoadLog(w, &*tx);
+    return tx;
   });
 }
 
 Status PgTransactionStore::AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) {
   return Write([&](pqxx::transaction_base& w) -> Status {
-    pqxx::result r = Prepared(w, 
+    pqxx::result r = Prepared(w,
         "SELECT status, submitted FROM treaty.transactions WHERE gid = $1 FOR UPDATE", gid);
     if (r.empty()) return Status::NotFound("no transaction " + gid);
     if (r[0][0].as<std::string>() != "active" || r[0][1].as<bool>()) {
       return Status::Conflict("transaction " + gid + " takes no more branches");
     }
     if (!ops.empty()) {
-      pqxx::result taken = Prepared(w, 
+      pqxx::result taken = Prepared(w,
           "SELECT 1 FROM treaty.branches WHERE gid = $1 AND branch_id = $2", gid,
           ops.front().branch_id);
       if (!taken.empty()) {
@@ -354,14 +310,14 @@ Status PgTransactionStore::AddBranch(const std::string& gid, const std::vector<B
 
 Status PgTransactionStore::MarkSubmitted(const std::string& gid, TimePoint now) {
   return Write([&](pqxx::transaction_base& w) -> Status {
-    pqxx::result r = Prepared(w, 
+    pqxx::result r = Prepared(w,
         "UPDATE treaty.transactions SET submitted = true, next_attempt_at = " TS(2) ", "
         "wake_requested = true, updated_at = " TS(2) " WHERE gid = $1 AND status = 'active' "
         "AND NOT submitted "
         "RETURNING gid",
         gid, Ms(now));
     if (r.empty()) return Status::Conflict("transaction " + gid + " cannot be submitted");
-    Prepared(w, 
+    Prepared(w,
         "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
         "VALUES ($1, 'active', 'active', 'submitted', " TS(2) ")",
         gid, Ms(now));
@@ -380,7 +336,7 @@ Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxS
     }
   }
   return WriteStatement([&](pqxx::transaction_base& w) -> Status {
-    pqxx::result r = Prepared(w, 
+    pqxx::result r = Prepared(w,
         "WITH cur AS (SELECT gid, mode, status FROM treaty.transactions WHERE gid = $1 FOR UPDATE), "
         "changed AS (UPDATE treaty.transactions t SET status = $3, reason = $4, updated_at = " TS(5)
         ", next_attempt_at = " TS(5) " FROM cur WHERE t.gid = cur.gid AND cur.status = $2 "
@@ -418,7 +374,7 @@ Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<B
   Poco::JSON::Stringifier::condense(rows, json);
   // One statement: every op is updated, or (when one does not exist) none is.
   return WriteStatement([&](pqxx::transaction_base& w) -> Status {
-    pqxx::result r = Prepared(w, 
+    pqxx::result r = Prepared(w,
         "WITH v AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS v(branch_id text, op text, "
         "status text, attempts integer, last_error text)), "
         "found AS (SELECT count(*) AS n FROM treaty.branches b JOIN v ON b.gid = $1 "
@@ -449,7 +405,7 @@ Status PgTransactionStore::SetAttention(const std::string& gid, const std::strin
 Status PgTransactionStore::Reschedule(const std::string& gid, const std::string& owner,
                                       TimePoint next_attempt_at) {
   return Write([&](pqxx::transaction_base& w) -> Status {
-    Prepared(w, 
+    Prepared(w,
         "UPDATE treaty.transactions SET next_attempt_at = CASE WHEN wake_requested "
         "THEN next_attempt_at ELSE " TS(3) " END, wake_requested = false, lease_until = NULL "
         "WHERE gid = $1 AND owner = $2",
@@ -460,7 +416,7 @@ Status PgTransactionStore::Reschedule(const std::string& gid, const std::string&
 
 Status PgTransactionStore::MakeDue(const std::string& gid, TimePoint now) {
   return Write([&](pqxx::transaction_base& w) -> Status {
-    pqxx::result r = Prepared(w, 
+    pqxx::result r = Prepared(w,
         std::string("UPDATE treaty.transactions SET next_attempt_at = " TS(2) ", "
                     "wake_requested = true WHERE gid = $1 AND status IN ") +
             kUnfinished + " RETURNING gid",
@@ -476,7 +432,7 @@ Result<std::vector<std::string>> PgTransactionStore::ClaimDue(const std::string&
   return pool_->Run<std::vector<std::string>>(
       [&](pqxx::connection& c) -> Result<std::vector<std::string>> {
         pqxx::work w(c);
-        pqxx::result r = Prepared(w, 
+        pqxx::result r = Prepared(w,
             std::string("UPDATE treaty.transactions SET owner = $1, lease_until = " TS(3) " "
                         "WHERE gid IN (SELECT gid FROM treaty.transactions WHERE status IN ") +
                 kUnfinished +
@@ -494,7 +450,7 @@ Result<bool> PgTransactionStore::TryLease(const std::string& gid, const std::str
                                           TimePoint now, TimePoint lease_until) {
   return pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
     pqxx::work w(c);
-    pqxx::result r = Prepared(w, 
+    pqxx::result r = Prepared(w,
         std::string("UPDATE treaty.transactions SET owner = $2, lease_until = " TS(4) " "
                     "WHERE gid = $1 AND status IN ") + kUnfinished +
             " AND (lease_until IS NULL OR lease_until <= " TS(3) " OR owner = $2) RETURNING gid",
@@ -517,7 +473,7 @@ Result<std::vector<Transaction>> PgTransactionStore::List(const core::ListFilter
   return pool_->Run<std::vector<Transaction>>(
       [&](pqxx::connection& c) -> Result<std::vector<Transaction>> {
         pqxx::read_transaction w(c);
-        pqxx::result r = Prepared(w, 
+        pqxx::result r = Prepared(w,
             "SELECT gid, mode, status, reason, attention, " MS("deadline") ", " MS(
                 "created_at") ", " MS("updated_at") " FROM treaty.transactions "
             "WHERE ($1 = '' OR status = $1) AND ($2 = '' OR mode = $2) AND gid > $3 "
