@@ -56,6 +56,13 @@ CREATE TABLE treaty.decision_log (
 );
 CREATE INDEX decision_log_by_gid ON treaty.decision_log (gid, id);
 )sql"},
+      {2, "an index of unfinished transactions by due time, for claiming", R"sql(
+-- The claim takes the earliest due unfinished transactions: with this index it reads them in
+-- order instead of sorting every due row (a large backlog after a restart), and finished
+-- transactions, the vast majority, are not in it at all.
+CREATE INDEX transactions_unfinished_due ON treaty.transactions (next_attempt_at)
+  WHERE status IN ('active', 'prepared', 'committing', 'aborting');
+)sql"},
   };
   return kMigrations;
 }
