@@ -164,7 +164,7 @@ int Main(int argc, char** argv) {
   }
   const char* env_token = std::getenv("TREATY_TOKEN");  // NOLINT(concurrency-mt-unsafe)
   std::string token = flags.count("token") ? flags["token"] : env_token ? env_token : "";
-  if (!token.empty()) g_call_options.headers.emplace_back("Authorization", "Bearer " + token);
+  g_call_options.WithBearer(token);
   if (flags.count("ca-file")) g_call_options.ca_file = flags["ca-file"];
   if (words.empty()) return Usage();
   const std::string& cmd = words[0];

@@ -29,9 +29,7 @@ std::string AuthYaml() {
 
 HttpReply Call(Service& s, const std::string& method, const std::string& path,
                const std::string& token = "", const std::string& body = "") {
-  http::CallOptions options;
-  if (!token.empty()) options.headers.emplace_back("Authorization", "Bearer " + token);
-  auto r = HttpCall(method, s.base_url() + path, body, options);
+  auto r = HttpCall(method, s.base_url() + path, body, http::CallOptions{}.WithBearer(token));
   EXPECT_TRUE(r.ok()) << method << " " << path << ": " << r.status().message();
   return r.ok() ? *r : HttpReply{};
 }

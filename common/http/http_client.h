@@ -23,6 +23,12 @@ struct CallOptions {
   std::vector<std::pair<std::string, std::string>> headers;  // e.g. Authorization
   // https: the server's certificate is verified against this CA file (empty: the system's CAs).
   std::string ca_file;
+
+  // Sends "Authorization: Bearer <token>" (treatyd's auth tokens); an empty token adds nothing.
+  CallOptions& WithBearer(const std::string& token) {
+    if (!token.empty()) headers.emplace_back("Authorization", "Bearer " + token);
+    return *this;
+  }
 };
 
 // `url` is absolute (http:// or https://host:port/path). A connection failure, a timeout or a

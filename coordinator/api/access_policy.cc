@@ -34,10 +34,9 @@ AccessPolicy::AccessPolicy(std::vector<RoleToken> tokens, double rate_per_second
   for (const RoleToken& t : tokens) tokens_.emplace_back(Sha256<Digest>(t.token), t.admin);
 }
 
-std::optional<bool> AccessPolicy::AdminOf(const std::string& presented) const {
+std::optional<bool> AccessPolicy::AdminOf(const Digest& d) const {
   // Digests have one length whatever was presented, and every token is compared to the end:
   // the time taken says nothing about how much of a token was right.
-  const Digest d = Sha256<Digest>(presented);
   std::optional<bool> role;
   for (const auto& [digest, admin] : tokens_) {
     unsigned char diff = 0;
@@ -79,14 +78,13 @@ std::optional<ApiResponse> AccessPolicy::Check(const http::ApiRequest& request, 
     if (value.size() <= kScheme.size() || value.compare(0, kScheme.size(), kScheme) != 0) {
       return Unauthenticated("the Authorization header must be \"Bearer <token>\"");
     }
-    std::string presented = value.substr(kScheme.size());
-    std::optional<bool> admin = AdminOf(presented);
+    const Digest d = Sha256<Digest>(value.substr(kScheme.size()));
+    std::optional<bool> admin = AdminOf(d);
     if (!admin) return Unauthenticated("the token is not valid");
     if (access == Access::kAdmin && !*admin) {
       return http::JsonError(403, "forbidden", "this endpoint needs an admin token");
     }
     // The bucket is keyed by the token's digest: no token is kept in memory longer than needed.
-    const Digest d = Sha256<Digest>(presented);
     caller.assign(reinterpret_cast<const char*>(d.bytes), sizeof d.bytes);
   } else {
     caller = request.remote.substr(0, request.remote.rfind(':'));

@@ -33,14 +33,15 @@ class AccessPolicy {
     double tokens;
     std::chrono::steady_clock::time_point at;
   };
-  // The role of `presented`, or nullopt; looks at every configured token whatever matches.
-  std::optional<bool> AdminOf(const std::string& presented) const;
-  // False when `key` has used up its bucket; `retry_after` then says when to come back.
-  bool Take(const std::string& key, double* retry_after);
-
   struct Digest {
     unsigned char bytes[32];
   };
+  // The role of the token with this digest, or nullopt; looks at every configured token whatever
+  // matches.
+  std::optional<bool> AdminOf(const Digest& presented) const;
+  // False when `key` has used up its bucket; `retry_after` then says when to come back.
+  bool Take(const std::string& key, double* retry_after);
+
   std::vector<std::pair<Digest, bool>> tokens_;  // SHA-256 of each token, admin?
   const double rate_;
   const double burst_;

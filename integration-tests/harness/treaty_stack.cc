@@ -197,9 +197,8 @@ Result<int> TreatyStack::PreparedCount(const std::string& database) {
 }
 
 std::string TreatyStack::StatusOf(const std::string& gid) {
-  http::CallOptions options;
-  if (!client_token_.empty()) options.headers.emplace_back("Authorization", "Bearer " + client_token_);
-  auto r = HttpCall("GET", treatyd_->base_url() + "/v1/transactions/" + gid, "", options);
+  auto r = HttpCall("GET", treatyd_->base_url() + "/v1/transactions/" + gid, "",
+                    http::CallOptions{}.WithBearer(client_token_));
   if (!r.ok() || r->status != 200) return "";
   try {
     Poco::JSON::Parser parser;

@@ -27,9 +27,8 @@ namespace {
 // nullopt when it could not be asked.
 std::optional<std::string> CoordinatorStatus(const std::string& base, const std::string& token,
                                              const std::string& gid) {
-  http::CallOptions options{.timeout = std::chrono::seconds(5)};
-  if (!token.empty()) options.headers.emplace_back("Authorization", "Bearer " + token);
-  auto r = http::HttpCall("GET", base + "/v1/transactions/" + gid, "", options);
+  auto r = http::HttpCall("GET", base + "/v1/transactions/" + gid, "",
+                          http::CallOptions{.timeout = std::chrono::seconds(5)}.WithBearer(token));
   if (!r.ok()) return std::nullopt;
   if (r->status == 404) return std::string();
   if (r->status != 200) return std::nullopt;
@@ -224,11 +223,9 @@ const std::string& SelfUrl() { return g_self_url; }
 Result<std::pair<int, std::string>> CallCoordinator(const std::string& method,
                                                     const std::string& path,
                                                     const std::string& body) {
-  http::CallOptions options{.timeout = std::chrono::seconds(10)};
-  if (!g_coordinator_token.empty()) {
-    options.headers.emplace_back("Authorization", "Bearer " + g_coordinator_token);
-  }
-  auto r = http::HttpCall(method, g_coordinator_url + path, body, options);
+  auto r = http::HttpCall(
+      method, g_coordinator_url + path, body,
+      http::CallOptions{.timeout = std::chrono::seconds(10)}.WithBearer(g_coordinator_token));
   if (!r.ok()) return r.status();
   return std::pair<int, std::string>{r->status, r->body};
 }
