@@ -6,6 +6,9 @@
 //   treaty-bench load --treatyd URL --participant URL --mode M [--clients N] [--branches B]
 //                     [--warmup S] [--seconds S] [--run-id ID]
 //       one closed-loop load run; prints one JSON line
+//   treaty-bench serve
+//       starts the same servers as run and prints their addresses (one JSON line), then keeps
+//       them up until stdin closes: for profiling one mode with load and perf by hand
 //   treaty-bench produce --bootstrap HOST:PORT [--messages N] [--size BYTES]
 //       the raw librdkafka produce rate (idempotent, acks=all, as treatyd and the relay produce)
 
@@ -168,25 +171,21 @@ class BenchRun {
  public:
   explicit BenchRun(RunOptions o) : o_(std::move(o)) {}
 
-  Status Run(Object::Ptr out) {
-    Say("starting PostgreSQL (durable: fsync and synchronous_commit on), the dev broker, "
-        "the no-op participant and treatyd");
-    auto pg = PgCluster::Start(harness::PgClusterOptions{.durable = true, .max_connections = 400});
-    if (!pg.ok()) return pg.status();
-    pg_ = std::move(*pg);
-    for (const char* db : {"treaty", "ceiling", "outbox"}) {
-      if (Status s = pg_->CreateDatabase(db); !s.ok()) return s;
+  // Keeps the servers up until stdin closes, after printing where they are.
+  Status Serve() {
+    if (Status s = StartServers(); !s.ok()) return s;
+    std::cout << "{\"treatyd\":\"" << treatyd_->base_url() << "\",\"treatyd_pid\":"
+              << treatyd_->process().pid() << ",\"participant\":\"" << participant_->base_url()
+              << "\",\"store\":\"" << pg_->Url("treaty") << "\",\"kafka\":\""
+              << broker_->bootstrap() << "\"}" << std::endl;
+    std::string line;
+    while (std::getline(std::cin, line)) {
     }
-    auto broker = DevBroker::Start();
-    if (!broker.ok()) return broker.status();
-    broker_ = std::move(*broker);
-    auto participant = Service::Start(ServiceSpec{.name = "bench-participant",
-                                                  .binary = kParticipantPath,
-                                                  .config_yaml = "listen: 127.0.0.1:0\nthreads: 256\n"});
-    if (!participant.ok()) return participant.status();
-    participant_ = std::move(*participant);
-    if (Status s = StartTreatyd(); !s.ok()) return s;
+    return Status::Ok();
+  }
 
+  Status Run(Object::Ptr out) {
+    if (Status s = StartServers(); !s.ok()) return s;
     out->set("machine", Machine());
     Object::Ptr figures = new Object(Poco::JSON_PRESERVE_KEY_ORDER);
     out->set("results", figures);
@@ -252,6 +251,26 @@ class BenchRun {
 
  private:
   static constexpr const char* kParticipantPath = TREATY_BENCH_PARTICIPANT_PATH;
+
+  Status StartServers() {
+    Say("starting PostgreSQL (durable: fsync and synchronous_commit on), the dev broker, "
+        "the no-op participant and treatyd");
+    auto pg = PgCluster::Start(harness::PgClusterOptions{.durable = true, .max_connections = 400});
+    if (!pg.ok()) return pg.status();
+    pg_ = std::move(*pg);
+    for (const char* db : {"treaty", "ceiling", "outbox"}) {
+      if (Status s = pg_->CreateDatabase(db); !s.ok()) return s;
+    }
+    auto broker = DevBroker::Start();
+    if (!broker.ok()) return broker.status();
+    broker_ = std::move(*broker);
+    auto participant = Service::Start(ServiceSpec{.name = "bench-participant",
+                                                  .binary = kParticipantPath,
+                                                  .config_yaml = "listen: 127.0.0.1:0\nthreads: 256\n"});
+    if (!participant.ok()) return participant.status();
+    participant_ = std::move(*participant);
+    return StartTreatyd();
+  }
 
   Status StartTreatyd() {
     auto t = Service::Start(ServiceSpec{
@@ -627,6 +646,11 @@ int main(int argc, char** argv) {
                      flags.count("size") ? std::stoul(flags["size"]) : 100);
     std::cout << "{\"per_second\":" << r.rate << ",\"failed\":" << r.failed << "}" << std::endl;
     return r.failed == 0 ? 0 : 1;
+  }
+  if (cmd == "serve") {
+    BenchRun run(OptionsFor("smoke"));
+    treaty::Status s = run.Serve();
+    return s.ok() ? 0 : Fail(s.message());
   }
   if (cmd == "run") {
     std::string self = std::filesystem::canonical("/proc/self/exe").string();
