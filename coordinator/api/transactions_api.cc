@@ -328,7 +328,7 @@ ApiResponse TransactionsApi::Answer(const core::BeginOutcome& begun, bool wait) 
   if (!wait) return Json(201, Outcome(begun.tx));
   core::TimePoint until =
       std::min(begun.tx.deadline, std::chrono::system_clock::now() + options_.max_wait);
-  auto done = service_.WaitFinal(begun.tx.gid, until);
+  auto done = service_.WaitFinal(begun, until);
   if (!done.ok()) return FromStatus(done.status());
   return Json(200, Outcome(*done));
 }
@@ -375,6 +375,7 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
   canonical.set("saga", name);
   req.request_json = Stringify(Object::Ptr(new Object(canonical)));
   req.request_digest = Sha1Hex(req.request_json);
+  req.wait = wait;
   auto begun = service_.Begin(req);
   if (!begun.ok()) return FromStatus(begun.status());
   return Answer(*begun, wait);
@@ -522,6 +523,7 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
   req.request_json = Stringify(Object::Ptr(new Object(canonical)));
   req.request_digest = Sha1Hex(req.request_json);
 
+  req.wait = wait;
   auto begun = service_.Begin(req);
   if (!begun.ok()) return FromStatus(begun.status());
   return Answer(*begun, wait);

@@ -56,9 +56,12 @@ class TransactionStore {
 
   // Moves the transaction from `from` to `to`, with a log row, iff its status is still `from`
   // and the move is legal for its mode (state_machine.h); Conflict otherwise. `reason` is kept
-  // as the transaction's reason.
+  // as the transaction's reason. `ops` (often empty) are recorded as by RecordOps in the same
+  // atomic step, and only with the move; NotFound (and no move) when one of them does not exist.
+  // A drive records the calls that led to a decision with the decision: one durable write.
   virtual Status Transition(const std::string& gid, TxStatus from, TxStatus to,
-                            const std::string& reason, TimePoint now) = 0;
+                            const std::string& reason, TimePoint now,
+                            const std::vector<BranchOp>& ops) = 0;
 
   // Stores the status, attempts and last error of these ops.
   virtual Status RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,

@@ -74,10 +74,8 @@ class TransactionDriver::Context : public DriveContext {
       if (d_.observer_) d_.observer_->OnCall(tx, op, r);
       updated.push_back(std::move(op));
     }
-    Status s = d_.store_.RecordOps(tx.gid, updated, Now());
-    if (!s.ok()) return s;
-    for (size_t k = 0; k < indexes.size(); ++k) tx.ops[indexes[k]] = updated[k];
-    for (const BranchOp& op : updated) d_.crash_.Reach("after_" + op.op);
+    Unrecorded(tx, indexes, updated);
+    for (size_t i : indexes) d_.crash_.Reach("after_" + tx.ops[i].op);
     return Status::Ok();
   }
 
@@ -118,21 +116,22 @@ class TransactionDriver::Context : public DriveContext {
       }
       updated.push_back(std::move(op));
     }
-    Status s = d_.store_.RecordOps(tx.gid, updated, Now());
-    if (!s.ok()) return s;
-    for (size_t k = 0; k < indexes.size(); ++k) tx.ops[indexes[k]] = updated[k];
+    Unrecorded(tx, indexes, updated);
     for (size_t k = 0; k < indexes.size(); ++k) d_.crash_.Reach("after_publish");
     return Status::Ok();
   }
 
   Status Transition(Transaction& tx, TxStatus to, const std::string& reason) override {
     TxStatus from = tx.status;
-    Status s = d_.store_.Transition(tx.gid, from, to, reason, Now());
+    TimePoint now = Now();
+    Status s = d_.store_.Transition(tx.gid, from, to, reason, now, UnrecordedOps());
     if (!s.ok()) return s;
+    unrecorded_.clear();
     tx.status = to;
     tx.reason = reason;
+    tx.updated_at = tx.next_attempt_at = now;
     if (d_.observer_) d_.observer_->OnTransition(tx, from, reason);
-    if (IsFinal(to)) d_.NotifyFinal(tx.gid);
+    if (IsFinal(to)) d_.NotifyFinal(tx);
     const core::Transition* t = FindTransition(tx.mode, from, to);
     if (t != nullptr && t->decision) d_.crash_.Reach("after_decision");
     return Status::Ok();
@@ -153,13 +152,42 @@ class TransactionDriver::Context : public DriveContext {
   }
 
   Status WakeAt(Transaction& tx, TimePoint at) override {
-    Status s = d_.store_.Reschedule(tx.gid, d_.options_.owner, at);
+    Status s = Flush(tx.gid);
+    if (!s.ok()) return s;
+    s = d_.store_.Reschedule(tx.gid, d_.options_.owner, at);
     if (s.ok()) tx.next_attempt_at = at;
     return s;
   }
 
+  // Records the outcomes of calls not yet recorded (the drive ends without a transition).
+  Status Flush(const std::string& gid) {
+    if (unrecorded_.empty()) return Status::Ok();
+    Status s = d_.store_.RecordOps(gid, UnrecordedOps(), Now());
+    if (s.ok()) unrecorded_.clear();
+    return s;
+  }
+
  private:
+  // Calls' outcomes are applied to tx at once and made durable with the next transition (or by
+  // Flush): a crash in between only loses attempts, which are repeated (participants take any op
+  // more than once), never a decision. This saves a durable write per round of calls.
+  void Unrecorded(Transaction& tx, const std::vector<size_t>& indexes,
+                  std::vector<BranchOp>& updated) {
+    for (size_t k = 0; k < indexes.size(); ++k) {
+      unrecorded_[{updated[k].branch_id, updated[k].op}] = updated[k];
+      tx.ops[indexes[k]] = std::move(updated[k]);
+    }
+  }
+
+  std::vector<BranchOp> UnrecordedOps() const {
+    std::vector<BranchOp> ops;
+    ops.reserve(unrecorded_.size());
+    for (const auto& [key, op] : unrecorded_) ops.push_back(op);
+    return ops;
+  }
+
   TransactionDriver& d_;
+  std::map<std::pair<std::string, std::string>, BranchOp> unrecorded_;  // by (branch, op)
 };
 
 TransactionDriver::TransactionDriver(DriverOptions options, TransactionStore& store,
@@ -205,7 +233,8 @@ void TransactionDriver::Stop() {
   threads_.clear();
 }
 
-void TransactionDriver::Enqueue(const std::string& gid, std::optional<TimePoint> leased_until) {
+void TransactionDriver::Enqueue(const std::string& gid, std::optional<TimePoint> leased_until,
+                                std::optional<Transaction> as_stored) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (running_.count(gid)) {
@@ -215,6 +244,7 @@ void TransactionDriver::Enqueue(const std::string& gid, std::optional<TimePoint>
     if (!queued_.insert(gid).second) return;
     queue_.push_back(gid);
     if (leased_until) leased_until_[gid] = *leased_until;
+    if (as_stored) as_stored_.insert_or_assign(gid, std::move(*as_stored));
   }
   work_cv_.notify_one();
 }
@@ -235,6 +265,7 @@ void TransactionDriver::WorkerLoop() {
   while (true) {
     std::string gid;
     std::optional<TimePoint> leased_until;
+    std::optional<Transaction> as_stored;
     {
       std::unique_lock<std::mutex> lock(mu_);
       work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
@@ -247,6 +278,10 @@ void TransactionDriver::WorkerLoop() {
         leased_until = it->second;
         leased_until_.erase(it);
       }
+      if (auto it = as_stored_.find(gid); it != as_stored_.end()) {
+        as_stored = std::move(it->second);
+        as_stored_.erase(it);
+      }
     }
     // The lease may have run out while the transaction waited in the queue, or been given up by
     // an earlier drive (a re-run): take it (again) before driving, or leave it to its holder.
@@ -256,10 +291,11 @@ void TransactionDriver::WorkerLoop() {
     Result<bool> leased = true;
     if (!leased_until || *leased_until - now < options_.lease * 9 / 10) {
       leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
+      as_stored.reset();  // a stale lease: someone may have changed it meanwhile
     }
     if (leased.ok() && *leased) {
       try {
-        DriveNow(gid);
+        Drive(gid, std::move(as_stored));
       } catch (const std::exception& e) {
         // Adapters return statuses; this is a last guard so one transaction cannot stop the
         // worker. The lease runs out and the transaction is driven again.
@@ -303,18 +339,25 @@ void TransactionDriver::PollLoop() {
   }
 }
 
-Status TransactionDriver::DriveNow(const std::string& gid) {
+Status TransactionDriver::DriveNow(const std::string& gid) { return Drive(gid, std::nullopt); }
+
+Status TransactionDriver::Drive(const std::string& gid, std::optional<Transaction> as_stored) {
   Status s;
   // A Conflict means another actor (a client's abort, another coordinator) moved the
   // transaction under us: reload and carry on from what is stored.
   for (int round = 0; round < 4; ++round) {
-    Result<Transaction> tx = store_.Load(gid, /*with_log=*/false);
+    Result<Transaction> tx = Status::Internal("not loaded");
+    if (round == 0 && as_stored) {
+      tx = std::move(*as_stored);
+    } else {
+      tx = store_.Load(gid, /*with_log=*/false);
+    }
     if (!tx.ok()) {
       s = tx.status();
       break;
     }
     if (IsFinal(tx->status)) {
-      NotifyFinal(gid);
+      NotifyFinal(*tx);
       return Status::Ok();
     }
     auto it = processors_.find(tx->mode);
@@ -324,6 +367,9 @@ Status TransactionDriver::DriveNow(const std::string& gid) {
     }
     Context ctx(*this);
     s = it->second->Drive(*tx, ctx);
+    // A drive that ends OK has recorded everything (with a transition, or before waiting); one
+    // cut short still records the calls it made.
+    if (!s.ok()) ctx.Flush(gid);
     if (s.ok()) return s;
     if (s.code() != Status::Code::kConflict) break;
   }
@@ -334,37 +380,64 @@ Status TransactionDriver::DriveNow(const std::string& gid) {
   return s;
 }
 
-void TransactionDriver::NotifyFinal(const std::string& gid) {
+void TransactionDriver::NotifyFinal(const Transaction& tx) {
   std::lock_guard<std::mutex> lock(final_mu_);
-  auto it = watches_.find(gid);
+  auto it = watches_.find(tx.gid);
   if (it == watches_.end()) return;
-  it->second->final = true;
+  it->second->final = tx;
   it->second->cv.notify_all();
 }
 
-Result<Transaction> TransactionDriver::WaitFinal(const std::string& gid, TimePoint until) {
-  // Watched before the first load: a change after it sets the flag, one before it is loaded.
-  std::shared_ptr<FinalWatch> watch;
-  {
-    std::lock_guard<std::mutex> lock(final_mu_);
-    auto& slot = watches_[gid];
-    if (!slot) slot = std::make_shared<FinalWatch>();
-    watch = slot;
-    ++watch->waiters;
-  }
-  Result<Transaction> tx = Status::Internal("not loaded");
-  while (true) {
-    tx = store_.Load(gid, /*with_log=*/false);
-    if (!tx.ok()) break;
-    TimePoint now = clock_.Now();
-    if (IsFinal(tx->status) || now >= until) break;
-    // Woken when this coordinator finishes it; the timeout catches another coordinator doing so.
-    auto wait = std::min<std::chrono::nanoseconds>(until - now, std::chrono::milliseconds(500));
-    std::unique_lock<std::mutex> lock(final_mu_);
-    watch->cv.wait_for(lock, wait, [&] { return watch->final; });
-  }
+TransactionDriver::FinalWait::~FinalWait() {
+  if (driver_ == nullptr) return;
+  std::lock_guard<std::mutex> lock(driver_->final_mu_);
+  if (--watch_->waiters == 0) driver_->watches_.erase(gid_);
+}
+
+std::unique_ptr<TransactionDriver::FinalWait> TransactionDriver::Watch(const std::string& gid) {
   std::lock_guard<std::mutex> lock(final_mu_);
-  if (--watch->waiters == 0) watches_.erase(gid);
+  auto& slot = watches_[gid];
+  if (!slot) slot = std::make_shared<FinalWatch>();
+  ++slot->waiters;
+  auto wait = std::unique_ptr<FinalWait>(new FinalWait());
+  wait->driver_ = this;
+  wait->gid_ = gid;
+  wait->watch_ = slot;
+  return wait;
+}
+
+Result<Transaction> TransactionDriver::WaitFinal(const std::string& gid, TimePoint until) {
+  // Watched before the first load: a change after it is seen, one before it is loaded.
+  std::unique_ptr<FinalWait> wait = Watch(gid);
+  return WaitFinal(*wait, until, /*load_first=*/true);
+}
+
+Result<Transaction> TransactionDriver::WaitFinal(FinalWait& wait, TimePoint until,
+                                                 bool load_first) {
+  const std::shared_ptr<FinalWatch>& watch = wait.watch_;
+  Result<Transaction> tx = Status::Internal("not loaded");
+  bool load = load_first;
+  while (true) {
+    if (load) {
+      tx = store_.Load(wait.gid_, /*with_log=*/false);
+      if (!tx.ok()) break;
+      if (IsFinal(tx->status)) break;
+    }
+    load = true;
+    TimePoint now = clock_.Now();
+    if (now >= until) {
+      if (!tx.ok()) tx = store_.Load(wait.gid_, /*with_log=*/false);
+      break;
+    }
+    // Woken when this coordinator finishes it, with the final state it stored; the timeout
+    // catches another coordinator finishing it.
+    auto timeout = std::min<std::chrono::nanoseconds>(until - now, options_.final_poll);
+    std::unique_lock<std::mutex> lock(final_mu_);
+    if (watch->cv.wait_for(lock, timeout, [&] { return watch->final.has_value(); })) {
+      tx = *watch->final;
+      break;
+    }
+  }
   return tx;
 }
 

@@ -36,6 +36,9 @@ struct DriverOptions {
   Duration branch_call_timeout = std::chrono::seconds(3);
   RetryPolicy retry;
   int claim_batch = 64;
+  // How often a client waiting for an outcome looks at the store, in case another coordinator
+  // finished the transaction (this one's own drives wake it at once).
+  Duration final_poll = std::chrono::milliseconds(500);
 };
 
 // Observes what the driver (and the service) does, for logs and metrics. Calls come from worker
@@ -53,6 +56,8 @@ class DriverObserver {
 };
 
 class TransactionDriver {
+  struct FinalWatch;  // below
+
  public:
   // Every reference must outlive the driver. `processors` holds one per mode served.
   // `messages` may be null: transactional messages to Kafka then stay undelivered.
@@ -67,8 +72,11 @@ class TransactionDriver {
   void Stop();
 
   // Drives `gid` soon on this coordinator, which must hold its lease (it just created it).
-  // `leased_until`, when known, spares the worker taking the lease again if it is still fresh.
-  void Enqueue(const std::string& gid, std::optional<TimePoint> leased_until = std::nullopt);
+  // `leased_until`, when known, spares the worker taking the lease again if it is still fresh;
+  // `as_stored`, the transaction exactly as the store holds it (just created), spares loading
+  // it. Both are only used while that lease is fresh.
+  void Enqueue(const std::string& gid, std::optional<TimePoint> leased_until = std::nullopt,
+               std::optional<Transaction> as_stored = std::nullopt);
 
   // Drives `gid` soon if this coordinator can lease it now (after a client changed it); if
   // another coordinator holds it, that one drives it.
@@ -83,6 +91,28 @@ class TransactionDriver {
   // The transaction once it is final, or as it stands at `until`.
   Result<Transaction> WaitFinal(const std::string& gid, TimePoint until);
 
+  // A registration to learn when one transaction becomes final; unregisters when destroyed.
+  // Taken before the transaction is enqueued, it cannot miss the change.
+  class FinalWait {
+   public:
+    ~FinalWait();
+    FinalWait(const FinalWait&) = delete;
+    FinalWait& operator=(const FinalWait&) = delete;
+
+   private:
+    friend class TransactionDriver;
+    FinalWait() = default;
+    TransactionDriver* driver_ = nullptr;
+    std::string gid_;
+    std::shared_ptr<FinalWatch> watch_;
+  };
+  std::unique_ptr<FinalWait> Watch(const std::string& gid);
+
+  // As WaitFinal(gid, until), on a registration from Watch(). Without `load_first` (the caller
+  // knows it is not final yet: it just created it) nothing is read from the store unless the
+  // wait times out; the final state comes from the drive that stored it.
+  Result<Transaction> WaitFinal(FinalWait& wait, TimePoint until, bool load_first);
+
   const Processor* ProcessorFor(Mode mode) const;
   DriverObserver* observer() const { return observer_; }
   const DriverOptions& options() const { return options_; }
@@ -92,8 +122,10 @@ class TransactionDriver {
 
   void WorkerLoop();
   void PollLoop();
-  // Wakes the WaitFinal() calls on `gid`: it is final now.
-  void NotifyFinal(const std::string& gid);
+  // DriveNow, starting from `as_stored` instead of a load when given.
+  Status Drive(const std::string& gid, std::optional<Transaction> as_stored);
+  // Wakes the WaitFinal() calls on tx.gid with `tx`, which is final and stored as it is.
+  void NotifyFinal(const Transaction& tx);
 
   const DriverOptions options_;
   TransactionStore& store_;
@@ -113,6 +145,7 @@ class TransactionDriver {
   std::set<std::string> running_;     // guarded by mu_: being driven now
   std::set<std::string> rerun_;       // guarded by mu_: enqueued again while running
   std::map<std::string, TimePoint> leased_until_;  // guarded by mu_: queued with a known lease
+  std::map<std::string, Transaction> as_stored_;   // guarded by mu_: queued with its state
   bool stopping_ = false;             // guarded by mu_
   // The last claim found due work: more may be waiting, so a worker that falls idle asks the
   // poller to claim again rather than leaving it to the next poll interval (a backlog after a
@@ -122,8 +155,8 @@ class TransactionDriver {
 
   // The transactions someone waits on, so that a change wakes only its own waiters.
   struct FinalWatch {
-    int waiters = 0;     // guarded by final_mu_
-    bool final = false;  // guarded by final_mu_
+    int waiters = 0;                   // guarded by final_mu_
+    std::optional<Transaction> final;  // guarded by final_mu_: set once it is final
     std::condition_variable cv;
   };
   std::mutex final_mu_;

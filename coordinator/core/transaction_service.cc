@@ -143,8 +143,14 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
   }
   crash_.Reach("after_begin");
   if (DriverObserver* o = driver_.observer()) o->OnStarted(tx);
-  if (tx.submitted) driver_.Enqueue(tx.gid, lease_until);
-  return BeginOutcome{std::move(tx), true};
+  BeginOutcome outcome{tx, true, nullptr};
+  if (req.wait) outcome.watch = driver_.Watch(tx.gid);
+  // Handed over as created: the worker starts without reading it back.
+  if (tx.submitted) {
+    std::string gid = tx.gid;  // not tx.gid: the argument moved from tx may be built first
+    driver_.Enqueue(gid, lease_until, std::move(tx));
+  }
+  return outcome;
 }
 
 Status TransactionService::AddBranch(const std::string& gid, const BranchSpec& branch) {
@@ -170,7 +176,7 @@ Result<Transaction> TransactionService::Submit(const std::string& gid) {
   if (tx->mode == Mode::kMsg) {
     if (tx->status == TxStatus::kPrepared) {
       Status s = store_.Transition(gid, TxStatus::kPrepared, TxStatus::kCommitting,
-                                   "submitted by the service", clock_.Now());
+                                   "submitted by the service", clock_.Now(), {});
       if (!s.ok() && s.code() != Status::Code::kConflict) return s;
       crash_.Reach("after_decision");
       driver_.Kick(gid);
@@ -213,7 +219,7 @@ Result<Transaction> TransactionService::Abort(const std::string& gid) {
       case TxStatus::kActive:
       case TxStatus::kPrepared: {
         Status s = store_.Transition(gid, tx->status, TxStatus::kAborting, "aborted by the client",
-                                     clock_.Now());
+                                     clock_.Now(), {});
         if (s.code() == Status::Code::kConflict) continue;  // moved meanwhile: look again
         if (!s.ok()) return s;
         driver_.Kick(gid);
@@ -251,6 +257,11 @@ Result<Transaction> TransactionService::RetryNow(const std::string& gid) {
 
 Result<Transaction> TransactionService::WaitFinal(const std::string& gid, TimePoint until) {
   return driver_.WaitFinal(gid, until);
+}
+
+Result<Transaction> TransactionService::WaitFinal(const BeginOutcome& begun, TimePoint until) {
+  if (!begun.watch) return driver_.WaitFinal(begun.tx.gid, until);
+  return driver_.WaitFinal(*begun.watch, until, /*load_first=*/false);
 }
 
 }  // namespace treaty::core

@@ -48,11 +48,15 @@ struct BeginRequest {
   std::string query_url;
   std::string request_json;         // the request as received, for audit
   std::string request_digest;       // equal for equal requests
+  // The caller will wait for the outcome (WaitFinal(BeginOutcome)): watched before it is driven.
+  bool wait = false;
 };
 
 struct BeginOutcome {
   Transaction tx;
   bool created = false;  // false: the same request was submitted before under this gid
+  // Set when the request asked to wait and this call created the transaction.
+  std::shared_ptr<TransactionDriver::FinalWait> watch;
 };
 
 class TransactionService {
@@ -89,6 +93,8 @@ class TransactionService {
 
   // The transaction once final, or as it stands at `until`.
   Result<Transaction> WaitFinal(const std::string& gid, TimePoint until);
+  // The same for a transaction just begun; with its watch, without reading the store first.
+  Result<Transaction> WaitFinal(const BeginOutcome& begun, TimePoint until);
 
  private:
   // Checks `branch` against its mode (ids, `required` ops present, nothing beyond the mode's

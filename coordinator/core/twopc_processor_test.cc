@@ -87,6 +87,64 @@ TEST_F(TwoPcTest, AllPreparedCommitsEveryBranch) {
   }
 }
 
+TEST_F(TwoPcTest, TheDecisionIsOneWriteWithTheOutcomesThatLedToIt) {
+  std::string gid = Begin({Branch("order"), Branch("stock")});
+  ASSERT_TRUE(driver_.DriveNow(gid).ok());
+  // Created; decided together with both prepares' outcomes; finished together with both
+  // commits'. No separate write per round of calls.
+  EXPECT_EQ(store_.Calls("Create"), 1);
+  EXPECT_EQ(store_.Calls("Transition"), 2);
+  EXPECT_EQ(store_.Calls("RecordOps"), 0);
+  Transaction tx = Load(gid);
+  EXPECT_EQ(tx.FindOp("order", "prepare")->attempts, 1);
+  EXPECT_EQ(tx.FindOp("stock", "commit")->status, OpStatus::kSucceeded);
+}
+
+TEST_F(TwoPcTest, AnIllegalDecisionRecordsNoOutcomes) {
+  std::string gid = Begin({Branch("order")});
+  BranchOp prepared = *Load(gid).FindOp("order", "prepare");
+  prepared.status = OpStatus::kSucceeded;
+  prepared.attempts = 1;
+  TimePoint now = clock_.Now();
+  EXPECT_EQ(store_.Transition(gid, TxStatus::kActive, TxStatus::kCommitted, "", now, {prepared})
+                .code(),
+            Status::Code::kConflict);
+  BranchOp unknown = prepared;
+  unknown.branch_id = "nobody";
+  EXPECT_EQ(store_.Transition(gid, TxStatus::kActive, TxStatus::kCommitting, "", now,
+                              {prepared, unknown})
+                .code(),
+            Status::Code::kNotFound);
+  Transaction tx = Load(gid);
+  EXPECT_EQ(tx.status, TxStatus::kActive);
+  EXPECT_EQ(tx.FindOp("order", "prepare")->attempts, 0) << "nothing recorded without the move";
+}
+
+TEST_F(TwoPcTest, AWaitingClientIsAnsweredFromTheDriveWithoutReadingTheStore) {
+  TransactionDriver driver(DriverOptions{.owner = "node-b", .final_poll = std::chrono::hours(1)},
+                           store_, transport_, clock_, ids_, crash_, {&processor_});
+  TransactionService service(store_, driver, clock_, ids_, crash_, std::chrono::seconds(10));
+  ASSERT_TRUE(driver.Start().ok());
+  BeginRequest req;
+  req.gid = "waited";
+  req.branches = {Branch("order"), Branch("stock")};
+  req.request_digest = "d";
+  req.wait = true;
+  auto begun = service.Begin(req);
+  ASSERT_TRUE(begun.ok()) << begun.status().ToString();
+  ASSERT_NE(begun->watch, nullptr);
+  auto done = service.WaitFinal(*begun, clock_.Now() + std::chrono::seconds(10));
+  driver.Stop();
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_EQ(done->status, TxStatus::kCommitted);
+  EXPECT_EQ(done->FindOp("stock", "commit")->status, OpStatus::kSucceeded);
+  // The worker started from the created transaction and the waiter got the final one.
+  EXPECT_EQ(store_.Calls("Load"), 0);
+  Transaction stored = Load("waited");
+  EXPECT_EQ(stored.status, TxStatus::kCommitted);
+  EXPECT_EQ(stored.FindOp("stock", "commit")->attempts, 1);
+}
+
 TEST_F(TwoPcTest, CallsCarryTheProtocolBody) {
   std::string gid = Begin({Branch("stock", R"({"sku":"A1","qty":2})")});
   ASSERT_TRUE(driver_.DriveNow(gid).ok());
@@ -157,7 +215,7 @@ TEST_F(TwoPcTest, AbortReachesABranchWhosePrepareLeftNoRecord) {
   // The prepare reached the participant but the coordinator died before recording it: the
   // store shows no attempt. Aborting must still tell that participant.
   std::string gid = Begin({Branch("order"), Branch("stock")});
-  ASSERT_TRUE(store_.Transition(gid, TxStatus::kActive, TxStatus::kAborting, "test", clock_.Now()).ok());
+  ASSERT_TRUE(store_.Transition(gid, TxStatus::kActive, TxStatus::kAborting, "test", clock_.Now(), {}).ok());
   ASSERT_EQ(Load(gid).FindOp("stock", "prepare")->attempts, 0);
   ASSERT_TRUE(driver_.DriveNow(gid).ok());
   EXPECT_EQ(transport_.Calls(), (Strings{"order/abort", "stock/abort"}));
@@ -281,13 +339,13 @@ TEST_F(TwoPcTest, SameGidSameRequestIsOneTransaction) {
 TEST_F(TwoPcTest, TheStoreRefusesIllegalTransitions) {
   std::string gid = Begin({Branch("stock")});
   TimePoint now = clock_.Now();
-  EXPECT_EQ(store_.Transition(gid, TxStatus::kActive, TxStatus::kCommitted, "", now).code(),
+  EXPECT_EQ(store_.Transition(gid, TxStatus::kActive, TxStatus::kCommitted, "", now, {}).code(),
             Status::Code::kConflict);
-  EXPECT_EQ(store_.Transition(gid, TxStatus::kCommitting, TxStatus::kCommitted, "", now).code(),
+  EXPECT_EQ(store_.Transition(gid, TxStatus::kCommitting, TxStatus::kCommitted, "", now, {}).code(),
             Status::Code::kConflict)
       << "the stored status is not committing";
   ASSERT_TRUE(driver_.DriveNow(gid).ok());
-  EXPECT_EQ(store_.Transition(gid, TxStatus::kCommitted, TxStatus::kAborting, "", now).code(),
+  EXPECT_EQ(store_.Transition(gid, TxStatus::kCommitted, TxStatus::kAborting, "", now, {}).code(),
             Status::Code::kConflict);
 }
 

@@ -16,8 +16,9 @@ Status TimedStore::MarkSubmitted(const std::string& gid, core::TimePoint now) {
   return Timed("mark_submitted", [&] { return inner_.MarkSubmitted(gid, now); });
 }
 Status TimedStore::Transition(const std::string& gid, core::TxStatus from, core::TxStatus to,
-                              const std::string& reason, core::TimePoint now) {
-  return Timed("transition", [&] { return inner_.Transition(gid, from, to, reason, now); });
+                              const std::string& reason, core::TimePoint now,
+                              const std::vector<core::BranchOp>& ops) {
+  return Timed("transition", [&] { return inner_.Transition(gid, from, to, reason, now, ops); });
 }
 Status TimedStore::RecordOps(const std::string& gid, const std::vector<core::BranchOp>& ops,
                              core::TimePoint now) {

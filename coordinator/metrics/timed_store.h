@@ -21,7 +21,8 @@ class TimedStore : public core::TransactionStore {
   Status AddBranch(const std::string& gid, const std::vector<core::BranchOp>& ops) override;
   Status MarkSubmitted(const std::string& gid, core::TimePoint now) override;
   Status Transition(const std::string& gid, core::TxStatus from, core::TxStatus to,
-                    const std::string& reason, core::TimePoint now) override;
+                    const std::string& reason, core::TimePoint now,
+                    const std::vector<core::BranchOp>& ops) override;
   Status RecordOps(const std::string& gid, const std::vector<core::BranchOp>& ops,
                    core::TimePoint now) override;
   Status SetAttention(const std::string& gid, const std::string& attention) override;

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "coordinator/core/state_machine.h"
+#include "common/json_text.h"
 #include "common/pg/pg_pool.h"
 #include "coordinator/store/group_commit.h"
 
@@ -72,13 +73,48 @@ std::vector<std::string> SplitIds(const std::string& text) {
   return out;
 }
 
+// Store rows cross as JSON text built here directly: building Poco::JSON objects for them was a
+// sixth of treatyd's CPU under load (docs/performance.md).
+class JsonRow {
+ public:
+  explicit JsonRow(std::string& out) : out_(out) { out_ += '{'; }
+  ~JsonRow() { out_ += '}'; }
+  JsonRow(const JsonRow&) = delete;
+  JsonRow& operator=(const JsonRow&) = delete;
+
+  JsonRow& Str(std::string_view key, std::string_view value) {
+    Key(key);
+    out_ += JsonQuote(value);
+    return *this;
+  }
+  JsonRow& Int(std::string_view key, int64_t value) {
+    Key(key);
+    out_ += std::to_string(value);
+    return *this;
+  }
+  JsonRow& Null(std::string_view key) {
+    Key(key);
+    out_ += "null";
+    return *this;
+  }
+
+ private:
+  void Key(std::string_view key) {
+    if (out_.back() != '{') out_ += ',';
+    out_ += JsonQuote(key);
+    out_ += ':';
+  }
+  std::string& out_;
+};
+
 std::string HeadersJson(const std::map<std::string, std::string>& headers) {
   if (headers.empty()) return "";
-  Poco::JSON::Object o;
-  for (const auto& [k, v] : headers) o.set(k, v);
-  std::ostringstream out;
-  Poco::JSON::Stringifier::condense(o, out);
-  return out.str();
+  std::string out;
+  {
+    JsonRow row(out);
+    for (const auto& [k, v] : headers) row.Str(k, v);
+  }
+  return out;
 }
 
 std::map<std::string, std::string> ParseHeaders(const std::string& text) {
@@ -95,27 +131,23 @@ std::map<std::string, std::string> ParseHeaders(const std::string& text) {
 
 // The ops as a JSON array for jsonb_to_recordset: all of them go in with one statement.
 std::string OpsJson(const std::vector<BranchOp>& ops) {
-  Poco::JSON::Array rows;
+  std::string out = "[";
   for (const BranchOp& o : ops) {
-    Poco::JSON::Object row;
-    row.set("branch_id", o.branch_id);
-    row.set("op", o.op);
-    row.set("position", o.position);
-    row.set("url", o.url);
-    row.set("payload", o.payload_json);
-    row.set("timeout_ms", o.timeout ? Poco::Dynamic::Var(static_cast<int64_t>(o.timeout->count()))
-                                    : Poco::Dynamic::Var());
-    row.set("status", std::string(core::OpStatusName(o.status)));
-    row.set("attempts", o.attempts);
-    row.set("last_error", o.last_error);
-    row.set("after_ids", JoinIds(o.after));
-    row.set("msg_key", o.message_key);
-    row.set("msg_headers", HeadersJson(o.message_headers));
-    rows.add(row);
+    if (out.size() > 1) out += ',';
+    JsonRow row(out);
+    row.Str("branch_id", o.branch_id).Str("op", o.op).Int("position", o.position);
+    row.Str("url", o.url).Str("payload", o.payload_json);
+    if (o.timeout) {
+      row.Int("timeout_ms", o.timeout->count());
+    } else {
+      row.Null("timeout_ms");
+    }
+    row.Str("status", core::OpStatusName(o.status)).Int("attempts", o.attempts);
+    row.Str("last_error", o.last_error).Str("after_ids", JoinIds(o.after));
+    row.Str("msg_key", o.message_key).Str("msg_headers", HeadersJson(o.message_headers));
   }
-  std::ostringstream out;
-  Poco::JSON::Stringifier::condense(rows, out);
-  return out.str();
+  out += ']';
+  return out;
 }
 
 // Selects the rows of OpsJson() ($N) as a branches row set, for INSERT ... SELECT.
@@ -125,6 +157,24 @@ std::string OpsJson(const std::vector<BranchOp>& ops) {
   "NULLIF(v.msg_headers, '')::jsonb FROM jsonb_to_recordset(" param "::jsonb) AS v(branch_id " \
   "text, op text, position integer, url text, payload text, timeout_ms bigint, status text, "  \
   "attempts integer, last_error text, after_ids text, msg_key text, msg_headers text)"
+
+// What a round of calls changed in each op (status, attempts, last error), as a JSON array for
+// OP_OUTCOMES_FROM_JSON.
+std::string OpOutcomesJson(const std::vector<BranchOp>& ops) {
+  std::string out = "[";
+  for (const BranchOp& o : ops) {
+    if (out.size() > 1) out += ',';
+    JsonRow row(out);
+    row.Str("branch_id", o.branch_id).Str("op", o.op).Str("status", core::OpStatusName(o.status));
+    row.Int("attempts", o.attempts).Str("last_error", o.last_error);
+  }
+  out += ']';
+  return out;
+}
+
+#define OP_OUTCOMES_FROM_JSON(param)                                                    \
+  "SELECT * FROM jsonb_to_recordset(" param "::jsonb) AS v(branch_id text, op text, "   \
+  "status text, attempts integer, last_error text)"
 
 void InsertOps(pqxx::transaction_base& w, const std::string& gid, const std::vector<BranchOp>& ops) {
   if (ops.empty()) return;
@@ -326,7 +376,8 @@ Status PgTransactionStore::MarkSubmitted(const std::string& gid, TimePoint now) 
 }
 
 Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxStatus to,
-                                      const std::string& reason, TimePoint now) {
+                                      const std::string& reason, TimePoint now,
+                                      const std::vector<BranchOp>& ops) {
   // The modes in which from -> to is legal: the state machine, checked by the same statement
   // that makes the change, so the check and the change are one atomic step.
   std::string legal_modes;
@@ -335,17 +386,28 @@ Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxS
       legal_modes += std::string(legal_modes.empty() ? "" : ",") + std::string(core::ModeName(m));
     }
   }
+  const std::string ops_json = OpOutcomesJson(ops);
   return WriteStatement([&](pqxx::transaction_base& w) -> Status {
+    // One statement, one commit: the move, its log row and the ops' outcomes. The move is made
+    // only when every op exists (`found`), and the ops are written only with the move.
     pqxx::result r = Prepared(w,
-        "WITH cur AS (SELECT gid, mode, status FROM treaty.transactions WHERE gid = $1 FOR UPDATE), "
+        "WITH v AS (" OP_OUTCOMES_FROM_JSON("$7") "), "
+        "found AS (SELECT count(*) AS n FROM treaty.branches b JOIN v ON b.gid = $1 "
+        "AND b.branch_id = v.branch_id AND b.op = v.op), "
+        "cur AS (SELECT gid, mode, status FROM treaty.transactions WHERE gid = $1 FOR UPDATE), "
         "changed AS (UPDATE treaty.transactions t SET status = $3, reason = $4, updated_at = " TS(5)
         ", next_attempt_at = " TS(5) " FROM cur WHERE t.gid = cur.gid AND cur.status = $2 "
-        "AND cur.mode = ANY($6::text[]) RETURNING t.gid), "
+        "AND cur.mode = ANY($6::text[]) AND (SELECT n FROM found) = (SELECT count(*) FROM v) "
+        "RETURNING t.gid), "
         "logged AS (INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
-        "SELECT gid, $2, $3, $4, " TS(5) " FROM changed) "
-        "SELECT cur.mode, cur.status, (SELECT count(*) FROM changed) FROM cur",
+        "SELECT gid, $2, $3, $4, " TS(5) " FROM changed), "
+        "recorded AS (UPDATE treaty.branches b SET status = v.status, attempts = v.attempts, "
+        "last_error = NULLIF(v.last_error, ''), updated_at = " TS(5) " FROM v, changed "
+        "WHERE b.gid = changed.gid AND b.branch_id = v.branch_id AND b.op = v.op RETURNING 1) "
+        "SELECT cur.mode, cur.status, (SELECT count(*) FROM changed), "
+        "(SELECT count(*) FROM recorded) FROM cur",
         gid, std::string(core::StatusName(from)), std::string(core::StatusName(to)), reason,
-        Ms(now), "{" + legal_modes + "}");
+        Ms(now), "{" + legal_modes + "}", ops_json);
     if (r.empty()) return Status::NotFound("no transaction " + gid);
     if (r[0][2].as<int64_t>() == 1) return Status::Ok();
     std::string current = r[0][1].as<std::string>();
@@ -353,30 +415,21 @@ Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxS
       return Status::Conflict("transaction " + gid + " is " + current + ", not " +
                               std::string(core::StatusName(from)));
     }
-    return Status::Conflict("illegal transition " + std::string(core::StatusName(from)) + " -> " +
-                            std::string(core::StatusName(to)));
+    if (std::string mode = r[0][0].as<std::string>(); legal_modes.find(mode) == std::string::npos) {
+      return Status::Conflict("illegal transition " + std::string(core::StatusName(from)) +
+                              " -> " + std::string(core::StatusName(to)));
+    }
+    return Status::NotFound("transaction " + gid + " lacks one of the branch ops recorded");
   });
 }
 
 Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
                                      TimePoint now) {
-  Poco::JSON::Array rows;
-  for (const BranchOp& o : ops) {
-    Poco::JSON::Object row;
-    row.set("branch_id", o.branch_id);
-    row.set("op", o.op);
-    row.set("status", std::string(core::OpStatusName(o.status)));
-    row.set("attempts", o.attempts);
-    row.set("last_error", o.last_error);
-    rows.add(row);
-  }
-  std::ostringstream json;
-  Poco::JSON::Stringifier::condense(rows, json);
+  const std::string ops_json = OpOutcomesJson(ops);
   // One statement: every op is updated, or (when one does not exist) none is.
   return WriteStatement([&](pqxx::transaction_base& w) -> Status {
     pqxx::result r = Prepared(w,
-        "WITH v AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS v(branch_id text, op text, "
-        "status text, attempts integer, last_error text)), "
+        "WITH v AS (" OP_OUTCOMES_FROM_JSON("$2") "), "
         "found AS (SELECT count(*) AS n FROM treaty.branches b JOIN v ON b.gid = $1 "
         "AND b.branch_id = v.branch_id AND b.op = v.op), "
         "changed AS (UPDATE treaty.branches b SET status = v.status, attempts = v.attempts, "
@@ -386,7 +439,7 @@ Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<B
         "touched AS (UPDATE treaty.transactions SET updated_at = " TS(3) " WHERE gid = $1 "
         "AND EXISTS (SELECT 1 FROM changed) RETURNING 1) "
         "SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM v)",
-        gid, json.str(), Ms(now));
+        gid, ops_json, Ms(now));
     if (r[0][0].as<int64_t>() != r[0][1].as<int64_t>()) {
       return Status::NotFound("transaction " + gid + " lacks one of the branch ops recorded");
     }

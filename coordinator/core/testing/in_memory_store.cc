@@ -4,8 +4,15 @@
 
 namespace treaty::core::testing {
 
-Status InMemoryStore::CheckUp() const {
+Status InMemoryStore::CheckUp(const char* method) const {
+  ++calls_[method];
   return unavailable_ ? Status::Unavailable("store down (test)") : Status::Ok();
+}
+
+int InMemoryStore::Calls(const std::string& method) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = calls_.find(method);
+  return it == calls_.end() ? 0 : it->second;
 }
 
 void InMemoryStore::SetUnavailable(bool unavailable) {
@@ -22,7 +29,7 @@ std::string InMemoryStore::LeaseOwner(const std::string& gid) {
 Result<CreateResult> InMemoryStore::Create(const Transaction& tx, const std::string& owner,
                                            TimePoint lease_until) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(tx.gid);
   if (it != rows_.end()) return CreateResult{false, it->second.tx};
   Row row{tx, owner, lease_until};
@@ -33,7 +40,7 @@ Result<CreateResult> InMemoryStore::Create(const Transaction& tx, const std::str
 
 Result<Transaction> InMemoryStore::Load(const std::string& gid, bool with_log) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   Transaction tx = it->second.tx;
@@ -43,7 +50,7 @@ Result<Transaction> InMemoryStore::Load(const std::string& gid, bool with_log) {
 
 Status InMemoryStore::AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   Transaction& tx = it->second.tx;
@@ -59,7 +66,7 @@ Status InMemoryStore::AddBranch(const std::string& gid, const std::vector<Branch
 
 Status InMemoryStore::MarkSubmitted(const std::string& gid, TimePoint now) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   Transaction& tx = it->second.tx;
@@ -71,9 +78,10 @@ Status InMemoryStore::MarkSubmitted(const std::string& gid, TimePoint now) {
 }
 
 Status InMemoryStore::Transition(const std::string& gid, TxStatus from, TxStatus to,
-                                 const std::string& reason, TimePoint now) {
+                                 const std::string& reason, TimePoint now,
+                                 const std::vector<BranchOp>& ops) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   Transaction& tx = it->second.tx;
@@ -83,6 +91,17 @@ Status InMemoryStore::Transition(const std::string& gid, TxStatus from, TxStatus
   if (FindTransition(tx.mode, from, to) == nullptr) {
     return Status::Conflict("illegal transition " + std::string(StatusName(from)) + " -> " +
                             std::string(StatusName(to)));
+  }
+  for (const BranchOp& o : ops) {
+    if (tx.FindOp(o.branch_id, o.op) == nullptr) {
+      return Status::NotFound("no op " + o.branch_id + "/" + o.op);
+    }
+  }
+  for (const BranchOp& o : ops) {
+    BranchOp* stored = tx.FindOp(o.branch_id, o.op);
+    stored->status = o.status;
+    stored->attempts = o.attempts;
+    stored->last_error = o.last_error;
   }
   tx.status = to;
   tx.reason = reason;
@@ -95,7 +114,7 @@ Status InMemoryStore::Transition(const std::string& gid, TxStatus from, TxStatus
 Status InMemoryStore::RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
                                 TimePoint now) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   for (const BranchOp& o : ops) {
@@ -111,7 +130,7 @@ Status InMemoryStore::RecordOps(const std::string& gid, const std::vector<Branch
 
 Status InMemoryStore::SetAttention(const std::string& gid, const std::string& attention) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   it->second.tx.attention = attention;
@@ -121,7 +140,7 @@ Status InMemoryStore::SetAttention(const std::string& gid, const std::string& at
 Status InMemoryStore::Reschedule(const std::string& gid, const std::string& owner,
                                  TimePoint next_attempt_at) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   Row& row = it->second;
@@ -134,7 +153,7 @@ Status InMemoryStore::Reschedule(const std::string& gid, const std::string& owne
 
 Status InMemoryStore::MakeDue(const std::string& gid, TimePoint now) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   it->second.tx.next_attempt_at = now;
@@ -145,7 +164,7 @@ Status InMemoryStore::MakeDue(const std::string& gid, TimePoint now) {
 Result<std::vector<std::string>> InMemoryStore::ClaimDue(const std::string& owner, TimePoint now,
                                                          TimePoint lease_until, int limit) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   std::vector<std::string> out;
   for (auto& [gid, row] : rows_) {
     if (static_cast<int>(out.size()) >= limit) break;
@@ -160,7 +179,7 @@ Result<std::vector<std::string>> InMemoryStore::ClaimDue(const std::string& owne
 Result<bool> InMemoryStore::TryLease(const std::string& gid, const std::string& owner,
                                      TimePoint now, TimePoint lease_until) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   Row& row = it->second;
@@ -173,7 +192,7 @@ Result<bool> InMemoryStore::TryLease(const std::string& gid, const std::string& 
 
 Status InMemoryStore::ReleaseLeases(const std::string& owner) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   for (auto& [gid, row] : rows_) {
     if (row.owner == owner) row.lease_until = TimePoint{};
   }
@@ -182,7 +201,7 @@ Status InMemoryStore::ReleaseLeases(const std::string& owner) {
 
 Result<std::vector<Transaction>> InMemoryStore::List(const ListFilter& filter) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   std::vector<Transaction> out;
   for (auto it = rows_.upper_bound(filter.after_gid); it != rows_.end(); ++it) {
     if (static_cast<int>(out.size()) >= filter.limit) break;
@@ -205,7 +224,7 @@ Result<std::vector<Transaction>> InMemoryStore::List(const ListFilter& filter) {
 
 Result<std::map<TxStatus, int64_t>> InMemoryStore::CountByStatus() {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Status s = CheckUp(); !s.ok()) return s;
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
   std::map<TxStatus, int64_t> out;
   for (const auto& [gid, row] : rows_) ++out[row.tx.status];
   return out;

@@ -18,7 +18,7 @@ class InMemoryStore : public TransactionStore {
   Status AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) override;
   Status MarkSubmitted(const std::string& gid, TimePoint now) override;
   Status Transition(const std::string& gid, TxStatus from, TxStatus to, const std::string& reason,
-                    TimePoint now) override;
+                    TimePoint now, const std::vector<BranchOp>& ops) override;
   Status RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
                    TimePoint now) override;
   Status SetAttention(const std::string& gid, const std::string& attention) override;
@@ -36,6 +36,8 @@ class InMemoryStore : public TransactionStore {
   // Test controls: while unavailable, every call fails with Unavailable.
   void SetUnavailable(bool unavailable);
   std::string LeaseOwner(const std::string& gid);
+  // How many times `method` ("Load", "RecordOps", ...) was called.
+  int Calls(const std::string& method) const;
 
  private:
   struct Row {
@@ -44,11 +46,12 @@ class InMemoryStore : public TransactionStore {
     TimePoint lease_until{};
     bool wake_requested = false;
   };
-  Status CheckUp() const;
+  Status CheckUp(const char* method) const;  // counts the call; guarded by mu_
 
   mutable std::mutex mu_;
   std::map<std::string, Row> rows_;
   bool unavailable_ = false;
+  mutable std::map<std::string, int> calls_;  // guarded by mu_
 };
 
 }  // namespace treaty::core::testing
