@@ -1,5 +1,6 @@
 #include "common/json_text.h"
 
+#include <algorithm>
 #include <cstdint>
 
 #include <Poco/JSONString.h>
@@ -34,6 +35,20 @@ std::string ValidUtf8(std::string_view s) {
 }
 
 std::string JsonQuote(std::string_view s) {
+  // Most strings (ids, URLs, statuses) need no escaping: quoted as they are, without the two
+  // copies below (the store quotes several per row, on the hot path).
+  bool plain = std::all_of(s.begin(), s.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c >= 0x20 && c < 0x7F && c != '"' && c != '\\';
+  });
+  if (plain) {
+    std::string out;
+    out.reserve(s.size() + 2);
+    out += '"';
+    out.append(s);
+    out += '"';
+    return out;
+  }
   // Without JSON_ESCAPE_UNICODE Poco leaves UTF-8 and '/' as they are: readable logs and URLs.
   return Poco::toJSON(ValidUtf8(s), Poco::JSON_WRAP_STRINGS);
 }

@@ -64,4 +64,12 @@ TEST(JsonText, InvalidUtf8BecomesTheReplacementCharacter) {
   EXPECT_EQ(JsonQuote("k\xFFy"), "\"k\xEF\xBF\xBDy\"");
 }
 
+TEST(JsonText, QuotingEscapesOnlyWhatJsonRequires) {
+  EXPECT_EQ(JsonQuote("http://h:1/2pc/prepare?a=b"), "\"http://h:1/2pc/prepare?a=b\"");
+  EXPECT_EQ(JsonQuote(""), "\"\"");
+  EXPECT_EQ(JsonQuote("say \"hi\"\\"), "\"say \\\"hi\\\"\\\\\"");
+  EXPECT_EQ(JsonQuote("tab\tnl\n"), "\"tab\\tnl\\n\"");
+  EXPECT_EQ(JsonQuote("\xC3\xA9"), "\"\xC3\xA9\"");
+}
+
 }  // namespace treaty

@@ -255,7 +255,7 @@ TEST(MetricsTest, EveryModeShowsInTheMetrics) {
             std::string::npos)
       << "the message's delivery";
   EXPECT_NE(m.body.find("treaty_recovery_lag_seconds "), std::string::npos);
-  for (const char* op : {"create", "transition", "record_ops", "load"}) {
+  for (const char* op : {"create", "transition", "load"}) {
     EXPECT_NE(m.body.find(std::string("treaty_store_call_seconds_count{op=\"") + op + "\"}"),
               std::string::npos)
         << "store latency of " << op;

@@ -30,8 +30,10 @@ Status StatusFromException(const std::exception& e) {
   return Status::Internal(std::string("database error: ") + e.what());
 }
 
-PgPool::PgPool(std::string url, Duration connect_timeout, int size)
-    : url_(WithConnectTimeout(url, connect_timeout)), size_(std::max(1, size)) {}
+PgPool::PgPool(std::string url, Duration connect_timeout, int size, std::string on_connect)
+    : url_(WithConnectTimeout(url, connect_timeout)),
+      size_(std::max(1, size)),
+      on_connect_(std::move(on_connect)) {}
 
 std::unique_ptr<pqxx::connection> PgPool::Take() {
   std::unique_lock<std::mutex> lock(mu_);

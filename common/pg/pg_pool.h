@@ -25,7 +25,9 @@ Status StatusFromException(const std::exception& e);
 
 class PgPool {
  public:
-  PgPool(std::string url, Duration connect_timeout, int size);
+  // `on_connect`, when not empty, is run on each new connection before its first use (session
+  // settings).
+  PgPool(std::string url, Duration connect_timeout, int size, std::string on_connect = "");
 
   // Runs `fn(pqxx::connection&)`, which returns Result<T>, on a pooled connection. Blocks while
   // every connection is lent out.
@@ -35,7 +37,10 @@ class PgPool {
     bool healthy = true;
     Result<T> result = Status::Internal("not run");
     try {
-      if (!conn) conn = std::make_unique<pqxx::connection>(url_);
+      if (!conn) {
+        conn = std::make_unique<pqxx::connection>(url_);
+        if (!on_connect_.empty()) pqxx::nontransaction(*conn).exec(on_connect_);
+      }
       result = fn(*conn);
     } catch (const std::exception& e) {
       result = StatusFromException(e);
@@ -52,6 +57,7 @@ class PgPool {
 
   const std::string url_;
   const int size_;
+  const std::string on_connect_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_;  // guarded by mu_

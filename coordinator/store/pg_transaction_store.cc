@@ -14,6 +14,7 @@
 #include "coordinator/core/state_machine.h"
 #include "common/json_text.h"
 #include "common/pg/pg_pool.h"
+#include "coordinator/store/batcher.h"
 #include "coordinator/store/group_commit.h"
 
 namespace treaty::store {
@@ -71,6 +72,14 @@ std::vector<std::string> SplitIds(const std::string& text) {
     start = comma + 1;
   }
   return out;
+}
+
+// Whether the comma-separated `list` has `item`.
+bool ListHas(const std::string& list, const std::string& item) {
+  for (const std::string& x : SplitIds(list)) {
+    if (x == item) return true;
+  }
+  return false;
 }
 
 // Store rows cross as JSON text built here directly: building Poco::JSON objects for them was a
@@ -260,10 +269,20 @@ Status AsStatus(const Result<bool>& r) { return r.ok() ? Status::Ok() : r.status
 }  // namespace
 
 PgTransactionStore::PgTransactionStore(PgStoreOptions options)
-    : pool_(std::make_unique<Pool>(options.url, options.connect_timeout, options.pool_size)) {
+    : pool_(std::make_unique<Pool>(
+          options.url, options.connect_timeout, options.pool_size,
+          // Every statement of this store looks rows up by key. A prepared statement keeps the
+          // generic plan made at its first uses; made while the tables were nearly empty (a new
+          // store), it scanned whole tables, and kept doing so as they grew until the next
+          // autoanalyze: throughput fell run after run. Without sequential scans every plan uses
+          // the indexes whatever the statistics say.
+          "SET enable_seqscan = off")) {
   if (options.group_commit) {
     group_ = std::make_unique<GroupCommitter>(*pool_, options.group_commit_max_batch);
   }
+  transitions_ = std::make_unique<Batcher<TransitionRequest, Status>>(
+      [this](const std::vector<const TransitionRequest*>& batch) { return RunTransitions(batch); },
+      static_cast<size_t>(options.transition_batch), options.transition_batches_in_flight);
 }
 
 PgTransactionStore::~PgTransactionStore() = default;
@@ -375,52 +394,112 @@ Status PgTransactionStore::MarkSubmitted(const std::string& gid, TimePoint now) 
   });
 }
 
+struct PgTransactionStore::TransitionRequest {
+  std::string gid;
+  TxStatus from;
+  TxStatus to;
+  std::string reason;
+  TimePoint now;
+  std::string legal_modes;  // the modes in which from -> to is legal, comma-separated
+  std::string ops_json;     // OpOutcomesJson
+};
+
 Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxStatus to,
                                       const std::string& reason, TimePoint now,
                                       const std::vector<BranchOp>& ops) {
-  // The modes in which from -> to is legal: the state machine, checked by the same statement
-  // that makes the change, so the check and the change are one atomic step.
-  std::string legal_modes;
+  // The state machine is checked by the same statement that makes the change, so the check and
+  // the change are one atomic step.
+  TransitionRequest req{gid, from, to, reason, now, "", OpOutcomesJson(ops)};
   for (core::Mode m : {core::Mode::k2pc, core::Mode::kTcc, core::Mode::kSaga, core::Mode::kMsg}) {
     if (core::FindTransition(m, from, to) != nullptr) {
-      legal_modes += std::string(legal_modes.empty() ? "" : ",") + std::string(core::ModeName(m));
+      if (!req.legal_modes.empty()) req.legal_modes += ',';
+      req.legal_modes += core::ModeName(m);
     }
   }
-  const std::string ops_json = OpOutcomesJson(ops);
-  return WriteStatement([&](pqxx::transaction_base& w) -> Status {
-    // One statement, one commit: the move, its log row and the ops' outcomes. The move is made
-    // only when every op exists (`found`), and the ops are written only with the move.
+  return transitions_->Submit(gid, std::move(req));
+}
+
+std::vector<Status> PgTransactionStore::RunTransitions(
+    const std::vector<const TransitionRequest*>& batch) {
+  std::string requests = "[";
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const TransitionRequest& r = *batch[i];
+    if (i > 0) requests += ',';
+    JsonRow row(requests);
+    row.Int("i", static_cast<int64_t>(i)).Str("gid", r.gid);
+    row.Str("from_status", core::StatusName(r.from)).Str("to_status", core::StatusName(r.to));
+    row.Str("reason", r.reason).Int("at_ms", Ms(r.now)).Str("modes", r.legal_modes);
+    row.Str("ops", r.ops_json);
+  }
+  requests += ']';
+  // Also as an array: the statement is prepared once, with a generic plan, so every lookup is
+  // written to go through an index whatever the planner thinks of the batch's size.
+  std::string gids = "{";
+  for (const TransitionRequest* r : batch) gids += (gids.size() > 1 ? "," : "") + r->gid;
+  gids += '}';
+  std::vector<Status> out(batch.size(), Status::Internal("no answer for this transition"));
+  Status run = WriteStatement([&](pqxx::transaction_base& w) -> Status {
+    // One statement and one commit for the whole batch (no gid twice: batcher.h). Each move is
+    // made iff the status is still `from`, the move is legal for the mode and every op to record
+    // exists (`found`); its log row and its ops' outcomes are written with it, and only with it.
     pqxx::result r = Prepared(w,
-        "WITH v AS (" OP_OUTCOMES_FROM_JSON("$7") "), "
-        "found AS (SELECT count(*) AS n FROM treaty.branches b JOIN v ON b.gid = $1 "
-        "AND b.branch_id = v.branch_id AND b.op = v.op), "
-        "cur AS (SELECT gid, mode, status FROM treaty.transactions WHERE gid = $1 FOR UPDATE), "
-        "changed AS (UPDATE treaty.transactions t SET status = $3, reason = $4, updated_at = " TS(5)
-        ", next_attempt_at = " TS(5) " FROM cur WHERE t.gid = cur.gid AND cur.status = $2 "
-        "AND cur.mode = ANY($6::text[]) AND (SELECT n FROM found) = (SELECT count(*) FROM v) "
-        "RETURNING t.gid), "
+        "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(i integer, gid text, "
+        "from_status text, to_status text, reason text, at_ms bigint, modes text, ops text)), "
+        "v AS (SELECT req.i, req.gid, o.* FROM req, jsonb_to_recordset(req.ops::jsonb) AS "
+        "o(branch_id text, op text, status text, attempts integer, last_error text)), "
+        // A scalar subquery, not EXISTS: PostgreSQL may run an EXISTS as one hashed scan of
+        // the whole table, and with a generic plan made while the table was small it kept
+        // doing so as it grew (throughput fell run after run).
+        "found AS (SELECT v.i, count(*) FILTER (WHERE (SELECT count(*) FROM treaty.branches b "
+        "WHERE b.gid = v.gid AND b.branch_id = v.branch_id AND b.op = v.op) > 0) AS n, "
+        "count(*) AS wanted FROM v GROUP BY v.i), "
+        "cur AS (SELECT t.gid, t.mode, t.status FROM treaty.transactions t "
+        "WHERE t.gid = ANY($2::text[]) FOR UPDATE), "
+        "changed AS (UPDATE treaty.transactions t SET status = req.to_status, reason = req.reason, "
+        "updated_at = to_timestamp(req.at_ms / 1000.0), "
+        "next_attempt_at = to_timestamp(req.at_ms / 1000.0) "
+        "FROM req JOIN cur ON cur.gid = req.gid LEFT JOIN found ON found.i = req.i "
+        "WHERE t.gid = ANY($2::text[]) AND t.gid = req.gid AND cur.status = req.from_status "
+        "AND cur.mode = ANY(string_to_array(req.modes, ',')) "
+        "AND (found.i IS NULL OR found.n = found.wanted) RETURNING req.i), "
         "logged AS (INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
-        "SELECT gid, $2, $3, $4, " TS(5) " FROM changed), "
+        "SELECT req.gid, req.from_status, req.to_status, req.reason, "
+        "to_timestamp(req.at_ms / 1000.0) FROM changed JOIN req ON req.i = changed.i), "
         "recorded AS (UPDATE treaty.branches b SET status = v.status, attempts = v.attempts, "
-        "last_error = NULLIF(v.last_error, ''), updated_at = " TS(5) " FROM v, changed "
-        "WHERE b.gid = changed.gid AND b.branch_id = v.branch_id AND b.op = v.op RETURNING 1) "
-        "SELECT cur.mode, cur.status, (SELECT count(*) FROM changed), "
-        "(SELECT count(*) FROM recorded) FROM cur",
-        gid, std::string(core::StatusName(from)), std::string(core::StatusName(to)), reason,
-        Ms(now), "{" + legal_modes + "}", ops_json);
-    if (r.empty()) return Status::NotFound("no transaction " + gid);
-    if (r[0][2].as<int64_t>() == 1) return Status::Ok();
-    std::string current = r[0][1].as<std::string>();
-    if (current != core::StatusName(from)) {
-      return Status::Conflict("transaction " + gid + " is " + current + ", not " +
-                              std::string(core::StatusName(from)));
+        "last_error = NULLIF(v.last_error, ''), updated_at = to_timestamp(req.at_ms / 1000.0) "
+        "FROM v JOIN changed ON changed.i = v.i JOIN req ON req.i = v.i "
+        "WHERE b.gid = ANY($2::text[]) AND b.gid = v.gid AND b.branch_id = v.branch_id "
+        "AND b.op = v.op RETURNING 1) "
+        "SELECT req.i, cur.mode, cur.status, changed.i IS NOT NULL, "
+        "(SELECT count(*) FROM recorded) FROM req LEFT JOIN cur ON cur.gid = req.gid "
+        "LEFT JOIN changed ON changed.i = req.i",
+        requests, gids);
+    for (const auto& row : r) {
+      const size_t i = row[0].as<size_t>();
+      if (i >= batch.size()) continue;
+      const TransitionRequest& req = *batch[i];
+      if (row[3].as<bool>()) {
+        out[i] = Status::Ok();
+      } else if (row[1].is_null()) {
+        out[i] = Status::NotFound("no transaction " + req.gid);
+      } else if (std::string current = row[2].as<std::string>();
+                 current != core::StatusName(req.from)) {
+        out[i] = Status::Conflict("transaction " + req.gid + " is " + current + ", not " +
+                                  std::string(core::StatusName(req.from)));
+      } else if (!ListHas(req.legal_modes, row[1].as<std::string>())) {
+        out[i] = Status::Conflict("illegal transition " + std::string(core::StatusName(req.from)) +
+                                  " -> " + std::string(core::StatusName(req.to)));
+      } else {
+        out[i] = Status::NotFound("transaction " + req.gid +
+                                  " lacks one of the branch ops recorded");
+      }
     }
-    if (std::string mode = r[0][0].as<std::string>(); legal_modes.find(mode) == std::string::npos) {
-      return Status::Conflict("illegal transition " + std::string(core::StatusName(from)) +
-                              " -> " + std::string(core::StatusName(to)));
-    }
-    return Status::NotFound("transaction " + gid + " lacks one of the branch ops recorded");
+    return Status::Ok();
   });
+  if (!run.ok()) {
+    for (Status& s : out) s = run;  // nothing of the batch was written
+  }
+  return out;
 }
 
 Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,

@@ -23,6 +23,8 @@ class transaction_base;
 namespace treaty::store {
 
 class GroupCommitter;
+template <typename Request, typename Reply>
+class Batcher;
 
 struct PgStoreOptions {
   std::string url;  // libpq URI
@@ -31,6 +33,11 @@ struct PgStoreOptions {
   // Concurrent state changes share database transactions (see group_commit.h).
   bool group_commit = false;
   int group_commit_max_batch = 64;
+  // Concurrent Transition calls (the decisions and final states of different transactions) go
+  // to the database together: up to `transition_batch` in one statement and one commit, with up
+  // to `transition_batches_in_flight` such statements at once (batcher.h).
+  int transition_batch = 32;
+  int transition_batches_in_flight = 2;
 };
 
 class PgTransactionStore : public core::TransactionStore {
@@ -72,8 +79,13 @@ class PgTransactionStore : public core::TransactionStore {
   // which spares the BEGIN and COMMIT round trips; with it, like Write().
   Status WriteStatement(const std::function<Status(pqxx::transaction_base&)>& write);
 
+  struct TransitionRequest;
+  // Runs a batch of transitions as one statement; one status per request, in order.
+  std::vector<Status> RunTransitions(const std::vector<const TransitionRequest*>& batch);
+
   std::unique_ptr<Pool> pool_;
   std::unique_ptr<GroupCommitter> group_;
+  std::unique_ptr<Batcher<TransitionRequest, Status>> transitions_;
 };
 
 }  // namespace treaty::store
