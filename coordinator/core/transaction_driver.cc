@@ -283,25 +283,7 @@ void TransactionDriver::WorkerLoop() {
         as_stored_.erase(it);
       }
     }
-    // The lease may have run out while the transaction waited in the queue, or been given up by
-    // an earlier drive (a re-run): take it (again) before driving, or leave it to its holder.
-    // One taken moments ago (at creation, by the poller) is used as it is, as long as nearly all
-    // of it is left: the drive gets the same time as with a lease taken now.
-    TimePoint now = clock_.Now();
-    Result<bool> leased = true;
-    if (!leased_until || *leased_until - now < options_.lease * 9 / 10) {
-      leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
-      as_stored.reset();  // a stale lease: someone may have changed it meanwhile
-    }
-    if (leased.ok() && *leased) {
-      try {
-        Drive(gid, std::move(as_stored));
-      } catch (const std::exception& e) {
-        // Adapters return statuses; this is a last guard so one transaction cannot stop the
-        // worker. The lease runs out and the transaction is driven again.
-        if (observer_) observer_->OnDriveError(gid, Status::Internal(e.what()));
-      }
-    }
+    DriveLeased(gid, leased_until, std::move(as_stored));
     bool again = false;
     bool claim_more = false;
     {
@@ -315,13 +297,60 @@ void TransactionDriver::WorkerLoop() {
   }
 }
 
+void TransactionDriver::DriveLeased(const std::string& gid, std::optional<TimePoint> leased_until,
+                                    std::optional<Transaction> as_stored) {
+  // The lease may have run out while the transaction waited in the queue, or been given up by
+  // an earlier drive (a re-run): take it (again) before driving, or leave it to its holder.
+  // One taken moments ago (at creation, by the poller) is used as it is, as long as nearly all
+  // of it is left: the drive gets the same time as with a lease taken now.
+  TimePoint now = clock_.Now();
+  Result<bool> leased = true;
+  if (!leased_until || *leased_until - now < options_.lease * 9 / 10) {
+    leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
+    as_stored.reset();  // a stale lease: someone may have changed it meanwhile
+  }
+  if (!leased.ok() || !*leased) return;
+  try {
+    Drive(gid, std::move(as_stored));
+  } catch (const std::exception& e) {
+    // Adapters return statuses; this is a last guard so one transaction cannot stop the
+    // thread. The lease runs out and the transaction is driven again.
+    if (observer_) observer_->OnDriveError(gid, Status::Internal(e.what()));
+  }
+}
+
+void TransactionDriver::DriveHere(const std::string& gid, TimePoint leased_until,
+                                  Transaction as_stored) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;  // the lease runs out; whoever runs next drives it
+    if (running_.count(gid) || queued_.count(gid)) {
+      rerun_.insert(gid);  // cannot happen for a gid just created; the worker's turn otherwise
+      return;
+    }
+    running_.insert(gid);
+    ++running_here_;
+  }
+  DriveLeased(gid, leased_until, std::move(as_stored));
+  bool again = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_.erase(gid);
+    --running_here_;
+    again = rerun_.erase(gid) > 0;
+  }
+  if (again) Enqueue(gid);
+}
+
 void TransactionDriver::PollLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     // Claim only what idle workers can start now: a claimed transaction that waits in the queue
     // longer than its lease could be claimed by another coordinator as well.
-    int capacity = std::min(options_.claim_batch,
-                            options_.workers - static_cast<int>(queue_.size() + running_.size()));
+    // Drives on callers' threads (DriveHere) take no worker.
+    int capacity = std::min(
+        options_.claim_batch,
+        options_.workers - static_cast<int>(queue_.size() + running_.size() - running_here_));
     if (capacity > 0) {
       lock.unlock();
       TimePoint now = clock_.Now();

@@ -78,6 +78,11 @@ class TransactionDriver {
   void Enqueue(const std::string& gid, std::optional<TimePoint> leased_until = std::nullopt,
                std::optional<Transaction> as_stored = std::nullopt);
 
+  // Drives `gid` on the calling thread, now, as a worker would drive it after Enqueue(): for a
+  // caller that waits for the outcome anyway (no hand-over to a worker and back). If `gid` is
+  // queued or being driven already, it is driven again after that instead.
+  void DriveHere(const std::string& gid, TimePoint leased_until, Transaction as_stored);
+
   // Drives `gid` soon if this coordinator can lease it now (after a client changed it); if
   // another coordinator holds it, that one drives it.
   void Kick(const std::string& gid);
@@ -124,6 +129,9 @@ class TransactionDriver {
   void PollLoop();
   // DriveNow, starting from `as_stored` instead of a load when given.
   Status Drive(const std::string& gid, std::optional<Transaction> as_stored);
+  // Drive() under this coordinator's lease: the one known to be fresh, or one taken now.
+  void DriveLeased(const std::string& gid, std::optional<TimePoint> leased_until,
+                   std::optional<Transaction> as_stored);
   // Wakes the WaitFinal() calls on tx.gid with `tx`, which is final and stored as it is.
   void NotifyFinal(const Transaction& tx);
 
@@ -143,6 +151,7 @@ class TransactionDriver {
   std::deque<std::string> queue_;     // guarded by mu_
   std::set<std::string> queued_;      // guarded by mu_: in queue_
   std::set<std::string> running_;     // guarded by mu_: being driven now
+  size_t running_here_ = 0;           // guarded by mu_: of which by DriveHere()
   std::set<std::string> rerun_;       // guarded by mu_: enqueued again while running
   std::map<std::string, TimePoint> leased_until_;  // guarded by mu_: queued with a known lease
   std::map<std::string, Transaction> as_stored_;   // guarded by mu_: queued with its state

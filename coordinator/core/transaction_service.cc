@@ -145,10 +145,15 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
   if (DriverObserver* o = driver_.observer()) o->OnStarted(tx);
   BeginOutcome outcome{tx, true, nullptr};
   if (req.wait) outcome.watch = driver_.Watch(tx.gid);
-  // Handed over as created: the worker starts without reading it back.
   if (tx.submitted) {
     std::string gid = tx.gid;  // not tx.gid: the argument moved from tx may be built first
-    driver_.Enqueue(gid, lease_until, std::move(tx));
+    // Handed over as created: the drive starts without reading it back. A caller that waits
+    // for the outcome drives it itself.
+    if (req.wait) {
+      driver_.DriveHere(gid, lease_until, std::move(tx));
+    } else {
+      driver_.Enqueue(gid, lease_until, std::move(tx));
+    }
   }
   return outcome;
 }

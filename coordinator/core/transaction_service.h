@@ -48,7 +48,8 @@ struct BeginRequest {
   std::string query_url;
   std::string request_json;         // the request as received, for audit
   std::string request_digest;       // equal for equal requests
-  // The caller will wait for the outcome (WaitFinal(BeginOutcome)): watched before it is driven.
+  // The caller will wait for the outcome (WaitFinal(BeginOutcome)): Begin watches it, then
+  // drives it on the caller's thread before returning (as far as it goes now).
   bool wait = false;
 };
 

@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "coordinator/core/state_machine.h"
@@ -99,6 +100,11 @@ class JsonRow {
   JsonRow& Int(std::string_view key, int64_t value) {
     Key(key);
     out_ += std::to_string(value);
+    return *this;
+  }
+  JsonRow& Bool(std::string_view key, bool value) {
+    Key(key);
+    out_ += value ? "true" : "false";
     return *this;
   }
   JsonRow& Null(std::string_view key) {
@@ -283,6 +289,9 @@ PgTransactionStore::PgTransactionStore(PgStoreOptions options)
   transitions_ = std::make_unique<Batcher<TransitionRequest, Status>>(
       [this](const std::vector<const TransitionRequest*>& batch) { return RunTransitions(batch); },
       static_cast<size_t>(options.transition_batch), options.transition_batches_in_flight);
+  creates_ = std::make_unique<Batcher<CreateRequest, Created>>(
+      [this](const std::vector<const CreateRequest*>& batch) { return RunCreates(batch); },
+      static_cast<size_t>(options.transition_batch), options.transition_batches_in_flight);
 }
 
 PgTransactionStore::~PgTransactionStore() = default;
@@ -309,38 +318,85 @@ Status PgTransactionStore::WriteStatement(
   }));
 }
 
+struct PgTransactionStore::CreateRequest {
+  std::string gid;
+  std::string row;  // the transaction, its ops and its first log reason as one JSON object
+};
+
 Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
                                                       const std::string& owner,
                                                       TimePoint lease_until) {
-  const std::string first_reason =
-      tx.submitted ? "begun with " + std::to_string(tx.BranchIds().size()) + " branches"
-                   : "begun; waiting for branches";
-  const std::string ops = OpsJson(tx.ops);
-  return pool_->Run<core::CreateResult>([&](pqxx::connection& c) -> Result<core::CreateResult> {
-    // One statement, so one round trip and one commit: the row, its ops and the first log row
-    // all go in, or (the gid exists) none does.
-    pqxx::nontransaction w(c);
-    pqxx::result r = Prepared(w,
-        "WITH t AS (INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, "
-        "submitted, deadline, next_attempt_at, owner, lease_until, created_at, updated_at, "
-        "sequential, definition) VALUES ($1, $2, $3, $4::jsonb, $5, $6, " TS(7) ", " TS(8) ", $9, "
-        TS(10) ", " TS(11) ", " TS(11) ", $12, NULLIF($13, '')) "
-        "ON CONFLICT (gid) DO NOTHING RETURNING gid), "
-        "o AS (INSERT INTO treaty.branches (branch_id, op, position, url, payload, timeout_ms, "
-        "status, attempts, last_error, after_ids, msg_key, msg_headers, gid) "
-        "SELECT o.*, t.gid FROM (" OPS_FROM_JSON("$14") ") o, t), "
-        "l AS (INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
-        "SELECT gid, NULL, $3, $15, " TS(11) " FROM t) "
-        "SELECT count(*) FROM t",
-        tx.gid, std::string(core::ModeName(tx.mode)), std::string(core::StatusName(tx.status)),
-        tx.request_json.empty() ? std::string("{}") : tx.request_json, tx.request_digest,
-        tx.submitted, Ms(tx.deadline), Ms(tx.next_attempt_at), owner, Ms(lease_until),
-        Ms(tx.created_at), tx.sequential, tx.definition, ops, first_reason);
-    if (r[0][0].as<int64_t>() == 1) return core::CreateResult{true, {}};
-    auto existing = LoadJoined(w, tx.gid);
-    if (!existing.ok()) return existing.status();
-    return core::CreateResult{false, std::move(*existing)};
-  });
+  CreateRequest req{tx.gid, ""};
+  {
+    JsonRow row(req.row);
+    row.Str("gid", tx.gid).Str("mode", core::ModeName(tx.mode));
+    row.Str("status", core::StatusName(tx.status));
+    row.Str("request", tx.request_json.empty() ? std::string("{}") : tx.request_json);
+    row.Str("request_digest", tx.request_digest).Bool("submitted", tx.submitted);
+    row.Int("deadline_ms", Ms(tx.deadline)).Int("next_ms", Ms(tx.next_attempt_at));
+    row.Str("owner", owner).Int("lease_ms", Ms(lease_until)).Int("created_ms", Ms(tx.created_at));
+    row.Bool("sequential", tx.sequential).Str("definition", tx.definition);
+    row.Str("ops", OpsJson(tx.ops));
+    row.Str("reason", tx.submitted
+                          ? "begun with " + std::to_string(tx.BranchIds().size()) + " branches"
+                          : "begun; waiting for branches");
+  }
+  Created created = creates_->Submit(tx.gid, std::move(req));
+  if (!created.status.ok()) return created.status;
+  if (created.created) return core::CreateResult{true, {}};
+  auto existing = Load(tx.gid, /*with_log=*/false);
+  if (!existing.ok()) return existing.status();
+  return core::CreateResult{false, std::move(*existing)};
+}
+
+std::vector<PgTransactionStore::Created> PgTransactionStore::RunCreates(
+    const std::vector<const CreateRequest*>& batch) {
+  std::string rows = "[";
+  for (const CreateRequest* r : batch) {
+    if (rows.size() > 1) rows += ',';
+    rows += r->row;
+  }
+  rows += ']';
+  std::vector<Created> out(batch.size(), Created{Status::Ok(), false});
+  auto created = pool_->Run<std::set<std::string>>(
+      [&](pqxx::connection& c) -> Result<std::set<std::string>> {
+        // One statement, so one round trip and one commit for the batch (no gid twice:
+        // batcher.h): each transaction's row, its ops and its first log row go in, or (its gid
+        // exists) none does.
+        pqxx::nontransaction w(c);
+        pqxx::result r = Prepared(w,
+            "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(gid text, mode text, "
+            "status text, request text, request_digest text, submitted boolean, "
+            "deadline_ms bigint, next_ms bigint, owner text, lease_ms bigint, created_ms bigint, "
+            "sequential boolean, definition text, ops text, reason text)), "
+            "t AS (INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, "
+            "submitted, deadline, next_attempt_at, owner, lease_until, created_at, updated_at, "
+            "sequential, definition) SELECT gid, mode, status, request::jsonb, request_digest, "
+            "submitted, to_timestamp(deadline_ms / 1000.0), to_timestamp(next_ms / 1000.0), "
+            "owner, to_timestamp(lease_ms / 1000.0), to_timestamp(created_ms / 1000.0), "
+            "to_timestamp(created_ms / 1000.0), sequential, NULLIF(definition, '') FROM req "
+            "ON CONFLICT (gid) DO NOTHING RETURNING gid), "
+            "o AS (INSERT INTO treaty.branches (branch_id, op, position, url, payload, "
+            "timeout_ms, status, attempts, last_error, after_ids, msg_key, msg_headers, gid) "
+            "SELECT o.*, t.gid FROM t JOIN req ON req.gid = t.gid CROSS JOIN LATERAL ("
+            OPS_FROM_JSON("req.ops") ") o), "
+            "l AS (INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
+            "SELECT t.gid, NULL, req.status, req.reason, to_timestamp(req.created_ms / 1000.0) "
+            "FROM t JOIN req ON req.gid = t.gid) "
+            "SELECT gid FROM t",
+            rows);
+        std::set<std::string> gids;
+        for (const auto& row : r) gids.insert(row[0].as<std::string>());
+        return gids;
+      });
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!created.ok()) {
+      out[i].status = created.status();  // nothing of the batch was written
+    } else {
+      out[i].created = created->count(batch[i]->gid) > 0;
+    }
+  }
+  return out;
 }
 
 Result<Transaction> PgTransactionStore::Load(const std::string& gid, bool with_log) {

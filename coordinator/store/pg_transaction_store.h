@@ -35,7 +35,7 @@ struct PgStoreOptions {
   int group_commit_max_batch = 64;
   // Concurrent Transition calls (the decisions and final states of different transactions) go
   // to the database together: up to `transition_batch` in one statement and one commit, with up
-  // to `transition_batches_in_flight` such statements at once (batcher.h).
+  // to `transition_batches_in_flight` such statements at once (batcher.h). Creations likewise.
   int transition_batch = 32;
   int transition_batches_in_flight = 2;
 };
@@ -82,10 +82,18 @@ class PgTransactionStore : public core::TransactionStore {
   struct TransitionRequest;
   // Runs a batch of transitions as one statement; one status per request, in order.
   std::vector<Status> RunTransitions(const std::vector<const TransitionRequest*>& batch);
+  struct CreateRequest;
+  struct Created {
+    Status status;
+    bool created = false;
+  };
+  // Inserts a batch of transactions as one statement; per request, whether it was created.
+  std::vector<Created> RunCreates(const std::vector<const CreateRequest*>& batch);
 
   std::unique_ptr<Pool> pool_;
   std::unique_ptr<GroupCommitter> group_;
   std::unique_ptr<Batcher<TransitionRequest, Status>> transitions_;
+  std::unique_ptr<Batcher<CreateRequest, Created>> creates_;
 };
 
 }  // namespace treaty::store

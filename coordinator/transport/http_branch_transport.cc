@@ -214,7 +214,8 @@ std::vector<core::BranchReply> HttpBranchTransport::CallAll(
       tasks_.emplace_back([task] { (*task)(); });
     }
   }
-  tasks_cv_.notify_all();
+  // One wake-up per task: waking the whole pool for each call cost more than the calls.
+  for (size_t i = 0; i < others.size(); ++i) tasks_cv_.notify_one();
   replies[0] = Call(calls[0]);
   for (size_t i = 1; i < calls.size(); ++i) {
     replies[i] = threads_.empty() ? Call(calls[i]) : others[i - 1].get();
