@@ -556,7 +556,7 @@ ApiResponse TransactionsApi::AddBranch(const ApiRequest& r) {
 
 ApiResponse TransactionsApi::ChangeAndAnswer(
     const ApiRequest& r,
-    const std::function<Result<core::Transaction>(const std::string&)>& change,
+    const std::function<Result<core::Transaction>(const std::string&, bool)>& change,
     bool until_deadline) {
   auto parsed = ParseObject(r.body, true);
   if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
@@ -564,9 +564,10 @@ ApiResponse TransactionsApi::ChangeAndAnswer(
   if (auto e = CheckKeys(*body, {"wait"}, "")) return BadField(*e);
   bool wait = false;
   if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
-  auto tx = change(r.path_params.at("gid"));
+  auto tx = change(r.path_params.at("gid"), wait);
   if (!tx.ok()) return FromStatus(tx.status());
   if (!wait) return Json(202, Outcome(*tx));
+  if (core::IsFinal(tx->status)) return Json(200, Outcome(*tx));  // driven to its end already
   core::TimePoint until = std::chrono::system_clock::now() + options_.max_wait;
   if (until_deadline) until = std::min(until, tx->deadline);
   auto done = service_.WaitFinal(tx->gid, until);
@@ -576,13 +577,15 @@ ApiResponse TransactionsApi::ChangeAndAnswer(
 
 ApiResponse TransactionsApi::Submit(const ApiRequest& r) {
   return ChangeAndAnswer(
-      r, [this](const std::string& gid) { return service_.Submit(gid); }, /*until_deadline=*/true);
+      r, [this](const std::string& gid, bool wait) { return service_.Submit(gid, wait); },
+      /*until_deadline=*/true);
 }
 
 ApiResponse TransactionsApi::Abort(const ApiRequest& r) {
   // Aborting ends quickly whatever the deadline says: wait up to max_wait.
   return ChangeAndAnswer(
-      r, [this](const std::string& gid) { return service_.Abort(gid); }, /*until_deadline=*/false);
+      r, [this](const std::string& gid, bool) { return service_.Abort(gid); },
+      /*until_deadline=*/false);
 }
 
 ApiResponse TransactionsApi::Retry(const ApiRequest& r) {

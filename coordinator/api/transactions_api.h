@@ -65,7 +65,7 @@ class TransactionsApi {
   // with wait, once final (200) or at max_wait (and the deadline, when `until_deadline`).
   ApiResponse ChangeAndAnswer(
       const ApiRequest& r,
-      const std::function<Result<core::Transaction>(const std::string&)>& change,
+      const std::function<Result<core::Transaction>(const std::string&, bool wait)>& change,
       bool until_deadline);
   // Answers a begun transaction: at once (201), or once final with `wait` (200).
   ApiResponse Answer(const core::BeginOutcome& begun, bool wait);

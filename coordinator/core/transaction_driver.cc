@@ -259,6 +259,15 @@ void TransactionDriver::Kick(const std::string& gid) {
   }
 }
 
+std::optional<Transaction> TransactionDriver::KickHere(const std::string& gid,
+                                                    Transaction as_stored) {
+  TimePoint now = clock_.Now();
+  auto leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
+  if (leased.ok() && *leased) return DriveHere(gid, now + options_.lease, std::move(as_stored));
+  WakePoller();
+  return std::nullopt;
+}
+
 void TransactionDriver::WakePoller() { poll_cv_.notify_all(); }
 
 void TransactionDriver::WorkerLoop() {
@@ -283,7 +292,7 @@ void TransactionDriver::WorkerLoop() {
         as_stored_.erase(it);
       }
     }
-    DriveLeased(gid, leased_until, std::move(as_stored));
+    DriveLeased(gid, leased_until, std::move(as_stored), nullptr);
     bool again = false;
     bool claim_more = false;
     {
@@ -297,8 +306,8 @@ void TransactionDriver::WorkerLoop() {
   }
 }
 
-void TransactionDriver::DriveLeased(const std::string& gid, std::optional<TimePoint> leased_until,
-                                    std::optional<Transaction> as_stored) {
+bool TransactionDriver::DriveLeased(const std::string& gid, std::optional<TimePoint> leased_until,
+                                    std::optional<Transaction> as_stored, Transaction* left) {
   // The lease may have run out while the transaction waited in the queue, or been given up by
   // an earlier drive (a re-run): take it (again) before driving, or leave it to its holder.
   // One taken moments ago (at creation, by the poller) is used as it is, as long as nearly all
@@ -309,29 +318,32 @@ void TransactionDriver::DriveLeased(const std::string& gid, std::optional<TimePo
     leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
     as_stored.reset();  // a stale lease: someone may have changed it meanwhile
   }
-  if (!leased.ok() || !*leased) return;
+  if (!leased.ok() || !*leased) return false;
   try {
-    Drive(gid, std::move(as_stored));
+    return Drive(gid, std::move(as_stored), left).ok();
   } catch (const std::exception& e) {
     // Adapters return statuses; this is a last guard so one transaction cannot stop the
     // thread. The lease runs out and the transaction is driven again.
     if (observer_) observer_->OnDriveError(gid, Status::Internal(e.what()));
   }
+  return false;
 }
 
-void TransactionDriver::DriveHere(const std::string& gid, TimePoint leased_until,
-                                  Transaction as_stored) {
+std::optional<Transaction> TransactionDriver::DriveHere(const std::string& gid,
+                                                     TimePoint leased_until,
+                                                     Transaction as_stored) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return;  // the lease runs out; whoever runs next drives it
+    if (stopping_) return std::nullopt;  // the lease runs out; whoever runs next drives it
     if (running_.count(gid) || queued_.count(gid)) {
       rerun_.insert(gid);  // cannot happen for a gid just created; the worker's turn otherwise
-      return;
+      return std::nullopt;
     }
     running_.insert(gid);
     ++running_here_;
   }
-  DriveLeased(gid, leased_until, std::move(as_stored));
+  Transaction left;
+  const bool driven = DriveLeased(gid, leased_until, std::move(as_stored), &left);
   bool again = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -340,6 +352,8 @@ void TransactionDriver::DriveHere(const std::string& gid, TimePoint leased_until
     again = rerun_.erase(gid) > 0;
   }
   if (again) Enqueue(gid);
+  if (!driven) return std::nullopt;
+  return left;
 }
 
 void TransactionDriver::PollLoop() {
@@ -368,9 +382,12 @@ void TransactionDriver::PollLoop() {
   }
 }
 
-Status TransactionDriver::DriveNow(const std::string& gid) { return Drive(gid, std::nullopt); }
+Status TransactionDriver::DriveNow(const std::string& gid) {
+  return Drive(gid, std::nullopt, nullptr);
+}
 
-Status TransactionDriver::Drive(const std::string& gid, std::optional<Transaction> as_stored) {
+Status TransactionDriver::Drive(const std::string& gid, std::optional<Transaction> as_stored,
+                                Transaction* left) {
   Status s;
   // A Conflict means another actor (a client's abort, another coordinator) moved the
   // transaction under us: reload and carry on from what is stored.
@@ -387,6 +404,7 @@ Status TransactionDriver::Drive(const std::string& gid, std::optional<Transactio
     }
     if (IsFinal(tx->status)) {
       NotifyFinal(*tx);
+      if (left != nullptr) *left = std::move(*tx);
       return Status::Ok();
     }
     auto it = processors_.find(tx->mode);
@@ -399,7 +417,10 @@ Status TransactionDriver::Drive(const std::string& gid, std::optional<Transactio
     // A drive that ends OK has recorded everything (with a transition, or before waiting); one
     // cut short still records the calls it made.
     if (!s.ok()) ctx.Flush(gid);
-    if (s.ok()) return s;
+    if (s.ok()) {
+      if (left != nullptr) *left = std::move(*tx);
+      return s;
+    }
     if (s.code() != Status::Code::kConflict) break;
   }
   if (observer_) observer_->OnDriveError(gid, s);

@@ -80,12 +80,18 @@ class TransactionDriver {
 
   // Drives `gid` on the calling thread, now, as a worker would drive it after Enqueue(): for a
   // caller that waits for the outcome anyway (no hand-over to a worker and back). If `gid` is
-  // queued or being driven already, it is driven again after that instead.
-  void DriveHere(const std::string& gid, TimePoint leased_until, Transaction as_stored);
+  // queued or being driven already, it is driven again after that instead. Returns the
+  // transaction as the drive left it (final, or waiting for a retry), if it was driven.
+  std::optional<Transaction> DriveHere(const std::string& gid, TimePoint leased_until,
+                                       Transaction as_stored);
 
   // Drives `gid` soon if this coordinator can lease it now (after a client changed it); if
   // another coordinator holds it, that one drives it.
   void Kick(const std::string& gid);
+
+  // As Kick(), but driven on the calling thread (DriveHere) from `as_stored`, the transaction as
+  // the caller just stored it.
+  std::optional<Transaction> KickHere(const std::string& gid, Transaction as_stored);
 
   // Makes the poller look for due work now (after a transaction was made due).
   void WakePoller();
@@ -128,10 +134,12 @@ class TransactionDriver {
   void WorkerLoop();
   void PollLoop();
   // DriveNow, starting from `as_stored` instead of a load when given.
-  Status Drive(const std::string& gid, std::optional<Transaction> as_stored);
-  // Drive() under this coordinator's lease: the one known to be fresh, or one taken now.
-  void DriveLeased(const std::string& gid, std::optional<TimePoint> leased_until,
-                   std::optional<Transaction> as_stored);
+  // `left`, when given, receives the transaction as a successful drive left it.
+  Status Drive(const std::string& gid, std::optional<Transaction> as_stored, Transaction* left);
+  // Drive() under this coordinator's lease: the one known to be fresh, or one taken now. True
+  // when it was driven without an error.
+  bool DriveLeased(const std::string& gid, std::optional<TimePoint> leased_until,
+                   std::optional<Transaction> as_stored, Transaction* left);
   // Wakes the WaitFinal() calls on tx.gid with `tx`, which is final and stored as it is.
   void NotifyFinal(const Transaction& tx);
 

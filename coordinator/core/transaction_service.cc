@@ -175,17 +175,34 @@ Status TransactionService::AddBranch(const std::string& gid, const BranchSpec& b
   return store_.AddBranch(gid, ops);
 }
 
-Result<Transaction> TransactionService::Submit(const std::string& gid) {
+Result<Transaction> TransactionService::Submit(const std::string& gid, bool wait) {
   auto tx = store_.Load(gid, false);
   if (!tx.ok()) return tx.status();
-  if (tx->mode == Mode::kMsg) {
-    if (tx->status == TxStatus::kPrepared) {
-      Status s = store_.Transition(gid, TxStatus::kPrepared, TxStatus::kCommitting,
-                                   "submitted by the service", clock_.Now(), {});
-      if (!s.ok() && s.code() != Status::Code::kConflict) return s;
-      crash_.Reach("after_decision");
+  // After the change below: drive it (here when the caller waits, from the state just stored),
+  // then answer.
+  auto drive = [&](Transaction changed) -> Result<Transaction> {
+    if (!wait) {
       driver_.Kick(gid);
       return store_.Load(gid, false);
+    }
+    std::optional<Transaction> left = driver_.KickHere(gid, changed);
+    return left ? std::move(*left) : changed;
+  };
+  const TimePoint now = clock_.Now();
+  if (tx->mode == Mode::kMsg) {
+    if (tx->status == TxStatus::kPrepared) {
+      const std::string reason = "submitted by the service";
+      Status s = store_.Transition(gid, TxStatus::kPrepared, TxStatus::kCommitting, reason, now, {});
+      if (!s.ok() && s.code() != Status::Code::kConflict) return s;
+      crash_.Reach("after_decision");
+      if (!s.ok()) {  // moved meanwhile: drive what is stored
+        wait = false;
+        return drive(*tx);
+      }
+      tx->status = TxStatus::kCommitting;
+      tx->reason = reason;
+      tx->updated_at = tx->next_attempt_at = now;
+      return drive(*tx);
     }
     if (tx->status == TxStatus::kAborting || tx->status == TxStatus::kAborted) {
       return Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx->status)) +
@@ -202,10 +219,12 @@ Result<Transaction> TransactionService::Submit(const std::string& gid) {
   }
   if (tx->submitted) return tx;
   if (tx->ops.empty()) return Status::Conflict("transaction " + gid + " has no branches to submit");
-  Status s = store_.MarkSubmitted(gid, clock_.Now());
+  Status s = store_.MarkSubmitted(gid, now);
   if (!s.ok() && s.code() != Status::Code::kConflict) return s;
-  driver_.Kick(gid);
-  return store_.Load(gid, false);
+  if (!s.ok()) wait = false;  // submitted meanwhile: drive what is stored
+  tx->submitted = true;
+  tx->next_attempt_at = now;
+  return drive(*tx);
 }
 
 Result<Transaction> TransactionService::Abort(const std::string& gid) {

@@ -76,8 +76,9 @@ class TransactionService {
   Status AddBranch(const std::string& gid, const BranchSpec& branch);
 
   // Submits a begun transaction. Submitting again is harmless; Conflict once it was aborted, or
-  // when no branch is registered.
-  Result<Transaction> Submit(const std::string& gid);
+  // when no branch is registered. With `wait` (the caller waits for the outcome next) it is
+  // driven on the calling thread, as far as it goes now, and returned as that drive left it.
+  Result<Transaction> Submit(const std::string& gid, bool wait = false);
 
   // Aborts a transaction that has no decision yet. Harmless when it is aborting or aborted
   // already; Conflict once commit was decided.

@@ -15,7 +15,7 @@
 #include "coordinator/core/state_machine.h"
 #include "common/json_text.h"
 #include "common/pg/pg_pool.h"
-#include "coordinator/store/batcher.h"
+#include "common/batcher.h"
 #include "coordinator/store/group_commit.h"
 
 namespace treaty::store {
@@ -102,6 +102,12 @@ class JsonRow {
     out_ += std::to_string(value);
     return *this;
   }
+  // `json` must be valid JSON text (it goes in as it is: no second quoting and escaping).
+  JsonRow& Raw(std::string_view key, std::string_view json) {
+    Key(key);
+    out_ += json;
+    return *this;
+  }
   JsonRow& Bool(std::string_view key, bool value) {
     Key(key);
     out_ += value ? "true" : "false";
@@ -151,7 +157,7 @@ std::string OpsJson(const std::vector<BranchOp>& ops) {
     if (out.size() > 1) out += ',';
     JsonRow row(out);
     row.Str("branch_id", o.branch_id).Str("op", o.op).Int("position", o.position);
-    row.Str("url", o.url).Str("payload", o.payload_json);
+    row.Str("url", o.url).Raw("payload", o.payload_json.empty() ? "null" : o.payload_json);
     if (o.timeout) {
       row.Int("timeout_ms", o.timeout->count());
     } else {
@@ -167,10 +173,10 @@ std::string OpsJson(const std::vector<BranchOp>& ops) {
 
 // Selects the rows of OpsJson() ($N) as a branches row set, for INSERT ... SELECT.
 #define OPS_FROM_JSON(param)                                                                  \
-  "SELECT v.branch_id, v.op, v.position, v.url, v.payload::jsonb, v.timeout_ms, v.status, "   \
+  "SELECT v.branch_id, v.op, v.position, v.url, v.payload, v.timeout_ms, v.status, "           \
   "v.attempts, NULLIF(v.last_error, ''), v.after_ids, NULLIF(v.msg_key, ''), "               \
   "NULLIF(v.msg_headers, '')::jsonb FROM jsonb_to_recordset(" param "::jsonb) AS v(branch_id " \
-  "text, op text, position integer, url text, payload text, timeout_ms bigint, status text, "  \
+  "text, op text, position integer, url text, payload jsonb, timeout_ms bigint, status text, " \
   "attempts integer, last_error text, after_ids text, msg_key text, msg_headers text)"
 
 // What a round of calls changed in each op (status, attempts, last error), as a JSON array for
@@ -331,12 +337,12 @@ Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
     JsonRow row(req.row);
     row.Str("gid", tx.gid).Str("mode", core::ModeName(tx.mode));
     row.Str("status", core::StatusName(tx.status));
-    row.Str("request", tx.request_json.empty() ? std::string("{}") : tx.request_json);
+    row.Raw("request", tx.request_json.empty() ? std::string("{}") : tx.request_json);
     row.Str("request_digest", tx.request_digest).Bool("submitted", tx.submitted);
     row.Int("deadline_ms", Ms(tx.deadline)).Int("next_ms", Ms(tx.next_attempt_at));
     row.Str("owner", owner).Int("lease_ms", Ms(lease_until)).Int("created_ms", Ms(tx.created_at));
     row.Bool("sequential", tx.sequential).Str("definition", tx.definition);
-    row.Str("ops", OpsJson(tx.ops));
+    row.Raw("ops", OpsJson(tx.ops));
     row.Str("reason", tx.submitted
                           ? "begun with " + std::to_string(tx.BranchIds().size()) + " branches"
                           : "begun; waiting for branches");
@@ -366,12 +372,12 @@ std::vector<PgTransactionStore::Created> PgTransactionStore::RunCreates(
         pqxx::nontransaction w(c);
         pqxx::result r = Prepared(w,
             "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(gid text, mode text, "
-            "status text, request text, request_digest text, submitted boolean, "
+            "status text, request jsonb, request_digest text, submitted boolean, "
             "deadline_ms bigint, next_ms bigint, owner text, lease_ms bigint, created_ms bigint, "
-            "sequential boolean, definition text, ops text, reason text)), "
+            "sequential boolean, definition text, ops jsonb, reason text)), "
             "t AS (INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, "
             "submitted, deadline, next_attempt_at, owner, lease_until, created_at, updated_at, "
-            "sequential, definition) SELECT gid, mode, status, request::jsonb, request_digest, "
+            "sequential, definition) SELECT gid, mode, status, request, request_digest, "
             "submitted, to_timestamp(deadline_ms / 1000.0), to_timestamp(next_ms / 1000.0), "
             "owner, to_timestamp(lease_ms / 1000.0), to_timestamp(created_ms / 1000.0), "
             "to_timestamp(created_ms / 1000.0), sequential, NULLIF(definition, '') FROM req "
@@ -485,7 +491,7 @@ std::vector<Status> PgTransactionStore::RunTransitions(
     row.Int("i", static_cast<int64_t>(i)).Str("gid", r.gid);
     row.Str("from_status", core::StatusName(r.from)).Str("to_status", core::StatusName(r.to));
     row.Str("reason", r.reason).Int("at_ms", Ms(r.now)).Str("modes", r.legal_modes);
-    row.Str("ops", r.ops_json);
+    row.Raw("ops", r.ops_json);
   }
   requests += ']';
   // Also as an array: the statement is prepared once, with a generic plan, so every lookup is
@@ -500,8 +506,8 @@ std::vector<Status> PgTransactionStore::RunTransitions(
     // exists (`found`); its log row and its ops' outcomes are written with it, and only with it.
     pqxx::result r = Prepared(w,
         "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(i integer, gid text, "
-        "from_status text, to_status text, reason text, at_ms bigint, modes text, ops text)), "
-        "v AS (SELECT req.i, req.gid, o.* FROM req, jsonb_to_recordset(req.ops::jsonb) AS "
+        "from_status text, to_status text, reason text, at_ms bigint, modes text, ops jsonb)), "
+        "v AS (SELECT req.i, req.gid, o.* FROM req, jsonb_to_recordset(req.ops) AS "
         "o(branch_id text, op text, status text, attempts integer, last_error text)), "
         // A scalar subquery, not EXISTS: PostgreSQL may run an EXISTS as one hashed scan of
         // the whole table, and with a generic plan made while the table was small it kept

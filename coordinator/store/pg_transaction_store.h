@@ -20,11 +20,14 @@ namespace pqxx {
 class transaction_base;
 }
 
+namespace treaty {
+template <typename Request, typename Reply>
+class Batcher;
+}
+
 namespace treaty::store {
 
 class GroupCommitter;
-template <typename Request, typename Reply>
-class Batcher;
 
 struct PgStoreOptions {
   std::string url;  // libpq URI

@@ -1,4 +1,4 @@
-#include "coordinator/store/batcher.h"
+#include "common/batcher.h"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 #include <map>
 #include <thread>
 
-namespace treaty::store {
+namespace treaty {
 namespace {
 
 TEST(BatcherTest, ALoneRequestRunsAtOnceAsABatchOfOne) {
@@ -77,4 +77,4 @@ TEST(BatcherTest, ConcurrentRequestsNeverShareAKeyOrExceedTheLimits) {
 }
 
 }  // namespace
-}  // namespace treaty::store
+}  // namespace treaty

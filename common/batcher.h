@@ -25,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-namespace treaty::store {
+namespace treaty {
 
 template <typename Request, typename Reply>
 class Batcher {
@@ -111,4 +111,4 @@ class Batcher {
   int in_flight_ = 0;                           // guarded by mu_
 };
 
-}  // namespace treaty::store
+}  // namespace treaty
