@@ -92,6 +92,28 @@ TEST_F(MsgTest, NothingIsDeliveredBeforeSubmitThenEverythingWithStableIds) {
   EXPECT_TRUE(transport_.Calls().empty()) << "no check-back needed";
 }
 
+TEST_F(MsgTest, SubmitThatWaitsDeliversOnTheCallingThreadAndAnswersWithTheOutcome) {
+  Prepare("mw");
+  // The driver's threads are not started: only the caller can drive it.
+  auto tx = service_.Submit("mw", /*wait=*/true);
+  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+  EXPECT_EQ(tx->status, TxStatus::kCommitted);
+  EXPECT_EQ(sink_.delivered.size(), 2u);
+  EXPECT_EQ(Load("mw").status, TxStatus::kCommitted);
+}
+
+TEST_F(MsgTest, SubmitThatWaitsReturnsAtARetryAndTheRetryDelivers) {
+  Prepare("mr");
+  sink_.failures = 1;
+  auto tx = service_.Submit("mr", /*wait=*/true);
+  ASSERT_TRUE(tx.ok()) << tx.status().ToString();
+  EXPECT_EQ(tx->status, TxStatus::kCommitting) << "waits for a retry: the caller waits on";
+  AdvanceToNextAttempt("mr");
+  ASSERT_TRUE(driver_.DriveNow("mr").ok());
+  EXPECT_EQ(Load("mr").status, TxStatus::kCommitted);
+  EXPECT_EQ(sink_.delivered.size(), 2u);
+}
+
 TEST_F(MsgTest, CheckBackCommittedDelivers) {
   Prepare("m2");
   clock_.Advance(std::chrono::seconds(5));
