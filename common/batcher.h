@@ -51,8 +51,10 @@ class Batcher {
           continue;
         }
       }
-      // Woken when done, or to lead the next batch (Finished).
+      // Woken when done, or to lead the next batch (RunBatch).
+      mine->waiting = true;
       mine->cv.wait(lock);
+      mine->waiting = false;
     }
     return std::move(mine->reply);
   }
@@ -63,6 +65,7 @@ class Batcher {
     Request request;
     Reply reply{};
     bool done = false;              // guarded by mu_
+    bool waiting = false;           // guarded by mu_: its caller sleeps on cv
     std::condition_variable cv;  // its caller waits here: one wake-up each, no herd
   };
 
@@ -84,7 +87,14 @@ class Batcher {
       running_keys_.erase(batch[i]->key);
       batch[i]->cv.notify_one();
     }
-    if (!queue_.empty()) queue_.front()->cv.notify_one();
+    // A slot is free: the first queued caller that sleeps leads the next batch (one that is
+    // leading a batch itself looks at the queue again when that batch ends).
+    for (const auto& p : queue_) {
+      if (p->waiting) {
+        p->cv.notify_one();
+        break;
+      }
+    }
   }
 
   // The next batch, out of the queue, its keys marked running. Requires mu_.

@@ -133,6 +133,19 @@ TEST_F(TwoPcApiTest, SameGidAndBodyTwiceIsOneTransaction) {
   EXPECT_EQ(ParseObject(other.body)->getObject("error")->getValue<std::string>("code"), "conflict");
 }
 
+// Gids are plain text everywhere: ones spelled like SQL's NULL commit like any other (the store
+// passes batches of gids as arrays, where an unquoted NULL would be no gid at all).
+TEST_F(TwoPcApiTest, AGidSpelledNullIsAGidLikeAnyOther) {
+  for (const char* gid : {"null", "NULL"}) {
+    std::string body = Body(gid, 1);
+    body.insert(1, R"("wait":true,)");
+    HttpReply r = Call("POST", "/v1/transactions", body);
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(ParseObject(r.body)->getValue<std::string>("status"), "committed") << gid;
+    EXPECT_EQ(stack_->OrderCount(gid).value(), 1) << gid;
+  }
+}
+
 TEST_F(TwoPcApiTest, BeginRegisterThenSubmit) {
   ASSERT_EQ(Call("POST", "/v1/transactions", R"({"gid":"reg-1","mode":"2pc","timeout":"30s"})").status,
             201);

@@ -324,10 +324,11 @@ void TransactionsApi::Register(Router& router) {
   add("POST", "/v1/sagas/{name}", &TransactionsApi::StartSaga, Access::kClient);
 }
 
-ApiResponse TransactionsApi::Answer(const core::BeginOutcome& begun, bool wait) {
+ApiResponse TransactionsApi::Answer(const core::BeginOutcome& begun, bool wait,
+                                    core::TimePoint received) {
   if (!wait) return Json(201, Outcome(begun.tx));
-  core::TimePoint until =
-      std::min(begun.tx.deadline, std::chrono::system_clock::now() + options_.max_wait);
+  // From when the request came: Begin may have driven the transaction already.
+  core::TimePoint until = std::min(begun.tx.deadline, received + options_.max_wait);
   auto done = service_.WaitFinal(begun, until);
   if (!done.ok()) return FromStatus(done.status());
   return Json(200, Outcome(*done));
@@ -376,9 +377,10 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
   req.request_json = Stringify(Object::Ptr(new Object(canonical)));
   req.request_digest = Sha1Hex(req.request_json);
   req.wait = wait;
+  const core::TimePoint received = std::chrono::system_clock::now();
   auto begun = service_.Begin(req);
   if (!begun.ok()) return FromStatus(begun.status());
-  return Answer(*begun, wait);
+  return Answer(*begun, wait, received);
 }
 
 ApiResponse TransactionsApi::ListSagas(const ApiRequest&) {
@@ -524,9 +526,10 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
   req.request_digest = Sha1Hex(req.request_json);
 
   req.wait = wait;
+  const core::TimePoint received = std::chrono::system_clock::now();
   auto begun = service_.Begin(req);
   if (!begun.ok()) return FromStatus(begun.status());
-  return Answer(*begun, wait);
+  return Answer(*begun, wait, received);
 }
 
 ApiResponse TransactionsApi::AddBranch(const ApiRequest& r) {
@@ -564,11 +567,12 @@ ApiResponse TransactionsApi::ChangeAndAnswer(
   if (auto e = CheckKeys(*body, {"wait"}, "")) return BadField(*e);
   bool wait = false;
   if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
+  const core::TimePoint received = std::chrono::system_clock::now();
   auto tx = change(r.path_params.at("gid"), wait);
   if (!tx.ok()) return FromStatus(tx.status());
   if (!wait) return Json(202, Outcome(*tx));
   if (core::IsFinal(tx->status)) return Json(200, Outcome(*tx));  // driven to its end already
-  core::TimePoint until = std::chrono::system_clock::now() + options_.max_wait;
+  core::TimePoint until = received + options_.max_wait;  // the change may have driven it
   if (until_deadline) until = std::min(until, tx->deadline);
   auto done = service_.WaitFinal(tx->gid, until);
   if (!done.ok()) return FromStatus(done.status());

@@ -68,7 +68,8 @@ class TransactionsApi {
       const std::function<Result<core::Transaction>(const std::string&, bool wait)>& change,
       bool until_deadline);
   // Answers a begun transaction: at once (201), or once final with `wait` (200).
-  ApiResponse Answer(const core::BeginOutcome& begun, bool wait);
+  // `received`: when the request came; waiting ends max_wait after it.
+  ApiResponse Answer(const core::BeginOutcome& begun, bool wait, core::TimePoint received);
 
   core::TransactionService& service_;
   const core::TransactionDriver& driver_;

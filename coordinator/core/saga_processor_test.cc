@@ -51,6 +51,43 @@ class SagaTest : public ::testing::Test {
   TransactionService service_;
 };
 
+// A transport that notes, at each call, what the store says of every op: what a coordinator
+// taking over after a crash at that moment would see.
+class StoreWatchingTransport : public BranchTransport {
+ public:
+  StoreWatchingTransport(BranchTransport& inner, TransactionStore& store)
+      : inner_(inner), store_(store) {}
+  std::vector<BranchReply> CallAll(const std::vector<BranchCall>& calls) override {
+    for (const BranchCall& c : calls) {
+      auto tx = store_.Load(c.gid, false);
+      std::string seen = c.branch_id + "/" + c.op + " sees";
+      for (const BranchOp& op : tx->ops) {
+        if (op.status == OpStatus::kSucceeded) seen += " " + op.branch_id + "/" + op.op;
+      }
+      seen_.push_back(seen);
+    }
+    return inner_.CallAll(calls);
+  }
+  Strings seen_;
+
+ private:
+  BranchTransport& inner_;
+  TransactionStore& store_;
+};
+
+TEST_F(SagaTest, AStepRunsOnlyOnceTheStepItNeedsIsStoredAsDone) {
+  // Were b called while the store still showed a as not done, a crash then would leave b
+  // uncompensated: compensation targets the steps whose prerequisites are stored as done.
+  StoreWatchingTransport watching(transport_, store_);
+  TransactionDriver driver(DriverOptions{.owner = "node-b"}, store_, watching, clock_, ids_,
+                           crash_, {&saga_});
+  std::string gid = Start({Step("a"), Step("b", {"a"}), Step("c", {"b"})});
+  ASSERT_TRUE(driver.DriveNow(gid).ok());
+  EXPECT_EQ(watching.seen_,
+            (Strings{"a/action sees", "b/action sees a/action", "c/action sees a/action b/action"}));
+  EXPECT_EQ(Load(gid).status, TxStatus::kCommitted);
+}
+
 TEST_F(SagaTest, RunsTheDagInDependencyOrder) {
   // a and b have no dependencies; c needs both; d needs c.
   std::string gid = Start({Step("a"), Step("b"), Step("c", {"a", "b"}), Step("d", {"c"})});

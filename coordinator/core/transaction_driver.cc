@@ -40,6 +40,10 @@ class TransactionDriver::Context : public DriveContext {
   TimePoint Now() override { return d_.clock_.Now(); }
 
   Status CallOps(Transaction& tx, const std::vector<size_t>& indexes) override {
+    // The previous round's outcomes are durable before any new call: a saga's next step must not
+    // run while the store could still show the step it depends on as not done (after a crash,
+    // compensation targets the steps whose prerequisites are stored as succeeded).
+    if (Status s = Flush(tx.gid); !s.ok()) return s;
     std::vector<BranchCall> calls;
     calls.reserve(indexes.size());
     for (size_t i : indexes) {
@@ -80,6 +84,7 @@ class TransactionDriver::Context : public DriveContext {
   }
 
   Status PublishOps(Transaction& tx, const std::vector<size_t>& indexes) override {
+    if (Status s = Flush(tx.gid); !s.ok()) return s;  // as in CallOps
     std::vector<OutboundMessage> messages;
     for (size_t i : indexes) {
       const BranchOp& op = tx.ops[i];
@@ -168,9 +173,10 @@ class TransactionDriver::Context : public DriveContext {
   }
 
  private:
-  // Calls' outcomes are applied to tx at once and made durable with the next transition (or by
-  // Flush): a crash in between only loses attempts, which are repeated (participants take any op
-  // more than once), never a decision. This saves a durable write per round of calls.
+  // Calls' outcomes are applied to tx at once and made durable with the next transition, or by
+  // Flush before the next round of calls or a wait: a crash in between only loses attempts, which
+  // are repeated (participants take any op more than once), never a decision. A round followed
+  // by a decision (2PC, TCC, msg) costs no write of its own.
   void Unrecorded(Transaction& tx, const std::vector<size_t>& indexes,
                   std::vector<BranchOp>& updated) {
     for (size_t k = 0; k < indexes.size(); ++k) {
@@ -260,7 +266,7 @@ void TransactionDriver::Kick(const std::string& gid) {
 }
 
 std::optional<Transaction> TransactionDriver::KickHere(const std::string& gid,
-                                                    Transaction as_stored) {
+                                                    std::optional<Transaction> as_stored) {
   TimePoint now = clock_.Now();
   auto leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
   if (leased.ok() && *leased) return DriveHere(gid, now + options_.lease, std::move(as_stored));
@@ -331,7 +337,7 @@ bool TransactionDriver::DriveLeased(const std::string& gid, std::optional<TimePo
 
 std::optional<Transaction> TransactionDriver::DriveHere(const std::string& gid,
                                                      TimePoint leased_until,
-                                                     Transaction as_stored) {
+                                                     std::optional<Transaction> as_stored) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return std::nullopt;  // the lease runs out; whoever runs next drives it

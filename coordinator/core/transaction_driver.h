@@ -83,15 +83,16 @@ class TransactionDriver {
   // queued or being driven already, it is driven again after that instead. Returns the
   // transaction as the drive left it (final, or waiting for a retry), if it was driven.
   std::optional<Transaction> DriveHere(const std::string& gid, TimePoint leased_until,
-                                       Transaction as_stored);
+                                       std::optional<Transaction> as_stored);
 
   // Drives `gid` soon if this coordinator can lease it now (after a client changed it); if
   // another coordinator holds it, that one drives it.
   void Kick(const std::string& gid);
 
-  // As Kick(), but driven on the calling thread (DriveHere) from `as_stored`, the transaction as
-  // the caller just stored it.
-  std::optional<Transaction> KickHere(const std::string& gid, Transaction as_stored);
+  // As Kick(), but driven on the calling thread (DriveHere); from `as_stored` when given: the
+  // transaction exactly as the caller just stored it (nothing else could have changed it).
+  std::optional<Transaction> KickHere(const std::string& gid,
+                                      std::optional<Transaction> as_stored);
 
   // Makes the poller look for due work now (after a transaction was made due).
   void WakePoller();

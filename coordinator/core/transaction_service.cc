@@ -180,13 +180,14 @@ Result<Transaction> TransactionService::Submit(const std::string& gid, bool wait
   if (!tx.ok()) return tx.status();
   // After the change below: drive it (here when the caller waits, from the state just stored),
   // then answer.
-  auto drive = [&](Transaction changed) -> Result<Transaction> {
+  // `changed`: the transaction as now stored, if known exactly.
+  auto drive = [&](Transaction seen, std::optional<Transaction> changed) -> Result<Transaction> {
     if (!wait) {
       driver_.Kick(gid);
       return store_.Load(gid, false);
     }
-    std::optional<Transaction> left = driver_.KickHere(gid, changed);
-    return left ? std::move(*left) : changed;
+    std::optional<Transaction> left = driver_.KickHere(gid, std::move(changed));
+    return left ? std::move(*left) : seen;
   };
   const TimePoint now = clock_.Now();
   if (tx->mode == Mode::kMsg) {
@@ -197,12 +198,13 @@ Result<Transaction> TransactionService::Submit(const std::string& gid, bool wait
       crash_.Reach("after_decision");
       if (!s.ok()) {  // moved meanwhile: drive what is stored
         wait = false;
-        return drive(*tx);
+        return drive(*tx, std::nullopt);
       }
+      // A msg transaction's messages are fixed at begin: this is exactly what is stored now.
       tx->status = TxStatus::kCommitting;
       tx->reason = reason;
       tx->updated_at = tx->next_attempt_at = now;
-      return drive(*tx);
+      return drive(*tx, *tx);
     }
     if (tx->status == TxStatus::kAborting || tx->status == TxStatus::kAborted) {
       return Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx->status)) +
@@ -224,7 +226,8 @@ Result<Transaction> TransactionService::Submit(const std::string& gid, bool wait
   if (!s.ok()) wait = false;  // submitted meanwhile: drive what is stored
   tx->submitted = true;
   tx->next_attempt_at = now;
-  return drive(*tx);
+  // Read back by the drive: a branch registered after the load above is part of it.
+  return drive(*tx, std::nullopt);
 }
 
 Result<Transaction> TransactionService::Abort(const std::string& gid) {

@@ -92,9 +92,18 @@ class JsonRow {
   JsonRow(const JsonRow&) = delete;
   JsonRow& operator=(const JsonRow&) = delete;
 
+  // A NUL (which no PostgreSQL text can hold, and jsonb refuses as \u0000) becomes U+FFFD.
   JsonRow& Str(std::string_view key, std::string_view value) {
     Key(key);
-    out_ += JsonQuote(value);
+    if (value.find('\0') == std::string_view::npos) {
+      out_ += JsonQuote(value);
+    } else {
+      std::string clean(value);
+      for (size_t at = clean.find('\0'); at != std::string::npos; at = clean.find('\0', at)) {
+        clean.replace(at, 1, "\xEF\xBF\xBD");
+      }
+      out_ += JsonQuote(clean);
+    }
     return *this;
   }
   JsonRow& Int(std::string_view key, int64_t value) {
@@ -395,6 +404,12 @@ std::vector<PgTransactionStore::Created> PgTransactionStore::RunCreates(
         for (const auto& row : r) gids.insert(row[0].as<std::string>());
         return gids;
       });
+  if (!created.ok() && batch.size() > 1 &&
+      created.status().code() != Status::Code::kUnavailable) {
+    // As in RunTransitions: one request may be why; each on its own.
+    for (size_t i = 0; i < batch.size(); ++i) out[i] = RunCreates({batch[i]}).front();
+    return out;
+  }
   for (size_t i = 0; i < batch.size(); ++i) {
     if (!created.ok()) {
       out[i].status = created.status();  // nothing of the batch was written
@@ -496,8 +511,10 @@ std::vector<Status> PgTransactionStore::RunTransitions(
   requests += ']';
   // Also as an array: the statement is prepared once, with a generic plan, so every lookup is
   // written to go through an index whatever the planner thinks of the batch's size.
+  // Each element quoted: unquoted, a gid spelled "null" would be an SQL NULL (ids have no quotes
+  // or backslashes, core::ValidId).
   std::string gids = "{";
-  for (const TransitionRequest* r : batch) gids += (gids.size() > 1 ? "," : "") + r->gid;
+  for (const TransitionRequest* r : batch) gids += (gids.size() > 1 ? ",\"" : "\"") + r->gid + '"';
   gids += '}';
   std::vector<Status> out(batch.size(), Status::Internal("no answer for this transition"));
   Status run = WriteStatement([&](pqxx::transaction_base& w) -> Status {
@@ -559,7 +576,13 @@ std::vector<Status> PgTransactionStore::RunTransitions(
     return Status::Ok();
   });
   if (!run.ok()) {
-    for (Status& s : out) s = run;  // nothing of the batch was written
+    if (batch.size() > 1 && run.code() != Status::Code::kUnavailable) {
+      // Nothing of the batch was written, and one request may be why (a value PostgreSQL
+      // refuses): each on its own, so that the others are not refused with it.
+      for (size_t i = 0; i < batch.size(); ++i) out[i] = RunTransitions({batch[i]}).front();
+    } else {
+      for (Status& s : out) s = run;  // nothing of the batch was written
+    }
   }
   return out;
 }
