@@ -91,6 +91,11 @@ TEST_F(TwoPcApiTest, BadInputIsRefusedWithTheFieldAndNothingIsStored) {
        "branches[1].id"},
       {R"({"mode":"2pc","branches":[{"id":"a b","prepare":"http://localhost/p","commit":"http://localhost/c","abort":"http://localhost/a"}]})",
        400, "invalid", "branches[0].id"},
+      // PostgreSQL cannot store U+0000; an escaped backslash before "u0000" is plain text.
+      {R"({"mode":"2pc","branches":[{"id":"x","prepare":"http://localhost/p","commit":"http://localhost/c","abort":"http://localhost/a","payload":{"note":"a\u0000b"}}]})",
+       400, "invalid", "branches[0].payload"},
+      {R"({"mode":"msg","query":"http://localhost/q","messages":[{"topic":"t","payload":"\u0000"}]})",
+       400, "invalid", "messages[0].payload"},
   };
   for (const Case& c : cases) {
     HttpReply r = Call("POST", "/v1/transactions", c.body);
@@ -112,6 +117,11 @@ TEST_F(TwoPcApiTest, BadInputIsRefusedWithTheFieldAndNothingIsStored) {
   EXPECT_EQ(Call("GET", "/v1/transactions/nope").status, 404);
   EXPECT_EQ(Call("DELETE", "/v1/transactions/nope").status, 405);
   EXPECT_EQ(CountStored(), stored) << "a refused request stored something";
+  std::string literal = R"({"mode":"2pc","gid":"backslash-u","wait":true,"branches":[)" +
+                        stack_->OrderBranch("order", "A1", 1) + "," + stock + "]}";
+  literal.insert(literal.find(R"("payload":{)") + 11, R"("note":"a\\u0000b",)");
+  HttpReply ok = Call("POST", "/v1/transactions", literal);
+  EXPECT_EQ(ok.status, 200) << literal << " -> " << ok.body;
 }
 
 TEST_F(TwoPcApiTest, SameGidAndBodyTwiceIsOneTransaction) {

@@ -52,6 +52,18 @@ ApiResponse FromStatus(const Status& s) {
   }
 }
 
+// Whether JSON text (as Stringify writes it) has a string with the character U+0000, which
+// PostgreSQL cannot store: an escape \u0000 preceded by an even number of backslashes.
+bool HasNulCharacter(const std::string& json) {
+  for (size_t at = json.find("\\u0000"); at != std::string::npos;
+       at = json.find("\\u0000", at + 1)) {
+    size_t backslashes = 0;
+    while (backslashes < at && json[at - 1 - backslashes] == '\\') ++backslashes;
+    if (backslashes % 2 == 0) return true;
+  }
+  return false;
+}
+
 std::string Stringify(const Poco::Dynamic::Var& v) {
   std::ostringstream out;
   Poco::JSON::Stringifier::condense(v, out);
@@ -256,6 +268,9 @@ std::optional<FieldError> ParseBranch(const Object& o, const std::string& prefix
     out->urls[op] = url;
   }
   if (o.has("payload")) out->payload_json = Stringify(o.get("payload"));
+  if (HasNulCharacter(out->payload_json)) {
+    return FieldError{prefix + "payload", "must not contain the character U+0000"};
+  }
   if (out->payload_json.size() > limits.max_payload_bytes) {
     return FieldError{prefix + "payload", "is " + std::to_string(out->payload_json.size()) +
                                               " bytes; at most " +
@@ -471,6 +486,9 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
         if (auto e = GetString(*m, "key", prefix + ".key", &spec.key)) return BadField(*e);
         if (!m->has("payload")) return BadField({prefix + ".payload", "is required"});
         spec.value_json = Stringify(m->get("payload"));
+        if (HasNulCharacter(spec.value_json)) {
+          return BadField({prefix + ".payload", "must not contain the character U+0000"});
+        }
         if (spec.value_json.size() > options_.max_payload_bytes) {
           return BadField({prefix + ".payload",
                            "is " + std::to_string(spec.value_json.size()) + " bytes; at most " +
