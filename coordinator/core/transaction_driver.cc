@@ -249,8 +249,7 @@ void TransactionDriver::Enqueue(const std::string& gid, std::optional<TimePoint>
     }
     if (!queued_.insert(gid).second) return;
     queue_.push_back(gid);
-    if (leased_until) leased_until_[gid] = *leased_until;
-    if (as_stored) as_stored_.insert_or_assign(gid, std::move(*as_stored));
+    if (leased_until || as_stored) known_[gid] = Known{leased_until, std::move(as_stored)};
   }
   work_cv_.notify_one();
 }
@@ -289,13 +288,10 @@ void TransactionDriver::WorkerLoop() {
       queue_.pop_front();
       queued_.erase(gid);
       running_.insert(gid);
-      if (auto it = leased_until_.find(gid); it != leased_until_.end()) {
-        leased_until = it->second;
-        leased_until_.erase(it);
-      }
-      if (auto it = as_stored_.find(gid); it != as_stored_.end()) {
-        as_stored = std::move(it->second);
-        as_stored_.erase(it);
+      if (auto it = known_.find(gid); it != known_.end()) {
+        leased_until = it->second.leased_until;
+        as_stored = std::move(it->second.as_stored);
+        known_.erase(it);
       }
     }
     DriveLeased(gid, leased_until, std::move(as_stored), nullptr);

@@ -162,8 +162,12 @@ class TransactionDriver {
   std::set<std::string> running_;     // guarded by mu_: being driven now
   size_t running_here_ = 0;           // guarded by mu_: of which by DriveHere()
   std::set<std::string> rerun_;       // guarded by mu_: enqueued again while running
-  std::map<std::string, TimePoint> leased_until_;  // guarded by mu_: queued with a known lease
-  std::map<std::string, Transaction> as_stored_;   // guarded by mu_: queued with its state
+  // What Enqueue() was told of a queued transaction (its lease, its stored state), if anything.
+  struct Known {
+    std::optional<TimePoint> leased_until;
+    std::optional<Transaction> as_stored;
+  };
+  std::map<std::string, Known> known_;  // guarded by mu_: of queued transactions
   bool stopping_ = false;             // guarded by mu_
   // The last claim found due work: more may be waiting, so a worker that falls idle asks the
   // poller to claim again rather than leaving it to the next poll interval (a backlog after a

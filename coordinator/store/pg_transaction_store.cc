@@ -1,16 +1,13 @@
 #include "coordinator/store/pg_transaction_store.h"
 
-#include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
-#include <Poco/JSON/Stringifier.h>
 
 #include <pqxx/pqxx>
 
 #include <functional>
 #include <optional>
 #include <set>
-#include <sstream>
 
 #include "coordinator/core/state_machine.h"
 #include "common/json_text.h"
@@ -524,8 +521,8 @@ std::vector<Status> PgTransactionStore::RunTransitions(
     pqxx::result r = Prepared(w,
         "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(i integer, gid text, "
         "from_status text, to_status text, reason text, at_ms bigint, modes text, ops jsonb)), "
-        "v AS (SELECT req.i, req.gid, o.* FROM req, jsonb_to_recordset(req.ops) AS "
-        "o(branch_id text, op text, status text, attempts integer, last_error text)), "
+        "v AS (SELECT req.i, req.gid, o.* FROM req CROSS JOIN LATERAL ("
+        OP_OUTCOMES_FROM_JSON("req.ops") ") o), "
         // A scalar subquery, not EXISTS: PostgreSQL may run an EXISTS as one hashed scan of
         // the whole table, and with a generic plan made while the table was small it kept
         // doing so as it grew (throughput fell run after run).
@@ -549,9 +546,9 @@ std::vector<Status> PgTransactionStore::RunTransitions(
         "FROM v JOIN changed ON changed.i = v.i JOIN req ON req.i = v.i "
         "WHERE b.gid = ANY($2::text[]) AND b.gid = v.gid AND b.branch_id = v.branch_id "
         "AND b.op = v.op RETURNING 1) "
-        "SELECT req.i, cur.mode, cur.status, changed.i IS NOT NULL, "
-        "(SELECT count(*) FROM recorded) FROM req LEFT JOIN cur ON cur.gid = req.gid "
-        "LEFT JOIN changed ON changed.i = req.i",
+        // (logged and recorded run whether read or not: data-modifying WITH runs to completion.)
+        "SELECT req.i, cur.mode, cur.status, changed.i IS NOT NULL "
+        "FROM req LEFT JOIN cur ON cur.gid = req.gid LEFT JOIN changed ON changed.i = req.i",
         requests, gids);
     for (const auto& row : r) {
       const size_t i = row[0].as<size_t>();
