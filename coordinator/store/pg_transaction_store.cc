@@ -294,7 +294,10 @@ PgTransactionStore::PgTransactionStore(PgStoreOptions options)
           // store), it scanned whole tables, and kept doing so as they grew until the next
           // autoanalyze: throughput fell run after run. Without sequential scans every plan uses
           // the indexes whatever the statistics say.
-          "SET enable_seqscan = off")) {
+          // And every statement is prepared and keyed, so its plan does not depend on the
+          // values: PostgreSQL's default still planned each execution anew ("custom plans"),
+          // a quarter of its CPU under load (docs/performance.md, finding 17).
+          "SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan")) {
   if (options.group_commit) {
     group_ = std::make_unique<GroupCommitter>(*pool_, options.group_commit_max_batch);
   }
