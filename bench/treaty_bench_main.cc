@@ -383,14 +383,15 @@ class BenchRun {
     Status s = pg_->Execute(
         "treaty",
         "INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, submitted, "
-        "reason, deadline, next_attempt_at) SELECT 'backlog-' || g, '2pc', 'committing', '{}', "
-        "'bench', true, 'all 2 branches prepared', now() + interval '1 hour', now() "
-        "FROM generate_series(1, " + n + ") g;"
-        "INSERT INTO treaty.branches (gid, branch_id, op, position, url, payload, status, "
-        "attempts) SELECT 'backlog-' || g, 'b' || b, op, b, '" + url + "' || op, "
-        "'{}', CASE WHEN op = 'prepare' THEN 'succeeded' ELSE 'pending' END, "
-        "CASE WHEN op = 'prepare' THEN 1 ELSE 0 END FROM generate_series(1, " + n + ") g, "
-        "generate_series(1, 2) b, unnest(ARRAY['prepare', 'commit', 'abort']) op");
+        "reason, deadline, next_attempt_at, ops, op_state) SELECT 'backlog-' || g, '2pc', "
+        "'committing', '{}', 'bench', true, 'all 2 branches prepared', "
+        "now() + interval '1 hour', now(), o.ops, o.op_state FROM generate_series(1, " + n + ") g, "
+        "(SELECT jsonb_agg(jsonb_build_object('branch_id', 'b' || b, 'op', op, 'position', b, "
+        "'url', '" + url + "' || op, 'payload', '{}'::jsonb, 'after_ids', '')) AS ops, "
+        "jsonb_object_agg('b' || b || '/' || op, jsonb_build_object('status', CASE WHEN "
+        "op = 'prepare' THEN 'succeeded' ELSE 'pending' END, 'attempts', CASE WHEN op = "
+        "'prepare' THEN 1 ELSE 0 END)) AS op_state FROM generate_series(1, 2) b, "
+        "unnest(ARRAY['prepare', 'commit', 'abort']) op) o");
     if (!s.ok()) return s;
     auto started = std::chrono::steady_clock::now();
     if (Status r = treatyd_->Restart(); !r.ok()) return r;

@@ -16,6 +16,7 @@
 #include "integration-tests/harness/http_client.h"
 #include "integration-tests/harness/treaty_stack.h"
 #include "integration-tests/harness/test_support.h"
+#include "coordinator/store/migrations.h"
 
 namespace treaty::harness {
 namespace {
@@ -181,6 +182,103 @@ INSTANTIATE_TEST_SUITE_P(EachCrashPoint, TwoPcCrashTest,
                          ::testing::Values("after_begin", "after_prepare", "after_decision",
                                            "after_commit"),
                          [](const auto& info) { return std::string(info.param); });
+
+// A store written before migration 4 (a row per branch op in treaty.branches) is upgraded by the
+// next treatyd without losing anything: a finished transaction reads back as it was (each op's
+// status, attempts and last error, and its log), and an unfinished one is finished.
+TEST_F(TwoPcTest, UpgradingTheStoreSchemaKeepsEveryTransaction) {
+  auto stopped = stack_->treatyd().Stop();
+  ASSERT_TRUE(stopped.ok()) << stopped.status().message();
+  std::string schema =
+      "DROP SCHEMA treaty CASCADE; CREATE SCHEMA treaty; CREATE TABLE treaty.schema_migrations "
+      "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
+      "DEFAULT now());";
+  for (const store::Migration& m : store::Migrations()) {
+    if (m.version > 3) break;
+    schema += std::string(m.sql) + ";INSERT INTO treaty.schema_migrations (version, name) VALUES (" +
+              std::to_string(m.version) + ", 'before the upgrade');";
+  }
+  ASSERT_OK(stack_->pg().Execute("treaty", schema));
+
+  // upgrade-half is decided (both branches prepared in their databases), not yet committed.
+  for (auto [svc, branch] : {std::pair{&stack_->orders(), "order"},
+                             std::pair{&stack_->inventory(), "stock"}}) {
+    auto r = HttpCall("POST", TreatyStack::Url(*svc, "/2pc/prepare"),
+                      TreatyStack::OpBody("upgrade-half", branch, "prepare", "2pc", "A1", 2));
+    ASSERT_TRUE(r.ok() && r->status == 200) << (r.ok() ? r->body : r.status().message());
+  }
+  const std::string orders = stack_->orders().base_url() + "/2pc/";
+  const std::string stock = stack_->inventory().base_url() + "/2pc/";
+  auto ops = [&](const std::string& gid, const std::string& commit_status) {
+    return "INSERT INTO treaty.branches (gid, branch_id, op, position, url, payload, status, "
+           "attempts, last_error) VALUES "
+           "('" + gid + "', 'order', 'prepare', 0, '" + orders + "prepare', "
+           "'{\"sku\":\"A1\",\"qty\":2}', 'succeeded', 1, NULL), "
+           "('" + gid + "', 'order', 'commit', 0, '" + orders + "commit', "
+           "'{\"sku\":\"A1\",\"qty\":2}', '" + commit_status + "', " +
+           (commit_status == "pending" ? "0" : "1") + ", NULL), "
+           "('" + gid + "', 'order', 'abort', 0, '" + orders + "abort', "
+           "'{\"sku\":\"A1\",\"qty\":2}', 'pending', 0, NULL), "
+           "('" + gid + "', 'stock', 'prepare', 1, '" + stock + "prepare', "
+           "'{\"sku\":\"A1\",\"qty\":2}', 'succeeded', 1, NULL), "
+           "('" + gid + "', 'stock', 'commit', 1, '" + stock + "commit', "
+           "'{\"sku\":\"A1\",\"qty\":2}', '" + commit_status + "', " +
+           (commit_status == "pending" ? "1, 'HTTP 503: try later'" : "2, 'HTTP 503: try later'") +
+           "), "
+           "('" + gid + "', 'stock', 'abort', 1, '" + stock + "abort', "
+           "'{\"sku\":\"A1\",\"qty\":2}', 'pending', 0, NULL);";
+  };
+  ASSERT_OK(stack_->pg().Execute(
+      "treaty",
+      "INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, submitted, "
+      "reason, deadline, next_attempt_at) VALUES "
+      "('upgrade-done', '2pc', 'committed', '{}', 'd1', true, 'all 2 branches committed', "
+      "now() + interval '1 hour', now()), "
+      "('upgrade-half', '2pc', 'committing', '{}', 'd2', true, 'all 2 branches prepared', "
+      "now() + interval '1 hour', now());" +
+          ops("upgrade-done", "succeeded") + ops("upgrade-half", "pending") +
+          "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason) VALUES "
+          "('upgrade-done', NULL, 'active', 'begun with 2 branches'), "
+          "('upgrade-done', 'active', 'committing', 'all 2 branches prepared'), "
+          "('upgrade-done', 'committing', 'committed', 'all 2 branches committed'), "
+          "('upgrade-half', NULL, 'active', 'begun with 2 branches'), "
+          "('upgrade-half', 'active', 'committing', 'all 2 branches prepared');"));
+
+  ASSERT_OK(stack_->RestartTreatyd());
+  EXPECT_EQ(stack_->pg().QueryValue("treaty", "SELECT max(version) FROM treaty.schema_migrations")
+                .value(),
+            std::to_string(store::Migrations().back().version));
+
+  EXPECT_EQ(stack_->WaitFinal("upgrade-half"), "committed");
+  EXPECT_EQ(stack_->Stock("A1").value(), "8/0/2");
+  EXPECT_EQ(stack_->OrderCount("upgrade-half").value(), 1);
+  ExpectNothingPrepared();
+  auto half = Get("upgrade-half");
+  ASSERT_TRUE(half);
+  EXPECT_EQ(half->getArray("log")->size(), 3u);
+  EXPECT_EQ(Attempts(half, "stock", "commit"), 2) << "the attempt before the upgrade counts";
+
+  auto done = Get("upgrade-done");
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->getValue<std::string>("status"), "committed");
+  EXPECT_EQ(done->getArray("log")->size(), 3u);
+  auto branches = done->getArray("branches");
+  ASSERT_EQ(branches->size(), 6u);
+  std::string seen;
+  for (size_t i = 0; i < branches->size(); ++i) {
+    auto b = branches->getObject(i);
+    seen += b->getValue<std::string>("id") + "/" + b->getValue<std::string>("op") + ":" +
+            b->getValue<std::string>("status") + ":" +
+            std::to_string(b->getValue<int>("attempts")) + ":" +
+            b->optValue<std::string>("last_error", "") + " ";
+    EXPECT_EQ(b->getValue<std::string>("url"),
+              (i < 3 ? orders : stock) + b->getValue<std::string>("op"));
+  }
+  EXPECT_EQ(seen,
+            "order/abort:pending:0: order/commit:succeeded:1: order/prepare:succeeded:1: "
+            "stock/abort:pending:0: stock/commit:succeeded:2:HTTP 503: try later "
+            "stock/prepare:succeeded:1: ");
+}
 
 TEST_F(TwoPcTest, SweepRollsBackWhatTheCoordinatorNeverDecided) {
   Boot(StackOptions{.sweep_older_than = "300ms"});

@@ -68,6 +68,30 @@ CREATE INDEX transactions_unfinished_due ON treaty.transactions (next_attempt_at
 -- (at least three per transaction) paid for an entry in it.
 DROP INDEX treaty.transactions_due;
 )sql"},
+      {4, "a transaction's branch ops in its own row instead of a row per op", R"sql(
+-- A 2PC transaction with two branches wrote seven rows at its creation (six of them ops) and
+-- updated two more at each decision, each with its index entries and a foreign key check.
+-- Its ops now live in its row: `ops` holds what does not change (an array of the op
+-- definitions, in the order they were added), `op_state` what does (an object keyed by
+-- "<branch id>/<op>": {status, attempts, last_error}). Ids have no '/' (core::ValidId).
+-- Two columns, so that recording an outcome leaves a large (TOASTed) `ops` as it is.
+ALTER TABLE treaty.transactions
+  ADD COLUMN ops jsonb NOT NULL DEFAULT '[]',
+  ADD COLUMN op_state jsonb NOT NULL DEFAULT '{}';
+UPDATE treaty.transactions t SET ops = b.ops, op_state = b.op_state FROM (
+  SELECT gid,
+         jsonb_agg(jsonb_build_object('branch_id', branch_id, 'op', op, 'position', position,
+                                      'url', url, 'payload', payload, 'timeout_ms', timeout_ms,
+                                      'after_ids', after_ids, 'msg_key', msg_key,
+                                      'msg_headers', msg_headers)
+                   ORDER BY position, op) AS ops,
+         jsonb_object_agg(branch_id || '/' || op,
+                          jsonb_build_object('status', status, 'attempts', attempts,
+                                             'last_error', last_error)) AS op_state
+  FROM treaty.branches GROUP BY gid) b
+WHERE b.gid = t.gid;
+DROP TABLE treaty.branches;
+)sql"},
   };
   return kMigrations;
 }

@@ -156,7 +156,8 @@ std::map<std::string, std::string> ParseHeaders(const std::string& text) {
   return out;
 }
 
-// The ops as a JSON array for jsonb_to_recordset: all of them go in with one statement.
+// What does not change in each op, as the JSON array stored in the transaction's `ops` column
+// (migration 4).
 std::string OpsJson(const std::vector<BranchOp>& ops) {
   std::string out = "[";
   for (const BranchOp& o : ops) {
@@ -169,47 +170,32 @@ std::string OpsJson(const std::vector<BranchOp>& ops) {
     } else {
       row.Null("timeout_ms");
     }
-    row.Str("status", core::OpStatusName(o.status)).Int("attempts", o.attempts);
-    row.Str("last_error", o.last_error).Str("after_ids", JoinIds(o.after));
-    row.Str("msg_key", o.message_key).Str("msg_headers", HeadersJson(o.message_headers));
+    row.Str("after_ids", JoinIds(o.after)).Str("msg_key", o.message_key);
+    const std::string headers = HeadersJson(o.message_headers);
+    row.Raw("msg_headers", headers.empty() ? "null" : headers);
   }
   out += ']';
   return out;
 }
 
-// Selects the rows of OpsJson() ($N) as a branches row set, for INSERT ... SELECT.
-#define OPS_FROM_JSON(param)                                                                  \
-  "SELECT v.branch_id, v.op, v.position, v.url, v.payload, v.timeout_ms, v.status, "           \
-  "v.attempts, NULLIF(v.last_error, ''), v.after_ids, NULLIF(v.msg_key, ''), "               \
-  "NULLIF(v.msg_headers, '')::jsonb FROM jsonb_to_recordset(" param "::jsonb) AS v(branch_id " \
-  "text, op text, position integer, url text, payload jsonb, timeout_ms bigint, status text, " \
-  "attempts integer, last_error text, after_ids text, msg_key text, msg_headers text)"
+// The state of each op (status, attempts, last error) as a JSON object keyed by OpKey: all of
+// the transaction's `op_state` column, or the part of it that a round of calls changed (merged
+// into it with ||).
+std::string OpKey(const BranchOp& o) { return o.branch_id + '/' + o.op; }
 
-// What a round of calls changed in each op (status, attempts, last error), as a JSON array for
-// OP_OUTCOMES_FROM_JSON.
-std::string OpOutcomesJson(const std::vector<BranchOp>& ops) {
-  std::string out = "[";
+std::string OpStatesJson(const std::vector<BranchOp>& ops) {
+  std::string out;
+  JsonRow states(out);
   for (const BranchOp& o : ops) {
-    if (out.size() > 1) out += ',';
-    JsonRow row(out);
-    row.Str("branch_id", o.branch_id).Str("op", o.op).Str("status", core::OpStatusName(o.status));
-    row.Int("attempts", o.attempts).Str("last_error", o.last_error);
+    std::string state;
+    {
+      JsonRow row(state);
+      row.Str("status", core::OpStatusName(o.status)).Int("attempts", o.attempts);
+      row.Str("last_error", o.last_error);
+    }
+    states.Raw(OpKey(o), state);
   }
-  out += ']';
   return out;
-}
-
-#define OP_OUTCOMES_FROM_JSON(param)                                                    \
-  "SELECT * FROM jsonb_to_recordset(" param "::jsonb) AS v(branch_id text, op text, "   \
-  "status text, attempts integer, last_error text)"
-
-void InsertOps(pqxx::transaction_base& w, const std::string& gid, const std::vector<BranchOp>& ops) {
-  if (ops.empty()) return;
-  Prepared(w,
-           "INSERT INTO treaty.branches (branch_id, op, position, url, payload, timeout_ms, status, "
-           "attempts, last_error, after_ids, msg_key, msg_headers, gid) "
-           "SELECT o.*, $1 FROM (" OPS_FROM_JSON("$2") ") o",
-           gid, OpsJson(ops));
 }
 
 // The transaction and its ops in one round trip (no decision log), one snapshot.
@@ -218,8 +204,13 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
       "SELECT t.mode, t.status, t.submitted, t.sequential, t.request::text, t.request_digest, "
       "t.reason, t.attention, t.definition, " MS("t.deadline") ", " MS("t.next_attempt_at") ", "
       MS("t.created_at") ", " MS("t.updated_at") ", b.branch_id, b.op, b.position, b.url, "
-      "b.payload::text, b.timeout_ms, b.status, b.attempts, b.last_error, b.after_ids, b.msg_key, "
-      "b.msg_headers::text FROM treaty.transactions t LEFT JOIN treaty.branches b ON b.gid = t.gid "
+      "b.payload::text, b.timeout_ms, s.status, s.attempts, s.last_error, b.after_ids, b.msg_key, "
+      "b.msg_headers::text FROM treaty.transactions t "
+      "LEFT JOIN LATERAL jsonb_to_recordset(t.ops) AS b(branch_id text, op text, "
+      "position integer, url text, payload jsonb, timeout_ms bigint, after_ids text, "
+      "msg_key text, msg_headers jsonb) ON true "
+      "LEFT JOIN LATERAL jsonb_to_record(t.op_state -> (b.branch_id || '/' || b.op)) "
+      "AS s(status text, attempts integer, last_error text) ON true "
       "WHERE t.gid = $1 ORDER BY b.position, b.op",
       gid);
   if (r.empty()) return Status::NotFound("no transaction " + gid);
@@ -242,15 +233,15 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
     if (row[13].is_null()) continue;  // no ops yet (LEFT JOIN)
     BranchOp o;
     o.branch_id = row[13].as<std::string>();
-    o.op = row[14].as<std::string>();
-    o.position = row[15].as<int>();
-    o.url = row[16].as<std::string>();
-    o.payload_json = row[17].as<std::string>();
+    o.op = Str(row[14]);
+    o.position = row[15].is_null() ? 0 : row[15].as<int>();
+    o.url = Str(row[16]);
+    o.payload_json = row[17].is_null() ? "null" : row[17].as<std::string>();
     if (!row[18].is_null()) o.timeout = Duration(row[18].as<int64_t>());
-    o.status = core::ParseOpStatus(row[19].as<std::string>()).value_or(core::OpStatus::kPending);
-    o.attempts = row[20].as<int>();
+    o.status = core::ParseOpStatus(Str(row[19])).value_or(core::OpStatus::kPending);
+    o.attempts = row[20].is_null() ? 0 : row[20].as<int>();
     o.last_error = Str(row[21]);
-    o.after = SplitIds(row[22].as<std::string>());
+    o.after = SplitIds(Str(row[22]));
     o.message_key = Str(row[23]);
     o.message_headers = ParseHeaders(Str(row[24]));
     tx.ops.push_back(std::move(o));
@@ -351,7 +342,7 @@ Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
     row.Int("deadline_ms", Ms(tx.deadline)).Int("next_ms", Ms(tx.next_attempt_at));
     row.Str("owner", owner).Int("lease_ms", Ms(lease_until)).Int("created_ms", Ms(tx.created_at));
     row.Bool("sequential", tx.sequential).Str("definition", tx.definition);
-    row.Raw("ops", OpsJson(tx.ops));
+    row.Raw("ops", OpsJson(tx.ops)).Raw("op_state", OpStatesJson(tx.ops));
     row.Str("reason", tx.submitted
                           ? "begun with " + std::to_string(tx.BranchIds().size()) + " branches"
                           : "begun; waiting for branches");
@@ -376,25 +367,22 @@ std::vector<PgTransactionStore::Created> PgTransactionStore::RunCreates(
   auto created = pool_->Run<std::set<std::string>>(
       [&](pqxx::connection& c) -> Result<std::set<std::string>> {
         // One statement, so one round trip and one commit for the batch (no gid twice:
-        // batcher.h): each transaction's row, its ops and its first log row go in, or (its gid
-        // exists) none does.
+        // batcher.h): each transaction's row (its ops in it) and its first log row go in, or
+        // (its gid exists) neither does.
         pqxx::nontransaction w(c);
         pqxx::result r = Prepared(w,
             "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(gid text, mode text, "
             "status text, request jsonb, request_digest text, submitted boolean, "
             "deadline_ms bigint, next_ms bigint, owner text, lease_ms bigint, created_ms bigint, "
-            "sequential boolean, definition text, ops jsonb, reason text)), "
+            "sequential boolean, definition text, ops jsonb, op_state jsonb, reason text)), "
             "t AS (INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, "
             "submitted, deadline, next_attempt_at, owner, lease_until, created_at, updated_at, "
-            "sequential, definition) SELECT gid, mode, status, request, request_digest, "
+            "sequential, definition, ops, op_state) SELECT gid, mode, status, request, request_digest, "
             "submitted, to_timestamp(deadline_ms / 1000.0), to_timestamp(next_ms / 1000.0), "
             "owner, to_timestamp(lease_ms / 1000.0), to_timestamp(created_ms / 1000.0), "
-            "to_timestamp(created_ms / 1000.0), sequential, NULLIF(definition, '') FROM req "
+            "to_timestamp(created_ms / 1000.0), sequential, NULLIF(definition, ''), ops, op_state "
+            "FROM req "
             "ON CONFLICT (gid) DO NOTHING RETURNING gid), "
-            "o AS (INSERT INTO treaty.branches (branch_id, op, position, url, payload, "
-            "timeout_ms, status, attempts, last_error, after_ids, msg_key, msg_headers, gid) "
-            "SELECT o.*, t.gid FROM t JOIN req ON req.gid = t.gid CROSS JOIN LATERAL ("
-            OPS_FROM_JSON("req.ops") ") o), "
             "l AS (INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
             "SELECT t.gid, NULL, req.status, req.reason, to_timestamp(req.created_ms / 1000.0) "
             "FROM t JOIN req ON req.gid = t.gid) "
@@ -435,21 +423,23 @@ Result<Transaction> PgTransactionStore::Load(const std::string& gid, bool with_l
 
 Status PgTransactionStore::AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) {
   return Write([&](pqxx::transaction_base& w) -> Status {
+    // The branch's ops share one branch id (core: a registration adds one branch).
     pqxx::result r = Prepared(w,
-        "SELECT status, submitted FROM treaty.transactions WHERE gid = $1 FOR UPDATE", gid);
+        "SELECT status, submitted, ops @> jsonb_build_array(jsonb_build_object('branch_id', "
+        "$2::text)) FROM treaty.transactions WHERE gid = $1 FOR UPDATE",
+        gid, ops.empty() ? std::string() : ops.front().branch_id);
     if (r.empty()) return Status::NotFound("no transaction " + gid);
     if (r[0][0].as<std::string>() != "active" || r[0][1].as<bool>()) {
       return Status::Conflict("transaction " + gid + " takes no more branches");
     }
-    if (!ops.empty()) {
-      pqxx::result taken = Prepared(w,
-          "SELECT 1 FROM treaty.branches WHERE gid = $1 AND branch_id = $2", gid,
-          ops.front().branch_id);
-      if (!taken.empty()) {
-        return Status::Conflict("branch " + ops.front().branch_id + " is registered already");
-      }
+    if (ops.empty()) return Status::Ok();
+    if (r[0][2].as<bool>()) {
+      return Status::Conflict("branch " + ops.front().branch_id + " is registered already");
     }
-    InsertOps(w, gid, ops);
+    Prepared(w,
+        "UPDATE treaty.transactions SET ops = ops || $2::jsonb, "
+        "op_state = op_state || $3::jsonb WHERE gid = $1",
+        gid, OpsJson(ops), OpStatesJson(ops));
     return Status::Ok();
   });
 }
@@ -478,7 +468,7 @@ struct PgTransactionStore::TransitionRequest {
   std::string reason;
   TimePoint now;
   std::string legal_modes;  // the modes in which from -> to is legal, comma-separated
-  std::string ops_json;     // OpOutcomesJson
+  std::string ops_json;     // OpStatesJson: the outcomes to record
 };
 
 Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxStatus to,
@@ -486,7 +476,7 @@ Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxS
                                       const std::vector<BranchOp>& ops) {
   // The state machine is checked by the same statement that makes the change, so the check and
   // the change are one atomic step.
-  TransitionRequest req{gid, from, to, reason, now, "", OpOutcomesJson(ops)};
+  TransitionRequest req{gid, from, to, reason, now, "", OpStatesJson(ops)};
   for (core::Mode m : {core::Mode::k2pc, core::Mode::kTcc, core::Mode::kSaga, core::Mode::kMsg}) {
     if (core::FindTransition(m, from, to) != nullptr) {
       if (!req.legal_modes.empty()) req.legal_modes += ',';
@@ -524,32 +514,20 @@ std::vector<Status> PgTransactionStore::RunTransitions(
     pqxx::result r = Prepared(w,
         "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(i integer, gid text, "
         "from_status text, to_status text, reason text, at_ms bigint, modes text, ops jsonb)), "
-        "v AS (SELECT req.i, req.gid, o.* FROM req CROSS JOIN LATERAL ("
-        OP_OUTCOMES_FROM_JSON("req.ops") ") o), "
-        // A scalar subquery, not EXISTS: PostgreSQL may run an EXISTS as one hashed scan of
-        // the whole table, and with a generic plan made while the table was small it kept
-        // doing so as it grew (throughput fell run after run).
-        "found AS (SELECT v.i, count(*) FILTER (WHERE (SELECT count(*) FROM treaty.branches b "
-        "WHERE b.gid = v.gid AND b.branch_id = v.branch_id AND b.op = v.op) > 0) AS n, "
-        "count(*) AS wanted FROM v GROUP BY v.i), "
-        "cur AS (SELECT t.gid, t.mode, t.status FROM treaty.transactions t "
-        "WHERE t.gid = ANY($2::text[]) FOR UPDATE), "
+        "cur AS (SELECT t.gid, t.mode, t.status, "
+        "t.op_state ?& ARRAY(SELECT jsonb_object_keys(req.ops)) AS found "
+        "FROM treaty.transactions t JOIN req ON req.gid = t.gid "
+        "WHERE t.gid = ANY($2::text[]) FOR UPDATE OF t), "
         "changed AS (UPDATE treaty.transactions t SET status = req.to_status, reason = req.reason, "
         "updated_at = to_timestamp(req.at_ms / 1000.0), "
-        "next_attempt_at = to_timestamp(req.at_ms / 1000.0) "
-        "FROM req JOIN cur ON cur.gid = req.gid LEFT JOIN found ON found.i = req.i "
+        "next_attempt_at = to_timestamp(req.at_ms / 1000.0), op_state = t.op_state || req.ops "
+        "FROM req JOIN cur ON cur.gid = req.gid "
         "WHERE t.gid = ANY($2::text[]) AND t.gid = req.gid AND cur.status = req.from_status "
-        "AND cur.mode = ANY(string_to_array(req.modes, ',')) "
-        "AND (found.i IS NULL OR found.n = found.wanted) RETURNING req.i), "
+        "AND cur.mode = ANY(string_to_array(req.modes, ',')) AND cur.found RETURNING req.i), "
         "logged AS (INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
         "SELECT req.gid, req.from_status, req.to_status, req.reason, "
-        "to_timestamp(req.at_ms / 1000.0) FROM changed JOIN req ON req.i = changed.i), "
-        "recorded AS (UPDATE treaty.branches b SET status = v.status, attempts = v.attempts, "
-        "last_error = NULLIF(v.last_error, ''), updated_at = to_timestamp(req.at_ms / 1000.0) "
-        "FROM v JOIN changed ON changed.i = v.i JOIN req ON req.i = v.i "
-        "WHERE b.gid = ANY($2::text[]) AND b.gid = v.gid AND b.branch_id = v.branch_id "
-        "AND b.op = v.op RETURNING 1) "
-        // (logged and recorded run whether read or not: data-modifying WITH runs to completion.)
+        "to_timestamp(req.at_ms / 1000.0) FROM changed JOIN req ON req.i = changed.i) "
+        // (logged runs whether read or not: data-modifying WITH runs to completion.)
         "SELECT req.i, cur.mode, cur.status, changed.i IS NOT NULL "
         "FROM req LEFT JOIN cur ON cur.gid = req.gid LEFT JOIN changed ON changed.i = req.i",
         requests, gids);
@@ -589,22 +567,14 @@ std::vector<Status> PgTransactionStore::RunTransitions(
 
 Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
                                      TimePoint now) {
-  const std::string ops_json = OpOutcomesJson(ops);
+  if (ops.empty()) return Status::Ok();
   // One statement: every op is updated, or (when one does not exist) none is.
   return WriteStatement([&](pqxx::transaction_base& w) -> Status {
     pqxx::result r = Prepared(w,
-        "WITH v AS (" OP_OUTCOMES_FROM_JSON("$2") "), "
-        "found AS (SELECT count(*) AS n FROM treaty.branches b JOIN v ON b.gid = $1 "
-        "AND b.branch_id = v.branch_id AND b.op = v.op), "
-        "changed AS (UPDATE treaty.branches b SET status = v.status, attempts = v.attempts, "
-        "last_error = NULLIF(v.last_error, ''), updated_at = " TS(3) " FROM v WHERE b.gid = $1 "
-        "AND b.branch_id = v.branch_id AND b.op = v.op "
-        "AND (SELECT n FROM found) = (SELECT count(*) FROM v) RETURNING 1), "
-        "touched AS (UPDATE treaty.transactions SET updated_at = " TS(3) " WHERE gid = $1 "
-        "AND EXISTS (SELECT 1 FROM changed) RETURNING 1) "
-        "SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM v)",
-        gid, ops_json, Ms(now));
-    if (r[0][0].as<int64_t>() != r[0][1].as<int64_t>()) {
+        "UPDATE treaty.transactions SET op_state = op_state || $2::jsonb, updated_at = " TS(3) " "
+        "WHERE gid = $1 AND op_state ?& ARRAY(SELECT jsonb_object_keys($2::jsonb)) RETURNING 1",
+        gid, OpStatesJson(ops), Ms(now));
+    if (r.empty()) {
       return Status::NotFound("transaction " + gid + " lacks one of the branch ops recorded");
     }
     return Status::Ok();
