@@ -445,18 +445,17 @@ Status PgTransactionStore::AddBranch(const std::string& gid, const std::vector<B
 }
 
 Status PgTransactionStore::MarkSubmitted(const std::string& gid, TimePoint now) {
-  return Write([&](pqxx::transaction_base& w) -> Status {
+  // One statement (one round trip, its own commit): the change and its log row, or neither.
+  return WriteStatement([&](pqxx::transaction_base& w) -> Status {
     pqxx::result r = Prepared(w,
-        "UPDATE treaty.transactions SET submitted = true, next_attempt_at = " TS(2) ", "
-        "wake_requested = true, updated_at = " TS(2) " WHERE gid = $1 AND status = 'active' "
-        "AND NOT submitted "
-        "RETURNING gid",
+        "WITH changed AS (UPDATE treaty.transactions SET submitted = true, "
+        "next_attempt_at = " TS(2) ", wake_requested = true, updated_at = " TS(2) " "
+        "WHERE gid = $1 AND status = 'active' AND NOT submitted RETURNING gid), "
+        "logged AS (INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
+        "SELECT gid, 'active', 'active', 'submitted', " TS(2) " FROM changed) "
+        "SELECT gid FROM changed",
         gid, Ms(now));
     if (r.empty()) return Status::Conflict("transaction " + gid + " cannot be submitted");
-    Prepared(w,
-        "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
-        "VALUES ($1, 'active', 'active', 'submitted', " TS(2) ")",
-        gid, Ms(now));
     return Status::Ok();
   });
 }
@@ -582,7 +581,7 @@ Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<B
 }
 
 Status PgTransactionStore::SetAttention(const std::string& gid, const std::string& attention) {
-  return Write([&](pqxx::transaction_base& w) -> Status {
+  return WriteStatement([&](pqxx::transaction_base& w) -> Status {
     Prepared(w, "UPDATE treaty.transactions SET attention = NULLIF($2, '') WHERE gid = $1", gid,
                   attention);
     return Status::Ok();
@@ -591,7 +590,7 @@ Status PgTransactionStore::SetAttention(const std::string& gid, const std::strin
 
 Status PgTransactionStore::Reschedule(const std::string& gid, const std::string& owner,
                                       TimePoint next_attempt_at) {
-  return Write([&](pqxx::transaction_base& w) -> Status {
+  return WriteStatement([&](pqxx::transaction_base& w) -> Status {
     Prepared(w,
         "UPDATE treaty.transactions SET next_attempt_at = CASE WHEN wake_requested "
         "THEN next_attempt_at ELSE " TS(3) " END, wake_requested = false, lease_until = NULL "
@@ -602,7 +601,7 @@ Status PgTransactionStore::Reschedule(const std::string& gid, const std::string&
 }
 
 Status PgTransactionStore::MakeDue(const std::string& gid, TimePoint now) {
-  return Write([&](pqxx::transaction_base& w) -> Status {
+  return WriteStatement([&](pqxx::transaction_base& w) -> Status {
     pqxx::result r = Prepared(w,
         std::string("UPDATE treaty.transactions SET next_attempt_at = " TS(2) ", "
                     "wake_requested = true WHERE gid = $1 AND status IN ") +
@@ -618,7 +617,8 @@ Result<std::vector<std::string>> PgTransactionStore::ClaimDue(const std::string&
                                                               int limit) {
   return pool_->Run<std::vector<std::string>>(
       [&](pqxx::connection& c) -> Result<std::vector<std::string>> {
-        pqxx::work w(c);
+        // One statement, so no BEGIN and COMMIT (two more round trips), here and below.
+        pqxx::nontransaction w(c);
         pqxx::result r = Prepared(w,
             std::string("UPDATE treaty.transactions SET owner = $1, lease_until = " TS(3) " "
                         "WHERE gid IN (SELECT gid FROM treaty.transactions WHERE status IN ") +
@@ -626,7 +626,6 @@ Result<std::vector<std::string>> PgTransactionStore::ClaimDue(const std::string&
                 " AND next_attempt_at <= " TS(2) " AND (lease_until IS NULL OR lease_until <= " TS(
                     2) ") ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING gid",
             owner, Ms(now), Ms(lease_until), limit);
-        w.commit();
         std::vector<std::string> gids;
         for (const auto& row : r) gids.push_back(row[0].as<std::string>());
         return gids;
@@ -636,22 +635,20 @@ Result<std::vector<std::string>> PgTransactionStore::ClaimDue(const std::string&
 Result<bool> PgTransactionStore::TryLease(const std::string& gid, const std::string& owner,
                                           TimePoint now, TimePoint lease_until) {
   return pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
-    pqxx::work w(c);
+    pqxx::nontransaction w(c);
     pqxx::result r = Prepared(w,
         std::string("UPDATE treaty.transactions SET owner = $2, lease_until = " TS(4) " "
                     "WHERE gid = $1 AND status IN ") + kUnfinished +
             " AND (lease_until IS NULL OR lease_until <= " TS(3) " OR owner = $2) RETURNING gid",
         gid, owner, Ms(now), Ms(lease_until));
-    w.commit();
     return !r.empty();
   });
 }
 
 Status PgTransactionStore::ReleaseLeases(const std::string& owner) {
   return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
-    pqxx::work w(c);
+    pqxx::nontransaction w(c);
     Prepared(w, "UPDATE treaty.transactions SET lease_until = NULL WHERE owner = $1", owner);
-    w.commit();
     return true;
   }));
 }
