@@ -298,6 +298,9 @@ PgTransactionStore::PgTransactionStore(PgStoreOptions options)
   creates_ = std::make_unique<Batcher<CreateRequest, Created>>(
       [this](const std::vector<const CreateRequest*>& batch) { return RunCreates(batch); },
       static_cast<size_t>(options.transition_batch), options.transition_batches_in_flight);
+  records_ = std::make_unique<Batcher<RecordRequest, Status>>(
+      [this](const std::vector<const RecordRequest*>& batch) { return RunRecords(batch); },
+      static_cast<size_t>(options.transition_batch), options.transition_batches_in_flight);
 }
 
 PgTransactionStore::~PgTransactionStore() = default;
@@ -564,20 +567,63 @@ std::vector<Status> PgTransactionStore::RunTransitions(
   return out;
 }
 
+struct PgTransactionStore::RecordRequest {
+  std::string gid;
+  TimePoint now;
+  std::string ops_json;  // OpStatesJson
+};
+
 Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
                                      TimePoint now) {
   if (ops.empty()) return Status::Ok();
-  // One statement: every op is updated, or (when one does not exist) none is.
-  return WriteStatement([&](pqxx::transaction_base& w) -> Status {
+  return records_->Submit(gid, RecordRequest{gid, now, OpStatesJson(ops)});
+}
+
+std::vector<Status> PgTransactionStore::RunRecords(const std::vector<const RecordRequest*>& batch) {
+  std::string requests = "[";
+  std::string gids = "{";  // quoted, as in RunTransitions
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const RecordRequest& r = *batch[i];
+    if (i > 0) requests += ',';
+    JsonRow row(requests);
+    row.Int("i", static_cast<int64_t>(i)).Str("gid", r.gid).Int("at_ms", Ms(r.now));
+    row.Raw("ops", r.ops_json);
+    gids += (i > 0 ? ",\"" : "\"") + r.gid + '"';
+  }
+  requests += ']';
+  gids += '}';
+  std::vector<Status> out;
+  out.reserve(batch.size());
+  for (const RecordRequest* r : batch) {
+    out.push_back(
+        Status::NotFound("transaction " + r->gid + " lacks one of the branch ops recorded"));
+  }
+  // One statement and one commit for the batch (no gid twice: batcher.h); each transaction's
+  // ops are all recorded, or (one of them does not exist) none is.
+  Status run = WriteStatement([&](pqxx::transaction_base& w) -> Status {
     pqxx::result r = Prepared(w,
-        "UPDATE treaty.transactions SET op_state = op_state || $2::jsonb, updated_at = " TS(3) " "
-        "WHERE gid = $1 AND op_state ?& ARRAY(SELECT jsonb_object_keys($2::jsonb)) RETURNING 1",
-        gid, OpStatesJson(ops), Ms(now));
-    if (r.empty()) {
-      return Status::NotFound("transaction " + gid + " lacks one of the branch ops recorded");
+        "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(i integer, gid text, "
+        "at_ms bigint, ops jsonb)) "
+        "UPDATE treaty.transactions t SET op_state = t.op_state || req.ops, "
+        "updated_at = to_timestamp(req.at_ms / 1000.0) FROM req "
+        "WHERE t.gid = ANY($2::text[]) AND t.gid = req.gid "
+        "AND t.op_state ?& ARRAY(SELECT jsonb_object_keys(req.ops)) RETURNING req.i",
+        requests, gids);
+    for (const auto& row : r) {
+      const size_t i = row[0].as<size_t>();
+      if (i < out.size()) out[i] = Status::Ok();
     }
     return Status::Ok();
   });
+  if (!run.ok()) {
+    if (batch.size() > 1 && run.code() != Status::Code::kUnavailable) {
+      // As in RunTransitions: one request may be why; each on its own.
+      for (size_t i = 0; i < batch.size(); ++i) out[i] = RunRecords({batch[i]}).front();
+    } else {
+      for (Status& s : out) s = run;  // nothing of the batch was written
+    }
+  }
+  return out;
 }
 
 Status PgTransactionStore::SetAttention(const std::string& gid, const std::string& attention) {

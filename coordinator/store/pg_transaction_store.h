@@ -38,7 +38,8 @@ struct PgStoreOptions {
   int group_commit_max_batch = 64;
   // Concurrent Transition calls (the decisions and final states of different transactions) go
   // to the database together: up to `transition_batch` in one statement and one commit, with up
-  // to `transition_batches_in_flight` such statements at once (batcher.h). Creations likewise.
+  // to `transition_batches_in_flight` such statements at once (batcher.h). Creations and
+  // recorded op outcomes likewise.
   int transition_batch = 32;
   int transition_batches_in_flight = 2;
 };
@@ -92,11 +93,15 @@ class PgTransactionStore : public core::TransactionStore {
   };
   // Inserts a batch of transactions as one statement; per request, whether it was created.
   std::vector<Created> RunCreates(const std::vector<const CreateRequest*>& batch);
+  struct RecordRequest;
+  // Records a batch of op outcomes as one statement; one status per request, in order.
+  std::vector<Status> RunRecords(const std::vector<const RecordRequest*>& batch);
 
   std::unique_ptr<Pool> pool_;
   std::unique_ptr<GroupCommitter> group_;
   std::unique_ptr<Batcher<TransitionRequest, Status>> transitions_;
   std::unique_ptr<Batcher<CreateRequest, Created>> creates_;
+  std::unique_ptr<Batcher<RecordRequest, Status>> records_;
 };
 
 }  // namespace treaty::store
