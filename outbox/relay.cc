@@ -4,6 +4,7 @@
 #include <Poco/JSON/Parser.h>
 
 #include <map>
+#include <set>
 #include <pqxx/pqxx>
 #include <thread>
 
@@ -40,38 +41,55 @@ OutboxRelay::OutboxRelay(const RelayConfig& config, std::unique_ptr<KafkaPublish
     : config_(config),
       publisher_(std::move(publisher)),
       log_(log),
-      pool_(config.database_url, std::chrono::seconds(5), 3) {}
+      // Every statement of a batch reads an index's head or looks rows up by id. Planned from
+      // the statistics of a table just filled (or never analyzed), the head of the pending
+      // index was read as a bitmap of every pending row and sorted, at each batch.
+      pool_(config.database_url, std::chrono::seconds(5), 3,
+            "SET enable_seqscan = off; SET enable_bitmapscan = off") {}
 
 Result<int> OutboxRelay::RunBatch() {
   const std::string& t = config_.table;
   return pool_.Run<int>([&](pqxx::connection& c) -> Result<int> {
     pqxx::work tx(c);
-    // The aggregates of the oldest pending rows that no other relay holds, locked in the same
-    // statement: one round trip, and a scan of the pending index's head rather than of every
-    // pending row (the lock is volatile, so it is applied to the chosen keys only).
-    pqxx::result keys = tx.exec_params(
-        "SELECT k FROM (SELECT DISTINCT aggregate_key AS k FROM (SELECT aggregate_key FROM " + t +
-            " WHERE status = 'pending' ORDER BY id LIMIT $1) oldest) d "
-            "WHERE pg_try_advisory_xact_lock(hashtextextended(k, 7463))",
+    // The head of the pending index: the oldest pending rows (an index scan that stops after
+    // batch_size rows, whatever the backlog).
+    pqxx::result head = tx.exec_params(
+        "SELECT id, aggregate_key FROM " + t + " WHERE status = 'pending' ORDER BY id LIMIT $1",
         config_.batch_size);
-    std::vector<std::string> mine;
-    for (const auto& k : keys) mine.push_back(k[0].as<std::string>());
-    if (mine.empty()) {
+    if (head.empty()) {
       tx.commit();
       return 0;
     }
-    std::string in;
-    for (const std::string& k : mine) in += (in.empty() ? "" : ",") + tx.quote(k);
-    // Their rows among the same head of the pending index (any older pending row of one of them
-    // is in it too, so each aggregate's rows are still its oldest), looked up by id. Filtering
-    // every pending row by aggregate instead read and sorted the whole backlog for each batch
-    // (docs/performance.md, finding 18).
-    pqxx::result rows = tx.exec_params(
+    // Their aggregates that no other relay holds, each under an advisory lock until this
+    // transaction ends.
+    std::set<std::string> seen;
+    std::string keys;
+    for (const auto& r : head) {
+      std::string k = r[1].as<std::string>();
+      if (seen.insert(k).second) keys += (keys.empty() ? "" : ",") + tx.quote(k);
+    }
+    std::set<std::string> mine;
+    for (const auto& r : tx.exec("SELECT k FROM unnest(ARRAY[" + keys + "]::text[]) AS k "
+                                 "WHERE pg_try_advisory_xact_lock(hashtextextended(k, 7463))")) {
+      mine.insert(r[0].as<std::string>());
+    }
+    // Their rows in the head, by id (an aggregate's older pending rows are in the head too, so
+    // each aggregate's rows here are its oldest), locked and read again: one that another relay
+    // sent meanwhile is no longer pending. Selecting them by aggregate among all pending rows
+    // instead let PostgreSQL read and sort the whole backlog for each batch (docs/performance.md,
+    // finding 21).
+    std::string ids;
+    for (const auto& r : head) {
+      if (mine.count(r[1].as<std::string>())) ids += (ids.empty() ? "" : ",") + r[0].as<std::string>();
+    }
+    if (ids.empty()) {
+      tx.commit();
+      return 0;
+    }
+    pqxx::result rows = tx.exec(
         "SELECT id, event_id, aggregate_key, topic, coalesce(key, aggregate_id), payload::text, "
-        "headers::text, event_type FROM " + t + " WHERE id IN (SELECT id FROM " + t +
-            " WHERE status = 'pending' ORDER BY id LIMIT $1) AND status = 'pending' "
-            "AND aggregate_key IN (" + in + ") ORDER BY id FOR UPDATE",
-        config_.batch_size);
+        "headers::text, event_type FROM " + t + " WHERE id IN (" + ids + ") "
+        "AND status = 'pending' ORDER BY id FOR UPDATE");
     std::vector<Row> batch;
     std::vector<OutgoingMessage> messages;
     for (const auto& r : rows) {
