@@ -237,6 +237,16 @@ TEST_F(TwoPcTest, UpgradingTheStoreSchemaKeepsEveryTransaction) {
       "('upgrade-half', '2pc', 'committing', '{}', 'd2', true, 'all 2 branches prepared', "
       "now() + interval '1 hour', now());" +
           ops("upgrade-done", "succeeded") + ops("upgrade-half", "pending") +
+          // A finished saga: step b runs after a, a has a timeout, b a NULL last_error.
+          "INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, "
+          "submitted, reason, deadline, next_attempt_at) VALUES ('upgrade-saga', 'saga', "
+          "'committed', '{}', 'd3', true, 'every step done', now() + interval '1 hour', now());"
+          "INSERT INTO treaty.branches (gid, branch_id, op, position, url, payload, timeout_ms, "
+          "after_ids, status, attempts) VALUES "
+          "('upgrade-saga', 'a', 'action', 0, 'http://127.0.0.1:9/a', '{}', 1500, '', "
+          "'succeeded', 1), "
+          "('upgrade-saga', 'b', 'action', 1, 'http://127.0.0.1:9/b', '{}', NULL, 'a', "
+          "'succeeded', 3);"
           "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason) VALUES "
           "('upgrade-done', NULL, 'active', 'begun with 2 branches'), "
           "('upgrade-done', 'active', 'committing', 'all 2 branches prepared'), "
@@ -278,6 +288,17 @@ TEST_F(TwoPcTest, UpgradingTheStoreSchemaKeepsEveryTransaction) {
             "order/abort:pending:0: order/commit:succeeded:1: order/prepare:succeeded:1: "
             "stock/abort:pending:0: stock/commit:succeeded:2:HTTP 503: try later "
             "stock/prepare:succeeded:1: ");
+
+  auto saga = Get("upgrade-saga");
+  ASSERT_TRUE(saga);
+  auto steps = saga->getArray("branches");
+  ASSERT_EQ(steps->size(), 2u);
+  EXPECT_EQ(steps->getObject(0)->getValue<std::string>("id"), "a");
+  EXPECT_FALSE(steps->getObject(0)->has("after"));
+  EXPECT_EQ(steps->getObject(1)->getValue<std::string>("id"), "b");
+  ASSERT_TRUE(steps->getObject(1)->getArray("after"));
+  EXPECT_EQ(steps->getObject(1)->getArray("after")->getElement<std::string>(0), "a");
+  EXPECT_EQ(steps->getObject(1)->getValue<int>("attempts"), 3);
 }
 
 TEST_F(TwoPcTest, SweepRollsBackWhatTheCoordinatorNeverDecided) {

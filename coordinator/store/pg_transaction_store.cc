@@ -185,15 +185,17 @@ std::string OpKey(const BranchOp& o) { return o.branch_id + '/' + o.op; }
 
 std::string OpStatesJson(const std::vector<BranchOp>& ops) {
   std::string out;
-  JsonRow states(out);
-  for (const BranchOp& o : ops) {
-    std::string state;
-    {
-      JsonRow row(state);
-      row.Str("status", core::OpStatusName(o.status)).Int("attempts", o.attempts);
-      row.Str("last_error", o.last_error);
+  {
+    JsonRow states(out);  // closes the object when it goes out of scope: before the return
+    for (const BranchOp& o : ops) {
+      std::string state;
+      {
+        JsonRow row(state);
+        row.Str("status", core::OpStatusName(o.status)).Int("attempts", o.attempts);
+        row.Str("last_error", o.last_error);
+      }
+      states.Raw(OpKey(o), state);
     }
-    states.Raw(OpKey(o), state);
   }
   return out;
 }
@@ -206,12 +208,14 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
       MS("t.created_at") ", " MS("t.updated_at") ", b.branch_id, b.op, b.position, b.url, "
       "b.payload::text, b.timeout_ms, s.status, s.attempts, s.last_error, b.after_ids, b.msg_key, "
       "b.msg_headers::text FROM treaty.transactions t "
-      "LEFT JOIN LATERAL jsonb_to_recordset(t.ops) AS b(branch_id text, op text, "
+      "LEFT JOIN LATERAL ROWS FROM (jsonb_to_recordset(t.ops) AS (branch_id text, op text, "
       "position integer, url text, payload jsonb, timeout_ms bigint, after_ids text, "
-      "msg_key text, msg_headers jsonb) ON true "
+      "msg_key text, msg_headers jsonb)) WITH ORDINALITY AS b(branch_id, op, position, url, "
+      "payload, timeout_ms, after_ids, msg_key, msg_headers, added) ON true "
       "LEFT JOIN LATERAL jsonb_to_record(t.op_state -> (b.branch_id || '/' || b.op)) "
       "AS s(status text, attempts integer, last_error text) ON true "
-      "WHERE t.gid = $1 ORDER BY b.position, b.op",
+      // Ties of position (branches registered at once) in the order they were added.
+      "WHERE t.gid = $1 ORDER BY b.position, b.op, b.added",
       gid);
   if (r.empty()) return Status::NotFound("no transaction " + gid);
   Transaction tx;
