@@ -522,8 +522,10 @@ std::vector<Status> PgTransactionStore::RunTransitions(
         "from_status text, to_status text, reason text, at_ms bigint, modes text, ops jsonb)), "
         "cur AS (SELECT t.gid, t.mode, t.status, "
         "t.op_state ?& ARRAY(SELECT jsonb_object_keys(req.ops)) AS found "
+        // Locked in gid order, as RunRecords does: two batches that share transactions (a
+        // client's abort while a drive records) wait for each other instead of deadlocking.
         "FROM treaty.transactions t JOIN req ON req.gid = t.gid "
-        "WHERE t.gid = ANY($2::text[]) FOR UPDATE OF t), "
+        "WHERE t.gid = ANY($2::text[]) ORDER BY t.gid FOR UPDATE OF t), "
         "changed AS (UPDATE treaty.transactions t SET status = req.to_status, reason = req.reason, "
         "updated_at = to_timestamp(req.at_ms / 1000.0), "
         "next_attempt_at = to_timestamp(req.at_ms / 1000.0), op_state = t.op_state || req.ops "
@@ -607,9 +609,12 @@ std::vector<Status> PgTransactionStore::RunRecords(const std::vector<const Recor
   Status run = WriteStatement([&](pqxx::transaction_base& w) -> Status {
     pqxx::result r = Prepared(w,
         "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(i integer, gid text, "
-        "at_ms bigint, ops jsonb)) "
+        "at_ms bigint, ops jsonb)), "
+        // Locked in gid order first, as in RunTransitions.
+        "locked AS (SELECT gid FROM treaty.transactions WHERE gid = ANY($2::text[]) "
+        "ORDER BY gid FOR UPDATE) "
         "UPDATE treaty.transactions t SET op_state = t.op_state || req.ops, "
-        "updated_at = to_timestamp(req.at_ms / 1000.0) FROM req "
+        "updated_at = to_timestamp(req.at_ms / 1000.0) FROM req JOIN locked ON locked.gid = req.gid "
         "WHERE t.gid = ANY($2::text[]) AND t.gid = req.gid "
         "AND t.op_state ?& ARRAY(SELECT jsonb_object_keys(req.ops)) RETURNING req.i",
         requests, gids);
