@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
 #include <pqxx/pqxx>
 #include <set>
@@ -44,7 +45,7 @@ class OutboxTest : public ::testing::Test {
   }
 
   std::unique_ptr<Service> StartRelay(const std::string& name, int batch_size = 500,
-                                      const std::string& poison = "block") {
+                                      const std::string& poison = "block", int workers = 2) {
     auto r = Service::Start(ServiceSpec{
         .name = name,
         .binary = kRelayPath,
@@ -53,6 +54,7 @@ class OutboxTest : public ::testing::Test {
                        "kafka: { bootstrap_servers: \"" + broker_->bootstrap() +
                        "\", delivery_timeout: 3s }\n"
                        "batch_size: " + std::to_string(batch_size) + "\n"
+                       "workers: " + std::to_string(workers) + "\n"
                        "poll_interval: 200ms\n"
                        "poison: " + poison + "\n"
                        "retry: { initial: 100ms, max: 1s }\n"});
@@ -189,6 +191,37 @@ TEST_F(OutboxTest, TwoRelaysOnOneTableKeepEveryAggregateInOrder) {
   Write(5000, 50);
   ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(120)));
   EXPECT_EQ(CheckOrder(ReadTopic(5000, /*allow_extra=*/false)), 5000);
+}
+
+// Many workers of one relay, small batches and few aggregates: the workers keep asking for the
+// same aggregates, and each aggregate must still be published by one of them at a time, in
+// order, each row once.
+TEST_F(OutboxTest, ARelaysWorkersShareTheAggregatesAndKeepEachInOrder) {
+  Write(6000, 30);
+  auto relay = StartRelay("relay", /*batch_size=*/20, "block", /*workers=*/6);
+  ASSERT_TRUE(relay);
+  ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(120)));
+  EXPECT_EQ(Count("orders", "SELECT count(*) FROM treaty_outbox WHERE status = 'sent'"), 6000);
+  EXPECT_EQ(CheckOrder(ReadTopic(6000, /*allow_extra=*/false)), 6000);
+  auto metrics = HttpCall("GET", relay->base_url() + "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_NE(metrics->body.find("treaty_relay_published_total 6000\n"), std::string::npos)
+      << metrics->body;
+}
+
+TEST_F(OutboxTest, ABadRelayConfigNamesFileLineAndKey) {
+  std::string f = dir_.File("relay-bad.yaml");
+  std::ofstream(f) << "listen: 127.0.0.1:0\nbatch_size: 100\nworkers: 0\nafter_send: archive\n";
+  auto p = Process::Start(ProcessSpec{.name = "relay-check",
+                                      .argv = {kRelayPath, "--check-config", f},
+                                      .log_path = dir_.File("relay-check.log")});
+  ASSERT_TRUE(p.ok()) << p.status().message();
+  auto code = (*p)->Wait(std::chrono::seconds(30));
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 2);
+  std::string out = (*p)->ReadLog();
+  EXPECT_NE(out.find(f + ":3: workers: "), std::string::npos) << out;
+  EXPECT_NE(out.find(f + ":4: after_send: "), std::string::npos) << out;
 }
 
 // A row the broker will never take (larger than a message may be).

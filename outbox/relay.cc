@@ -4,8 +4,8 @@
 #include <Poco/JSON/Parser.h>
 
 #include <map>
-#include <set>
 #include <pqxx/pqxx>
+#include <set>
 #include <thread>
 
 namespace treaty::outbox {
@@ -30,70 +30,128 @@ std::string IdList(const std::vector<int64_t>& ids) {
 
 class WakeOnNotify : public pqxx::notification_receiver {
  public:
-  explicit WakeOnNotify(pqxx::connection_base& c) : pqxx::notification_receiver(c, "treaty_outbox") {}
+  explicit WakeOnNotify(pqxx::connection_base& c)
+      : pqxx::notification_receiver(c, "treaty_outbox") {}
   void operator()(const std::string&, int) override {}
 };
 
 }  // namespace
 
-OutboxRelay::OutboxRelay(const RelayConfig& config, std::unique_ptr<KafkaPublisher> publisher,
-                         const Logger& log)
+OutboxRelay::OutboxRelay(const RelayConfig& config,
+                         std::vector<std::unique_ptr<KafkaPublisher>> publishers, const Logger& log)
     : config_(config),
-      publisher_(std::move(publisher)),
+      publishers_(std::move(publishers)),
       log_(log),
       // Every statement of a batch reads an index's head or looks rows up by id. Planned from
       // the statistics of a table just filled (or never analyzed), the head of the pending
-      // index was read as a bitmap of every pending row and sorted, at each batch.
-      pool_(config.database_url, std::chrono::seconds(5), 3,
+      // index was read as a bitmap of every pending row and sorted, at each batch. A session
+      // per worker, and one for /metrics.
+      pool_(config.database_url, std::chrono::seconds(5), static_cast<int>(publishers_.size()) + 1,
             "SET enable_seqscan = off; SET enable_bitmapscan = off") {}
 
-Result<int> OutboxRelay::RunBatch() {
+Result<int> OutboxRelay::RunBatch(size_t worker) {
+  Result<BatchOutcome> outcome = RunBatchOf(worker);
+  if (!outcome.ok()) return outcome.status();
+  return outcome->handled;
+}
+
+Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
   const std::string& t = config_.table;
-  return pool_.Run<int>([&](pqxx::connection& c) -> Result<int> {
+  KafkaPublisher& publisher = *publishers_.at(worker);
+  return pool_.Run<BatchOutcome>([&](pqxx::connection& c) -> Result<BatchOutcome> {
+    // Declared before the transaction, so that its aggregates are handed back to the other
+    // workers only once the transaction (and its advisory locks) has ended.
+    struct Held {
+      OutboxRelay& relay;
+      std::vector<std::string> keys;
+      ~Held() {
+        std::lock_guard<std::mutex> lock(relay.in_flight_mu_);
+        for (const std::string& k : keys) relay.in_flight_.erase(k);
+      }
+    } held{*this, {}};
     pqxx::work tx(c);
     // The head of the pending index: the oldest pending rows (an index scan that stops after
-    // batch_size rows, whatever the backlog).
+    // the limit, whatever the backlog). Deep enough to find a batch beside the other workers'.
     pqxx::result head = tx.exec_params(
         "SELECT id, aggregate_key FROM " + t + " WHERE status = 'pending' ORDER BY id LIMIT $1",
-        config_.batch_size);
+        config_.batch_size * static_cast<int64_t>(publishers_.size()));
     if (head.empty()) {
       tx.commit();
-      return 0;
+      return BatchOutcome{};
     }
-    // Their aggregates that no other relay holds, each under an advisory lock until this
-    // transaction ends.
-    std::set<std::string> seen;
-    std::string keys;
-    for (const auto& r : head) {
-      std::string k = r[1].as<std::string>();
-      if (seen.insert(k).second) keys += (keys.empty() ? "" : ",") + tx.quote(k);
-    }
+    // Aggregates to ask for, oldest first, until those granted cover a batch: each under an
+    // advisory lock until this transaction ends, so that no other relay or worker touches it.
+    // Those another worker of this relay holds are passed over without asking; those refused
+    // (another relay, or a worker that got there first) are passed over in the next round.
     std::set<std::string> mine;
-    for (const auto& r : tx.exec("SELECT k FROM unnest(ARRAY[" + keys + "]::text[]) AS k "
-                                 "WHERE pg_try_advisory_xact_lock(hashtextextended(k, 7463))")) {
-      mine.insert(r[0].as<std::string>());
+    std::set<std::string> refused;
+    while (true) {
+      std::string keys;
+      std::set<std::string> asked;
+      {
+        int64_t covered = 0;
+        std::lock_guard<std::mutex> lock(in_flight_mu_);
+        for (const auto& r : head) {
+          std::string k = r[1].as<std::string>();
+          if (mine.count(k) || asked.count(k)) {
+            ++covered;
+          } else if (covered < config_.batch_size && !refused.count(k) && !in_flight_.count(k)) {
+            keys += (keys.empty() ? "" : ",") + tx.quote(k);
+            asked.insert(std::move(k));
+            ++covered;
+          }
+        }
+      }
+      if (keys.empty()) break;
+      pqxx::result granted = tx.exec("SELECT k FROM unnest(ARRAY[" + keys +
+                                     "]::text[]) AS k "
+                                     "WHERE pg_try_advisory_xact_lock(hashtextextended(k, 7463))");
+      std::lock_guard<std::mutex> lock(in_flight_mu_);
+      for (const auto& r : granted) {
+        std::string k = r[0].as<std::string>();
+        asked.erase(k);
+        in_flight_.insert(k);
+        held.keys.push_back(k);
+        mine.insert(std::move(k));
+      }
+      refused.merge(asked);
     }
-    // Their rows in the head, by id (an aggregate's older pending rows are in the head too, so
-    // each aggregate's rows here are its oldest), locked and read again: one that another relay
-    // sent meanwhile is no longer pending. Selecting them by aggregate among all pending rows
-    // instead let PostgreSQL read and sort the whole backlog for each batch (docs/performance.md,
-    // finding 21).
+    // Their rows in the head, oldest first, up to a batch (an aggregate's older pending rows
+    // are in the head too, so each aggregate's rows here are its oldest), read again: one that
+    // another relay sent before this one got the aggregate's lock is no longer pending (each
+    // statement sees what was committed before it began). The advisory locks are what keep
+    // relays apart; row locks would only add a write per row. Selecting rows by aggregate
+    // among all pending rows instead let PostgreSQL read and sort the whole backlog for each
+    // batch (docs/performance.md, finding 21).
     std::string ids;
+    int64_t taken = 0;
     for (const auto& r : head) {
-      if (mine.count(r[1].as<std::string>())) ids += (ids.empty() ? "" : ",") + r[0].as<std::string>();
+      if (taken == config_.batch_size) break;
+      if (mine.count(r[1].as<std::string>())) {
+        ids += (ids.empty() ? "" : ",") + r[0].as<std::string>();
+        ++taken;
+      }
     }
     if (ids.empty()) {
       tx.commit();
-      return 0;
+      return BatchOutcome{.handled = 0, .held_elsewhere = true};
     }
     pqxx::result rows = tx.exec(
         "SELECT id, event_id, aggregate_key, topic, coalesce(key, aggregate_id), payload::text, "
-        "headers::text, event_type FROM " + t + " WHERE id IN (" + ids + ") "
-        "AND status = 'pending' ORDER BY id FOR UPDATE");
+        "headers::text, event_type FROM " +
+        t + " WHERE id IN (" + ids +
+        ") "
+        "AND status = 'pending' ORDER BY id");
+    if (rows.empty()) {
+      // Every one was sent by the worker or relay that held its aggregate when the head was
+      // read: the head is stale, read it again.
+      tx.commit();
+      return BatchOutcome{.handled = 0, .stale_head = true};
+    }
     std::vector<Row> batch;
     std::vector<OutgoingMessage> messages;
     for (const auto& r : rows) {
-      Row row{r[0].as<int64_t>(), r[1].as<std::string>(), r[2].as<std::string>(),
+      Row row{r[0].as<int64_t>(),     r[1].as<std::string>(), r[2].as<std::string>(),
               r[3].as<std::string>(), r[4].as<std::string>(), r[5].as<std::string>(),
               r[6].as<std::string>(), r[7].as<std::string>()};
       OutgoingMessage m{row.topic, row.key, row.payload, {}};
@@ -108,7 +166,7 @@ Result<int> OutboxRelay::RunBatch() {
       messages.push_back(std::move(m));
       batch.push_back(std::move(row));
     }
-    std::vector<Delivery> results = publisher_->Publish(messages);
+    std::vector<Delivery> results = publisher.Publish(messages);
 
     // Per aggregate, the acknowledged prefix is done; the first failure blocks the rest of it.
     std::vector<int64_t> done, dead;
@@ -124,8 +182,9 @@ Result<int> OutboxRelay::RunBatch() {
       counters_.failures++;
       if (d.permanent && config_.poison == "dead_letter") {
         dead.push_back(row.id);
-        tx.exec_params("UPDATE " + t + " SET status = 'dead', last_error = $2, attempts = "
-                       "attempts + 1 WHERE id = $1",
+        tx.exec_params("UPDATE " + t +
+                           " SET status = 'dead', last_error = $2, attempts = "
+                           "attempts + 1 WHERE id = $1",
                        row.id, d.error);
         log_.Error("poison row moved to dead", {{"event_id", row.event_id}, {"error", d.error}});
         continue;
@@ -134,15 +193,18 @@ Result<int> OutboxRelay::RunBatch() {
       tx.exec_params("UPDATE " + t + " SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
                      row.id, d.error);
       if (d.permanent) {
-        log_.Error("poison row blocks its aggregate (poison: block)",
-                   {{"event_id", row.event_id}, {"aggregate", row.aggregate_key}, {"error", d.error}});
+        log_.Error(
+            "poison row blocks its aggregate (poison: block)",
+            {{"event_id", row.event_id}, {"aggregate", row.aggregate_key}, {"error", d.error}});
       }
     }
     if (!done.empty()) {
       tx.exec(config_.after_send == "delete"
                   ? "DELETE FROM " + t + " WHERE id IN (" + IdList(done) + ")"
-                  : "UPDATE " + t + " SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
-                    "WHERE id IN (" + IdList(done) + ")");
+                  : "UPDATE " + t +
+                        " SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
+                        "WHERE id IN (" +
+                        IdList(done) + ")");
     }
     tx.commit();
     counters_.published += static_cast<int64_t>(done.size());
@@ -160,7 +222,7 @@ Result<int> OutboxRelay::RunBatch() {
                                  " aggregates could not be published: " + why);
     }
     // Rows of blocked aggregates stay pending; with progress elsewhere, go on at once.
-    return static_cast<int>(done.size() + dead.size());
+    return BatchOutcome{.handled = static_cast<int>(done.size() + dead.size())};
   });
 }
 
@@ -177,19 +239,28 @@ void OutboxRelay::DeleteOldSentRows() {
 }
 
 void OutboxRelay::Run(const std::atomic<bool>& stop) {
+  std::vector<std::thread> others;
+  for (size_t w = 1; w < publishers_.size(); ++w) {
+    others.emplace_back([this, w, &stop] { RunWorker(w, stop); });
+  }
+  RunWorker(0, stop);
+  for (std::thread& t : others) t.join();
+}
+
+void OutboxRelay::RunWorker(size_t worker, const std::atomic<bool>& stop) {
   std::unique_ptr<pqxx::connection> listen;
   std::unique_ptr<WakeOnNotify> wake;
   Duration backoff = config_.retry_initial;
   auto next_retention = std::chrono::steady_clock::now();
   while (!stop) {
-    if (std::chrono::steady_clock::now() >= next_retention) {
+    if (worker == 0 && std::chrono::steady_clock::now() >= next_retention) {
       DeleteOldSentRows();
       next_retention = std::chrono::steady_clock::now() + std::chrono::minutes(1);
     }
-    Result<int> handled = RunBatch();
-    if (!handled.ok()) {
-      log_.Warn("batch failed; retrying", {{"error", handled.status().message()},
-                                           {"retry_in", FormatDuration(backoff)}});
+    Result<BatchOutcome> outcome = RunBatchOf(worker);
+    if (!outcome.ok()) {
+      log_.Warn("batch failed; retrying",
+                {{"error", outcome.status().message()}, {"retry_in", FormatDuration(backoff)}});
       // Back off in small slices so a stop request is seen.
       auto until = std::chrono::steady_clock::now() + backoff;
       while (!stop && std::chrono::steady_clock::now() < until) {
@@ -199,12 +270,20 @@ void OutboxRelay::Run(const std::atomic<bool>& stop) {
       continue;
     }
     backoff = config_.retry_initial;
-    if (*handled > 0) continue;  // more may be waiting
+    if (outcome->handled > 0 || outcome->stale_head) continue;  // more may be waiting
+    if (outcome->held_elsewhere) {
+      // Pending rows whose aggregates other workers or relays hold: they end their batches in
+      // milliseconds (or, with the broker down, they back off), so look again soon rather than
+      // after the poll interval; a commit of theirs sends no NOTIFY.
+      std::this_thread::sleep_for(
+          std::min<Duration>(config_.poll_interval, std::chrono::milliseconds(20)));
+      continue;
+    }
     // Nothing pending: sleep until a writer's NOTIFY or the poll interval.
     try {
       if (!listen) {
-        listen = std::make_unique<pqxx::connection>(pg::WithConnectTimeout(config_.database_url,
-                                                                           std::chrono::seconds(5)));
+        listen = std::make_unique<pqxx::connection>(
+            pg::WithConnectTimeout(config_.database_url, std::chrono::seconds(5)));
         wake = std::make_unique<WakeOnNotify>(*listen);
       }
       auto ms = config_.poll_interval.count();
@@ -234,8 +313,8 @@ std::string OutboxRelay::Metrics() {
   if (stats.ok()) {
     metric("treaty_relay_pending_rows", "gauge", "Outbox rows not yet published.",
            std::to_string(stats->first));
-    metric("treaty_relay_oldest_pending_age_seconds", "gauge",
-           "Age of the oldest unpublished row.", std::to_string(stats->second));
+    metric("treaty_relay_oldest_pending_age_seconds", "gauge", "Age of the oldest unpublished row.",
+           std::to_string(stats->second));
   }
   metric("treaty_relay_published_total", "counter", "Rows published and acknowledged.",
          std::to_string(counters_.published.load()));

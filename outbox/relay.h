@@ -3,8 +3,8 @@
 // OutboxRelay moves rows of a service's outbox table to Kafka, preserving each aggregate's order:
 //
 //   1. in one database transaction, take the oldest pending aggregates, each under an advisory
-//      lock (so no other relay touches that aggregate until this transaction ends), and lock
-//      their pending rows in id order (up to batch_size);
+//      lock (so no other relay, and no other worker of this one, touches that aggregate until
+//      this transaction ends), and read their pending rows in id order (up to batch_size);
 //   2. publish them with the idempotent producer and wait for the broker's acknowledgements;
 //   3. per aggregate, mark sent (or delete) the rows acknowledged before the first failure;
 //      a failed row and everything after it in its aggregate stay pending (a poison row, one the
@@ -13,14 +13,20 @@
 // A relay that dies mid-batch leaves its rows pending (its transaction rolls back): they are
 // published again (at least once; consumers drop duplicates with the inbox). Wakes on
 // NOTIFY treaty_outbox, polls otherwise. Thread-safe counters for /metrics.
+//
+// `workers` batches are in flight at once, each on its own database session and producer, on
+// different aggregates: while one waits for the broker or for its commit, another claims.
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
+#include <vector>
 
+#include "common/kafka/kafka_publisher.h"
 #include "common/log.h"
 #include "common/pg/pg_pool.h"
-#include "common/kafka/kafka_publisher.h"
 #include "outbox/relay_config.h"
 
 namespace treaty::outbox {
@@ -37,15 +43,16 @@ struct RelayCounters {
 
 class OutboxRelay {
  public:
-  OutboxRelay(const RelayConfig& config, std::unique_ptr<KafkaPublisher> publisher,
+  // One worker per publisher (at least one); config.workers is not consulted here.
+  OutboxRelay(const RelayConfig& config, std::vector<std::unique_ptr<KafkaPublisher>> publishers,
               const Logger& log);
 
-  // Runs batches until `stop` is set; returns after the current batch.
+  // Runs every worker's batches until `stop` is set; returns after their current batches.
   void Run(const std::atomic<bool>& stop);
 
-  // One claim-publish-mark round; returns how many rows it handled (published, failed or dead).
-  // For tests and tools.
-  Result<int> RunBatch();
+  // One claim-publish-mark round of worker `worker` (< the number of publishers); returns how
+  // many rows it handled (published, failed or dead). Safe to call from each worker's thread.
+  Result<int> RunBatch(size_t worker = 0);
 
   const RelayCounters& counters() const { return counters_; }
 
@@ -53,10 +60,21 @@ class OutboxRelay {
   std::string Metrics();
 
  private:
+  struct BatchOutcome {
+    int handled = 0;              // rows published, failed or moved to dead
+    bool held_elsewhere = false;  // rows were pending, but other workers or relays held them all
+    bool stale_head = false;      // the rows it took were sent meanwhile by their former holder
+  };
+  Result<BatchOutcome> RunBatchOf(size_t worker);
   void DeleteOldSentRows();
+  void RunWorker(size_t worker, const std::atomic<bool>& stop);
 
   const RelayConfig config_;
-  std::unique_ptr<KafkaPublisher> publisher_;
+  std::vector<std::unique_ptr<KafkaPublisher>> publishers_;
+  // Aggregates that a worker of this relay holds (in a transaction not yet ended): the others
+  // pass over them when they choose what to lock, instead of asking the database for them.
+  std::mutex in_flight_mu_;
+  std::set<std::string> in_flight_;
   const Logger& log_;
   pg::PgPool pool_;
   RelayCounters counters_;

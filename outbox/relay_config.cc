@@ -17,6 +17,7 @@ Result<RelayConfig> LoadRelayConfig(const std::string& path, const Environment& 
   r.NonEmptyString("kafka.bootstrap_servers", &c.bootstrap_servers);
   r.DurationAtLeast("kafka.delivery_timeout", &c.delivery_timeout, std::chrono::seconds(1));
   r.Int("batch_size", &c.batch_size, 1, 100000);
+  r.Int("workers", &c.workers, 1, 64);
   r.DurationAtLeast("poll_interval", &c.poll_interval, std::chrono::milliseconds(10));
   r.OneOf("after_send", &c.after_send, {"mark", "delete"});
   r.DurationAtLeast("retention", &c.retention, std::chrono::seconds(1));
@@ -25,7 +26,8 @@ Result<RelayConfig> LoadRelayConfig(const std::string& path, const Environment& 
   r.DurationAtLeast("retry.max", &c.retry_max, std::chrono::milliseconds(1));
   r.OneOf("log.level", &c.log_level, {"debug", "info", "warn", "error"});
   // The table name goes into SQL text: only a plain identifier is accepted.
-  bool plain = !c.table.empty() && (std::islower(static_cast<unsigned char>(c.table[0])) || c.table[0] == '_');
+  bool plain = !c.table.empty() &&
+               (std::islower(static_cast<unsigned char>(c.table[0])) || c.table[0] == '_');
   for (char ch : c.table) {
     plain = plain && (std::islower(static_cast<unsigned char>(ch)) ||
                       std::isdigit(static_cast<unsigned char>(ch)) || ch == '_');

@@ -18,10 +18,11 @@ struct RelayConfig {
   std::string bootstrap_servers = "127.0.0.1:9092";
   Duration delivery_timeout = std::chrono::seconds(30);  // a batch's messages must be acked by then
   int64_t batch_size = 500;
+  int64_t workers = 2;  // batches in flight at once, each with its own session and producer
   Duration poll_interval = std::chrono::milliseconds(500);  // fallback to LISTEN/NOTIFY
-  std::string after_send = "mark";   // mark | delete
-  Duration retention = std::chrono::hours(24);  // sent rows older than this are removed
-  std::string poison = "block";      // block | dead_letter
+  std::string after_send = "mark";                          // mark | delete
+  Duration retention = std::chrono::hours(24);              // sent rows older than this are removed
+  std::string poison = "block";                             // block | dead_letter
   Duration retry_initial = std::chrono::milliseconds(200);
   Duration retry_max = std::chrono::seconds(10);
   std::string log_level = "info";

@@ -24,13 +24,18 @@ int Serve(const RelayConfig& config, const ServeArgs& args) {
   kLog.Info("starting", {{"database", MaskUrlPassword(config.database_url)},
                          {"table", config.table},
                          {"kafka", config.bootstrap_servers},
-                         {"batch_size", std::to_string(config.batch_size)}});
-  auto publisher = KafkaPublisher::Create(config.bootstrap_servers, config.delivery_timeout);
-  if (!publisher.ok()) {
-    kLog.Error("cannot create the Kafka producer", {{"error", publisher.status().message()}});
-    return kExitBadConfig;
+                         {"batch_size", std::to_string(config.batch_size)},
+                         {"workers", std::to_string(config.workers)}});
+  std::vector<std::unique_ptr<KafkaPublisher>> publishers;
+  for (int64_t w = 0; w < config.workers; ++w) {
+    auto publisher = KafkaPublisher::Create(config.bootstrap_servers, config.delivery_timeout);
+    if (!publisher.ok()) {
+      kLog.Error("cannot create the Kafka producer", {{"error", publisher.status().message()}});
+      return kExitBadConfig;
+    }
+    publishers.push_back(std::move(*publisher));
   }
-  OutboxRelay relay(config, std::move(*publisher), kLog);
+  OutboxRelay relay(config, std::move(publishers), kLog);
   http::Router router;
   router.Add("GET", "/healthz", [](const http::ApiRequest&) {
     return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};

@@ -15,9 +15,9 @@
 //     create-topic <topic> <partitions> <replication-factor>
 // End of stdin stops only the command reader; SIGTERM or SIGINT stops the broker.
 
+#include <dirent.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
