@@ -6,20 +6,18 @@
 #include <map>
 #include <pqxx/pqxx>
 #include <set>
+#include <string_view>
 #include <thread>
+#include <unordered_set>
 
 namespace treaty::outbox {
 namespace {
 
+// What a batch keeps of a row after handing its message to the publisher.
 struct Row {
   int64_t id;
   std::string event_id;
   std::string aggregate_key;
-  std::string topic;
-  std::string key;
-  std::string payload;
-  std::string headers;
-  std::string event_type;
 };
 
 std::string IdList(const std::vector<int64_t>& ids) {
@@ -83,21 +81,24 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
     // advisory lock until this transaction ends, so that no other relay or worker touches it.
     // Those another worker of this relay holds are passed over without asking; those refused
     // (another relay, or a worker that got there first) are passed over in the next round.
-    std::set<std::string> mine;
-    std::set<std::string> refused;
+    // Views into `head`, which outlives them.
+    std::vector<std::string_view> head_keys;
+    head_keys.reserve(head.size());
+    for (const auto& r : head) head_keys.emplace_back(r[1].c_str(), r[1].size());
+    std::unordered_set<std::string_view> mine;
+    std::unordered_set<std::string_view> refused;
     while (true) {
       std::string keys;
-      std::set<std::string> asked;
+      std::unordered_set<std::string_view> asked;
       {
         int64_t covered = 0;
         std::lock_guard<std::mutex> lock(in_flight_mu_);
-        for (const auto& r : head) {
-          std::string k = r[1].as<std::string>();
+        for (std::string_view k : head_keys) {
           if (mine.count(k) || asked.count(k)) {
             ++covered;
           } else if (covered < config_.batch_size && !refused.count(k) && !in_flight_.count(k)) {
-            keys += (keys.empty() ? "" : ",") + tx.quote(k);
-            asked.insert(std::move(k));
+            keys += (keys.empty() ? "" : ",") + tx.quote(std::string(k));
+            asked.insert(k);
             ++covered;
           }
         }
@@ -108,11 +109,12 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
                                      "WHERE pg_try_advisory_xact_lock(hashtextextended(k, 7463))");
       std::lock_guard<std::mutex> lock(in_flight_mu_);
       for (const auto& r : granted) {
-        std::string k = r[0].as<std::string>();
-        asked.erase(k);
-        in_flight_.insert(k);
-        held.keys.push_back(k);
-        mine.insert(std::move(k));
+        auto it = asked.find(std::string_view(r[0].c_str(), r[0].size()));
+        if (it == asked.end()) continue;  // not asked for: cannot happen
+        in_flight_.emplace(*it);
+        held.keys.emplace_back(*it);
+        mine.insert(*it);
+        asked.erase(it);
       }
       refused.merge(asked);
     }
@@ -125,10 +127,10 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
     // batch (docs/performance.md, finding 21).
     std::string ids;
     int64_t taken = 0;
-    for (const auto& r : head) {
-      if (taken == config_.batch_size) break;
-      if (mine.count(r[1].as<std::string>())) {
-        ids += (ids.empty() ? "" : ",") + r[0].as<std::string>();
+    for (size_t i = 0; i < head.size() && taken < config_.batch_size; ++i) {
+      if (mine.count(head_keys[i])) {
+        ids += (ids.empty() ? "" : ",");
+        ids += head[i][0].c_str();
         ++taken;
       }
     }
@@ -150,19 +152,22 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
     }
     std::vector<Row> batch;
     std::vector<OutgoingMessage> messages;
+    batch.reserve(rows.size());
+    messages.reserve(rows.size());
     for (const auto& r : rows) {
-      Row row{r[0].as<int64_t>(),     r[1].as<std::string>(), r[2].as<std::string>(),
-              r[3].as<std::string>(), r[4].as<std::string>(), r[5].as<std::string>(),
-              r[6].as<std::string>(), r[7].as<std::string>()};
-      OutgoingMessage m{row.topic, row.key, row.payload, {}};
-      try {
-        Poco::JSON::Parser parser;
-        auto h = parser.parse(row.headers).extract<Poco::JSON::Object::Ptr>();
-        for (const auto& [k, v] : *h) m.headers[k] = v.toString();
-      } catch (const std::exception&) {
+      Row row{r[0].as<int64_t>(), r[1].as<std::string>(), r[2].as<std::string>()};
+      OutgoingMessage m{r[3].as<std::string>(), r[4].as<std::string>(), r[5].as<std::string>(), {}};
+      std::string_view headers(r[6].c_str(), r[6].size());
+      if (headers != "{}") {  // the default; not worth a parser per row
+        try {
+          Poco::JSON::Parser parser;
+          auto h = parser.parse(std::string(headers)).extract<Poco::JSON::Object::Ptr>();
+          for (const auto& [k, v] : *h) m.headers[k] = v.toString();
+        } catch (const std::exception&) {
+        }
       }
       m.headers["treaty-event-id"] = row.event_id;
-      m.headers["treaty-event-type"] = row.event_type;
+      m.headers["treaty-event-type"] = r[7].as<std::string>();
       messages.push_back(std::move(m));
       batch.push_back(std::move(row));
     }

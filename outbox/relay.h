@@ -74,7 +74,7 @@ class OutboxRelay {
   // Aggregates that a worker of this relay holds (in a transaction not yet ended): the others
   // pass over them when they choose what to lock, instead of asking the database for them.
   std::mutex in_flight_mu_;
-  std::set<std::string> in_flight_;
+  std::set<std::string, std::less<>> in_flight_;
   const Logger& log_;
   pg::PgPool pool_;
   RelayCounters counters_;
