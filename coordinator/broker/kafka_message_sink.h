@@ -2,37 +2,65 @@
 
 // core::MessageSink over Kafka (common/kafka's idempotent publisher).
 
+#include <atomic>
 #include <memory>
-#include <mutex>
+#include <string>
+#include <vector>
 
+#include "common/batcher.h"
 #include "common/kafka/kafka_publisher.h"
 #include "coordinator/core/message_sink.h"
 
 namespace treaty::broker {
 
+// Concurrent deliveries (of different transactions) share one publish: the producer waits for a
+// publish's acknowledgements as a whole, so one publish at a time, each of everything queued
+// meanwhile (up to kMaxBatch deliveries), instead of one per transaction in turn. A delivery's
+// messages stay together and in order; a message that fails holds back the later messages
+// with its key in that publish, another transaction's too (they are retried with their
+// transactions).
 class KafkaMessageSink : public core::MessageSink {
  public:
   explicit KafkaMessageSink(std::unique_ptr<kafka::KafkaPublisher> publisher)
-      : publisher_(std::move(publisher)) {}
+      : publisher_(std::move(publisher)),
+        batcher_([this](const std::vector<const Delivery*>& batch) { return Publish(batch); },
+                 kMaxBatch, /*max_in_flight=*/1) {}
 
   std::vector<core::MessageResult> Deliver(
       const std::vector<core::OutboundMessage>& messages) override {
-    std::vector<kafka::OutgoingMessage> out;
-    for (const auto& m : messages) out.push_back({m.topic, m.key, m.value, m.headers});
-    std::vector<kafka::Delivery> d;
-    {
-      // One batch at a time: a batch's acknowledgements are waited for as a whole.
-      std::lock_guard<std::mutex> lock(mu_);
-      d = publisher_->Publish(out);
-    }
-    std::vector<core::MessageResult> results;
-    for (const auto& r : d) results.push_back({r.acked, r.error});
-    return results;
+    if (messages.empty()) return {};
+    return batcher_.Submit(std::to_string(next_key_++), Delivery{&messages});
   }
 
  private:
-  std::mutex mu_;
+  static constexpr size_t kMaxBatch = 64;
+
+  struct Delivery {
+    const std::vector<core::OutboundMessage>* messages = nullptr;  // the caller's, who waits
+  };
+
+  std::vector<std::vector<core::MessageResult>> Publish(const std::vector<const Delivery*>& batch) {
+    std::vector<kafka::OutgoingMessage> out;
+    for (const Delivery* d : batch) {
+      for (const auto& m : *d->messages) out.push_back({m.topic, m.key, m.value, m.headers});
+    }
+    std::vector<kafka::Delivery> acks = publisher_->Publish(out);
+    std::vector<std::vector<core::MessageResult>> replies;
+    replies.reserve(batch.size());
+    size_t i = 0;
+    for (const Delivery* d : batch) {
+      std::vector<core::MessageResult>& reply = replies.emplace_back();
+      for (size_t k = 0; k < d->messages->size(); ++k, ++i) {
+        reply.push_back(i < acks.size() ? core::MessageResult{acks[i].acked, acks[i].error}
+                                        : core::MessageResult{false, "no answer"});
+      }
+    }
+    return replies;
+  }
+
   std::unique_ptr<kafka::KafkaPublisher> publisher_;
+  std::atomic<uint64_t> next_key_{0};  // every delivery its own key: none is held back by another
+  Batcher<Delivery, std::vector<core::MessageResult>> batcher_;
 };
 
 }  // namespace treaty::broker
