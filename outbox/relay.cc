@@ -44,10 +44,17 @@ OutboxRelay::OutboxRelay(const RelayConfig& config,
       // the statistics of a table just filled (or never analyzed), the head of the pending
       // index was read as a bitmap of every pending row and sorted, at each batch. A session
       // per worker, and one for /metrics.
+      // READ COMMITTED whatever the server's default: a batch re-reads its rows after taking
+      // their aggregates' locks and must see what the previous holder committed.
       pool_(config.database_url, std::chrono::seconds(5), static_cast<int>(publishers_.size()) + 1,
-            "SET enable_seqscan = off; SET enable_bitmapscan = off") {}
+            "SET enable_seqscan = off; SET enable_bitmapscan = off; "
+            "SET default_transaction_isolation = 'read committed'") {}
 
 Result<int> OutboxRelay::RunBatch(size_t worker) {
+  if (worker >= publishers_.size()) {
+    return Status::InvalidArgument("no worker " + std::to_string(worker) + " (there are " +
+                                   std::to_string(publishers_.size()) + ")");
+  }
   Result<BatchOutcome> outcome = RunBatchOf(worker);
   if (!outcome.ok()) return outcome.status();
   return outcome->handled;
@@ -64,7 +71,10 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
       std::vector<std::string> keys;
       ~Held() {
         std::lock_guard<std::mutex> lock(relay.in_flight_mu_);
-        for (const std::string& k : keys) relay.in_flight_.erase(k);
+        for (const std::string& k : keys) {
+          auto it = relay.in_flight_.find(k);
+          if (it != relay.in_flight_.end() && --it->second == 0) relay.in_flight_.erase(it);
+        }
       }
     } held{*this, {}};
     pqxx::work tx(c);
@@ -87,7 +97,9 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
     for (const auto& r : head) head_keys.emplace_back(r[1].c_str(), r[1].size());
     std::unordered_set<std::string_view> mine;
     std::unordered_set<std::string_view> refused;
-    while (true) {
+    // A few rounds at most: with other relays holding much of the head, asking again and again
+    // for one or two aggregates costs more than a smaller batch.
+    for (int round = 0; round < 4; ++round) {
       std::string keys;
       std::unordered_set<std::string_view> asked;
       {
@@ -111,7 +123,7 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
       for (const auto& r : granted) {
         auto it = asked.find(std::string_view(r[0].c_str(), r[0].size()));
         if (it == asked.end()) continue;  // not asked for: cannot happen
-        in_flight_.emplace(*it);
+        ++in_flight_[std::string(*it)];
         held.keys.emplace_back(*it);
         mine.insert(*it);
         asked.erase(it);
@@ -244,11 +256,21 @@ void OutboxRelay::DeleteOldSentRows() {
 }
 
 void OutboxRelay::Run(const std::atomic<bool>& stop) {
+  if (publishers_.empty()) {
+    log_.Error("no workers: nothing to run", {});
+    return;
+  }
   std::vector<std::thread> others;
   for (size_t w = 1; w < publishers_.size(); ++w) {
     others.emplace_back([this, w, &stop] { RunWorker(w, stop); });
   }
   RunWorker(0, stop);
+  {
+    // The others may be waiting for worker 0's wake-up.
+    std::lock_guard<std::mutex> lock(wake_mu_);
+    ++wake_generation_;
+  }
+  wake_cv_.notify_all();
   for (std::thread& t : others) t.join();
 }
 
@@ -256,6 +278,9 @@ void OutboxRelay::RunWorker(size_t worker, const std::atomic<bool>& stop) {
   std::unique_ptr<pqxx::connection> listen;
   std::unique_ptr<WakeOnNotify> wake;
   Duration backoff = config_.retry_initial;
+  const Duration first_look_again =
+      std::min<Duration>(config_.poll_interval, std::chrono::milliseconds(20));
+  Duration look_again = first_look_again;
   auto next_retention = std::chrono::steady_clock::now();
   while (!stop) {
     if (worker == 0 && std::chrono::steady_clock::now() >= next_retention) {
@@ -275,16 +300,29 @@ void OutboxRelay::RunWorker(size_t worker, const std::atomic<bool>& stop) {
       continue;
     }
     backoff = config_.retry_initial;
+    if (outcome->handled > 0) look_again = first_look_again;
     if (outcome->handled > 0 || outcome->stale_head) continue;  // more may be waiting
     if (outcome->held_elsewhere) {
-      // Pending rows whose aggregates other workers or relays hold: they end their batches in
-      // milliseconds (or, with the broker down, they back off), so look again soon rather than
-      // after the poll interval; a commit of theirs sends no NOTIFY.
-      std::this_thread::sleep_for(
-          std::min<Duration>(config_.poll_interval, std::chrono::milliseconds(20)));
+      // Pending rows whose aggregates other workers or relays hold: they usually end their
+      // batches in milliseconds, and a commit of theirs sends no NOTIFY, so look again soon;
+      // less and less often (up to the poll interval) while they keep holding them (a relay
+      // whose broker is down holds its batch up to the delivery timeout).
+      auto until = std::chrono::steady_clock::now() + look_again;
+      while (!stop && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::min<Duration>(look_again, std::chrono::milliseconds(20)));
+      }
+      look_again = std::min<Duration>(config_.poll_interval, look_again * 2);
       continue;
     }
-    // Nothing pending: sleep until a writer's NOTIFY or the poll interval.
+    // Nothing pending: sleep until a writer's NOTIFY or the poll interval. Worker 0 listens
+    // and wakes the others; they wait for it, or for the poll interval.
+    if (worker != 0) {
+      std::unique_lock<std::mutex> lock(wake_mu_);
+      const uint64_t seen = wake_generation_;
+      wake_cv_.wait_for(lock, config_.poll_interval,
+                        [&] { return stop || wake_generation_ != seen; });
+      continue;
+    }
     try {
       if (!listen) {
         listen = std::make_unique<pqxx::connection>(
@@ -292,7 +330,13 @@ void OutboxRelay::RunWorker(size_t worker, const std::atomic<bool>& stop) {
         wake = std::make_unique<WakeOnNotify>(*listen);
       }
       auto ms = config_.poll_interval.count();
-      listen->await_notification(ms / 1000, (ms % 1000) * 1000);
+      if (listen->await_notification(ms / 1000, (ms % 1000) * 1000) > 0) {
+        {
+          std::lock_guard<std::mutex> lock(wake_mu_);
+          ++wake_generation_;
+        }
+        wake_cv_.notify_all();
+      }
     } catch (const std::exception& e) {
       wake.reset();
       listen.reset();

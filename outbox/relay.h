@@ -18,6 +18,8 @@
 // different aggregates: while one waits for the broker or for its commit, another claims.
 
 #include <atomic>
+#include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -50,8 +52,10 @@ class OutboxRelay {
   // Runs every worker's batches until `stop` is set; returns after their current batches.
   void Run(const std::atomic<bool>& stop);
 
-  // One claim-publish-mark round of worker `worker` (< the number of publishers); returns how
-  // many rows it handled (published, failed or dead). Safe to call from each worker's thread.
+  // One claim-publish-mark round of worker `worker` (< the number of publishers, else
+  // InvalidArgument); returns how many rows it handled (published, failed or dead). Different
+  // workers may run at once, on different threads; one worker's rounds must not overlap (its
+  // publisher is not thread-safe), nor run while Run() does.
   Result<int> RunBatch(size_t worker = 0);
 
   const RelayCounters& counters() const { return counters_; }
@@ -73,8 +77,14 @@ class OutboxRelay {
   std::vector<std::unique_ptr<KafkaPublisher>> publishers_;
   // Aggregates that a worker of this relay holds (in a transaction not yet ended): the others
   // pass over them when they choose what to lock, instead of asking the database for them.
+  // Counted: a worker may be granted an aggregate just before the previous holder's batch
+  // has handed it back.
   std::mutex in_flight_mu_;
-  std::set<std::string, std::less<>> in_flight_;
+  std::map<std::string, int, std::less<>> in_flight_;
+  // Worker 0 listens for NOTIFY; it wakes the others, which wait here when idle.
+  std::mutex wake_mu_;
+  std::condition_variable wake_cv_;
+  uint64_t wake_generation_ = 0;  // guarded by wake_mu_
   const Logger& log_;
   pg::PgPool pool_;
   RelayCounters counters_;

@@ -17,7 +17,7 @@ Result<RelayConfig> LoadRelayConfig(const std::string& path, const Environment& 
   r.NonEmptyString("kafka.bootstrap_servers", &c.bootstrap_servers);
   r.DurationAtLeast("kafka.delivery_timeout", &c.delivery_timeout, std::chrono::seconds(1));
   r.Int("batch_size", &c.batch_size, 1, 100000);
-  r.Int("workers", &c.workers, 1, 64);
+  r.Int("workers", &c.workers, 1, 16);
   r.DurationAtLeast("poll_interval", &c.poll_interval, std::chrono::milliseconds(10));
   r.OneOf("after_send", &c.after_send, {"mark", "delete"});
   r.DurationAtLeast("retention", &c.retention, std::chrono::seconds(1));

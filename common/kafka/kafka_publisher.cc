@@ -60,7 +60,7 @@ class KafkaPublisher::Impl : public RdKafka::DeliveryReportCb {
     std::set<std::string> failed_keys;  // a key whose message failed: its later ones wait
     for (size_t i = 0; i < messages.size(); ++i) {
       const OutgoingMessage& m = messages[i];
-      std::string ordering = m.topic + '\0' + m.key;
+      std::string ordering = std::to_string(m.group) + '\0' + m.topic + '\0' + m.key;
       if (failed_keys.count(ordering)) {
         out[i].error = "held back: an earlier message with its key failed";
         continue;

@@ -18,6 +18,9 @@ struct OutgoingMessage {
   std::string key;
   std::string value;
   std::map<std::string, std::string> headers;
+  // A message that fails holds back the later messages with its topic and key in its group
+  // (they would overtake it otherwise); messages of other groups go on.
+  int group = 0;
 };
 
 struct Delivery {

@@ -16,9 +16,8 @@ namespace treaty::broker {
 // Concurrent deliveries (of different transactions) share one publish: the producer waits for a
 // publish's acknowledgements as a whole, so one publish at a time, each of everything queued
 // meanwhile (up to kMaxBatch deliveries), instead of one per transaction in turn. A delivery's
-// messages stay together and in order; a message that fails holds back the later messages
-// with its key in that publish, another transaction's too (they are retried with their
-// transactions).
+// messages stay together and in order; a message that fails at produce time holds back the
+// later messages with its key of its own delivery only.
 class KafkaMessageSink : public core::MessageSink {
  public:
   explicit KafkaMessageSink(std::unique_ptr<kafka::KafkaPublisher> publisher)
@@ -41,10 +40,20 @@ class KafkaMessageSink : public core::MessageSink {
 
   std::vector<std::vector<core::MessageResult>> Publish(const std::vector<const Delivery*>& batch) {
     std::vector<kafka::OutgoingMessage> out;
+    int group = 0;
     for (const Delivery* d : batch) {
-      for (const auto& m : *d->messages) out.push_back({m.topic, m.key, m.value, m.headers});
+      for (const auto& m : *d->messages) out.push_back({m.topic, m.key, m.value, m.headers, group});
+      ++group;
     }
-    std::vector<kafka::Delivery> acks = publisher_->Publish(out);
+    std::vector<kafka::Delivery> acks;
+    std::string failure = "no answer";
+    try {
+      acks = publisher_->Publish(out);
+    } catch (const std::exception& e) {
+      // The batcher's run must not throw (its callers would wait forever); each message of the
+      // batch fails instead, and is retried with its transaction.
+      failure = e.what();
+    }
     std::vector<std::vector<core::MessageResult>> replies;
     replies.reserve(batch.size());
     size_t i = 0;
@@ -52,7 +61,7 @@ class KafkaMessageSink : public core::MessageSink {
       std::vector<core::MessageResult>& reply = replies.emplace_back();
       for (size_t k = 0; k < d->messages->size(); ++k, ++i) {
         reply.push_back(i < acks.size() ? core::MessageResult{acks[i].acked, acks[i].error}
-                                        : core::MessageResult{false, "no answer"});
+                                        : core::MessageResult{false, failure});
       }
     }
     return replies;

@@ -101,7 +101,7 @@ std::string Run(rd_kafka_mock_cluster_t* mc, const std::string& line) {
 // not, and a producer's pipelined requests for several partitions then waited for delayed ACKs:
 // a flush spanning several partitions took 40-50 ms instead of about 1 (docs/performance.md,
 // finding 23). The mock keeps its sockets to itself, so they are found among this process's
-// descriptors: every listening IPv4 socket here is a mock broker's. Returns how many were set.
+// descriptors: every listening TCP socket here is a mock broker's. Returns how many were set.
 int DisableNagleOnListeners() {
   int set = 0;
   DIR* dir = opendir("/proc/self/fd");
@@ -170,6 +170,7 @@ int main(int argc, char** argv) {
     while (std::getline(std::cin, line)) {
       if (line.empty()) continue;
       Say(Run(mc, line));
+      DisableNagleOnListeners();  // a broker brought back up may listen on a new socket
     }
   });
   commands.detach();  // it may be blocked in a read when we stop; the process exit ends it
