@@ -26,6 +26,14 @@ std::string IdList(const std::vector<int64_t>& ids) {
   return out;
 }
 
+// Sleeps for `d`, in slices short enough that a stop request is seen.
+void SleepUnlessStopped(Duration d, const std::atomic<bool>& stop) {
+  auto until = std::chrono::steady_clock::now() + d;
+  while (!stop && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::min<Duration>(d, std::chrono::milliseconds(20)));
+  }
+}
+
 class WakeOnNotify : public pqxx::notification_receiver {
  public:
   explicit WakeOnNotify(pqxx::connection_base& c)
@@ -42,10 +50,10 @@ OutboxRelay::OutboxRelay(const RelayConfig& config,
       log_(log),
       // Every statement of a batch reads an index's head or looks rows up by id. Planned from
       // the statistics of a table just filled (or never analyzed), the head of the pending
-      // index was read as a bitmap of every pending row and sorted, at each batch. A session
-      // per worker, and one for /metrics.
-      // READ COMMITTED whatever the server's default: a batch re-reads its rows after taking
-      // their aggregates' locks and must see what the previous holder committed.
+      // index was read as a bitmap of every pending row and sorted, at each batch. READ
+      // COMMITTED whatever the server's default: a batch re-reads its rows after taking their
+      // aggregates' locks and must see what the previous holder committed. A session per
+      // worker, and one for /metrics.
       pool_(config.database_url, std::chrono::seconds(5), static_cast<int>(publishers_.size()) + 1,
             "SET enable_seqscan = off; SET enable_bitmapscan = off; "
             "SET default_transaction_isolation = 'read committed'") {}
@@ -153,9 +161,7 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
     pqxx::result rows = tx.exec(
         "SELECT id, event_id, aggregate_key, topic, coalesce(key, aggregate_id), payload::text, "
         "headers::text, event_type FROM " +
-        t + " WHERE id IN (" + ids +
-        ") "
-        "AND status = 'pending' ORDER BY id");
+        t + " WHERE id IN (" + ids + ") AND status = 'pending' ORDER BY id");
     if (rows.empty()) {
       // Every one was sent by the worker or relay that held its aggregate when the head was
       // read: the head is stale, read it again.
@@ -291,11 +297,7 @@ void OutboxRelay::RunWorker(size_t worker, const std::atomic<bool>& stop) {
     if (!outcome.ok()) {
       log_.Warn("batch failed; retrying",
                 {{"error", outcome.status().message()}, {"retry_in", FormatDuration(backoff)}});
-      // Back off in small slices so a stop request is seen.
-      auto until = std::chrono::steady_clock::now() + backoff;
-      while (!stop && std::chrono::steady_clock::now() < until) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
+      SleepUnlessStopped(backoff, stop);
       backoff = std::min(config_.retry_max, backoff * 2);
       continue;
     }
@@ -307,10 +309,7 @@ void OutboxRelay::RunWorker(size_t worker, const std::atomic<bool>& stop) {
       // batches in milliseconds, and a commit of theirs sends no NOTIFY, so look again soon;
       // less and less often (up to the poll interval) while they keep holding them (a relay
       // whose broker is down holds its batch up to the delivery timeout).
-      auto until = std::chrono::steady_clock::now() + look_again;
-      while (!stop && std::chrono::steady_clock::now() < until) {
-        std::this_thread::sleep_for(std::min<Duration>(look_again, std::chrono::milliseconds(20)));
-      }
+      SleepUnlessStopped(look_again, stop);
       look_again = std::min<Duration>(config_.poll_interval, look_again * 2);
       continue;
     }
