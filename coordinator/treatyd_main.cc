@@ -24,6 +24,7 @@
 #include "config/treaty_config.h"
 #include "common/http/http_server.h"
 #include "common/http/router.h"
+#include "common/kafka/kafka_publisher.h"
 #include "coordinator/api/access_policy.h"
 #include "coordinator/api/transactions_api.h"
 #include "coordinator/api/treatyd_routes.h"

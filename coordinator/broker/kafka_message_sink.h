@@ -1,6 +1,6 @@
 #pragma once
 
-// core::MessageSink over Kafka (common/kafka's idempotent publisher).
+// core::MessageSink over Kafka (common/kafka: in treatyd, librdkafka's idempotent producer).
 
 #include <atomic>
 #include <memory>
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/batcher.h"
-#include "common/kafka/kafka_publisher.h"
+#include "common/kafka/publisher.h"
 #include "coordinator/core/message_sink.h"
 
 namespace treaty::broker {
@@ -20,7 +20,7 @@ namespace treaty::broker {
 // later messages with its key of its own delivery only.
 class KafkaMessageSink : public core::MessageSink {
  public:
-  explicit KafkaMessageSink(std::unique_ptr<kafka::KafkaPublisher> publisher)
+  explicit KafkaMessageSink(std::unique_ptr<kafka::Publisher> publisher)
       : publisher_(std::move(publisher)),
         batcher_([this](const std::vector<const Delivery*>& batch) { return Publish(batch); },
                  kMaxBatch, /*max_in_flight=*/1) {}
@@ -67,7 +67,7 @@ class KafkaMessageSink : public core::MessageSink {
     return replies;
   }
 
-  std::unique_ptr<kafka::KafkaPublisher> publisher_;
+  std::unique_ptr<kafka::Publisher> publisher_;
   std::atomic<uint64_t> next_key_{0};  // every delivery its own key: none is held back by another
   Batcher<Delivery, std::vector<core::MessageResult>> batcher_;
 };
