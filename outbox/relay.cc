@@ -3,10 +3,10 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 
-#include <map>
 #include <pqxx/pqxx>
 #include <set>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <unordered_set>
 
@@ -193,11 +193,11 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
 
     // Per aggregate, the acknowledged prefix is done; the first failure blocks the rest of it.
     std::vector<int64_t> done, dead;
-    std::map<std::string, bool> blocked;
+    std::set<std::string> blocked;  // aggregates whose rows wait behind a failed one
     for (size_t i = 0; i < batch.size(); ++i) {
       const Row& row = batch[i];
       const Delivery& d = results[i];
-      if (blocked[row.aggregate_key]) continue;
+      if (blocked.count(row.aggregate_key)) continue;
       if (d.acked) {
         done.push_back(row.id);
         continue;
@@ -212,7 +212,7 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
         log_.Error("poison row moved to dead", {{"event_id", row.event_id}, {"error", d.error}});
         continue;
       }
-      blocked[row.aggregate_key] = true;
+      blocked.insert(row.aggregate_key);
       tx.exec_params("UPDATE " + t + " SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
                      row.id, d.error);
       if (d.permanent) {
@@ -268,7 +268,15 @@ void OutboxRelay::Run(const std::atomic<bool>& stop) {
   }
   std::vector<std::thread> others;
   for (size_t w = 1; w < publishers_.size(); ++w) {
-    others.emplace_back([this, w, &stop] { RunWorker(w, stop); });
+    try {
+      others.emplace_back([this, w, &stop] { RunWorker(w, stop); });
+    } catch (const std::system_error& e) {
+      // Out of threads: fewer workers still relay every row (a worker's aggregates are not its
+      // own; any worker takes any aggregate), just less at once.
+      log_.Error("a worker did not start; relaying with fewer",
+                 {{"error", e.what()}, {"workers", std::to_string(others.size() + 1)}});
+      break;
+    }
   }
   RunWorker(0, stop);
   {
