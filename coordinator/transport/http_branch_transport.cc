@@ -4,17 +4,17 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 #include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPSClientSession.h>
-#include <Poco/Net/SSLManager.h>
-
-#include "common/http/tls.h"
-#include "common/json_text.h"
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/SSLManager.h>
 #include <Poco/URI.h>
 
 #include <future>
 #include <istream>
+
+#include "common/http/tls.h"
+#include "common/json_text.h"
 
 namespace treaty::transport {
 namespace {
@@ -46,8 +46,9 @@ std::string Shorten(std::string s) {
 }  // namespace
 
 HttpBranchTransport::HttpBranchTransport(int max_idle_per_host, int call_threads,
-                                         const TransportTls& tls)
-    : max_idle_per_host_(max_idle_per_host) {
+                                         const TransportTls& tls,
+                                         std::chrono::milliseconds idle_limit)
+    : max_idle_per_host_(max_idle_per_host), idle_limit_(idle_limit) {
   // Participants' certificates are verified (chain and host name) against ca_file, or the
   // system's CAs; a client certificate is presented when configured (mTLS).
   http::InitTls();
@@ -83,36 +84,59 @@ void HttpBranchTransport::CallLoop() {
   }
 }
 
-std::unique_ptr<HttpBranchTransport::Session> HttpBranchTransport::Borrow(const std::string& scheme,
-                                                                          const std::string& host,
-                                                                          uint16_t port,
-                                                                          bool* reused) {
-  std::string key = scheme + "://" + host + ":" + std::to_string(port);
+HttpBranchTransport::Pooled HttpBranchTransport::Borrow(const std::string& key,
+                                                        const std::string& scheme,
+                                                        const std::string& host, uint16_t port,
+                                                        bool* reused) {
+  std::vector<std::unique_ptr<Session>> closing;  // closed after mu_ is released
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto& pool = idle_[key];
-    if (!pool.empty()) {
-      std::unique_ptr<Session> s = std::move(pool.back());
-      pool.pop_back();
+    const auto now = std::chrono::steady_clock::now();
+    TakeExpired(now, &closing);
+    auto it = idle_.find(key);
+    // The most recently returned one; when even that has been idle too long, all have.
+    if (it != idle_.end() && !it->second.empty() &&
+        now - it->second.back().idle_since < idle_limit_) {
+      Pooled s = std::move(it->second.back());
+      it->second.pop_back();
       *reused = true;
       return s;
     }
   }
   *reused = false;
-  std::unique_ptr<Session> s;
+  Pooled s;
   if (scheme == "https") {
-    s = std::make_unique<Poco::Net::HTTPSClientSession>(host, port, tls_);
+    s.session = std::make_unique<Poco::Net::HTTPSClientSession>(host, port, tls_);
   } else {
-    s = std::make_unique<Session>(host, port);
+    s.session = std::make_unique<Session>(host, port);
   }
-  s->setKeepAlive(true);
+  s.session->setKeepAlive(true);
   return s;
 }
 
-void HttpBranchTransport::Return(const std::string& key, std::unique_ptr<Session> session) {
+void HttpBranchTransport::Return(const std::string& key, Pooled session) {
+  session.idle_since = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lock(mu_);
   auto& pool = idle_[key];
   if (static_cast<int>(pool.size()) < max_idle_per_host_) pool.push_back(std::move(session));
+}
+
+void HttpBranchTransport::TakeExpired(std::chrono::steady_clock::time_point now,
+                                      std::vector<std::unique_ptr<Session>>* closing) {
+  if (now < next_sweep_) return;
+  // A sweep at most every half limit (and second): an idle session is closed at most 1.5
+  // limits after it was returned (Borrow never hands out one idle longer than the limit).
+  next_sweep_ =
+      now + std::min<std::chrono::steady_clock::duration>(idle_limit_ / 2, std::chrono::seconds(1));
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    auto& pool = it->second;
+    // Oldest first: the first one still fresh ends the expired ones.
+    size_t expired = 0;
+    while (expired < pool.size() && now - pool[expired].idle_since >= idle_limit_) ++expired;
+    for (size_t i = 0; i < expired; ++i) closing->push_back(std::move(pool[i].session));
+    pool.erase(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(expired));
+    it = pool.empty() ? idle_.erase(it) : std::next(it);
+  }
 }
 
 core::BranchReply HttpBranchTransport::Call(const core::BranchCall& call) {
@@ -140,16 +164,19 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call) {
   // so one more try on a fresh connection is safe.
   for (int attempt = 0; attempt < 2; ++attempt) {
     bool reused = false;
-    std::unique_ptr<Session> session = Borrow(uri.getScheme(), uri.getHost(), uri.getPort(), &reused);
+    Pooled pooled = Borrow(key, uri.getScheme(), uri.getHost(), uri.getPort(), &reused);
+    Session* session = pooled.session.get();
     try {
       // setTimeout applies when a session connects; a pooled, connected one needs its socket's
-      // timeouts set for this call.
-      Poco::Timespan timeout(static_cast<long>(call.timeout.count()) * 1000);
+      // timeouts set for this call, unless the last call set the same.
+      const int64_t timeout_ms = call.timeout.count();
+      Poco::Timespan timeout(static_cast<long>(timeout_ms) * 1000);
       session->setTimeout(timeout);
-      if (session->connected()) {
+      if (session->connected() && pooled.socket_timeout_ms != timeout_ms) {
         session->socket().setReceiveTimeout(timeout);
         session->socket().setSendTimeout(timeout);
       }
+      pooled.socket_timeout_ms = timeout_ms;
       Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_POST, uri.getPathAndQuery(),
                                  Poco::Net::HTTPMessage::HTTP_1_1);
       req.setKeepAlive(true);
@@ -174,7 +201,7 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call) {
         }
       }
       reply = ReplyFromResponse(static_cast<int>(resp.getStatus()), body);
-      if (whole && resp.getKeepAlive()) Return(key, std::move(session));
+      if (whole && resp.getKeepAlive()) Return(key, std::move(pooled));
       return reply;
     } catch (const Poco::Exception& e) {
       reply.detail = Shorten(e.displayText());

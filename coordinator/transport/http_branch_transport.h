@@ -4,7 +4,15 @@
 // Treaty-* headers, keep-alive sessions pooled per host, calls of one round in parallel.
 // Redirects are not followed (a 3xx is an unknown outcome). Poco exceptions stop here: a call
 // that fails to complete is an unknown outcome with the error as its detail. Thread-safe.
+//
+// A pooled session idle for longer than `idle_limit` is not reused but closed: the default
+// stays under common servers' idle timeouts (Node.js closes kept-alive connections after 5 s),
+// so that a call rarely meets a connection its server is closing. Idle sessions of hosts no
+// longer called are closed too, at a later call to any host.
 
+#include <Poco/Net/Context.h>
+
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -14,8 +22,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <Poco/Net/Context.h>
 
 #include "coordinator/core/branch_transport.h"
 
@@ -40,7 +46,8 @@ class HttpBranchTransport : public core::BranchTransport {
   // calls of a CallAll() beside the calling thread (threads are not started per call: creating
   // one costs more than a call to a nearby participant).
   explicit HttpBranchTransport(int max_idle_per_host = 32, int call_threads = 32,
-                               const TransportTls& tls = {});
+                               const TransportTls& tls = {},
+                               std::chrono::milliseconds idle_limit = std::chrono::seconds(4));
   ~HttpBranchTransport() override;
 
   std::vector<core::BranchReply> CallAll(const std::vector<core::BranchCall>& calls) override;
@@ -55,17 +62,30 @@ class HttpBranchTransport : public core::BranchTransport {
 
  private:
   using Session = Poco::Net::HTTPClientSession;
+  // A session and what the pool knows of it.
+  struct Pooled {
+    std::unique_ptr<Session> session;
+    std::chrono::steady_clock::time_point idle_since;
+    int64_t socket_timeout_ms = -1;  // set on its socket by the last call; -1: none yet
+  };
   core::BranchReply CallOnce(const core::BranchCall& call);
-  std::unique_ptr<Session> Borrow(const std::string& scheme, const std::string& host,
-                                  uint16_t port, bool* reused);
-  void Return(const std::string& key, std::unique_ptr<Session> session);
+  Pooled Borrow(const std::string& key, const std::string& scheme, const std::string& host,
+                uint16_t port, bool* reused);
+  void Return(const std::string& key, Pooled session);
+  // Moves the sessions idle for longer than idle_limit_ out of the pool into `closing` (closed
+  // when it goes, outside mu_). Requires mu_.
+  void TakeExpired(std::chrono::steady_clock::time_point now,
+                   std::vector<std::unique_ptr<Session>>* closing);
 
   void CallLoop();
 
   const int max_idle_per_host_;
+  const std::chrono::milliseconds idle_limit_;
   Poco::Net::Context::Ptr tls_;
   std::mutex mu_;
-  std::map<std::string, std::vector<std::unique_ptr<Session>>> idle_;  // guarded by mu_
+  // Per "scheme://host:port", most recently returned last. Guarded by mu_.
+  std::map<std::string, std::vector<Pooled>> idle_;
+  std::chrono::steady_clock::time_point next_sweep_;  // guarded by mu_
 
   std::mutex tasks_mu_;
   std::condition_variable tasks_cv_;
