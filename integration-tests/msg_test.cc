@@ -166,6 +166,31 @@ TEST_F(MsgTest, ABrokerOutageDelaysDeliveryAndTheInboxAbsorbsDuplicates) {
             "1");
 }
 
+// A message accepted by a treatyd before store schema 4 (a row per op in treaty.branches) and
+// not yet delivered is delivered after the upgrade with its key and headers.
+TEST_F(MsgTest, AMessageStoredBeforeTheSchemaUpgradeIsDeliveredWithItsKeyAndHeaders) {
+  auto stopped = stack_->treatyd().Stop();
+  ASSERT_TRUE(stopped.ok()) << stopped.status().message();
+  ASSERT_OK(stack_->RecreateStoreAt(3));
+  ASSERT_OK(stack_->pg().Execute(
+      "treaty",
+      "INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, submitted, "
+      "reason, deadline, next_attempt_at) VALUES ('upgrade-msg', 'msg', 'committing', '{}', 'd1', "
+      "true, 'submitted', now() + interval '1 hour', now());"
+      "INSERT INTO treaty.branches (gid, branch_id, op, position, url, payload, msg_key, "
+      "msg_headers, status, attempts) VALUES ('upgrade-msg', 'msg-0', 'publish', 0, "
+      "'kafka:t.upgrade', '{\"n\": 9}', 'k9', '{\"source\": \"v3\"}', 'pending', 0);"));
+
+  ASSERT_OK(stack_->RestartTreatyd({{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"}}));
+  EXPECT_EQ(stack_->WaitFinal("upgrade-msg"), "committed");
+  auto messages = Read("t.upgrade", 1);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].substr(0, messages[0].find('\t', 3)), "k9\t{\"n\": 9}");
+  EXPECT_NE(messages[0].find("source=v3;"), std::string::npos) << messages[0];
+  EXPECT_NE(messages[0].find("treaty-message-id=upgrade-msg:msg-0;"), std::string::npos)
+      << messages[0];
+}
+
 class MsgCrashTest : public MsgTest {
  protected:
   void SetUp() override { Boot({{"TREATY_CRASH_POINT", "after_decision"}}); }

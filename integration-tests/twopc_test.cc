@@ -189,16 +189,7 @@ INSTANTIATE_TEST_SUITE_P(EachCrashPoint, TwoPcCrashTest,
 TEST_F(TwoPcTest, UpgradingTheStoreSchemaKeepsEveryTransaction) {
   auto stopped = stack_->treatyd().Stop();
   ASSERT_TRUE(stopped.ok()) << stopped.status().message();
-  std::string schema =
-      "DROP SCHEMA treaty CASCADE; CREATE SCHEMA treaty; CREATE TABLE treaty.schema_migrations "
-      "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
-      "DEFAULT now());";
-  for (const store::Migration& m : store::Migrations()) {
-    if (m.version > 3) break;
-    schema += std::string(m.sql) + ";INSERT INTO treaty.schema_migrations (version, name) VALUES (" +
-              std::to_string(m.version) + ", 'before the upgrade');";
-  }
-  ASSERT_OK(stack_->pg().Execute("treaty", schema));
+  ASSERT_OK(stack_->RecreateStoreAt(3));
 
   // upgrade-half is decided (both branches prepared in their databases), not yet committed.
   for (auto [svc, branch] : {std::pair{&stack_->orders(), "order"},

@@ -3,6 +3,7 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 
+#include "coordinator/store/migrations.h"
 #include "integration-tests/harness/binaries.h"
 #include "integration-tests/harness/http_client.h"
 
@@ -125,6 +126,19 @@ Status TreatyStack::RestartTreatyd(std::vector<std::pair<std::string, std::strin
   if (!s.ok()) return s;
   if (!BecomesReady(*treatyd_)) return Status::DeadlineExceeded("treatyd not ready in 30s");
   return Status::Ok();
+}
+
+Status TreatyStack::RecreateStoreAt(int version) {
+  std::string schema =
+      "DROP SCHEMA treaty CASCADE; CREATE SCHEMA treaty; CREATE TABLE treaty.schema_migrations "
+      "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL "
+      "DEFAULT now());";
+  for (const store::Migration& m : store::Migrations()) {
+    if (m.version > version) break;
+    schema += std::string(m.sql) + ";INSERT INTO treaty.schema_migrations (version, name) VALUES (" +
+              std::to_string(m.version) + ", 'before the upgrade');";
+  }
+  return pg_->Execute("treaty", schema);
 }
 
 std::string TreatyStack::InventoryBranch(const std::string& id, const std::string& sku, int qty) {

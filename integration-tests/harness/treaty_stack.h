@@ -76,6 +76,10 @@ class TreatyStack {
   // Prepared transactions left in a database.
   Result<int> PreparedCount(const std::string& database);
 
+  // Empties treatyd's store and builds its schema as migrations 1..`version` left it, as an older
+  // treatyd would have (for upgrade tests; treatyd must be stopped).
+  Status RecreateStoreAt(int version);
+
   // Waits until treatyd reports the transaction final; returns its status ("" on timeout).
   std::string WaitFinal(const std::string& gid, Duration timeout = std::chrono::seconds(60));
   // treatyd's status for a gid, or "" when unknown or unreachable.
