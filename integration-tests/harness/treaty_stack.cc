@@ -135,7 +135,8 @@ Status TreatyStack::RecreateStoreAt(int version) {
       "DEFAULT now());";
   for (const store::Migration& m : store::Migrations()) {
     if (m.version > version) break;
-    schema += std::string(m.sql) + ";INSERT INTO treaty.schema_migrations (version, name) VALUES (" +
+    schema += std::string(m.sql) +
+              ";INSERT INTO treaty.schema_migrations (version, name) VALUES (" +
               std::to_string(m.version) + ", 'before the upgrade');";
   }
   return pg_->Execute("treaty", schema);
