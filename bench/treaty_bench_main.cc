@@ -34,6 +34,7 @@
 
 #include "bench/load.h"
 #include "common/http/http_client.h"
+#include "coordinator/store/migrations.h"
 #include "integration-tests/harness/binaries.h"
 #include "integration-tests/harness/dev_broker.h"
 #include "integration-tests/harness/pg_cluster.h"
@@ -216,6 +217,12 @@ class BenchRun {
       pgbench->add(*r);
     }
     ceilings->set("pgbench", pgbench);
+    auto writes = PgBenchTreatyWrites(o_.clients);
+    if (!writes.ok()) return writes.status();
+    ceilings->set("pgbench_treaty_writes", *writes);
+    auto outbox_sql = OutboxSqlAlone();
+    if (!outbox_sql.ok()) return outbox_sql.status();
+    ceilings->set("outbox_sql_alone", *outbox_sql);
     figures->set("ceilings", ceilings);
 
     Array::Ptr by_clients = new Array();
@@ -338,27 +345,141 @@ class BenchRun {
                             "DROP TABLE IF EXISTS bench_tx; CREATE TABLE bench_tx (id bigint "
                             "PRIMARY KEY, status text NOT NULL, at timestamptz DEFAULT now())");
     if (!s.ok()) return s;
+    return RunPgBench("ceiling",
+                      "\\set id random(1, 9000000000000000)\n"
+                      "BEGIN;\n"
+                      "INSERT INTO bench_tx (id, status) VALUES (:id, 'active') ON CONFLICT DO "
+                      "NOTHING;\n"
+                      "UPDATE bench_tx SET status = 'committed' WHERE id = :id;\n"
+                      "END;\n",
+                      {"-c", std::to_string(clients), "-j", std::to_string(std::min(clients, 2)),
+                       "-T", std::to_string(MeasureSeconds())},
+                      clients);
+  }
+
+  // What PostgreSQL alone does with treatyd's writes of one 2PC transaction with two branches:
+  // the row and its first log row, the decision, the end, each with its log row and a commit of
+  // its own (treatyd batches them across transactions, finding 13 of docs/performance.md), in
+  // the store's own tables (schema of coordinator/store/migrations.cc) with rows of the bench's
+  // sizes. Keep in step with PgTransactionStore's statements.
+  Result<Object::Ptr> PgBenchTreatyWrites(int clients) {
+    Say("pgbench: treatyd's three writes of a 2PC transaction, " + std::to_string(clients) +
+        " clients");
+    std::string schema = "DROP SCHEMA IF EXISTS treaty CASCADE; CREATE SCHEMA treaty;";
+    for (const store::Migration& m : store::Migrations()) schema += std::string(m.sql) + ";";
+    Status s = pg_->Execute("ceiling", schema);
+    if (!s.ok()) return s;
+    const std::string p = participant_->base_url() + "/2pc/";
+    std::string ops = "[", op_state = "{", prepared = "{", committed = "{";
+    for (const char* branch : {"b1", "b2"}) {
+      for (const char* op : {"prepare", "commit", "abort"}) {
+        ops += std::string(ops.size() > 1 ? "," : "") + R"({"branch_id":")" + branch +
+               R"(","op":")" + op + R"(","position":0,"url":")" + p + op +
+               R"(","payload":{"sku":"A1","qty":1},"timeout_ms": null,"after_ids":"",)"
+               R"("msg_key":"","msg_headers": null})";
+        op_state += std::string(op_state.size() > 1 ? "," : "") + "\"" + branch + "/" + op +
+                    R"(":{"status":"pending","attempts":0,"last_error":""})";
+      }
+      prepared += std::string(prepared.size() > 1 ? "," : "") + "\"" + branch +
+                  R"(/prepare":{"status":"succeeded","attempts":1,"last_error":""})";
+      committed += std::string(committed.size() > 1 ? "," : "") + "\"" + branch +
+                   R"(/commit":{"status":"succeeded","attempts":1,"last_error":""})";
+    }
+    ops += "]";
+    op_state += "}";
+    prepared += "}";
+    committed += "}";
+    // (No ':' before a letter in the JSON: pgbench would read it as one of its variables.)
+    const std::string request =
+        R"({"gid":"g","mode":"2pc","wait": true,"branches":[{"id":"b1","prepare":")" + p +
+        R"(prepare","commit":")" + p + R"(commit","abort":")" + p +
+        R"(abort","payload":{"sku":"A1","qty":1}},{"id":"b2","prepare":")" + p +
+        R"(prepare","commit":")" + p + R"(commit","abort":")" + p +
+        R"(abort","payload":{"sku":"A1","qty":1}}]})";
+    auto transition = [](const std::string& from, const std::string& to, const std::string& reason,
+                         const std::string& states) {
+      return "WITH c AS (UPDATE treaty.transactions SET status = '" + to + "', reason = '" +
+             reason + "', updated_at = now(), next_attempt_at = now(), op_state = op_state || '" +
+             states + "' WHERE gid = 'g' || :g AND status = '" + from +
+             "' RETURNING gid) INSERT INTO treaty.decision_log (gid, from_status, to_status, "
+             "reason, at) SELECT gid, '" + from + "', '" + to + "', '" + reason +
+             "', now() FROM c;\n";
+    };
+    return RunPgBench(
+        "ceiling",
+        "\\set g random(1, 9000000000000000)\n"
+        "WITH t AS (INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, "
+        "submitted, deadline, next_attempt_at, owner, lease_until, created_at, updated_at, ops, "
+        "op_state) VALUES ('g' || :g, '2pc', 'active', '" + request + "', 'digest', true, "
+        "now() + interval '30s', now(), 'bench', now() + interval '30s', now(), now(), '" + ops +
+        "', '" + op_state + "') ON CONFLICT (gid) DO NOTHING RETURNING gid) "
+        "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
+        "SELECT gid, NULL, 'active', 'begun with 2 branches', now() FROM t;\n" +
+            transition("active", "committing", "all 2 branches prepared", prepared) +
+            transition("committing", "committed", "all 2 branches committed", committed),
+        {"-c", std::to_string(clients), "-j", std::to_string(std::min(clients, 2)), "-T",
+         std::to_string(MeasureSeconds())},
+        clients);
+  }
+
+  // What PostgreSQL alone does with the relay's work: one session reads the head of the pending
+  // rows, 500 at a time, and marks them sent, over a copy of the outbox the relay drains. No
+  // Kafka, no advisory locks: the least SQL a relay that records each row can do.
+  Result<Object::Ptr> OutboxSqlAlone() {
+    Say("PostgreSQL alone: reading and marking " + std::to_string(o_.outbox_rows) +
+        " outbox rows, 500 at a time");
+    const std::string schema = std::regex_replace(std::string(participant::Outbox::SchemaSql()),
+                                                  std::regex("treaty_outbox"), "floor_outbox");
+    Status s = pg_->Execute("outbox", "DROP TABLE IF EXISTS floor_outbox;" + schema);
+    if (!s.ok()) return s;
+    s = PreloadOutbox("floor_outbox");
+    if (!s.ok()) return s;
+    const int batches = std::max<int64_t>(1, o_.outbox_rows / 500);
+    auto r = RunPgBench(
+        "outbox",
+        // As the relay's sessions (outbox/relay.cc): the head of the pending index, not a scan.
+        "SET enable_seqscan = off;\nSET enable_bitmapscan = off;\nBEGIN;\n"
+        "SELECT id, event_id, aggregate_key, topic, coalesce(key, aggregate_id), payload::text, "
+        "headers::text, event_type FROM floor_outbox WHERE status = 'pending' ORDER BY id "
+        "LIMIT 500;\n"
+        "UPDATE floor_outbox SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
+        "WHERE id IN (SELECT id FROM floor_outbox WHERE status = 'pending' ORDER BY id "
+        "LIMIT 500);\n"
+        "COMMIT;\n",
+        {"-c", "1", "-t", std::to_string(batches)}, 1);
+    if (!r.ok()) return r;
+    Object::Ptr out = new Object(Poco::JSON_PRESERVE_KEY_ORDER);
+    out->set("rows", static_cast<int64_t>(batches) * 500);
+    out->set("per_second", 500.0 * (*r)->getValue<double>("tps"));
+    s = pg_->Execute("outbox", "DROP TABLE floor_outbox");
+    if (!s.ok()) return s;
+    return out;
+  }
+
+  int MeasureSeconds() const {
+    return static_cast<int>(std::max<int64_t>(
+        1, std::chrono::duration_cast<std::chrono::seconds>(o_.measure).count()));
+  }
+
+  // Runs pgbench with `script` on `database` and returns its transactions per second (and
+  // average latency) as {"clients", "tps", "latency_avg_ms"}.
+  Result<Object::Ptr> RunPgBench(const std::string& database, const std::string& script,
+                                 const std::vector<std::string>& how, int clients) {
     auto dir = harness::TempDir::Create("pgbench");
     if (!dir.ok()) return dir.status();
-    std::ofstream(dir->File("tx.sql"))
-        << "\\set id random(1, 9000000000000000)\n"
-           "BEGIN;\n"
-           "INSERT INTO bench_tx (id, status) VALUES (:id, 'active') ON CONFLICT DO NOTHING;\n"
-           "UPDATE bench_tx SET status = 'committed' WHERE id = :id;\n"
-           "END;\n";
-    int seconds = static_cast<int>(std::max<int64_t>(
-        1, std::chrono::duration_cast<std::chrono::seconds>(o_.measure).count()));
-    auto p = Process::Start(ProcessSpec{
-        .name = "pgbench",
-        .argv = {PgBinDir() + "/pgbench", "-n", "-M", "prepared", "-h", "127.0.0.1", "-p",
-                 std::to_string(pg_->port()), "-U", "postgres", "-c", std::to_string(clients),
-                 "-j", std::to_string(std::min(clients, 2)), "-T", std::to_string(seconds),
-                 "-f", dir->File("tx.sql"), "ceiling"},
-        .log_path = dir->File("pgbench.log"),
-        .pipe_stdout = true});
+    std::ofstream(dir->File("tx.sql")) << script;
+    std::vector<std::string> argv = {PgBinDir() + "/pgbench", "-n", "-M", "prepared", "-h",
+                                     "127.0.0.1", "-p", std::to_string(pg_->port()), "-U",
+                                     "postgres"};
+    argv.insert(argv.end(), how.begin(), how.end());
+    argv.insert(argv.end(), {"-f", dir->File("tx.sql"), database});
+    auto p = Process::Start(ProcessSpec{.name = "pgbench",
+                                        .argv = argv,
+                                        .log_path = dir->File("pgbench.log"),
+                                        .pipe_stdout = true});
     if (!p.ok()) return p.status();
     std::string out;
-    while (auto line = (*p)->ReadLine(std::chrono::seconds(seconds + 60))) out += *line + "\n";
+    while (auto line = (*p)->ReadLine(std::chrono::minutes(10))) out += *line + "\n";
     auto code = (*p)->Wait(std::chrono::seconds(30));
     std::smatch m;
     if (!code.ok() || *code != 0 ||
@@ -427,16 +548,23 @@ class BenchRun {
   }
 
   // The outbox relay draining preloaded rows to Kafka.
+  // The outbox rows the relay drains: 1,000 aggregates, in `table` (the kit's schema).
+  Status PreloadOutbox(const std::string& table) {
+    return pg_->Execute(
+        "outbox",
+        "INSERT INTO " + table +
+            " (event_id, aggregate_type, aggregate_id, event_type, topic, key, payload) "
+            "SELECT 'e-' || g, 'order', (g % 1000)::text, 'OrderPlaced', 'bench.outbox', "
+            "(g % 1000)::text, jsonb_build_object('order', g, 'sku', 'A1', 'qty', 1) "
+            "FROM generate_series(1, " +
+            std::to_string(o_.outbox_rows) + ") g");
+  }
+
   Result<Object::Ptr> Outbox() {
     Say("outbox: " + std::to_string(o_.outbox_rows) + " rows drained by treaty-relay");
     Status s = pg_->Execute("outbox", participant::Outbox::SchemaSql());
     if (!s.ok()) return s;
-    s = pg_->Execute(
-        "outbox",
-        "INSERT INTO treaty_outbox (event_id, aggregate_type, aggregate_id, event_type, topic, key, "
-        "payload) SELECT 'e-' || g, 'order', (g % 1000)::text, 'OrderPlaced', 'bench.outbox', "
-        "(g % 1000)::text, jsonb_build_object('order', g, 'sku', 'A1', 'qty', 1) "
-        "FROM generate_series(1, " + std::to_string(o_.outbox_rows) + ") g");
+    s = PreloadOutbox("treaty_outbox");
     if (!s.ok()) return s;
     auto started = std::chrono::steady_clock::now();
     auto relay = Service::Start(ServiceSpec{
@@ -560,12 +688,23 @@ std::string Markdown(const Object::Ptr& doc) {
   Object::Ptr outbox = r->getObject("outbox");
   md << "\n| ceiling, same run | per second | Treaty against it |\n|---|---:|---|\n"
      << "| pgbench, 1 INSERT + 1 UPDATE, " << clients << " clients | " << Fixed(pg_at(clients))
-     << " | 2PC at " << Fixed(100 * twopc / pg_at(clients)) << "% |\n"
-     << "| raw HTTP to the participant, " << clients << " clients | "
+     << " | 2PC at " << Fixed(100 * twopc / pg_at(clients)) << "% |\n";
+  // Older results.json files lack the PostgreSQL-alone figures.
+  if (Object::Ptr writes = ceilings->getObject("pgbench_treaty_writes")) {
+    md << "| pgbench, treatyd's 3 writes of a 2PC transaction, " << writes->getValue<int>("clients")
+       << " clients | " << Fixed(Num(writes, "tps")) << " | 2PC at "
+       << Fixed(100 * twopc / Num(writes, "tps")) << "% |\n";
+  }
+  md << "| raw HTTP to the participant, " << clients << " clients | "
      << Fixed(Num(ceilings->getObject("raw_http"), "tps")) << " | |\n"
      << "| raw produce to the dev broker | " << Fixed(Num(produce, "per_second"))
      << " | outbox relay at " << Fixed(100 * Num(outbox, "per_second") / Num(produce, "per_second"))
      << "% |\n";
+  if (Object::Ptr alone = ceilings->getObject("outbox_sql_alone")) {
+    md << "| PostgreSQL alone reading and marking outbox rows, 1 session | "
+       << Fixed(Num(alone, "per_second")) << " | outbox relay at "
+       << Fixed(100 * Num(outbox, "per_second") / Num(alone, "per_second")) << "% |\n";
+  }
   md << "\n| clients | 2PC tx/s | p99 ms | pgbench tx/s | 2PC / pgbench |\n|---:|---:|---:|---:|---:|\n";
   Array::Ptr sc = r->getArray("scaling_clients");
   for (size_t i = 0; i < sc->size(); ++i) {
