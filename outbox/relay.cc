@@ -6,7 +6,6 @@
 #include <pqxx/pqxx>
 #include <set>
 #include <string_view>
-#include <system_error>
 #include <thread>
 #include <unordered_set>
 
@@ -270,9 +269,9 @@ void OutboxRelay::Run(const std::atomic<bool>& stop) {
   for (size_t w = 1; w < publishers_.size(); ++w) {
     try {
       others.emplace_back([this, w, &stop] { RunWorker(w, stop); });
-    } catch (const std::system_error& e) {
-      // Out of threads: fewer workers still relay every row (a worker's aggregates are not its
-      // own; any worker takes any aggregate), just less at once.
+    } catch (const std::exception& e) {
+      // Out of threads (std::system_error) or memory: fewer workers still relay every row (a
+      // worker's aggregates are not its own; any worker takes any aggregate), just less at once.
       log_.Error("a worker did not start; relaying with fewer",
                  {{"error", e.what()}, {"workers", std::to_string(others.size() + 1)}});
       break;

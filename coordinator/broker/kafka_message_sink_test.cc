@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -53,9 +54,10 @@ class ScriptedPublisher : public kafka::Publisher {
     hold_ = false;
     released_cv_.notify_all();
   }
-  void WaitForPublishes(int n) {
+  // Whether `n` publishes have begun within 30 s.
+  bool WaitForPublishes(int n) {
     std::unique_lock<std::mutex> lock(mu_);
-    entered_cv_.wait(lock, [&] { return publishes_ >= n; });
+    return entered_cv_.wait_for(lock, std::chrono::seconds(30), [&] { return publishes_ >= n; });
   }
   void ThrowFromNowOn() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -125,7 +127,11 @@ TEST(KafkaMessageSinkTest, DeliveriesSharingAPublishGetTheirOwnResults) {
     const int before = publisher->publishes();
     auto first = MessagesOf("r" + std::to_string(round) + "lead", {"a"});
     std::thread leader([&] { ExpectOwnResults(first, sink.Deliver(first)); });
-    publisher->WaitForPublishes(before + 1);  // the leader's publish runs, and waits
+    if (!publisher->WaitForPublishes(before + 1)) {  // the leader's publish runs, and waits
+      publisher->Release();
+      leader.join();
+      FAIL() << "the leader's delivery never reached the publisher";
+    }
     std::vector<std::vector<core::OutboundMessage>> queued;
     for (int q = 0; q < kQueued; ++q) {
       std::string d = "r" + std::to_string(round) + "q" + std::to_string(q);
@@ -140,7 +146,10 @@ TEST(KafkaMessageSinkTest, DeliveriesSharingAPublishGetTheirOwnResults) {
         ExpectOwnResults(queued[q], sink.Deliver(queued[q]));
       });
     }
-    while (started.load() < kQueued) std::this_thread::yield();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (started.load() < kQueued && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
     publisher->Release();
     leader.join();
     for (auto& c : callers) c.join();

@@ -87,20 +87,24 @@ void HttpBranchTransport::CallLoop() {
 HttpBranchTransport::Pooled HttpBranchTransport::Borrow(const std::string& key,
                                                         const std::string& scheme,
                                                         const std::string& host, uint16_t port,
-                                                        bool* reused) {
+                                                        bool fresh, bool* reused) {
   std::vector<std::unique_ptr<Session>> closing;  // closed after mu_ is released
   {
     std::lock_guard<std::mutex> lock(mu_);
     const auto now = std::chrono::steady_clock::now();
     TakeExpired(now, &closing);
     auto it = idle_.find(key);
-    // The most recently returned one; when even that has been idle too long, all have.
-    if (it != idle_.end() && !it->second.empty() &&
-        now - it->second.back().idle_since < idle_limit_) {
-      Pooled s = std::move(it->second.back());
-      it->second.pop_back();
-      *reused = true;
-      return s;
+    if (!fresh && it != idle_.end() && !it->second.empty()) {
+      std::vector<Pooled>& pool = it->second;
+      if (now - pool.back().idle_since < idle_limit_) {
+        Pooled s = std::move(pool.back());
+        pool.pop_back();
+        *reused = true;
+        return s;
+      }
+      // Even the most recently returned one has been idle too long, so all have.
+      for (Pooled& p : pool) closing.push_back(std::move(p.session));
+      idle_.erase(it);
     }
   }
   *reused = false;
@@ -115,17 +119,31 @@ HttpBranchTransport::Pooled HttpBranchTransport::Borrow(const std::string& key,
 }
 
 void HttpBranchTransport::Return(const std::string& key, Pooled session) {
-  session.idle_since = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lock(mu_);
+  // Stamped under mu_, so that each host's list stays in the order of idle_since.
+  session.idle_since = std::chrono::steady_clock::now();
   auto& pool = idle_[key];
   if (static_cast<int>(pool.size()) < max_idle_per_host_) pool.push_back(std::move(session));
+}
+
+void HttpBranchTransport::DropIdleSince(const std::string& key,
+                                        std::chrono::steady_clock::time_point since) {
+  std::vector<std::unique_ptr<Session>> closing;  // closed after mu_ is released
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = idle_.find(key);
+  if (it == idle_.end()) return;
+  std::vector<Pooled>& pool = it->second;
+  size_t stale = 0;
+  while (stale < pool.size() && pool[stale].idle_since <= since) ++stale;
+  for (size_t i = 0; i < stale; ++i) closing.push_back(std::move(pool[i].session));
+  pool.erase(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(stale));
 }
 
 void HttpBranchTransport::TakeExpired(std::chrono::steady_clock::time_point now,
                                       std::vector<std::unique_ptr<Session>>* closing) {
   if (now < next_sweep_) return;
-  // A sweep at most every half limit (and second): an idle session is closed at most 1.5
-  // limits after it was returned (Borrow never hands out one idle longer than the limit).
+  // A sweep at most every half limit (and second), and only when some host is called: a
+  // session is never reused after the limit, and closed at a later call to any host.
   next_sweep_ =
       now + std::min<std::chrono::steady_clock::duration>(idle_limit_ / 2, std::chrono::seconds(1));
   for (auto it = idle_.begin(); it != idle_.end();) {
@@ -161,10 +179,11 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call) {
   }
   std::string key = uri.getScheme() + "://" + uri.getHost() + ":" + std::to_string(uri.getPort());
   // A pooled session may have been closed by the participant while idle; every op is idempotent,
-  // so one more try on a fresh connection is safe.
+  // so one more try, on a new connection, is safe.
   for (int attempt = 0; attempt < 2; ++attempt) {
     bool reused = false;
-    Pooled pooled = Borrow(key, uri.getScheme(), uri.getHost(), uri.getPort(), &reused);
+    Pooled pooled =
+        Borrow(key, uri.getScheme(), uri.getHost(), uri.getPort(), /*fresh=*/attempt > 0, &reused);
     Session* session = pooled.session.get();
     try {
       // setTimeout applies when a session connects; a pooled, connected one needs its socket's
@@ -205,11 +224,12 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call) {
       return reply;
     } catch (const Poco::Exception& e) {
       reply.detail = Shorten(e.displayText());
-      if (!reused) break;
     } catch (const std::exception& e) {
       reply.detail = Shorten(e.what());
-      if (!reused) break;
     }
+    if (!reused) break;
+    // The participant closed a connection idle since then: those idle longer are closed too.
+    DropIdleSince(key, pooled.idle_since);
   }
   reply.outcome = core::BranchReply::Outcome::kUnknown;
   reply.http_status = 0;

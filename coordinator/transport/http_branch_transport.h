@@ -8,7 +8,9 @@
 // A pooled session idle for longer than `idle_limit` is not reused but closed: the default
 // stays under common servers' idle timeouts (Node.js closes kept-alive connections after 5 s),
 // so that a call rarely meets a connection its server is closing. Idle sessions of hosts no
-// longer called are closed too, at a later call to any host.
+// longer called are closed too, at a later call to any host. A call whose pooled connection
+// turns out closed is tried once more on a new one, and the host's connections idle longer
+// than that one are closed.
 
 #include <Poco/Net/Context.h>
 
@@ -69,9 +71,12 @@ class HttpBranchTransport : public core::BranchTransport {
     int64_t socket_timeout_ms = -1;  // set on its socket by the last call; -1: none yet
   };
   core::BranchReply CallOnce(const core::BranchCall& call);
+  // A pooled session of `key` idle for less than the limit, or (none, or `fresh`) a new one.
   Pooled Borrow(const std::string& key, const std::string& scheme, const std::string& host,
-                uint16_t port, bool* reused);
+                uint16_t port, bool fresh, bool* reused);
   void Return(const std::string& key, Pooled session);
+  // Closes the idle sessions of `key` returned at `since` or before.
+  void DropIdleSince(const std::string& key, std::chrono::steady_clock::time_point since);
   // Moves the sessions idle for longer than idle_limit_ out of the pool into `closing` (closed
   // when it goes, outside mu_). Requires mu_.
   void TakeExpired(std::chrono::steady_clock::time_point now,
