@@ -157,10 +157,12 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
       tx.commit();
       return BatchOutcome{.handled = 0, .held_elsewhere = true};
     }
-    pqxx::result rows = tx.exec(
+    // Ids as one array parameter: a list of 500 literals was parsed and planned at each batch.
+    pqxx::result rows = tx.exec_params(
         "SELECT id, event_id, aggregate_key, topic, coalesce(key, aggregate_id), payload::text, "
         "headers::text, event_type FROM " +
-        t + " WHERE id IN (" + ids + ") AND status = 'pending' ORDER BY id");
+            t + " WHERE id = ANY($1::bigint[]) AND status = 'pending' ORDER BY id",
+        "{" + ids + "}");
     if (rows.empty()) {
       // Every one was sent by the worker or relay that held its aggregate when the head was
       // read: the head is stale, read it again.
@@ -221,12 +223,12 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
       }
     }
     if (!done.empty()) {
-      tx.exec(config_.after_send == "delete"
-                  ? "DELETE FROM " + t + " WHERE id IN (" + IdList(done) + ")"
-                  : "UPDATE " + t +
-                        " SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
-                        "WHERE id IN (" +
-                        IdList(done) + ")");
+      tx.exec_params(config_.after_send == "delete"
+                         ? "DELETE FROM " + t + " WHERE id = ANY($1::bigint[])"
+                         : "UPDATE " + t +
+                               " SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
+                               "WHERE id = ANY($1::bigint[])",
+                     "{" + IdList(done) + "}");
     }
     tx.commit();
     counters_.published += static_cast<int64_t>(done.size());
