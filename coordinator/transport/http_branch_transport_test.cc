@@ -2,78 +2,154 @@
 
 #include <Poco/Net/HTTPRequestHandler.h>
 #include <Poco/Net/HTTPRequestHandlerFactory.h>
-#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerConnection.h>
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/HTTPServerRequest.h>
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/TCPServer.h>
+#include <Poco/Net/TCPServerConnectionFactory.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <climits>
+#include <condition_variable>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <string>
-#include <thread>
 
 namespace treaty::transport {
 namespace {
 
 using namespace std::chrono_literals;
 
-// A participant on loopback that answers every call at once, counting the connections it
-// accepted and those still open.
+// A participant on loopback, counting the connections it accepted and those still open. It
+// answers every call at once, except calls to /hold: those wait until HoldUntil()'s number of
+// them have arrived, or Release(), or 10 s.
 class LoopbackParticipant {
  public:
   // `keep_alive`: how long the server keeps an idle connection before closing it.
   explicit LoopbackParticipant(std::chrono::milliseconds keep_alive = 60s)
       : socket_(Poco::Net::SocketAddress("127.0.0.1", 0)) {
-    auto params = Poco::makeAuto<Poco::Net::HTTPServerParams>();
+    Poco::Net::HTTPServerParams::Ptr params = new Poco::Net::HTTPServerParams;
     params->setKeepAlive(true);
     params->setKeepAliveTimeout(Poco::Timespan(keep_alive.count() * 1000));
     params->setMaxKeepAliveRequests(0);  // no limit
-    server_ = std::make_unique<Poco::Net::HTTPServer>(new Factory, socket_, params);
+    server_ =
+        std::make_unique<Poco::Net::TCPServer>(new Connections(this, params), socket_, params);
     server_->start();
   }
-  ~LoopbackParticipant() { server_->stopAll(true); }
+  ~LoopbackParticipant() {
+    Release();
+    server_->stop();
+    // Stopped, the server deletes its connections as their clients go; the transports of the
+    // tests are gone by now.
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, 10s, [&] { return open_ == 0; });
+  }
 
-  // A call to /slow is answered after 300 ms.
   std::string url(const std::string& path = "/2pc/prepare") const {
     return "http://127.0.0.1:" + std::to_string(socket_.address().port()) + path;
   }
-  int accepted() const { return server_->totalConnections(); }
+  int accepted() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return accepted_;
+  }
 
-  // Whether the server has seen its connections close down to `n` open, within 10 s (it notices
-  // a client's close on its own thread, a moment after the close).
-  bool OpenConnectionsFallTo(int n) const {
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (server_->currentConnections() > n) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(5ms);
-    }
-    return true;
+  // Whether the server has seen its connections close down to `n` open, within 10 s (it sees a
+  // client's close on its own thread, a moment after the close).
+  bool OpenConnectionsFallTo(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, 10s, [&] { return open_ <= n; });
+  }
+
+  void HoldUntil(int arrivals) {
+    std::lock_guard<std::mutex> lock(mu_);
+    release_at_ = arrivals;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
   }
 
  private:
-  class Ok : public Poco::Net::HTTPRequestHandler {
+  // Poco's HTTP connection, counted in and out.
+  class Connection : public Poco::Net::HTTPServerConnection {
    public:
+    Connection(const Poco::Net::StreamSocket& socket, Poco::Net::HTTPServerParams::Ptr params,
+               Poco::Net::HTTPRequestHandlerFactory::Ptr handlers, LoopbackParticipant* owner)
+        : HTTPServerConnection(socket, params, handlers), owner_(owner) {
+      std::lock_guard<std::mutex> lock(owner_->mu_);
+      ++owner_->accepted_;
+      ++owner_->open_;
+    }
+    ~Connection() override {
+      std::lock_guard<std::mutex> lock(owner_->mu_);
+      --owner_->open_;
+      owner_->cv_.notify_all();
+    }
+
+   private:
+    LoopbackParticipant* owner_;
+  };
+  class Answer : public Poco::Net::HTTPRequestHandler {
+   public:
+    explicit Answer(LoopbackParticipant* owner) : owner_(owner) {}
     void handleRequest(Poco::Net::HTTPServerRequest& req,
                        Poco::Net::HTTPServerResponse& resp) override {
       req.stream().ignore(std::numeric_limits<std::streamsize>::max());
-      if (req.getURI() == "/slow") std::this_thread::sleep_for(300ms);
+      if (req.getURI() == "/hold") {
+        std::unique_lock<std::mutex> lock(owner_->mu_);
+        ++owner_->arrivals_;
+        owner_->cv_.notify_all();
+        owner_->cv_.wait_for(lock, 10s, [&] {
+          return owner_->released_ || owner_->arrivals_ >= owner_->release_at_;
+        });
+      }
       resp.setContentType("application/json");
       resp.sendBuffer("{}", 2);
     }
+
+   private:
+    LoopbackParticipant* owner_;
   };
-  class Factory : public Poco::Net::HTTPRequestHandlerFactory {
+  class Answers : public Poco::Net::HTTPRequestHandlerFactory {
    public:
+    explicit Answers(LoopbackParticipant* owner) : owner_(owner) {}
     Poco::Net::HTTPRequestHandler* createRequestHandler(
         const Poco::Net::HTTPServerRequest&) override {
-      return new Ok;
+      return new Answer(owner_);
     }
+
+   private:
+    LoopbackParticipant* owner_;
+  };
+  class Connections : public Poco::Net::TCPServerConnectionFactory {
+   public:
+    Connections(LoopbackParticipant* owner, Poco::Net::HTTPServerParams::Ptr params)
+        : owner_(owner), params_(params), answers_(new Answers(owner)) {}
+    Poco::Net::TCPServerConnection* createConnection(
+        const Poco::Net::StreamSocket& socket) override {
+      return new Connection(socket, params_, answers_, owner_);
+    }
+
+   private:
+    LoopbackParticipant* owner_;
+    Poco::Net::HTTPServerParams::Ptr params_;
+    Poco::Net::HTTPRequestHandlerFactory::Ptr answers_;
   };
 
+  std::mutex mu_;
+  std::condition_variable cv_;  // any change below
+  int accepted_ = 0;            // guarded by mu_
+  int open_ = 0;                // guarded by mu_
+  int arrivals_ = 0;            // guarded by mu_: calls to /hold so far
+  int release_at_ = INT_MAX;    // guarded by mu_
+  bool released_ = false;       // guarded by mu_
   Poco::Net::ServerSocket socket_;
-  std::unique_ptr<Poco::Net::HTTPServer> server_;
+  std::unique_ptr<Poco::Net::TCPServer> server_;
 };
 
 core::BranchCall CallTo(const LoopbackParticipant& p, const std::string& path = "/2pc/prepare",
@@ -125,10 +201,11 @@ TEST(HttpBranchTransportTest, IdleSessionsOfAHostNoLongerCalledAreClosed) {
 TEST(HttpBranchTransportTest, EachCallsTimeoutAppliesOnAReusedConnection) {
   LoopbackParticipant participant;
   HttpBranchTransport transport(4, 0, {}, 60s);
-  core::BranchReply patient = transport.Call(CallTo(participant, "/slow", std::chrono::seconds(5)));
+  core::BranchReply patient = transport.Call(CallTo(participant, "/2pc/prepare", 30s));
   EXPECT_EQ(patient.outcome, core::BranchReply::Outcome::kDone) << patient.detail;
-  core::BranchReply hasty =
-      transport.Call(CallTo(participant, "/slow", std::chrono::milliseconds(100)));
+  // Held until released: with the first call's 30 s still on the socket, it would be answered
+  // (after the participant's own 10 s) and counted done.
+  core::BranchReply hasty = transport.Call(CallTo(participant, "/hold", 100ms));
   EXPECT_EQ(hasty.outcome, core::BranchReply::Outcome::kUnknown) << hasty.detail;
 }
 
@@ -138,8 +215,9 @@ TEST(HttpBranchTransportTest, EachCallsTimeoutAppliesOnAReusedConnection) {
 TEST(HttpBranchTransportTest, ACallMeetingClosedPooledConnectionsIsMadeOnANewOne) {
   LoopbackParticipant participant(/*keep_alive=*/100ms);
   HttpBranchTransport transport(4, /*call_threads=*/1, {}, /*idle_limit=*/60s);
-  // Two calls at once (the slow answer keeps both connections busy): two pooled connections.
-  auto both = transport.CallAll({CallTo(participant, "/slow"), CallTo(participant, "/slow")});
+  // Two calls at once, each answered only when both have arrived: two pooled connections.
+  participant.HoldUntil(2);
+  auto both = transport.CallAll({CallTo(participant, "/hold"), CallTo(participant, "/hold")});
   for (const auto& r : both) ASSERT_EQ(r.outcome, core::BranchReply::Outcome::kDone) << r.detail;
   ASSERT_EQ(participant.accepted(), 2);
   ASSERT_TRUE(participant.OpenConnectionsFallTo(0));  // the participant closed both, idle
