@@ -94,17 +94,15 @@ HttpBranchTransport::Pooled HttpBranchTransport::Borrow(const std::string& key,
     const auto now = std::chrono::steady_clock::now();
     TakeExpired(now, &closing);
     auto it = idle_.find(key);
-    if (!fresh && it != idle_.end() && !it->second.empty()) {
-      std::vector<Pooled>& pool = it->second;
-      if (now - pool.back().idle_since < idle_limit_) {
-        Pooled s = std::move(pool.back());
-        pool.pop_back();
+    if (!fresh && it != idle_.end()) {
+      // This host's expired ones go even between sweeps: none is reused after the limit.
+      CloseReturnedBy(&it->second, now - idle_limit_, &closing);
+      if (!it->second.empty()) {
+        Pooled s = std::move(it->second.back());
+        it->second.pop_back();
         *reused = true;
         return s;
       }
-      // Even the most recently returned one has been idle too long, so all have.
-      for (Pooled& p : pool) closing.push_back(std::move(p.session));
-      idle_.erase(it);
     }
   }
   *reused = false;
@@ -130,31 +128,30 @@ void HttpBranchTransport::DropIdleSince(const std::string& key,
                                         std::chrono::steady_clock::time_point since) {
   std::vector<std::unique_ptr<Session>> closing;  // closed after mu_ is released
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = idle_.find(key);
-  if (it == idle_.end()) return;
-  std::vector<Pooled>& pool = it->second;
-  size_t stale = 0;
-  while (stale < pool.size() && pool[stale].idle_since <= since) ++stale;
-  for (size_t i = 0; i < stale; ++i) closing.push_back(std::move(pool[i].session));
-  pool.erase(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(stale));
+  if (auto it = idle_.find(key); it != idle_.end()) CloseReturnedBy(&it->second, since, &closing);
 }
 
 void HttpBranchTransport::TakeExpired(std::chrono::steady_clock::time_point now,
                                       std::vector<std::unique_ptr<Session>>* closing) {
   if (now < next_sweep_) return;
   // A sweep at most every half limit (and second), and only when some host is called: a
-  // session is never reused after the limit, and closed at a later call to any host.
+  // session is closed at a later call to any host.
   next_sweep_ =
       now + std::min<std::chrono::steady_clock::duration>(idle_limit_ / 2, std::chrono::seconds(1));
   for (auto it = idle_.begin(); it != idle_.end();) {
-    auto& pool = it->second;
-    // Oldest first: the first one still fresh ends the expired ones.
-    size_t expired = 0;
-    while (expired < pool.size() && now - pool[expired].idle_since >= idle_limit_) ++expired;
-    for (size_t i = 0; i < expired; ++i) closing->push_back(std::move(pool[i].session));
-    pool.erase(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(expired));
-    it = pool.empty() ? idle_.erase(it) : std::next(it);
+    CloseReturnedBy(&it->second, now - idle_limit_, closing);
+    it = it->second.empty() ? idle_.erase(it) : std::next(it);
   }
+}
+
+void HttpBranchTransport::CloseReturnedBy(std::vector<Pooled>* pool,
+                                          std::chrono::steady_clock::time_point cutoff,
+                                          std::vector<std::unique_ptr<Session>>* closing) {
+  // Oldest first: the first one returned after the cutoff ends them.
+  size_t n = 0;
+  while (n < pool->size() && (*pool)[n].idle_since <= cutoff) ++n;
+  for (size_t i = 0; i < n; ++i) closing->push_back(std::move((*pool)[i].session));
+  pool->erase(pool->begin(), pool->begin() + static_cast<std::ptrdiff_t>(n));
 }
 
 core::BranchReply HttpBranchTransport::Call(const core::BranchCall& call) {

@@ -81,6 +81,10 @@ class HttpBranchTransport : public core::BranchTransport {
   // when it goes, outside mu_). Requires mu_.
   void TakeExpired(std::chrono::steady_clock::time_point now,
                    std::vector<std::unique_ptr<Session>>* closing);
+  // Moves the sessions of `pool` returned at `cutoff` or before into `closing`.
+  static void CloseReturnedBy(std::vector<Pooled>* pool,
+                              std::chrono::steady_clock::time_point cutoff,
+                              std::vector<std::unique_ptr<Session>>* closing);
 
   void CallLoop();
 
