@@ -20,6 +20,8 @@ class Status {
     kConflict,      // the request contradicts state already accepted
     kUnavailable,   // a dependency (database, broker, participant) cannot be reached now
     kDeadlineExceeded,
+    kLeaseLost,     // a fenced write found another owner (or an expired lease): stop driving
+    kResourceExhausted,  // overloaded: the same request may succeed later (HTTP 503, Retry-After)
     kInternal,
   };
 
@@ -35,6 +37,12 @@ class Status {
   }
   static Status DeadlineExceeded(std::string message) {
     return Status(Code::kDeadlineExceeded, std::move(message));
+  }
+  static Status ResourceExhausted(std::string message) {
+    return Status(Code::kResourceExhausted, std::move(message));
+  }
+  static Status LeaseLost(std::string message) {
+    return Status(Code::kLeaseLost, std::move(message));
   }
   static Status Internal(std::string message) { return Status(Code::kInternal, std::move(message)); }
 
@@ -71,6 +79,10 @@ inline const char* CodeName(Status::Code code) {
       return "UNAVAILABLE";
     case Status::Code::kDeadlineExceeded:
       return "DEADLINE_EXCEEDED";
+    case Status::Code::kLeaseLost:
+      return "LEASE_LOST";
+    case Status::Code::kResourceExhausted:
+      return "RESOURCE_EXHAUSTED";
     case Status::Code::kInternal:
       return "INTERNAL";
   }

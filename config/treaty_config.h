@@ -28,7 +28,7 @@ struct KafkaOptions {
   // Comma-separated host:port list, handed to librdkafka as bootstrap.servers.
   std::string bootstrap_servers = "127.0.0.1:9092";
   // A message not acknowledged by then counts as failed and is sent again later.
-  Duration delivery_timeout = std::chrono::seconds(30);
+  Duration delivery_timeout = std::chrono::seconds(10);
 };
 
 struct MsgOptions {

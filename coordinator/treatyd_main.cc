@@ -237,6 +237,9 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
           .poll_interval = config.scheduler.poll_interval,
           .lease = config.scheduler.lease,
           .branch_call_timeout = config.timeouts.branch_call,
+          // The producer waits the delivery timeout and a 5 s margin (KafkaPublisher).
+          .publish_timeout = std::min<Duration>(
+              config.kafka.delivery_timeout + std::chrono::seconds(5), config.scheduler.lease / 2),
           .retry = core::RetryPolicy{config.retry.initial, config.retry.max,
                                      config.retry.multiplier, config.retry.jitter},
       },

@@ -47,6 +47,11 @@ ApiResponse FromStatus(const Status& s) {
       return JsonError(409, "conflict", s.message());
     case Status::Code::kUnavailable:
       return JsonError(503, "unavailable", s.message());
+    case Status::Code::kResourceExhausted: {
+      ApiResponse r = JsonError(503, "overloaded", s.message());
+      r.headers.emplace_back("Retry-After", "1");
+      return r;
+    }
     default:
       return JsonError(500, "internal", s.message());
   }

@@ -39,6 +39,24 @@ bool DepsSucceeded(const Transaction& tx, const std::map<std::string, Step>& ste
   });
 }
 
+// Whether step `from` needs step `to` to have succeeded first, directly or through other steps.
+bool DependsOn(const std::map<std::string, Step>& steps, const std::string& from,
+               const std::string& to) {
+  std::vector<std::string> todo = {from};
+  std::set<std::string> seen;
+  while (!todo.empty()) {
+    std::string at = std::move(todo.back());
+    todo.pop_back();
+    auto it = steps.find(at);
+    if (it == steps.end()) continue;
+    for (const std::string& dep : it->second.after) {
+      if (dep == to) return true;
+      if (seen.insert(dep).second) todo.push_back(dep);
+    }
+  }
+  return false;
+}
+
 int MaxAttempts(const Transaction& tx, const std::vector<size_t>& idx) {
   int m = 0;
   for (size_t i : idx) m = std::max(m, tx.ops[i].attempts);
@@ -152,12 +170,16 @@ Status SagaProcessor::Drive(Transaction& tx, DriveContext& ctx) {
     }
 
     if (tx.status == TxStatus::kAborting) {
-      // Steps that may have run and can be undone.
+      // Every step that can be undone and did not refuse its action, whatever its action's
+      // recorded state: a coordinator that lost its lease mid-drive (paused, partitioned) may
+      // have run an action whose outcome was never recorded, or may still send one late. The
+      // participant's barrier turns the compensation of a step that never ran into nothing
+      // (null compensation) and refuses its action if it arrives afterwards.
       std::set<std::string> targets;
       for (const auto& [name, s] : steps) {
         if (!s.compensate) continue;
         if (tx.ops[s.action].status == OpStatus::kRefused) continue;
-        if (DepsSucceeded(tx, steps, s)) targets.insert(name);
+        targets.insert(name);
       }
       std::vector<size_t> callable;
       bool all_compensated = true;
@@ -165,11 +187,12 @@ Status SagaProcessor::Drive(Transaction& tx, DriveContext& ctx) {
         const Step& s = steps[name];
         if (tx.ops[*s.compensate].status == OpStatus::kSucceeded) continue;
         all_compensated = false;
-        // Reverse order: wait for every target that depends on this one.
+        // Reverse order: wait for every target that depends on this one, also through steps
+        // that are not compensated themselves.
         bool dependents_done = true;
         for (const std::string& other : targets) {
           const Step& o = steps[other];
-          if (std::find(o.after.begin(), o.after.end(), name) != o.after.end() &&
+          if (other != name && DependsOn(steps, other, name) &&
               tx.ops[*o.compensate].status != OpStatus::kSucceeded) {
             dependents_done = false;
           }

@@ -7,9 +7,10 @@
 //
 // Forward, every step whose dependencies all succeeded runs, in parallel with the other ready
 // ones; unknown outcomes are retried until the deadline. A 409 stops new steps from starting and
-// compensates every step that may have run: a step may have run once all its dependencies had
-// succeeded (that success is recorded before the step is called, so this holds across crashes),
-// unless its own action was refused (a 409 means the participant changed nothing). Compensations
+// compensates every compensable step, unless its own action was refused (a 409 means the
+// participant changed nothing): not only those recorded as run, since a coordinator that lost
+// its lease may have run one unrecorded or still send one late. The participant's barrier turns
+// the compensation of a step that never ran into nothing and refuses its late action. Compensations
 // run in reverse dependency order (a step's after every step that depends on it) and are retried
 // until they succeed. A step without a compensate URL only goes forward: it is retried until it
 // succeeds, its refusals do not abort the saga, and it is never compensated.

@@ -15,6 +15,17 @@
 
 namespace treaty::core {
 
+// A drive's hold on a transaction. Every write a drive makes carries it: the write happens only
+// while `owner` holds an unexpired lease on the transaction by the store's own clock (for
+// PostgreSQL, the database's: no coordinator's clock is ever compared with another's), and it
+// extends the lease to the store's now + `lease`. A write whose fence fails changes nothing and
+// returns LeaseLost: another coordinator may be driving the transaction, and this drive must stop
+// at once (docs/recovery.md).
+struct Fence {
+  std::string owner;
+  Duration lease{};
+};
+
 struct CreateResult {
   bool created = false;  // false: the gid existed; `existing` holds it
   Transaction existing;
@@ -37,11 +48,12 @@ class TransactionStore {
  public:
   virtual ~TransactionStore() = default;
 
-  // Inserts `tx` (status, ops, times as given) and its first log row, leased to `owner` until
-  // `lease_until` so that the creator drives it first. When the gid exists, changes nothing and
-  // returns the stored transaction instead.
+  // Inserts `tx` (status, ops, times as given) and its first log row, leased to `owner` for
+  // `lease` from the store's now, so that the creator drives it first (zero: any coordinator may
+  // claim it when it falls due). When the gid exists, changes nothing and returns the stored
+  // transaction instead.
   virtual Result<CreateResult> Create(const Transaction& tx, const std::string& owner,
-                                      TimePoint lease_until) = 0;
+                                      Duration lease) = 0;
 
   // The transaction with its ops; with its decision log when `with_log`.
   virtual Result<Transaction> Load(const std::string& gid, bool with_log) = 0;
@@ -59,16 +71,23 @@ class TransactionStore {
   // as the transaction's reason. `ops` (often empty) are recorded as by RecordOps in the same
   // atomic step, and only with the move; NotFound (and no move) when one of them does not exist.
   // A drive records the calls that led to a decision with the decision: one durable write.
+  // A drive passes its `fence` (LeaseLost, and no move, when it fails; checked before the
+  // status); a client's move (abort, a message's submit) passes none.
+  // Op states merge monotonically: a stored succeeded op stays succeeded, and a refused one
+  // never goes back to pending (a stale or repeated write cannot undo an outcome).
   virtual Status Transition(const std::string& gid, TxStatus from, TxStatus to,
                             const std::string& reason, TimePoint now,
-                            const std::vector<BranchOp>& ops) = 0;
+                            const std::vector<BranchOp>& ops, const Fence* fence) = 0;
 
-  // Stores the status, attempts and last error of these ops.
+  // Stores the status, attempts and last error of these ops (merged as by Transition) under
+  // the drive's `fence`; with no ops, only renews the lease. LeaseLost when the fence fails.
   virtual Status RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
-                           TimePoint now) = 0;
+                           TimePoint now, const Fence& fence) = 0;
 
-  // Sets (non-empty) or clears (empty) the attention flag.
-  virtual Status SetAttention(const std::string& gid, const std::string& attention) = 0;
+  // Sets (non-empty) or clears (empty) the attention flag; under `fence` when given (LeaseLost
+  // when it fails).
+  virtual Status SetAttention(const std::string& gid, const std::string& attention,
+                              const Fence* fence) = 0;
 
   // Sets when the transaction is next due and gives up `owner`'s lease on it; does nothing when
   // `owner` no longer holds it. If a client made it due meanwhile (MarkSubmitted, MakeDue), it
@@ -81,15 +100,17 @@ class TransactionStore {
   virtual Status MakeDue(const std::string& gid, TimePoint now) = 0;
 
   // Leases up to `limit` unfinished transactions that are due at `now` and not leased by a live
-  // owner, to `owner` until `lease_until`. Several coordinators may call this at once: each
-  // transaction goes to one of them.
+  // owner, to `owner` for `lease`. Leases are taken and compared by the store's clock; `now`
+  // only says what is due (due times are set from coordinators' clocks: a skewed one makes a
+  // retry early or late, never two drivers at once). Several coordinators may call this at
+  // once: each transaction goes to one of them.
   virtual Result<std::vector<std::string>> ClaimDue(const std::string& owner, TimePoint now,
-                                                    TimePoint lease_until, int limit) = 0;
+                                                    Duration lease, int limit) = 0;
 
-  // Leases one unfinished transaction to `owner` unless another owner's lease on it is still
-  // running at `now`; false when someone else holds it.
-  virtual Result<bool> TryLease(const std::string& gid, const std::string& owner, TimePoint now,
-                                TimePoint lease_until) = 0;
+  // Leases one unfinished transaction to `owner` for `lease` (store clock) unless another
+  // owner's lease on it is still running; false when someone else holds it.
+  virtual Result<bool> TryLease(const std::string& gid, const std::string& owner,
+                                Duration lease) = 0;
 
   // Gives up every lease held by `owner` (a restarted coordinator frees its predecessor's).
   virtual Status ReleaseLeases(const std::string& owner) = 0;

@@ -35,7 +35,10 @@ std::string ErrorText(const BranchReply& r) {
 
 class TransactionDriver::Context : public DriveContext {
  public:
-  explicit Context(TransactionDriver& d) : d_(d) {}
+  // `lease_known_until`: until when, by this coordinator's clock, the lease taken for this drive
+  // is known to run (it was taken before that time minus the lease).
+  Context(TransactionDriver& d, TimePoint lease_known_until)
+      : d_(d), fence_{d.options_.owner, d.options_.lease}, lease_known_until_(lease_known_until) {}
 
   TimePoint Now() override { return d_.clock_.Now(); }
 
@@ -43,15 +46,24 @@ class TransactionDriver::Context : public DriveContext {
     // The previous round's outcomes are durable before any new call: a saga's next step must not
     // run while the store could still show the step it depends on as not done (after a crash,
     // compensation targets the steps whose prerequisites are stored as succeeded).
-    if (Status s = Flush(tx.gid); !s.ok()) return s;
+    Duration longest{0};
+    for (size_t i : indexes) {
+      longest = std::max(longest, tx.ops[i].timeout.value_or(d_.options_.branch_call_timeout));
+    }
+    if (Status s = StartRound(tx.gid, std::min<Duration>(longest, d_.options_.lease / 2));
+        !s.ok()) {
+      return s;
+    }
     std::vector<BranchCall> calls;
     calls.reserve(indexes.size());
     for (size_t i : indexes) {
       const BranchOp& op = tx.ops[i];
-      // A call may not outlast half the lease, or another coordinator could take the
-      // transaction over while this one still waits.
-      Duration timeout = std::min<Duration>(op.timeout.value_or(d_.options_.branch_call_timeout),
-                                            d_.options_.lease / 2);
+      // A call may not outlast the lease known to run, or another coordinator could take the
+      // transaction over while this one still waits. The budget is the whole call's, the
+      // transport's wait for a thread and its retry included.
+      Duration timeout = std::min<Duration>(
+          {op.timeout.value_or(d_.options_.branch_call_timeout), d_.options_.lease / 2,
+           LeaseLeft()});
       calls.push_back(BranchCall{op.url, CallBody(tx, op), tx.gid, op.branch_id, op.op, timeout});
     }
     std::vector<BranchReply> replies = d_.transport_.CallAll(calls);
@@ -84,7 +96,8 @@ class TransactionDriver::Context : public DriveContext {
   }
 
   Status PublishOps(Transaction& tx, const std::vector<size_t>& indexes) override {
-    if (Status s = Flush(tx.gid); !s.ok()) return s;  // as in CallOps
+    // As in CallOps: a delivery starts only with its whole time left on the lease.
+    if (Status s = StartRound(tx.gid, d_.options_.publish_timeout); !s.ok()) return s;
     std::vector<OutboundMessage> messages;
     for (size_t i : indexes) {
       const BranchOp& op = tx.ops[i];
@@ -129,8 +142,9 @@ class TransactionDriver::Context : public DriveContext {
   Status Transition(Transaction& tx, TxStatus to, const std::string& reason) override {
     TxStatus from = tx.status;
     TimePoint now = Now();
-    Status s = d_.store_.Transition(tx.gid, from, to, reason, now, UnrecordedOps());
+    Status s = d_.store_.Transition(tx.gid, from, to, reason, now, UnrecordedOps(), &fence_);
     if (!s.ok()) return s;
+    Renewed(now);
     unrecorded_.clear();
     tx.status = to;
     tx.reason = reason;
@@ -144,8 +158,11 @@ class TransactionDriver::Context : public DriveContext {
 
   Status SetAttention(Transaction& tx, const std::string& attention) override {
     if (tx.attention == attention) return Status::Ok();
-    Status s = d_.store_.SetAttention(tx.gid, attention);
-    if (s.ok()) tx.attention = attention;
+    TimePoint now = Now();
+    Status s = d_.store_.SetAttention(tx.gid, attention, &fence_);
+    if (!s.ok()) return s;
+    Renewed(now);
+    tx.attention = attention;
     return s;
   }
 
@@ -164,15 +181,44 @@ class TransactionDriver::Context : public DriveContext {
     return s;
   }
 
-  // Records the outcomes of calls not yet recorded (the drive ends without a transition).
+  // Records the outcomes of calls not yet recorded (the drive ends without a transition), under
+  // the fence.
   Status Flush(const std::string& gid) {
     if (unrecorded_.empty()) return Status::Ok();
-    Status s = d_.store_.RecordOps(gid, UnrecordedOps(), Now());
-    if (s.ok()) unrecorded_.clear();
+    TimePoint now = Now();
+    Status s = d_.store_.RecordOps(gid, UnrecordedOps(), now, fence_);
+    if (!s.ok()) return s;
+    Renewed(now);
+    unrecorded_.clear();
     return s;
   }
 
  private:
+  // Before a round of calls: what earlier rounds left unrecorded is made durable, and the lease
+  // is confirmed (renewed by a fenced write) unless a fenced write renewed it moments ago and it
+  // still has `budget` and a margin left. A failed fence stops the drive here, before any call.
+  Status StartRound(const std::string& gid, Duration budget) {
+    if (Status s = Flush(gid); !s.ok()) return s;
+    const Duration margin = d_.options_.lease / 10;
+    if (LeaseLeft() < budget + margin || lease_known_until_ - Now() < d_.options_.lease - margin) {
+      TimePoint now = Now();
+      Status s = d_.store_.RecordOps(gid, {}, now, fence_);  // renews only
+      if (!s.ok()) return s;
+      Renewed(now);
+    }
+    return Status::Ok();
+  }
+
+  // A fenced write sent at `sent` succeeded: the store extended the lease from a moment after.
+  void Renewed(TimePoint sent) { lease_known_until_ = sent + d_.options_.lease; }
+
+  // The time left on the lease, less a margin for the clocks' rates, never negative.
+  Duration LeaseLeft() {
+    auto left = std::chrono::duration_cast<Duration>(lease_known_until_ - Now()) -
+                d_.options_.lease / 10;
+    return std::max(left, Duration(0));
+  }
+
   // Calls' outcomes are applied to tx at once and made durable with the next transition, or by
   // Flush before the next round of calls or a wait: a crash in between only loses attempts, which
   // are repeated (participants take any op more than once), never a decision. A round followed
@@ -193,6 +239,8 @@ class TransactionDriver::Context : public DriveContext {
   }
 
   TransactionDriver& d_;
+  const Fence fence_;
+  TimePoint lease_known_until_;
   std::map<std::pair<std::string, std::string>, BranchOp> unrecorded_;  // by (branch, op)
 };
 
@@ -249,6 +297,8 @@ void TransactionDriver::Enqueue(const std::string& gid, std::optional<TimePoint>
     }
     if (!queued_.insert(gid).second) return;
     queue_.push_back(gid);
+    // A long queue keeps gids only: its transactions are loaded when their turn comes.
+    if (static_cast<int>(queue_.size()) > options_.keep_stored) as_stored.reset();
     if (leased_until || as_stored) known_[gid] = Known{leased_until, std::move(as_stored)};
   }
   work_cv_.notify_one();
@@ -256,7 +306,7 @@ void TransactionDriver::Enqueue(const std::string& gid, std::optional<TimePoint>
 
 void TransactionDriver::Kick(const std::string& gid) {
   TimePoint now = clock_.Now();
-  auto leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
+  auto leased = store_.TryLease(gid, options_.owner, options_.lease);
   if (leased.ok() && *leased) {
     Enqueue(gid, now + options_.lease);
   } else {
@@ -267,13 +317,22 @@ void TransactionDriver::Kick(const std::string& gid) {
 std::optional<Transaction> TransactionDriver::KickHere(const std::string& gid,
                                                     std::optional<Transaction> as_stored) {
   TimePoint now = clock_.Now();
-  auto leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
+  auto leased = store_.TryLease(gid, options_.owner, options_.lease);
   if (leased.ok() && *leased) return DriveHere(gid, now + options_.lease, std::move(as_stored));
   WakePoller();
   return std::nullopt;
 }
 
 void TransactionDriver::WakePoller() { poll_cv_.notify_all(); }
+
+bool TransactionDriver::Admit() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (static_cast<int>(queue_.size()) < options_.max_queued) return true;
+  }
+  if (observer_) observer_->OnRejected();
+  return false;
+}
 
 void TransactionDriver::WorkerLoop() {
   while (true) {
@@ -317,12 +376,23 @@ bool TransactionDriver::DriveLeased(const std::string& gid, std::optional<TimePo
   TimePoint now = clock_.Now();
   Result<bool> leased = true;
   if (!leased_until || *leased_until - now < options_.lease * 9 / 10) {
-    leased = store_.TryLease(gid, options_.owner, now, now + options_.lease);
+    leased = store_.TryLease(gid, options_.owner, options_.lease);
     as_stored.reset();  // a stale lease: someone may have changed it meanwhile
+    leased_until = now + options_.lease;
   }
-  if (!leased.ok() || !*leased) return false;
+  if (!leased.ok()) {
+    // The store is unreachable; this coordinator may still hold the lease (it created or
+    // claimed the transaction): try again after the backoff.
+    if (observer_) observer_->OnDriveError(gid, leased.status());
+    Interrupted(gid, /*done=*/false);
+    return false;
+  }
+  if (!*leased) {
+    Interrupted(gid, /*done=*/true);  // another coordinator drives it
+    return false;
+  }
   try {
-    return Drive(gid, std::move(as_stored), left).ok();
+    return Drive(gid, *leased_until, std::move(as_stored), left).ok();
   } catch (const std::exception& e) {
     // Adapters return statuses; this is a last guard so one transaction cannot stop the
     // thread. The lease runs out and the transaction is driven again.
@@ -361,6 +431,7 @@ std::optional<Transaction> TransactionDriver::DriveHere(const std::string& gid,
 void TransactionDriver::PollLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
+    ResumeInterrupted(lock, clock_.Now());
     // Claim only what idle workers can start now: a claimed transaction that waits in the queue
     // longer than its lease could be claimed by another coordinator as well.
     // Drives on callers' threads (DriveHere) take no worker.
@@ -370,7 +441,7 @@ void TransactionDriver::PollLoop() {
     if (capacity > 0) {
       lock.unlock();
       TimePoint now = clock_.Now();
-      auto claimed = store_.ClaimDue(options_.owner, now, now + options_.lease, capacity);
+      auto claimed = store_.ClaimDue(options_.owner, now, options_.lease, capacity);
       if (claimed.ok()) {
         for (const std::string& gid : *claimed) Enqueue(gid, now + options_.lease);
       } else if (observer_) {
@@ -385,11 +456,43 @@ void TransactionDriver::PollLoop() {
 }
 
 Status TransactionDriver::DriveNow(const std::string& gid) {
-  return Drive(gid, std::nullopt, nullptr);
+  TimePoint now = clock_.Now();
+  auto leased = store_.TryLease(gid, options_.owner, options_.lease);
+  if (!leased.ok()) return leased.status();
+  if (!*leased) {
+    auto tx = store_.Load(gid, /*with_log=*/false);
+    if (tx.ok() && IsFinal(tx->status)) return Status::Ok();
+    return Status::Conflict("transaction " + gid + " is leased by another coordinator");
+  }
+  return Drive(gid, now + options_.lease, std::nullopt, nullptr);
 }
 
-Status TransactionDriver::Drive(const std::string& gid, std::optional<Transaction> as_stored,
-                                Transaction* left) {
+void TransactionDriver::Interrupted(const std::string& gid, bool done) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (done) {
+    interrupted_.erase(gid);
+    return;
+  }
+  Resume& r = interrupted_[gid];
+  ++r.tries;
+  r.due = clock_.Now() + options_.retry.Backoff(r.tries, random_.Random01());
+}
+
+void TransactionDriver::ResumeInterrupted(std::unique_lock<std::mutex>& lock, TimePoint now) {
+  std::vector<std::string> due;
+  for (auto& [gid, r] : interrupted_) {
+    if (r.due > now) continue;
+    due.push_back(gid);
+    r.due = TimePoint::max();  // until this drive is interrupted again, or ends
+  }
+  if (due.empty()) return;
+  lock.unlock();
+  for (const std::string& gid : due) Enqueue(gid);  // the lease is taken again by the worker
+  lock.lock();
+}
+
+Status TransactionDriver::Drive(const std::string& gid, TimePoint lease_known_until,
+                                std::optional<Transaction> as_stored, Transaction* left) {
   Status s;
   // A Conflict means another actor (a client's abort, another coordinator) moved the
   // transaction under us: reload and carry on from what is stored.
@@ -405,6 +508,7 @@ Status TransactionDriver::Drive(const std::string& gid, std::optional<Transactio
       break;
     }
     if (IsFinal(tx->status)) {
+      Interrupted(gid, /*done=*/true);
       NotifyFinal(*tx);
       if (left != nullptr) *left = std::move(*tx);
       return Status::Ok();
@@ -414,21 +518,31 @@ Status TransactionDriver::Drive(const std::string& gid, std::optional<Transactio
       s = Status::Internal("no processor for mode " + std::string(ModeName(tx->mode)));
       break;
     }
-    Context ctx(*this);
+    Context ctx(*this, lease_known_until);
     s = it->second->Drive(*tx, ctx);
-    // A drive that ends OK has recorded everything (with a transition, or before waiting); one
-    // cut short still records the calls it made.
-    if (!s.ok()) ctx.Flush(gid);
     if (s.ok()) {
+      // Recorded everything (with a transition, or before waiting).
+      Interrupted(gid, /*done=*/true);
       if (left != nullptr) *left = std::move(*tx);
       return s;
     }
+    // Another coordinator holds it now: stop at once, write nothing more.
+    if (s.code() == Status::Code::kLeaseLost) break;
+    // Cut short: the calls it made are still recorded.
+    ctx.Flush(gid);
     if (s.code() != Status::Code::kConflict) break;
   }
   if (observer_) observer_->OnDriveError(gid, s);
-  // Hand it back to the poller after a pause rather than hold the lease until it expires.
+  if (s.code() == Status::Code::kLeaseLost) {
+    Interrupted(gid, /*done=*/true);
+    return s;
+  }
+  // Hand it back to the poller after a pause rather than hold the lease until it expires. When
+  // even that fails (the store is down), it is resumed here once the store answers again.
   TimePoint now = clock_.Now();
-  store_.Reschedule(gid, options_.owner, now + options_.retry.Backoff(1, random_.Random01()));
+  Status released =
+      store_.Reschedule(gid, options_.owner, now + options_.retry.Backoff(1, random_.Random01()));
+  Interrupted(gid, /*done=*/released.ok());
   return s;
 }
 

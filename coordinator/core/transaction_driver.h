@@ -31,9 +31,18 @@ struct DriverOptions {
   std::string owner = "treatyd";  // this coordinator's name in leases; unique per coordinator
   int workers = 8;
   Duration poll_interval = std::chrono::milliseconds(100);
-  // How long a claim keeps other coordinators away; longer than one drive step takes.
+  // How long a claim keeps other coordinators away, by the store's clock. Every write of a
+  // drive is fenced on it and renews it; no call is sent without its whole time budget left.
   Duration lease = std::chrono::seconds(30);
   Duration branch_call_timeout = std::chrono::seconds(3);
+  // The longest one delivery to the message sink may take (the Kafka producer's delivery
+  // timeout and its margin); at most half the lease.
+  Duration publish_timeout = std::chrono::seconds(10);
+  // Transactions waiting for a worker, at most: Admit() refuses new work beyond it (the API
+  // answers 503 with Retry-After). Only the first `keep_stored` of them keep a copy of their
+  // stored state; the others are loaded when their turn comes, so memory stays bounded.
+  int max_queued = 2000;
+  int keep_stored = 64;
   RetryPolicy retry;
   int claim_batch = 64;
   // How often a client waiting for an outcome looks at the store, in case another coordinator
@@ -53,6 +62,8 @@ class DriverObserver {
   virtual void OnCall(const Transaction&, const BranchOp&, const BranchReply&) {}
   // The transaction waits for a retry after its backoff.
   virtual void OnRetryScheduled(const Transaction&) {}
+  // New work was refused: too many transactions wait for a worker.
+  virtual void OnRejected() {}
 };
 
 class TransactionDriver {
@@ -97,7 +108,12 @@ class TransactionDriver {
   // Makes the poller look for due work now (after a transaction was made due).
   void WakePoller();
 
-  // Drives `gid` on the calling thread until it is final or waits. For tests and tools.
+  // Whether new work may be accepted now: false while `max_queued` transactions wait for a
+  // worker (overload, e.g. slow participants). Counted by the observer (OnRejected).
+  bool Admit();
+
+  // Takes the lease and drives `gid` on the calling thread until it is final or waits; Conflict
+  // when another coordinator holds it. For tests and tools.
   Status DriveNow(const std::string& gid);
 
   // The transaction once it is final, or as it stands at `until`.
@@ -136,13 +152,22 @@ class TransactionDriver {
   void PollLoop();
   // DriveNow, starting from `as_stored` instead of a load when given.
   // `left`, when given, receives the transaction as a successful drive left it.
-  Status Drive(const std::string& gid, std::optional<Transaction> as_stored, Transaction* left);
+  // `lease_known_until`: as for Context (this coordinator's clock).
+  Status Drive(const std::string& gid, TimePoint lease_known_until,
+               std::optional<Transaction> as_stored, Transaction* left);
   // Drive() under this coordinator's lease: the one known to be fresh, or one taken now. True
   // when it was driven without an error.
   bool DriveLeased(const std::string& gid, std::optional<TimePoint> leased_until,
                    std::optional<Transaction> as_stored, Transaction* left);
   // Wakes the WaitFinal() calls on tx.gid with `tx`, which is final and stored as it is.
   void NotifyFinal(const Transaction& tx);
+  // A drive of `gid` was cut short and its lease could not be given back (the store was
+  // unreachable): it is driven again here after the retry backoff, not after the lease runs
+  // out. `done`: it was given back or driven to a wait, so nothing is left to resume.
+  void Interrupted(const std::string& gid, bool done);
+  // Enqueues the interrupted drives whose backoff has passed. `lock` holds mu_ (released
+  // meanwhile).
+  void ResumeInterrupted(std::unique_lock<std::mutex>& lock, TimePoint now);
 
   const DriverOptions options_;
   TransactionStore& store_;
@@ -173,6 +198,12 @@ class TransactionDriver {
   // poller to claim again rather than leaving it to the next poll interval (a backlog after a
   // restart drains at the workers' pace, not the poll's).
   bool claimed_last_time_ = false;    // guarded by mu_
+  // Interrupted drives to resume (Interrupted()): when, and after how many tries.
+  struct Resume {
+    TimePoint due;
+    int tries = 0;
+  };
+  std::map<std::string, Resume> interrupted_;  // guarded by mu_
   std::vector<std::thread> threads_;
 
   // The transactions someone waits on, so that a change wakes only its own waiters.

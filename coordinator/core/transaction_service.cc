@@ -132,8 +132,14 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
 
   // Only a transaction driven at once is leased to its creator; a begun one (or a half message
   // waiting for its check-back) must be claimable by any coordinator when it falls due.
-  const TimePoint lease_until = tx.submitted ? now + driver_.options().lease : now;
-  auto created = store_.Create(tx, driver_.options().owner, lease_until);
+  // Overloaded (too much waiting for a worker), new work is refused before anything is stored:
+  // accepted work is never dropped, and memory stays bounded.
+  if (tx.submitted && !req.wait && !driver_.Admit()) {
+    return Status::ResourceExhausted("too many transactions are waiting to be driven; retry later");
+  }
+  const Duration lease = tx.submitted ? driver_.options().lease : Duration(0);
+  const TimePoint lease_until = now + lease;  // by this coordinator's clock, as the driver keeps it
+  auto created = store_.Create(tx, driver_.options().owner, lease);
   if (!created.ok()) return created.status();
   if (!created->created) {
     if (created->existing.request_digest != req.request_digest) {
@@ -193,7 +199,8 @@ Result<Transaction> TransactionService::Submit(const std::string& gid, bool wait
   if (tx->mode == Mode::kMsg) {
     if (tx->status == TxStatus::kPrepared) {
       const std::string reason = "submitted by the service";
-      Status s = store_.Transition(gid, TxStatus::kPrepared, TxStatus::kCommitting, reason, now, {});
+      Status s = store_.Transition(gid, TxStatus::kPrepared, TxStatus::kCommitting, reason, now, {},
+                                   /*fence=*/nullptr);
       if (!s.ok() && s.code() != Status::Code::kConflict) return s;
       crash_.Reach("after_decision");
       if (!s.ok()) {  // moved meanwhile: drive what is stored
@@ -246,7 +253,7 @@ Result<Transaction> TransactionService::Abort(const std::string& gid) {
       case TxStatus::kActive:
       case TxStatus::kPrepared: {
         Status s = store_.Transition(gid, tx->status, TxStatus::kAborting, "aborted by the client",
-                                     clock_.Now(), {});
+                                     clock_.Now(), {}, /*fence=*/nullptr);
         if (s.code() == Status::Code::kConflict) continue;  // moved meanwhile: look again
         if (!s.ok()) return s;
         driver_.Kick(gid);

@@ -3,8 +3,8 @@
 namespace treaty::metrics {
 
 Result<core::CreateResult> TimedStore::Create(const core::Transaction& tx, const std::string& owner,
-                                              core::TimePoint lease_until) {
-  return Timed("create", [&] { return inner_.Create(tx, owner, lease_until); });
+                                              Duration lease) {
+  return Timed("create", [&] { return inner_.Create(tx, owner, lease); });
 }
 Result<core::Transaction> TimedStore::Load(const std::string& gid, bool with_log) {
   return Timed("load", [&] { return inner_.Load(gid, with_log); });
@@ -17,15 +17,17 @@ Status TimedStore::MarkSubmitted(const std::string& gid, core::TimePoint now) {
 }
 Status TimedStore::Transition(const std::string& gid, core::TxStatus from, core::TxStatus to,
                               const std::string& reason, core::TimePoint now,
-                              const std::vector<core::BranchOp>& ops) {
-  return Timed("transition", [&] { return inner_.Transition(gid, from, to, reason, now, ops); });
+                              const std::vector<core::BranchOp>& ops, const core::Fence* fence) {
+  return Timed("transition",
+               [&] { return inner_.Transition(gid, from, to, reason, now, ops, fence); });
 }
 Status TimedStore::RecordOps(const std::string& gid, const std::vector<core::BranchOp>& ops,
-                             core::TimePoint now) {
-  return Timed("record_ops", [&] { return inner_.RecordOps(gid, ops, now); });
+                             core::TimePoint now, const core::Fence& fence) {
+  return Timed("record_ops", [&] { return inner_.RecordOps(gid, ops, now, fence); });
 }
-Status TimedStore::SetAttention(const std::string& gid, const std::string& attention) {
-  return Timed("set_attention", [&] { return inner_.SetAttention(gid, attention); });
+Status TimedStore::SetAttention(const std::string& gid, const std::string& attention,
+                                const core::Fence* fence) {
+  return Timed("set_attention", [&] { return inner_.SetAttention(gid, attention, fence); });
 }
 Status TimedStore::Reschedule(const std::string& gid, const std::string& owner,
                               core::TimePoint next_attempt_at) {
@@ -35,12 +37,12 @@ Status TimedStore::MakeDue(const std::string& gid, core::TimePoint now) {
   return Timed("make_due", [&] { return inner_.MakeDue(gid, now); });
 }
 Result<std::vector<std::string>> TimedStore::ClaimDue(const std::string& owner, core::TimePoint now,
-                                                      core::TimePoint lease_until, int limit) {
-  return Timed("claim_due", [&] { return inner_.ClaimDue(owner, now, lease_until, limit); });
+                                                      Duration lease, int limit) {
+  return Timed("claim_due", [&] { return inner_.ClaimDue(owner, now, lease, limit); });
 }
 Result<bool> TimedStore::TryLease(const std::string& gid, const std::string& owner,
-                                  core::TimePoint now, core::TimePoint lease_until) {
-  return Timed("try_lease", [&] { return inner_.TryLease(gid, owner, now, lease_until); });
+                                  Duration lease) {
+  return Timed("try_lease", [&] { return inner_.TryLease(gid, owner, lease); });
 }
 Status TimedStore::ReleaseLeases(const std::string& owner) {
   return Timed("release_leases", [&] { return inner_.ReleaseLeases(owner); });

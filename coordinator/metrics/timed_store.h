@@ -16,23 +16,24 @@ class TimedStore : public core::TransactionStore {
       : inner_(inner), metrics_(metrics) {}
 
   Result<core::CreateResult> Create(const core::Transaction& tx, const std::string& owner,
-                                    core::TimePoint lease_until) override;
+                                    Duration lease) override;
   Result<core::Transaction> Load(const std::string& gid, bool with_log) override;
   Status AddBranch(const std::string& gid, const std::vector<core::BranchOp>& ops) override;
   Status MarkSubmitted(const std::string& gid, core::TimePoint now) override;
   Status Transition(const std::string& gid, core::TxStatus from, core::TxStatus to,
                     const std::string& reason, core::TimePoint now,
-                    const std::vector<core::BranchOp>& ops) override;
+                    const std::vector<core::BranchOp>& ops, const core::Fence* fence) override;
   Status RecordOps(const std::string& gid, const std::vector<core::BranchOp>& ops,
-                   core::TimePoint now) override;
-  Status SetAttention(const std::string& gid, const std::string& attention) override;
+                   core::TimePoint now, const core::Fence& fence) override;
+  Status SetAttention(const std::string& gid, const std::string& attention,
+                      const core::Fence* fence) override;
   Status Reschedule(const std::string& gid, const std::string& owner,
                     core::TimePoint next_attempt_at) override;
   Status MakeDue(const std::string& gid, core::TimePoint now) override;
   Result<std::vector<std::string>> ClaimDue(const std::string& owner, core::TimePoint now,
-                                            core::TimePoint lease_until, int limit) override;
-  Result<bool> TryLease(const std::string& gid, const std::string& owner, core::TimePoint now,
-                        core::TimePoint lease_until) override;
+                                            Duration lease, int limit) override;
+  Result<bool> TryLease(const std::string& gid, const std::string& owner,
+                        Duration lease) override;
   Status ReleaseLeases(const std::string& owner) override;
   Result<std::vector<core::Transaction>> List(const core::ListFilter& filter) override;
   Result<std::map<core::TxStatus, int64_t>> CountByStatus() override;

@@ -87,6 +87,14 @@ void TreatyMetrics::OnRetryScheduled(const core::Transaction& tx) {
   if (next_) next_->OnRetryScheduled(tx);
 }
 
+void TreatyMetrics::OnRejected() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++rejected_;
+  }
+  if (next_) next_->OnRejected();
+}
+
 std::string TreatyMetrics::Render(const std::function<Result<StoreGauges>()>& gauges) {
   auto began = std::chrono::steady_clock::now();
   Result<StoreGauges> g = gauges();
@@ -126,6 +134,9 @@ std::string TreatyMetrics::Render(const std::function<Result<StoreGauges>()>& ga
   Header(out, "treaty_drive_errors_total", "counter",
          "Drives interrupted by the store or a conflict (retried).");
   out += "treaty_drive_errors_total " + std::to_string(drive_errors_) + "\n";
+  Header(out, "treaty_rejected_total", "counter",
+         "New transactions refused with 503 because too many waited for a worker.");
+  out += "treaty_rejected_total " + std::to_string(rejected_) + "\n";
   if (g.ok()) {
     Header(out, "treaty_transactions_in_flight", "gauge", "Unfinished transactions, by status.");
     for (const char* status : {"active", "prepared", "committing", "aborting"}) {

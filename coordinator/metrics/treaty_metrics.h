@@ -44,6 +44,7 @@ class TreatyMetrics : public core::DriverObserver {
   void OnCall(const core::Transaction& tx, const core::BranchOp& op,
               const core::BranchReply& reply) override;
   void OnRetryScheduled(const core::Transaction& tx) override;
+  void OnRejected() override;
   // One store call of kind `op` ("transition", "load", ...) took `seconds`.
   void OnStoreCall(const char* op, double seconds);
 
@@ -71,6 +72,7 @@ class TreatyMetrics : public core::DriverObserver {
   std::map<std::string, uint64_t> retries_;                                   // mode
   std::map<std::string, Histogram> store_latency_;                            // op
   uint64_t drive_errors_ = 0;
+  uint64_t rejected_ = 0;
 };
 
 }  // namespace treaty::metrics

@@ -47,6 +47,20 @@ std::optional<int64_t> OptionalMs(const std::optional<TimePoint>& t) {
 }
 
 #define TS(n) "to_timestamp($" #n "::bigint / 1000.0)"
+// The database's now plus a lease in milliseconds: leases are taken and compared by the
+// database's clock only (store.h, Fence).
+#define LEASE_END(ms) "(now() + (" ms ") * interval '1 millisecond')"
+
+// The monotonic merge of recorded op outcomes (`incoming`, an OpStatesJson object) into
+// t.op_state (store.h): a succeeded op stays as stored, and a refused one is not set back to
+// pending, whatever a stale or repeated write says.
+#define MERGED_OPS(incoming)                                                                   \
+  "t.op_state || coalesce((SELECT jsonb_object_agg(e.key, CASE "                               \
+  "WHEN t.op_state -> e.key ->> 'status' = 'succeeded' THEN t.op_state -> e.key "              \
+  "WHEN t.op_state -> e.key ->> 'status' = 'refused' AND e.value ->> 'status' = 'pending' "   \
+  "THEN t.op_state -> e.key ELSE e.value END) FROM jsonb_each(" incoming ") AS e), '{}')"
+
+int64_t LeaseMs(Duration lease) { return lease.count(); }
 #define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
 
 constexpr const char* kUnfinished = "('active', 'prepared', 'committing', 'aborting')";
@@ -338,7 +352,7 @@ struct PgTransactionStore::CreateRequest {
 
 Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
                                                       const std::string& owner,
-                                                      TimePoint lease_until) {
+                                                      Duration lease) {
   CreateRequest req{tx.gid, ""};
   {
     JsonRow row(req.row);
@@ -347,7 +361,7 @@ Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
     row.Raw("request", tx.request_json.empty() ? std::string("{}") : tx.request_json);
     row.Str("request_digest", tx.request_digest).Bool("submitted", tx.submitted);
     row.Int("deadline_ms", Ms(tx.deadline)).Int("next_ms", Ms(tx.next_attempt_at));
-    row.Str("owner", owner).Int("lease_ms", Ms(lease_until)).Int("created_ms", Ms(tx.created_at));
+    row.Str("owner", owner).Int("lease_ms", LeaseMs(lease)).Int("created_ms", Ms(tx.created_at));
     row.Bool("sequential", tx.sequential).Str("definition", tx.definition);
     row.Raw("ops", OpsJson(tx.ops)).Raw("op_state", OpStatesJson(tx.ops));
     row.Str("reason", tx.submitted
@@ -386,7 +400,7 @@ std::vector<PgTransactionStore::Created> PgTransactionStore::RunCreates(
             "submitted, deadline, next_attempt_at, owner, lease_until, created_at, updated_at, "
             "sequential, definition, ops, op_state) SELECT gid, mode, status, request, request_digest, "
             "submitted, to_timestamp(deadline_ms / 1000.0), to_timestamp(next_ms / 1000.0), "
-            "owner, to_timestamp(lease_ms / 1000.0), to_timestamp(created_ms / 1000.0), "
+            "owner, " LEASE_END("lease_ms") ", to_timestamp(created_ms / 1000.0), "
             "to_timestamp(created_ms / 1000.0), sequential, NULLIF(definition, ''), ops, op_state "
             "FROM req "
             "ON CONFLICT (gid) DO NOTHING RETURNING gid), "
@@ -475,14 +489,16 @@ struct PgTransactionStore::TransitionRequest {
   TimePoint now;
   std::string legal_modes;  // the modes in which from -> to is legal, comma-separated
   std::string ops_json;     // OpStatesJson: the outcomes to record
+  std::optional<core::Fence> fence;  // a drive's; none for a client's move
 };
 
 Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxStatus to,
                                       const std::string& reason, TimePoint now,
-                                      const std::vector<BranchOp>& ops) {
-  // The state machine is checked by the same statement that makes the change, so the check and
-  // the change are one atomic step.
-  TransitionRequest req{gid, from, to, reason, now, "", OpStatesJson(ops)};
+                                      const std::vector<BranchOp>& ops, const core::Fence* fence) {
+  // The state machine and the fence are checked by the same statement that makes the change, so
+  // the checks and the change are one atomic step.
+  TransitionRequest req{gid, from, to, reason, now, "", OpStatesJson(ops), std::nullopt};
+  if (fence != nullptr) req.fence = *fence;
   for (core::Mode m : {core::Mode::k2pc, core::Mode::kTcc, core::Mode::kSaga, core::Mode::kMsg}) {
     if (core::FindTransition(m, from, to) != nullptr) {
       if (!req.legal_modes.empty()) req.legal_modes += ',';
@@ -503,6 +519,11 @@ std::vector<Status> PgTransactionStore::RunTransitions(
     row.Str("from_status", core::StatusName(r.from)).Str("to_status", core::StatusName(r.to));
     row.Str("reason", r.reason).Int("at_ms", Ms(r.now)).Str("modes", r.legal_modes);
     row.Raw("ops", r.ops_json);
+    if (r.fence) {
+      row.Str("owner", r.fence->owner).Int("lease_ms", LeaseMs(r.fence->lease));
+    } else {
+      row.Null("owner").Null("lease_ms");
+    }
   }
   requests += ']';
   // Also as an array: the statement is prepared once, with a generic plan, so every lookup is
@@ -519,24 +540,30 @@ std::vector<Status> PgTransactionStore::RunTransitions(
     // exists (`found`); its log row and its ops' outcomes are written with it, and only with it.
     pqxx::result r = Prepared(w,
         "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(i integer, gid text, "
-        "from_status text, to_status text, reason text, at_ms bigint, modes text, ops jsonb)), "
+        "from_status text, to_status text, reason text, at_ms bigint, modes text, ops jsonb, "
+        "owner text, lease_ms bigint)), "
         "cur AS (SELECT t.gid, t.mode, t.status, "
-        "t.op_state ?& ARRAY(SELECT jsonb_object_keys(req.ops)) AS found "
+        "t.op_state ?& ARRAY(SELECT jsonb_object_keys(req.ops)) AS found, "
+        // The fence: a drive's move only while its lease runs, by the database's clock.
+        "(req.owner IS NULL OR (t.owner = req.owner AND t.lease_until > now())) AS fenced "
         // Locked in gid order, as RunRecords does: two batches that share transactions (a
         // client's abort while a drive records) wait for each other instead of deadlocking.
         "FROM treaty.transactions t JOIN req ON req.gid = t.gid "
         "WHERE t.gid = ANY($2::text[]) ORDER BY t.gid FOR UPDATE OF t), "
         "changed AS (UPDATE treaty.transactions t SET status = req.to_status, reason = req.reason, "
         "updated_at = to_timestamp(req.at_ms / 1000.0), "
-        "next_attempt_at = to_timestamp(req.at_ms / 1000.0), op_state = t.op_state || req.ops "
+        "next_attempt_at = to_timestamp(req.at_ms / 1000.0), op_state = " MERGED_OPS("req.ops") ", "
+        "lease_until = CASE WHEN req.owner IS NULL THEN t.lease_until "
+        "ELSE " LEASE_END("req.lease_ms") " END "
         "FROM req JOIN cur ON cur.gid = req.gid "
         "WHERE t.gid = ANY($2::text[]) AND t.gid = req.gid AND cur.status = req.from_status "
-        "AND cur.mode = ANY(string_to_array(req.modes, ',')) AND cur.found RETURNING req.i), "
+        "AND cur.mode = ANY(string_to_array(req.modes, ',')) AND cur.found AND cur.fenced "
+        "RETURNING req.i), "
         "logged AS (INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
         "SELECT req.gid, req.from_status, req.to_status, req.reason, "
         "to_timestamp(req.at_ms / 1000.0) FROM changed JOIN req ON req.i = changed.i) "
         // (logged runs whether read or not: data-modifying WITH runs to completion.)
-        "SELECT req.i, cur.mode, cur.status, changed.i IS NOT NULL "
+        "SELECT req.i, cur.mode, cur.status, changed.i IS NOT NULL, cur.fenced "
         "FROM req LEFT JOIN cur ON cur.gid = req.gid LEFT JOIN changed ON changed.i = req.i",
         requests, gids);
     for (const auto& row : r) {
@@ -547,6 +574,9 @@ std::vector<Status> PgTransactionStore::RunTransitions(
         out[i] = Status::Ok();
       } else if (row[1].is_null()) {
         out[i] = Status::NotFound("no transaction " + req.gid);
+      } else if (!row[4].as<bool>()) {
+        out[i] = Status::LeaseLost("transaction " + req.gid + " is no longer leased to " +
+                                   req.fence->owner);
       } else if (std::string current = row[2].as<std::string>();
                  current != core::StatusName(req.from)) {
         out[i] = Status::Conflict("transaction " + req.gid + " is " + current + ", not " +
@@ -576,13 +606,13 @@ std::vector<Status> PgTransactionStore::RunTransitions(
 struct PgTransactionStore::RecordRequest {
   std::string gid;
   TimePoint now;
-  std::string ops_json;  // OpStatesJson
+  std::string ops_json;  // OpStatesJson; "{}" only renews the lease
+  core::Fence fence;
 };
 
 Status PgTransactionStore::RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
-                                     TimePoint now) {
-  if (ops.empty()) return Status::Ok();
-  return records_->Submit(gid, RecordRequest{gid, now, OpStatesJson(ops)});
+                                     TimePoint now, const core::Fence& fence) {
+  return records_->Submit(gid, RecordRequest{gid, now, OpStatesJson(ops), fence});
 }
 
 std::vector<Status> PgTransactionStore::RunRecords(const std::vector<const RecordRequest*>& batch) {
@@ -593,34 +623,48 @@ std::vector<Status> PgTransactionStore::RunRecords(const std::vector<const Recor
     if (i > 0) requests += ',';
     JsonRow row(requests);
     row.Int("i", static_cast<int64_t>(i)).Str("gid", r.gid).Int("at_ms", Ms(r.now));
-    row.Raw("ops", r.ops_json);
+    row.Raw("ops", r.ops_json).Str("owner", r.fence.owner).Int("lease_ms", LeaseMs(r.fence.lease));
     gids += (i > 0 ? ",\"" : "\"") + r.gid + '"';
   }
   requests += ']';
   gids += '}';
-  std::vector<Status> out;
-  out.reserve(batch.size());
-  for (const RecordRequest* r : batch) {
-    out.push_back(
-        Status::NotFound("transaction " + r->gid + " lacks one of the branch ops recorded"));
-  }
+  std::vector<Status> out(batch.size(), Status::Internal("no answer for this record"));
   // One statement and one commit for the batch (no gid twice: batcher.h); each transaction's
-  // ops are all recorded, or (one of them does not exist) none is.
+  // ops are all recorded and its lease renewed, or (an op does not exist, or the fence fails)
+  // nothing is.
   Status run = WriteStatement([&](pqxx::transaction_base& w) -> Status {
     pqxx::result r = Prepared(w,
         "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(i integer, gid text, "
-        "at_ms bigint, ops jsonb)), "
+        "at_ms bigint, ops jsonb, owner text, lease_ms bigint)), "
         // Locked in gid order first, as in RunTransitions.
-        "locked AS (SELECT gid FROM treaty.transactions WHERE gid = ANY($2::text[]) "
-        "ORDER BY gid FOR UPDATE) "
-        "UPDATE treaty.transactions t SET op_state = t.op_state || req.ops, "
-        "updated_at = to_timestamp(req.at_ms / 1000.0) FROM req JOIN locked ON locked.gid = req.gid "
-        "WHERE t.gid = ANY($2::text[]) AND t.gid = req.gid "
-        "AND t.op_state ?& ARRAY(SELECT jsonb_object_keys(req.ops)) RETURNING req.i",
+        "locked AS (SELECT gid, owner, lease_until > now() AS live FROM treaty.transactions "
+        "WHERE gid = ANY($2::text[]) ORDER BY gid FOR UPDATE), "
+        "changed AS (UPDATE treaty.transactions t SET op_state = " MERGED_OPS("req.ops") ", "
+        "updated_at = CASE WHEN req.ops = '{}' THEN t.updated_at "
+        "ELSE to_timestamp(req.at_ms / 1000.0) END, lease_until = " LEASE_END("req.lease_ms") " "
+        "FROM req JOIN locked ON locked.gid = req.gid "
+        "WHERE t.gid = ANY($2::text[]) AND t.gid = req.gid AND locked.owner = req.owner "
+        "AND locked.live AND t.op_state ?& ARRAY(SELECT jsonb_object_keys(req.ops)) "
+        "RETURNING req.i) "
+        "SELECT req.i, locked.gid IS NOT NULL, coalesce(locked.owner = req.owner AND locked.live, "
+        "false), changed.i IS NOT NULL FROM req LEFT JOIN locked ON locked.gid = req.gid "
+        "LEFT JOIN changed ON changed.i = req.i",
         requests, gids);
     for (const auto& row : r) {
       const size_t i = row[0].as<size_t>();
-      if (i < out.size()) out[i] = Status::Ok();
+      if (i >= out.size()) continue;
+      const RecordRequest& req = *batch[i];
+      if (row[3].as<bool>()) {
+        out[i] = Status::Ok();
+      } else if (!row[1].as<bool>()) {
+        out[i] = Status::NotFound("no transaction " + req.gid);
+      } else if (!row[2].as<bool>()) {
+        out[i] = Status::LeaseLost("transaction " + req.gid + " is no longer leased to " +
+                                   req.fence.owner);
+      } else {
+        out[i] = Status::NotFound("transaction " + req.gid +
+                                  " lacks one of the branch ops recorded");
+      }
     }
     return Status::Ok();
   });
@@ -635,10 +679,22 @@ std::vector<Status> PgTransactionStore::RunRecords(const std::vector<const Recor
   return out;
 }
 
-Status PgTransactionStore::SetAttention(const std::string& gid, const std::string& attention) {
+Status PgTransactionStore::SetAttention(const std::string& gid, const std::string& attention,
+                                        const core::Fence* fence) {
   return WriteStatement([&](pqxx::transaction_base& w) -> Status {
-    Prepared(w, "UPDATE treaty.transactions SET attention = NULLIF($2, '') WHERE gid = $1", gid,
-                  attention);
+    if (fence == nullptr) {
+      Prepared(w, "UPDATE treaty.transactions SET attention = NULLIF($2, '') WHERE gid = $1", gid,
+               attention);
+      return Status::Ok();
+    }
+    pqxx::result r = Prepared(w,
+        "UPDATE treaty.transactions SET attention = NULLIF($2, ''), "
+        "lease_until = " LEASE_END("$4::bigint") " "
+        "WHERE gid = $1 AND owner = $3 AND lease_until > now() RETURNING gid",
+        gid, attention, fence->owner, LeaseMs(fence->lease));
+    if (r.empty()) {
+      return Status::LeaseLost("transaction " + gid + " is no longer leased to " + fence->owner);
+    }
     return Status::Ok();
   });
 }
@@ -668,19 +724,20 @@ Status PgTransactionStore::MakeDue(const std::string& gid, TimePoint now) {
 }
 
 Result<std::vector<std::string>> PgTransactionStore::ClaimDue(const std::string& owner,
-                                                              TimePoint now, TimePoint lease_until,
+                                                              TimePoint now, Duration lease,
                                                               int limit) {
   return pool_->Run<std::vector<std::string>>(
       [&](pqxx::connection& c) -> Result<std::vector<std::string>> {
         // One statement, so no BEGIN and COMMIT (two more round trips), here and below.
         pqxx::nontransaction w(c);
         pqxx::result r = Prepared(w,
-            std::string("UPDATE treaty.transactions SET owner = $1, lease_until = " TS(3) " "
+            std::string("UPDATE treaty.transactions SET owner = $1, lease_until = " LEASE_END(
+                            "$3::bigint") " "
                         "WHERE gid IN (SELECT gid FROM treaty.transactions WHERE status IN ") +
                 kUnfinished +
-                " AND next_attempt_at <= " TS(2) " AND (lease_until IS NULL OR lease_until <= " TS(
-                    2) ") ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING gid",
-            owner, Ms(now), Ms(lease_until), limit);
+                " AND next_attempt_at <= " TS(2) " AND (lease_until IS NULL OR lease_until <= "
+                "now()) ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING gid",
+            owner, Ms(now), LeaseMs(lease), limit);
         std::vector<std::string> gids;
         for (const auto& row : r) gids.push_back(row[0].as<std::string>());
         return gids;
@@ -688,14 +745,14 @@ Result<std::vector<std::string>> PgTransactionStore::ClaimDue(const std::string&
 }
 
 Result<bool> PgTransactionStore::TryLease(const std::string& gid, const std::string& owner,
-                                          TimePoint now, TimePoint lease_until) {
+                                          Duration lease) {
   return pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
     pqxx::nontransaction w(c);
     pqxx::result r = Prepared(w,
-        std::string("UPDATE treaty.transactions SET owner = $2, lease_until = " TS(4) " "
-                    "WHERE gid = $1 AND status IN ") + kUnfinished +
-            " AND (lease_until IS NULL OR lease_until <= " TS(3) " OR owner = $2) RETURNING gid",
-        gid, owner, Ms(now), Ms(lease_until));
+        std::string("UPDATE treaty.transactions SET owner = $2, lease_until = " LEASE_END(
+                        "$3::bigint") " WHERE gid = $1 AND status IN ") + kUnfinished +
+            " AND (lease_until IS NULL OR lease_until <= now() OR owner = $2) RETURNING gid",
+        gid, owner, LeaseMs(lease));
     return !r.empty();
   });
 }

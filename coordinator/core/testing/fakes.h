@@ -46,6 +46,14 @@ class CountingIds : public IdGenerator {
 class ScriptedTransport : public BranchTransport {
  public:
   std::vector<BranchReply> CallAll(const std::vector<BranchCall>& calls) override {
+    std::function<void(const BranchCall&)> hook;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      hook = hook_;
+    }
+    if (hook) {
+      for (const BranchCall& c : calls) hook(c);
+    }
     std::vector<BranchReply> out;
     std::lock_guard<std::mutex> lock(mu_);
     for (const BranchCall& c : calls) {
@@ -65,6 +73,13 @@ class ScriptedTransport : public BranchTransport {
   void Then(const std::string& branch, const std::string& op, BranchReply reply, int times = 1) {
     std::lock_guard<std::mutex> lock(mu_);
     for (int i = 0; i < times; ++i) script_[branch + "/" + op].push_back(reply);
+  }
+
+  // Runs `hook` on each call as it is made, before it is answered (e.g. to change the world
+  // while a participant is being called).
+  void OnCall(std::function<void(const BranchCall&)> hook) {
+    std::lock_guard<std::mutex> lock(mu_);
+    hook_ = std::move(hook);
   }
 
   // "branch/op" of every call so far, in order.
@@ -90,6 +105,7 @@ class ScriptedTransport : public BranchTransport {
   std::mutex mu_;
   std::map<std::string, std::deque<BranchReply>> script_;
   std::vector<BranchCall> log_;
+  std::function<void(const BranchCall&)> hook_;
 };
 
 // Records every point reached.

@@ -20,6 +20,35 @@ void InMemoryStore::SetUnavailable(bool unavailable) {
   unavailable_ = unavailable;
 }
 
+void InMemoryStore::ExpireLeases() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [gid, row] : rows_) row.lease_until = TimePoint{};
+}
+
+namespace {
+
+// The monotonic merge of an op's outcome (store.h): succeeded stays, refused never goes back to
+// pending.
+void MergeOp(BranchOp& stored, const BranchOp& o) {
+  if (stored.status == OpStatus::kSucceeded) return;
+  if (stored.status == OpStatus::kRefused && o.status == OpStatus::kPending) return;
+  stored.status = o.status;
+  stored.attempts = o.attempts;
+  stored.last_error = o.last_error;
+}
+
+}  // namespace
+
+Status InMemoryStore::Fenced(Row& row, const Fence& fence) {
+  const TimePoint now = clock_->Now();
+  if (row.owner != fence.owner || row.lease_until <= now) {
+    return Status::LeaseLost("transaction " + row.tx.gid + " is no longer leased to " +
+                             fence.owner);
+  }
+  row.lease_until = now + fence.lease;
+  return Status::Ok();
+}
+
 std::string InMemoryStore::LeaseOwner(const std::string& gid) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = rows_.find(gid);
@@ -27,12 +56,12 @@ std::string InMemoryStore::LeaseOwner(const std::string& gid) {
 }
 
 Result<CreateResult> InMemoryStore::Create(const Transaction& tx, const std::string& owner,
-                                           TimePoint lease_until) {
+                                           Duration lease) {
   std::lock_guard<std::mutex> lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(tx.gid);
   if (it != rows_.end()) return CreateResult{false, it->second.tx};
-  Row row{tx, owner, lease_until};
+  Row row{tx, owner, clock_->Now() + lease};
   row.tx.log = {LogEntry{tx.created_at, std::nullopt, tx.status, "begun"}};
   rows_.emplace(tx.gid, std::move(row));
   return CreateResult{true, {}};
@@ -79,30 +108,35 @@ Status InMemoryStore::MarkSubmitted(const std::string& gid, TimePoint now) {
 
 Status InMemoryStore::Transition(const std::string& gid, TxStatus from, TxStatus to,
                                  const std::string& reason, TimePoint now,
-                                 const std::vector<BranchOp>& ops) {
+                                 const std::vector<BranchOp>& ops, const Fence* fence) {
   std::lock_guard<std::mutex> lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   Transaction& tx = it->second.tx;
+  const TimePoint lease_before = it->second.lease_until;
+  if (fence != nullptr) {
+    if (Status s = Fenced(it->second, *fence); !s.ok()) return s;
+  }
+  // Nothing changes unless everything below holds.
+  auto refuse = [&](Status s) {
+    it->second.lease_until = lease_before;
+    return s;
+  };
   if (tx.status != from) {
-    return Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx.status)));
+    return refuse(
+        Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx.status))));
   }
   if (FindTransition(tx.mode, from, to) == nullptr) {
-    return Status::Conflict("illegal transition " + std::string(StatusName(from)) + " -> " +
-                            std::string(StatusName(to)));
+    return refuse(Status::Conflict("illegal transition " + std::string(StatusName(from)) +
+                                   " -> " + std::string(StatusName(to))));
   }
   for (const BranchOp& o : ops) {
     if (tx.FindOp(o.branch_id, o.op) == nullptr) {
-      return Status::NotFound("no op " + o.branch_id + "/" + o.op);
+      return refuse(Status::NotFound("no op " + o.branch_id + "/" + o.op));
     }
   }
-  for (const BranchOp& o : ops) {
-    BranchOp* stored = tx.FindOp(o.branch_id, o.op);
-    stored->status = o.status;
-    stored->attempts = o.attempts;
-    stored->last_error = o.last_error;
-  }
+  for (const BranchOp& o : ops) MergeOp(*tx.FindOp(o.branch_id, o.op), o);
   tx.status = to;
   tx.reason = reason;
   tx.updated_at = now;
@@ -112,27 +146,32 @@ Status InMemoryStore::Transition(const std::string& gid, TxStatus from, TxStatus
 }
 
 Status InMemoryStore::RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
-                                TimePoint now) {
+                                TimePoint now, const Fence& fence) {
   std::lock_guard<std::mutex> lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   for (const BranchOp& o : ops) {
-    BranchOp* stored = it->second.tx.FindOp(o.branch_id, o.op);
-    if (stored == nullptr) return Status::NotFound("no op " + o.branch_id + "/" + o.op);
-    stored->status = o.status;
-    stored->attempts = o.attempts;
-    stored->last_error = o.last_error;
+    if (it->second.tx.FindOp(o.branch_id, o.op) == nullptr) {
+      return Status::NotFound("no op " + o.branch_id + "/" + o.op);
+    }
   }
+  if (Status s = Fenced(it->second, fence); !s.ok()) return s;
+  for (const BranchOp& o : ops) MergeOp(*it->second.tx.FindOp(o.branch_id, o.op), o);
+  if (ops.empty()) return Status::Ok();
   it->second.tx.updated_at = now;
   return Status::Ok();
 }
 
-Status InMemoryStore::SetAttention(const std::string& gid, const std::string& attention) {
+Status InMemoryStore::SetAttention(const std::string& gid, const std::string& attention,
+                                   const Fence* fence) {
   std::lock_guard<std::mutex> lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  if (fence != nullptr) {
+    if (Status s = Fenced(it->second, *fence); !s.ok()) return s;
+  }
   it->second.tx.attention = attention;
   return Status::Ok();
 }
@@ -162,31 +201,35 @@ Status InMemoryStore::MakeDue(const std::string& gid, TimePoint now) {
 }
 
 Result<std::vector<std::string>> InMemoryStore::ClaimDue(const std::string& owner, TimePoint now,
-                                                         TimePoint lease_until, int limit) {
+                                                         Duration lease, int limit) {
   std::lock_guard<std::mutex> lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
+  const TimePoint store_now = clock_->Now();
   std::vector<std::string> out;
   for (auto& [gid, row] : rows_) {
     if (static_cast<int>(out.size()) >= limit) break;
-    if (IsFinal(row.tx.status) || row.tx.next_attempt_at > now || row.lease_until > now) continue;
+    if (IsFinal(row.tx.status) || row.tx.next_attempt_at > now || row.lease_until > store_now) {
+      continue;
+    }
     row.owner = owner;
-    row.lease_until = lease_until;
+    row.lease_until = store_now + lease;
     out.push_back(gid);
   }
   return out;
 }
 
 Result<bool> InMemoryStore::TryLease(const std::string& gid, const std::string& owner,
-                                     TimePoint now, TimePoint lease_until) {
+                                     Duration lease) {
   std::lock_guard<std::mutex> lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
   Row& row = it->second;
   if (IsFinal(row.tx.status)) return false;
+  const TimePoint now = clock_->Now();
   if (row.lease_until > now && row.owner != owner) return false;
   row.owner = owner;
-  row.lease_until = lease_until;
+  row.lease_until = now + lease;
   return true;
 }
 

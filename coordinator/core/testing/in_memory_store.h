@@ -6,29 +6,35 @@
 #include <map>
 #include <mutex>
 
+#include "coordinator/core/environment.h"
 #include "coordinator/core/store.h"
 
 namespace treaty::core::testing {
 
 class InMemoryStore : public TransactionStore {
  public:
+  // `clock` is the store's own clock (the database's, for PostgreSQL): leases are taken and
+  // fenced by it. It must outlive the store; the system clock when null.
+  explicit InMemoryStore(Clock* clock = nullptr) : clock_(clock ? clock : &SystemClock()) {}
+
   Result<CreateResult> Create(const Transaction& tx, const std::string& owner,
-                              TimePoint lease_until) override;
+                              Duration lease) override;
   Result<Transaction> Load(const std::string& gid, bool with_log) override;
   Status AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) override;
   Status MarkSubmitted(const std::string& gid, TimePoint now) override;
   Status Transition(const std::string& gid, TxStatus from, TxStatus to, const std::string& reason,
-                    TimePoint now, const std::vector<BranchOp>& ops) override;
-  Status RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
-                   TimePoint now) override;
-  Status SetAttention(const std::string& gid, const std::string& attention) override;
+                    TimePoint now, const std::vector<BranchOp>& ops, const Fence* fence) override;
+  Status RecordOps(const std::string& gid, const std::vector<BranchOp>& ops, TimePoint now,
+                   const Fence& fence) override;
+  Status SetAttention(const std::string& gid, const std::string& attention,
+                      const Fence* fence) override;
   Status Reschedule(const std::string& gid, const std::string& owner,
                     TimePoint next_attempt_at) override;
   Status MakeDue(const std::string& gid, TimePoint now) override;
   Result<std::vector<std::string>> ClaimDue(const std::string& owner, TimePoint now,
-                                            TimePoint lease_until, int limit) override;
-  Result<bool> TryLease(const std::string& gid, const std::string& owner, TimePoint now,
-                        TimePoint lease_until) override;
+                                            Duration lease, int limit) override;
+  Result<bool> TryLease(const std::string& gid, const std::string& owner,
+                        Duration lease) override;
   Status ReleaseLeases(const std::string& owner) override;
   Result<std::vector<Transaction>> List(const ListFilter& filter) override;
   Result<std::map<TxStatus, int64_t>> CountByStatus() override;
@@ -36,6 +42,8 @@ class InMemoryStore : public TransactionStore {
   // Test controls: while unavailable, every call fails with Unavailable.
   void SetUnavailable(bool unavailable);
   std::string LeaseOwner(const std::string& gid);
+  // Ends every lease now, as if each had run out (another coordinator may then claim them).
+  void ExpireLeases();
   // How many times `method` ("Load", "RecordOps", ...) was called.
   int Calls(const std::string& method) const;
 
@@ -47,7 +55,10 @@ class InMemoryStore : public TransactionStore {
     bool wake_requested = false;
   };
   Status CheckUp(const char* method) const;  // counts the call; guarded by mu_
+  // Checks `fence` on `row` and renews its lease; LeaseLost when it fails. Guarded by mu_.
+  Status Fenced(Row& row, const Fence& fence);
 
+  Clock* const clock_;
   mutable std::mutex mu_;
   std::map<std::string, Row> rows_;
   bool unavailable_ = false;
