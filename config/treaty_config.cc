@@ -46,6 +46,7 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   r.DurationAtLeast("scheduler.poll_interval", &c.scheduler.poll_interval,
                     std::chrono::milliseconds(1));
   r.DurationAtLeast("scheduler.lease", &c.scheduler.lease, std::chrono::seconds(1));
+  r.Int("scheduler.max_queued", &c.scheduler.max_queued, 1, 1000000);
   r.StringList("sagas", &c.sagas);
   r.Bool("auth.none", &c.auth.none);
   r.StringList("auth.client_tokens", &c.auth.client_tokens);
@@ -186,6 +187,7 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
       {"scheduler.workers", std::to_string(c.scheduler.workers)},
       {"scheduler.poll_interval", FormatDuration(c.scheduler.poll_interval)},
       {"scheduler.lease", FormatDuration(c.scheduler.lease)},
+      {"scheduler.max_queued", std::to_string(c.scheduler.max_queued)},
       {"auth", c.auth.none ? "none"
                : (c.auth.client_tokens.empty() && c.auth.admin_tokens.empty() &&
                   c.auth.client_token_files.empty() && c.auth.admin_token_files.empty())

@@ -55,6 +55,8 @@ struct SchedulerOptions {
   // How long a claim on a transaction keeps other treatyd away; must exceed one step (a round
   // of branch calls plus its store writes).
   Duration lease = std::chrono::seconds(30);
+  // Transactions waiting for a worker, at most; beyond it new ones are refused with 503.
+  int64_t max_queued = 2000;
 };
 
 // Who may call the API. No tokens: anyone who can connect, which is refused (a config error)

@@ -48,30 +48,47 @@ namespace {
 const Logger kLog("treatyd");
 
 // $TREATY_CRASH_POINT = "name" or "name:N": SIGKILL on reaching that point (the Nth time).
-// For crash-recovery tests; inert when unset.
+// $TREATY_PAUSE_POINT, the same spelling: SIGSTOP there instead (the process freezes until a
+// SIGCONT, as a coordinator paused by the OS or a long GC would; stale-owner tests). For fault
+// tests; inert when unset.
 class EnvCrashPoints : public core::CrashPoints {
  public:
-  EnvCrashPoints() {
-    const char* spec = std::getenv("TREATY_CRASH_POINT");  // NOLINT(concurrency-mt-unsafe)
-    if (spec == nullptr || *spec == '\0') return;
-    std::string s = spec;
-    size_t colon = s.find(':');
-    point_ = s.substr(0, colon);
-    if (colon != std::string::npos) nth_ = std::max(1, std::atoi(s.c_str() + colon + 1));
-    kLog.Warn("crash point armed", {{"point", point_}, {"nth", std::to_string(nth_)}});
-  }
+  EnvCrashPoints() : crash_("TREATY_CRASH_POINT", SIGKILL), pause_("TREATY_PAUSE_POINT", SIGSTOP) {}
   void Reach(std::string_view point) override {
-    if (point_.empty() || point != point_) return;
-    if (++count_ == nth_) {
-      kLog.Warn("crash point reached: killing myself", {{"point", point_}});
-      ::raise(SIGKILL);
-    }
+    crash_.Reach(point);
+    pause_.Reach(point);
   }
 
  private:
-  std::string point_;
-  int nth_ = 1;
-  std::atomic<int> count_{0};
+  class Armed {
+   public:
+    Armed(const char* variable, int signal) : signal_(signal) {
+      const char* spec = std::getenv(variable);  // NOLINT(concurrency-mt-unsafe)
+      if (spec == nullptr || *spec == '\0') return;
+      std::string s = spec;
+      size_t colon = s.find(':');
+      point_ = s.substr(0, colon);
+      if (colon != std::string::npos) nth_ = std::max(1, std::atoi(s.c_str() + colon + 1));
+      kLog.Warn("fault point armed",
+                {{"variable", variable}, {"point", point_}, {"nth", std::to_string(nth_)}});
+    }
+    void Reach(std::string_view point) {
+      if (point_.empty() || point != point_) return;
+      if (++count_ == nth_) {
+        kLog.Warn("fault point reached: signalling myself",
+                  {{"point", point_}, {"signal", std::to_string(signal_)}});
+        ::raise(signal_);
+      }
+    }
+
+   private:
+    int signal_;
+    std::string point_;
+    int nth_ = 1;
+    std::atomic<int> count_{0};
+  };
+  Armed crash_;
+  Armed pause_;
 };
 
 // Logs every state change with its gid.
@@ -240,6 +257,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
           // The producer waits the delivery timeout and a 5 s margin (KafkaPublisher).
           .publish_timeout = std::min<Duration>(
               config.kafka.delivery_timeout + std::chrono::seconds(5), config.scheduler.lease / 2),
+          .max_queued = static_cast<int>(config.scheduler.max_queued),
           .retry = core::RetryPolicy{config.retry.initial, config.retry.max,
                                      config.retry.multiplier, config.retry.jitter},
       },

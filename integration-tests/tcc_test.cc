@@ -112,14 +112,14 @@ TEST_F(TccTest, ClientDrivenTriesThenSubmitOrAbort) {
     ASSERT_EQ(HttpCall("POST", base + "/v1/transactions",
                        R"({"gid":")" + gid + R"(","mode":"tcc","timeout":"30s"})")->status,
               201);
-    // The client runs its own tries, then registers each branch's confirm and cancel.
-    ASSERT_EQ(Deliver(stack_->orders(), gid, "order", "try", 1), 200);
-    ASSERT_EQ(Deliver(stack_->inventory(), gid, "stock", "try", 1), 200);
+    // The client registers each branch's confirm and cancel, then runs its own tries.
     for (const std::string& branch : {stack_->OrderTccBranch("order", "A1", 1, false),
                                       stack_->InventoryTccBranch("stock", "A1", 1, false)}) {
       auto reg = HttpCall("POST", base + "/v1/transactions/" + gid + "/branches", branch);
       ASSERT_TRUE(reg.ok() && reg->status == 201) << (reg.ok() ? reg->body : "");
     }
+    ASSERT_EQ(Deliver(stack_->orders(), gid, "order", "try", 1), 200);
+    ASSERT_EQ(Deliver(stack_->inventory(), gid, "stock", "try", 1), 200);
     auto done = HttpCall("POST", base + "/v1/transactions/" + gid + "/" + outcome,
                          R"({"wait":true})");
     ASSERT_TRUE(done.ok() && done->status == 200) << (done.ok() ? done->body : "");
@@ -131,6 +131,21 @@ TEST_F(TccTest, ClientDrivenTriesThenSubmitOrAbort) {
     EXPECT_EQ(late->status, 409) << "registration after " << outcome;
   }
   EXPECT_EQ(stack_->Stock("A1").value(), "9/0/1");
+}
+
+TEST_F(TccTest, AClientThatDiesAfterItsTryHasItCancelledAtTheDeadline) {
+  // Registered first, then tried, then the client is gone: its try must not stay applied.
+  std::string base = stack_->treatyd().base_url();
+  ASSERT_EQ(HttpCall("POST", base + "/v1/transactions",
+                     R"({"gid":"orphan-try","mode":"tcc","timeout":"1s"})")->status,
+            201);
+  auto reg = HttpCall("POST", base + "/v1/transactions/orphan-try/branches",
+                      stack_->InventoryTccBranch("stock", "A1", 3, false));
+  ASSERT_TRUE(reg.ok() && reg->status == 201) << (reg.ok() ? reg->body : "");
+  ASSERT_EQ(Deliver(stack_->inventory(), "orphan-try", "stock", "try", 3), 200);
+  EXPECT_EQ(stack_->Stock("A1").value(), "7/3/0") << "the try froze the stock";
+  EXPECT_EQ(stack_->WaitFinal("orphan-try", std::chrono::seconds(30)), "aborted");
+  EXPECT_EQ(stack_->Stock("A1").value(), "10/0/0") << "the orphaned try was not cancelled";
 }
 
 TEST_F(TccTest, AConfirmThatKeepsFailingFinishesOnceTheParticipantRecovers) {

@@ -582,16 +582,21 @@ ApiResponse TransactionsApi::AddBranch(const ApiRequest& r) {
 
 ApiResponse TransactionsApi::ChangeAndAnswer(
     const ApiRequest& r,
-    const std::function<Result<core::Transaction>(const std::string&, bool)>& change,
-    bool until_deadline) {
+    const std::function<Result<core::Transaction>(const std::string&, bool, bool)>& change,
+    bool until_deadline, bool takes_rolled_back) {
   auto parsed = ParseObject(r.body, true);
   if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
   Object::Ptr body = std::get<Object::Ptr>(parsed);
-  if (auto e = CheckKeys(*body, {"wait"}, "")) return BadField(*e);
+  if (auto e = takes_rolled_back ? CheckKeys(*body, {"wait", "rolled_back"}, "")
+                                 : CheckKeys(*body, {"wait"}, "")) {
+    return BadField(*e);
+  }
   bool wait = false;
   if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
+  bool rolled_back = false;
+  if (auto e = GetBool(*body, "rolled_back", &rolled_back)) return BadField(*e);
   const core::TimePoint received = std::chrono::system_clock::now();
-  auto tx = change(r.path_params.at("gid"), wait);
+  auto tx = change(r.path_params.at("gid"), wait, rolled_back);
   if (!tx.ok()) return FromStatus(tx.status());
   if (!wait) return Json(202, Outcome(*tx));
   if (core::IsFinal(tx->status)) return Json(200, Outcome(*tx));  // driven to its end already
@@ -604,15 +609,18 @@ ApiResponse TransactionsApi::ChangeAndAnswer(
 
 ApiResponse TransactionsApi::Submit(const ApiRequest& r) {
   return ChangeAndAnswer(
-      r, [this](const std::string& gid, bool wait) { return service_.Submit(gid, wait); },
-      /*until_deadline=*/true);
+      r, [this](const std::string& gid, bool wait, bool) { return service_.Submit(gid, wait); },
+      /*until_deadline=*/true, /*takes_rolled_back=*/false);
 }
 
 ApiResponse TransactionsApi::Abort(const ApiRequest& r) {
   // Aborting ends quickly whatever the deadline says: wait up to max_wait.
   return ChangeAndAnswer(
-      r, [this](const std::string& gid, bool) { return service_.Abort(gid); },
-      /*until_deadline=*/false);
+      r,
+      [this](const std::string& gid, bool, bool rolled_back) {
+        return service_.Abort(gid, rolled_back ? core::AbortBy::kService : core::AbortBy::kOther);
+      },
+      /*until_deadline=*/false, /*takes_rolled_back=*/true);
 }
 
 ApiResponse TransactionsApi::Retry(const ApiRequest& r) {

@@ -11,6 +11,38 @@ const std::vector<std::string>& MsgProcessor::BranchOps() const {
 
 const std::vector<std::string>& MsgProcessor::RequiredOps(bool) const { return BranchOps(); }
 
+bool MsgProcessor::ChecksBeforeAbort(const Transaction& tx) const {
+  return tx.status == TxStatus::kPrepared;
+}
+
+Status MsgProcessor::CheckBackNow(Transaction& tx, DriveContext& ctx) {
+  if (tx.status != TxStatus::kPrepared) return Drive(tx, ctx);
+  std::vector<size_t> query = tx.OpsNamed("query");
+  if (query.empty()) return Status::Unavailable("no query URL to check back with");
+  BranchOp& q = tx.ops[query[0]];
+  const BranchOp before = q;
+  q.status = OpStatus::kPending;  // asked afresh, as at the check-back time
+  Status s = ctx.CallOps(tx, query);
+  if (!s.ok()) return s;
+  if (q.status == OpStatus::kRefused) {
+    s = ctx.Transition(tx, TxStatus::kAborting, "aborted: check-back says the service rolled back");
+    if (!s.ok()) return s;
+    return Drive(tx, ctx);
+  }
+  if (q.status == OpStatus::kSucceeded) {
+    s = ctx.Transition(tx, TxStatus::kCommitting, "check-back: the service committed");
+    if (!s.ok()) return s;
+    s = Drive(tx, ctx);
+    if (!s.ok()) return s;
+    return Status::Conflict("not aborted: the service says its local transaction committed, so "
+                            "its messages are delivered");
+  }
+  const std::string error = q.last_error;
+  q = before;  // nothing is recorded of a check that got no answer
+  return Status::Conflict("not aborted: the service could not be asked whether its local "
+                          "transaction committed (" + error + "); nothing changed");
+}
+
 Status MsgProcessor::Drive(Transaction& tx, DriveContext& ctx) {
   for (int pass = 0; pass < 16; ++pass) {
     switch (tx.status) {

@@ -13,7 +13,9 @@
 // asked again with backoff; after `max_checks` unanswered checks the transaction carries an
 // attention note and is still asked. Delivery is at least once: every message carries a stable id
 // (gid:index) in its headers, and is retried until acknowledged; only then is the transaction
-// committed. A message is never delivered for a transaction that was not committed.
+// committed. A message is never delivered for a transaction that was not committed. An abort
+// from anyone but the service itself ({"rolled_back": true}) is a check-back made at once: only
+// the service's "rolled back" drops the messages.
 
 #include "coordinator/core/processor.h"
 
@@ -27,6 +29,10 @@ class MsgProcessor : public Processor {
   const std::vector<std::string>& BranchOps() const override;
   const std::vector<std::string>& RequiredOps(bool registered) const override;
   Status Drive(Transaction& tx, DriveContext& ctx) override;
+  // Prepared: an operator's abort asks the service first (its local transaction may have
+  // committed, and the event must not be lost).
+  bool ChecksBeforeAbort(const Transaction& tx) const override;
+  Status CheckBackNow(Transaction& tx, DriveContext& ctx) override;
 
  private:
   const int max_checks_;

@@ -62,6 +62,20 @@ class Processor {
   // called). Any other status means stop here: the stored transaction is driven again later
   // (Conflict: someone else changed it; reload and drive again).
   virtual Status Drive(Transaction& tx, DriveContext& ctx) = 0;
+
+  // Whether an abort asked by someone other than the transaction's own client must first learn
+  // the outcome from it (msg: a half message whose service may have committed). False by
+  // default: the abort goes ahead.
+  virtual bool ChecksBeforeAbort(const Transaction&) const { return false; }
+
+  // The check that ChecksBeforeAbort asks for, made now: moves `tx` as the answer says and
+  // drives it on. OK when it ends aborting or aborted; Conflict (saying why) when the answer was
+  // to commit, or when no answer came (then nothing is recorded).
+  virtual Status CheckBackNow(Transaction& tx, DriveContext& ctx) {
+    (void)tx;
+    (void)ctx;
+    return Status::Ok();
+  }
 };
 
 }  // namespace treaty::core

@@ -4,7 +4,8 @@
 //
 // Submitted whole, Treaty calls every branch's try (in parallel, or one after another when the
 // request says "sequential"), then confirm on all, or cancel on all. Client-driven, the client
-// begins, runs its own tries, registers each branch with its confirm and cancel URLs, and submits
+// begins, registers each branch with its confirm and cancel URLs, then runs that branch's try
+// (registered first, a try whose client dies is still cancelled), and submits
 // (confirm all) or aborts (cancel all); a transaction never submitted before its deadline is
 // cancelled the same way, since the client's tries may have run. Cancel goes to every branch:
 // a participant's barrier turns a cancel without a try into nothing (null compensation) and

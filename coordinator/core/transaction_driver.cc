@@ -467,6 +467,48 @@ Status TransactionDriver::DriveNow(const std::string& gid) {
   return Drive(gid, now + options_.lease, std::nullopt, nullptr);
 }
 
+Result<Transaction> TransactionDriver::CheckBackNow(const std::string& gid) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return Status::Unavailable("shutting down");
+    if (running_.count(gid) || queued_.count(gid)) {
+      return Status::Conflict("transaction " + gid + " is being driven now; try again");
+    }
+    running_.insert(gid);
+    ++running_here_;
+  }
+  Result<Transaction> out = [&]() -> Result<Transaction> {
+    TimePoint now = clock_.Now();
+    auto leased = store_.TryLease(gid, options_.owner, options_.lease);
+    if (!leased.ok()) return leased.status();
+    if (!*leased) {
+      return Status::Conflict("another coordinator is driving transaction " + gid +
+                              " now; try again");
+    }
+    auto tx = store_.Load(gid, /*with_log=*/false);
+    if (!tx.ok()) return tx.status();
+    auto it = processors_.find(tx->mode);
+    Status s = Status::Ok();
+    if (it != processors_.end()) {
+      Context ctx(*this, now + options_.lease);
+      s = it->second->CheckBackNow(*tx, ctx);
+    }
+    // The lease back; a scheduled check-back keeps its time (a drive that waits set its own).
+    if (!IsFinal(tx->status)) store_.Reschedule(gid, options_.owner, tx->next_attempt_at);
+    if (!s.ok()) return s;
+    return store_.Load(gid, /*with_log=*/false);
+  }();
+  bool again = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_.erase(gid);
+    --running_here_;
+    again = rerun_.erase(gid) > 0;
+  }
+  if (again) Enqueue(gid);
+  return out;
+}
+
 void TransactionDriver::Interrupted(const std::string& gid, bool done) {
   std::lock_guard<std::mutex> lock(mu_);
   if (done) {

@@ -112,6 +112,11 @@ class TransactionDriver {
   // worker (overload, e.g. slow participants). Counted by the observer (OnRejected).
   bool Admit();
 
+  // Makes the check its processor asks for before an operator's abort (Processor::
+  // CheckBackNow) on the calling thread, under this coordinator's lease; Conflict when another
+  // coordinator or drive holds the transaction now. Returns it as the check left it.
+  Result<Transaction> CheckBackNow(const std::string& gid);
+
   // Takes the lease and drives `gid` on the calling thread until it is final or waits; Conflict
   // when another coordinator holds it. For tests and tools.
   Status DriveNow(const std::string& gid);

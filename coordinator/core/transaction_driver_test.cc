@@ -8,6 +8,7 @@
 
 #include <thread>
 
+#include "coordinator/core/msg_processor.h"
 #include "coordinator/core/saga_processor.h"
 #include "coordinator/core/testing/fakes.h"
 #include "coordinator/core/testing/in_memory_store.h"
@@ -75,6 +76,7 @@ class DriverTest : public ::testing::Test {
   testing::RecordingCrashPoints crash_;
   SagaProcessor saga_;
   TwoPhaseCommitProcessor twopc_;
+  MsgProcessor msg_;
 };
 
 TEST_F(DriverTest, AStaleDriverStopsAtItsNextWriteAndCallsNothingMore) {
@@ -181,6 +183,46 @@ TEST_F(DriverTest, OverloadRefusesNewWorkBeforeStoringIt) {
   auto third = Begin(service, "o3", Mode::k2pc, {TwoPcBranch("p")});
   EXPECT_EQ(third.status().code(), Status::Code::kResourceExhausted);
   EXPECT_EQ(store_.Load("o3", false).status().code(), Status::Code::kNotFound);
+}
+
+TEST_F(DriverTest, AnOperatorsAbortOfAHalfMessageAsksTheServiceFirst) {
+  TransactionDriver a(Options("node-a"), store_, transport_, clock_, ids_, crash_, {&msg_});
+  TransactionService service(store_, a, clock_, ids_, crash_, seconds(60), seconds(30));
+  for (const std::string gid : {"m1", "m2", "m3"}) {
+    BeginRequest req;
+    req.gid = gid;
+    req.mode = Mode::kMsg;
+    req.messages = {MessageSpec{"orders.events", "o-1", R"({"placed":true})", {}}};
+    req.query_url = "http://svc/query";
+    ASSERT_TRUE(service.Begin(req).ok());
+  }
+  // The service cannot be reached: nothing changes, and the operator is told why.
+  transport_.Then("query", "query", ScriptedTransport::Unknown(503, "down"));
+  auto unreachable = service.Abort("m1", AbortBy::kOther);
+  EXPECT_EQ(unreachable.status().code(), Status::Code::kConflict);
+  EXPECT_NE(unreachable.status().message().find("could not be asked"), std::string::npos);
+  EXPECT_EQ(Load("m1").status, TxStatus::kPrepared);
+  EXPECT_EQ(Load("m1").FindOp("query", "query")->attempts, 0);
+  // It committed: the abort is refused and the message goes out (here: waits for Kafka).
+  auto committed = service.Abort("m2", AbortBy::kOther);
+  EXPECT_EQ(committed.status().code(), Status::Code::kConflict);
+  EXPECT_EQ(Load("m2").status, TxStatus::kCommitting);
+  // It rolled back: dropped.
+  transport_.Then("query", "query", ScriptedTransport::Refused("rolled back"));
+  auto rolled_back = service.Abort("m3", AbortBy::kOther);
+  ASSERT_TRUE(rolled_back.ok()) << rolled_back.status().ToString();
+  EXPECT_EQ(Load("m3").status, TxStatus::kAborted);
+  EXPECT_EQ(transport_.Calls(), (Strings{"query/query", "query/query", "query/query"}));
+  // The service's own abort needs no question.
+  BeginRequest req;
+  req.gid = "m4";
+  req.mode = Mode::kMsg;
+  req.messages = {MessageSpec{"orders.events", "o-1", "{}", {}}};
+  req.query_url = "http://svc/query";
+  ASSERT_TRUE(service.Begin(req).ok());
+  ASSERT_TRUE(service.Abort("m4", AbortBy::kService).ok());
+  EXPECT_EQ(Load("m4").status, TxStatus::kAborting);
+  EXPECT_EQ(transport_.Calls().size(), 3u);
 }
 
 }  // namespace

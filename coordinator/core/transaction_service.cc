@@ -237,10 +237,14 @@ Result<Transaction> TransactionService::Submit(const std::string& gid, bool wait
   return drive(*tx, std::nullopt);
 }
 
-Result<Transaction> TransactionService::Abort(const std::string& gid) {
+Result<Transaction> TransactionService::Abort(const std::string& gid, AbortBy by) {
   for (int attempt = 0; attempt < 3; ++attempt) {
     auto tx = store_.Load(gid, false);
     if (!tx.ok()) return tx.status();
+    const Processor* p = driver_.ProcessorFor(tx->mode);
+    if (by == AbortBy::kOther && p != nullptr && p->ChecksBeforeAbort(*tx)) {
+      return driver_.CheckBackNow(gid);
+    }
     switch (tx->status) {
       case TxStatus::kAborting:
       case TxStatus::kAborted:

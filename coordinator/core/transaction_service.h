@@ -60,6 +60,11 @@ struct BeginOutcome {
   std::shared_ptr<TransactionDriver::FinalWait> watch;
 };
 
+// Who asks for an abort. A msg transaction's own service knows whether its local transaction
+// rolled back; anyone else (an operator at the console or treatyctl) does not, so their abort of
+// a half message is a check-back first.
+enum class AbortBy { kService, kOther };
+
 class TransactionService {
  public:
   // `default_timeout`: the first phase's deadline; `check_back`: how long a half message waits
@@ -81,8 +86,11 @@ class TransactionService {
   Result<Transaction> Submit(const std::string& gid, bool wait = false);
 
   // Aborts a transaction that has no decision yet. Harmless when it is aborting or aborted
-  // already; Conflict once commit was decided.
-  Result<Transaction> Abort(const std::string& gid);
+  // already; Conflict once commit was decided. When its processor asks for a check first
+  // (msg, not by its service), the service is asked now: the abort happens only if it says its
+  // local transaction rolled back; Conflict, with nothing changed, if it committed (the messages
+  // are then delivered) or cannot be reached.
+  Result<Transaction> Abort(const std::string& gid, AbortBy by = AbortBy::kService);
 
   // The transaction with its ops and decision log.
   Result<Transaction> Get(const std::string& gid);

@@ -155,13 +155,18 @@ void HttpBranchTransport::CloseReturnedBy(std::vector<Pooled>* pool,
 }
 
 core::BranchReply HttpBranchTransport::Call(const core::BranchCall& call) {
+  return CallWithin(call, std::chrono::steady_clock::now() + call.timeout);
+}
+
+core::BranchReply HttpBranchTransport::CallWithin(const core::BranchCall& call,
+                                                  Deadline deadline) {
   auto began = std::chrono::steady_clock::now();
-  core::BranchReply reply = CallOnce(call);
+  core::BranchReply reply = CallOnce(call, deadline);
   reply.elapsed = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - began);
   return reply;
 }
 
-core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call) {
+core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call, Deadline deadline) {
   core::BranchReply reply;
   Poco::URI uri;
   try {
@@ -178,6 +183,15 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call) {
   // A pooled session may have been closed by the participant while idle; every op is idempotent,
   // so one more try, on a new connection, is safe.
   for (int attempt = 0; attempt < 2; ++attempt) {
+    // What is left of the call's budget: a retry, or a call that waited for a thread, gets only
+    // that (the driver sized the budget to fit in its lease).
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      reply.detail = attempt == 0 ? "not started: the call's time budget was spent waiting"
+                                  : reply.detail + " (no time left to try again)";
+      break;
+    }
     bool reused = false;
     Pooled pooled =
         Borrow(key, uri.getScheme(), uri.getHost(), uri.getPort(), /*fresh=*/attempt > 0, &reused);
@@ -185,7 +199,7 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call) {
     try {
       // setTimeout applies when a session connects; a pooled, connected one needs its socket's
       // timeouts set for this call, unless the last call set the same.
-      const int64_t timeout_ms = call.timeout.count();
+      const int64_t timeout_ms = std::min<int64_t>(call.timeout.count(), left.count());
       Poco::Timespan timeout(static_cast<long>(timeout_ms) * 1000);
       session->setTimeout(timeout);
       if (session->connected() && pooled.socket_timeout_ms != timeout_ms) {
@@ -214,6 +228,9 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call) {
         if (body.size() > kMaxAnswerBytes) {
           whole = false;
           break;
+        }
+        if (std::chrono::steady_clock::now() > deadline) {
+          throw Poco::TimeoutException("the answer's body did not arrive within the call's budget");
         }
       }
       reply = ReplyFromResponse(static_cast<int>(resp.getStatus()), body);
@@ -247,22 +264,26 @@ std::vector<core::BranchReply> HttpBranchTransport::CallAll(
     const std::vector<core::BranchCall>& calls) {
   std::vector<core::BranchReply> replies(calls.size());
   if (calls.empty()) return replies;
+  std::vector<Deadline> deadlines;
+  deadlines.reserve(calls.size());
+  const auto asked = std::chrono::steady_clock::now();
+  for (const core::BranchCall& c : calls) deadlines.push_back(asked + c.timeout);
   std::vector<std::future<core::BranchReply>> others;
   others.reserve(calls.size() - 1);
   if (!threads_.empty()) {
     std::lock_guard<std::mutex> lock(tasks_mu_);
     for (size_t i = 1; i < calls.size(); ++i) {
       auto task = std::make_shared<std::packaged_task<core::BranchReply()>>(
-          [this, &calls, i] { return Call(calls[i]); });
+          [this, &calls, &deadlines, i] { return CallWithin(calls[i], deadlines[i]); });
       others.push_back(task->get_future());
       tasks_.emplace_back([task] { (*task)(); });
     }
   }
   // One wake-up per task: waking the whole pool for each call cost more than the calls.
   for (size_t i = 0; i < others.size(); ++i) tasks_cv_.notify_one();
-  replies[0] = Call(calls[0]);
+  replies[0] = CallWithin(calls[0], deadlines[0]);
   for (size_t i = 1; i < calls.size(); ++i) {
-    replies[i] = threads_.empty() ? Call(calls[i]) : others[i - 1].get();
+    replies[i] = threads_.empty() ? CallWithin(calls[i], deadlines[i]) : others[i - 1].get();
   }
   return replies;
 }

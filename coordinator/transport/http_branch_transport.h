@@ -70,7 +70,11 @@ class HttpBranchTransport : public core::BranchTransport {
     std::chrono::steady_clock::time_point idle_since;
     int64_t socket_timeout_ms = -1;  // set on its socket by the last call; -1: none yet
   };
-  core::BranchReply CallOnce(const core::BranchCall& call);
+  using Deadline = std::chrono::steady_clock::time_point;
+  // One call that ends by `deadline`: its whole budget (call.timeout from when it was asked),
+  // the wait for a call thread and a retry on a new connection included.
+  core::BranchReply CallWithin(const core::BranchCall& call, Deadline deadline);
+  core::BranchReply CallOnce(const core::BranchCall& call, Deadline deadline);
   // A pooled session of `key` idle for less than the limit, or (none, or `fresh`) a new one.
   Pooled Borrow(const std::string& key, const std::string& scheme, const std::string& host,
                 uint16_t port, bool fresh, bool* reused);

@@ -10,13 +10,14 @@
 namespace treaty::harness {
 
 std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml,
-                              const std::string& retry) {
+                              const std::string& retry, const std::string& lease,
+                              const std::string& branch_call) {
   return "listen: 127.0.0.1:0\n"
          "node_id: test-node\n"
          "store: { url: \"" + pg.Url("treaty") + "\", connect_timeout: 2s, pool_size: 16 }\n"
          "retry: " + retry + "\n"
-         "timeouts: { branch_call: 2s, prepare: 20s }\n"
-         "scheduler: { workers: 16, poll_interval: 50ms, lease: 5s }\n" + extra_yaml;
+         "timeouts: { branch_call: " + branch_call + ", prepare: 20s }\n"
+         "scheduler: { workers: 16, poll_interval: 50ms, lease: " + lease + " }\n" + extra_yaml;
 }
 
 namespace {
@@ -79,7 +80,8 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
   s->client_token_ = options.client_token;
   auto t = Service::Start(ServiceSpec{.name = "treatyd",
                                       .binary = kTreatydPath,
-                                      .config_yaml = TestTreatydConfig(*s->pg_, extra, options.retry),
+                                      .config_yaml = TestTreatydConfig(*s->pg_, extra, options.retry, options.lease,
+                                                                      options.branch_call),
                                       .extra_args = {},
                                       .env = options.treatyd_env});
   if (!t.ok()) return t.status();

@@ -1,0 +1,142 @@
+// The promise under faults that a single crash does not show (#18): a coordinator paused past its
+// lease while another takes over, and a store outage under load. Real processes on a real
+// PostgreSQL; every fault is injected at a chosen point (a pause point, a fault switch,
+// pg_ctl), never left to timing. Assertions are what a user would check: rows in the
+// services' databases and the transaction's final state.
+
+#include <Poco/JSON/Object.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+
+#include "integration-tests/harness/binaries.h"
+#include "integration-tests/harness/http_client.h"
+#include "integration-tests/harness/test_support.h"
+#include "integration-tests/harness/treaty_stack.h"
+
+namespace treaty::harness {
+namespace {
+
+// Whether the process is stopped (SIGSTOP): state "T" in /proc/<pid>/stat.
+bool Stopped(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  size_t paren = text.rfind(')');
+  return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'T';
+}
+
+// Whether a log line of `s` names both `what` and `gid`.
+bool Logged(Service& s, const std::string& what, const std::string& gid) {
+  std::istringstream log(s.process().ReadLog());
+  for (std::string line; std::getline(log, line);) {
+    if (line.find(what) != std::string::npos && line.find("\"" + gid + "\"") != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string StatusAt(Service& treatyd, const std::string& gid) {
+  auto r = HttpCall("GET", treatyd.base_url() + "/v1/transactions/" + gid);
+  if (!r.ok() || r->status != 200) return "";
+  return ParseObject(r->body)->getValue<std::string>("status");
+}
+
+TEST(ConsistencyTest, ACoordinatorPausedPastItsLeaseLeavesNoStepOfAnAbortedSagaApplied) {
+  // treatyd A freezes right after the saga's first round of actions (stock reserved, order
+  // created), before it records them: as a process paused by the OS or a long GC would.
+  auto stack = TreatyStack::Start(StackOptions{
+      .treatyd_env = {{"TREATY_PAUSE_POINT", "after_action"}},
+      .saga_files = {PlaceOrderSagaFile()},
+      .lease = "3s"});
+  ASSERT_TRUE(stack.ok()) << stack.status().message();
+  TreatyStack& s = **stack;
+  ASSERT_OK(s.SetStock("A1", 10));
+  auto b = Service::Start(ServiceSpec{.name = "treatyd-b",
+                                      .binary = kTreatydPath,
+                                      .config_yaml = TestTreatydConfig(s.pg(), "", "{ initial: 50ms, "
+                                                                       "max: 500ms, multiplier: 2, "
+                                                                       "jitter: 0.2 }", "3s"),
+                                      .env = {{"TREATY_NODE_ID", "node-b"}}});
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  Service& treatyd_b = **b;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto r = HttpCall("GET", treatyd_b.base_url() + "/readyz");
+        return r.ok() && r->status == 200;
+      },
+      std::chrono::seconds(30)));
+
+  auto started = HttpCall("POST", s.treatyd().base_url() + "/v1/sagas/place-order",
+                          R"({"gid":"stale-1","timeout":"60s",)"
+                          R"("input":{"sku":"A1","qty":2,"card":"4242"}})");
+  ASSERT_TRUE(started.ok() && started->status == 201) << (started.ok() ? started->body : "");
+  const pid_t a = s.treatyd().process().pid();
+  ASSERT_TRUE(WaitUntil([&] { return Stopped(a); }, std::chrono::seconds(30)));
+
+  // Meanwhile the client gives up on the order; B takes the saga over once A's lease ran out and
+  // compensates it.
+  auto aborted = HttpCall("POST", treatyd_b.base_url() + "/v1/transactions/stale-1/abort", "{}");
+  ASSERT_TRUE(aborted.ok() && aborted->status / 100 == 2) << (aborted.ok() ? aborted->body : "");
+  ASSERT_TRUE(WaitUntil([&] { return StatusAt(treatyd_b, "stale-1") == "aborted"; },
+                        std::chrono::seconds(30)));
+
+  // A wakes up, still believing it drives the saga, its next step (the payment) ready to go.
+  ASSERT_EQ(::kill(a, SIGCONT), 0);
+  auto paid = [&] {
+    return s.pg().QueryValue("orders", "SELECT count(*) FROM payments WHERE gid = 'stale-1' "
+                                       "AND status = 'paid'");
+  };
+  // A either finds out it lost the lease (and logs it) or goes on to charge the card.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return Logged(s.treatyd(), "LEASE_LOST", "stale-1") ||
+               Logged(s.orders(), "saga/pay answered", "stale-1");
+      },
+      std::chrono::seconds(30)));
+  EXPECT_FALSE(Logged(s.orders(), "saga/pay answered", "stale-1"))
+      << "the paused coordinator called the next step after it lost its lease";
+  EXPECT_EQ(paid().value(), "0") << "a payment of an aborted saga was charged and never refunded";
+  EXPECT_EQ(StatusAt(treatyd_b, "stale-1"), "aborted");
+  EXPECT_EQ(s.Stock("A1").value(), "10/0/0") << "the reserved stock was not given back";
+  EXPECT_EQ(s.pg().QueryValue("orders", "SELECT count(*) FROM orders WHERE gid = 'stale-1' AND "
+                                        "status <> 'cancelled'")
+                .value(),
+            "0");
+}
+
+TEST(ConsistencyTest, AStoreRestartDoesNotHoldInterruptedTransactionsForALease) {
+  // A lease far longer than the test waits: only a resume that does not wait for it passes.
+  auto stack = TreatyStack::Start(StackOptions{.lease = "120s", .branch_call = "50s"});
+  ASSERT_TRUE(stack.ok()) << stack.status().message();
+  TreatyStack& s = **stack;
+  ASSERT_OK(s.SetStock("A1", 10));
+  // inventory holds its commit call open: the drive is in the middle of it when the store goes.
+  ASSERT_EQ(HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
+                     R"({"op":"commit","action":"hang"})")
+                ->status,
+            200);
+  std::string body = R"({"gid":"outage-1","mode":"2pc","timeout":"20s","branches":[)" +
+                     s.OrderBranch("order", "A1", 2) + "," + s.InventoryBranch("stock", "A1", 2) +
+                     "]}";
+  ASSERT_EQ(HttpCall("POST", s.treatyd().base_url() + "/v1/transactions", body)->status, 201);
+  ASSERT_TRUE(WaitUntil([&] { return s.StatusOf("outage-1") == "committing"; },
+                        std::chrono::seconds(30)));
+  ASSERT_OK(s.pg().Stop());
+  // The hung commit now answers 503: the drive cannot record it, nor give its lease back.
+  ASSERT_EQ(HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
+                     R"({"op":"commit","action":"off"})")
+                ->status,
+            200);
+  ASSERT_TRUE(WaitUntil([&] { return Logged(s.treatyd(), "drive interrupted", "outage-1"); },
+                        std::chrono::seconds(30)));
+  ASSERT_OK(s.pg().Restart());
+  EXPECT_EQ(s.WaitFinal("outage-1", std::chrono::seconds(30)), "committed")
+      << "the interrupted transaction waited for its lease";
+  EXPECT_EQ(s.Stock("A1").value(), "8/0/2");
+  EXPECT_EQ(s.PreparedCount("inventory").value(), 0) << "inventory kept its prepared transaction";
+}
+
+}  // namespace
+}  // namespace treaty::harness
