@@ -3,7 +3,8 @@
 // inventory-svc consuming through its inbox.
 //
 //   - an aggregate blocked by a row the broker refuses holds up no other aggregate, however many
-//     rows it has waiting, and nothing the broker acknowledged is published again.
+//     rows it has waiting, and nothing the broker acknowledged is published again;
+//   - a consumer stopped while its apply of a message fails does not skip that message.
 
 #include <gtest/gtest.h>
 
@@ -175,6 +176,58 @@ TEST_F(ConsistencyOutboxTest, ABlockedAggregateHoldsUpNoOtherAndNothingAcknowled
   EXPECT_EQ(x_delivered, x_sent);
   EXPECT_EQ(static_cast<int>(next.size()), kOthers);
   for (const auto& [key, n] : next) EXPECT_EQ(n, kEach) << key;
+}
+
+// inventory-svc's applies fail (its fault switch's "event" op) when an order event arrives; it
+// is stopped gracefully meanwhile and started again without the fault. The event must be
+// applied then, once: the stop used to commit the offset of the message it never applied, and
+// the restarted consumer went on after it. A second event of the same order (same key, so the
+// same partition, after the first) shows the restarted consumer has read that far.
+TEST_F(ConsistencyOutboxTest, AConsumerStoppedWhileItsApplyFailsAppliesTheEventOnceAfterRestart) {
+  auto inventory = StartInventory();
+  ASSERT_TRUE(inventory);
+  auto fault = HttpCall("POST", inventory->base_url() + "/admin/faults",
+                        R"({"op": "event", "action": "fail"})");
+  ASSERT_TRUE(fault.ok() && fault->status == 200);
+  {
+    pqxx::connection c(pg_->ConnectionString("orders"));
+    pqxx::work tx(c);
+    Append(tx, "failing-event", "o1", 0, "sku-failing");
+    tx.commit();
+  }
+  auto relay = StartRelay(/*batch_size=*/100, /*workers=*/1);
+  ASSERT_TRUE(relay);
+  // The consumer got the event and its apply failed.
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        std::string log = inventory->process().ReadLog();
+        return log.find("event not applied yet") != std::string::npos &&
+               log.find("failing-event") != std::string::npos;
+      },
+      std::chrono::seconds(60)));
+  auto stopped = inventory->Stop();
+  ASSERT_TRUE(stopped.ok());
+  EXPECT_EQ(*stopped, 0) << "not a graceful stop";
+  EXPECT_EQ(Count("inventory", "SELECT count(*) FROM treaty_inbox"), 0);
+
+  ASSERT_OK(inventory->Restart());  // the fault switch starts off
+  {
+    pqxx::connection c(pg_->ConnectionString("orders"));
+    pqxx::work tx(c);
+    Append(tx, "later-event", "o1", 1, "sku-later");
+    tx.commit();
+  }
+  ASSERT_TRUE(WaitUntil(
+      [&] { return Count("inventory", "SELECT count(*) FROM sales WHERE sku = 'sku-later'") == 1; },
+      std::chrono::seconds(60)))
+      << "the restarted consumer never applied the later event";
+  EXPECT_EQ(Count("inventory", "SELECT coalesce(sum(placed), 0) FROM sales WHERE sku = "
+                               "'sku-failing'"),
+            1)
+      << "the event whose apply failed at the stop was skipped (or applied twice)";
+  EXPECT_EQ(Count("inventory", "SELECT count(*) FROM treaty_inbox WHERE event_id IN "
+                               "('failing-event', 'later-event')"),
+            2);
 }
 
 }  // namespace
