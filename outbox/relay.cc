@@ -13,6 +13,12 @@
 namespace treaty::outbox {
 namespace {
 
+// At most this many aggregates blocked at once: each is a term of every batch's head query
+// (compared with each row it reads) and a retry of its own. So many failing at once is a
+// broker-wide fault (the broker down), not one aggregate's; the aggregates that fail beyond
+// it are retried with their batch, as any row, after the worker's backoff.
+constexpr size_t kMaxBlocked = 1000;
+
 // What a batch keeps of a row after handing its message to the publisher.
 struct Row {
   int64_t id;
@@ -210,6 +216,7 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
         if (it != blocked_.end() && !failed.count(k)) blocked_.erase(it);
       }
       for (const auto& [k, id] : failed) {
+        if (blocked_.size() >= kMaxBlocked && !blocked_.count(k)) continue;
         auto [it, fresh] = blocked_.try_emplace(k);
         Blocked& b = it->second;
         b.backoff = fresh ? config_.retry_initial : std::min(config_.retry_max, b.backoff * 2);
