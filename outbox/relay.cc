@@ -4,6 +4,7 @@
 #include <Poco/JSON/Parser.h>
 
 #include <pqxx/pqxx>
+#include <algorithm>
 #include <set>
 #include <string_view>
 #include <thread>
@@ -11,6 +12,12 @@
 
 namespace treaty::outbox {
 namespace {
+
+// At most this many aggregates blocked at once: each is a term of every batch's head query
+// (compared with each row it reads) and a retry of its own. So many failing at once is a
+// broker-wide fault (the broker down), not one aggregate's; the aggregates that fail beyond
+// it are retried with their batch, as any row, after the worker's backoff.
+constexpr size_t kMaxBlocked = 1000;
 
 // What a batch keeps of a row after handing its message to the publisher.
 struct Row {
@@ -85,44 +92,46 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
       }
     } held{*this, {}};
     pqxx::work tx(c);
+    // Blocked aggregates (a row of theirs failed) are left out of the head, however many rows
+    // they have waiting: otherwise one aggregate's backlog behind a poison row fills the head
+    // and no other aggregate is ever chosen. Those due for a retry (and not held by another
+    // worker) have their failed row, their oldest pending one, tried again alone.
+    std::string blocked_keys;                              // quoted, for the head's query
+    std::vector<std::pair<std::string, int64_t>> retries;  // aggregate, its failed row
+    {
+      const auto now = std::chrono::steady_clock::now();
+      std::lock_guard<std::mutex> lock(in_flight_mu_);
+      for (const auto& [k, b] : blocked_) {
+        blocked_keys += (blocked_keys.empty() ? "" : ",") + tx.quote(k);
+        if (b.retry_at <= now && !in_flight_.count(k) &&
+            static_cast<int64_t>(retries.size()) < config_.batch_size) {
+          retries.emplace_back(k, b.head);
+        }
+      }
+    }
     // The head of the pending index: the oldest pending rows (an index scan that stops after
-    // the limit, whatever the backlog). Deep enough to find a batch beside the other workers'.
+    // the limit, whatever the backlog; it steps over the blocked aggregates' rows older than
+    // that). Deep enough to find a batch beside the other workers'.
     pqxx::result head = tx.exec_params(
-        "SELECT id, aggregate_key FROM " + t + " WHERE status = 'pending' ORDER BY id LIMIT $1",
+        "SELECT id, aggregate_key FROM " + t + " WHERE status = 'pending'" +
+            (blocked_keys.empty()
+                 ? std::string()
+                 : " AND aggregate_key <> ALL(ARRAY[" + blocked_keys + "]::text[])") +
+            " ORDER BY id LIMIT $1",
         config_.batch_size * static_cast<int64_t>(publishers_.size()));
-    if (head.empty()) {
+    if (head.empty() && retries.empty()) {
       tx.commit();
       return BatchOutcome{};
     }
-    // Aggregates to ask for, oldest first, until those granted cover a batch: each under an
-    // advisory lock until this transaction ends, so that no other relay or worker touches it.
-    // Those another worker of this relay holds are passed over without asking; those refused
-    // (another relay, or a worker that got there first) are passed over in the next round.
-    // Views into `head`, which outlives them.
-    std::vector<std::string_view> head_keys;
-    head_keys.reserve(head.size());
-    for (const auto& r : head) head_keys.emplace_back(r[1].c_str(), r[1].size());
+    // Views into `head` and `retries`, which outlive them.
     std::unordered_set<std::string_view> mine;
-    std::unordered_set<std::string_view> refused;
-    // A few rounds at most: with other relays holding much of the head, asking again and again
-    // for one or two aggregates costs more than a smaller batch.
-    for (int round = 0; round < 4; ++round) {
+    // Asks for the advisory locks of `asked`, each held until this transaction ends so that no
+    // other relay or worker touches its aggregate; those granted leave `asked` for `mine`.
+    auto claim = [&](std::unordered_set<std::string_view>& asked) {
       std::string keys;
-      std::unordered_set<std::string_view> asked;
-      {
-        int64_t covered = 0;
-        std::lock_guard<std::mutex> lock(in_flight_mu_);
-        for (std::string_view k : head_keys) {
-          if (mine.count(k) || asked.count(k)) {
-            ++covered;
-          } else if (covered < config_.batch_size && !refused.count(k) && !in_flight_.count(k)) {
-            keys += (keys.empty() ? "" : ",") + tx.quote(std::string(k));
-            asked.insert(k);
-            ++covered;
-          }
-        }
+      for (std::string_view k : asked) {
+        keys += (keys.empty() ? "" : ",") + tx.quote(std::string(k));
       }
-      if (keys.empty()) break;
       pqxx::result granted = tx.exec("SELECT k FROM unnest(ARRAY[" + keys +
                                      "]::text[]) AS k "
                                      "WHERE pg_try_advisory_xact_lock(hashtextextended(k, 7463))");
@@ -135,24 +144,86 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
         mine.insert(*it);
         asked.erase(it);
       }
+    };
+    std::vector<std::string_view> retried;  // retries granted: their failed row is in the batch
+    if (!retries.empty()) {
+      std::unordered_set<std::string_view> asked;
+      for (const auto& [k, id] : retries) asked.insert(k);
+      claim(asked);
+      for (const auto& [k, id] : retries) {
+        if (mine.count(k)) retried.push_back(k);
+      }
+    }
+    // Aggregates to ask for, oldest first, until those granted cover a batch. Those another
+    // worker of this relay holds, or has blocked since the head was read, are passed over
+    // without asking; those refused (another relay, or a worker that got there first) are
+    // passed over in the next round.
+    std::vector<std::string_view> head_keys;
+    head_keys.reserve(head.size());
+    for (const auto& r : head) head_keys.emplace_back(r[1].c_str(), r[1].size());
+    const int64_t room = config_.batch_size - static_cast<int64_t>(retried.size());
+    std::unordered_set<std::string_view> refused;
+    // A few rounds at most: with other relays holding much of the head, asking again and again
+    // for one or two aggregates costs more than a smaller batch.
+    for (int round = 0; round < 4 && !head.empty(); ++round) {
+      std::unordered_set<std::string_view> asked;
+      {
+        int64_t covered = 0;
+        std::lock_guard<std::mutex> lock(in_flight_mu_);
+        for (std::string_view k : head_keys) {
+          if (mine.count(k) || asked.count(k)) {
+            ++covered;
+          } else if (covered < room && !refused.count(k) && !in_flight_.count(k) &&
+                     !blocked_.count(k)) {
+            asked.insert(k);
+            ++covered;
+          }
+        }
+      }
+      if (asked.empty()) break;
+      claim(asked);
       refused.merge(asked);
     }
     // Their rows in the head, oldest first, up to a batch (an aggregate's older pending rows
-    // are in the head too, so each aggregate's rows here are its oldest), read again: one that
-    // another relay sent before this one got the aggregate's lock is no longer pending (each
-    // statement sees what was committed before it began). The advisory locks are what keep
-    // relays apart; row locks would only add a write per row. Selecting rows by aggregate
-    // among all pending rows instead let PostgreSQL read and sort the whole backlog for each
-    // batch (docs/performance.md, finding 21).
+    // are in the head too, so each aggregate's rows here are its oldest), and the retried rows,
+    // read again: one that another relay sent before this one got the aggregate's lock is no
+    // longer pending (each statement sees what was committed before it began). The advisory
+    // locks are what keep relays apart; row locks would only add a write per row. Selecting
+    // rows by aggregate among all pending rows instead let PostgreSQL read and sort the whole
+    // backlog for each batch (docs/performance.md, finding 21).
     std::string ids;
+    for (const auto& [k, id] : retries) {
+      if (mine.count(k)) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+    }
     int64_t taken = 0;
-    for (size_t i = 0; i < head.size() && taken < config_.batch_size; ++i) {
+    for (size_t i = 0; i < head.size() && taken < room; ++i) {
       if (mine.count(head_keys[i])) {
         ids += (ids.empty() ? "" : ",");
         ids += head[i][0].c_str();
         ++taken;
       }
     }
+    // Called once the transaction committed, before this worker hands its aggregates back to
+    // the others: the retried aggregates not failed again are unblocked (their row went, was
+    // set aside, or is no longer pending), those with a failed row are blocked until their
+    // retry.
+    std::map<std::string, int64_t, std::less<>> failed;  // aggregate -> its first failed row
+    auto update_blocked = [&] {
+      const auto now = std::chrono::steady_clock::now();
+      std::lock_guard<std::mutex> lock(in_flight_mu_);
+      for (std::string_view k : retried) {
+        auto it = blocked_.find(k);
+        if (it != blocked_.end() && !failed.count(k)) blocked_.erase(it);
+      }
+      for (const auto& [k, id] : failed) {
+        if (blocked_.size() >= kMaxBlocked && !blocked_.count(k)) continue;
+        auto [it, fresh] = blocked_.try_emplace(k);
+        Blocked& b = it->second;
+        b.backoff = fresh ? config_.retry_initial : std::min(config_.retry_max, b.backoff * 2);
+        b.head = id;
+        b.retry_at = now + b.backoff;
+      }
+    };
     if (ids.empty()) {
       tx.commit();
       return BatchOutcome{.handled = 0, .held_elsewhere = true};
@@ -167,6 +238,7 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
       // Every one was sent by the worker or relay that held its aggregate when the head was
       // read: the head is stale, read it again.
       tx.commit();
+      update_blocked();
       return BatchOutcome{.handled = 0, .stale_head = true};
     }
     std::vector<Row> batch;
@@ -187,25 +259,34 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
       }
       m.headers["treaty-event-id"] = row.event_id;
       m.headers["treaty-event-type"] = r[7].as<std::string>();
+      // A row refused at produce holds back its aggregate's later rows, on any topic.
+      m.ordering = row.aggregate_key;
       messages.push_back(std::move(m));
       batch.push_back(std::move(row));
     }
     std::vector<Delivery> results = publisher.Publish(messages);
 
-    // Per aggregate, the acknowledged prefix is done; the first failure blocks the rest of it.
+    // Every acknowledged row is done, even one behind a failed row of its aggregate (a failure
+    // the broker reported after later rows had gone): it is on the topic, and publishing it
+    // again would only deliver it twice. The first failure of an aggregate blocks the rest of
+    // it.
     std::vector<int64_t> done, dead;
-    std::set<std::string> blocked;  // aggregates whose rows wait behind a failed one
+    std::set<std::string_view> set_aside;  // aggregates with a row moved to dead here
+    bool failed_afresh = false;            // a row failed that was not a blocked one's retry
     for (size_t i = 0; i < batch.size(); ++i) {
       const Row& row = batch[i];
       const Delivery& d = results[i];
-      if (blocked.count(row.aggregate_key)) continue;
       if (d.acked) {
         done.push_back(row.id);
         continue;
       }
+      if (failed.count(row.aggregate_key)) continue;  // waits behind its aggregate's failed row
+      // Held back behind a row just moved to dead: it goes in the next batch.
+      if (set_aside.count(row.aggregate_key)) continue;
       counters_.failures++;
       if (d.permanent && config_.poison == "dead_letter") {
         dead.push_back(row.id);
+        set_aside.insert(row.aggregate_key);
         tx.exec_params("UPDATE " + t +
                            " SET status = 'dead', last_error = $2, attempts = "
                            "attempts + 1 WHERE id = $1",
@@ -213,12 +294,19 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
         log_.Error("poison row moved to dead", {{"event_id", row.event_id}, {"error", d.error}});
         continue;
       }
-      blocked.insert(row.aggregate_key);
+      const bool retry =
+          std::find(retried.begin(), retried.end(), row.aggregate_key) != retried.end();
+      failed_afresh = failed_afresh || !retry;
+      failed.emplace(row.aggregate_key, row.id);
       tx.exec_params("UPDATE " + t + " SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
                      row.id, d.error);
       if (d.permanent) {
         log_.Error(
             "poison row blocks its aggregate (poison: block)",
+            {{"event_id", row.event_id}, {"aggregate", row.aggregate_key}, {"error", d.error}});
+      } else if (!retry) {
+        log_.Warn(
+            "a row failed; its aggregate waits for it",
             {{"event_id", row.event_id}, {"aggregate", row.aggregate_key}, {"error", d.error}});
       }
     }
@@ -231,10 +319,13 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
                      "{" + IdList(done) + "}");
     }
     tx.commit();
+    update_blocked();
     counters_.published += static_cast<int64_t>(done.size());
     counters_.dead += static_cast<int64_t>(dead.size());
-    if (!blocked.empty() && done.empty() && dead.empty()) {
-      // No progress at all: back off before trying again.
+    if (failed_afresh && done.empty() && dead.empty()) {
+      // No progress at all: back off before trying again. (A blocked aggregate's retry failing
+      // again is no reason to: its own backoff spaces its retries, and the worker waits for new
+      // rows as usual.)
       std::string why;
       for (const Delivery& d : results) {
         if (!d.acked && !d.error.empty()) {
@@ -242,7 +333,7 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
           break;
         }
       }
-      return Status::Unavailable(std::to_string(blocked.size()) +
+      return Status::Unavailable(std::to_string(failed.size()) +
                                  " aggregates could not be published: " + why);
     }
     // Rows of blocked aggregates stay pending; with progress elsewhere, go on at once.

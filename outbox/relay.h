@@ -6,9 +6,15 @@
 //      lock (so no other relay, and no other worker of this one, touches that aggregate until
 //      this transaction ends), and read their pending rows in id order (up to batch_size);
 //   2. publish them with the idempotent producer and wait for the broker's acknowledgements;
-//   3. per aggregate, mark sent (or delete) the rows acknowledged before the first failure;
-//      a failed row and everything after it in its aggregate stay pending (a poison row, one the
-//      broker will never take, is moved to "dead" instead when so configured); commit.
+//   3. mark sent (or delete) every row the broker acknowledged; per aggregate, the first failed
+//      row and the unacknowledged ones after it stay pending (a poison row, one the broker will
+//      never take, is moved to "dead" instead when so configured); commit.
+//
+// An aggregate whose row failed is blocked: the batches that follow leave its rows out of the
+// head they choose from (so that however many rows it has waiting, the other aggregates go on)
+// and retry only its failed row, alone, with backoff (retry.initial to retry.max), until the
+// broker takes it. Later rows of a blocked aggregate are not published meanwhile, and a row the
+// broker acknowledged is never published again, even behind a failed one.
 //
 // A relay that dies mid-batch leaves its rows pending (its transaction rolls back): they are
 // published again (at least once; consumers drop duplicates with the inbox). Wakes on
@@ -80,6 +86,15 @@ class OutboxRelay {
   // has handed it back.
   std::mutex in_flight_mu_;
   std::map<std::string, int, std::less<>> in_flight_;
+  // Aggregates of this relay's failed rows (guarded by in_flight_mu_): `head` is the failed row,
+  // the aggregate's oldest pending one, tried again alone at `retry_at`. Other relays on the
+  // table learn of the block by their own failure.
+  struct Blocked {
+    int64_t head = 0;
+    std::chrono::steady_clock::time_point retry_at;
+    Duration backoff{};
+  };
+  std::map<std::string, Blocked, std::less<>> blocked_;
   // Worker 0 listens for NOTIFY; it wakes the others, which wait here when idle.
   std::mutex wake_mu_;
   std::condition_variable wake_cv_;

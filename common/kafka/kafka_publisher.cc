@@ -57,10 +57,11 @@ class KafkaPublisher::Impl : public RdKafka::DeliveryReportCb {
       }
     }
     size_t produced = 0;
-    std::set<std::string> failed_keys;  // a key whose message failed: its later ones wait
+    std::set<std::string> failed_keys;  // an ordering whose message failed: its later ones wait
     for (size_t i = 0; i < messages.size(); ++i) {
       const OutgoingMessage& m = messages[i];
-      std::string ordering = std::to_string(m.group) + '\0' + m.topic + '\0' + m.key;
+      std::string ordering = std::to_string(m.group) + '\0' +
+                             (m.ordering.empty() ? m.topic + '\0' + m.key : '\1' + m.ordering);
       if (failed_keys.count(ordering)) {
         out[i].error = "held back: an earlier message with its key failed";
         continue;

@@ -18,6 +18,10 @@ struct OutgoingMessage {
   // A message that fails holds back the later messages with its topic and key in its group
   // (they would overtake it otherwise); messages of other groups go on.
   int group = 0;
+  // When set, what "would overtake it" means instead of topic and key: a failed message holds
+  // back the later ones of its group with the same `ordering`, whatever their topic and key
+  // (the relay's aggregate, whose events may go to several topics).
+  std::string ordering;
 };
 
 struct Delivery {

@@ -63,8 +63,9 @@ void EventConsumer::Run() {
     }
     std::string value(static_cast<const char*>(m->payload()), m->len());
     // Apply with the inbox until it sticks; the offset moves on only afterwards.
+    bool applied = false;
     while (!stop_) {
-      auto applied = pool_.Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+      auto outcome = pool_.Run<bool>([&](pqxx::connection& c) -> Result<bool> {
         pqxx::work tx(c);
         if (!Inbox::Claim(tx, event_id, topic_)) return false;  // applied before
         Poco::JSON::Parser parser;
@@ -79,11 +80,18 @@ void EventConsumer::Run() {
         tx.commit();
         return true;
       });
-      if (applied.ok()) break;
-      log_.Warn("event not applied yet; retrying", {{"event_id", event_id},
-                                                    {"error", applied.status().message()}});
+      if (outcome.ok()) {
+        applied = true;
+        break;
+      }
+      log_.Warn("event not applied yet; retrying",
+                {{"event_id", event_id}, {"error", outcome.status().message()}});
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
+    // Stopped before it was applied: its offset stays where it was, so that the next consumer
+    // of the group (this service restarted) gets the message again. Committing it here would
+    // skip the message for good.
+    if (!applied) break;
     consumer->commitSync(m.get());
   }
   consumer->close();

@@ -4,6 +4,10 @@
 // transaction together with its event id in the inbox (treaty_inbox), so a redelivered message
 // changes nothing; the offset is committed only after that transaction. At least once from
 // Kafka, exactly once in effect. A fresh consumer group per service name.
+//
+// A message whose apply fails is tried again until it sticks; a stop meanwhile (or while an
+// apply is in flight and then fails) leaves its offset uncommitted, so that the group's next
+// consumer gets it again.
 
 #include <atomic>
 #include <functional>

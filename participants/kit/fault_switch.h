@@ -7,6 +7,10 @@
 //   POST /admin/faults {"op": "commit", "action": "off"}                   behave again
 //   GET  /admin/faults
 //
+// The ops are the participant protocol's ("prepare", "commit", "try", ...) and "event", each
+// apply of a consumed event (failing, it is retried until the fault is off; hanging, it holds
+// the consumer, and a stop waits for it).
+//
 // A hung call returns (with 503) once its fault is switched off. Thread-safe.
 
 #include <condition_variable>

@@ -206,9 +206,18 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
   PreparedSweep sweep(twopc, config, log);
   std::unique_ptr<EventConsumer> consumer;
   if (spec.on_event && !config.kafka_bootstrap_servers.empty()) {
-    consumer = std::make_unique<EventConsumer>(
-        config.kafka_bootstrap_servers, config.events_topic,
-        config.kafka_group.empty() ? spec.name : config.kafka_group, pool, spec.on_event, log);
+    // The fault switch's "event" op fails (or holds) each apply, for the tests of a consumer
+    // whose applies fail.
+    EventHandler on_event = [&faults, handle = spec.on_event](
+                                pqxx::work& tx, const std::string& type,
+                                const Poco::JSON::Object& payload) -> Status {
+      if (auto injected = faults.Intercept("event")) return Status::Unavailable(injected->message);
+      return handle(tx, type, payload);
+    };
+    consumer =
+        std::make_unique<EventConsumer>(config.kafka_bootstrap_servers, config.events_topic,
+                                        config.kafka_group.empty() ? spec.name : config.kafka_group,
+                                        pool, std::move(on_event), log);
   }
   log.Info("stop requested", {{"signal", WaitForStopSignal()}});
   (*server)->Stop();
