@@ -7,8 +7,10 @@
 #include <Poco/JSON/Object.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <csignal>
 #include <fstream>
+#include <thread>
 
 #include "integration-tests/harness/binaries.h"
 #include "integration-tests/harness/http_client.h"
@@ -136,6 +138,89 @@ TEST(ConsistencyTest, AStoreRestartDoesNotHoldInterruptedTransactionsForALease) 
       << "the interrupted transaction waited for its lease";
   EXPECT_EQ(s.Stock("A1").value(), "8/0/2");
   EXPECT_EQ(s.PreparedCount("inventory").value(), 0) << "inventory kept its prepared transaction";
+}
+
+// treatyd's resident memory in KiB (VmRSS), or -1.
+int64_t RssKib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+TEST(ConsistencyTest, AFloodAgainstAStuckParticipantIsRefusedWith503AndMemoryStaysBounded) {
+  auto stack = TreatyStack::Start();
+  ASSERT_TRUE(stack.ok()) << stack.status().message();
+  TreatyStack& s = **stack;
+  ASSERT_OK(s.SetStock("A1", 1000000));
+  // A treatyd with two workers and room for 40 waiting transactions, in front of an inventory
+  // whose prepares hang: everything beyond that waits in treatyd, or is refused.
+  ASSERT_OK(s.pg().CreateDatabase("flood"));
+  auto t = Service::Start(ServiceSpec{
+      .name = "treatyd-flood",
+      .binary = kTreatydPath,
+      .config_yaml = "listen: 127.0.0.1:0\nnode_id: flood\n"
+                     "store: { url: \"" + s.pg().Url("flood") + "\", pool_size: 8 }\n"
+                     "timeouts: { branch_call: 20s, prepare: 60s }\n"
+                     "scheduler: { workers: 2, lease: 60s, max_queued: 40 }\n"});
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  Service& treatyd = **t;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto r = HttpCall("GET", treatyd.base_url() + "/readyz");
+        return r.ok() && r->status == 200;
+      },
+      std::chrono::seconds(30)));
+  ASSERT_EQ(HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
+                     R"({"op":"prepare","action":"hang"})")
+                ->status,
+            200);
+  const std::string padding(16 * 1024, 'x');
+  std::atomic<int> accepted{0}, refused{0}, other{0};
+  std::atomic<bool> refusals_well_formed{true};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < 150; ++i) {
+        std::string gid = "flood-" + std::to_string(c) + "-" + std::to_string(i);
+        std::string body = R"({"gid":")" + gid + R"(","mode":"2pc","branches":[{"id":"stock",)" +
+                           R"("prepare":")" + TreatyStack::Url(s.inventory(), "/2pc/prepare") +
+                           R"(","commit":")" + TreatyStack::Url(s.inventory(), "/2pc/commit") +
+                           R"(","abort":")" + TreatyStack::Url(s.inventory(), "/2pc/abort") +
+                           R"(","payload":{"sku":"A1","qty":1,"note":")" + padding + R"("}}]})";
+        auto r = HttpCall("POST", treatyd.base_url() + "/v1/transactions", body);
+        if (r.ok() && r->status == 201) {
+          ++accepted;
+        } else if (r.ok() && r->status == 503) {
+          ++refused;
+          if (r->headers["Retry-After"] != "1" ||
+              r->body.find("\"overloaded\"") == std::string::npos) {
+            refusals_well_formed = false;
+          }
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  for (std::thread& c : clients) c.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GT(refused.load(), 0) << "600 transactions against 2 stuck workers were all accepted";
+  EXPECT_TRUE(refusals_well_formed) << "a 503 without Retry-After: 1 or the overloaded code";
+  EXPECT_LE(accepted.load(), 40 + 2 + 8) << "more accepted than the queue, workers and slack";
+  // Nothing accepted is lost, nothing refused was stored.
+  EXPECT_EQ(s.pg().QueryValue("flood", "SELECT count(*) FROM treaty.transactions").value(),
+            std::to_string(accepted.load()));
+  auto metrics = HttpCall("GET", treatyd.base_url() + "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_NE(metrics->body.find("treaty_rejected_total " + std::to_string(refused.load()) + "\n"),
+            std::string::npos);
+  const int64_t rss = RssKib(treatyd.process().pid());
+  EXPECT_GT(rss, 0);
+  EXPECT_LT(rss, 256 * 1024) << "treatyd's memory grew with the flood";
+  HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
+           R"({"op":"prepare","action":"off"})");
 }
 
 }  // namespace

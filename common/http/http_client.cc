@@ -45,6 +45,7 @@ Result<HttpReply> HttpCall(const std::string& method, const std::string& url,
     HttpReply reply;
     reply.status = static_cast<int>(resp.getStatus());
     reply.content_type = resp.getContentType();
+    for (const auto& [name, value] : resp) reply.headers[name] = value;
     std::ostringstream out;
     Poco::StreamCopier::copyStream(in, out);
     reply.body = out.str();

@@ -3,6 +3,7 @@
 // A blocking HTTP/1.1 call with a JSON body, as any client of treatyd makes it (treatyctl, the
 // participants calling treatyd, the tests). Poco exceptions stop here.
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,7 @@ struct HttpReply {
   int status = 0;
   std::string body;
   std::string content_type;
+  std::map<std::string, std::string> headers;  // by name as sent (e.g. "Retry-After")
 };
 
 struct CallOptions {

@@ -226,5 +226,23 @@ TEST(HttpBranchTransportTest, ACallMeetingClosedPooledConnectionsIsMadeOnANewOne
   EXPECT_EQ(participant.accepted(), 3);
 }
 
+// A call's timeout is its whole budget from when it was asked for: one that waited for a free
+// call thread as long as that is not sent at all (the driver sized the budget to fit in its
+// lease, so a late call could reach a participant after another coordinator took over).
+TEST(HttpBranchTransportTest, ACallThatWaitedItsWholeBudgetForAThreadIsNotSent) {
+  LoopbackParticipant participant;
+  HttpBranchTransport transport(4, /*call_threads=*/1, {}, 60s);
+  // The caller's thread takes the first call, the one pool thread the second; the third waits
+  // for that thread, which is free only once the second timed out.
+  auto replies = transport.CallAll({CallTo(participant, "/hold", 300ms),
+                                    CallTo(participant, "/hold", 300ms),
+                                    CallTo(participant, "/hold", 300ms)});
+  participant.Release();
+  ASSERT_EQ(replies.size(), 3u);
+  EXPECT_EQ(replies[2].outcome, core::BranchReply::Outcome::kUnknown);
+  EXPECT_NE(replies[2].detail.find("not started"), std::string::npos) << replies[2].detail;
+  EXPECT_EQ(participant.accepted(), 2) << "the third call reached the participant";
+}
+
 }  // namespace
 }  // namespace treaty::transport
