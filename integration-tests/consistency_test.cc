@@ -140,6 +140,59 @@ TEST(ConsistencyTest, AStoreRestartDoesNotHoldInterruptedTransactionsForALease) 
   EXPECT_EQ(s.PreparedCount("inventory").value(), 0) << "inventory kept its prepared transaction";
 }
 
+TEST(ConsistencyTest, AnOperatorsAbortOfAHalfMessageNeverDropsTheEventOfACommittedOrder) {
+  // No scheduled check-back during the test: only the operator's abort asks the service.
+  auto stack = TreatyStack::Start(StackOptions{
+      .with_broker = true,
+      .treatyd_env = {{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "10m"},
+                      {"TREATY_KAFKA_DELIVERY_TIMEOUT", "2s"}}});
+  ASSERT_TRUE(stack.ok()) << stack.status().message();
+  TreatyStack& s = **stack;
+  const std::string treatyd = s.treatyd().base_url();
+  auto abort = [&](const std::string& gid) {
+    return HttpCall("POST", treatyd + "/v1/transactions/" + gid + "/abort", "{}");
+  };
+  // order-svc commits the order locally, then dies before it submits the message.
+  HttpCall("POST", TreatyStack::Url(s.orders(), "/msg/orders"),
+           R"({"gid":"op-abort","sku":"A1","qty":2,"crash":"after_local_commit"})");
+  ASSERT_TRUE(s.orders().process().Wait(std::chrono::seconds(10)).ok());
+  ASSERT_EQ(s.StatusOf("op-abort"), "prepared");
+
+  // The operator sees a stuck message and aborts it: the service cannot be asked, so nothing
+  // changes and the answer says why.
+  auto unreachable = abort("op-abort");
+  ASSERT_TRUE(unreachable.ok());
+  EXPECT_EQ(unreachable->status, 409) << unreachable->body;
+  EXPECT_NE(unreachable->body.find("could not be asked"), std::string::npos) << unreachable->body;
+  EXPECT_EQ(s.StatusOf("op-abort"), "prepared");
+
+  // With the service back, the abort learns that the order committed: refused, and the event
+  // goes out.
+  ASSERT_OK(s.orders().Restart());
+  auto committed = abort("op-abort");
+  ASSERT_TRUE(committed.ok());
+  EXPECT_EQ(committed->status, 409) << committed->body;
+  EXPECT_NE(committed->body.find("committed"), std::string::npos) << committed->body;
+  EXPECT_EQ(s.WaitFinal("op-abort"), "committed");
+  EXPECT_EQ(s.OrderCount("op-abort").value(), 1);
+  auto events = s.broker()->Consume("orders.events", 1, /*allow_extra=*/false, /*headers=*/true);
+  ASSERT_TRUE(events.ok()) << events.status().message();
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_NE((*events)[0].find("treaty-gid=op-abort;"), std::string::npos) << (*events)[0];
+
+  // A service that died before its local commit: the abort is confirmed by the service and the
+  // message dropped.
+  HttpCall("POST", TreatyStack::Url(s.orders(), "/msg/orders"),
+           R"({"gid":"op-abort-2","sku":"A1","qty":2,"crash":"before_local_commit"})");
+  ASSERT_TRUE(s.orders().process().Wait(std::chrono::seconds(10)).ok());
+  ASSERT_OK(s.orders().Restart());
+  auto rolled_back = abort("op-abort-2");
+  ASSERT_TRUE(rolled_back.ok());
+  EXPECT_EQ(rolled_back->status, 202) << rolled_back->body;
+  EXPECT_EQ(s.WaitFinal("op-abort-2"), "aborted");
+  EXPECT_EQ(s.OrderCount("op-abort-2").value(), 0);
+}
+
 // treatyd's resident memory in KiB (VmRSS), or -1.
 int64_t RssKib(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
