@@ -193,6 +193,64 @@ TEST(ConsistencyTest, AnOperatorsAbortOfAHalfMessageNeverDropsTheEventOfACommitt
   EXPECT_EQ(s.OrderCount("op-abort-2").value(), 0);
 }
 
+// The value of a Prometheus sample line that starts with `series` (e.g. a counter with its
+// labels), or -1.
+double Sample(const std::string& metrics, const std::string& series) {
+  size_t at = metrics.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(metrics.substr(at + series.size() + 2));
+}
+
+TEST(ConsistencyTest, ACoordinatorWhoseClockRunsAMinuteAheadTakesNoLeaseThatIsStillRunning) {
+  auto stack = TreatyStack::Start(StackOptions{.lease = "30s", .branch_call = "14s"});
+  ASSERT_TRUE(stack.ok()) << stack.status().message();
+  TreatyStack& s = **stack;
+  ASSERT_OK(s.SetStock("A1", 10));
+  // The stack's treatyd drives a 2PC whose inventory prepare hangs: its lease runs for 30 s.
+  ASSERT_EQ(HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
+                     R"({"op":"prepare","action":"hang"})")
+                ->status,
+            200);
+  std::string body = R"({"gid":"skew-1","mode":"2pc","timeout":"20s","branches":[)" +
+                     s.OrderBranch("order", "A1", 2) + "," + s.InventoryBranch("stock", "A1", 2) +
+                     "]}";
+  ASSERT_EQ(HttpCall("POST", s.treatyd().base_url() + "/v1/transactions", body)->status, 201);
+  // A second treatyd on the same store, its clock a minute ahead (libfaketime).
+  auto skewed = Service::Start(ServiceSpec{
+      .name = "treatyd-skewed",
+      .binary = kTreatydPath,
+      .config_yaml = TestTreatydConfig(s.pg(), "", "{ initial: 50ms, max: 500ms }", "30s"),
+      .env = {{"TREATY_NODE_ID", "node-skewed"},
+              {"LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"},
+              {"FAKETIME", "+60s"},
+              {"FAKETIME_DONT_FAKE_MONOTONIC", "1"}}});
+  ASSERT_TRUE(skewed.ok()) << skewed.status().message();
+  // It looks for due work every 50 ms: once it has looked 20 times, it had every chance.
+  double claims = -1;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto m = HttpCall("GET", (*skewed)->base_url() + "/metrics");
+        claims = m.ok() ? Sample(m->body, "treaty_store_call_seconds_count{op=\"claim_due\"}")
+                        : -1;
+        return claims >= 20;
+      },
+      std::chrono::seconds(30)))
+      << "claims: " << claims;
+  EXPECT_EQ(s.pg().QueryValue("treaty", "SELECT owner FROM treaty.transactions WHERE gid = "
+                                        "'skew-1'")
+                .value(),
+            "test-node")
+      << "a coordinator with a fast clock took a lease that was still running";
+  ASSERT_EQ(HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
+                     R"({"op":"prepare","action":"off"})")
+                ->status,
+            200);
+  std::string status = s.WaitFinal("skew-1");
+  EXPECT_TRUE(status == "committed" || status == "aborted") << status;
+  EXPECT_EQ(s.PreparedCount("inventory").value(), 0);
+  EXPECT_EQ(s.PreparedCount("orders").value(), 0);
+}
+
 // treatyd's resident memory in KiB (VmRSS), or -1.
 int64_t RssKib(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");

@@ -8,6 +8,7 @@ TREATY_PACKAGES=(
   g++ cmake ninja-build pkg-config
   libpqxx-dev libpoco-dev librdkafka-dev libyaml-cpp-dev libgtest-dev libgmock-dev
   postgresql chromium chromium-driver openssl
+  faketime  # libfaketime: the clock-skew tests run a treatyd whose clock is off
 )
 
 treaty_say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
