@@ -1,0 +1,139 @@
+// The store's contract for a drive's hold on a transaction (coordinator/core/store.h: Fence), run
+// against both implementations: the PostgreSQL store on a throwaway cluster, and the in-memory
+// store the core's unit tests use. Leases are the store's: PostgreSQL's clock, or the in-memory
+// store's own.
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "coordinator/core/testing/in_memory_store.h"
+#include "coordinator/store/pg_store.h"
+#include "coordinator/store/pg_transaction_store.h"
+#include "integration-tests/harness/pg_cluster.h"
+#include "integration-tests/harness/test_support.h"
+
+namespace treaty::harness {
+namespace {
+
+using core::BranchOp;
+using core::Fence;
+using core::OpStatus;
+using core::TxStatus;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+core::Transaction Saga(const std::string& gid) {
+  core::Transaction tx;
+  tx.gid = gid;
+  tx.mode = core::Mode::kSaga;
+  tx.submitted = true;
+  tx.created_at = tx.updated_at = tx.next_attempt_at = std::chrono::system_clock::now();
+  tx.deadline = tx.created_at + seconds(60);
+  for (const char* step : {"x", "y"}) {
+    for (const char* op : {"action", "compensate"}) {
+      tx.ops.push_back(BranchOp{.branch_id = step, .op = op, .url = "http://p/" + std::string(op)});
+    }
+  }
+  return tx;
+}
+
+BranchOp Op(const std::string& branch, const std::string& op, OpStatus status, int attempts) {
+  BranchOp o{.branch_id = branch, .op = op};
+  o.status = status;
+  o.attempts = attempts;
+  return o;
+}
+
+class StoreContractTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "memory") {
+      store_ = std::make_unique<core::testing::InMemoryStore>();
+      return;
+    }
+    auto pg = PgCluster::Start();
+    ASSERT_TRUE(pg.ok()) << pg.status().message();
+    pg_ = std::move(*pg);
+    ASSERT_OK(pg_->CreateDatabase("treaty"));
+    store::PgStore schema(pg_->Url("treaty"), seconds(5));
+    ASSERT_OK(schema.Connect());
+    ASSERT_TRUE(schema.Migrate().ok());
+    store_ = std::make_unique<store::PgTransactionStore>(
+        store::PgStoreOptions{.url = pg_->Url("treaty"), .pool_size = 4});
+  }
+  void TearDown() override {
+    store_.reset();
+    pg_.reset();
+  }
+
+  core::Transaction Load(const std::string& gid) { return store_->Load(gid, false).value(); }
+  OpStatus StatusOf(const std::string& gid, const std::string& branch, const std::string& op) {
+    return Load(gid).FindOp(branch, op)->status;
+  }
+
+  std::unique_ptr<PgCluster> pg_;
+  std::unique_ptr<core::TransactionStore> store_;
+};
+
+TEST_P(StoreContractTest, OnlyTheLeaseHolderWritesAndEachWriteRenewsItsLease) {
+  const Fence a{"node-a", milliseconds(1500)};
+  const Fence b{"node-b", seconds(30)};
+  ASSERT_TRUE(store_->Create(Saga("c1"), a.owner, a.lease).ok());
+  EXPECT_FALSE(store_->TryLease("c1", b.owner, b.lease).value()) << "a's lease is running";
+  // Each fenced write renews a's lease: a keeps it past its first term while it writes.
+  for (int i = 0; i < 4; ++i) {
+    std::this_thread::sleep_for(milliseconds(500));
+    ASSERT_OK(store_->RecordOps("c1", {}, std::chrono::system_clock::now(), a));
+  }
+  EXPECT_FALSE(store_->TryLease("c1", b.owner, b.lease).value()) << "renewed leases still run";
+  // a stops writing: its lease runs out, b takes over, and every write of a is refused.
+  ASSERT_TRUE(WaitUntil([&] { return store_->TryLease("c1", b.owner, b.lease).value(); },
+                        seconds(10)));
+  auto now = std::chrono::system_clock::now();
+  EXPECT_EQ(store_->RecordOps("c1", {Op("x", "action", OpStatus::kSucceeded, 1)}, now, a).code(),
+            Status::Code::kLeaseLost);
+  EXPECT_EQ(store_->Transition("c1", TxStatus::kActive, TxStatus::kCommitted, "stale", now, {}, &a)
+                .code(),
+            Status::Code::kLeaseLost);
+  EXPECT_EQ(store_->SetAttention("c1", "stale", &a).code(), Status::Code::kLeaseLost);
+  core::Transaction tx = Load("c1");
+  EXPECT_EQ(tx.status, TxStatus::kActive);
+  EXPECT_EQ(tx.attention, "");
+  EXPECT_EQ(tx.FindOp("x", "action")->attempts, 0);
+  // b's writes go through; a client's move needs no lease.
+  EXPECT_TRUE(store_->RecordOps("c1", {Op("x", "action", OpStatus::kSucceeded, 1)}, now, b).ok());
+  EXPECT_TRUE(store_->Transition("c1", TxStatus::kActive, TxStatus::kAborting, "client", now, {},
+                                 nullptr)
+                  .ok());
+  EXPECT_TRUE(
+      store_->Transition("c1", TxStatus::kAborting, TxStatus::kAborted, "done", now, {}, &b).ok());
+}
+
+TEST_P(StoreContractTest, RecordedOutcomesOnlyMoveForward) {
+  const Fence a{"node-a", seconds(30)};
+  ASSERT_TRUE(store_->Create(Saga("c2"), a.owner, a.lease).ok());
+  auto now = std::chrono::system_clock::now();
+  ASSERT_OK(store_->RecordOps("c2", {Op("x", "action", OpStatus::kSucceeded, 2),
+                                     Op("y", "action", OpStatus::kRefused, 1)},
+                              now, a));
+  // A stale or repeated write says pending for both: neither goes back.
+  ASSERT_OK(store_->RecordOps("c2", {Op("x", "action", OpStatus::kPending, 1),
+                                     Op("y", "action", OpStatus::kPending, 1)},
+                              now, a));
+  EXPECT_EQ(StatusOf("c2", "x", "action"), OpStatus::kSucceeded);
+  EXPECT_EQ(StatusOf("c2", "y", "action"), OpStatus::kRefused);
+  // The same through a transition's recorded ops.
+  ASSERT_OK(store_->Transition("c2", TxStatus::kActive, TxStatus::kAborting, "y refused", now,
+                               {Op("x", "action", OpStatus::kPending, 3)}, &a));
+  EXPECT_EQ(StatusOf("c2", "x", "action"), OpStatus::kSucceeded);
+  // A refusal can still turn into success (a compensation that refused, then succeeded).
+  ASSERT_OK(store_->RecordOps("c2", {Op("y", "action", OpStatus::kSucceeded, 2)}, now, a));
+  EXPECT_EQ(StatusOf("c2", "y", "action"), OpStatus::kSucceeded);
+}
+
+INSTANTIATE_TEST_SUITE_P(BothStores, StoreContractTest, ::testing::Values("postgres", "memory"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace treaty::harness
