@@ -17,10 +17,10 @@ class Status {
     kOk,
     kInvalidArgument,  // the caller's input is wrong; retrying the same input fails again
     kNotFound,
-    kConflict,      // the request contradicts state already accepted
-    kUnavailable,   // a dependency (database, broker, participant) cannot be reached now
+    kConflict,     // the request contradicts state already accepted
+    kUnavailable,  // a dependency (database, broker, participant) cannot be reached now
     kDeadlineExceeded,
-    kLeaseLost,     // a fenced write found another owner (or an expired lease): stop driving
+    kLeaseLost,          // a fenced write found another owner (or an expired lease): stop driving
     kResourceExhausted,  // overloaded: the same request may succeed later (HTTP 503, Retry-After)
     kInternal,
   };

@@ -188,14 +188,15 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
       {"scheduler.poll_interval", FormatDuration(c.scheduler.poll_interval)},
       {"scheduler.lease", FormatDuration(c.scheduler.lease)},
       {"scheduler.max_queued", std::to_string(c.scheduler.max_queued)},
-      {"auth", c.auth.none ? "none"
-               : (c.auth.client_tokens.empty() && c.auth.admin_tokens.empty() &&
-                  c.auth.client_token_files.empty() && c.auth.admin_token_files.empty())
-                   ? "open (loopback only)"
-                   : std::to_string(c.auth.client_tokens.size() + c.auth.client_token_files.size()) +
-                         " client and " +
-                         std::to_string(c.auth.admin_tokens.size() + c.auth.admin_token_files.size()) +
-                         " admin tokens (not shown)"},
+      {"auth",
+       c.auth.none ? "none"
+       : (c.auth.client_tokens.empty() && c.auth.admin_tokens.empty() &&
+          c.auth.client_token_files.empty() && c.auth.admin_token_files.empty())
+           ? "open (loopback only)"
+           : std::to_string(c.auth.client_tokens.size() + c.auth.client_token_files.size()) +
+                 " client and " +
+                 std::to_string(c.auth.admin_tokens.size() + c.auth.admin_token_files.size()) +
+                 " admin tokens (not shown)"},
       {"participants.allow", Join(c.participants.allow)},
       {"limits.max_body_bytes", std::to_string(c.limits.max_body_bytes)},
       {"limits.max_branches", std::to_string(c.limits.max_branches)},

@@ -44,37 +44,47 @@ class ConsistencyOutboxTest : public ::testing::Test {
   }
 
   std::unique_ptr<Service> StartRelay(int batch_size, int workers) {
-    auto r = Service::Start(ServiceSpec{
-        .name = "relay",
-        .binary = kRelayPath,
-        .config_yaml = "listen: 127.0.0.1:0\n"
-                       "database: { url: \"" + pg_->Url("orders") + "\" }\n"
-                       "kafka: { bootstrap_servers: \"" + broker_->bootstrap() +
-                       "\", delivery_timeout: 3s }\n"
-                       "batch_size: " + std::to_string(batch_size) + "\n"
-                       "workers: " + std::to_string(workers) + "\n"
-                       "poll_interval: 200ms\n"
-                       "poison: block\n"
-                       "retry: { initial: 100ms, max: 1s }\n"});
+    auto r = Service::Start(ServiceSpec{.name = "relay",
+                                        .binary = kRelayPath,
+                                        .config_yaml = "listen: 127.0.0.1:0\n"
+                                                       "database: { url: \"" +
+                                                       pg_->Url("orders") +
+                                                       "\" }\n"
+                                                       "kafka: { bootstrap_servers: \"" +
+                                                       broker_->bootstrap() +
+                                                       "\", delivery_timeout: 3s }\n"
+                                                       "batch_size: " +
+                                                       std::to_string(batch_size) +
+                                                       "\n"
+                                                       "workers: " +
+                                                       std::to_string(workers) +
+                                                       "\n"
+                                                       "poll_interval: 200ms\n"
+                                                       "poison: block\n"
+                                                       "retry: { initial: 100ms, max: 1s }\n"});
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? std::move(*r) : nullptr;
   }
 
   std::unique_ptr<Service> StartInventory() {
-    auto s = Service::Start(ServiceSpec{
-        .name = "inventory-svc",
-        .binary = kInventorySvcPath,
-        .config_yaml = "listen: 127.0.0.1:0\n"
-                       "database: { url: \"" + pg_->Url("inventory") + "\" }\n"
-                       "kafka: { bootstrap_servers: \"" + broker_->bootstrap() + "\" }\n"
-                       "events: { topic: " + kTopic + " }\n"});
+    auto s = Service::Start(ServiceSpec{.name = "inventory-svc",
+                                        .binary = kInventorySvcPath,
+                                        .config_yaml = "listen: 127.0.0.1:0\n"
+                                                       "database: { url: \"" +
+                                                       pg_->Url("inventory") +
+                                                       "\" }\n"
+                                                       "kafka: { bootstrap_servers: \"" +
+                                                       broker_->bootstrap() +
+                                                       "\" }\n"
+                                                       "events: { topic: " +
+                                                       kTopic + " }\n"});
     EXPECT_TRUE(s.ok()) << s.status().message();
     return s.ok() ? std::move(*s) : nullptr;
   }
 
   // One OrderPlaced event of qty 1 for `sku`, numbered `seq` in its aggregate `order`.
-  static void Append(pqxx::work& tx, const std::string& event_id, const std::string& order,
-                     int seq, const std::string& sku, const std::string& topic = kTopic) {
+  static void Append(pqxx::work& tx, const std::string& event_id, const std::string& order, int seq,
+                     const std::string& sku, const std::string& topic = kTopic) {
     Outbox::Append(tx, OutboxEvent{.event_id = event_id,
                                    .aggregate_type = "order",
                                    .aggregate_id = order,
@@ -141,16 +151,18 @@ TEST_F(ConsistencyOutboxTest, ABlockedAggregateHoldsUpNoOtherAndNothingAcknowled
   ASSERT_TRUE(WaitUntil([&] { return Metric(*relay, "treaty_relay_failures_total") >= 3; },
                         std::chrono::seconds(30)))
       << "failures: " << Metric(*relay, "treaty_relay_failures_total");
-  EXPECT_EQ(pg_->QueryValue("orders", "SELECT status FROM treaty_outbox WHERE event_id = "
-                                      "'x-refused'").value(),
+  EXPECT_EQ(pg_->QueryValue("orders",
+                            "SELECT status FROM treaty_outbox WHERE event_id = "
+                            "'x-refused'")
+                .value(),
             "pending");
   EXPECT_GE(Count("orders", "SELECT attempts FROM treaty_outbox WHERE event_id = 'x-refused'"), 3);
 
   // x stays blocked: what the broker took of it in the round that first failed (its rows
   // produced before the refusal came back) is marked sent; the rest waits.
-  const int x_sent =
-      Count("orders", "SELECT count(*) FROM treaty_outbox WHERE aggregate_id = 'x' AND "
-                      "status = 'sent'");
+  const int x_sent = Count("orders",
+                           "SELECT count(*) FROM treaty_outbox WHERE aggregate_id = 'x' AND "
+                           "status = 'sent'");
   EXPECT_LT(x_sent, kBehind) << "x's rows went on while its first row was refused";
 
   // On the topic: every other aggregate's events in order, and x's marked ones, each once (no
@@ -221,12 +233,14 @@ TEST_F(ConsistencyOutboxTest, AConsumerStoppedWhileItsApplyFailsAppliesTheEventO
       [&] { return Count("inventory", "SELECT count(*) FROM sales WHERE sku = 'sku-later'") == 1; },
       std::chrono::seconds(60)))
       << "the restarted consumer never applied the later event";
-  EXPECT_EQ(Count("inventory", "SELECT coalesce(sum(placed), 0) FROM sales WHERE sku = "
-                               "'sku-failing'"),
+  EXPECT_EQ(Count("inventory",
+                  "SELECT coalesce(sum(placed), 0) FROM sales WHERE sku = "
+                  "'sku-failing'"),
             1)
       << "the event whose apply failed at the stop was skipped (or applied twice)";
-  EXPECT_EQ(Count("inventory", "SELECT count(*) FROM treaty_inbox WHERE event_id IN "
-                               "('failing-event', 'later-event')"),
+  EXPECT_EQ(Count("inventory",
+                  "SELECT count(*) FROM treaty_inbox WHERE event_id IN "
+                  "('failing-event', 'later-event')"),
             2);
 }
 

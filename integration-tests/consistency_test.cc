@@ -48,18 +48,20 @@ std::string StatusAt(Service& treatyd, const std::string& gid) {
 TEST(ConsistencyTest, ACoordinatorPausedPastItsLeaseLeavesNoStepOfAnAbortedSagaApplied) {
   // treatyd A freezes right after the saga's first round of actions (stock reserved, order
   // created), before it records them: as a process paused by the OS or a long GC would.
-  auto stack = TreatyStack::Start(StackOptions{
-      .treatyd_env = {{"TREATY_PAUSE_POINT", "after_action"}},
-      .saga_files = {PlaceOrderSagaFile()},
-      .lease = "3s"});
+  auto stack =
+      TreatyStack::Start(StackOptions{.treatyd_env = {{"TREATY_PAUSE_POINT", "after_action"}},
+                                      .saga_files = {PlaceOrderSagaFile()},
+                                      .lease = "3s"});
   ASSERT_TRUE(stack.ok()) << stack.status().message();
   TreatyStack& s = **stack;
   ASSERT_OK(s.SetStock("A1", 10));
   auto b = Service::Start(ServiceSpec{.name = "treatyd-b",
                                       .binary = kTreatydPath,
-                                      .config_yaml = TestTreatydConfig(s.pg(), "", "{ initial: 50ms, "
+                                      .config_yaml = TestTreatydConfig(s.pg(), "",
+                                                                       "{ initial: 50ms, "
                                                                        "max: 500ms, multiplier: 2, "
-                                                                       "jitter: 0.2 }", "3s"),
+                                                                       "jitter: 0.2 }",
+                                                                       "3s"),
                                       .env = {{"TREATY_NODE_ID", "node-b"}}});
   ASSERT_TRUE(b.ok()) << b.status().message();
   Service& treatyd_b = **b;
@@ -87,8 +89,9 @@ TEST(ConsistencyTest, ACoordinatorPausedPastItsLeaseLeavesNoStepOfAnAbortedSagaA
   // A wakes up, still believing it drives the saga, its next step (the payment) ready to go.
   ASSERT_EQ(::kill(a, SIGCONT), 0);
   auto paid = [&] {
-    return s.pg().QueryValue("orders", "SELECT count(*) FROM payments WHERE gid = 'stale-1' "
-                                       "AND status = 'paid'");
+    return s.pg().QueryValue("orders",
+                             "SELECT count(*) FROM payments WHERE gid = 'stale-1' "
+                             "AND status = 'paid'");
   };
   // A either finds out it lost the lease (and logs it) or goes on to charge the card.
   ASSERT_TRUE(WaitUntil(
@@ -102,8 +105,10 @@ TEST(ConsistencyTest, ACoordinatorPausedPastItsLeaseLeavesNoStepOfAnAbortedSagaA
   EXPECT_EQ(paid().value(), "0") << "a payment of an aborted saga was charged and never refunded";
   EXPECT_EQ(StatusAt(treatyd_b, "stale-1"), "aborted");
   EXPECT_EQ(s.Stock("A1").value(), "10/0/0") << "the reserved stock was not given back";
-  EXPECT_EQ(s.pg().QueryValue("orders", "SELECT count(*) FROM orders WHERE gid = 'stale-1' AND "
-                                        "status <> 'cancelled'")
+  EXPECT_EQ(s.pg()
+                .QueryValue("orders",
+                            "SELECT count(*) FROM orders WHERE gid = 'stale-1' AND "
+                            "status <> 'cancelled'")
                 .value(),
             "0");
 }
@@ -123,8 +128,8 @@ TEST(ConsistencyTest, AStoreRestartDoesNotHoldInterruptedTransactionsForALease) 
                      s.OrderBranch("order", "A1", 2) + "," + s.InventoryBranch("stock", "A1", 2) +
                      "]}";
   ASSERT_EQ(HttpCall("POST", s.treatyd().base_url() + "/v1/transactions", body)->status, 201);
-  ASSERT_TRUE(WaitUntil([&] { return s.StatusOf("outage-1") == "committing"; },
-                        std::chrono::seconds(30)));
+  ASSERT_TRUE(
+      WaitUntil([&] { return s.StatusOf("outage-1") == "committing"; }, std::chrono::seconds(30)));
   ASSERT_OK(s.pg().Stop());
   // The hung commit now answers 503: the drive cannot record it, nor give its lease back.
   ASSERT_EQ(HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
@@ -142,10 +147,10 @@ TEST(ConsistencyTest, AStoreRestartDoesNotHoldInterruptedTransactionsForALease) 
 
 TEST(ConsistencyTest, AnOperatorsAbortOfAHalfMessageNeverDropsTheEventOfACommittedOrder) {
   // No scheduled check-back during the test: only the operator's abort asks the service.
-  auto stack = TreatyStack::Start(StackOptions{
-      .with_broker = true,
-      .treatyd_env = {{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "10m"},
-                      {"TREATY_KAFKA_DELIVERY_TIMEOUT", "2s"}}});
+  auto stack =
+      TreatyStack::Start(StackOptions{.with_broker = true,
+                                      .treatyd_env = {{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "10m"},
+                                                      {"TREATY_KAFKA_DELIVERY_TIMEOUT", "2s"}}});
   ASSERT_TRUE(stack.ok()) << stack.status().message();
   TreatyStack& s = **stack;
   const std::string treatyd = s.treatyd().base_url();
@@ -230,14 +235,15 @@ TEST(ConsistencyTest, ACoordinatorWhoseClockRunsAMinuteAheadTakesNoLeaseThatIsSt
   ASSERT_TRUE(WaitUntil(
       [&] {
         auto m = HttpCall("GET", (*skewed)->base_url() + "/metrics");
-        claims = m.ok() ? Sample(m->body, "treaty_store_call_seconds_count{op=\"claim_due\"}")
-                        : -1;
+        claims = m.ok() ? Sample(m->body, "treaty_store_call_seconds_count{op=\"claim_due\"}") : -1;
         return claims >= 20;
       },
       std::chrono::seconds(30)))
       << "claims: " << claims;
-  EXPECT_EQ(s.pg().QueryValue("treaty", "SELECT owner FROM treaty.transactions WHERE gid = "
-                                        "'skew-1'")
+  EXPECT_EQ(s.pg()
+                .QueryValue("treaty",
+                            "SELECT owner FROM treaty.transactions WHERE gid = "
+                            "'skew-1'")
                 .value(),
             "test-node")
       << "a coordinator with a fast clock took a lease that was still running";
@@ -268,13 +274,15 @@ TEST(ConsistencyTest, AFloodAgainstAStuckParticipantIsRefusedWith503AndMemorySta
   // A treatyd with two workers and room for 40 waiting transactions, in front of an inventory
   // whose prepares hang: everything beyond that waits in treatyd, or is refused.
   ASSERT_OK(s.pg().CreateDatabase("flood"));
-  auto t = Service::Start(ServiceSpec{
-      .name = "treatyd-flood",
-      .binary = kTreatydPath,
-      .config_yaml = "listen: 127.0.0.1:0\nnode_id: flood\n"
-                     "store: { url: \"" + s.pg().Url("flood") + "\", pool_size: 8 }\n"
-                     "timeouts: { branch_call: 20s, prepare: 60s }\n"
-                     "scheduler: { workers: 2, lease: 60s, max_queued: 40 }\n"});
+  auto t = Service::Start(
+      ServiceSpec{.name = "treatyd-flood",
+                  .binary = kTreatydPath,
+                  .config_yaml = "listen: 127.0.0.1:0\nnode_id: flood\n"
+                                 "store: { url: \"" +
+                                 s.pg().Url("flood") +
+                                 "\", pool_size: 8 }\n"
+                                 "timeouts: { branch_call: 20s, prepare: 60s }\n"
+                                 "scheduler: { workers: 2, lease: 60s, max_queued: 40 }\n"});
   ASSERT_TRUE(t.ok()) << t.status().message();
   Service& treatyd = **t;
   ASSERT_TRUE(WaitUntil(

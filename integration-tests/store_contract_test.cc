@@ -88,8 +88,8 @@ TEST_P(StoreContractTest, OnlyTheLeaseHolderWritesAndEachWriteRenewsItsLease) {
   }
   EXPECT_FALSE(store_->TryLease("c1", b.owner, b.lease).value()) << "renewed leases still run";
   // a stops writing: its lease runs out, b takes over, and every write of a is refused.
-  ASSERT_TRUE(WaitUntil([&] { return store_->TryLease("c1", b.owner, b.lease).value(); },
-                        seconds(10)));
+  ASSERT_TRUE(
+      WaitUntil([&] { return store_->TryLease("c1", b.owner, b.lease).value(); }, seconds(10)));
   auto now = std::chrono::system_clock::now();
   EXPECT_EQ(store_->RecordOps("c1", {Op("x", "action", OpStatus::kSucceeded, 1)}, now, a).code(),
             Status::Code::kLeaseLost);
@@ -103,9 +103,9 @@ TEST_P(StoreContractTest, OnlyTheLeaseHolderWritesAndEachWriteRenewsItsLease) {
   EXPECT_EQ(tx.FindOp("x", "action")->attempts, 0);
   // b's writes go through; a client's move needs no lease.
   EXPECT_TRUE(store_->RecordOps("c1", {Op("x", "action", OpStatus::kSucceeded, 1)}, now, b).ok());
-  EXPECT_TRUE(store_->Transition("c1", TxStatus::kActive, TxStatus::kAborting, "client", now, {},
-                                 nullptr)
-                  .ok());
+  EXPECT_TRUE(
+      store_->Transition("c1", TxStatus::kActive, TxStatus::kAborting, "client", now, {}, nullptr)
+          .ok());
   EXPECT_TRUE(
       store_->Transition("c1", TxStatus::kAborting, TxStatus::kAborted, "done", now, {}, &b).ok());
 }
@@ -114,13 +114,13 @@ TEST_P(StoreContractTest, RecordedOutcomesOnlyMoveForward) {
   const Fence a{"node-a", seconds(30)};
   ASSERT_TRUE(store_->Create(Saga("c2"), a.owner, a.lease).ok());
   auto now = std::chrono::system_clock::now();
-  ASSERT_OK(store_->RecordOps("c2", {Op("x", "action", OpStatus::kSucceeded, 2),
-                                     Op("y", "action", OpStatus::kRefused, 1)},
-                              now, a));
+  ASSERT_OK(store_->RecordOps(
+      "c2", {Op("x", "action", OpStatus::kSucceeded, 2), Op("y", "action", OpStatus::kRefused, 1)},
+      now, a));
   // A stale or repeated write says pending for both: neither goes back.
-  ASSERT_OK(store_->RecordOps("c2", {Op("x", "action", OpStatus::kPending, 1),
-                                     Op("y", "action", OpStatus::kPending, 1)},
-                              now, a));
+  ASSERT_OK(store_->RecordOps(
+      "c2", {Op("x", "action", OpStatus::kPending, 1), Op("y", "action", OpStatus::kPending, 1)},
+      now, a));
   EXPECT_EQ(StatusOf("c2", "x", "action"), OpStatus::kSucceeded);
   EXPECT_EQ(StatusOf("c2", "y", "action"), OpStatus::kRefused);
   // The same through a transition's recorded ops.

@@ -137,7 +137,8 @@ TEST_F(TccTest, AClientThatDiesAfterItsTryHasItCancelledAtTheDeadline) {
   // Registered first, then tried, then the client is gone: its try must not stay applied.
   std::string base = stack_->treatyd().base_url();
   ASSERT_EQ(HttpCall("POST", base + "/v1/transactions",
-                     R"({"gid":"orphan-try","mode":"tcc","timeout":"1s"})")->status,
+                     R"({"gid":"orphan-try","mode":"tcc","timeout":"1s"})")
+                ->status,
             201);
   auto reg = HttpCall("POST", base + "/v1/transactions/orphan-try/branches",
                       stack_->InventoryTccBranch("stock", "A1", 3, false));

@@ -3,8 +3,8 @@
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 
-#include <pqxx/pqxx>
 #include <algorithm>
+#include <pqxx/pqxx>
 #include <set>
 #include <string_view>
 #include <thread>

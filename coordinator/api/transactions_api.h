@@ -64,11 +64,10 @@ class TransactionsApi {
   // Submit and abort: reads {"wait"} (and, when `takes_rolled_back`, {"rolled_back"}), runs
   // `change` on the path's gid, answers at once (202) or, with wait, once final (200) or at
   // max_wait (and the deadline, when `until_deadline`).
-  ApiResponse ChangeAndAnswer(
-      const ApiRequest& r,
-      const std::function<Result<core::Transaction>(const std::string&, bool wait,
-                                                    bool rolled_back)>& change,
-      bool until_deadline, bool takes_rolled_back);
+  ApiResponse ChangeAndAnswer(const ApiRequest& r,
+                              const std::function<Result<core::Transaction>(
+                                  const std::string&, bool wait, bool rolled_back)>& change,
+                              bool until_deadline, bool takes_rolled_back);
   // Answers a begun transaction: at once (201), or once final with `wait` (200).
   // `received`: when the request came; waiting ends max_wait after it.
   ApiResponse Answer(const core::BeginOutcome& begun, bool wait, core::TimePoint received);

@@ -34,13 +34,16 @@ Status MsgProcessor::CheckBackNow(Transaction& tx, DriveContext& ctx) {
     if (!s.ok()) return s;
     s = Drive(tx, ctx);
     if (!s.ok()) return s;
-    return Status::Conflict("not aborted: the service says its local transaction committed, so "
-                            "its messages are delivered");
+    return Status::Conflict(
+        "not aborted: the service says its local transaction committed, so "
+        "its messages are delivered");
   }
   const std::string error = q.last_error;
   q = before;  // nothing is recorded of a check that got no answer
-  return Status::Conflict("not aborted: the service could not be asked whether its local "
-                          "transaction committed (" + error + "); nothing changed");
+  return Status::Conflict(
+      "not aborted: the service could not be asked whether its local "
+      "transaction committed (" +
+      error + "); nothing changed");
 }
 
 Status MsgProcessor::Drive(Transaction& tx, DriveContext& ctx) {

@@ -121,8 +121,8 @@ TEST_F(SagaTest, ARefusalInTheMiddleOfADagCompensatesEveryCompensableStepInRever
   EXPECT_EQ(std::count(calls.begin(), calls.end(), "ship/action"), 0);
   EXPECT_EQ(std::count(calls.begin(), calls.end(), "pay/compensate"), 0)
       << "pay's refused action changed nothing";
-  EXPECT_EQ(calls, (Strings{"a/action", "b/action", "pay/action", "ship/compensate",
-                            "a/compensate", "b/compensate"}));
+  EXPECT_EQ(calls, (Strings{"a/action", "b/action", "pay/action", "ship/compensate", "a/compensate",
+                            "b/compensate"}));
   EXPECT_EQ(Load(gid).status, TxStatus::kAborted);
 }
 

@@ -81,8 +81,8 @@ class TransactionStore {
 
   // Stores the status, attempts and last error of these ops (merged as by Transition) under
   // the drive's `fence`; with no ops, only renews the lease. LeaseLost when the fence fails.
-  virtual Status RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
-                           TimePoint now, const Fence& fence) = 0;
+  virtual Status RecordOps(const std::string& gid, const std::vector<BranchOp>& ops, TimePoint now,
+                           const Fence& fence) = 0;
 
   // Sets (non-empty) or clears (empty) the attention flag; under `fence` when given (LeaseLost
   // when it fails).

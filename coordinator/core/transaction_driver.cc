@@ -61,9 +61,8 @@ class TransactionDriver::Context : public DriveContext {
       // A call may not outlast the lease known to run, or another coordinator could take the
       // transaction over while this one still waits. The budget is the whole call's, the
       // transport's wait for a thread and its retry included.
-      Duration timeout = std::min<Duration>(
-          {op.timeout.value_or(d_.options_.branch_call_timeout), d_.options_.lease / 2,
-           LeaseLeft()});
+      Duration timeout = std::min<Duration>({op.timeout.value_or(d_.options_.branch_call_timeout),
+                                             d_.options_.lease / 2, LeaseLeft()});
       calls.push_back(BranchCall{op.url, CallBody(tx, op), tx.gid, op.branch_id, op.op, timeout});
     }
     std::vector<BranchReply> replies = d_.transport_.CallAll(calls);
@@ -214,8 +213,8 @@ class TransactionDriver::Context : public DriveContext {
 
   // The time left on the lease, less a margin for the clocks' rates, never negative.
   Duration LeaseLeft() {
-    auto left = std::chrono::duration_cast<Duration>(lease_known_until_ - Now()) -
-                d_.options_.lease / 10;
+    auto left =
+        std::chrono::duration_cast<Duration>(lease_known_until_ - Now()) - d_.options_.lease / 10;
     return std::max(left, Duration(0));
   }
 

@@ -24,12 +24,12 @@ using testing::ScriptedTransport;
 using Strings = std::vector<std::string>;
 
 BranchSpec Step(const std::string& id, Strings after = {}) {
-  return BranchSpec{id,
-                    {{"action", "http://p/" + id + "/action"},
-                     {"compensate", "http://p/" + id + "/compensate"}},
-                    "{}",
-                    std::nullopt,
-                    std::move(after)};
+  return BranchSpec{
+      id,
+      {{"action", "http://p/" + id + "/action"}, {"compensate", "http://p/" + id + "/compensate"}},
+      "{}",
+      std::nullopt,
+      std::move(after)};
 }
 
 BranchSpec TwoPcBranch(const std::string& id) {
@@ -82,16 +82,17 @@ class DriverTest : public ::testing::Test {
 TEST_F(DriverTest, AStaleDriverStopsAtItsNextWriteAndCallsNothingMore) {
   TransactionDriver a(Options("node-a"), store_, transport_, clock_, ids_, crash_, {&saga_});
   TransactionService service(store_, a, clock_, ids_, crash_, seconds(60));
-  ASSERT_TRUE(Begin(service, "s1", Mode::kSaga, {Step("x"), Step("y", {"x"}), Step("z", {"y"})})
-                  .ok());
+  ASSERT_TRUE(
+      Begin(service, "s1", Mode::kSaga, {Step("x"), Step("y", {"x"}), Step("z", {"y"})}).ok());
   // While node-a waits for x's action, it is paused past its lease: node-b takes the saga over
   // and a client aborts it.
   transport_.OnCall([&](const BranchCall& c) {
     if (c.branch_id != "x" || c.op != "action") return;
     clock_.Advance(seconds(11));
     ASSERT_TRUE(store_.TryLease("s1", "node-b", seconds(10)).value());
-    ASSERT_TRUE(store_.Transition("s1", TxStatus::kActive, TxStatus::kAborting,
-                                  "aborted by the client", clock_.Now(), {}, nullptr)
+    ASSERT_TRUE(store_
+                    .Transition("s1", TxStatus::kActive, TxStatus::kAborting,
+                                "aborted by the client", clock_.Now(), {}, nullptr)
                     .ok());
   });
   Status s = a.DriveNow("s1");

@@ -106,13 +106,15 @@ TEST_F(TwoPcTest, AnIllegalDecisionRecordsNoOutcomes) {
   prepared.status = OpStatus::kSucceeded;
   prepared.attempts = 1;
   TimePoint now = clock_.Now();
-  EXPECT_EQ(store_.Transition(gid, TxStatus::kActive, TxStatus::kCommitted, "", now, {prepared}, nullptr)
-                .code(),
-            Status::Code::kConflict);
+  EXPECT_EQ(
+      store_.Transition(gid, TxStatus::kActive, TxStatus::kCommitted, "", now, {prepared}, nullptr)
+          .code(),
+      Status::Code::kConflict);
   BranchOp unknown = prepared;
   unknown.branch_id = "nobody";
-  EXPECT_EQ(store_.Transition(gid, TxStatus::kActive, TxStatus::kCommitting, "", now,
-                              {prepared, unknown}, nullptr)
+  EXPECT_EQ(store_
+                .Transition(gid, TxStatus::kActive, TxStatus::kCommitting, "", now,
+                            {prepared, unknown}, nullptr)
                 .code(),
             Status::Code::kNotFound);
   Transaction tx = Load(gid);
@@ -215,8 +217,10 @@ TEST_F(TwoPcTest, AbortReachesABranchWhosePrepareLeftNoRecord) {
   // The prepare reached the participant but the coordinator died before recording it: the
   // store shows no attempt. Aborting must still tell that participant.
   std::string gid = Begin({Branch("order"), Branch("stock")});
-  ASSERT_TRUE(store_.Transition(gid, TxStatus::kActive, TxStatus::kAborting, "test", clock_.Now(), {},
-                                 nullptr).ok());
+  ASSERT_TRUE(store_
+                  .Transition(gid, TxStatus::kActive, TxStatus::kAborting, "test", clock_.Now(), {},
+                              nullptr)
+                  .ok());
   ASSERT_EQ(Load(gid).FindOp("stock", "prepare")->attempts, 0);
   ASSERT_TRUE(driver_.DriveNow(gid).ok());
   EXPECT_EQ(transport_.Calls(), (Strings{"order/abort", "stock/abort"}));
@@ -340,13 +344,17 @@ TEST_F(TwoPcTest, SameGidSameRequestIsOneTransaction) {
 TEST_F(TwoPcTest, TheStoreRefusesIllegalTransitions) {
   std::string gid = Begin({Branch("stock")});
   TimePoint now = clock_.Now();
-  EXPECT_EQ(store_.Transition(gid, TxStatus::kActive, TxStatus::kCommitted, "", now, {}, nullptr).code(),
-            Status::Code::kConflict);
-  EXPECT_EQ(store_.Transition(gid, TxStatus::kCommitting, TxStatus::kCommitted, "", now, {}, nullptr).code(),
-            Status::Code::kConflict)
+  EXPECT_EQ(
+      store_.Transition(gid, TxStatus::kActive, TxStatus::kCommitted, "", now, {}, nullptr).code(),
+      Status::Code::kConflict);
+  EXPECT_EQ(
+      store_.Transition(gid, TxStatus::kCommitting, TxStatus::kCommitted, "", now, {}, nullptr)
+          .code(),
+      Status::Code::kConflict)
       << "the stored status is not committing";
   ASSERT_TRUE(driver_.DriveNow(gid).ok());
-  EXPECT_EQ(store_.Transition(gid, TxStatus::kCommitted, TxStatus::kAborting, "", now, {}, nullptr).code(),
+  EXPECT_EQ(store_.Transition(gid, TxStatus::kCommitted, TxStatus::kAborting, "", now, {}, nullptr)
+                .code(),
             Status::Code::kConflict);
 }
 

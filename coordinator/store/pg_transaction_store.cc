@@ -54,10 +54,10 @@ std::optional<int64_t> OptionalMs(const std::optional<TimePoint>& t) {
 // The monotonic merge of recorded op outcomes (`incoming`, an OpStatesJson object) into
 // t.op_state (store.h): a succeeded op stays as stored, and a refused one is not set back to
 // pending, whatever a stale or repeated write says.
-#define MERGED_OPS(incoming)                                                                   \
-  "t.op_state || coalesce((SELECT jsonb_object_agg(e.key, CASE "                               \
-  "WHEN t.op_state -> e.key ->> 'status' = 'succeeded' THEN t.op_state -> e.key "              \
-  "WHEN t.op_state -> e.key ->> 'status' = 'refused' AND e.value ->> 'status' = 'pending' "   \
+#define MERGED_OPS(incoming)                                                                \
+  "t.op_state || coalesce((SELECT jsonb_object_agg(e.key, CASE "                            \
+  "WHEN t.op_state -> e.key ->> 'status' = 'succeeded' THEN t.op_state -> e.key "           \
+  "WHEN t.op_state -> e.key ->> 'status' = 'refused' AND e.value ->> 'status' = 'pending' " \
   "THEN t.op_state -> e.key ELSE e.value END) FROM jsonb_each(" incoming ") AS e), '{}')"
 
 int64_t LeaseMs(Duration lease) { return lease.count(); }
@@ -351,8 +351,7 @@ struct PgTransactionStore::CreateRequest {
 };
 
 Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
-                                                      const std::string& owner,
-                                                      Duration lease) {
+                                                      const std::string& owner, Duration lease) {
   CreateRequest req{tx.gid, ""};
   {
     JsonRow row(req.row);
@@ -662,8 +661,8 @@ std::vector<Status> PgTransactionStore::RunRecords(const std::vector<const Recor
         out[i] = Status::LeaseLost("transaction " + req.gid + " is no longer leased to " +
                                    req.fence.owner);
       } else {
-        out[i] = Status::NotFound("transaction " + req.gid +
-                                  " lacks one of the branch ops recorded");
+        out[i] =
+            Status::NotFound("transaction " + req.gid + " lacks one of the branch ops recorded");
       }
     }
     return Status::Ok();
@@ -748,9 +747,11 @@ Result<bool> PgTransactionStore::TryLease(const std::string& gid, const std::str
                                           Duration lease) {
   return pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
     pqxx::nontransaction w(c);
-    pqxx::result r = Prepared(w,
+    pqxx::result r = Prepared(
+        w,
         std::string("UPDATE treaty.transactions SET owner = $2, lease_until = " LEASE_END(
-                        "$3::bigint") " WHERE gid = $1 AND status IN ") + kUnfinished +
+            "$3::bigint") " WHERE gid = $1 AND status IN ") +
+            kUnfinished +
             " AND (lease_until IS NULL OR lease_until <= now() OR owner = $2) RETURNING gid",
         gid, owner, LeaseMs(lease));
     return !r.empty();

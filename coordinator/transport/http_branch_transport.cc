@@ -158,8 +158,7 @@ core::BranchReply HttpBranchTransport::Call(const core::BranchCall& call) {
   return CallWithin(call, std::chrono::steady_clock::now() + call.timeout);
 }
 
-core::BranchReply HttpBranchTransport::CallWithin(const core::BranchCall& call,
-                                                  Deadline deadline) {
+core::BranchReply HttpBranchTransport::CallWithin(const core::BranchCall& call, Deadline deadline) {
   auto began = std::chrono::steady_clock::now();
   core::BranchReply reply = CallOnce(call, deadline);
   reply.elapsed = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - began);

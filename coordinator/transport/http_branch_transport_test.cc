@@ -234,9 +234,9 @@ TEST(HttpBranchTransportTest, ACallThatWaitedItsWholeBudgetForAThreadIsNotSent) 
   HttpBranchTransport transport(4, /*call_threads=*/1, {}, 60s);
   // The caller's thread takes the first call, the one pool thread the second; the third waits
   // for that thread, which is free only once the second timed out.
-  auto replies = transport.CallAll({CallTo(participant, "/hold", 300ms),
-                                    CallTo(participant, "/hold", 300ms),
-                                    CallTo(participant, "/hold", 300ms)});
+  auto replies =
+      transport.CallAll({CallTo(participant, "/hold", 300ms), CallTo(participant, "/hold", 300ms),
+                         CallTo(participant, "/hold", 300ms)});
   participant.Release();
   ASSERT_EQ(replies.size(), 3u);
   EXPECT_EQ(replies[2].outcome, core::BranchReply::Outcome::kUnknown);

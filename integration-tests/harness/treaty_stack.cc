@@ -14,10 +14,17 @@ std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml
                               const std::string& branch_call) {
   return "listen: 127.0.0.1:0\n"
          "node_id: test-node\n"
-         "store: { url: \"" + pg.Url("treaty") + "\", connect_timeout: 2s, pool_size: 16 }\n"
-         "retry: " + retry + "\n"
-         "timeouts: { branch_call: " + branch_call + ", prepare: 20s }\n"
-         "scheduler: { workers: 16, poll_interval: 50ms, lease: " + lease + " }\n" + extra_yaml;
+         "store: { url: \"" +
+         pg.Url("treaty") +
+         "\", connect_timeout: 2s, pool_size: 16 }\n"
+         "retry: " +
+         retry +
+         "\n"
+         "timeouts: { branch_call: " +
+         branch_call +
+         ", prepare: 20s }\n"
+         "scheduler: { workers: 16, poll_interval: 50ms, lease: " +
+         lease + " }\n" + extra_yaml;
 }
 
 namespace {
@@ -78,12 +85,13 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
                                s->saga_env_.end());
   }
   s->client_token_ = options.client_token;
-  auto t = Service::Start(ServiceSpec{.name = "treatyd",
-                                      .binary = kTreatydPath,
-                                      .config_yaml = TestTreatydConfig(*s->pg_, extra, options.retry, options.lease,
-                                                                      options.branch_call),
-                                      .extra_args = {},
-                                      .env = options.treatyd_env});
+  auto t = Service::Start(ServiceSpec{
+      .name = "treatyd",
+      .binary = kTreatydPath,
+      .config_yaml =
+          TestTreatydConfig(*s->pg_, extra, options.retry, options.lease, options.branch_call),
+      .extra_args = {},
+      .env = options.treatyd_env});
   if (!t.ok()) return t.status();
   s->treatyd_ = std::move(*t);
   if (!BecomesReady(*s->treatyd_)) return Status::DeadlineExceeded("treatyd not ready in 30s");

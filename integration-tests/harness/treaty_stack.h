@@ -32,7 +32,7 @@ struct StackOptions {
   // A client token treatyd accepts (put it in treatyd_extra_yaml's auth): the participants and
   // the stack's own status calls send it.
   std::string client_token;
-  std::string lease = "5s";  // treatyd's scheduler.lease
+  std::string lease = "5s";        // treatyd's scheduler.lease
   std::string branch_call = "2s";  // treatyd's timeouts.branch_call
 };
 
@@ -103,10 +103,9 @@ class TreatyStack {
 std::string PlaceOrderSagaFile();
 
 // Treaty's config for tests: fast retries, a fixed node id (so a restart reclaims its work).
-std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml = "",
-                              const std::string& retry =
-                                  "{ initial: 50ms, max: 500ms, multiplier: 2, jitter: 0.2 }",
-                              const std::string& lease = "5s",
-                              const std::string& branch_call = "2s");
+std::string TestTreatydConfig(
+    const PgCluster& pg, const std::string& extra_yaml = "",
+    const std::string& retry = "{ initial: 50ms, max: 500ms, multiplier: 2, jitter: 0.2 }",
+    const std::string& lease = "5s", const std::string& branch_call = "2s");
 
 }  // namespace treaty::harness

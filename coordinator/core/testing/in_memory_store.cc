@@ -128,8 +128,8 @@ Status InMemoryStore::Transition(const std::string& gid, TxStatus from, TxStatus
         Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx.status))));
   }
   if (FindTransition(tx.mode, from, to) == nullptr) {
-    return refuse(Status::Conflict("illegal transition " + std::string(StatusName(from)) +
-                                   " -> " + std::string(StatusName(to))));
+    return refuse(Status::Conflict("illegal transition " + std::string(StatusName(from)) + " -> " +
+                                   std::string(StatusName(to))));
   }
   for (const BranchOp& o : ops) {
     if (tx.FindOp(o.branch_id, o.op) == nullptr) {

@@ -31,10 +31,9 @@ class InMemoryStore : public TransactionStore {
   Status Reschedule(const std::string& gid, const std::string& owner,
                     TimePoint next_attempt_at) override;
   Status MakeDue(const std::string& gid, TimePoint now) override;
-  Result<std::vector<std::string>> ClaimDue(const std::string& owner, TimePoint now,
-                                            Duration lease, int limit) override;
-  Result<bool> TryLease(const std::string& gid, const std::string& owner,
-                        Duration lease) override;
+  Result<std::vector<std::string>> ClaimDue(const std::string& owner, TimePoint now, Duration lease,
+                                            int limit) override;
+  Result<bool> TryLease(const std::string& gid, const std::string& owner, Duration lease) override;
   Status ReleaseLeases(const std::string& owner) override;
   Result<std::vector<Transaction>> List(const ListFilter& filter) override;
   Result<std::map<TxStatus, int64_t>> CountByStatus() override;
