@@ -168,12 +168,17 @@ TEST_F(OutboxTest, TenThousandEventsArriveInOrderAndAreMarkedSent) {
 TEST_F(OutboxTest, ARelayKilledMidBatchLosesNothingAndTheInboxAbsorbsDuplicates) {
   auto consumer = StartConsumer();
   Write(10000, 100);
+  // Each produce round trip takes 40 ms more, so that the relay is still mid-way (about 50
+  // batches of 200 on two workers: a second or more) when the test sees 2,000 rows sent: without
+  // it, a fast machine sent all 10,000 between two looks.
+  ASSERT_OK(broker_->Command("rtt 1 40"));
   auto relay = StartRelay("relay", /*batch_size=*/200);
   ASSERT_TRUE(relay);
   ASSERT_TRUE(WaitUntil([&] { return Pending() <= 8000; }, std::chrono::seconds(60)));
   ASSERT_TRUE(relay->Kill().ok());
   int left = Pending();
   EXPECT_GT(left, 0) << "the relay finished before it could be killed";
+  ASSERT_OK(broker_->Command("rtt 1 0"));
   ASSERT_OK(relay->Restart());
   ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(120)));
   EXPECT_EQ(CheckOrder(ReadTopic(10000, /*allow_extra=*/true)), 10000) << "an event was lost";
