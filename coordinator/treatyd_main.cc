@@ -249,7 +249,9 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   metrics::TimedStore timed_store(tx_store, observer);
   core::TransactionDriver driver(
       core::DriverOptions{
-          .owner = node_id,
+          // A new name for each run: a predecessor still alive cannot write under its leases.
+          .owner = node_id + "#" + core::RandomIdGenerator().NewGid().substr(0, 8),
+          .node_id = node_id,
           .workers = static_cast<int>(config.scheduler.workers),
           .poll_interval = config.scheduler.poll_interval,
           .lease = config.scheduler.lease,
@@ -273,7 +275,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
       kLog.Warn("cannot start the scheduler yet", {{"error", s.message()}});
       std::this_thread::sleep_for(config.retry.initial);
     }
-    kLog.Info("scheduler started", {{"node_id", node_id}});
+    kLog.Info("scheduler started", {{"node_id", node_id}, {"owner", driver.options().owner}});
   });
 
   api::TransactionsApi transactions(

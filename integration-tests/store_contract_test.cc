@@ -110,6 +110,21 @@ TEST_P(StoreContractTest, OnlyTheLeaseHolderWritesAndEachWriteRenewsItsLease) {
       store_->Transition("c1", TxStatus::kAborting, TxStatus::kAborted, "done", now, {}, &b).ok());
 }
 
+TEST_P(StoreContractTest, ALeaseGivenBackFencesTheDriveThatGaveItBack) {
+  const Fence a{"node-a", seconds(30)};
+  ASSERT_TRUE(store_->Create(Saga("c3"), a.owner, a.lease).ok());
+  // The drive waits for a retry and gives its lease back; a late write of the same drive (or
+  // of a paused twin) must not pass the fence.
+  ASSERT_TRUE(store_->Reschedule("c3", a.owner, std::chrono::system_clock::now()).ok());
+  auto now = std::chrono::system_clock::now();
+  EXPECT_EQ(store_->Transition("c3", TxStatus::kActive, TxStatus::kAborting, "late", now, {}, &a)
+                .code(),
+            Status::Code::kLeaseLost);
+  EXPECT_EQ(store_->RecordOps("c3", {}, now, a).code(), Status::Code::kLeaseLost);
+  EXPECT_EQ(store_->SetAttention("c3", "late", &a).code(), Status::Code::kLeaseLost);
+  EXPECT_EQ(Load("c3").status, TxStatus::kActive);
+}
+
 TEST_P(StoreContractTest, RecordedOutcomesOnlyMoveForward) {
   const Fence a{"node-a", seconds(30)};
   ASSERT_TRUE(store_->Create(Saga("c2"), a.owner, a.lease).ok());
@@ -123,6 +138,12 @@ TEST_P(StoreContractTest, RecordedOutcomesOnlyMoveForward) {
       now, a));
   EXPECT_EQ(StatusOf("c2", "x", "action"), OpStatus::kSucceeded);
   EXPECT_EQ(StatusOf("c2", "y", "action"), OpStatus::kRefused);
+  // A refused op retried with no answer stays refused, but counts its attempts on (its backoff
+  // grows with them).
+  ASSERT_TRUE(
+      store_->RecordOps("c2", {Op("y", "action", OpStatus::kPending, 4)}, now, a).ok());
+  EXPECT_EQ(StatusOf("c2", "y", "action"), OpStatus::kRefused);
+  EXPECT_EQ(Load("c2").FindOp("y", "action")->attempts, 4);
   // The same through a transition's recorded ops.
   ASSERT_OK(store_->Transition("c2", TxStatus::kActive, TxStatus::kAborting, "y refused", now,
                                {Op("x", "action", OpStatus::kPending, 3)}, &a));

@@ -44,6 +44,7 @@ ApiResponse FromStatus(const Status& s) {
     case Status::Code::kNotFound:
       return JsonError(404, "not_found", s.message());
     case Status::Code::kConflict:
+    case Status::Code::kLeaseLost:  // another coordinator took it over meanwhile
       return JsonError(409, "conflict", s.message());
     case Status::Code::kUnavailable:
       return JsonError(503, "unavailable", s.message());

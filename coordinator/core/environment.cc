@@ -11,6 +11,7 @@ namespace {
 class RealClock : public Clock {
  public:
   TimePoint Now() override { return std::chrono::system_clock::now(); }
+  MonoTime Monotonic() override { return std::chrono::steady_clock::now(); }
 };
 
 class RandomIds : public IdGenerator {

@@ -11,10 +11,17 @@
 
 namespace treaty::core {
 
+// Monotonic time: what durations on this coordinator (how much of a lease is left) are measured
+// with, so that a step of the wall clock cannot stretch them.
+using MonoTime = std::chrono::steady_clock::time_point;
+
 class Clock {
  public:
   virtual ~Clock() = default;
+  // Wall-clock time: stamps and deadlines that are stored.
   virtual TimePoint Now() = 0;
+  // Monotonic time, for durations measured on this coordinator only.
+  virtual MonoTime Monotonic() = 0;
 };
 
 // The system clock.

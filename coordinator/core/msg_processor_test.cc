@@ -163,7 +163,7 @@ TEST_F(MsgTest, FailedDeliveriesAreRetriedUntilAcknowledged) {
 
 TEST_F(MsgTest, AbortDropsTheMessages) {
   Prepare("m6");
-  ASSERT_TRUE(service_.Abort("m6").ok());
+  ASSERT_TRUE(service_.Abort("m6", AbortBy::kService).ok());
   ASSERT_TRUE(driver_.DriveNow("m6").ok());
   EXPECT_EQ(Load("m6").status, TxStatus::kAborted);
   EXPECT_TRUE(sink_.delivered.empty());

@@ -112,8 +112,9 @@ class TransactionStore {
   virtual Result<bool> TryLease(const std::string& gid, const std::string& owner,
                                 Duration lease) = 0;
 
-  // Gives up every lease held by `owner` (a restarted coordinator frees its predecessor's).
-  virtual Status ReleaseLeases(const std::string& owner) = 0;
+  // Gives up every lease held by `node` or by any run of it (owners "`node`#..."): a restarted
+  // coordinator frees its predecessors' leases.
+  virtual Status ReleaseLeases(const std::string& node) = 0;
 
   // Transactions matching `filter`, ops and log left empty.
   virtual Result<std::vector<Transaction>> List(const ListFilter& filter) = 0;

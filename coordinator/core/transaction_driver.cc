@@ -35,9 +35,9 @@ std::string ErrorText(const BranchReply& r) {
 
 class TransactionDriver::Context : public DriveContext {
  public:
-  // `lease_known_until`: until when, by this coordinator's clock, the lease taken for this drive
-  // is known to run (it was taken before that time minus the lease).
-  Context(TransactionDriver& d, TimePoint lease_known_until)
+  // `lease_known_until`: until when, by this coordinator's monotonic clock, the lease taken for
+  // this drive is known to run (it was taken before that time minus the lease).
+  Context(TransactionDriver& d, MonoTime lease_known_until)
       : d_(d), fence_{d.options_.owner, d.options_.lease}, lease_known_until_(lease_known_until) {}
 
   TimePoint Now() override { return d_.clock_.Now(); }
@@ -141,9 +141,10 @@ class TransactionDriver::Context : public DriveContext {
   Status Transition(Transaction& tx, TxStatus to, const std::string& reason) override {
     TxStatus from = tx.status;
     TimePoint now = Now();
+    const MonoTime sent = d_.clock_.Monotonic();
     Status s = d_.store_.Transition(tx.gid, from, to, reason, now, UnrecordedOps(), &fence_);
     if (!s.ok()) return s;
-    Renewed(now);
+    Renewed(sent);
     unrecorded_.clear();
     tx.status = to;
     tx.reason = reason;
@@ -157,10 +158,10 @@ class TransactionDriver::Context : public DriveContext {
 
   Status SetAttention(Transaction& tx, const std::string& attention) override {
     if (tx.attention == attention) return Status::Ok();
-    TimePoint now = Now();
+    const MonoTime sent = d_.clock_.Monotonic();
     Status s = d_.store_.SetAttention(tx.gid, attention, &fence_);
     if (!s.ok()) return s;
-    Renewed(now);
+    Renewed(sent);
     tx.attention = attention;
     return s;
   }
@@ -184,10 +185,10 @@ class TransactionDriver::Context : public DriveContext {
   // the fence.
   Status Flush(const std::string& gid) {
     if (unrecorded_.empty()) return Status::Ok();
-    TimePoint now = Now();
-    Status s = d_.store_.RecordOps(gid, UnrecordedOps(), now, fence_);
+    const MonoTime sent = d_.clock_.Monotonic();
+    Status s = d_.store_.RecordOps(gid, UnrecordedOps(), Now(), fence_);
     if (!s.ok()) return s;
-    Renewed(now);
+    Renewed(sent);
     unrecorded_.clear();
     return s;
   }
@@ -199,22 +200,24 @@ class TransactionDriver::Context : public DriveContext {
   Status StartRound(const std::string& gid, Duration budget) {
     if (Status s = Flush(gid); !s.ok()) return s;
     const Duration margin = d_.options_.lease / 10;
-    if (LeaseLeft() < budget + margin || lease_known_until_ - Now() < d_.options_.lease - margin) {
-      TimePoint now = Now();
-      Status s = d_.store_.RecordOps(gid, {}, now, fence_);  // renews only
+    if (LeaseLeft() < budget + margin ||
+        lease_known_until_ - d_.clock_.Monotonic() < d_.options_.lease - margin) {
+      const MonoTime sent = d_.clock_.Monotonic();
+      Status s = d_.store_.RecordOps(gid, {}, Now(), fence_);  // renews only
       if (!s.ok()) return s;
-      Renewed(now);
+      Renewed(sent);
     }
     return Status::Ok();
   }
 
   // A fenced write sent at `sent` succeeded: the store extended the lease from a moment after.
-  void Renewed(TimePoint sent) { lease_known_until_ = sent + d_.options_.lease; }
+  void Renewed(MonoTime sent) { lease_known_until_ = sent + d_.options_.lease; }
 
   // The time left on the lease, less a margin for the clocks' rates, never negative.
   Duration LeaseLeft() {
     auto left =
-        std::chrono::duration_cast<Duration>(lease_known_until_ - Now()) - d_.options_.lease / 10;
+        std::chrono::duration_cast<Duration>(lease_known_until_ - d_.clock_.Monotonic()) -
+        d_.options_.lease / 10;
     return std::max(left, Duration(0));
   }
 
@@ -239,7 +242,7 @@ class TransactionDriver::Context : public DriveContext {
 
   TransactionDriver& d_;
   const Fence fence_;
-  TimePoint lease_known_until_;
+  MonoTime lease_known_until_;
   std::map<std::pair<std::string, std::string>, BranchOp> unrecorded_;  // by (branch, op)
 };
 
@@ -267,7 +270,7 @@ const Processor* TransactionDriver::ProcessorFor(Mode mode) const {
 }
 
 Status TransactionDriver::Start() {
-  Status s = store_.ReleaseLeases(options_.owner);
+  Status s = store_.ReleaseLeases(options_.node_id.empty() ? options_.owner : options_.node_id);
   if (!s.ok()) return s;
   for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { WorkerLoop(); });
   threads_.emplace_back([this] { PollLoop(); });
@@ -286,7 +289,7 @@ void TransactionDriver::Stop() {
   threads_.clear();
 }
 
-void TransactionDriver::Enqueue(const std::string& gid, std::optional<TimePoint> leased_until,
+void TransactionDriver::Enqueue(const std::string& gid, std::optional<MonoTime> leased_until,
                                 std::optional<Transaction> as_stored) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -304,7 +307,7 @@ void TransactionDriver::Enqueue(const std::string& gid, std::optional<TimePoint>
 }
 
 void TransactionDriver::Kick(const std::string& gid) {
-  TimePoint now = clock_.Now();
+  const MonoTime now = clock_.Monotonic();
   auto leased = store_.TryLease(gid, options_.owner, options_.lease);
   if (leased.ok() && *leased) {
     Enqueue(gid, now + options_.lease);
@@ -315,7 +318,7 @@ void TransactionDriver::Kick(const std::string& gid) {
 
 std::optional<Transaction> TransactionDriver::KickHere(const std::string& gid,
                                                     std::optional<Transaction> as_stored) {
-  TimePoint now = clock_.Now();
+  const MonoTime now = clock_.Monotonic();
   auto leased = store_.TryLease(gid, options_.owner, options_.lease);
   if (leased.ok() && *leased) return DriveHere(gid, now + options_.lease, std::move(as_stored));
   WakePoller();
@@ -336,7 +339,7 @@ bool TransactionDriver::Admit() {
 void TransactionDriver::WorkerLoop() {
   while (true) {
     std::string gid;
-    std::optional<TimePoint> leased_until;
+    std::optional<MonoTime> leased_until;
     std::optional<Transaction> as_stored;
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -366,13 +369,13 @@ void TransactionDriver::WorkerLoop() {
   }
 }
 
-bool TransactionDriver::DriveLeased(const std::string& gid, std::optional<TimePoint> leased_until,
+bool TransactionDriver::DriveLeased(const std::string& gid, std::optional<MonoTime> leased_until,
                                     std::optional<Transaction> as_stored, Transaction* left) {
   // The lease may have run out while the transaction waited in the queue, or been given up by
   // an earlier drive (a re-run): take it (again) before driving, or leave it to its holder.
   // One taken moments ago (at creation, by the poller) is used as it is, as long as nearly all
   // of it is left: the drive gets the same time as with a lease taken now.
-  TimePoint now = clock_.Now();
+  const MonoTime now = clock_.Monotonic();
   Result<bool> leased = true;
   if (!leased_until || *leased_until - now < options_.lease * 9 / 10) {
     leased = store_.TryLease(gid, options_.owner, options_.lease);
@@ -394,14 +397,15 @@ bool TransactionDriver::DriveLeased(const std::string& gid, std::optional<TimePo
     return Drive(gid, *leased_until, std::move(as_stored), left).ok();
   } catch (const std::exception& e) {
     // Adapters return statuses; this is a last guard so one transaction cannot stop the
-    // thread. The lease runs out and the transaction is driven again.
+    // thread. It is driven again after the backoff.
     if (observer_) observer_->OnDriveError(gid, Status::Internal(e.what()));
+    Interrupted(gid, /*done=*/false);
   }
   return false;
 }
 
 std::optional<Transaction> TransactionDriver::DriveHere(const std::string& gid,
-                                                     TimePoint leased_until,
+                                                     MonoTime leased_until,
                                                      std::optional<Transaction> as_stored) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -429,6 +433,7 @@ std::optional<Transaction> TransactionDriver::DriveHere(const std::string& gid,
 
 void TransactionDriver::PollLoop() {
   std::unique_lock<std::mutex> lock(mu_);
+  bool store_was_down = false;  // the last claim failed
   while (!stopping_) {
     ResumeInterrupted(lock, clock_.Now());
     // Claim only what idle workers can start now: a claimed transaction that waits in the queue
@@ -439,12 +444,24 @@ void TransactionDriver::PollLoop() {
         options_.workers - static_cast<int>(queue_.size() + running_.size() - running_here_));
     if (capacity > 0) {
       lock.unlock();
-      TimePoint now = clock_.Now();
+      const TimePoint now = clock_.Now();
+      const MonoTime asked = clock_.Monotonic();
       auto claimed = store_.ClaimDue(options_.owner, now, options_.lease, capacity);
       if (claimed.ok()) {
-        for (const std::string& gid : *claimed) Enqueue(gid, now + options_.lease);
-      } else if (observer_) {
-        observer_->OnDriveError("", claimed.status());
+        for (const std::string& gid : *claimed) Enqueue(gid, asked + options_.lease);
+        if (store_was_down) {
+          // The store answers again: drives cut short by its outage resume now, not after the
+          // backoff their failed tries grew to meanwhile.
+          lock.lock();
+          for (auto& [gid, r] : interrupted_) {
+            if (r.due != TimePoint::max()) r.due = std::min(r.due, now);
+          }
+          lock.unlock();
+        }
+        store_was_down = false;
+      } else {
+        store_was_down = true;
+        if (observer_) observer_->OnDriveError("", claimed.status());
       }
       lock.lock();
       claimed_last_time_ = claimed.ok() && !claimed->empty();
@@ -455,7 +472,7 @@ void TransactionDriver::PollLoop() {
 }
 
 Status TransactionDriver::DriveNow(const std::string& gid) {
-  TimePoint now = clock_.Now();
+  const MonoTime now = clock_.Monotonic();
   auto leased = store_.TryLease(gid, options_.owner, options_.lease);
   if (!leased.ok()) return leased.status();
   if (!*leased) {
@@ -477,7 +494,7 @@ Result<Transaction> TransactionDriver::CheckBackNow(const std::string& gid) {
     ++running_here_;
   }
   Result<Transaction> out = [&]() -> Result<Transaction> {
-    TimePoint now = clock_.Now();
+    const MonoTime now = clock_.Monotonic();
     auto leased = store_.TryLease(gid, options_.owner, options_.lease);
     if (!leased.ok()) return leased.status();
     if (!*leased) {
@@ -485,12 +502,19 @@ Result<Transaction> TransactionDriver::CheckBackNow(const std::string& gid) {
                               " now; try again");
     }
     auto tx = store_.Load(gid, /*with_log=*/false);
-    if (!tx.ok()) return tx.status();
+    if (!tx.ok()) {
+      Interrupted(gid, /*done=*/false);  // leased and not driven: resumed after the backoff
+      return tx.status();
+    }
     auto it = processors_.find(tx->mode);
     Status s = Status::Ok();
     if (it != processors_.end()) {
       Context ctx(*this, now + options_.lease);
-      s = it->second->CheckBackNow(*tx, ctx);
+      try {
+        s = it->second->CheckBackNow(*tx, ctx);
+      } catch (const std::exception& e) {  // a last guard, as in DriveLeased
+        s = Status::Internal(e.what());
+      }
     }
     // The lease back; a scheduled check-back keeps its time (a drive that waits set its own).
     if (!IsFinal(tx->status)) store_.Reschedule(gid, options_.owner, tx->next_attempt_at);
@@ -532,7 +556,7 @@ void TransactionDriver::ResumeInterrupted(std::unique_lock<std::mutex>& lock, Ti
   lock.lock();
 }
 
-Status TransactionDriver::Drive(const std::string& gid, TimePoint lease_known_until,
+Status TransactionDriver::Drive(const std::string& gid, MonoTime lease_known_until,
                                 std::optional<Transaction> as_stored, Transaction* left) {
   Status s;
   // A Conflict means another actor (a client's abort, another coordinator) moved the
@@ -569,8 +593,11 @@ Status TransactionDriver::Drive(const std::string& gid, TimePoint lease_known_un
     }
     // Another coordinator holds it now: stop at once, write nothing more.
     if (s.code() == Status::Code::kLeaseLost) break;
-    // Cut short: the calls it made are still recorded.
-    ctx.Flush(gid);
+    // Cut short: the calls it made are still recorded (and that write may find the lease gone).
+    if (Status f = ctx.Flush(gid); f.code() == Status::Code::kLeaseLost) {
+      s = f;
+      break;
+    }
     if (s.code() != Status::Code::kConflict) break;
   }
   if (observer_) observer_->OnDriveError(gid, s);

@@ -28,7 +28,13 @@
 namespace treaty::core {
 
 struct DriverOptions {
-  std::string owner = "treatyd";  // this coordinator's name in leases; unique per coordinator
+  // This coordinator's name in leases, unique per running process: a restart under the same
+  // node id takes a new one (treatyd: "<node_id>#<random>"), so that a predecessor still alive
+  // (paused, not yet killed) fails its fence instead of writing under its successor's leases.
+  std::string owner = "treatyd";
+  // The node this coordinator runs as: Start() frees the leases of its earlier runs (owners
+  // `node_id` or "`node_id`#..."). Empty: `owner`.
+  std::string node_id;
   int workers = 8;
   Duration poll_interval = std::chrono::milliseconds(100);
   // How long a claim keeps other coordinators away, by the store's clock. Every write of a
@@ -78,7 +84,7 @@ class TransactionDriver {
                     MessageSink* messages = nullptr);
   ~TransactionDriver();
 
-  // Frees this owner's leases left from an earlier run, then starts the workers and the poller.
+  // Frees the leases left by earlier runs of this node, then starts the workers and the poller.
   Status Start();
   void Stop();
 
@@ -86,14 +92,14 @@ class TransactionDriver {
   // `leased_until`, when known, spares the worker taking the lease again if it is still fresh;
   // `as_stored`, the transaction exactly as the store holds it (just created), spares loading
   // it. Both are only used while that lease is fresh.
-  void Enqueue(const std::string& gid, std::optional<TimePoint> leased_until = std::nullopt,
+  void Enqueue(const std::string& gid, std::optional<MonoTime> leased_until = std::nullopt,
                std::optional<Transaction> as_stored = std::nullopt);
 
   // Drives `gid` on the calling thread, now, as a worker would drive it after Enqueue(): for a
   // caller that waits for the outcome anyway (no hand-over to a worker and back). If `gid` is
   // queued or being driven already, it is driven again after that instead. Returns the
   // transaction as the drive left it (final, or waiting for a retry), if it was driven.
-  std::optional<Transaction> DriveHere(const std::string& gid, TimePoint leased_until,
+  std::optional<Transaction> DriveHere(const std::string& gid, MonoTime leased_until,
                                        std::optional<Transaction> as_stored);
 
   // Drives `gid` soon if this coordinator can lease it now (after a client changed it); if
@@ -157,12 +163,12 @@ class TransactionDriver {
   void PollLoop();
   // DriveNow, starting from `as_stored` instead of a load when given.
   // `left`, when given, receives the transaction as a successful drive left it.
-  // `lease_known_until`: as for Context (this coordinator's clock).
-  Status Drive(const std::string& gid, TimePoint lease_known_until,
+  // `lease_known_until`: as for Context (this coordinator's monotonic clock).
+  Status Drive(const std::string& gid, MonoTime lease_known_until,
                std::optional<Transaction> as_stored, Transaction* left);
   // Drive() under this coordinator's lease: the one known to be fresh, or one taken now. True
   // when it was driven without an error.
-  bool DriveLeased(const std::string& gid, std::optional<TimePoint> leased_until,
+  bool DriveLeased(const std::string& gid, std::optional<MonoTime> leased_until,
                    std::optional<Transaction> as_stored, Transaction* left);
   // Wakes the WaitFinal() calls on tx.gid with `tx`, which is final and stored as it is.
   void NotifyFinal(const Transaction& tx);
@@ -194,7 +200,7 @@ class TransactionDriver {
   std::set<std::string> rerun_;       // guarded by mu_: enqueued again while running
   // What Enqueue() was told of a queued transaction (its lease, its stored state), if anything.
   struct Known {
-    std::optional<TimePoint> leased_until;
+    std::optional<MonoTime> leased_until;
     std::optional<Transaction> as_stored;
   };
   std::map<std::string, Known> known_;  // guarded by mu_: of queued transactions

@@ -111,6 +111,23 @@ TEST_F(DriverTest, AStaleDriverStopsAtItsNextWriteAndCallsNothingMore) {
             (Strings{"x/action", "z/compensate", "y/compensate", "x/compensate"}));
 }
 
+TEST_F(DriverTest, ARestartUnderTheSameNodeIdFencesOutThePredecessorStillRunning) {
+  DriverOptions first = Options("node-a#1");
+  first.node_id = "node-a";
+  TransactionDriver a1(first, store_, transport_, clock_, ids_, crash_, {&saga_});
+  TransactionService service(store_, a1, clock_, ids_, crash_, seconds(60));
+  ASSERT_TRUE(Begin(service, "s3", Mode::kSaga, {Step("x"), Step("y", {"x"})}).ok());
+  // While the first run waits for x, node-a is started again (its supervisor thought it dead):
+  // the new run frees the node's leases and takes the saga.
+  transport_.OnCall([&](const BranchCall& c) {
+    if (c.branch_id != "x" || c.op != "action") return;
+    ASSERT_TRUE(store_.ReleaseLeases("node-a").ok());
+    ASSERT_TRUE(store_.TryLease("s3", "node-a#2", seconds(10)).value());
+  });
+  EXPECT_EQ(a1.DriveNow("s3").code(), Status::Code::kLeaseLost);
+  EXPECT_EQ(transport_.Calls(), Strings{"x/action"}) << "the old run went on to y";
+}
+
 TEST_F(DriverTest, AStaleTransitionChangesNothing) {
   TransactionDriver a(Options("node-a"), store_, transport_, clock_, ids_, crash_, {&twopc_});
   TransactionService service(store_, a, clock_, ids_, crash_, seconds(60));
@@ -168,8 +185,11 @@ TEST_F(DriverTest, ADriveCutShortByAStoreOutageResumesAfterTheBackoffNotTheLease
   ASSERT_TRUE(WaitFor([&] { return store_.Calls("Reschedule") >= 1; }));
   transport_.OnCall(nullptr);
   store_.SetUnavailable(false);
-  clock_.Advance(seconds(1));  // past the retry backoff, nowhere near the lease
-  EXPECT_TRUE(WaitFor([&] { return Load("t2").status == TxStatus::kCommitted; }))
+  // Time moves on by the backoff's steps, nowhere near the lease.
+  EXPECT_TRUE(WaitFor([&] {
+    clock_.Advance(milliseconds(50));
+    return Load("t2").status == TxStatus::kCommitted;
+  }))
       << "still " << StatusName(Load("t2").status);
   a.Stop();
 }

@@ -138,13 +138,20 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
     return Status::ResourceExhausted("too many transactions are waiting to be driven; retry later");
   }
   const Duration lease = tx.submitted ? driver_.options().lease : Duration(0);
-  const TimePoint lease_until = now + lease;  // by this coordinator's clock, as the driver keeps it
+  // Until when the lease is known to run, by this coordinator's monotonic clock (taken before
+  // the store's own clock starts it).
+  const MonoTime lease_until = clock_.Monotonic() + lease;
   auto created = store_.Create(tx, driver_.options().owner, lease);
   if (!created.ok()) return created.status();
   if (!created->created) {
     if (created->existing.request_digest != req.request_digest) {
       return Status::Conflict("gid " + tx.gid + " is in use by a different request");
     }
+    // The same request again: perhaps because the answer to the first was lost after it was
+    // stored (the store failed mid-commit). Its lease may be this coordinator's, unknown to the
+    // driver: drive it now rather than when that lease runs out.
+    const Transaction& existing = created->existing;
+    if (existing.submitted && !IsFinal(existing.status)) driver_.Kick(existing.gid);
     return BeginOutcome{std::move(created->existing), false};
   }
   crash_.Reach("after_begin");
@@ -228,6 +235,9 @@ Result<Transaction> TransactionService::Submit(const std::string& gid, bool wait
   }
   if (tx->submitted) return tx;
   if (tx->ops.empty()) return Status::Conflict("transaction " + gid + " has no branches to submit");
+  if (!wait && !driver_.Admit()) {
+    return Status::ResourceExhausted("too many transactions are waiting to be driven; retry later");
+  }
   Status s = store_.MarkSubmitted(gid, now);
   if (!s.ok() && s.code() != Status::Code::kConflict) return s;
   if (!s.ok()) wait = false;  // submitted meanwhile: drive what is stored

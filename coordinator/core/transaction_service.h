@@ -90,7 +90,7 @@ class TransactionService {
   // (msg, not by its service), the service is asked now: the abort happens only if it says its
   // local transaction rolled back; Conflict, with nothing changed, if it committed (the messages
   // are then delivered) or cannot be reached.
-  Result<Transaction> Abort(const std::string& gid, AbortBy by = AbortBy::kService);
+  Result<Transaction> Abort(const std::string& gid, AbortBy by = AbortBy::kOther);
 
   // The transaction with its ops and decision log.
   Result<Transaction> Get(const std::string& gid);

@@ -44,8 +44,8 @@ Result<bool> TimedStore::TryLease(const std::string& gid, const std::string& own
                                   Duration lease) {
   return Timed("try_lease", [&] { return inner_.TryLease(gid, owner, lease); });
 }
-Status TimedStore::ReleaseLeases(const std::string& owner) {
-  return Timed("release_leases", [&] { return inner_.ReleaseLeases(owner); });
+Status TimedStore::ReleaseLeases(const std::string& node) {
+  return Timed("release_leases", [&] { return inner_.ReleaseLeases(node); });
 }
 Result<std::vector<core::Transaction>> TimedStore::List(const core::ListFilter& filter) {
   return Timed("list", [&] { return inner_.List(filter); });

@@ -53,12 +53,15 @@ std::optional<int64_t> OptionalMs(const std::optional<TimePoint>& t) {
 
 // The monotonic merge of recorded op outcomes (`incoming`, an OpStatesJson object) into
 // t.op_state (store.h): a succeeded op stays as stored, and a refused one is not set back to
-// pending, whatever a stale or repeated write says.
+// pending, whatever a stale or repeated write says (its attempts and last error still move on,
+// so that its backoff keeps growing).
 #define MERGED_OPS(incoming)                                                                \
   "t.op_state || coalesce((SELECT jsonb_object_agg(e.key, CASE "                            \
   "WHEN t.op_state -> e.key ->> 'status' = 'succeeded' THEN t.op_state -> e.key "           \
   "WHEN t.op_state -> e.key ->> 'status' = 'refused' AND e.value ->> 'status' = 'pending' " \
-  "THEN t.op_state -> e.key ELSE e.value END) FROM jsonb_each(" incoming ") AS e), '{}')"
+  "THEN e.value || jsonb_build_object('status', 'refused', 'attempts', "                    \
+  "greatest((t.op_state -> e.key ->> 'attempts')::int, (e.value ->> 'attempts')::int)) "    \
+  "ELSE e.value END) FROM jsonb_each(" incoming ") AS e), '{}')"
 
 int64_t LeaseMs(Duration lease) { return lease.count(); }
 #define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
@@ -544,7 +547,8 @@ std::vector<Status> PgTransactionStore::RunTransitions(
         "cur AS (SELECT t.gid, t.mode, t.status, "
         "t.op_state ?& ARRAY(SELECT jsonb_object_keys(req.ops)) AS found, "
         // The fence: a drive's move only while its lease runs, by the database's clock.
-        "(req.owner IS NULL OR (t.owner = req.owner AND t.lease_until > now())) AS fenced "
+        "coalesce(req.owner IS NULL OR (t.owner = req.owner AND t.lease_until > now()), false) "
+        "AS fenced "
         // Locked in gid order, as RunRecords does: two batches that share transactions (a
         // client's abort while a drive records) wait for each other instead of deadlocking.
         "FROM treaty.transactions t JOIN req ON req.gid = t.gid "
@@ -758,10 +762,13 @@ Result<bool> PgTransactionStore::TryLease(const std::string& gid, const std::str
   });
 }
 
-Status PgTransactionStore::ReleaseLeases(const std::string& owner) {
+Status PgTransactionStore::ReleaseLeases(const std::string& node) {
   return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
     pqxx::nontransaction w(c);
-    Prepared(w, "UPDATE treaty.transactions SET lease_until = NULL WHERE owner = $1", owner);
+    Prepared(w,
+             "UPDATE treaty.transactions SET lease_until = NULL WHERE owner = $1 "
+             "OR left(owner, length($1) + 1) = $1 || '#'",
+             node);
     return true;
   }));
 }

@@ -67,7 +67,7 @@ class PgTransactionStore : public core::TransactionStore {
   Result<std::vector<std::string>> ClaimDue(const std::string& owner, core::TimePoint now,
                                             Duration lease, int limit) override;
   Result<bool> TryLease(const std::string& gid, const std::string& owner, Duration lease) override;
-  Status ReleaseLeases(const std::string& owner) override;
+  Status ReleaseLeases(const std::string& node) override;
   Result<std::vector<core::Transaction>> List(const core::ListFilter& filter) override;
   Result<std::map<core::TxStatus, int64_t>> CountByStatus() override;
 

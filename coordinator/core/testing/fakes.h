@@ -22,15 +22,22 @@ class FakeClock : public Clock {
     std::lock_guard<std::mutex> lock(mu_);
     return now_;
   }
+  MonoTime Monotonic() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return mono_;
+  }
+  // Both clocks move on by `d`.
   template <typename Rep, typename Period>
   void Advance(std::chrono::duration<Rep, Period> d) {
     std::lock_guard<std::mutex> lock(mu_);
     now_ += std::chrono::duration_cast<TimePoint::duration>(d);
+    mono_ += std::chrono::duration_cast<MonoTime::duration>(d);
   }
 
  private:
   std::mutex mu_;
   TimePoint now_;
+  MonoTime mono_{};
 };
 
 class CountingIds : public IdGenerator {

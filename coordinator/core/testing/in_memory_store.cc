@@ -31,7 +31,11 @@ namespace {
 // pending.
 void MergeOp(BranchOp& stored, const BranchOp& o) {
   if (stored.status == OpStatus::kSucceeded) return;
-  if (stored.status == OpStatus::kRefused && o.status == OpStatus::kPending) return;
+  if (stored.status == OpStatus::kRefused && o.status == OpStatus::kPending) {
+    stored.attempts = std::max(stored.attempts, o.attempts);
+    stored.last_error = o.last_error;
+    return;
+  }
   stored.status = o.status;
   stored.attempts = o.attempts;
   stored.last_error = o.last_error;
@@ -233,11 +237,11 @@ Result<bool> InMemoryStore::TryLease(const std::string& gid, const std::string& 
   return true;
 }
 
-Status InMemoryStore::ReleaseLeases(const std::string& owner) {
+Status InMemoryStore::ReleaseLeases(const std::string& node) {
   std::lock_guard<std::mutex> lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   for (auto& [gid, row] : rows_) {
-    if (row.owner == owner) row.lease_until = TimePoint{};
+    if (row.owner == node || row.owner.rfind(node + "#", 0) == 0) row.lease_until = TimePoint{};
   }
   return Status::Ok();
 }

@@ -34,7 +34,7 @@ class InMemoryStore : public TransactionStore {
   Result<std::vector<std::string>> ClaimDue(const std::string& owner, TimePoint now, Duration lease,
                                             int limit) override;
   Result<bool> TryLease(const std::string& gid, const std::string& owner, Duration lease) override;
-  Status ReleaseLeases(const std::string& owner) override;
+  Status ReleaseLeases(const std::string& node) override;
   Result<std::vector<Transaction>> List(const ListFilter& filter) override;
   Result<std::map<TxStatus, int64_t>> CountByStatus() override;
 
