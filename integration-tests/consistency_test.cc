@@ -114,8 +114,12 @@ TEST(ConsistencyTest, ACoordinatorPausedPastItsLeaseLeavesNoStepOfAnAbortedSagaA
 }
 
 TEST(ConsistencyTest, AStoreRestartDoesNotHoldInterruptedTransactionsForALease) {
-  // A lease far longer than the test waits: only a resume that does not wait for it passes.
-  auto stack = TreatyStack::Start(StackOptions{.lease = "120s", .branch_call = "50s"});
+  // A lease and a retry backoff far longer than the test waits: only a resume that waits for
+  // neither passes.
+  auto stack = TreatyStack::Start(
+      StackOptions{.retry = "{ initial: 20s, max: 60s, multiplier: 2, jitter: 0 }",
+                   .lease = "120s",
+                   .branch_call = "50s"});
   ASSERT_TRUE(stack.ok()) << stack.status().message();
   TreatyStack& s = **stack;
   ASSERT_OK(s.SetStock("A1", 10));
@@ -139,8 +143,8 @@ TEST(ConsistencyTest, AStoreRestartDoesNotHoldInterruptedTransactionsForALease) 
   ASSERT_TRUE(WaitUntil([&] { return Logged(s.treatyd(), "drive interrupted", "outage-1"); },
                         std::chrono::seconds(30)));
   ASSERT_OK(s.pg().Restart());
-  EXPECT_EQ(s.WaitFinal("outage-1", std::chrono::seconds(30)), "committed")
-      << "the interrupted transaction waited for its lease";
+  EXPECT_EQ(s.WaitFinal("outage-1", std::chrono::seconds(15)), "committed")
+      << "the interrupted transaction waited for its lease or its backoff";
   EXPECT_EQ(s.Stock("A1").value(), "8/0/2");
   EXPECT_EQ(s.PreparedCount("inventory").value(), 0) << "inventory kept its prepared transaction";
 }
