@@ -14,11 +14,13 @@
 #include <Poco/URI.h>
 
 #include <algorithm>
+#include <atomic>
 #include <regex>
 #include <set>
 #include <variant>
 #include <sstream>
 
+#include "common/log.h"
 #include "coordinator/core/transaction.h"
 
 namespace treaty::api {
@@ -37,6 +39,22 @@ struct FieldError {
 
 ApiResponse BadField(const FieldError& e) { return JsonError(400, "invalid", e.message, e.field); }
 
+const Logger kLog("api");
+
+// An answer for a failure that is not the client's: its cause (often the store's own words,
+// with addresses and SQL in them) goes to the log under a request id, and only the id to the
+// client.
+ApiResponse ServerFault(int status, const char* code, const char* what, const Status& s) {
+  static std::atomic<uint64_t> next{0};
+  const std::string id = std::to_string(
+                             std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count()) +
+                         "-" + std::to_string(next.fetch_add(1));
+  kLog.Warn("request failed", {{"request_id", id}, {"error", s.ToString()}});
+  return JsonError(status, code, std::string(what) + " (request " + id + ", see the log)");
+}
+
 ApiResponse FromStatus(const Status& s) {
   switch (s.code()) {
     case Status::Code::kInvalidArgument:
@@ -47,14 +65,14 @@ ApiResponse FromStatus(const Status& s) {
     case Status::Code::kLeaseLost:  // another coordinator took it over meanwhile
       return JsonError(409, "conflict", s.message());
     case Status::Code::kUnavailable:
-      return JsonError(503, "unavailable", s.message());
+      return ServerFault(503, "unavailable", "a dependency cannot be reached now; retry later", s);
     case Status::Code::kResourceExhausted: {
       ApiResponse r = JsonError(503, "overloaded", s.message());
       r.headers.emplace_back("Retry-After", "1");
       return r;
     }
     default:
-      return JsonError(500, "internal", s.message());
+      return ServerFault(500, "internal", "internal error", s);
   }
 }
 
@@ -146,6 +164,26 @@ Object::Ptr Outcome(const core::Transaction& tx) {
 }
 
 // Parses a JSON object body; an empty body is an empty object when `empty_ok`.
+// The path (e.g. "branches[0].payload.note") of the first key or string in `v` that holds the
+// character U+0000, which PostgreSQL cannot store (and would cut a key at); nullopt if none.
+std::optional<std::string> NulAt(const Poco::Dynamic::Var& v, const std::string& path) {
+  if (v.type() == typeid(Object::Ptr)) {
+    for (const auto& [key, value] : *v.extract<Object::Ptr>()) {
+      const std::string at = path.empty() ? key : path + "." + key;
+      if (key.find('\0') != std::string::npos) return at;
+      if (auto found = NulAt(value, at)) return found;
+    }
+  } else if (v.type() == typeid(Array::Ptr)) {
+    const Array& a = *v.extract<Array::Ptr>();
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (auto found = NulAt(a.get(i), path + "[" + std::to_string(i) + "]")) return found;
+    }
+  } else if (v.isString() && v.extract<std::string>().find('\0') != std::string::npos) {
+    return path;
+  }
+  return std::nullopt;
+}
+
 std::variant<Object::Ptr, ApiResponse> ParseObject(const std::string& body, bool empty_ok) {
   if (body.find_first_not_of(" \t\r\n") == std::string::npos) {
     if (empty_ok) return Object::Ptr(new Object());
@@ -156,6 +194,16 @@ std::variant<Object::Ptr, ApiResponse> ParseObject(const std::string& body, bool
     Poco::Dynamic::Var v = parser.parse(body);
     if (v.type() != typeid(Object::Ptr)) {
       return JsonError(400, "invalid_json", "the request body must be a JSON object");
+    }
+    // Checked once for every field of every request, keys included, whatever is stored later.
+    if (auto at = NulAt(v, "")) {
+      return JsonError(400, "invalid",
+                       "must not contain the character U+0000 (in a key or a string)", *at);
+    }
+    // The parser cuts a key at a U+0000 ("k\u0000x" reads as "k"), so the text is looked at too.
+    if (HasNulCharacter(body)) {
+      return JsonError(400, "invalid",
+                       "a key must not contain the character U+0000 (written \\u0000)", "body");
     }
     return v.extract<Object::Ptr>();
   } catch (const Poco::Exception& e) {
@@ -325,6 +373,12 @@ void TransactionsApi::Register(Router& router) {
         [this, m](const ApiRequest& r) {
           if (!options_.ready()) {
             return JsonError(503, "unavailable", "treatyd is starting: the store is not ready yet");
+          }
+          // An id from the path is checked like one from a body, before anything looks it up.
+          if (auto it = r.path_params.find("gid");
+              it != r.path_params.end() && !core::ValidId(it->second, core::kMaxGidLength)) {
+            return BadField({"gid", "must be 1 to " + std::to_string(core::kMaxGidLength) +
+                                        " characters of A-Z a-z 0-9 . _ : -"});
           }
           return (this->*m)(r);
         },
@@ -675,6 +729,10 @@ ApiResponse TransactionsApi::List(const ApiRequest& r) {
       }
       f.limit = static_cast<int>(n);
     } else if (key == "after") {
+      if (!core::ValidId(value, core::kMaxGidLength)) {
+        return BadField({"after", "must be a gid: 1 to " + std::to_string(core::kMaxGidLength) +
+                                      " characters of A-Z a-z 0-9 . _ : -"});
+      }
       f.after_gid = value;
     } else if (key == "since") {
       f.created_since = ParseSince(value, now);

@@ -7,6 +7,33 @@
 #include "config/treaty_config.h"
 
 namespace treaty::api {
+namespace {
+
+// Whether the URL's path has a "." or ".." segment, written out or percent-encoded (%2e, and
+// %2f for the slashes around it): a server resolves those against the path before it, so
+// "http://host/treaty/../admin" is "http://host/admin", whatever its text starts with.
+bool HasDotSegment(const std::string& raw_path) {
+  std::string path;
+  try {
+    Poco::URI::decode(raw_path, path);
+  } catch (const Poco::Exception&) {
+    return true;  // undecodable: refused, as if it hid one
+  }
+  for (char& c : path) {
+    if (c == '\\') c = '/';  // some servers take a backslash for a slash
+  }
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    const std::string_view segment(path.data() + start, end - start);
+    if (segment == "." || segment == "..") return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+}  // namespace
 
 UrlAllowlist::UrlAllowlist(std::vector<std::string> entries) : entries_(std::move(entries)) {
   for (std::string& e : entries_) {
@@ -15,7 +42,7 @@ UrlAllowlist::UrlAllowlist(std::vector<std::string> entries) : entries_(std::mov
 }
 
 bool UrlAllowlist::Allows(const std::string& url) const {
-  std::string host, normalized;
+  std::string host, normalized, raw_path;
   uint16_t port = 0;
   try {
     Poco::URI uri(url);
@@ -23,6 +50,7 @@ bool UrlAllowlist::Allows(const std::string& url) const {
     host = Poco::toLower(uri.getHost());
     port = uri.getPort();
     if (!uri.getUserInfo().empty()) return false;  // user@host tricks are refused outright
+    raw_path = uri.getPath();  // decoded by Poco; decoded once more below (double encoding)
     normalized = uri.toString();
   } catch (const Poco::Exception&) {
     return false;
@@ -33,7 +61,9 @@ bool UrlAllowlist::Allows(const std::string& url) const {
     if (e == "loopback") {
       if (IsLoopbackHost(host)) return true;
     } else if (e.find("://") != std::string::npos) {
-      // A prefix ends at a path boundary: "http://a/x/" does not admit "http://a/xy".
+      // A prefix ends at a path boundary: "http://a/x/" does not admit "http://a/xy"; and a path
+      // that climbs out of it ("http://a/x/../admin") is never under it.
+      if (HasDotSegment(raw_path)) continue;
       if (normalized.rfind(e, 0) == 0 &&
           (e.back() == '/' || normalized.size() == e.size() || normalized[e.size()] == '/' ||
            normalized[e.size()] == '?')) {

@@ -1,0 +1,120 @@
+// Hostile input against a real treatyd (#25): ids that are not ids, NUL characters, URLs that
+// climb out of an allowlisted prefix, and failures whose cause must stay in the log. Every
+// refusal is a 4xx JSON error naming the field, and nothing is stored.
+
+#include <Poco/JSON/Object.h>
+#include <gtest/gtest.h>
+
+#include "integration-tests/harness/http_client.h"
+#include "integration-tests/harness/test_support.h"
+#include "integration-tests/harness/treaty_stack.h"
+
+namespace treaty::harness {
+namespace {
+
+std::string FieldOf(const HttpReply& r) {
+  try {
+    return ParseObject(r.body)->getObject("error")->getValue<std::string>("field");
+  } catch (...) {
+    return "(no field: " + r.body + ")";
+  }
+}
+
+class HostileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = TreatyStack::Start();
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    stack_ = std::move(*s);
+  }
+  HttpReply Call(const std::string& method, const std::string& path, const std::string& body = "") {
+    auto r = HttpCall(method, stack_->treatyd().base_url() + path, body);
+    EXPECT_TRUE(r.ok()) << method << " " << path << ": " << r.status().message();
+    return r.ok() ? *r : HttpReply{};
+  }
+  std::string TwoPc(const std::string& gid, const std::string& prepare) {
+    const std::string base = stack_->inventory().base_url();
+    return R"({"gid":")" + gid + R"(","mode":"2pc","branches":[{"id":"s","prepare":")" + prepare +
+           R"(","commit":")" + base + R"(/2pc/commit","abort":")" + base +
+           R"(/2pc/abort","payload":{"sku":"A1","qty":1}}]})";
+  }
+  std::unique_ptr<TreatyStack> stack_;
+};
+
+TEST_F(HostileTest, AnIdInThePathOrQueryThatIsNoIdIsRefusedBeforeTheStoreSeesIt) {
+  for (const auto& [method, path] : std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/v1/transactions/a%ff%fe"},
+           {"POST", "/v1/transactions/a%ff%fe/retry"},
+           {"POST", "/v1/transactions/a%ff%fe/submit"},
+           {"POST", "/v1/transactions/a%ff%fe/abort"},
+           {"POST", "/v1/transactions/a%ff%fe/branches"},
+           {"GET", "/v1/transactions/a%20b"}}) {
+    HttpReply r = Call(method, path, "{}");
+    EXPECT_EQ(r.status, 400) << method << " " << path << ": " << r.body;
+    EXPECT_EQ(FieldOf(r), "gid") << method << " " << path;
+  }
+  HttpReply list = Call("GET", "/v1/transactions?after=a%ff%fe");
+  EXPECT_EQ(list.status, 400) << list.body;
+  EXPECT_EQ(FieldOf(list), "after");
+}
+
+TEST_F(HostileTest, TheCharacterNulIsRefusedInAnyKeyOrStringNamingWhereItIs) {
+  const std::string base = stack_->inventory().base_url();
+  std::string in_key = R"({"gid":"nul-1","mode":"2pc","branches":[{"id":"s","prepare":")" + base +
+                       R"(/2pc/prepare","commit":")" + base + R"(/2pc/commit","abort":")" + base +
+                       R"(/2pc/abort","payload":{"sku":"A1","k\u0000x":1}}]})";
+  HttpReply key = Call("POST", "/v1/transactions", in_key);
+  EXPECT_EQ(key.status, 400) << key.body;
+  EXPECT_EQ(FieldOf(key), "body");
+  EXPECT_NE(key.body.find("a key must not contain"), std::string::npos) << key.body;
+  EXPECT_EQ(Call("GET", "/v1/transactions/nul-1").status, 404) << "a refused request was stored";
+
+  HttpReply in_string = Call("POST", "/v1/transactions",
+                             R"({"gid":"nul-2","mode":"tcc","note":"a\u0000b"})");
+  EXPECT_EQ(in_string.status, 400) << in_string.body;
+  EXPECT_EQ(FieldOf(in_string), "note");
+}
+
+TEST(HostileAllowlistTest, AnAllowlistedPrefixAdmitsNoPathThatClimbsOutOfIt) {
+  auto s = TreatyStack::Start(StackOptions{
+      .treatyd_extra_yaml = "participants: { allow: [\"http://127.0.0.1:9/treaty/\"] }\n"});
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  Service& t = (*s)->treatyd();
+  auto begin = [&](const std::string& gid, const std::string& prepare) {
+    std::string body = R"({"gid":")" + gid + R"(","mode":"2pc","branches":[{"id":"s","prepare":")" +
+                       prepare + R"(","commit":"http://127.0.0.1:9/treaty/c",)" +
+                       R"("abort":"http://127.0.0.1:9/treaty/a"}]})";
+    auto r = HttpCall("POST", t.base_url() + "/v1/transactions", body);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? *r : HttpReply{};
+  };
+  for (const std::string url :
+       {"http://127.0.0.1:9/treaty/../admin/x", "http://127.0.0.1:9/treaty/%2e%2e/admin/x",
+        "http://127.0.0.1:9/treaty/%2E%2E%2Fadmin", "http://127.0.0.1:9/treaty/./../admin",
+        "http://127.0.0.1:9/treaty/%252e%252e/admin"}) {
+    HttpReply r = begin("climb", url);
+    EXPECT_EQ(r.status, 400) << url << ": " << r.body;
+    EXPECT_EQ(FieldOf(r), "branches[0].prepare") << url;
+  }
+  // Inside the prefix it is accepted (the participant is down: it is only stored and tried).
+  EXPECT_EQ(begin("inside", "http://127.0.0.1:9/treaty/p").status, 201);
+}
+
+TEST_F(HostileTest, AFailureOfTheStoreKeepsItsOwnWordsInTheLogNotInTheAnswer) {
+  ASSERT_OK(stack_->pg().Stop());
+  HttpReply r = Call("GET", "/v1/transactions/some-gid");
+  ASSERT_OK(stack_->pg().Restart());
+  EXPECT_EQ(r.status, 503) << r.body;
+  const std::string port = std::to_string(stack_->pg().port());
+  EXPECT_EQ(r.body.find(port), std::string::npos) << "the database's address leaked: " << r.body;
+  EXPECT_EQ(r.body.find("connection"), std::string::npos) << r.body;
+  const size_t id_at = r.body.find("request ");
+  ASSERT_NE(id_at, std::string::npos) << r.body;
+  const std::string id = r.body.substr(id_at + 8, r.body.find(',', id_at) - id_at - 8);
+  EXPECT_NE(stack_->treatyd().process().ReadLog().find("\"request_id\":\"" + id + "\""),
+            std::string::npos)
+      << "the cause is not logged under " << id;
+}
+
+}  // namespace
+}  // namespace treaty::harness
