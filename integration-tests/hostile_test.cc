@@ -3,7 +3,12 @@
 // refusal is a 4xx JSON error naming the field, and nothing is stored.
 
 #include <Poco/JSON/Object.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/Net/StreamSocket.h>
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
 
 #include "integration-tests/harness/http_client.h"
 #include "integration-tests/harness/test_support.h"
@@ -114,6 +119,120 @@ TEST_F(HostileTest, AFailureOfTheStoreKeepsItsOwnWordsInTheLogNotInTheAnswer) {
   EXPECT_NE(stack_->treatyd().process().ReadLog().find("\"request_id\":\"" + id + "\""),
             std::string::npos)
       << "the cause is not logged under " << id;
+}
+
+// A participant on loopback that answers prepares badly, one connection at a time: "trickle"
+// sends a 200 with a 60-byte body one byte every 500 ms (30 s in all); "cut" sends a 200 that
+// announces 100 bytes, sends 10 and resets the connection. Any other op is answered 200 at once.
+class BadParticipant {
+ public:
+  explicit BadParticipant(std::string mode)
+      : mode_(std::move(mode)), socket_(Poco::Net::SocketAddress("127.0.0.1", 0)) {
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~BadParticipant() {
+    stopping_ = true;
+    socket_.close();
+    thread_.join();
+  }
+  std::string Url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(socket_.address().port()) + path;
+  }
+  int prepares() const { return prepares_.load(); }
+  // A trickled answer that the caller stopped reading before its end.
+  bool cut_off() const { return cut_off_.load(); }
+
+ private:
+  void Serve() {
+    while (!stopping_) {
+      Poco::Net::StreamSocket c;
+      try {
+        if (!socket_.poll(Poco::Timespan(0, 100000), Poco::Net::Socket::SELECT_READ)) continue;
+        c = socket_.acceptConnection();
+      } catch (const std::exception&) {
+        continue;
+      }
+      std::thread([this, c]() mutable { Answer(c); }).detach();
+    }
+  }
+  void Answer(Poco::Net::StreamSocket c) {
+    try {
+      std::string request;
+      char buf[4096];
+      while (request.find("\r\n\r\n") == std::string::npos) {
+        int n = c.receiveBytes(buf, sizeof buf);
+        if (n <= 0) return;
+        request.append(buf, static_cast<size_t>(n));
+      }
+      const bool prepare = request.find("/prepare") != std::string::npos;
+      if (!prepare || stopping_) {
+        const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+        c.sendBytes(ok.data(), static_cast<int>(ok.size()));
+        return;
+      }
+      ++prepares_;
+      if (mode_ == "cut") {
+        const std::string head =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            "{\"status\":";
+        c.sendBytes(head.data(), static_cast<int>(head.size()));
+        c.setLinger(true, 0);  // closed with a reset, mid-body
+        c.close();
+        return;
+      }
+      const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 60\r\n\r\n";
+      c.sendBytes(head.data(), static_cast<int>(head.size()));
+      for (int i = 0; i < 60 && !stopping_; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the trickle itself
+        if (c.sendBytes(" ", 1) != 1) {
+          cut_off_ = true;
+          return;
+        }
+      }
+    } catch (const std::exception&) {
+      cut_off_ = true;  // the caller closed the connection mid-answer
+    }
+  }
+
+  const std::string mode_;
+  Poco::Net::ServerSocket socket_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> prepares_{0};
+  std::atomic<bool> cut_off_{false};
+  std::thread thread_;
+};
+
+TEST_F(HostileTest, ATricklingParticipantIsCutOffAtTheCallsDeadlineAndDecidesNothing) {
+  BadParticipant trickler("trickle");
+  ASSERT_OK(stack_->SetStock("A1", 10));
+  std::string body = R"({"gid":"trickle-1","mode":"2pc","timeout":"4s","branches":[)" +
+                     stack_->InventoryBranch("stock", "A1", 1) + R"(,{"id":"slow","prepare":")" +
+                     trickler.Url("/2pc/prepare") + R"(","commit":")" + trickler.Url("/2pc/commit") +
+                     R"(","abort":")" + trickler.Url("/2pc/abort") + R"("}]})";
+  HttpReply r = Call("POST", "/v1/transactions", body);
+  ASSERT_EQ(r.status, 201) << r.body;
+  // The trickle would take 30 s; the call's 2 s (timeouts.branch_call) end it, and the 4 s
+  // deadline aborts the transaction: a 200 that never finished arriving commits nothing.
+  EXPECT_EQ(stack_->WaitFinal("trickle-1", std::chrono::seconds(60)), "aborted");
+  EXPECT_TRUE(WaitUntil([&] { return trickler.cut_off(); }, std::chrono::seconds(30)))
+      << "treatyd read the trickle to its end";
+  EXPECT_EQ(stack_->Stock("A1").value(), "10/0/0");
+  EXPECT_EQ(stack_->PreparedCount("inventory").value(), 0);
+}
+
+TEST_F(HostileTest, AnAnswerCutShortIsNoAnswer) {
+  BadParticipant cutter("cut");
+  std::string body = R"({"gid":"cut-1","mode":"2pc","timeout":"2s","branches":[{"id":"cut",)"
+                     R"("prepare":")" + cutter.Url("/2pc/prepare") + R"(","commit":")" +
+                     cutter.Url("/2pc/commit") + R"(","abort":")" + cutter.Url("/2pc/abort") +
+                     R"("}]})";
+  HttpReply r = Call("POST", "/v1/transactions", body);
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(stack_->WaitFinal("cut-1", std::chrono::seconds(60)), "aborted")
+      << "a 200 whose body was cut by a reset counted as prepared";
+  EXPECT_GE(cutter.prepares(), 1);
+  HttpReply tx = Call("GET", "/v1/transactions/cut-1");
+  EXPECT_NE(tx.body.find("cut short"), std::string::npos) << tx.body;
 }
 
 }  // namespace

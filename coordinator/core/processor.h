@@ -22,8 +22,10 @@ class DriveContext {
   virtual TimePoint Now() = 0;
 
   // Calls the ops at `indexes` in parallel, counts the attempt, and records each outcome
-  // (succeeded / refused / still pending with the error) durably before updating tx.ops.
-  virtual Status CallOps(Transaction& tx, const std::vector<size_t>& indexes) = 0;
+  // (succeeded / refused / still pending with the error) durably before updating tx.ops. With
+  // `not_after`, no call runs past it (an answer due later is no answer).
+  virtual Status CallOps(Transaction& tx, const std::vector<size_t>& indexes,
+                         std::optional<TimePoint> not_after = std::nullopt) = 0;
 
   // Makes tx.status -> `to` durable (with a decision-log row) iff the store still has tx.status;
   // then updates tx. Conflict when another actor moved the transaction first.

@@ -42,7 +42,8 @@ class TransactionDriver::Context : public DriveContext {
 
   TimePoint Now() override { return d_.clock_.Now(); }
 
-  Status CallOps(Transaction& tx, const std::vector<size_t>& indexes) override {
+  Status CallOps(Transaction& tx, const std::vector<size_t>& indexes,
+                 std::optional<TimePoint> not_after) override {
     // The previous round's outcomes are durable before any new call: a saga's next step must not
     // run while the store could still show the step it depends on as not done (after a crash,
     // compensation targets the steps whose prerequisites are stored as succeeded).
@@ -63,6 +64,10 @@ class TransactionDriver::Context : public DriveContext {
       // transport's wait for a thread and its retry included.
       Duration timeout = std::min<Duration>({op.timeout.value_or(d_.options_.branch_call_timeout),
                                              d_.options_.lease / 2, LeaseLeft()});
+      if (not_after) {
+        const auto until = std::chrono::duration_cast<Duration>(*not_after - Now());
+        timeout = std::min(timeout, std::max(until, Duration(1)));
+      }
       calls.push_back(BranchCall{op.url, CallBody(tx, op), tx.gid, op.branch_id, op.op, timeout});
     }
     std::vector<BranchReply> replies = d_.transport_.CallAll(calls);

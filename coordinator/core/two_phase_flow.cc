@@ -51,8 +51,15 @@ Status DriveFirstPhase(Transaction& tx, DriveContext& ctx, const TwoPhaseOps& op
   }
   // In order when asked: one branch at a time, each only after the one before succeeded.
   if (tx.sequential) pending.resize(1);
-  Status s = ctx.CallOps(tx, pending);
+  // The calls end by the deadline; and should answers still come in after it (a participant
+  // slower than the timeouts), they decide nothing: the transaction is aborted.
+  Status s = ctx.CallOps(tx, pending, tx.deadline);
   if (!s.ok()) return s;
+  if (ctx.Now() >= tx.deadline) {
+    return ctx.Transition(tx, TxStatus::kAborting,
+                          "deadline passed before every branch " + ops.first_done +
+                              " (the last answers came after it)");
+  }
   bool all_answered = std::all_of(pending.begin(), pending.end(), [&](size_t i) {
     return tx.ops[i].status != OpStatus::kPending;
   });

@@ -10,8 +10,11 @@
 #include <Poco/Net/SSLManager.h>
 #include <Poco/URI.h>
 
+#include <sys/socket.h>
+
 #include <future>
 #include <istream>
+#include <optional>
 
 #include "common/http/tls.h"
 #include "common/json_text.h"
@@ -45,6 +48,84 @@ std::string Shorten(std::string s) {
 
 }  // namespace
 
+class HttpBranchTransport::Watchdog {
+ public:
+  Watchdog() : thread_([this] { Run(); }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  // Watches `session` until Disarm(): at `deadline` its connection is shut down, which ends
+  // whatever read or write the call is blocked in. The session must outlive the Disarm().
+  uint64_t Arm(Session* session, Deadline deadline) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t id = ++next_id_;
+    armed_[id] = Armed{session, deadline, false};
+    if (deadline < earliest_) cv_.notify_all();
+    return id;
+  }
+
+  // Stops watching; true when the deadline came first (the connection was shut down: the
+  // answer, if any, is not to be trusted, nor the session reused). Afterwards the watchdog
+  // never touches the session again.
+  bool Disarm(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = armed_.find(id);
+    const bool expired = it != armed_.end() && it->second.expired;
+    if (it != armed_.end()) armed_.erase(it);
+    return expired;
+  }
+
+ private:
+  struct Armed {
+    Session* session;
+    Deadline deadline;
+    bool expired;
+  };
+
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      const auto now = std::chrono::steady_clock::now();
+      earliest_ = Deadline::max();
+      for (auto& [id, a] : armed_) {
+        if (a.expired) continue;
+        if (a.deadline <= now) {
+          a.expired = true;
+          // The raw descriptor, shut down (not closed: the calling thread still owns it). A
+          // blocked read or write returns at once, TLS or not. A session still connecting has
+          // none yet; its connect timeout is what is left of the budget anyway.
+          try {
+            const poco_socket_t fd = a.session->socket().impl()->sockfd();
+            if (fd != POCO_INVALID_SOCKET) ::shutdown(fd, SHUT_RDWR);
+          } catch (const std::exception&) {
+          }
+        } else {
+          earliest_ = std::min(earliest_, a.deadline);
+        }
+      }
+      if (earliest_ == Deadline::max()) {
+        cv_.wait(lock);
+      } else {
+        cv_.wait_until(lock, earliest_);
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, Armed> armed_;        // guarded by mu_
+  uint64_t next_id_ = 0;                   // guarded by mu_
+  Deadline earliest_ = Deadline::max();    // guarded by mu_: when Run() wakes next
+  bool stopping_ = false;                  // guarded by mu_
+  std::thread thread_;                     // last: started once the rest is built
+};
+
 HttpBranchTransport::HttpBranchTransport(int max_idle_per_host, int call_threads,
                                          const TransportTls& tls,
                                          std::chrono::milliseconds idle_limit)
@@ -58,6 +139,7 @@ HttpBranchTransport::HttpBranchTransport(int max_idle_per_host, int call_threads
                                 /*loadDefaultCAs=*/tls.ca_file.empty());
   tls_->disableProtocols(Poco::Net::Context::PROTO_SSLV2 | Poco::Net::Context::PROTO_SSLV3 |
                          Poco::Net::Context::PROTO_TLSV1 | Poco::Net::Context::PROTO_TLSV1_1);
+  watchdog_ = std::make_unique<Watchdog>();
   for (int i = 0; i < call_threads; ++i) threads_.emplace_back([this] { CallLoop(); });
 }
 
@@ -195,6 +277,10 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call, De
     Pooled pooled =
         Borrow(key, uri.getScheme(), uri.getHost(), uri.getPort(), /*fresh=*/attempt > 0, &reused);
     Session* session = pooled.session.get();
+    // However slowly the participant answers, the call ends at its deadline.
+    const uint64_t watched = watchdog_->Arm(session, deadline);
+    std::optional<core::BranchReply> answered;
+    bool reusable = false;
     try {
       // setTimeout applies when a session connects; a pooled, connected one needs its socket's
       // timeouts set for this call, unless the last call set the same.
@@ -228,17 +314,31 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call, De
           whole = false;
           break;
         }
-        if (std::chrono::steady_clock::now() > deadline) {
-          throw Poco::TimeoutException("the answer's body did not arrive within the call's budget");
-        }
       }
-      reply = ReplyFromResponse(static_cast<int>(resp.getStatus()), body);
-      if (whole && resp.getKeepAlive()) Return(key, std::move(pooled));
-      return reply;
+      // A body cut short (the connection reset, or shut down at the deadline) is no answer: a
+      // 200 whose end never came may be a proxy's, or a participant's that crashed mid-way.
+      if (whole && resp.hasContentLength() &&
+          static_cast<int64_t>(body.size()) < resp.getContentLength64()) {
+        throw Poco::ProtocolException("the answer was cut short: " + std::to_string(body.size()) +
+                                      " of " + std::to_string(resp.getContentLength64()) +
+                                      " bytes");
+      }
+      answered = ReplyFromResponse(static_cast<int>(resp.getStatus()), body);
+      reusable = whole && resp.getKeepAlive();
     } catch (const Poco::Exception& e) {
       reply.detail = Shorten(e.displayText());
     } catch (const std::exception& e) {
       reply.detail = Shorten(e.what());
+    }
+    if (watchdog_->Disarm(watched)) {
+      // The deadline came first: whatever was read is not an answer, and the connection is gone.
+      reply.detail = "no whole answer within the call's " + std::to_string(call.timeout.count()) +
+                     " ms" + (reply.detail.empty() ? "" : " (" + reply.detail + ")");
+      break;
+    }
+    if (answered) {
+      if (reusable) Return(key, std::move(pooled));
+      return *answered;
     }
     if (!reused) break;
     // The participant closed a connection idle since then: those idle longer are closed too.

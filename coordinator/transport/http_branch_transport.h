@@ -92,6 +92,10 @@ class HttpBranchTransport : public core::BranchTransport {
 
   void CallLoop();
 
+  // Ends calls that outlive their deadline, however their participant trickles its answer: a
+  // socket timeout bounds each read, not the call.
+  class Watchdog;
+
   const int max_idle_per_host_;
   const std::chrono::milliseconds idle_limit_;
   Poco::Net::Context::Ptr tls_;
@@ -105,6 +109,7 @@ class HttpBranchTransport : public core::BranchTransport {
   std::deque<std::function<void()>> tasks_;  // guarded by tasks_mu_
   bool stopping_ = false;                    // guarded by tasks_mu_
   std::vector<std::thread> threads_;
+  std::unique_ptr<Watchdog> watchdog_;
 };
 
 }  // namespace treaty::transport
