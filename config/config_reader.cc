@@ -51,11 +51,46 @@ bool ValidHostName(std::string_view host) {
 
 Result<std::string> ReadConfigText(const std::string& path) {
   if (path.empty()) return std::string();
-  std::ifstream in(path);
-  if (!in) return Status::InvalidArgument(path + ": cannot read the config file");
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return ReadBoundedFile(path, kMaxYamlFileBytes);
+}
+
+Result<std::string> ReadBoundedFile(const std::string& path, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::InvalidArgument(path + ": cannot read the file");
+  std::string text(max_bytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) return Status::InvalidArgument(path + ": cannot read the file");
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > max_bytes) {
+    return Status::InvalidArgument(path + ": the file is larger than " +
+                                   std::to_string(max_bytes) + " bytes, the most it may hold");
+  }
+  return text;
+}
+
+Status CheckYamlSize(const YAML::Node& root, const std::string& file, size_t max_nodes) {
+  // Depth first, every alias walked again as a reader of the tree would: the count is what a
+  // walk costs, and it stops as soon as the budget is spent.
+  std::vector<YAML::Node> todo{root};
+  size_t seen = 0;
+  while (!todo.empty()) {
+    YAML::Node n = todo.back();
+    todo.pop_back();
+    if (++seen > max_nodes) {
+      return Status::InvalidArgument(
+          file + ":" + std::to_string(n.Mark().line + 1) + ": the document expands to more than " +
+          std::to_string(max_nodes) + " nodes (anchors and aliases included)");
+    }
+    if (n.IsMap()) {
+      for (auto it = n.begin(); it != n.end(); ++it) {
+        todo.push_back(it->first);
+        todo.push_back(it->second);
+      }
+    } else if (n.IsSequence()) {
+      for (auto it = n.begin(); it != n.end(); ++it) todo.push_back(*it);
+    }
+  }
+  return Status::Ok();
 }
 
 Environment ProcessEnvironment() {
@@ -75,6 +110,12 @@ ConfigReader::ConfigReader(std::string file, std::string_view yaml_text, Environ
   } catch (const YAML::ParserException& e) {
     errors_.push_back(file_ + ":" + std::to_string(e.mark.line + 1) +
                       ": not valid YAML: " + e.msg);
+    return;
+  }
+  if (Status s = CheckYamlSize(root_, file_); !s.ok()) {
+    errors_.push_back(s.message());
+    root_ = YAML::Node();
+    parsed_ = false;
     return;
   }
   if (root_.IsNull() || !root_.IsDefined()) {

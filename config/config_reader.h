@@ -43,6 +43,21 @@ struct HostPort {
 // naming the file when it cannot be read.
 Result<std::string> ReadConfigText(const std::string& path);
 
+// The most a YAML file (a config or a saga definition) may hold, and the most nodes its aliases
+// may expand to: a few hundred bytes of anchors and aliases describe an exponential tree, which
+// walking would take minutes and gigabytes.
+inline constexpr size_t kMaxYamlFileBytes = 1 << 20;
+inline constexpr size_t kMaxYamlNodes = 100000;
+
+// The whole file at `path` if it holds at most `max_bytes`; InvalidArgument naming the file
+// otherwise (or when it cannot be read). Reads no more than that.
+Result<std::string> ReadBoundedFile(const std::string& path, size_t max_bytes);
+
+// InvalidArgument ("file:line: ...") when `root`, aliases followed, has more than `max_nodes`
+// nodes; checked before anything walks the tree.
+Status CheckYamlSize(const YAML::Node& root, const std::string& file,
+                     size_t max_nodes = kMaxYamlNodes);
+
 class ConfigReader {
  public:
   // `file` names the source in messages. YAML syntax errors are kept and reported by Finish().

@@ -8,7 +8,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <thread>
+
+#include "integration-tests/harness/binaries.h"
+#include "integration-tests/harness/process.h"
+#include "integration-tests/harness/temp_dir.h"
 
 #include "integration-tests/harness/http_client.h"
 #include "integration-tests/harness/test_support.h"
@@ -16,6 +22,12 @@
 
 namespace treaty::harness {
 namespace {
+
+HttpReply Call(Service& s, const std::string& method, const std::string& path) {
+  auto r = HttpCall(method, s.base_url() + path);
+  EXPECT_TRUE(r.ok()) << method << " " << path << ": " << r.status().message();
+  return r.ok() ? *r : HttpReply{};
+}
 
 std::string FieldOf(const HttpReply& r) {
   try {
@@ -233,6 +245,78 @@ TEST_F(HostileTest, AnAnswerCutShortIsNoAnswer) {
   EXPECT_GE(cutter.prepares(), 1);
   HttpReply tx = Call("GET", "/v1/transactions/cut-1");
   EXPECT_NE(tx.body.find("cut short"), std::string::npos) << tx.body;
+}
+
+// Nine levels of nine aliases: about 600 bytes that expand to 9^9 nodes.
+std::string AliasBomb(const std::string& indent) {
+  std::string out;
+  const std::string names = "abcdefghi";
+  for (size_t level = 0; level < names.size(); ++level) {
+    out += indent + names[level] + ": &" + names[level] + " [";
+    for (int i = 0; i < 9; ++i) {
+      out += (i ? "," : "") + (level == 0 ? std::string("\"x\"") : "*" + std::string(1, names[level - 1]));
+    }
+    out += "]\n";
+  }
+  return out;
+}
+
+TEST(HostileFilesTest, SagaFilesThatExplodeOrAreHugeAreRefusedAndTheLoadedOnesStay) {
+  auto dir = TempDir::Create("hostile-sagas");
+  ASSERT_TRUE(dir.ok());
+  std::filesystem::copy_file(PlaceOrderSagaFile(), dir->File("place-order.yaml"));
+  auto s = TreatyStack::Start(StackOptions{.saga_files = {dir->File("*.yaml")}});
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  Service& t = (*s)->treatyd();
+  auto reload = [&] {
+    auto r = HttpCall("POST", t.base_url() + "/v1/sagas/reload", "", std::chrono::seconds(10));
+    EXPECT_TRUE(r.ok()) << "the reload did not answer within 10 s: " << r.status().message();
+    return r.ok() ? *r : HttpReply{};
+  };
+  // An alias bomb in a step's payload.
+  std::ofstream(dir->File("bomb.yaml")) << "saga: bomb\nsteps:\n  - name: s\n"
+                                           "    action: http://127.0.0.1:9/a\n    payload:\n"
+                                        << AliasBomb("      ");
+  HttpReply bomb = reload();
+  EXPECT_EQ(bomb.status, 400) << bomb.body;
+  EXPECT_NE(bomb.body.find("bomb.yaml:"), std::string::npos) << bomb.body;
+  EXPECT_NE(bomb.body.find("expands to more than"), std::string::npos) << bomb.body;
+  std::filesystem::remove(dir->File("bomb.yaml"));
+  // A definition far larger than any request may be.
+  {
+    std::ofstream big(dir->File("big.yaml"));
+    big << "saga: big\nsteps:\n  - name: s\n    action: http://127.0.0.1:9/a\n"
+           "    payload: { blob: \"" << std::string(3 << 20, 'x') << "\" }\n";
+  }
+  HttpReply big = reload();
+  EXPECT_EQ(big.status, 400) << big.body.substr(0, 300);
+  EXPECT_NE(big.body.find("big.yaml: the file is larger than"), std::string::npos)
+      << big.body.substr(0, 300);
+  // The definitions loaded before are still there, and still start.
+  HttpReply list = Call(t, "GET", "/v1/sagas");
+  EXPECT_NE(list.body.find("place-order"), std::string::npos) << list.body;
+  EXPECT_EQ(list.body.find("\"big\""), std::string::npos) << list.body;
+  // And treatyd stops when told, within its shutdown wait.
+  auto stopped = t.process().Stop(std::chrono::seconds(30));
+  ASSERT_TRUE(stopped.ok());
+  EXPECT_EQ(*stopped, 0) << "treatyd had to be killed";
+}
+
+TEST(HostileFilesTest, AConfigFileThatExplodesIsRefusedNamingItsLine) {
+  auto dir = TempDir::Create("hostile-config");
+  ASSERT_TRUE(dir.ok());
+  std::ofstream(dir->File("treaty.yaml")) << "listen: 127.0.0.1:0\nx-anchors:\n" << AliasBomb("  ");
+  auto p = Process::Start(ProcessSpec{
+      .name = "check-config",
+      .argv = {kTreatydPath, "--check-config", dir->File("treaty.yaml")},
+      .log_path = dir->File("check.log")});
+  ASSERT_TRUE(p.ok());
+  auto code = (*p)->Wait(std::chrono::seconds(20));
+  ASSERT_TRUE(code.ok()) << "--check-config did not finish in 20 s";
+  EXPECT_EQ(*code, 2);
+  const std::string log = (*p)->ReadLog();
+  EXPECT_NE(log.find("treaty.yaml:"), std::string::npos) << log;
+  EXPECT_NE(log.find("expands to more than"), std::string::npos) << log;
 }
 
 }  // namespace

@@ -251,6 +251,7 @@ Result<SagaDefinition> ParseSagaDefinition(std::string_view yaml_text, const std
     return Status::InvalidArgument(file + ":" + std::to_string(e.mark.line + 1) +
                                    ": not valid YAML: " + e.msg);
   }
+  if (Status s = CheckYamlSize(root, file); !s.ok()) return s;
   if (!root.IsMap()) return Status::InvalidArgument(file + ":1: the file must be a mapping with saga and steps");
   SagaDefinition def;
   def.file = file;
@@ -380,14 +381,12 @@ Result<std::vector<SagaDefinition>> LoadSagaDefinitions(const std::vector<std::s
       continue;
     }
     for (const std::string& file : files) {
-      std::ifstream in(file);
-      std::stringstream text;
-      text << in.rdbuf();
-      if (!in) {
-        problems.push_back(file + ": cannot read the file");
+      auto text = ReadBoundedFile(file, kMaxYamlFileBytes);
+      if (!text.ok()) {
+        problems.push_back(text.status().message());
         continue;
       }
-      auto def = ParseSagaDefinition(text.str(), file, env);
+      auto def = ParseSagaDefinition(*text, file, env);
       if (!def.ok()) {
         problems.push_back(def.status().message());
         continue;

@@ -436,12 +436,26 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
     return BadField({m.substr(0, m.find(' ')), m});
   }
   // The definition's URLs are the operator's, but filled from the input and the environment:
-  // they pass the same allowlist as a client's.
+  // they pass the same allowlist as a client's, and its payloads the same limits.
+  if (branches->size() > options_.max_branches) {
+    return BadField({"steps", "the saga has " + std::to_string(branches->size()) +
+                                  " steps; at most " + std::to_string(options_.max_branches) +
+                                  " (limits.max_branches)"});
+  }
   for (const core::BranchSpec& b : *branches) {
     for (const auto& [op, url] : b.urls) {
       if (auto e = CheckUrl(url, "steps." + b.id + "." + op, options_.allowlist.get())) {
         return BadField(*e);
       }
+    }
+    if (b.payload_json.size() > options_.max_payload_bytes) {
+      return BadField({"steps." + b.id + ".payload",
+                       "is " + std::to_string(b.payload_json.size()) + " bytes; at most " +
+                           std::to_string(options_.max_payload_bytes) +
+                           " (limits.max_payload_bytes)"});
+    }
+    if (HasNulCharacter(b.payload_json)) {
+      return BadField({"steps." + b.id + ".payload", "must not contain the character U+0000"});
     }
   }
   req.branches = std::move(*branches);
