@@ -51,6 +51,7 @@ bool ValidHostName(std::string_view host) {
 
 Result<std::string> ReadConfigText(const std::string& path) {
   if (path.empty()) return std::string();
+  if (!std::ifstream(path)) return Status::InvalidArgument(path + ": cannot read the config file");
   return ReadBoundedFile(path, kMaxYamlFileBytes);
 }
 

@@ -247,6 +247,61 @@ TEST_F(HostileTest, AnAnswerCutShortIsNoAnswer) {
   EXPECT_NE(tx.body.find("cut short"), std::string::npos) << tx.body;
 }
 
+TEST(HostileConnectionsTest, IdleAndSlowClientsHoldNoOneUpAndSlowOnesAreCutAtTheDeadline) {
+  auto s = TreatyStack::Start(StackOptions{
+      .treatyd_extra_yaml = "limits: { read_timeout: 2s, max_connections: 1024 }\n"});
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  ASSERT_OK((*s)->SetStock("A1", 10));
+  Service& t = (*s)->treatyd();
+  const std::string host = t.base_url().substr(t.base_url().find("//") + 2);
+  const Poco::Net::SocketAddress address(host);
+  // 1,500 clients that connect and say nothing, and 200 that send a header byte every 500 ms.
+  std::vector<Poco::Net::StreamSocket> idle(1500), slow(200);
+  for (auto& c : idle) c.connect(address);
+  const std::string start = "POST /v1/transactions HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+  for (auto& c : slow) {
+    c.connect(address);
+    c.sendBytes(start.data(), static_cast<int>(start.size()));
+  }
+  std::atomic<bool> done{false};
+  std::atomic<int> cut{0};
+  std::thread trickle([&] {
+    std::vector<bool> closed(slow.size(), false);
+    for (int round = 0; round < 60 && !done; ++round) {  // 30 s at most
+      for (size_t i = 0; i < slow.size(); ++i) {
+        if (closed[i]) continue;
+        try {
+          if (slow[i].sendBytes("x", 1) != 1) throw std::runtime_error("closed");
+        } catch (const std::exception&) {
+          closed[i] = true;
+          ++cut;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the trickle's pace
+    }
+  });
+  // Meanwhile valid requests are answered, and a 2PC commits.
+  int answered = 0;
+  for (int i = 0; i < 50; ++i) {
+    auto r = HttpCall("GET", t.base_url() + "/v1/stats", "", std::chrono::seconds(5));
+    if (r.ok() && r->status == 200) ++answered;
+  }
+  EXPECT_EQ(answered, 50) << "valid requests were not answered during the attack";
+  std::string body = R"({"gid":"under-attack","mode":"2pc","wait":true,"branches":[)" +
+                     (*s)->OrderBranch("order", "A1", 1) + "," +
+                     (*s)->InventoryBranch("stock", "A1", 1) + "]}";
+  auto tx = HttpCall("POST", t.base_url() + "/v1/transactions", body, std::chrono::seconds(30));
+  ASSERT_TRUE(tx.ok()) << tx.status().message();
+  EXPECT_EQ(tx->status, 200) << tx->body;
+  EXPECT_NE(tx->body.find("\"committed\""), std::string::npos) << tx->body;
+  // Every slow client is cut off: the deadline covers the whole request, however it trickles.
+  EXPECT_TRUE(WaitUntil([&] { return cut.load() == static_cast<int>(slow.size()); },
+                        std::chrono::seconds(25)))
+      << cut.load() << " of " << slow.size() << " slow clients were disconnected";
+  done = true;
+  trickle.join();
+}
+
 // Nine levels of nine aliases: about 600 bytes that expand to 9^9 nodes.
 std::string AliasBomb(const std::string& indent) {
   std::string out;

@@ -93,7 +93,7 @@ TEST_F(TwoPcApiTest, BadInputIsRefusedWithTheFieldAndNothingIsStored) {
        400, "invalid", "branches[0].id"},
       // PostgreSQL cannot store U+0000; an escaped backslash before "u0000" is plain text.
       {R"({"mode":"2pc","branches":[{"id":"x","prepare":"http://localhost/p","commit":"http://localhost/c","abort":"http://localhost/a","payload":{"note":"a\u0000b"}}]})",
-       400, "invalid", "branches[0].payload"},
+       400, "invalid", "branches[0].payload.note"},
       {R"({"mode":"msg","query":"http://localhost/q","messages":[{"topic":"t","payload":"\u0000"}]})",
        400, "invalid", "messages[0].payload"},
   };

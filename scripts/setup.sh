@@ -7,7 +7,7 @@ TREATY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TREATY_PACKAGES=(
   g++ cmake ninja-build pkg-config
   libpqxx-dev libpoco-dev librdkafka-dev libyaml-cpp-dev libgtest-dev libgmock-dev
-  postgresql chromium chromium-driver openssl
+  postgresql chromium chromium-driver openssl libboost-dev libssl-dev
   faketime  # libfaketime: the clock-skew tests run a treatyd whose clock is off
 )
 

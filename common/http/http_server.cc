@@ -1,27 +1,37 @@
 #include "common/http/http_server.h"
 
-#include <Poco/Exception.h>
-#include <Poco/Net/HTTPRequestHandler.h>
-#include <Poco/Net/HTTPRequestHandlerFactory.h>
-#include <Poco/Net/HTTPServer.h>
-#include <Poco/Net/HTTPServerParams.h>
-#include <Poco/Net/HTTPServerRequest.h>
-#include <Poco/Net/HTTPServerResponse.h>
-#include <Poco/Net/Context.h>
-#include <Poco/Net/SSLManager.h>
+// Event-driven with Boost.Beast over Asio: connections cost a socket and a small buffer, not a
+// thread, so thousands of idle or slow clients hold no one up. Reading a request has one deadline
+// for its headers and body together (a slow sender trickling bytes cannot stretch it, unlike a
+// per-read socket timeout); handlers, which block (the store, waiting for an outcome), run on a
+// pool of their own and never on the I/O threads.
 
-#include "common/http/tls.h"
-#include <Poco/Net/SecureServerSocket.h>
-#include <Poco/Net/ServerSocket.h>
-#include <Poco/Net/SocketAddress.h>
+#include <Poco/Exception.h>
 #include <Poco/String.h>
 #include <Poco/URI.h>
 
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <condition_variable>
+#include <list>
 #include <mutex>
+#include <optional>
+#include <thread>
 
 namespace treaty::http {
 namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+// The header block of a request, at most (beyond: 431-style refusal, answered as 400).
+constexpr uint32_t kMaxHeaderBytes = 16 << 10;
 
 // Requests being handled, so that Stop() can wait for them before what they use goes away.
 struct InFlight {
@@ -30,154 +40,383 @@ struct InFlight {
   int count = 0;  // guarded by mu
 };
 
-class RouterHandler : public Poco::Net::HTTPRequestHandler {
- public:
-  RouterHandler(const Router& router, size_t max_body, InFlight& in_flight)
-      : router_(router), max_body_(max_body), in_flight_(in_flight) {
-    std::lock_guard<std::mutex> lock(in_flight_.mu);
-    ++in_flight_.count;
-  }
-  ~RouterHandler() override {
-    {
-      std::lock_guard<std::mutex> lock(in_flight_.mu);
-      --in_flight_.count;
-    }
-    in_flight_.idle.notify_all();
-  }
+class Connection;
 
-  void handleRequest(Poco::Net::HTTPServerRequest& req,
-                     Poco::Net::HTTPServerResponse& resp) override {
-    ApiResponse answer;
-    try {
-      answer = Handle(req);
-    } catch (const Poco::Exception& e) {
-      answer = JsonError(400, "bad_request", e.displayText());
-    } catch (const std::exception& e) {
-      answer = JsonError(500, "internal", e.what());
-    }
-    resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(answer.status));
-    resp.setContentType(answer.content_type);
-    resp.set("X-Content-Type-Options", "nosniff");
-    for (const auto& [name, value] : answer.headers) resp.set(name, value);
-    resp.setContentLength(static_cast<std::streamsize>(answer.body.size()));
-    resp.send() << answer.body;
-  }
-
- private:
-  ApiResponse Handle(Poco::Net::HTTPServerRequest& req) {
-    if (req.hasContentLength() && req.getContentLength64() > static_cast<int64_t>(max_body_)) {
-      return TooLarge(req);
-    }
-    Poco::URI uri(req.getURI());
-    ApiRequest r;
-    r.method = req.getMethod();
-    r.remote = req.clientAddress().toString();
-    r.path = uri.getPath();
-    for (const auto& [k, v] : uri.getQueryParameters()) r.query[k] = v;
-    for (const auto& [k, v] : req) r.headers[Poco::toLower(k)] = v;
-    std::istream& in = req.stream();
-    char buf[8192];
-    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-      r.body.append(buf, static_cast<size_t>(in.gcount()));
-      if (r.body.size() > max_body_) return TooLarge(req);
-    }
-    return router_.Dispatch(std::move(r));
-  }
-
-  // Answers 413. The client may still be sending: a bounded part of the body is read and dropped
-  // first, so that it gets to read the answer instead of a reset connection. The connection is
-  // closed afterwards.
-  ApiResponse TooLarge(Poco::Net::HTTPServerRequest& req) {
-    req.response().setKeepAlive(false);
-    std::istream& in = req.stream();
-    char buf[16384];
-    size_t drained = 0;
-    const size_t cap = 16 * max_body_;
-    while (drained < cap && (in.read(buf, sizeof buf) || in.gcount() > 0)) {
-      drained += static_cast<size_t>(in.gcount());
-    }
-    return JsonError(413, "too_large", "request body over " + std::to_string(max_body_) + " bytes");
-  }
-
-  const Router& router_;
-  size_t max_body_;
-  InFlight& in_flight_;
+// What every connection shares: the options, the router, the handler pool, the connection
+// count and the list of connections waiting for a request (oldest first), from which the
+// longest-waiting is closed when a new client would exceed the limit.
+struct Shared {
+  Shared(const HttpServerOptions& o, const Router& r)
+      : options(o), router(r), workers(static_cast<size_t>(std::max(1, o.max_threads))) {}
+  const HttpServerOptions options;
+  const Router& router;
+  asio::thread_pool workers;
+  InFlight in_flight;
+  std::mutex mu;
+  std::list<std::weak_ptr<Connection>> waiting;  // guarded by mu
+  int open = 0;                                  // guarded by mu
+  bool stopping = false;                         // guarded by mu
 };
 
-class RouterHandlerFactory : public Poco::Net::HTTPRequestHandlerFactory {
+// One client connection: reads a request within the deadline, hands it to the pool, writes the
+// answer, and waits for the next (keep-alive) within the same deadline.
+class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  RouterHandlerFactory(const Router& router, size_t max_body, InFlight& in_flight)
-      : router_(router), max_body_(max_body), in_flight_(in_flight) {}
-  Poco::Net::HTTPRequestHandler* createRequestHandler(
-      const Poco::Net::HTTPServerRequest&) override {
-    return new RouterHandler(router_, max_body_, in_flight_);
+  virtual ~Connection() {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    --shared_->open;
+    if (waiting_) shared_->waiting.erase(*waiting_);
+  }
+  virtual void Start() = 0;
+  // Closes the connection from any thread (on its own strand).
+  virtual void Close() = 0;
+
+  // Takes this connection off the waiting list (it is being closed to make room). Requires
+  // shared_->mu.
+  void ForgetWaitingLocked() {
+    if (waiting_) shared_->waiting.erase(*waiting_);
+    waiting_.reset();
+  }
+
+ protected:
+  explicit Connection(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
+
+  // Marks this connection as waiting for a request (true) or busy with one (false). Requires
+  // being on the connection's strand.
+  void SetWaiting(bool waiting) {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    if (waiting_) {
+      shared_->waiting.erase(*waiting_);
+      waiting_.reset();
+    }
+    if (waiting) {
+      waiting_ = shared_->waiting.insert(shared_->waiting.end(), weak_from_this());
+    }
+  }
+
+  std::shared_ptr<Shared> shared_;
+
+ private:
+  std::optional<std::list<std::weak_ptr<Connection>>::iterator> waiting_;  // guarded by mu
+};
+
+ApiResponse Dispatch(Shared& shared, ApiRequest r) {
+  try {
+    return shared.router.Dispatch(std::move(r));
+  } catch (const Poco::Exception& e) {
+    return JsonError(400, "bad_request", e.displayText());
+  } catch (const std::exception& e) {
+    return JsonError(500, "internal", e.what());
+  }
+}
+
+template <typename Stream>
+class StreamConnection : public Connection {
+ public:
+  StreamConnection(std::shared_ptr<Shared> shared, Stream stream)
+      : Connection(std::move(shared)), stream_(std::move(stream)) {}
+
+  void Start() override {
+    asio::dispatch(stream_.get_executor(), [self = Self()] { self->Begin(); });
+  }
+
+  void Close() override {
+    asio::post(stream_.get_executor(), [self = Self()] {
+      beast::error_code ignored;
+      beast::get_lowest_layer(self->stream_).socket().shutdown(tcp::socket::shutdown_both,
+                                                               ignored);
+      beast::get_lowest_layer(self->stream_).close();
+    });
   }
 
  private:
-  const Router& router_;
-  size_t max_body_;
-  InFlight& in_flight_;
+  std::shared_ptr<StreamConnection> Self() {
+    return std::static_pointer_cast<StreamConnection>(shared_from_this());
+  }
+  beast::tcp_stream& Tcp() { return beast::get_lowest_layer(stream_); }
+
+  void Begin() {
+    beast::error_code ec;
+    auto remote = Tcp().socket().remote_endpoint(ec);
+    if (!ec) remote_ = remote.address().to_string() + ":" + std::to_string(remote.port());
+    if constexpr (std::is_same_v<Stream, beast::ssl_stream<beast::tcp_stream>>) {
+      SetWaiting(true);
+      Tcp().expires_after(shared_->options.read_timeout);
+      stream_.async_handshake(asio::ssl::stream_base::server,
+                              [self = Self()](beast::error_code e) {
+                                if (e) return;  // not a TLS client, or too slow: closed
+                                self->ReadHeader();
+                              });
+    } else {
+      ReadHeader();
+    }
+  }
+
+  // A request's headers and body must arrive within read_timeout of when it is awaited: one
+  // deadline for the whole request (and for the idle wait before a kept-alive one).
+  void ReadHeader() {
+    SetWaiting(true);
+    parser_.emplace();
+    parser_->header_limit(kMaxHeaderBytes);
+    parser_->body_limit(shared_->options.max_body_bytes);
+    Tcp().expires_after(shared_->options.read_timeout);
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = Self()](beast::error_code e, size_t) {
+                               self->OnHeader(e);
+                             });
+  }
+
+  void OnHeader(beast::error_code e) {
+    if (e) return Fail(e);
+    const auto& req = parser_->get();
+    if (auto len = parser_->content_length(); len && *len > shared_->options.max_body_bytes) {
+      return TooLarge();
+    }
+    if (beast::iequals(req[bhttp::field::expect], "100-continue")) {
+      // Clients such as curl wait for this before they send a body.
+      auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
+                                                                        req.version());
+      bhttp::async_write(stream_, *cont,
+                         [self = Self(), cont](beast::error_code w, size_t) {
+                           if (w) return;
+                           self->ReadBody();
+                         });
+      return;
+    }
+    ReadBody();
+  }
+
+  void ReadBody() {
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = Self()](beast::error_code e, size_t) { self->OnRequest(e); });
+  }
+
+  void Fail(beast::error_code e) {
+    if (e == bhttp::error::body_limit) return TooLarge();
+    const bool malformed =
+        e.category() == bhttp::make_error_code(bhttp::error::bad_target).category() &&
+        e != bhttp::error::end_of_stream && e != bhttp::error::partial_message;
+    if (malformed) {
+      keep_alive_ = false;
+      return Write(JsonError(400, "bad_request", "malformed request: " + e.message()));
+    }
+    // A timeout (the deadline for the request passed), the client gone, or TLS shut down: the
+    // connection simply closes.
+  }
+
+  // Answers 413 and closes; what the client is still sending is read and dropped for a while,
+  // so that it gets to read the answer rather than a reset connection.
+  void TooLarge() {
+    keep_alive_ = false;
+    drain_ = true;
+    Write(JsonError(413, "too_large",
+                    "request body over " + std::to_string(shared_->options.max_body_bytes) +
+                        " bytes"));
+  }
+
+  void OnRequest(beast::error_code e) {
+    if (e) return Fail(e);
+    SetWaiting(false);
+    Tcp().expires_never();  // the handler takes what it takes; the write has its own deadline
+    auto msg = parser_->release();
+    keep_alive_ = msg.keep_alive();
+    ApiRequest r;
+    r.method = std::string(msg.method_string());
+    r.remote = remote_;
+    try {
+      Poco::URI uri(std::string(msg.target()));
+      r.path = uri.getPath();
+      for (const auto& [k, v] : uri.getQueryParameters()) r.query[k] = v;
+    } catch (const Poco::Exception& ex) {
+      keep_alive_ = false;
+      return Write(JsonError(400, "bad_request", ex.displayText()));
+    }
+    for (const auto& field : msg) {
+      r.headers[Poco::toLower(std::string(field.name_string()))] = std::string(field.value());
+    }
+    r.body = std::move(msg.body());
+    {
+      std::lock_guard<std::mutex> lock(shared_->in_flight.mu);
+      ++shared_->in_flight.count;
+    }
+    asio::post(shared_->workers, [self = Self(), r = std::move(r)]() mutable {
+      ApiResponse answer = Dispatch(*self->shared_, std::move(r));
+      {
+        std::lock_guard<std::mutex> lock(self->shared_->in_flight.mu);
+        --self->shared_->in_flight.count;
+      }
+      self->shared_->in_flight.idle.notify_all();
+      asio::post(self->stream_.get_executor(),
+                 [self, answer = std::move(answer)]() mutable { self->Write(std::move(answer)); });
+    });
+  }
+
+  void Write(ApiResponse answer) {
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
+    res->result(static_cast<unsigned>(answer.status));
+    res->version(11);
+    res->set(bhttp::field::content_type, answer.content_type);
+    res->set("X-Content-Type-Options", "nosniff");
+    for (const auto& [name, value] : answer.headers) res->set(name, value);
+    res->body() = std::move(answer.body);
+    res->keep_alive(keep_alive_);
+    res->prepare_payload();
+    Tcp().expires_after(shared_->options.read_timeout);
+    bhttp::async_write(stream_, *res, [self = Self(), res](beast::error_code e, size_t) {
+      if (e) return;
+      if (self->keep_alive_) return self->ReadHeader();
+      if (self->drain_) return self->Drain(0);
+      self->Shutdown();
+    });
+  }
+
+  void Drain(size_t drained) {
+    const size_t cap = 16 * shared_->options.max_body_bytes;
+    if (drained >= cap) return Shutdown();
+    Tcp().socket().shutdown(tcp::socket::shutdown_send);
+    auto buf = std::make_shared<std::array<char, 16384>>();
+    stream_.async_read_some(asio::buffer(*buf), [self = Self(), buf, drained](
+                                                    beast::error_code e, size_t n) {
+      if (e) return;
+      self->Drain(drained + n);
+    });
+  }
+
+  void Shutdown() {
+    beast::error_code ignored;
+    Tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  Stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::string remote_;
+  bool keep_alive_ = true;
+  bool drain_ = false;
 };
 
 }  // namespace
 
 struct HttpServer::Impl {
-  InFlight in_flight;
-  std::unique_ptr<Poco::Net::HTTPServer> server;
+  explicit Impl(const HttpServerOptions& options, const Router& router)
+      : shared(std::make_shared<Shared>(options, router)) {}
+  std::shared_ptr<Shared> shared;
+  asio::io_context io;
+  tcp::acceptor acceptor{io};
+  std::optional<asio::ssl::context> tls;
+  std::vector<std::thread> io_threads;
   bool stopped = false;
+
+  void Accept() {
+    acceptor.async_accept(asio::make_strand(io), [this](beast::error_code e, tcp::socket s) {
+      if (e) {
+        if (e == asio::error::operation_aborted) return;  // stopping
+        return Accept();
+      }
+      Admit(std::move(s));
+      Accept();
+    });
+  }
+
+  // Serves a new client, closing the connection that has waited longest for a request when the
+  // limit is reached (idle keep-alive and slow clients go first); with none waiting, the new
+  // client is refused.
+  void Admit(tcp::socket socket) {
+    std::shared_ptr<Connection> evict;
+    {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      const int limit = std::max(1, shared->options.max_threads + shared->options.max_queued);
+      if (shared->stopping) return;
+      if (shared->open >= limit) {
+        // Entries that no longer lock are connections going away: they remove themselves.
+        for (auto it = shared->waiting.begin(); it != shared->waiting.end() && !evict; ++it) {
+          evict = it->lock();
+        }
+        if (!evict) return;  // the socket closes: every connection is busy with a request
+        evict->ForgetWaitingLocked();
+      }
+      ++shared->open;
+    }
+    if (evict) evict->Close();
+    beast::tcp_stream tcp_stream(std::move(socket));
+    std::shared_ptr<Connection> c;
+    if (tls) {
+      c = std::make_shared<StreamConnection<beast::ssl_stream<beast::tcp_stream>>>(
+          shared, beast::ssl_stream<beast::tcp_stream>(std::move(tcp_stream), *tls));
+    } else {
+      c = std::make_shared<StreamConnection<beast::tcp_stream>>(shared, std::move(tcp_stream));
+    }
+    c->Start();
+  }
 };
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
                                                       const Router& router) {
+  auto impl = std::make_unique<Impl>(options, router);
   try {
-    Poco::Net::SocketAddress address(options.listen.host, options.listen.port);
-    std::unique_ptr<Poco::Net::ServerSocket> socket;
     if (!options.tls_cert_file.empty()) {
-      InitTls();
-      const bool mutual = !options.tls_client_ca_file.empty();
-      Poco::Net::Context::Ptr context = new Poco::Net::Context(
-          Poco::Net::Context::TLS_SERVER_USE, options.tls_key_file, options.tls_cert_file,
-          options.tls_client_ca_file,
-          mutual ? Poco::Net::Context::VERIFY_STRICT : Poco::Net::Context::VERIFY_NONE);
-      // Clients are known by their certificate's chain, not by their address's host name.
-      context->enableExtendedCertificateVerification(false);
-      context->disableProtocols(Poco::Net::Context::PROTO_SSLV2 | Poco::Net::Context::PROTO_SSLV3 |
-                                Poco::Net::Context::PROTO_TLSV1 | Poco::Net::Context::PROTO_TLSV1_1);
-      socket = std::make_unique<Poco::Net::SecureServerSocket>(address, /*backlog=*/256, context);
-    } else {
-      socket = std::make_unique<Poco::Net::ServerSocket>(address, /*backlog=*/256);
+      impl->tls.emplace(asio::ssl::context::tls_server);
+      impl->tls->set_options(asio::ssl::context::default_workarounds |
+                             asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                             asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                             asio::ssl::context::single_dh_use);
+      impl->tls->use_certificate_chain_file(options.tls_cert_file);
+      impl->tls->use_private_key_file(options.tls_key_file, asio::ssl::context::pem);
+      if (!options.tls_client_ca_file.empty()) {
+        // Mutual TLS: clients are known by their certificate's chain, not by their address.
+        impl->tls->load_verify_file(options.tls_client_ca_file);
+        impl->tls->set_verify_mode(asio::ssl::verify_peer |
+                                   asio::ssl::verify_fail_if_no_peer_cert);
+      }
     }
-    HostPort bound{options.listen.host, socket->address().port()};
-    auto* params = new Poco::Net::HTTPServerParams();
-    params->setMaxThreads(options.max_threads);
-    params->setMaxQueued(options.max_queued);
-    params->setKeepAlive(true);
-    const auto timeout_us = std::chrono::duration_cast<std::chrono::microseconds>(options.read_timeout).count();
-    params->setTimeout(Poco::Timespan(timeout_us));
-    params->setKeepAliveTimeout(Poco::Timespan(timeout_us));
-    auto impl = std::make_unique<Impl>();
-    impl->server = std::make_unique<Poco::Net::HTTPServer>(
-        new RouterHandlerFactory(router, options.max_body_bytes, impl->in_flight), *socket, params);
-    impl->server->start();
-    std::unique_ptr<HttpServer> s(new HttpServer(std::move(impl)));
-    s->address_ = bound;
-    return s;
-  } catch (const Poco::Exception& e) {
-    return Status::Unavailable("cannot listen on " + options.listen.ToString() + ": " +
-                               e.displayText());
+    tcp::resolver resolver(impl->io);
+    auto endpoints = resolver.resolve(options.listen.host, std::to_string(options.listen.port));
+    if (endpoints.empty()) {
+      return Status::Unavailable("cannot listen on " + options.listen.ToString() +
+                                 ": no such address");
+    }
+    const tcp::endpoint endpoint = *endpoints.begin();
+    impl->acceptor.open(endpoint.protocol());
+    impl->acceptor.set_option(asio::socket_base::reuse_address(true));
+    impl->acceptor.bind(endpoint);
+    impl->acceptor.listen(asio::socket_base::max_listen_connections);
+  } catch (const boost::system::system_error& e) {
+    return Status::Unavailable("cannot listen on " + options.listen.ToString() + ": " + e.what());
   }
+  HostPort bound{options.listen.host, impl->acceptor.local_endpoint().port()};
+  impl->Accept();
+  // Two I/O threads: reading, TLS and writing only; the handlers run on the workers.
+  for (int i = 0; i < 2; ++i) {
+    impl->io_threads.emplace_back([io = &impl->io] { io->run(); });
+  }
+  std::unique_ptr<HttpServer> s(new HttpServer(std::move(impl)));
+  s->address_ = bound;
+  return s;
 }
 
 void HttpServer::Stop() {
   if (impl_->stopped) return;
   impl_->stopped = true;
-  impl_->server->stopAll(/*abortCurrent=*/false);
-  // Poco's stop does not wait for handlers still running in its thread pool.
-  std::unique_lock<std::mutex> lock(impl_->in_flight.mu);
-  impl_->in_flight.idle.wait_for(lock, std::chrono::seconds(30),
-                                 [&] { return impl_->in_flight.count == 0; });
+  {
+    std::lock_guard<std::mutex> lock(impl_->shared->mu);
+    impl_->shared->stopping = true;
+  }
+  asio::post(impl_->io, [impl = impl_.get()] {
+    beast::error_code ignored;
+    impl->acceptor.close(ignored);
+  });
+  {
+    // Requests being handled finish (up to 30 s) and their answers go out.
+    std::unique_lock<std::mutex> lock(impl_->shared->in_flight.mu);
+    impl_->shared->in_flight.idle.wait_for(lock, std::chrono::seconds(30),
+                                           [&] { return impl_->shared->in_flight.count == 0; });
+  }
+  impl_->io.stop();
+  for (std::thread& t : impl_->io_threads) t.join();
+  impl_->shared->workers.stop();  // nothing new starts; a handler still running is waited for
+  impl_->shared->workers.join();
 }
 
 HttpServer::~HttpServer() { Stop(); }

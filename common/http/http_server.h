@@ -1,7 +1,8 @@
 #pragma once
 
-// Serves a Router over HTTP/1.1 with Poco's server: keep-alive, a thread pool, and a body size
-// limit answered with 413 before the handler runs. Poco exceptions stop here.
+// Serves a Router over HTTP/1.1, event-driven (Boost.Beast over Asio): keep-alive, handlers on a
+// thread pool, one deadline for each request's headers and body, a body size limit answered with
+// 413 before the handler runs. Library exceptions stop here.
 
 #include <cstddef>
 #include <memory>
@@ -16,12 +17,15 @@ namespace treaty::http {
 struct HttpServerOptions {
   HostPort listen{"127.0.0.1", 0};  // port 0: any free port; see HttpServer::address()
   size_t max_body_bytes = 1 << 20;
-  // One thread serves one connection for as long as it is kept alive: at most max_threads
-  // clients are served at once, max_queued more wait; beyond that, connections are refused.
+  // Handlers run on max_threads threads; connections cost no thread. At most max_threads +
+  // max_queued connections are open: a new one beyond that closes the connection that has waited
+  // longest for a request (idle keep-alive and slow clients first), or, when every one is busy
+  // with a request, is refused.
   int max_threads = 256;
   int max_queued = 256;
-  // A connection that sends nothing for this long (mid-request, or idle between requests) is
-  // closed, so slow or silent clients cannot hold threads.
+  // A request's headers and body must all arrive within this long of when it is awaited (and an
+  // idle kept-alive connection is closed after it): however slowly a client trickles bytes, it
+  // holds its connection no longer.
   Duration read_timeout = std::chrono::seconds(10);
   // Both set: HTTPS (TLS via OpenSSL) with this PEM certificate chain and key.
   std::string tls_cert_file;
