@@ -9,6 +9,7 @@
 #include <Poco/Exception.h>
 #include <Poco/String.h>
 #include <Poco/URI.h>
+#include <openssl/ssl.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -22,6 +23,8 @@
 #include <optional>
 #include <thread>
 
+#include "common/log.h"
+
 namespace treaty::http {
 namespace {
 
@@ -32,6 +35,8 @@ using tcp = asio::ip::tcp;
 
 // The header block of a request, at most (beyond: 431-style refusal, answered as 400).
 constexpr uint32_t kMaxHeaderBytes = 16 << 10;
+
+const Logger kLog("http");
 
 // Requests being handled, so that Stop() can wait for them before what they use goes away.
 struct InFlight {
@@ -46,11 +51,11 @@ class Connection;
 // count and the list of connections waiting for a request (oldest first), from which the
 // longest-waiting is closed when a new client would exceed the limit.
 struct Shared {
-  Shared(const HttpServerOptions& o, const Router& r)
-      : options(o), router(r), workers(static_cast<size_t>(std::max(1, o.max_threads))) {}
+  Shared(const HttpServerOptions& o, const Router& r, asio::thread_pool& w)
+      : options(o), router(r), workers(w) {}
   const HttpServerOptions options;
   const Router& router;
-  asio::thread_pool workers;
+  asio::thread_pool& workers;  // owned by the server, which outlives every use
   InFlight in_flight;
   std::mutex mu;
   std::list<std::weak_ptr<Connection>> waiting;  // guarded by mu
@@ -71,11 +76,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Closes the connection from any thread (on its own strand).
   virtual void Close() = 0;
 
-  // Takes this connection off the waiting list (it is being closed to make room). Requires
-  // shared_->mu.
+  // Takes this connection off the waiting list: it is being closed, to make room or because
+  // the server stops; a request it has just read is not handled. Requires shared_->mu.
   void ForgetWaitingLocked() {
     if (waiting_) shared_->waiting.erase(*waiting_);
     waiting_.reset();
+    closing_ = true;
   }
 
  protected:
@@ -95,6 +101,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   std::shared_ptr<Shared> shared_;
+  std::atomic<bool> closing_{false};
 
  private:
   std::optional<std::list<std::weak_ptr<Connection>>::iterator> waiting_;  // guarded by mu
@@ -103,10 +110,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 ApiResponse Dispatch(Shared& shared, ApiRequest r) {
   try {
     return shared.router.Dispatch(std::move(r));
-  } catch (const Poco::Exception& e) {
-    return JsonError(400, "bad_request", e.displayText());
   } catch (const std::exception& e) {
-    return JsonError(500, "internal", e.what());
+    // The cause stays in the log: it may name what a client must not see.
+    kLog.Warn("a handler failed", {{"path", r.path}, {"error", e.what()}});
+    return JsonError(500, "internal", "internal error");
   }
 }
 
@@ -172,7 +179,7 @@ class StreamConnection : public Connection {
     if (auto len = parser_->content_length(); len && *len > shared_->options.max_body_bytes) {
       return TooLarge();
     }
-    if (beast::iequals(req[bhttp::field::expect], "100-continue")) {
+    if (req.version() >= 11 && beast::iequals(req[bhttp::field::expect], "100-continue")) {
       // Clients such as curl wait for this before they send a body.
       auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
                                                                         req.version());
@@ -217,9 +224,12 @@ class StreamConnection : public Connection {
   void OnRequest(beast::error_code e) {
     if (e) return Fail(e);
     SetWaiting(false);
+    if (closing_) return;  // evicted or stopping meanwhile: not handled, the client retries
     Tcp().expires_never();  // the handler takes what it takes; the write has its own deadline
     auto msg = parser_->release();
     keep_alive_ = msg.keep_alive();
+    version_ = msg.version();
+    head_ = msg.method() == bhttp::verb::head;
     ApiRequest r;
     r.method = std::string(msg.method_string());
     r.remote = remote_;
@@ -239,41 +249,62 @@ class StreamConnection : public Connection {
       std::lock_guard<std::mutex> lock(shared_->in_flight.mu);
       ++shared_->in_flight.count;
     }
+    answering_ = true;
     asio::post(shared_->workers, [self = Self(), r = std::move(r)]() mutable {
       ApiResponse answer = Dispatch(*self->shared_, std::move(r));
-      {
-        std::lock_guard<std::mutex> lock(self->shared_->in_flight.mu);
-        --self->shared_->in_flight.count;
-      }
-      self->shared_->in_flight.idle.notify_all();
       asio::post(self->stream_.get_executor(),
                  [self, answer = std::move(answer)]() mutable { self->Write(std::move(answer)); });
     });
   }
 
+  // Counted as in flight from the read of a request until its answer is written (or fails).
+  void Answered() {
+    if (!answering_) return;
+    answering_ = false;
+    {
+      std::lock_guard<std::mutex> lock(shared_->in_flight.mu);
+      --shared_->in_flight.count;
+    }
+    shared_->in_flight.idle.notify_all();
+  }
+
   void Write(ApiResponse answer) {
+    {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      if (shared_->stopping) keep_alive_ = false;  // the last answer on this connection
+    }
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
     res->result(static_cast<unsigned>(answer.status));
-    res->version(11);
+    res->version(version_);
     res->set(bhttp::field::content_type, answer.content_type);
     res->set("X-Content-Type-Options", "nosniff");
     for (const auto& [name, value] : answer.headers) res->set(name, value);
     res->body() = std::move(answer.body);
     res->keep_alive(keep_alive_);
     res->prepare_payload();
+    if (head_) res->body().clear();  // the length stays as for GET; no body follows
     Tcp().expires_after(shared_->options.read_timeout);
-    bhttp::async_write(stream_, *res, [self = Self(), res](beast::error_code e, size_t) {
+    auto done = [self = Self(), res](beast::error_code e, size_t) {
+      self->Answered();
       if (e) return;
       if (self->keep_alive_) return self->ReadHeader();
       if (self->drain_) return self->Drain(0);
       self->Shutdown();
-    });
+    };
+    if (head_) {
+      auto sr = std::make_shared<bhttp::response_serializer<bhttp::string_body>>(*res);
+      bhttp::async_write_header(stream_, *sr, [sr, done](beast::error_code e, size_t n) {
+        done(e, n);
+      });
+      return;
+    }
+    bhttp::async_write(stream_, *res, std::move(done));
   }
 
   void Drain(size_t drained) {
     const size_t cap = 16 * shared_->options.max_body_bytes;
     if (drained >= cap) return Shutdown();
-    Tcp().socket().shutdown(tcp::socket::shutdown_send);
+    if (drained == 0) Shutdown();  // once: the answer is out, only reading remains
     auto buf = std::make_shared<std::array<char, 16384>>();
     stream_.async_read_some(asio::buffer(*buf), [self = Self(), buf, drained](
                                                     beast::error_code e, size_t n) {
@@ -293,29 +324,63 @@ class StreamConnection : public Connection {
   std::string remote_;
   bool keep_alive_ = true;
   bool drain_ = false;
+  bool head_ = false;
+  unsigned version_ = 11;
+  bool answering_ = false;  // a request is in flight (counted in in_flight)
 };
 
 }  // namespace
 
 struct HttpServer::Impl {
   explicit Impl(const HttpServerOptions& options, const Router& router)
-      : shared(std::make_shared<Shared>(options, router)) {}
+      : workers(std::make_unique<asio::thread_pool>(
+            static_cast<size_t>(std::max(1, options.max_threads)))),
+        shared(std::make_shared<Shared>(options, router, *workers)) {}
+  ~Impl() {
+    // Handlers still queued on the pool hold connections, whose sockets belong to io: the pool
+    // goes first, while io still exists.
+    workers.reset();
+  }
+  std::unique_ptr<asio::thread_pool> workers;
   std::shared_ptr<Shared> shared;
   asio::io_context io;
-  tcp::acceptor acceptor{io};
+  asio::strand<asio::io_context::executor_type> accept_strand{asio::make_strand(io)};
+  tcp::acceptor acceptor{accept_strand};
+  asio::steady_timer accept_retry{accept_strand};
   std::optional<asio::ssl::context> tls;
   std::vector<std::thread> io_threads;
   bool stopped = false;
 
   void Accept() {
     acceptor.async_accept(asio::make_strand(io), [this](beast::error_code e, tcp::socket s) {
+      if (e == asio::error::operation_aborted || !acceptor.is_open()) return;  // stopping
       if (e) {
-        if (e == asio::error::operation_aborted) return;  // stopping
-        return Accept();
+        // Out of descriptors (or another failure of the moment): make room, and try again a
+        // little later rather than at once, which would spin while the backlog stays.
+        if (e == asio::error::no_descriptors) EvictOne();
+        accept_retry.expires_after(std::chrono::milliseconds(50));
+        accept_retry.async_wait([this](beast::error_code w) {
+          if (!w) Accept();
+        });
+        return;
       }
       Admit(std::move(s));
       Accept();
     });
+  }
+
+  // Closes the connection that has waited longest for a request, if any.
+  bool EvictOne() {
+    std::shared_ptr<Connection> evict;
+    {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      for (auto it = shared->waiting.begin(); it != shared->waiting.end() && !evict; ++it) {
+        evict = it->lock();
+      }
+      if (evict) evict->ForgetWaitingLocked();
+    }
+    if (evict) evict->Close();
+    return evict != nullptr;
   }
 
   // Serves a new client, closing the connection that has waited longest for a request when the
@@ -364,6 +429,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
                              asio::ssl::context::single_dh_use);
       impl->tls->use_certificate_chain_file(options.tls_cert_file);
       impl->tls->use_private_key_file(options.tls_key_file, asio::ssl::context::pem);
+      // Sessions are not resumed: each connection is verified afresh (and OpenSSL refuses a
+      // resumption of a verified session without a session id context).
+      SSL_CTX_set_session_cache_mode(impl->tls->native_handle(), SSL_SESS_CACHE_OFF);
+      SSL_CTX_set_options(impl->tls->native_handle(), SSL_OP_NO_TICKET);
       if (!options.tls_client_ca_file.empty()) {
         // Mutual TLS: clients are known by their certificate's chain, not by their address.
         impl->tls->load_verify_file(options.tls_client_ca_file);
@@ -387,9 +456,20 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
   }
   HostPort bound{options.listen.host, impl->acceptor.local_endpoint().port()};
   impl->Accept();
-  // Two I/O threads: reading, TLS and writing only; the handlers run on the workers.
-  for (int i = 0; i < 2; ++i) {
-    impl->io_threads.emplace_back([io = &impl->io] { io->run(); });
+  // I/O threads (reading, TLS and writing only; the handlers run on the workers), one per core.
+  const int io_threads = std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
+  for (int i = 0; i < io_threads; ++i) {
+    impl->io_threads.emplace_back([io = &impl->io] {
+      while (true) {
+        try {
+          io->run();
+          return;
+        } catch (const std::exception& e) {
+          // A handler's failure ends that connection, never the server.
+          kLog.Error("an I/O handler failed", {{"error", e.what()}});
+        }
+      }
+    });
   }
   std::unique_ptr<HttpServer> s(new HttpServer(std::move(impl)));
   s->address_ = bound;
@@ -403,10 +483,22 @@ void HttpServer::Stop() {
     std::lock_guard<std::mutex> lock(impl_->shared->mu);
     impl_->shared->stopping = true;
   }
-  asio::post(impl_->io, [impl = impl_.get()] {
+  asio::post(impl_->accept_strand, [impl = impl_.get()] {
     beast::error_code ignored;
     impl->acceptor.close(ignored);
+    impl->accept_retry.cancel();
   });
+  // Connections waiting for a request are closed; busy ones answer with Connection: close.
+  std::vector<std::shared_ptr<Connection>> waiting;
+  {
+    std::lock_guard<std::mutex> lock(impl_->shared->mu);
+    for (auto& w : impl_->shared->waiting) {
+      if (auto c = w.lock()) waiting.push_back(std::move(c));
+    }
+    for (auto& c : waiting) c->ForgetWaitingLocked();
+  }
+  for (auto& c : waiting) c->Close();
+  waiting.clear();
   {
     // Requests being handled finish (up to 30 s) and their answers go out.
     std::unique_lock<std::mutex> lock(impl_->shared->in_flight.mu);
@@ -415,8 +507,8 @@ void HttpServer::Stop() {
   }
   impl_->io.stop();
   for (std::thread& t : impl_->io_threads) t.join();
-  impl_->shared->workers.stop();  // nothing new starts; a handler still running is waited for
-  impl_->shared->workers.join();
+  impl_->workers->stop();  // nothing new starts; a handler still running is waited for
+  impl_->workers->join();
 }
 
 HttpServer::~HttpServer() { Stop(); }

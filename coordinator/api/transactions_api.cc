@@ -430,6 +430,11 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
     }
     input = body->getObject("input");
   }
+  if (def->steps.size() > options_.max_branches) {  // before any step is rendered
+    return BadField({"steps", "the saga has " + std::to_string(def->steps.size()) +
+                                  " steps; at most " + std::to_string(options_.max_branches) +
+                                  " (limits.max_branches)"});
+  }
   auto branches = saga::Instantiate(*def, input);
   if (!branches.ok()) {
     const std::string& m = branches.status().message();
@@ -437,11 +442,6 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
   }
   // The definition's URLs are the operator's, but filled from the input and the environment:
   // they pass the same allowlist as a client's, and its payloads the same limits.
-  if (branches->size() > options_.max_branches) {
-    return BadField({"steps", "the saga has " + std::to_string(branches->size()) +
-                                  " steps; at most " + std::to_string(options_.max_branches) +
-                                  " (limits.max_branches)"});
-  }
   for (const core::BranchSpec& b : *branches) {
     for (const auto& [op, url] : b.urls) {
       if (auto e = CheckUrl(url, "steps." + b.id + "." + op, options_.allowlist.get())) {

@@ -26,7 +26,9 @@ bool HasDotSegment(const std::string& raw_path) {
   while (start <= path.size()) {
     size_t end = path.find('/', start);
     if (end == std::string::npos) end = path.size();
-    const std::string_view segment(path.data() + start, end - start);
+    std::string_view segment(path.data() + start, end - start);
+    // Some servers (Tomcat, Spring) drop a segment's ";parameters" before resolving dots.
+    segment = segment.substr(0, segment.find(';'));
     if (segment == "." || segment == "..") return true;
     start = end + 1;
   }

@@ -11,6 +11,7 @@
 #include <Poco/URI.h>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <future>
 #include <istream>
@@ -60,30 +61,35 @@ class HttpBranchTransport::Watchdog {
     thread_.join();
   }
 
-  // Watches `session` until Disarm(): at `deadline` its connection is shut down, which ends
-  // whatever read or write the call is blocked in. The session must outlive the Disarm().
+  // Watches a connected session until Disarm(): at `deadline` its connection is shut down,
+  // which ends whatever read or write the call is blocked in. The watchdog works on its own
+  // duplicate of the socket's descriptor, made here by the calling thread: whatever Poco does
+  // with its descriptor meanwhile (closing it on an error), the number the watchdog holds
+  // cannot be reused for another socket before Disarm() closes it.
   uint64_t Arm(Session* session, Deadline deadline) {
+    const int fd = ::dup(static_cast<int>(session->socket().impl()->sockfd()));
     std::lock_guard<std::mutex> lock(mu_);
     const uint64_t id = ++next_id_;
-    armed_[id] = Armed{session, deadline, false};
+    armed_[id] = Armed{fd, deadline, false};
     if (deadline < earliest_) cv_.notify_all();
     return id;
   }
 
   // Stops watching; true when the deadline came first (the connection was shut down: the
-  // answer, if any, is not to be trusted, nor the session reused). Afterwards the watchdog
-  // never touches the session again.
+  // answer, if any, is not to be trusted, nor the session reused).
   bool Disarm(uint64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = armed_.find(id);
-    const bool expired = it != armed_.end() && it->second.expired;
-    if (it != armed_.end()) armed_.erase(it);
+    if (it == armed_.end()) return false;
+    const bool expired = it->second.expired;
+    if (it->second.fd >= 0) ::close(it->second.fd);
+    armed_.erase(it);
     return expired;
   }
 
  private:
   struct Armed {
-    Session* session;
+    int fd;  // a duplicate of the session's socket; -1 if it could not be made
     Deadline deadline;
     bool expired;
   };
@@ -97,14 +103,9 @@ class HttpBranchTransport::Watchdog {
         if (a.expired) continue;
         if (a.deadline <= now) {
           a.expired = true;
-          // The raw descriptor, shut down (not closed: the calling thread still owns it). A
-          // blocked read or write returns at once, TLS or not. A session still connecting has
-          // none yet; its connect timeout is what is left of the budget anyway.
-          try {
-            const poco_socket_t fd = a.session->socket().impl()->sockfd();
-            if (fd != POCO_INVALID_SOCKET) ::shutdown(fd, SHUT_RDWR);
-          } catch (const std::exception&) {
-          }
+          // Shut down (not closed): the socket itself, so a read or write blocked on it returns
+          // at once, TLS or not.
+          if (a.fd >= 0) ::shutdown(a.fd, SHUT_RDWR);
         } else {
           earliest_ = std::min(earliest_, a.deadline);
         }
@@ -277,8 +278,7 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call, De
     Pooled pooled =
         Borrow(key, uri.getScheme(), uri.getHost(), uri.getPort(), /*fresh=*/attempt > 0, &reused);
     Session* session = pooled.session.get();
-    // However slowly the participant answers, the call ends at its deadline.
-    const uint64_t watched = watchdog_->Arm(session, deadline);
+    std::optional<uint64_t> watched;
     std::optional<core::BranchReply> answered;
     bool reusable = false;
     try {
@@ -301,6 +301,9 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call, De
       req.set("Treaty-Branch-Id", call.branch_id);
       req.set("Treaty-Op", call.op);
       session->sendRequest(req) << call.body;
+      // Connected and sent (both bounded by the socket timeouts, set to what is left): from here,
+      // however slowly the participant answers, the call ends at its deadline.
+      watched = watchdog_->Arm(session, deadline);
       Poco::Net::HTTPResponse resp;
       std::istream& in = session->receiveResponse(resp);
       // A participant's answer is read up to kMaxAnswerBytes: what it says beyond that is not
@@ -314,6 +317,12 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call, De
           whole = false;
           break;
         }
+      }
+      // A failed read (a reset, the watchdog's shutdown) ends the loop like the end of the body:
+      // the stream says which it was.
+      if (whole && in.bad()) {
+        throw Poco::IOException("the answer was cut short after " + std::to_string(body.size()) +
+                                " bytes");
       }
       // A body cut short (the connection reset, or shut down at the deadline) is no answer: a
       // 200 whose end never came may be a proxy's, or a participant's that crashed mid-way.
@@ -330,7 +339,7 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call, De
     } catch (const std::exception& e) {
       reply.detail = Shorten(e.what());
     }
-    if (watchdog_->Disarm(watched)) {
+    if (watched && watchdog_->Disarm(*watched)) {
       // The deadline came first: whatever was read is not an answer, and the connection is gone.
       reply.detail = "no whole answer within the call's " + std::to_string(call.timeout.count()) +
                      " ms" + (reply.detail.empty() ? "" : " (" + reply.detail + ")");
