@@ -10,6 +10,7 @@
 #include <Poco/String.h>
 #include <Poco/URI.h>
 #include <openssl/ssl.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -419,6 +420,12 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
                                                       const Router& router) {
+  // Each connection is a descriptor: the soft limit (often 1,024 under a service manager) is
+  // raised to the hard one, so that max_connections, not the limit, decides.
+  if (rlimit limit{}; ::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
   auto impl = std::make_unique<Impl>(options, router);
   try {
     if (!options.tls_cert_file.empty()) {
