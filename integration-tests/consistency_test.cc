@@ -45,6 +45,22 @@ std::string StatusAt(Service& treatyd, const std::string& gid) {
   return ParseObject(r->body)->getValue<std::string>("status");
 }
 
+// Switches a demo participant's fault for `op` ("hang", "fail" or "off"); true once it took.
+bool SetFault(Service& participant, const std::string& op, const std::string& action) {
+  auto r = HttpCall("POST", TreatyStack::Url(participant, "/admin/faults"),
+                    R"({"op":")" + op + R"(","action":")" + action + R"("})");
+  return r.ok() && r->status == 200;
+}
+
+// Begins (without waiting) a 2PC order of 2 A1 with both demo services; true when accepted.
+bool BeginOrder(TreatyStack& s, const std::string& gid) {
+  std::string body = R"({"gid":")" + gid + R"(","mode":"2pc","timeout":"20s","branches":[)" +
+                     s.OrderBranch("order", "A1", 2) + "," + s.InventoryBranch("stock", "A1", 2) +
+                     "]}";
+  auto r = HttpCall("POST", s.treatyd().base_url() + "/v1/transactions", body);
+  return r.ok() && r->status == 201;
+}
+
 TEST(ConsistencyTest, ACoordinatorPausedPastItsLeaseLeavesNoStepOfAnAbortedSagaApplied) {
   // treatyd A freezes right after the saga's first round of actions (stock reserved, order
   // created), before it records them: as a process paused by the OS or a long GC would.
@@ -124,22 +140,13 @@ TEST(ConsistencyTest, AStoreRestartDoesNotHoldInterruptedTransactionsForALease) 
   TreatyStack& s = **stack;
   ASSERT_OK(s.SetStock("A1", 10));
   // inventory holds its commit call open: the drive is in the middle of it when the store goes.
-  ASSERT_EQ(HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
-                     R"({"op":"commit","action":"hang"})")
-                ->status,
-            200);
-  std::string body = R"({"gid":"outage-1","mode":"2pc","timeout":"20s","branches":[)" +
-                     s.OrderBranch("order", "A1", 2) + "," + s.InventoryBranch("stock", "A1", 2) +
-                     "]}";
-  ASSERT_EQ(HttpCall("POST", s.treatyd().base_url() + "/v1/transactions", body)->status, 201);
+  ASSERT_TRUE(SetFault(s.inventory(), "commit", "hang"));
+  ASSERT_TRUE(BeginOrder(s, "outage-1"));
   ASSERT_TRUE(
       WaitUntil([&] { return s.StatusOf("outage-1") == "committing"; }, std::chrono::seconds(30)));
   ASSERT_OK(s.pg().Stop());
   // The hung commit now answers 503: the drive cannot record it, nor give its lease back.
-  ASSERT_EQ(HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
-                     R"({"op":"commit","action":"off"})")
-                ->status,
-            200);
+  ASSERT_TRUE(SetFault(s.inventory(), "commit", "off"));
   ASSERT_TRUE(WaitUntil([&] { return Logged(s.treatyd(), "drive interrupted", "outage-1"); },
                         std::chrono::seconds(30)));
   ASSERT_OK(s.pg().Restart());
@@ -219,14 +226,8 @@ TEST(ConsistencyTest, ACoordinatorWhoseClockRunsAMinuteAheadTakesNoLeaseThatIsSt
   TreatyStack& s = **stack;
   ASSERT_OK(s.SetStock("A1", 10));
   // The stack's treatyd drives a 2PC whose inventory prepare hangs: its lease runs for 30 s.
-  ASSERT_EQ(HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
-                     R"({"op":"prepare","action":"hang"})")
-                ->status,
-            200);
-  std::string body = R"({"gid":"skew-1","mode":"2pc","timeout":"20s","branches":[)" +
-                     s.OrderBranch("order", "A1", 2) + "," + s.InventoryBranch("stock", "A1", 2) +
-                     "]}";
-  ASSERT_EQ(HttpCall("POST", s.treatyd().base_url() + "/v1/transactions", body)->status, 201);
+  ASSERT_TRUE(SetFault(s.inventory(), "prepare", "hang"));
+  ASSERT_TRUE(BeginOrder(s, "skew-1"));
   // A second treatyd on the same store, its clock a minute ahead (libfaketime).
   auto skewed = Service::Start(ServiceSpec{
       .name = "treatyd-skewed",
@@ -254,10 +255,7 @@ TEST(ConsistencyTest, ACoordinatorWhoseClockRunsAMinuteAheadTakesNoLeaseThatIsSt
                 .value(),
             "test-node")
       << "a coordinator with a fast clock took a lease that was still running";
-  ASSERT_EQ(HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
-                     R"({"op":"prepare","action":"off"})")
-                ->status,
-            200);
+  ASSERT_TRUE(SetFault(s.inventory(), "prepare", "off"));
   std::string status = s.WaitFinal("skew-1");
   EXPECT_TRUE(status == "committed" || status == "aborted") << status;
   EXPECT_EQ(s.PreparedCount("inventory").value(), 0);
@@ -301,10 +299,7 @@ TEST(ConsistencyTest, AFloodAgainstAStuckParticipantIsRefusedWith503AndMemorySta
         return r.ok() && r->status == 200;
       },
       std::chrono::seconds(30)));
-  ASSERT_EQ(HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
-                     R"({"op":"prepare","action":"hang"})")
-                ->status,
-            200);
+  ASSERT_TRUE(SetFault(s.inventory(), "prepare", "hang"));
   // Payloads near the 64 KiB limit: a treatyd that queued a copy of each would hold hundreds
   // of MiB.
   const std::string padding(60 * 1024, 'x');
@@ -350,8 +345,7 @@ TEST(ConsistencyTest, AFloodAgainstAStuckParticipantIsRefusedWith503AndMemorySta
   const int64_t rss = RssKib(treatyd.process().pid());
   EXPECT_GT(rss, 0);
   EXPECT_LT(rss, 128 * 1024) << "treatyd's memory grew with the flood";
-  HttpCall("POST", TreatyStack::Url(s.inventory(), "/admin/faults"),
-           R"({"op":"prepare","action":"off"})");
+  SetFault(s.inventory(), "prepare", "off");
 }
 
 }  // namespace

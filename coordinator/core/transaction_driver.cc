@@ -424,6 +424,12 @@ std::optional<Transaction> TransactionDriver::DriveHere(const std::string& gid,
   }
   Transaction left;
   const bool driven = DriveLeased(gid, leased_until, std::move(as_stored), &left);
+  DoneHere(gid);
+  if (!driven) return std::nullopt;
+  return left;
+}
+
+void TransactionDriver::DoneHere(const std::string& gid) {
   bool again = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -432,8 +438,6 @@ std::optional<Transaction> TransactionDriver::DriveHere(const std::string& gid,
     again = rerun_.erase(gid) > 0;
   }
   if (again) Enqueue(gid);
-  if (!driven) return std::nullopt;
-  return left;
 }
 
 void TransactionDriver::PollLoop() {
@@ -526,14 +530,7 @@ Result<Transaction> TransactionDriver::CheckBackNow(const std::string& gid) {
     if (!s.ok()) return s;
     return store_.Load(gid, /*with_log=*/false);
   }();
-  bool again = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    running_.erase(gid);
-    --running_here_;
-    again = rerun_.erase(gid) > 0;
-  }
-  if (again) Enqueue(gid);
+  DoneHere(gid);
   return out;
 }
 

@@ -170,6 +170,9 @@ class TransactionDriver {
   // when it was driven without an error.
   bool DriveLeased(const std::string& gid, std::optional<MonoTime> leased_until,
                    std::optional<Transaction> as_stored, Transaction* left);
+  // Ends a drive or check made on the calling thread (DriveHere, CheckBackNow): `gid` is no
+  // longer running here, and is driven again if it was enqueued meanwhile.
+  void DoneHere(const std::string& gid);
   // Wakes the WaitFinal() calls on tx.gid with `tx`, which is final and stored as it is.
   void NotifyFinal(const Transaction& tx);
   // A drive of `gid` was cut short and its lease could not be given back (the store was
