@@ -12,9 +12,6 @@
 //   treaty-bench produce --bootstrap HOST:PORT [--messages N] [--size BYTES]
 //       the raw librdkafka produce rate (idempotent, acks=all, as treatyd and the relay produce)
 
-#include <librdkafka/rdkafka.h>
-#include <sys/utsname.h>
-
 #include <Poco/DateTimeFormatter.h>
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
@@ -23,6 +20,8 @@
 #include <Poco/Net/SocketAddress.h>
 #include <Poco/Net/StreamSocket.h>
 #include <Poco/Timestamp.h>
+#include <librdkafka/rdkafka.h>
+#include <sys/utsname.h>
 
 #include <atomic>
 #include <cstdio>
@@ -796,8 +795,7 @@ std::string Markdown(const Object::Ptr& doc) {
        << Fixed(Num(attack, "tps")) << " tx/s, p99 " << Fixed(Num(attack, "p99_ms"), 1)
        << " ms |\n";
   }
-  md
-     << "| outbox relay: " << outbox->getValue<int64_t>("rows") << " preloaded rows to Kafka | "
+  md << "| outbox relay: " << outbox->getValue<int64_t>("rows") << " preloaded rows to Kafka | "
      << Fixed(Num(outbox, "per_second")) << " msgs/s (" << Fixed(Num(outbox, "seconds"), 1)
      << " s) |\n"
      << "| treatyd peak RSS, up to " << mem->getValue<int>("max_clients") << " clients | "

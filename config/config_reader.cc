@@ -63,8 +63,8 @@ Result<std::string> ReadBoundedFile(const std::string& path, size_t max_bytes) {
   if (in.bad()) return Status::InvalidArgument(path + ": cannot read the file");
   text.resize(static_cast<size_t>(in.gcount()));
   if (text.size() > max_bytes) {
-    return Status::InvalidArgument(path + ": the file is larger than " +
-                                   std::to_string(max_bytes) + " bytes, the most it may hold");
+    return Status::InvalidArgument(path + ": the file is larger than " + std::to_string(max_bytes) +
+                                   " bytes, the most it may hold");
   }
   return text;
 }

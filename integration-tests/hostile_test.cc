@@ -13,10 +13,9 @@
 #include <thread>
 
 #include "integration-tests/harness/binaries.h"
+#include "integration-tests/harness/http_client.h"
 #include "integration-tests/harness/process.h"
 #include "integration-tests/harness/temp_dir.h"
-
-#include "integration-tests/harness/http_client.h"
 #include "integration-tests/harness/test_support.h"
 #include "integration-tests/harness/treaty_stack.h"
 
@@ -86,8 +85,8 @@ TEST_F(HostileTest, TheCharacterNulIsRefusedInAnyKeyOrStringNamingWhereItIs) {
   EXPECT_NE(key.body.find("a key must not contain"), std::string::npos) << key.body;
   EXPECT_EQ(Call("GET", "/v1/transactions/nul-1").status, 404) << "a refused request was stored";
 
-  HttpReply in_string = Call("POST", "/v1/transactions",
-                             R"({"gid":"nul-2","mode":"tcc","note":"a\u0000b"})");
+  HttpReply in_string =
+      Call("POST", "/v1/transactions", R"({"gid":"nul-2","mode":"tcc","note":"a\u0000b"})");
   EXPECT_EQ(in_string.status, 400) << in_string.body;
   EXPECT_EQ(FieldOf(in_string), "note");
 }
@@ -178,7 +177,8 @@ class BadParticipant {
       }
       const bool prepare = request.find("/prepare") != std::string::npos;
       if (!prepare || stopping_) {
-        const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+        const std::string ok =
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
         c.sendBytes(ok.data(), static_cast<int>(ok.size()));
         return;
       }
@@ -219,8 +219,9 @@ TEST_F(HostileTest, ATricklingParticipantIsCutOffAtTheCallsDeadlineAndDecidesNot
   ASSERT_OK(stack_->SetStock("A1", 10));
   std::string body = R"({"gid":"trickle-1","mode":"2pc","timeout":"4s","branches":[)" +
                      stack_->InventoryBranch("stock", "A1", 1) + R"(,{"id":"slow","prepare":")" +
-                     trickler.Url("/2pc/prepare") + R"(","commit":")" + trickler.Url("/2pc/commit") +
-                     R"(","abort":")" + trickler.Url("/2pc/abort") + R"("}]})";
+                     trickler.Url("/2pc/prepare") + R"(","commit":")" +
+                     trickler.Url("/2pc/commit") + R"(","abort":")" + trickler.Url("/2pc/abort") +
+                     R"("}]})";
   HttpReply r = Call("POST", "/v1/transactions", body);
   ASSERT_EQ(r.status, 201) << r.body;
   // The trickle would take 30 s; the call's 2 s (timeouts.branch_call) end it, and the 4 s
@@ -235,9 +236,9 @@ TEST_F(HostileTest, ATricklingParticipantIsCutOffAtTheCallsDeadlineAndDecidesNot
 TEST_F(HostileTest, AnAnswerCutShortIsNoAnswer) {
   BadParticipant cutter("cut");
   std::string body = R"({"gid":"cut-1","mode":"2pc","timeout":"2s","branches":[{"id":"cut",)"
-                     R"("prepare":")" + cutter.Url("/2pc/prepare") + R"(","commit":")" +
-                     cutter.Url("/2pc/commit") + R"(","abort":")" + cutter.Url("/2pc/abort") +
-                     R"("}]})";
+                     R"("prepare":")" +
+                     cutter.Url("/2pc/prepare") + R"(","commit":")" + cutter.Url("/2pc/commit") +
+                     R"(","abort":")" + cutter.Url("/2pc/abort") + R"("}]})";
   HttpReply r = Call("POST", "/v1/transactions", body);
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(stack_->WaitFinal("cut-1", std::chrono::seconds(60)), "aborted")
@@ -248,8 +249,8 @@ TEST_F(HostileTest, AnAnswerCutShortIsNoAnswer) {
 }
 
 TEST(HostileConnectionsTest, IdleAndSlowClientsHoldNoOneUpAndSlowOnesAreCutAtTheDeadline) {
-  auto s = TreatyStack::Start(StackOptions{
-      .treatyd_extra_yaml = "limits: { read_timeout: 2s, max_connections: 1024 }\n"});
+  auto s = TreatyStack::Start(
+      StackOptions{.treatyd_extra_yaml = "limits: { read_timeout: 2s, max_connections: 1024 }\n"});
   ASSERT_TRUE(s.ok()) << s.status().message();
   ASSERT_OK((*s)->SetStock("A1", 10));
   Service& t = (*s)->treatyd();
@@ -332,7 +333,8 @@ std::string AliasBomb(const std::string& indent) {
   for (size_t level = 0; level < names.size(); ++level) {
     out += indent + names[level] + ": &" + names[level] + " [";
     for (int i = 0; i < 9; ++i) {
-      out += (i ? "," : "") + (level == 0 ? std::string("\"x\"") : "*" + std::string(1, names[level - 1]));
+      out += (i ? "," : "") +
+             (level == 0 ? std::string("\"x\"") : "*" + std::string(1, names[level - 1]));
     }
     out += "]\n";
   }
@@ -364,7 +366,8 @@ TEST(HostileFilesTest, SagaFilesThatExplodeOrAreHugeAreRefusedAndTheLoadedOnesSt
   {
     std::ofstream big(dir->File("big.yaml"));
     big << "saga: big\nsteps:\n  - name: s\n    action: http://127.0.0.1:9/a\n"
-           "    payload: { blob: \"" << std::string(3 << 20, 'x') << "\" }\n";
+           "    payload: { blob: \""
+        << std::string(3 << 20, 'x') << "\" }\n";
   }
   HttpReply big = reload();
   EXPECT_EQ(big.status, 400) << big.body.substr(0, 300);
@@ -384,10 +387,10 @@ TEST(HostileFilesTest, AConfigFileThatExplodesIsRefusedNamingItsLine) {
   auto dir = TempDir::Create("hostile-config");
   ASSERT_TRUE(dir.ok());
   std::ofstream(dir->File("treaty.yaml")) << "listen: 127.0.0.1:0\nx-anchors:\n" << AliasBomb("  ");
-  auto p = Process::Start(ProcessSpec{
-      .name = "check-config",
-      .argv = {kTreatydPath, "--check-config", dir->File("treaty.yaml")},
-      .log_path = dir->File("check.log")});
+  auto p =
+      Process::Start(ProcessSpec{.name = "check-config",
+                                 .argv = {kTreatydPath, "--check-config", dir->File("treaty.yaml")},
+                                 .log_path = dir->File("check.log")});
   ASSERT_TRUE(p.ok());
   auto code = (*p)->Wait(std::chrono::seconds(20));
   ASSERT_TRUE(code.ok()) << "--check-config did not finish in 20 s";

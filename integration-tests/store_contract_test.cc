@@ -117,9 +117,9 @@ TEST_P(StoreContractTest, ALeaseGivenBackFencesTheDriveThatGaveItBack) {
   // of a paused twin) must not pass the fence.
   ASSERT_TRUE(store_->Reschedule("c3", a.owner, std::chrono::system_clock::now()).ok());
   auto now = std::chrono::system_clock::now();
-  EXPECT_EQ(store_->Transition("c3", TxStatus::kActive, TxStatus::kAborting, "late", now, {}, &a)
-                .code(),
-            Status::Code::kLeaseLost);
+  EXPECT_EQ(
+      store_->Transition("c3", TxStatus::kActive, TxStatus::kAborting, "late", now, {}, &a).code(),
+      Status::Code::kLeaseLost);
   EXPECT_EQ(store_->RecordOps("c3", {}, now, a).code(), Status::Code::kLeaseLost);
   EXPECT_EQ(store_->SetAttention("c3", "late", &a).code(), Status::Code::kLeaseLost);
   EXPECT_EQ(Load("c3").status, TxStatus::kActive);
@@ -140,8 +140,7 @@ TEST_P(StoreContractTest, RecordedOutcomesOnlyMoveForward) {
   EXPECT_EQ(StatusOf("c2", "y", "action"), OpStatus::kRefused);
   // A refused op retried with no answer stays refused, but counts its attempts on (its backoff
   // grows with them).
-  ASSERT_TRUE(
-      store_->RecordOps("c2", {Op("y", "action", OpStatus::kPending, 4)}, now, a).ok());
+  ASSERT_TRUE(store_->RecordOps("c2", {Op("y", "action", OpStatus::kPending, 4)}, now, a).ok());
   EXPECT_EQ(StatusOf("c2", "y", "action"), OpStatus::kRefused);
   EXPECT_EQ(Load("c2").FindOp("y", "action")->attempts, 4);
   // The same through a transition's recorded ops.

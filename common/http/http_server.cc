@@ -131,8 +131,7 @@ class StreamConnection : public Connection {
   void Close() override {
     asio::post(stream_.get_executor(), [self = Self()] {
       beast::error_code ignored;
-      beast::get_lowest_layer(self->stream_).socket().shutdown(tcp::socket::shutdown_both,
-                                                               ignored);
+      beast::get_lowest_layer(self->stream_).socket().shutdown(tcp::socket::shutdown_both, ignored);
       beast::get_lowest_layer(self->stream_).close();
     });
   }
@@ -150,11 +149,10 @@ class StreamConnection : public Connection {
     if constexpr (std::is_same_v<Stream, beast::ssl_stream<beast::tcp_stream>>) {
       SetWaiting(true);
       Tcp().expires_after(shared_->options.read_timeout);
-      stream_.async_handshake(asio::ssl::stream_base::server,
-                              [self = Self()](beast::error_code e) {
-                                if (e) return;  // not a TLS client, or too slow: closed
-                                self->ReadHeader();
-                              });
+      stream_.async_handshake(asio::ssl::stream_base::server, [self = Self()](beast::error_code e) {
+        if (e) return;  // not a TLS client, or too slow: closed
+        self->ReadHeader();
+      });
     } else {
       ReadHeader();
     }
@@ -169,9 +167,7 @@ class StreamConnection : public Connection {
     parser_->body_limit(shared_->options.max_body_bytes);
     Tcp().expires_after(shared_->options.read_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_,
-                             [self = Self()](beast::error_code e, size_t) {
-                               self->OnHeader(e);
-                             });
+                             [self = Self()](beast::error_code e, size_t) { self->OnHeader(e); });
   }
 
   void OnHeader(beast::error_code e) {
@@ -183,12 +179,11 @@ class StreamConnection : public Connection {
     if (req.version() >= 11 && beast::iequals(req[bhttp::field::expect], "100-continue")) {
       // Clients such as curl wait for this before they send a body.
       auto cont = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
-                                                                        req.version());
-      bhttp::async_write(stream_, *cont,
-                         [self = Self(), cont](beast::error_code w, size_t) {
-                           if (w) return;
-                           self->ReadBody();
-                         });
+                                                                       req.version());
+      bhttp::async_write(stream_, *cont, [self = Self(), cont](beast::error_code w, size_t) {
+        if (w) return;
+        self->ReadBody();
+      });
       return;
     }
     ReadBody();
@@ -217,15 +212,15 @@ class StreamConnection : public Connection {
   void TooLarge() {
     keep_alive_ = false;
     drain_ = true;
-    Write(JsonError(413, "too_large",
-                    "request body over " + std::to_string(shared_->options.max_body_bytes) +
-                        " bytes"));
+    Write(JsonError(
+        413, "too_large",
+        "request body over " + std::to_string(shared_->options.max_body_bytes) + " bytes"));
   }
 
   void OnRequest(beast::error_code e) {
     if (e) return Fail(e);
     SetWaiting(false);
-    if (closing_) return;  // evicted or stopping meanwhile: not handled, the client retries
+    if (closing_) return;   // evicted or stopping meanwhile: not handled, the client retries
     Tcp().expires_never();  // the handler takes what it takes; the write has its own deadline
     auto msg = parser_->release();
     keep_alive_ = msg.keep_alive();
@@ -294,9 +289,8 @@ class StreamConnection : public Connection {
     };
     if (head_) {
       auto sr = std::make_shared<bhttp::response_serializer<bhttp::string_body>>(*res);
-      bhttp::async_write_header(stream_, *sr, [sr, done](beast::error_code e, size_t n) {
-        done(e, n);
-      });
+      bhttp::async_write_header(stream_, *sr,
+                                [sr, done](beast::error_code e, size_t n) { done(e, n); });
       return;
     }
     bhttp::async_write(stream_, *res, std::move(done));
@@ -307,11 +301,11 @@ class StreamConnection : public Connection {
     if (drained >= cap) return Shutdown();
     if (drained == 0) Shutdown();  // once: the answer is out, only reading remains
     auto buf = std::make_shared<std::array<char, 16384>>();
-    stream_.async_read_some(asio::buffer(*buf), [self = Self(), buf, drained](
-                                                    beast::error_code e, size_t n) {
-      if (e) return;
-      self->Drain(drained + n);
-    });
+    stream_.async_read_some(asio::buffer(*buf),
+                            [self = Self(), buf, drained](beast::error_code e, size_t n) {
+                              if (e) return;
+                              self->Drain(drained + n);
+                            });
   }
 
   void Shutdown() {
@@ -443,8 +437,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
       if (!options.tls_client_ca_file.empty()) {
         // Mutual TLS: clients are known by their certificate's chain, not by their address.
         impl->tls->load_verify_file(options.tls_client_ca_file);
-        impl->tls->set_verify_mode(asio::ssl::verify_peer |
-                                   asio::ssl::verify_fail_if_no_peer_cert);
+        impl->tls->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
       }
     }
     tcp::resolver resolver(impl->io);

@@ -17,8 +17,8 @@
 #include <atomic>
 #include <regex>
 #include <set>
-#include <variant>
 #include <sstream>
+#include <variant>
 
 #include "common/log.h"
 #include "coordinator/core/transaction.h"
@@ -46,10 +46,9 @@ const Logger kLog("api");
 // client.
 ApiResponse ServerFault(int status, const char* code, const char* what, const Status& s) {
   static std::atomic<uint64_t> next{0};
-  const std::string id = std::to_string(
-                             std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count()) +
+  const std::string id = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count()) +
                          "-" + std::to_string(next.fetch_add(1));
   kLog.Warn("request failed", {{"request_id", id}, {"error", s.ToString()}});
   return JsonError(status, code, std::string(what) + " (request " + id + ", see the log)");

@@ -220,9 +220,8 @@ class TransactionDriver::Context : public DriveContext {
 
   // The time left on the lease, less a margin for the clocks' rates, never negative.
   Duration LeaseLeft() {
-    auto left =
-        std::chrono::duration_cast<Duration>(lease_known_until_ - d_.clock_.Monotonic()) -
-        d_.options_.lease / 10;
+    auto left = std::chrono::duration_cast<Duration>(lease_known_until_ - d_.clock_.Monotonic()) -
+                d_.options_.lease / 10;
     return std::max(left, Duration(0));
   }
 
@@ -410,8 +409,8 @@ bool TransactionDriver::DriveLeased(const std::string& gid, std::optional<MonoTi
 }
 
 std::optional<Transaction> TransactionDriver::DriveHere(const std::string& gid,
-                                                     MonoTime leased_until,
-                                                     std::optional<Transaction> as_stored) {
+                                                        MonoTime leased_until,
+                                                        std::optional<Transaction> as_stored) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return std::nullopt;  // the lease runs out; whoever runs next drives it

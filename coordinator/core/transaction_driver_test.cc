@@ -189,8 +189,8 @@ TEST_F(DriverTest, ADriveCutShortByAStoreOutageResumesAfterTheBackoffNotTheLease
   EXPECT_TRUE(WaitFor([&] {
     clock_.Advance(milliseconds(50));
     return Load("t2").status == TxStatus::kCommitted;
-  }))
-      << "still " << StatusName(Load("t2").status);
+  })) << "still "
+      << StatusName(Load("t2").status);
   a.Stop();
 }
 

@@ -9,7 +9,6 @@
 #include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/SSLManager.h>
 #include <Poco/URI.h>
-
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -120,11 +119,11 @@ class HttpBranchTransport::Watchdog {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::map<uint64_t, Armed> armed_;        // guarded by mu_
-  uint64_t next_id_ = 0;                   // guarded by mu_
-  Deadline earliest_ = Deadline::max();    // guarded by mu_: when Run() wakes next
-  bool stopping_ = false;                  // guarded by mu_
-  std::thread thread_;                     // last: started once the rest is built
+  std::map<uint64_t, Armed> armed_;      // guarded by mu_
+  uint64_t next_id_ = 0;                 // guarded by mu_
+  Deadline earliest_ = Deadline::max();  // guarded by mu_: when Run() wakes next
+  bool stopping_ = false;                // guarded by mu_
+  std::thread thread_;                   // last: started once the rest is built
 };
 
 HttpBranchTransport::HttpBranchTransport(int max_idle_per_host, int call_threads,
