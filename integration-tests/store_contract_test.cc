@@ -5,7 +5,6 @@
 
 #include <gtest/gtest.h>
 
-#include <thread>
 
 #include "coordinator/core/testing/in_memory_store.h"
 #include "coordinator/store/pg_store.h"
@@ -68,6 +67,14 @@ class StoreContractTest : public ::testing::TestWithParam<std::string> {
   }
 
   core::Transaction Load(const std::string& gid) { return store_->Load(gid, false).value(); }
+  // When the lease on `gid` ends, as the store keeps it.
+  core::TimePoint LeaseUntil(const std::string& gid) {
+    if (!pg_) return static_cast<core::testing::InMemoryStore&>(*store_).LeaseUntil(gid);
+    auto ms = pg_->QueryValue("treaty",
+                              "SELECT (extract(epoch FROM lease_until) * 1000)::bigint FROM "
+                              "treaty.transactions WHERE gid = '" + gid + "'");
+    return core::TimePoint(milliseconds(std::stoll(ms.value())));
+  }
   OpStatus StatusOf(const std::string& gid, const std::string& branch, const std::string& op) {
     return Load(gid).FindOp(branch, op)->status;
   }
@@ -77,17 +84,21 @@ class StoreContractTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(StoreContractTest, OnlyTheLeaseHolderWritesAndEachWriteRenewsItsLease) {
-  const Fence a{"node-a", milliseconds(1500)};
+  const Fence a{"node-a", seconds(30)};
   const Fence b{"node-b", seconds(30)};
   ASSERT_TRUE(store_->Create(Saga("c1"), a.owner, a.lease).ok());
   EXPECT_FALSE(store_->TryLease("c1", b.owner, b.lease).value()) << "a's lease is running";
-  // Each fenced write renews a's lease: a keeps it past its first term while it writes.
-  for (int i = 0; i < 4; ++i) {
-    std::this_thread::sleep_for(milliseconds(500));
-    ASSERT_OK(store_->RecordOps("c1", {}, std::chrono::system_clock::now(), a));
-  }
+  // Each fenced write renews a's lease to the store's now plus the lease it names: an hour...
+  const core::TimePoint created_until = LeaseUntil("c1");
+  ASSERT_OK(store_->RecordOps("c1", {}, std::chrono::system_clock::now(),
+                              Fence{a.owner, std::chrono::hours(1)}));
+  EXPECT_GT(LeaseUntil("c1"), created_until + std::chrono::minutes(59)) << "not renewed";
   EXPECT_FALSE(store_->TryLease("c1", b.owner, b.lease).value()) << "renewed leases still run";
-  // a stops writing: its lease runs out, b takes over, and every write of a is refused.
+  // ...or 300 ms; then a stops writing: its lease runs out, b takes over, and every write of a
+  // is refused.
+  ASSERT_OK(store_->RecordOps("c1", {}, std::chrono::system_clock::now(),
+                              Fence{a.owner, milliseconds(300)}));
+  EXPECT_LT(LeaseUntil("c1"), created_until) << "the renewal did not set the lease it named";
   ASSERT_TRUE(
       WaitUntil([&] { return store_->TryLease("c1", b.owner, b.lease).value(); }, seconds(10)));
   auto now = std::chrono::system_clock::now();

@@ -53,6 +53,12 @@ Status InMemoryStore::Fenced(Row& row, const Fence& fence) {
   return Status::Ok();
 }
 
+TimePoint InMemoryStore::LeaseUntil(const std::string& gid) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = rows_.find(gid);
+  return it == rows_.end() ? TimePoint{} : it->second.lease_until;
+}
+
 std::string InMemoryStore::LeaseOwner(const std::string& gid) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = rows_.find(gid);

@@ -41,6 +41,8 @@ class InMemoryStore : public TransactionStore {
   // Test controls: while unavailable, every call fails with Unavailable.
   void SetUnavailable(bool unavailable);
   std::string LeaseOwner(const std::string& gid);
+  // When the lease on `gid` ends, by the store's clock (the epoch when none was ever taken).
+  TimePoint LeaseUntil(const std::string& gid);
   // Ends every lease now, as if each had run out (another coordinator may then claim them).
   void ExpireLeases();
   // How many times `method` ("Load", "RecordOps", ...) was called.
