@@ -18,6 +18,7 @@
 #include "integration-tests/harness/pg_cluster.h"
 #include "integration-tests/harness/service.h"
 #include "integration-tests/harness/test_support.h"
+#include "integration-tests/outbox_fixture.h"
 #include "participants/kit/outbox.h"
 
 namespace treaty::harness {
@@ -26,62 +27,9 @@ namespace {
 using participant::Outbox;
 using participant::OutboxEvent;
 
-constexpr const char* kTopic = "orders.events";
 
-class ConsistencyOutboxTest : public ::testing::Test {
+class ConsistencyOutboxTest : public OutboxFixture {
  protected:
-  void SetUp() override {
-    auto pg = PgCluster::Start();
-    ASSERT_TRUE(pg.ok()) << pg.status().message();
-    pg_ = std::move(*pg);
-    ASSERT_OK(pg_->CreateDatabase("orders"));
-    ASSERT_OK(pg_->CreateDatabase("inventory"));
-    ASSERT_OK(pg_->Execute("orders", Outbox::SchemaSql()));
-    auto b = DevBroker::Start();
-    ASSERT_TRUE(b.ok()) << b.status().message();
-    broker_ = std::move(*b);
-    ASSERT_OK(broker_->Command(std::string("create-topic ") + kTopic + " 4 1"));
-  }
-
-  std::unique_ptr<Service> StartRelay(int batch_size, int workers) {
-    auto r = Service::Start(ServiceSpec{.name = "relay",
-                                        .binary = kRelayPath,
-                                        .config_yaml = "listen: 127.0.0.1:0\n"
-                                                       "database: { url: \"" +
-                                                       pg_->Url("orders") +
-                                                       "\" }\n"
-                                                       "kafka: { bootstrap_servers: \"" +
-                                                       broker_->bootstrap() +
-                                                       "\", delivery_timeout: 3s }\n"
-                                                       "batch_size: " +
-                                                       std::to_string(batch_size) +
-                                                       "\n"
-                                                       "workers: " +
-                                                       std::to_string(workers) +
-                                                       "\n"
-                                                       "poll_interval: 200ms\n"
-                                                       "poison: block\n"
-                                                       "retry: { initial: 100ms, max: 1s }\n"});
-    EXPECT_TRUE(r.ok()) << r.status().message();
-    return r.ok() ? std::move(*r) : nullptr;
-  }
-
-  std::unique_ptr<Service> StartInventory() {
-    auto s = Service::Start(ServiceSpec{.name = "inventory-svc",
-                                        .binary = kInventorySvcPath,
-                                        .config_yaml = "listen: 127.0.0.1:0\n"
-                                                       "database: { url: \"" +
-                                                       pg_->Url("inventory") +
-                                                       "\" }\n"
-                                                       "kafka: { bootstrap_servers: \"" +
-                                                       broker_->bootstrap() +
-                                                       "\" }\n"
-                                                       "events: { topic: " +
-                                                       kTopic + " }\n"});
-    EXPECT_TRUE(s.ok()) << s.status().message();
-    return s.ok() ? std::move(*s) : nullptr;
-  }
-
   // One OrderPlaced event of qty 1 for `sku`, numbered `seq` in its aggregate `order`.
   static void Append(pqxx::work& tx, const std::string& event_id, const std::string& order, int seq,
                      const std::string& sku, const std::string& topic = kTopic) {
@@ -95,11 +43,6 @@ class ConsistencyOutboxTest : public ::testing::Test {
                                                    R"(","qty":1})"});
   }
 
-  int Count(const std::string& db, const std::string& sql) {
-    auto v = pg_->QueryValue(db, sql);
-    return v.ok() && !v->empty() ? std::stoi(*v) : -1;
-  }
-
   // The relay's counter `name` from /metrics (-1 when unreadable).
   static int64_t Metric(Service& relay, const std::string& name) {
     auto m = HttpCall("GET", relay.base_url() + "/metrics");
@@ -108,8 +51,6 @@ class ConsistencyOutboxTest : public ::testing::Test {
     return at == std::string::npos ? -1 : std::stoll(m->body.substr(at + name.size() + 2));
   }
 
-  std::unique_ptr<PgCluster> pg_;
-  std::unique_ptr<DevBroker> broker_;
 };
 
 // Aggregate x's first row goes to a topic the broker refuses (authorization failed), and 1,150
@@ -136,7 +77,7 @@ TEST_F(ConsistencyOutboxTest, ABlockedAggregateHoldsUpNoOtherAndNothingAcknowled
     }
     tx.commit();
   }
-  auto relay = StartRelay(/*batch_size=*/500, /*workers=*/2);
+  auto relay = StartRelay("relay", /*batch_size=*/500, "block", /*workers=*/2);
   ASSERT_TRUE(relay);
 
   // Every other aggregate's rows are published while x's first row keeps failing...
@@ -196,7 +137,7 @@ TEST_F(ConsistencyOutboxTest, ABlockedAggregateHoldsUpNoOtherAndNothingAcknowled
 // the restarted consumer went on after it. A second event of the same order (same key, so the
 // same partition, after the first) shows the restarted consumer has read that far.
 TEST_F(ConsistencyOutboxTest, AConsumerStoppedWhileItsApplyFailsAppliesTheEventOnceAfterRestart) {
-  auto inventory = StartInventory();
+  auto inventory = StartConsumer();
   ASSERT_TRUE(inventory);
   auto fault = HttpCall("POST", inventory->base_url() + "/admin/faults",
                         R"({"op": "event", "action": "fail"})");
@@ -207,7 +148,7 @@ TEST_F(ConsistencyOutboxTest, AConsumerStoppedWhileItsApplyFailsAppliesTheEventO
     Append(tx, "failing-event", "o1", 0, "sku-failing");
     tx.commit();
   }
-  auto relay = StartRelay(/*batch_size=*/100, /*workers=*/1);
+  auto relay = StartRelay("relay", /*batch_size=*/100, "block", /*workers=*/1);
   ASSERT_TRUE(relay);
   // The consumer got the event and its apply failed.
   ASSERT_TRUE(WaitUntil(

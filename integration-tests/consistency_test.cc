@@ -81,12 +81,7 @@ TEST(ConsistencyTest, ACoordinatorPausedPastItsLeaseLeavesNoStepOfAnAbortedSagaA
                                       .env = {{"TREATY_NODE_ID", "node-b"}}});
   ASSERT_TRUE(b.ok()) << b.status().message();
   Service& treatyd_b = **b;
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        auto r = HttpCall("GET", treatyd_b.base_url() + "/readyz");
-        return r.ok() && r->status == 200;
-      },
-      std::chrono::seconds(30)));
+  ASSERT_TRUE(BecomesReady(treatyd_b));
 
   auto started = HttpCall("POST", s.treatyd().base_url() + "/v1/sagas/place-order",
                           R"({"gid":"stale-1","timeout":"60s",)"
@@ -293,12 +288,7 @@ TEST(ConsistencyTest, AFloodAgainstAStuckParticipantIsRefusedWith503AndMemorySta
                                  "scheduler: { workers: 2, lease: 60s, max_queued: 40 }\n"});
   ASSERT_TRUE(t.ok()) << t.status().message();
   Service& treatyd = **t;
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        auto r = HttpCall("GET", treatyd.base_url() + "/readyz");
-        return r.ok() && r->status == 200;
-      },
-      std::chrono::seconds(30)));
+  ASSERT_TRUE(BecomesReady(treatyd));
   ASSERT_TRUE(SetFault(s.inventory(), "prepare", "hang"));
   // Payloads near the 64 KiB limit: a treatyd that queued a copy of each would hold hundreds
   // of MiB.

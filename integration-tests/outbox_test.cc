@@ -16,6 +16,7 @@
 #include "integration-tests/harness/pg_cluster.h"
 #include "integration-tests/harness/service.h"
 #include "integration-tests/harness/test_support.h"
+#include "integration-tests/outbox_fixture.h"
 #include "participants/kit/outbox.h"
 
 namespace treaty::harness {
@@ -24,55 +25,14 @@ namespace {
 using participant::Outbox;
 using participant::OutboxEvent;
 
-constexpr const char* kTopic = "orders.events";
 
-class OutboxTest : public ::testing::Test {
+class OutboxTest : public OutboxFixture {
  protected:
   void SetUp() override {
+    OutboxFixture::SetUp();
     auto dir = TempDir::Create("outbox-test");
     ASSERT_TRUE(dir.ok());
     dir_ = std::move(*dir);
-    auto pg = PgCluster::Start();
-    ASSERT_TRUE(pg.ok()) << pg.status().message();
-    pg_ = std::move(*pg);
-    ASSERT_OK(pg_->CreateDatabase("orders"));
-    ASSERT_OK(pg_->CreateDatabase("inventory"));
-    ASSERT_OK(pg_->Execute("orders", Outbox::SchemaSql()));
-    auto b = DevBroker::Start();
-    ASSERT_TRUE(b.ok()) << b.status().message();
-    broker_ = std::move(*b);
-    ASSERT_OK(broker_->Command(std::string("create-topic ") + kTopic + " 4 1"));
-  }
-
-  std::unique_ptr<Service> StartRelay(const std::string& name, int batch_size = 500,
-                                      const std::string& poison = "block", int workers = 2) {
-    auto r = Service::Start(ServiceSpec{
-        .name = name,
-        .binary = kRelayPath,
-        .config_yaml = "listen: 127.0.0.1:0\n"
-                       "database: { url: \"" + pg_->Url("orders") + "\" }\n"
-                       "kafka: { bootstrap_servers: \"" + broker_->bootstrap() +
-                       "\", delivery_timeout: 3s }\n"
-                       "batch_size: " + std::to_string(batch_size) + "\n"
-                       "workers: " + std::to_string(workers) + "\n"
-                       "poll_interval: 200ms\n"
-                       "poison: " + poison + "\n"
-                       "retry: { initial: 100ms, max: 1s }\n"});
-    EXPECT_TRUE(r.ok()) << r.status().message();
-    return r.ok() ? std::move(*r) : nullptr;
-  }
-
-  // inventory-svc, consuming order events through its inbox.
-  std::unique_ptr<Service> StartConsumer() {
-    auto s = Service::Start(ServiceSpec{
-        .name = "inventory-svc",
-        .binary = kInventorySvcPath,
-        .config_yaml = "listen: 127.0.0.1:0\n"
-                       "database: { url: \"" + pg_->Url("inventory") + "\" }\n"
-                       "kafka: { bootstrap_servers: \"" + broker_->bootstrap() + "\" }\n"
-                       "events: { topic: " + kTopic + " }\n"});
-    EXPECT_TRUE(s.ok()) << s.status().message();
-    return s.ok() ? std::move(*s) : nullptr;
   }
 
   // `count` OrderPlaced events of qty 1, spread round-robin over `aggregates` orders whose SKU
@@ -98,10 +58,6 @@ class OutboxTest : public ::testing::Test {
     }
   }
 
-  int Count(const std::string& db, const std::string& sql) {
-    auto v = pg_->QueryValue(db, sql);
-    return v.ok() && !v->empty() ? std::stoi(*v) : -1;
-  }
   int Pending() { return Count("orders", "SELECT count(*) FROM treaty_outbox WHERE status = 'pending'"); }
 
   // Reads the topic from the start in a separate process: "key<TAB>value" lines.
@@ -144,8 +100,6 @@ class OutboxTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::unique_ptr<PgCluster> pg_;
-  std::unique_ptr<DevBroker> broker_;
 };
 
 TEST_F(OutboxTest, TenThousandEventsArriveInOrderAndAreMarkedSent) {

@@ -42,7 +42,6 @@ std::string ParticipantConfig(const PgCluster& pg, const std::string& db,
 
 }  // namespace
 
-namespace {
 bool BecomesReady(Service& treatyd) {
   return WaitUntil(
       [&] {
@@ -51,7 +50,6 @@ bool BecomesReady(Service& treatyd) {
       },
       std::chrono::seconds(30));
 }
-}  // namespace
 
 Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
   std::unique_ptr<TreatyStack> s(new TreatyStack());

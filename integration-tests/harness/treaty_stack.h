@@ -99,6 +99,9 @@ class TreatyStack {
   std::string client_token_;
 };
 
+// Waits (up to 30 s) until a treatyd answers /readyz with 200.
+bool BecomesReady(Service& treatyd);
+
 // config/sagas/place-order.yaml in the source tree.
 std::string PlaceOrderSagaFile();
 
