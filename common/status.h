@@ -30,6 +30,13 @@ class Status {
   static Status InvalidArgument(std::string message) {
     return Status(Code::kInvalidArgument, std::move(message));
   }
+  // The caller's input is wrong in one named field (a request's "branches[0].try", say): the
+  // REST layer answers 400 naming it.
+  static Status InvalidField(std::string field, std::string message) {
+    Status s(Code::kInvalidArgument, std::move(message));
+    s.field_ = std::move(field);
+    return s;
+  }
   static Status NotFound(std::string message) { return Status(Code::kNotFound, std::move(message)); }
   static Status Conflict(std::string message) { return Status(Code::kConflict, std::move(message)); }
   static Status Unavailable(std::string message) {
@@ -49,6 +56,8 @@ class Status {
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
+  // The input field an InvalidArgument concerns; empty when it names none.
+  const std::string& field() const { return field_; }
   std::string ToString() const;
 
  private:
@@ -56,6 +65,7 @@ class Status {
 
   Code code_ = Code::kOk;
   std::string message_;
+  std::string field_;
 };
 
 const char* CodeName(Status::Code code);

@@ -279,7 +279,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   });
 
   api::TransactionsApi transactions(
-      service, driver, &sagas,
+      service, driver.processors(), &sagas,
       api::TransactionsApiOptions{
           .ready = [&] { return startup.migrated(); },
           .max_branches = static_cast<size_t>(config.limits.max_branches),

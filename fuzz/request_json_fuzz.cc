@@ -18,10 +18,10 @@ using namespace treaty;
 
 struct Api {
   Api()
-      : transactions(core.service, core.driver, nullptr,
-                     api::TransactionsApiOptions{
-                         .allowlist = std::make_shared<api::UrlAllowlist>(
-                             std::vector<std::string>{"loopback", "*.svc"})}) {
+      : transactions(
+            core.service, core.driver.processors(), nullptr,
+            api::TransactionsApiOptions{.allowlist = std::make_shared<api::UrlAllowlist>(
+                                            std::vector<std::string>{"loopback", "*.svc"})}) {
     auto ok = [] { return http::ApiResponse{200, "application/json", "{}"}; };
     api::RegisterTreatydRoutes(router, transactions, api::OperatorEndpoints{ok, ok, ok});
     // A begun transaction for the branch registration endpoint.

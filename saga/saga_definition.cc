@@ -429,4 +429,15 @@ Result<std::vector<core::BranchSpec>> Instantiate(const SagaDefinition& def,
   return branches;
 }
 
+Result<core::BeginRequest> StartRequest(const SagaDefinition& def,
+                                        const Poco::JSON::Object::Ptr& input) {
+  auto branches = Instantiate(def, input);
+  if (!branches.ok()) return branches.status();
+  core::BeginRequest req;
+  req.mode = core::Mode::kSaga;
+  req.branches = std::move(*branches);
+  req.definition = def.name + "@" + def.version;
+  return req;
+}
+
 }  // namespace treaty::saga

@@ -64,4 +64,9 @@ Result<std::vector<SagaDefinition>> LoadSagaDefinitions(const std::vector<std::s
 Result<std::vector<core::BranchSpec>> Instantiate(const SagaDefinition& def,
                                                   const Poco::JSON::Object::Ptr& input);
 
+// A request to begin one run of `def` with `input` (Instantiate's branches, the definition's
+// name@version); the caller adds the gid, timeout and audit fields.
+Result<core::BeginRequest> StartRequest(const SagaDefinition& def,
+                                        const Poco::JSON::Object::Ptr& input);
+
 }  // namespace treaty::saga

@@ -57,7 +57,7 @@ ApiResponse ServerFault(int status, const char* code, const char* what, const St
 ApiResponse FromStatus(const Status& s) {
   switch (s.code()) {
     case Status::Code::kInvalidArgument:
-      return JsonError(400, "invalid", s.message());
+      return JsonError(400, "invalid", s.message(), s.field());
     case Status::Code::kNotFound:
       return JsonError(404, "not_found", s.message());
     case Status::Code::kConflict:
@@ -293,16 +293,19 @@ struct BranchLimits {
   size_t max_payload_bytes = 0;
 };
 
-// `ops`: the mode's ops, each allowed; `required`: those that must be given.
+// A branch of `mode`'s shape: its ops (BranchOps) each allowed, those that must be given
+// (RequiredOps(registered)) required, and "after" where the mode orders branches.
 std::optional<FieldError> ParseBranch(const Object& o, const std::string& prefix,
-                                      const std::vector<std::string>& ops,
-                                      const std::vector<std::string>& required,
+                                      const core::Processor& mode, bool registered,
                                       const BranchLimits& limits, core::BranchSpec* out) {
-  std::set<std::string> allowed = {"id", "payload", "timeout"};
+  const std::vector<std::string>& ops = mode.BranchOps();
+  const std::vector<std::string>& required = mode.RequiredOps(registered);
+  std::set<std::string> allowed = {"id", "payload", "timeout", "after"};
   allowed.insert(ops.begin(), ops.end());
-  bool saga = std::find(ops.begin(), ops.end(), "action") != ops.end();
-  if (saga) allowed.insert("after");
   if (auto e = CheckKeys(o, allowed, prefix)) return e;
+  if (o.has("after") && !mode.OrdersBranches()) {
+    return FieldError{prefix + "after", "applies to sagas only"};
+  }
   if (!o.has("id")) return FieldError{prefix + "id", "is required"};
   if (auto e = GetString(o, "id", prefix + "id", &out->id)) return e;
   if (!core::ValidId(out->id, core::kMaxBranchIdLength)) {
@@ -345,6 +348,49 @@ std::optional<FieldError> ParseBranch(const Object& o, const std::string& prefix
   return std::nullopt;
 }
 
+// The "messages" list of a begin request: each {topic, key, payload, headers}.
+std::optional<FieldError> ParseMessages(const Object& body, size_t max_payload_bytes,
+                                        std::vector<core::MessageSpec>* out) {
+  if (body.get("messages").type() != typeid(Array::Ptr)) {
+    return FieldError{"messages", "must be a list"};
+  }
+  Array::Ptr list = body.getArray("messages");
+  for (size_t i = 0; i < list->size(); ++i) {
+    std::string prefix = "messages[" + std::to_string(i) + "]";
+    if (!list->isObject(i)) return FieldError{prefix, "must be an object"};
+    Object::Ptr m = list->getObject(i);
+    if (auto e = CheckKeys(*m, {"topic", "key", "payload", "headers"}, prefix + ".")) return e;
+    core::MessageSpec spec;
+    if (!m->has("topic")) return FieldError{prefix + ".topic", "is required"};
+    if (auto e = GetString(*m, "topic", prefix + ".topic", &spec.topic)) return e;
+    if (spec.topic.empty() || spec.topic.size() > 249) {
+      return FieldError{prefix + ".topic", "must be 1 to 249 characters"};
+    }
+    if (auto e = GetString(*m, "key", prefix + ".key", &spec.key)) return e;
+    if (!m->has("payload")) return FieldError{prefix + ".payload", "is required"};
+    spec.value_json = Stringify(m->get("payload"));
+    if (HasNulCharacter(spec.value_json)) {
+      return FieldError{prefix + ".payload", "must not contain the character U+0000"};
+    }
+    if (spec.value_json.size() > max_payload_bytes) {
+      return FieldError{prefix + ".payload",
+                        "is " + std::to_string(spec.value_json.size()) + " bytes; at most " +
+                            std::to_string(max_payload_bytes) + " (limits.max_payload_bytes)"};
+    }
+    if (m->has("headers")) {
+      if (m->get("headers").type() != typeid(Object::Ptr)) {
+        return FieldError{prefix + ".headers", "must be an object of strings"};
+      }
+      for (const auto& [k, v] : *m->getObject("headers")) {
+        if (!v.isString()) return FieldError{prefix + ".headers." + k, "must be a string"};
+        spec.headers[k] = v.extract<std::string>();
+      }
+    }
+    out->push_back(std::move(spec));
+  }
+  return std::nullopt;
+}
+
 std::string Sha1Hex(const std::string& text) {
   Poco::SHA1Engine sha1;
   sha1.update(text);
@@ -354,9 +400,12 @@ std::string Sha1Hex(const std::string& text) {
 }  // namespace
 
 TransactionsApi::TransactionsApi(core::TransactionService& service,
-                                 const core::TransactionDriver& driver, saga::SagaRegistry* sagas,
+                                 core::ProcessorRegistry processors, saga::SagaRegistry* sagas,
                                  TransactionsApiOptions options)
-    : service_(service), driver_(driver), sagas_(sagas), options_(options) {}
+    : service_(service),
+      processors_(std::move(processors)),
+      sagas_(sagas),
+      options_(std::move(options)) {}
 
 namespace {
 BranchLimits MakeLimits(const TransactionsApiOptions& o) {
@@ -416,12 +465,12 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
   if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
   Object::Ptr body = std::get<Object::Ptr>(parsed);
   if (auto e = CheckKeys(*body, {"gid", "input", "wait", "timeout"}, "")) return BadField(*e);
-  core::BeginRequest req;
-  req.mode = core::Mode::kSaga;
-  if (auto e = GetGid(*body, &req.gid)) return BadField(*e);
+  std::optional<std::string> gid;
+  if (auto e = GetGid(*body, &gid)) return BadField(*e);
   bool wait = false;
   if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
-  if (auto e = GetDuration(*body, "timeout", "timeout", &req.timeout)) return BadField(*e);
+  std::optional<Duration> timeout;
+  if (auto e = GetDuration(*body, "timeout", "timeout", &timeout)) return BadField(*e);
   Object::Ptr input = new Object();
   if (body->has("input")) {
     if (body->get("input").type() != typeid(Object::Ptr)) {
@@ -434,14 +483,17 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
                                   " steps; at most " + std::to_string(options_.max_branches) +
                                   " (limits.max_branches)"});
   }
-  auto branches = saga::Instantiate(*def, input);
-  if (!branches.ok()) {
-    const std::string& m = branches.status().message();
+  auto started = saga::StartRequest(*def, input);
+  if (!started.ok()) {
+    const std::string& m = started.status().message();
     return BadField({m.substr(0, m.find(' ')), m});
   }
+  core::BeginRequest req = std::move(*started);
+  req.gid = std::move(gid);
+  req.timeout = timeout;
   // The definition's URLs are the operator's, but filled from the input and the environment:
   // they pass the same allowlist as a client's, and its payloads the same limits.
-  for (const core::BranchSpec& b : *branches) {
+  for (const core::BranchSpec& b : *req.branches) {
     for (const auto& [op, url] : b.urls) {
       if (auto e = CheckUrl(url, "steps." + b.id + "." + op, options_.allowlist.get())) {
         return BadField(*e);
@@ -457,8 +509,6 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
       return BadField({"steps." + b.id + ".payload", "must not contain the character U+0000"});
     }
   }
-  req.branches = std::move(*branches);
-  req.definition = def->name + "@" + def->version;
   Object canonical(*body);
   canonical.remove("wait");
   canonical.set("saga", name);
@@ -504,85 +554,51 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
   if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
   Object::Ptr body = std::get<Object::Ptr>(parsed);
 
-  if (auto e = CheckKeys(*body,
-                         {"gid", "mode", "wait", "timeout", "branches", "sequential", "query",
-                          "messages", "check_back"},
-                         "")) {
-    return BadField(*e);
-  }
+  // The fields of every mode, then those some modes read: each refused, naming the modes that
+  // read it, when this one does not (the processor would refuse it too, less helpfully).
+  const std::vector<std::string> mode_fields = processors_.RequestFields();
+  std::set<std::string> allowed = {"gid", "mode", "wait", "timeout", "branches"};
+  allowed.insert(mode_fields.begin(), mode_fields.end());
+  if (auto e = CheckKeys(*body, allowed, "")) return BadField(*e);
   core::BeginRequest req;
   std::string mode_name;
-  if (!body->has("mode")) return BadField({"mode", "is required (2pc, tcc, saga or msg)"});
+  if (!body->has("mode")) {
+    return BadField({"mode", "is required (" + processors_.ModeNames() + ")"});
+  }
   if (auto e = GetString(*body, "mode", "mode", &mode_name)) return BadField(*e);
   auto mode = core::ParseMode(mode_name);
-  if (!mode) return BadField({"mode", "\"" + mode_name + "\" is not one of 2pc, tcc, saga, msg"});
-  const core::Processor* processor = driver_.ProcessorFor(*mode);
+  if (!mode) {
+    return BadField({"mode", "\"" + mode_name + "\" is not one of " + processors_.ModeNames()});
+  }
+  const core::Processor* processor = processors_.Find(*mode);
   if (processor == nullptr) return BadField({"mode", "mode " + mode_name + " is not served yet"});
   req.mode = *mode;
+  const std::vector<std::string>& reads = processor->RequestFields();
+  for (const std::string& field : mode_fields) {
+    if (body->has(field) && std::find(reads.begin(), reads.end(), field) == reads.end()) {
+      return BadField({field, "applies to mode " + processors_.ModesReading(field) + " only"});
+    }
+  }
   if (auto e = GetGid(*body, &req.gid)) return BadField(*e);
   bool wait = false;
   if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
   if (auto e = GetDuration(*body, "timeout", "timeout", &req.timeout)) return BadField(*e);
-  if (auto e = GetBool(*body, "sequential", &req.sequential)) return BadField(*e);
-  if (req.sequential && req.mode != core::Mode::kTcc) {
-    return BadField({"sequential", "applies to mode tcc only"});
+  if (body->has("sequential")) {
+    bool sequential = false;
+    if (auto e = GetBool(*body, "sequential", &sequential)) return BadField(*e);
+    req.sequential = sequential;
   }
-  for (const char* key : {"query", "messages", "check_back"}) {
-    if (body->has(key) && req.mode != core::Mode::kMsg) {
-      return BadField({key, "applies to mode msg only"});
-    }
+  if (body->has("query")) {
+    std::string query;
+    if (auto e = GetString(*body, "query", "query", &query)) return BadField(*e);
+    if (auto e = CheckUrl(query, "query", options_.allowlist.get())) return BadField(*e);
+    req.query_url = std::move(query);
   }
-  if (req.mode == core::Mode::kMsg) {
-    if (body->has("timeout")) return BadField({"timeout", "a msg transaction has check_back instead"});
-    if (!body->has("query")) return BadField({"query", "is required (the service's check-back URL)"});
-    if (auto e = GetString(*body, "query", "query", &req.query_url)) return BadField(*e);
-    if (auto e = CheckUrl(req.query_url, "query", options_.allowlist.get())) return BadField(*e);
-    if (auto e = GetDuration(*body, "check_back", "check_back", &req.timeout)) return BadField(*e);
-    if (body->has("messages")) {
-      if (body->get("messages").type() != typeid(Array::Ptr)) {
-        return BadField({"messages", "must be a list"});
-      }
-      Array::Ptr list = body->getArray("messages");
-      for (size_t i = 0; i < list->size(); ++i) {
-        std::string prefix = "messages[" + std::to_string(i) + "]";
-        if (!list->isObject(i)) return BadField({prefix, "must be an object"});
-        Object::Ptr m = list->getObject(i);
-        if (auto e = CheckKeys(*m, {"topic", "key", "payload", "headers"}, prefix + ".")) {
-          return BadField(*e);
-        }
-        core::MessageSpec spec;
-        if (!m->has("topic")) return BadField({prefix + ".topic", "is required"});
-        if (auto e = GetString(*m, "topic", prefix + ".topic", &spec.topic)) return BadField(*e);
-        if (spec.topic.empty() || spec.topic.size() > 249) {
-          return BadField({prefix + ".topic", "must be 1 to 249 characters"});
-        }
-        if (auto e = GetString(*m, "key", prefix + ".key", &spec.key)) return BadField(*e);
-        if (!m->has("payload")) return BadField({prefix + ".payload", "is required"});
-        spec.value_json = Stringify(m->get("payload"));
-        if (HasNulCharacter(spec.value_json)) {
-          return BadField({prefix + ".payload", "must not contain the character U+0000"});
-        }
-        if (spec.value_json.size() > options_.max_payload_bytes) {
-          return BadField({prefix + ".payload",
-                           "is " + std::to_string(spec.value_json.size()) + " bytes; at most " +
-                               std::to_string(options_.max_payload_bytes) +
-                               " (limits.max_payload_bytes)"});
-        }
-        if (m->has("headers")) {
-          if (m->get("headers").type() != typeid(Object::Ptr)) {
-            return BadField({prefix + ".headers", "must be an object of strings"});
-          }
-          for (const auto& [k, v] : *m->getObject("headers")) {
-            if (!v.isString()) return BadField({prefix + ".headers." + k, "must be a string"});
-            spec.headers[k] = v.extract<std::string>();
-          }
-        }
-        req.messages.push_back(std::move(spec));
-      }
-    }
-    if (req.messages.empty() && !body->has("branches")) {
-      return BadField({"messages", "a msg transaction needs messages or branches"});
-    }
+  if (auto e = GetDuration(*body, "check_back", "check_back", &req.check_back)) return BadField(*e);
+  if (body->has("messages")) {
+    std::vector<core::MessageSpec> messages;
+    if (auto e = ParseMessages(*body, options_.max_payload_bytes, &messages)) return BadField(*e);
+    req.messages = std::move(messages);
   }
   if (body->has("branches")) {
     Poco::Dynamic::Var v = body->get("branches");
@@ -599,8 +615,8 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
       std::string prefix = "branches[" + std::to_string(i) + "].";
       if (!list->isObject(i)) return BadField({prefix.substr(0, prefix.size() - 1), "must be an object"});
       core::BranchSpec b;
-      if (auto e = ParseBranch(*list->getObject(i), prefix, processor->BranchOps(),
-                               processor->RequiredOps(/*registered=*/false), MakeLimits(options_), &b)) {
+      if (auto e = ParseBranch(*list->getObject(i), prefix, *processor, /*registered=*/false,
+                               MakeLimits(options_), &b)) {
         return BadField(*e);
       }
       if (!ids.insert(b.id).second) {
@@ -629,11 +645,11 @@ ApiResponse TransactionsApi::AddBranch(const ApiRequest& r) {
   if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
   auto tx = service_.Get(gid);
   if (!tx.ok()) return FromStatus(tx.status());
-  const core::Processor* processor = driver_.ProcessorFor(tx->mode);
+  const core::Processor* processor = processors_.Find(tx->mode);
   if (processor == nullptr) return JsonError(409, "conflict", "mode not served");
   core::BranchSpec b;
-  if (auto e = ParseBranch(*std::get<Object::Ptr>(parsed), "", processor->BranchOps(),
-                           processor->RequiredOps(/*registered=*/true), MakeLimits(options_), &b)) {
+  if (auto e = ParseBranch(*std::get<Object::Ptr>(parsed), "", *processor, /*registered=*/true,
+                           MakeLimits(options_), &b)) {
     return BadField(*e);
   }
   if (tx->BranchIds().size() >= options_.max_branches) {

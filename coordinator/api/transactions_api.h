@@ -21,6 +21,7 @@
 #include "common/duration.h"
 #include "common/http/router.h"
 #include "coordinator/api/url_allowlist.h"
+#include "coordinator/core/processor_registry.h"
 #include "coordinator/core/transaction_service.h"
 #include "saga/saga_registry.h"
 
@@ -42,9 +43,10 @@ struct TransactionsApiOptions {
 
 class TransactionsApi {
  public:
-  // `service` and `driver` must outlive the routes registered.
-  // `sagas` may be null: no named sagas are served.
-  TransactionsApi(core::TransactionService& service, const core::TransactionDriver& driver,
+  // `service` and the processors `processors` names must outlive the routes registered: the
+  // processors check each request against its mode. `sagas` may be null: no named sagas are
+  // served.
+  TransactionsApi(core::TransactionService& service, core::ProcessorRegistry processors,
                   saga::SagaRegistry* sagas, TransactionsApiOptions options = {});
 
   void Register(Router& router);
@@ -73,7 +75,7 @@ class TransactionsApi {
   ApiResponse Answer(const core::BeginOutcome& begun, bool wait, core::TimePoint received);
 
   core::TransactionService& service_;
-  const core::TransactionDriver& driver_;
+  const core::ProcessorRegistry processors_;
   saga::SagaRegistry* sagas_;
   const TransactionsApiOptions options_;
 };

@@ -40,7 +40,7 @@ Operations Documented() {
 
 class TreatydRoutesTest : public ::testing::Test {
  protected:
-  TreatydRoutesTest() : transactions_(core_.service, core_.driver, nullptr) {
+  TreatydRoutesTest() : transactions_(core_.service, core_.driver.processors(), nullptr) {
     auto ok = [] { return http::ApiResponse{200, "application/json", "{}"}; };
     RegisterTreatydRoutes(router_, transactions_, OperatorEndpoints{ok, ok, ok});
   }

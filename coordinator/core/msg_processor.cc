@@ -2,7 +2,24 @@
 
 #include <algorithm>
 
+#include "common/protocol/protocol.h"
+
 namespace treaty::core {
+namespace {
+
+// The message a "publish" op delivers, stamped with a stable id for consumers to drop
+// duplicates (the kit's inbox reads the event id) and with its transaction's gid.
+OutboundMessage MessageOf(const Transaction& tx, const BranchOp& op) {
+  OutboundMessage m{op.url.rfind("kafka:", 0) == 0 ? op.url.substr(6) : op.url, op.message_key,
+                    op.payload_json, op.message_headers};
+  const std::string id = protocol::MessageId(tx.gid, op.branch_id);
+  m.headers[protocol::kMessageIdHeader] = id;
+  m.headers[protocol::kEventIdHeader] = id;
+  m.headers[protocol::kGidMessageHeader] = tx.gid;
+  return m;
+}
+
+}  // namespace
 
 const std::vector<std::string>& MsgProcessor::BranchOps() const {
   static const std::vector<std::string> kOps = {"action"};
@@ -10,6 +27,61 @@ const std::vector<std::string>& MsgProcessor::BranchOps() const {
 }
 
 const std::vector<std::string>& MsgProcessor::RequiredOps(bool) const { return BranchOps(); }
+
+const std::vector<std::string>& MsgProcessor::RequestFields() const {
+  static const std::vector<std::string> kFields = {"query", "messages", "check_back"};
+  return kFields;
+}
+
+Status MsgProcessor::Plan(const BeginRequest& r, const PlanDefaults& defaults,
+                          Transaction& tx) const {
+  if (Status s = RefuseUnreadFields(r); !s.ok()) return s;
+  if (r.timeout) return Status::InvalidField("timeout", "a msg transaction has check_back instead");
+  if (!r.query_url || r.query_url->empty()) {
+    return Status::InvalidField("query", "is required (the service's check-back URL)");
+  }
+  const bool has_messages = r.messages && !r.messages->empty();
+  const bool has_branches = r.branches && !r.branches->empty();
+  if (!has_messages && !has_branches) {
+    return Status::InvalidField("messages", "a msg transaction needs messages or branches");
+  }
+  int index = 0;
+  for (const MessageSpec& m : r.messages.value_or(std::vector<MessageSpec>{})) {
+    tx.ops.push_back(BranchOp{.branch_id = "msg-" + std::to_string(index),
+                              .op = "publish",
+                              .position = 1000 + index,
+                              .url = "kafka:" + m.topic,
+                              .payload_json = m.value_json,
+                              .message_key = m.key,
+                              .message_headers = m.headers});
+    ++index;
+  }
+  tx.ops.push_back(
+      BranchOp{.branch_id = "query", .op = "query", .position = 2000, .url = *r.query_url});
+  if (has_branches) {
+    if (Status s = PlanBranches(*r.branches, tx); !s.ok()) return s;
+  }
+  tx.status = TxStatus::kPrepared;
+  tx.submitted = false;
+  tx.deadline = tx.created_at + r.check_back.value_or(defaults.check_back);
+  tx.next_attempt_at = tx.deadline;
+  return Status::Ok();
+}
+
+SubmitStep MsgProcessor::OnSubmit(const Transaction& tx) const {
+  switch (tx.status) {
+    case TxStatus::kPrepared:
+      return {.kind = SubmitStep::Kind::kDecide,
+              .to = TxStatus::kCommitting,
+              .why = "submitted by the service"};
+    case TxStatus::kAborting:
+    case TxStatus::kAborted:
+      return {.kind = SubmitStep::Kind::kRefuse,
+              .why = "is " + std::string(StatusName(tx.status)) + ": it cannot be submitted"};
+    default:
+      return {};
+  }
+}
 
 bool MsgProcessor::ChecksBeforeAbort(const Transaction& tx) const {
   return tx.status == TxStatus::kPrepared;
@@ -92,7 +164,9 @@ Status MsgProcessor::Drive(Transaction& tx, DriveContext& ctx) {
           return ctx.Transition(tx, TxStatus::kCommitted, "every message delivered");
         }
         if (!publish.empty()) {
-          Status s = ctx.PublishOps(tx, publish);
+          std::vector<OutboundMessage> messages;
+          for (size_t i : publish) messages.push_back(MessageOf(tx, tx.ops[i]));
+          Status s = ctx.PublishOps(tx, publish, std::move(messages));
           if (!s.ok()) return s;
         }
         if (!actions.empty()) {

@@ -28,6 +28,14 @@ class MsgProcessor : public Processor {
   // action (HTTP branches); messages and the query URL are ops of their own.
   const std::vector<std::string>& BranchOps() const override;
   const std::vector<std::string>& RequiredOps(bool registered) const override;
+  // "query" (required), "messages", "check_back" (the deadline: "timeout" is refused).
+  const std::vector<std::string>& RequestFields() const override;
+  // Prepared, never submitted at begin: one "publish" op per message, the "query" op, then
+  // the branches' "action" ops; due for its check-back at the deadline.
+  Status Plan(const BeginRequest& request, const PlanDefaults& defaults,
+              Transaction& tx) const override;
+  // Prepared: the submit is the commit decision. Aborting or aborted: refused.
+  SubmitStep OnSubmit(const Transaction& tx) const override;
   Status Drive(Transaction& tx, DriveContext& ctx) override;
   // Prepared: an operator's abort asks the service first (its local transaction may have
   // committed, and the event must not be lost).

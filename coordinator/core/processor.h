@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "common/status.h"
+#include "coordinator/core/begin_request.h"
+#include "coordinator/core/message_sink.h"
 #include "coordinator/core/transaction.h"
 
 namespace treaty::core {
@@ -31,10 +33,10 @@ class DriveContext {
   // then updates tx. Conflict when another actor moved the transaction first.
   virtual Status Transition(Transaction& tx, TxStatus to, const std::string& reason) = 0;
 
-  // Delivers the "publish" ops at `indexes` (messages: payload {"topic","key","value",
-  // "headers"}) through the message sink, and records each as succeeded (acknowledged) or
-  // pending with the error, like CallOps.
-  virtual Status PublishOps(Transaction& tx, const std::vector<size_t>& indexes) = 0;
+  // Delivers `messages` through the message sink, messages[k] being the op at indexes[k], and
+  // records each op as succeeded (acknowledged) or pending with the error, like CallOps.
+  virtual Status PublishOps(Transaction& tx, const std::vector<size_t>& indexes,
+                            std::vector<OutboundMessage> messages) = 0;
 
   // Sets or (with "") clears the attention flag, when it changes.
   virtual Status SetAttention(Transaction& tx, const std::string& attention) = 0;
@@ -47,11 +49,59 @@ class DriveContext {
   virtual Status WakeAt(Transaction& tx, TimePoint at) = 0;
 };
 
+// What the service plans a new transaction with when the request leaves it open.
+struct PlanDefaults {
+  Duration timeout{std::chrono::seconds(10)};    // the first phase's deadline
+  Duration check_back{std::chrono::seconds(5)};  // msg: a half message's wait for its service
+};
+
+// What a client's submit does to a begun transaction (Processor::OnSubmit).
+struct SubmitStep {
+  enum class Kind {
+    kNone,           // nothing: it was submitted before, or is decided; answer it as it stands
+    kRefuse,         // Conflict, saying `why`
+    kMarkSubmitted,  // its branches are complete: mark it submitted; the first phase starts
+    kDecide,         // the submit is the decision: move it to `to`, saying `why`
+  };
+  Kind kind = Kind::kNone;
+  TxStatus to = TxStatus::kActive;
+  std::string why;
+};
+
 class Processor {
  public:
   virtual ~Processor() = default;
 
   virtual Mode mode() const = 0;
+
+  // The fields of a begin request beyond those of every mode (gid, mode, wait, timeout,
+  // branches) that this mode reads, by their JSON names ("sequential", "query", "messages",
+  // "check_back"). Plan() refuses the others; transports use the list to say which mode a
+  // field belongs to.
+  virtual const std::vector<std::string>& RequestFields() const;
+
+  // Whether a branch may name the branches that must succeed before it runs ("after").
+  virtual bool OrdersBranches() const { return false; }
+
+  // Turns a begin request into the transaction to store. `tx` comes with its gid, mode,
+  // created_at, updated_at, definition and request fields set; Plan sets status, submitted,
+  // sequential, deadline, next_attempt_at and ops. InvalidArgument (naming the field where
+  // there is one) when the request does not make a transaction of this mode. The default: the
+  // request's branches (CheckBranch), submitted at once when given whole, else begun and open
+  // for registration until the deadline.
+  virtual Status Plan(const BeginRequest& request, const PlanDefaults& defaults,
+                      Transaction& tx) const;
+
+  // What a client's submit does to `tx` as stored. The default: an active transaction not yet
+  // submitted is marked submitted (refused while it has no branch); aborting or aborted ones
+  // are refused; anything else is left as it is.
+  virtual SubmitStep OnSubmit(const Transaction& tx) const;
+
+  // Checks `branch` against this mode (its id; its ops known to the mode, the `required` ones
+  // present; `after` only where OrdersBranches) and appends its ops, at `position`, to `ops`.
+  // `registered`: it joins a begun transaction (RequiredOps(true)).
+  Status CheckBranch(const BranchSpec& branch, int position, bool registered,
+                     std::vector<BranchOp>* ops) const;
 
   // The ops a branch of this mode may name a URL for, e.g. prepare, commit, abort.
   virtual const std::vector<std::string>& BranchOps() const = 0;
@@ -78,6 +128,13 @@ class Processor {
     (void)ctx;
     return Status::Ok();
   }
+
+ protected:
+  // InvalidArgument naming the first field of `request` that this mode does not read
+  // (RequestFields).
+  Status RefuseUnreadFields(const BeginRequest& request) const;
+  // The default Plan's branches: each checked (CheckBranch, ids unique) and its ops appended.
+  Status PlanBranches(const std::vector<BranchSpec>& branches, Transaction& tx) const;
 };
 
 }  // namespace treaty::core

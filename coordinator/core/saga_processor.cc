@@ -115,6 +115,17 @@ Status CheckSagaGraph(const std::vector<std::pair<std::string, std::vector<std::
   return Status::Ok();
 }
 
+Status SagaProcessor::Plan(const BeginRequest& request, const PlanDefaults& defaults,
+                           Transaction& tx) const {
+  if (!request.branches) {
+    return Status::InvalidField("branches", "a saga is submitted whole: branches are required");
+  }
+  if (Status s = Processor::Plan(request, defaults, tx); !s.ok()) return s;
+  std::vector<std::pair<std::string, std::vector<std::string>>> graph;
+  for (const BranchSpec& b : *request.branches) graph.emplace_back(b.id, b.after);
+  return CheckSagaGraph(graph);
+}
+
 Status SagaProcessor::Drive(Transaction& tx, DriveContext& ctx) {
   // Ops that answered "unknown" in this drive wait for their backoff, while others go on.
   std::set<size_t> deferred;

@@ -26,6 +26,10 @@ class SagaProcessor : public Processor {
   const std::vector<std::string>& BranchOps() const override;
   // action (a step without compensate only goes forward).
   const std::vector<std::string>& RequiredOps(bool registered) const override;
+  bool OrdersBranches() const override { return true; }
+  // Submitted whole only; the steps' "after" must name steps and form no cycle.
+  Status Plan(const BeginRequest& request, const PlanDefaults& defaults,
+              Transaction& tx) const override;
   Status Drive(Transaction& tx, DriveContext& ctx) override;
 };
 

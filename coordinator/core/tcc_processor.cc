@@ -14,6 +14,18 @@ const std::vector<std::string>& TccProcessor::RequiredOps(bool registered) const
   return registered ? kRegistered : BranchOps();
 }
 
+const std::vector<std::string>& TccProcessor::RequestFields() const {
+  static const std::vector<std::string> kFields = {"sequential"};
+  return kFields;
+}
+
+Status TccProcessor::Plan(const BeginRequest& request, const PlanDefaults& defaults,
+                          Transaction& tx) const {
+  if (Status s = Processor::Plan(request, defaults, tx); !s.ok()) return s;
+  tx.sequential = request.sequential.value_or(false);
+  return Status::Ok();
+}
+
 Status TccProcessor::Drive(Transaction& tx, DriveContext& ctx) {
   static const TwoPhaseOps kOps{"try", "confirm", "cancel", "tried",
                                 /*cancel_unsubmitted=*/true};

@@ -23,6 +23,10 @@ class TccProcessor : public Processor {
   const std::vector<std::string>& BranchOps() const override;
   // All three; registered: confirm and cancel (the client ran the try).
   const std::vector<std::string>& RequiredOps(bool registered) const override;
+  // "sequential": the tries run one after another, in the order given.
+  const std::vector<std::string>& RequestFields() const override;
+  Status Plan(const BeginRequest& request, const PlanDefaults& defaults,
+              Transaction& tx) const override;
   Status Drive(Transaction& tx, DriveContext& ctx) override;
 };
 

@@ -2,29 +2,11 @@
 
 #include <algorithm>
 
+#include "common/protocol/protocol.h"
 #include "coordinator/core/state_machine.h"
 
 namespace treaty::core {
 namespace {
-
-// The participant protocol's request body. Ids are restricted to characters that need no
-// escaping (ValidId) and the payload is stored as validated JSON, so plain concatenation is exact.
-std::string CallBody(const Transaction& tx, const BranchOp& op) {
-  std::string body;
-  body.reserve(96 + tx.gid.size() + op.branch_id.size() + op.payload_json.size());
-  body += "{\"gid\":\"";
-  body += tx.gid;
-  body += "\",\"branch_id\":\"";
-  body += op.branch_id;
-  body += "\",\"op\":\"";
-  body += op.op;
-  body += "\",\"mode\":\"";
-  body += ModeName(tx.mode);
-  body += "\",\"payload\":";
-  body += op.payload_json;
-  body += "}";
-  return body;
-}
 
 std::string ErrorText(const BranchReply& r) {
   if (r.http_status == 0) return r.detail;
@@ -68,7 +50,10 @@ class TransactionDriver::Context : public DriveContext {
         const auto until = std::chrono::duration_cast<Duration>(*not_after - Now());
         timeout = std::min(timeout, std::max(until, Duration(1)));
       }
-      calls.push_back(BranchCall{op.url, CallBody(tx, op), tx.gid, op.branch_id, op.op, timeout});
+      calls.push_back(BranchCall{
+          op.url,
+          protocol::CallBody(tx.gid, op.branch_id, op.op, ModeName(tx.mode), op.payload_json),
+          tx.gid, op.branch_id, op.op, timeout});
     }
     std::vector<BranchReply> replies = d_.transport_.CallAll(calls);
     std::vector<BranchOp> updated;
@@ -99,22 +84,13 @@ class TransactionDriver::Context : public DriveContext {
     return Status::Ok();
   }
 
-  Status PublishOps(Transaction& tx, const std::vector<size_t>& indexes) override {
+  Status PublishOps(Transaction& tx, const std::vector<size_t>& indexes,
+                    std::vector<OutboundMessage> messages) override {
+    if (messages.size() != indexes.size()) {
+      return Status::Internal("PublishOps: one message per op is expected");
+    }
     // As in CallOps: a delivery starts only with its whole time left on the lease.
     if (Status s = StartRound(tx.gid, d_.options_.publish_timeout); !s.ok()) return s;
-    std::vector<OutboundMessage> messages;
-    for (size_t i : indexes) {
-      const BranchOp& op = tx.ops[i];
-      OutboundMessage m{op.url.rfind("kafka:", 0) == 0 ? op.url.substr(6) : op.url,
-                        op.message_key, op.payload_json, op.message_headers};
-      // A stable id per message, for consumers to drop duplicates (the kit's inbox reads
-      // treaty-event-id).
-      std::string id = tx.gid + ":" + op.branch_id;
-      m.headers["treaty-message-id"] = id;
-      m.headers["treaty-event-id"] = id;
-      m.headers["treaty-gid"] = tx.gid;
-      messages.push_back(std::move(m));
-    }
     const TimePoint started = Now();
     std::vector<MessageResult> results =
         d_.messages_ ? d_.messages_->Deliver(messages)
@@ -144,20 +120,11 @@ class TransactionDriver::Context : public DriveContext {
   }
 
   Status Transition(Transaction& tx, TxStatus to, const std::string& reason) override {
-    TxStatus from = tx.status;
-    TimePoint now = Now();
     const MonoTime sent = d_.clock_.Monotonic();
-    Status s = d_.store_.Transition(tx.gid, from, to, reason, now, UnrecordedOps(), &fence_);
+    Status s = d_.ApplyTransition(tx, to, reason, UnrecordedOps(), &fence_);
     if (!s.ok()) return s;
     Renewed(sent);
     unrecorded_.clear();
-    tx.status = to;
-    tx.reason = reason;
-    tx.updated_at = tx.next_attempt_at = now;
-    if (d_.observer_) d_.observer_->OnTransition(tx, from, reason);
-    if (IsFinal(to)) d_.NotifyFinal(tx);
-    const core::Transition* t = FindTransition(tx.mode, from, to);
-    if (t != nullptr && t->decision) d_.crash_.Reach("after_decision");
     return Status::Ok();
   }
 
@@ -251,26 +218,35 @@ class TransactionDriver::Context : public DriveContext {
 };
 
 TransactionDriver::TransactionDriver(DriverOptions options, TransactionStore& store,
-                                     BranchTransport& transport, Clock& clock,
-                                     IdGenerator& random, CrashPoints& crash,
-                                     std::vector<Processor*> processors, DriverObserver* observer,
-                                     MessageSink* messages)
+                                     BranchTransport& transport, Clock& clock, IdGenerator& random,
+                                     CrashPoints& crash, ProcessorRegistry processors,
+                                     DriverObserver* observer, MessageSink* messages)
     : options_(std::move(options)),
       store_(store),
       transport_(transport),
       clock_(clock),
       random_(random),
       crash_(crash),
+      processors_(std::move(processors)),
       observer_(observer),
-      messages_(messages) {
-  for (Processor* p : processors) processors_[p->mode()] = p;
-}
+      messages_(messages) {}
 
 TransactionDriver::~TransactionDriver() { Stop(); }
 
-const Processor* TransactionDriver::ProcessorFor(Mode mode) const {
-  auto it = processors_.find(mode);
-  return it == processors_.end() ? nullptr : it->second;
+Status TransactionDriver::ApplyTransition(Transaction& tx, TxStatus to, const std::string& reason,
+                                          const std::vector<BranchOp>& ops, const Fence* fence) {
+  const TxStatus from = tx.status;
+  const TimePoint now = clock_.Now();
+  Status s = store_.Transition(tx.gid, from, to, reason, now, ops, fence);
+  if (!s.ok()) return s;
+  tx.status = to;
+  tx.reason = reason;
+  tx.updated_at = tx.next_attempt_at = now;
+  if (observer_) observer_->OnTransition(tx, from, reason);
+  if (IsFinal(to)) NotifyFinal(tx);
+  const core::Transition* t = FindTransition(tx.mode, from, to);
+  if (t != nullptr && t->decision) crash_.Reach("after_decision");
+  return Status::Ok();
 }
 
 Status TransactionDriver::Start() {
@@ -514,12 +490,12 @@ Result<Transaction> TransactionDriver::CheckBackNow(const std::string& gid) {
       Interrupted(gid, /*done=*/false);  // leased and not driven: resumed after the backoff
       return tx.status();
     }
-    auto it = processors_.find(tx->mode);
+    Processor* processor = processors_.Find(tx->mode);
     Status s = Status::Ok();
-    if (it != processors_.end()) {
+    if (processor != nullptr) {
       Context ctx(*this, now + options_.lease);
       try {
-        s = it->second->CheckBackNow(*tx, ctx);
+        s = processor->CheckBackNow(*tx, ctx);
       } catch (const std::exception& e) {  // a last guard, as in DriveLeased
         s = Status::Internal(e.what());
       }
@@ -579,13 +555,13 @@ Status TransactionDriver::Drive(const std::string& gid, MonoTime lease_known_unt
       if (left != nullptr) *left = std::move(*tx);
       return Status::Ok();
     }
-    auto it = processors_.find(tx->mode);
-    if (it == processors_.end()) {
+    Processor* processor = processors_.Find(tx->mode);
+    if (processor == nullptr) {
       s = Status::Internal("no processor for mode " + std::string(ModeName(tx->mode)));
       break;
     }
     Context ctx(*this, lease_known_until);
-    s = it->second->Drive(*tx, ctx);
+    s = processor->Drive(*tx, ctx);
     if (s.ok()) {
       // Recorded everything (with a transition, or before waiting).
       Interrupted(gid, /*done=*/true);

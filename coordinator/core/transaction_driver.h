@@ -10,9 +10,9 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -22,6 +22,7 @@
 #include "coordinator/core/environment.h"
 #include "coordinator/core/message_sink.h"
 #include "coordinator/core/processor.h"
+#include "coordinator/core/processor_registry.h"
 #include "coordinator/core/retry_policy.h"
 #include "coordinator/core/store.h"
 
@@ -76,11 +77,12 @@ class TransactionDriver {
   struct FinalWatch;  // below
 
  public:
-  // Every reference must outlive the driver. `processors` holds one per mode served.
-  // `messages` may be null: transactional messages to Kafka then stay undelivered.
+  // Every reference must outlive the driver, and so must the processors `processors` names
+  // (one per mode served). `messages` may be null: transactional messages to Kafka then stay
+  // undelivered.
   TransactionDriver(DriverOptions options, TransactionStore& store, BranchTransport& transport,
                     Clock& clock, IdGenerator& random, CrashPoints& crash,
-                    std::vector<Processor*> processors, DriverObserver* observer = nullptr,
+                    ProcessorRegistry processors, DriverObserver* observer = nullptr,
                     MessageSink* messages = nullptr);
   ~TransactionDriver();
 
@@ -152,7 +154,18 @@ class TransactionDriver {
   // wait times out; the final state comes from the drive that stored it.
   Result<Transaction> WaitFinal(FinalWait& wait, TimePoint until, bool load_first);
 
-  const Processor* ProcessorFor(Mode mode) const;
+  // The one way a transaction's status changes, for processors (DriveContext::Transition) and
+  // clients (an abort, a msg submit) alike: makes tx.status -> `to` durable with `ops` and a
+  // decision-log row saying `reason` iff the store still has tx.status (fenced on `fence` when
+  // given, as every write of a drive is; a client's change is not fenced), then updates `tx`,
+  // tells the observer, wakes whoever waits for `tx` to be final, and reaches the
+  // "after_decision" crash point when the change was a decision. Conflict when another actor
+  // moved the transaction first; nothing else happens then.
+  Status ApplyTransition(Transaction& tx, TxStatus to, const std::string& reason,
+                         const std::vector<BranchOp>& ops = {}, const Fence* fence = nullptr);
+
+  const Processor* ProcessorFor(Mode mode) const { return processors_.Find(mode); }
+  const ProcessorRegistry& processors() const { return processors_; }
   DriverObserver* observer() const { return observer_; }
   const DriverOptions& options() const { return options_; }
 
@@ -189,7 +202,7 @@ class TransactionDriver {
   Clock& clock_;
   IdGenerator& random_;
   CrashPoints& crash_;
-  std::map<Mode, Processor*> processors_;
+  const ProcessorRegistry processors_;
   DriverObserver* observer_;
   MessageSink* messages_;
 

@@ -1,9 +1,5 @@
 #include "coordinator/core/transaction_service.h"
 
-#include <algorithm>
-#include <set>
-
-#include "coordinator/core/saga_processor.h"
 #include "coordinator/core/state_machine.h"
 
 namespace treaty::core {
@@ -19,116 +15,31 @@ TransactionService::TransactionService(TransactionStore& store, TransactionDrive
       default_timeout_(default_timeout),
       check_back_(check_back) {}
 
-Status TransactionService::CheckBranch(const Transaction* tx, const BranchSpec& b, Mode mode,
-                                       int position, bool registered,
-                                       std::vector<BranchOp>* ops) const {
-  const Processor* p = driver_.ProcessorFor(mode);
+Result<const Processor*> TransactionService::ProcessorOf(Mode mode) const {
+  const Processor* p = driver_.processors().Find(mode);
   if (p == nullptr) {
-    return Status::InvalidArgument("mode " + std::string(ModeName(mode)) + " is not served yet");
+    return Status::InvalidField("mode", "mode " + std::string(ModeName(mode)) + " is not served");
   }
-  if (!ValidId(b.id, kMaxBranchIdLength)) {
-    return Status::InvalidArgument("branch id \"" + b.id + "\" must be 1 to " +
-                                   std::to_string(kMaxBranchIdLength) +
-                                   " characters of A-Z a-z 0-9 . _ : -");
-  }
-  if (tx != nullptr) {
-    for (const BranchOp& o : tx->ops) {
-      if (o.branch_id == b.id) return Status::Conflict("branch " + b.id + " is registered already");
-    }
-  }
-  const std::vector<std::string>& required = p->RequiredOps(registered);
-  if (!b.after.empty() && mode != Mode::kSaga) {
-    return Status::InvalidArgument("branch " + b.id + ": after applies to sagas only");
-  }
-  for (const std::string& op : required) {
-    auto it = b.urls.find(op);
-    if (it == b.urls.end() || it->second.empty()) {
-      return Status::InvalidArgument("branch " + b.id + " has no " + op + " URL");
-    }
-  }
-  for (const auto& [op, url] : b.urls) {
-    const auto& known = p->BranchOps();
-    if (std::find(known.begin(), known.end(), op) == known.end()) {
-      return Status::InvalidArgument("branch " + b.id + ": " + op + " is not an op of " +
-                                     std::string(ModeName(mode)));
-    }
-  }
-  for (const std::string& op : p->BranchOps()) {
-    auto it = b.urls.find(op);
-    if (it == b.urls.end()) continue;
-    ops->push_back(BranchOp{.branch_id = b.id,
-                            .op = op,
-                            .position = position,
-                            .url = it->second,
-                            .payload_json = b.payload_json,
-                            .timeout = b.timeout,
-                            .after = b.after});
-  }
-  return Status::Ok();
+  return p;
 }
 
 Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
+  auto processor = ProcessorOf(req.mode);
+  if (!processor.ok()) return processor.status();
   TimePoint now = clock_.Now();
   Transaction tx;
   tx.gid = req.gid.value_or(ids_.NewGid());
   if (!ValidId(tx.gid, kMaxGidLength)) {
-    return Status::InvalidArgument("gid must be 1 to " + std::to_string(kMaxGidLength) +
-                                   " characters of A-Z a-z 0-9 . _ : -");
+    return Status::InvalidField("gid", "gid must be 1 to " + std::to_string(kMaxGidLength) +
+                                           " characters of A-Z a-z 0-9 . _ : -");
   }
   tx.mode = req.mode;
-  tx.status = InitialStatus(req.mode);
-  tx.submitted = req.branches.has_value() && req.mode != Mode::kMsg;
-  tx.sequential = req.sequential;
   tx.created_at = tx.updated_at = now;
-  tx.deadline =
-      now + req.timeout.value_or(req.mode == Mode::kMsg ? check_back_ : default_timeout_);
-  tx.next_attempt_at = tx.submitted ? now : tx.deadline;
   tx.definition = req.definition;
   tx.request_json = req.request_json;
   tx.request_digest = req.request_digest;
-  if (req.mode == Mode::kMsg) {
-    if (req.query_url.empty()) return Status::InvalidArgument("a msg transaction needs a query URL");
-    if (req.messages.empty() && (!req.branches || req.branches->empty())) {
-      return Status::InvalidArgument("a msg transaction needs messages or branches");
-    }
-    int index = 0;
-    for (const MessageSpec& m : req.messages) {
-      tx.ops.push_back(BranchOp{.branch_id = "msg-" + std::to_string(index),
-                                .op = "publish",
-                                .position = 1000 + index,
-                                .url = "kafka:" + m.topic,
-                                .payload_json = m.value_json,
-                                .message_key = m.key,
-                                .message_headers = m.headers});
-      ++index;
-    }
-    tx.ops.push_back(BranchOp{.branch_id = "query", .op = "query", .position = 2000,
-                              .url = req.query_url});
-  }
-  if (req.branches && !(req.mode == Mode::kMsg && req.branches->empty())) {
-    if (req.branches->empty()) return Status::InvalidArgument("branches must not be empty");
-    std::set<std::string> ids;
-    int position = 0;
-    for (const BranchSpec& b : *req.branches) {
-      if (!ids.insert(b.id).second) {
-        return Status::InvalidArgument("branch id " + b.id + " appears twice");
-      }
-      Status s = CheckBranch(nullptr, b, req.mode, position++, /*registered=*/false, &tx.ops);
-      if (!s.ok()) return s;
-    }
-    if (req.mode == Mode::kSaga) {
-      std::vector<std::pair<std::string, std::vector<std::string>>> graph;
-      for (const BranchSpec& b : *req.branches) graph.emplace_back(b.id, b.after);
-      Status s = CheckSagaGraph(graph);
-      if (!s.ok()) return s;
-    }
-  } else if (req.mode == Mode::kMsg) {
-    // messages only
-  } else if (req.mode == Mode::kSaga) {
-    return Status::InvalidArgument("a saga is submitted whole: branches are required");
-  } else if (driver_.ProcessorFor(req.mode) == nullptr) {
-    return Status::InvalidArgument("mode " + std::string(ModeName(req.mode)) + " is not served yet");
-  }
+  const PlanDefaults defaults{.timeout = default_timeout_, .check_back = check_back_};
+  if (Status s = (*processor)->Plan(req, defaults, tx); !s.ok()) return s;
 
   // Only a transaction driven at once is leased to its creator; a begun one (or a half message
   // waiting for its check-back) must be claimable by any coordinator when it falls due.
@@ -181,9 +92,17 @@ Status TransactionService::AddBranch(const std::string& gid, const BranchSpec& b
                                             : StatusName(tx->status)) +
                             ": no more branches can join");
   }
+  for (const BranchOp& o : tx->ops) {
+    if (o.branch_id == branch.id) {
+      return Status::Conflict("branch " + branch.id + " is registered already");
+    }
+  }
+  auto processor = ProcessorOf(tx->mode);
+  if (!processor.ok()) return processor.status();
   std::vector<BranchOp> ops;
-  Status s = CheckBranch(&*tx, branch, tx->mode, static_cast<int>(tx->BranchIds().size()),
-                         /*registered=*/true, &ops);
+  Status s = (*processor)
+                 ->CheckBranch(branch, static_cast<int>(tx->BranchIds().size()),
+                               /*registered=*/true, &ops);
   if (!s.ok()) return s;
   return store_.AddBranch(gid, ops);
 }
@@ -202,39 +121,28 @@ Result<Transaction> TransactionService::Submit(const std::string& gid, bool wait
     std::optional<Transaction> left = driver_.KickHere(gid, std::move(changed));
     return left ? std::move(*left) : seen;
   };
-  const TimePoint now = clock_.Now();
-  if (tx->mode == Mode::kMsg) {
-    if (tx->status == TxStatus::kPrepared) {
-      const std::string reason = "submitted by the service";
-      Status s = store_.Transition(gid, TxStatus::kPrepared, TxStatus::kCommitting, reason, now, {},
-                                   /*fence=*/nullptr);
-      if (!s.ok() && s.code() != Status::Code::kConflict) return s;
-      crash_.Reach("after_decision");
-      if (!s.ok()) {  // moved meanwhile: drive what is stored
+  auto processor = ProcessorOf(tx->mode);
+  if (!processor.ok()) return processor.status();
+  const SubmitStep step = (*processor)->OnSubmit(*tx);
+  switch (step.kind) {
+    case SubmitStep::Kind::kNone:
+      return tx;
+    case SubmitStep::Kind::kRefuse:
+      return Status::Conflict("transaction " + gid + " " + step.why);
+    case SubmitStep::Kind::kDecide: {
+      Status s = driver_.ApplyTransition(*tx, step.to, step.why);
+      if (s.code() == Status::Code::kConflict) {  // moved meanwhile: drive what is stored
         wait = false;
         return drive(*tx, std::nullopt);
       }
-      // A msg transaction's messages are fixed at begin: this is exactly what is stored now.
-      tx->status = TxStatus::kCommitting;
-      tx->reason = reason;
-      tx->updated_at = tx->next_attempt_at = now;
+      if (!s.ok()) return s;
+      // What is stored now, exactly: nothing but the status changed since the load.
       return drive(*tx, *tx);
     }
-    if (tx->status == TxStatus::kAborting || tx->status == TxStatus::kAborted) {
-      return Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx->status)) +
-                              ": it cannot be submitted");
-    }
-    return tx;
+    case SubmitStep::Kind::kMarkSubmitted:
+      break;
   }
-  if (tx->status != TxStatus::kActive) {
-    if (tx->status == TxStatus::kAborting || tx->status == TxStatus::kAborted) {
-      return Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx->status)) +
-                              ": it cannot be submitted");
-    }
-    return tx;  // submitted before and decided: harmless
-  }
-  if (tx->submitted) return tx;
-  if (tx->ops.empty()) return Status::Conflict("transaction " + gid + " has no branches to submit");
+  const TimePoint now = clock_.Now();
   if (!wait && !driver_.Admit()) {
     return Status::ResourceExhausted("too many transactions are waiting to be driven; retry later");
   }
@@ -255,25 +163,16 @@ Result<Transaction> TransactionService::Abort(const std::string& gid, AbortBy by
     if (by == AbortBy::kOther && p != nullptr && p->ChecksBeforeAbort(*tx)) {
       return driver_.CheckBackNow(gid);
     }
-    switch (tx->status) {
-      case TxStatus::kAborting:
-      case TxStatus::kAborted:
-        return tx;
-      case TxStatus::kCommitting:
-      case TxStatus::kCommitted:
-        return Status::Conflict("transaction " + gid + " is " +
-                                std::string(StatusName(tx->status)) +
-                                ": commit was decided, it cannot be aborted");
-      case TxStatus::kActive:
-      case TxStatus::kPrepared: {
-        Status s = store_.Transition(gid, tx->status, TxStatus::kAborting, "aborted by the client",
-                                     clock_.Now(), {}, /*fence=*/nullptr);
-        if (s.code() == Status::Code::kConflict) continue;  // moved meanwhile: look again
-        if (!s.ok()) return s;
-        driver_.Kick(gid);
-        return store_.Load(gid, false);
-      }
+    if (tx->status == TxStatus::kAborting || tx->status == TxStatus::kAborted) return tx;
+    if (FindTransition(tx->mode, tx->status, TxStatus::kAborting) == nullptr) {
+      return Status::Conflict("transaction " + gid + " is " + std::string(StatusName(tx->status)) +
+                              ": commit was decided, it cannot be aborted");
     }
+    Status s = driver_.ApplyTransition(*tx, TxStatus::kAborting, "aborted by the client");
+    if (s.code() == Status::Code::kConflict) continue;  // moved meanwhile: look again
+    if (!s.ok()) return s;
+    driver_.Kick(gid);
+    return store_.Load(gid, false);
   }
   return Status::Conflict("transaction " + gid + " keeps changing; try again");
 }

@@ -2,9 +2,11 @@
 
 // The use cases behind the REST API, shared by every transport (HTTP today, treatyctl later):
 // begin, register a branch, submit, abort, read, list, retry now, wait for the outcome.
-// Input arrives already parsed and shape-checked by the transport; this layer checks what needs
-// the store (gid reuse, state) and returns Status codes the transport maps to HTTP:
-// InvalidArgument 400, NotFound 404, Conflict 409.
+// Input arrives already parsed and shape-checked by the transport; the mode's Processor checks
+// it against the mode's rules (Plan, CheckBranch, OnSubmit), and this layer checks what needs the
+// store (gid reuse, state). Nothing here depends on which mode a transaction is: that is the
+// processors' alone. Returns Status codes the transport maps to HTTP: InvalidArgument 400,
+// NotFound 404, Conflict 409.
 
 #include <map>
 #include <optional>
@@ -12,46 +14,13 @@
 #include <vector>
 
 #include "common/status.h"
+#include "coordinator/core/begin_request.h"
 #include "coordinator/core/environment.h"
 #include "coordinator/core/store.h"
 #include "coordinator/core/transaction.h"
 #include "coordinator/core/transaction_driver.h"
 
 namespace treaty::core {
-
-struct BranchSpec {
-  std::string id;
-  std::map<std::string, std::string> urls;  // op -> URL, e.g. "prepare" -> http://...
-  std::string payload_json = "{}";
-  std::optional<Duration> timeout;
-  std::vector<std::string> after;  // saga: steps that must succeed first
-};
-
-// A half message of a msg transaction.
-struct MessageSpec {
-  std::string topic;
-  std::string key;
-  std::string value_json = "{}";  // the message's value
-  std::map<std::string, std::string> headers;
-};
-
-struct BeginRequest {
-  std::optional<std::string> gid;  // the client's, or a fresh one
-  Mode mode = Mode::k2pc;
-  // Given whole: submitted at once. Absent: begun, branches registered later, then submitted.
-  std::optional<std::vector<BranchSpec>> branches;
-  std::optional<Duration> timeout;  // the first phase's deadline; the configured default if unset
-  bool sequential = false;          // first-phase calls one branch at a time, in order
-  std::string definition;           // saga: "name@version" it was built from
-  // msg: the half messages and the service's check-back URL. `timeout` is the check-back delay.
-  std::vector<MessageSpec> messages;
-  std::string query_url;
-  std::string request_json;         // the request as received, for audit
-  std::string request_digest;       // equal for equal requests
-  // The caller will wait for the outcome (WaitFinal(BeginOutcome)): Begin watches it, then
-  // drives it on the caller's thread before returning (as far as it goes now).
-  bool wait = false;
-};
 
 struct BeginOutcome {
   Transaction tx;
@@ -107,10 +76,8 @@ class TransactionService {
   Result<Transaction> WaitFinal(const BeginOutcome& begun, TimePoint until);
 
  private:
-  // Checks `branch` against its mode (ids, `required` ops present, nothing beyond the mode's
-  // ops) and appends its ops.
-  Status CheckBranch(const Transaction* tx, const BranchSpec& branch, Mode mode, int position,
-                     bool registered, std::vector<BranchOp>* ops) const;
+  // The processor of `mode`, or InvalidArgument naming the field "mode".
+  Result<const Processor*> ProcessorOf(Mode mode) const;
 
   TransactionStore& store_;
   TransactionDriver& driver_;

@@ -1,0 +1,53 @@
+#pragma once
+
+// What a client asks for when it starts or extends a transaction, parsed and shape-checked by a
+// transport (the REST API, treatyctl) and checked against its mode by the mode's Processor.
+// Fields that only some modes read are optional: a mode refuses those it does not read.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/duration.h"
+#include "coordinator/core/transaction.h"
+
+namespace treaty::core {
+
+struct BranchSpec {
+  std::string id;
+  std::map<std::string, std::string> urls;  // op -> URL, e.g. "prepare" -> http://...
+  std::string payload_json = "{}";
+  std::optional<Duration> timeout;
+  std::vector<std::string> after;  // saga: steps that must succeed first
+};
+
+// A half message of a msg transaction.
+struct MessageSpec {
+  std::string topic;
+  std::string key;
+  std::string value_json = "{}";  // the message's value
+  std::map<std::string, std::string> headers;
+};
+
+struct BeginRequest {
+  std::optional<std::string> gid;  // the client's, or a fresh one
+  Mode mode = Mode::k2pc;
+  // Given whole: submitted at once. Absent: begun, branches registered later, then submitted.
+  std::optional<std::vector<BranchSpec>> branches;
+  std::optional<Duration> timeout;  // the first phase's deadline; the configured default if unset
+  std::string definition;           // saga: "name@version" it was built from
+  std::string request_json;         // the request as received, for audit
+  std::string request_digest;       // equal for equal requests
+  // The caller will wait for the outcome (WaitFinal(BeginOutcome)): Begin watches it, then
+  // drives it on the caller's thread before returning (as far as it goes now).
+  bool wait = false;
+
+  // Read by some modes only (Processor::RequestFields names them by these JSON names).
+  std::optional<bool> sequential;                    // "sequential": first-phase calls in order
+  std::optional<std::string> query_url;              // "query": the service's check-back URL
+  std::optional<std::vector<MessageSpec>> messages;  // "messages": the half messages
+  std::optional<Duration> check_back;                // "check_back": when to ask the service
+};
+
+}  // namespace treaty::core

@@ -1,0 +1,115 @@
+#include "coordinator/core/processor.h"
+
+#include <algorithm>
+#include <set>
+
+#include "coordinator/core/state_machine.h"
+
+namespace treaty::core {
+namespace {
+
+bool Has(const std::vector<std::string>& list, const std::string& name) {
+  return std::find(list.begin(), list.end(), name) != list.end();
+}
+
+}  // namespace
+
+const std::vector<std::string>& Processor::RequestFields() const {
+  static const std::vector<std::string> kNone;
+  return kNone;
+}
+
+Status Processor::RefuseUnreadFields(const BeginRequest& r) const {
+  const std::vector<std::string>& reads = RequestFields();
+  const std::pair<const char*, bool> given[] = {{"sequential", r.sequential.has_value()},
+                                                {"query", r.query_url.has_value()},
+                                                {"messages", r.messages.has_value()},
+                                                {"check_back", r.check_back.has_value()}};
+  for (const auto& [field, present] : given) {
+    if (present && !Has(reads, field)) {
+      return Status::InvalidField(field, "is not a field of mode " + std::string(ModeName(mode())));
+    }
+  }
+  return Status::Ok();
+}
+
+Status Processor::CheckBranch(const BranchSpec& b, int position, bool registered,
+                              std::vector<BranchOp>* ops) const {
+  if (!ValidId(b.id, kMaxBranchIdLength)) {
+    return Status::InvalidArgument("branch id \"" + b.id + "\" must be 1 to " +
+                                   std::to_string(kMaxBranchIdLength) +
+                                   " characters of A-Z a-z 0-9 . _ : -");
+  }
+  if (!b.after.empty() && !OrdersBranches()) {
+    return Status::InvalidArgument("branch " + b.id + ": after applies to sagas only");
+  }
+  for (const std::string& op : RequiredOps(registered)) {
+    auto it = b.urls.find(op);
+    if (it == b.urls.end() || it->second.empty()) {
+      return Status::InvalidArgument("branch " + b.id + " has no " + op + " URL");
+    }
+  }
+  for (const auto& [op, url] : b.urls) {
+    if (!Has(BranchOps(), op)) {
+      return Status::InvalidArgument("branch " + b.id + ": " + op + " is not an op of " +
+                                     std::string(ModeName(mode())));
+    }
+  }
+  for (const std::string& op : BranchOps()) {
+    auto it = b.urls.find(op);
+    if (it == b.urls.end()) continue;
+    ops->push_back(BranchOp{.branch_id = b.id,
+                            .op = op,
+                            .position = position,
+                            .url = it->second,
+                            .payload_json = b.payload_json,
+                            .timeout = b.timeout,
+                            .after = b.after});
+  }
+  return Status::Ok();
+}
+
+Status Processor::PlanBranches(const std::vector<BranchSpec>& branches, Transaction& tx) const {
+  if (branches.empty()) return Status::InvalidField("branches", "branches must not be empty");
+  std::set<std::string> ids;
+  int position = 0;
+  for (const BranchSpec& b : branches) {
+    if (!ids.insert(b.id).second) {
+      return Status::InvalidArgument("branch id " + b.id + " appears twice");
+    }
+    if (Status s = CheckBranch(b, position++, /*registered=*/false, &tx.ops); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Status Processor::Plan(const BeginRequest& r, const PlanDefaults& defaults, Transaction& tx) const {
+  if (Status s = RefuseUnreadFields(r); !s.ok()) return s;
+  if (r.branches) {
+    if (Status s = PlanBranches(*r.branches, tx); !s.ok()) return s;
+  }
+  const TimePoint now = tx.created_at;
+  tx.status = InitialStatus(mode());
+  tx.submitted = r.branches.has_value();
+  tx.deadline = now + r.timeout.value_or(defaults.timeout);
+  // A begun transaction waits for its client; if never submitted, it is due at its deadline.
+  tx.next_attempt_at = tx.submitted ? now : tx.deadline;
+  return Status::Ok();
+}
+
+SubmitStep Processor::OnSubmit(const Transaction& tx) const {
+  using Kind = SubmitStep::Kind;
+  switch (tx.status) {
+    case TxStatus::kActive:
+      if (tx.submitted) return {};
+      if (tx.ops.empty()) return {.kind = Kind::kRefuse, .why = "has no branches to submit"};
+      return {.kind = Kind::kMarkSubmitted};
+    case TxStatus::kAborting:
+    case TxStatus::kAborted:
+      return {.kind = Kind::kRefuse,
+              .why = "is " + std::string(StatusName(tx.status)) + ": it cannot be submitted"};
+    default:
+      return {};  // submitted before and decided: harmless
+  }
+}
+
+}  // namespace treaty::core
