@@ -42,7 +42,7 @@
 #include "integration-tests/harness/process.h"
 #include "integration-tests/harness/service.h"
 #include "integration-tests/harness/temp_dir.h"
-#include "participants/kit/outbox.h"
+#include "outbox/outbox.h"
 
 namespace treaty::bench {
 namespace {

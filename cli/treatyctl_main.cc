@@ -32,7 +32,7 @@
 
 #include "common/http/http_client.h"
 #include "config/treaty_config.h"
-#include "saga/saga_definition.h"
+#include "coordinator/saga/saga_definition.h"
 
 namespace treaty::cli {
 namespace {

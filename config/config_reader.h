@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/duration.h"
+#include "common/host_port.h"
 #include "common/status.h"
 
 namespace treaty {
@@ -31,13 +32,6 @@ using Environment = std::function<std::optional<std::string>(const std::string& 
 
 // The process's real environment.
 Environment ProcessEnvironment();
-
-struct HostPort {
-  std::string host;
-  uint16_t port = 0;
-  std::string ToString() const { return host + ":" + std::to_string(port); }
-  bool operator==(const HostPort&) const = default;
-};
 
 // The text of the config file at `path` ("" when `path` is empty: every default); an error
 // naming the file when it cannot be read.

@@ -7,40 +7,40 @@
 // serving failed (e.g. the listen address is taken).
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
-#include <functional>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <mutex>
 #include <thread>
-#include <unistd.h>
 
+#include "common/http/http_server.h"
+#include "common/http/router.h"
 #include "common/json_text.h"
+#include "common/kafka/kafka_publisher.h"
 #include "common/log.h"
 #include "common/service_main.h"
 #include "config/treaty_config.h"
-#include "common/http/http_server.h"
-#include "common/http/router.h"
-#include "common/kafka/kafka_publisher.h"
 #include "coordinator/api/access_policy.h"
 #include "coordinator/api/transactions_api.h"
 #include "coordinator/api/treatyd_routes.h"
 #include "coordinator/core/transaction_driver.h"
 #include "coordinator/core/transaction_service.h"
-#include "coordinator/broker/kafka_message_sink.h"
-#include "coordinator/core/msg_processor.h"
-#include "coordinator/core/saga_processor.h"
-#include "coordinator/core/tcc_processor.h"
 #include "coordinator/core/twopc_processor.h"
 #include "coordinator/metrics/timed_store.h"
 #include "coordinator/metrics/treaty_metrics.h"
+#include "coordinator/saga/saga_processor.h"
+#include "coordinator/saga/saga_registry.h"
 #include "coordinator/store/pg_store.h"
-#include "saga/saga_registry.h"
 #include "coordinator/store/pg_transaction_store.h"
 #include "coordinator/transport/http_branch_transport.h"
+#include "mqtx/kafka_message_sink.h"
+#include "mqtx/msg_processor.h"
+#include "tcc/tcc_processor.h"
 
 namespace treaty {
 namespace {

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "coordinator/api/treatyd_routes.h"
-#include "coordinator/core/testing/in_memory_coordinator.h"
+#include "coordinator/testing/in_memory_coordinator.h"
 
 namespace {
 

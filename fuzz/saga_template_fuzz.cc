@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "saga/saga_definition.h"
+#include "coordinator/saga/saga_definition.h"
 
 namespace {
 

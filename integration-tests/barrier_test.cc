@@ -1,7 +1,7 @@
 // The participant barrier against a real PostgreSQL: idempotency, null compensation, hanging,
 // and concurrent duplicates, each checked on the business table the ops change.
 
-#include "participants/kit/barrier.h"
+#include "tcc/barrier.h"
 
 #include <gtest/gtest.h>
 

@@ -19,7 +19,7 @@
 #include "integration-tests/harness/service.h"
 #include "integration-tests/harness/test_support.h"
 #include "integration-tests/outbox_fixture.h"
-#include "participants/kit/outbox.h"
+#include "outbox/outbox.h"
 
 namespace treaty::harness {
 namespace {

@@ -14,7 +14,7 @@
 #include "integration-tests/harness/pg_cluster.h"
 #include "integration-tests/harness/service.h"
 #include "integration-tests/harness/test_support.h"
-#include "participants/kit/outbox.h"
+#include "outbox/outbox.h"
 
 namespace treaty::harness {
 

@@ -2,6 +2,8 @@
 // treaty-relay processes publishing to the dev broker, the topic read back by a separate
 // consumer process, and inventory-svc consuming through its inbox.
 
+#include "outbox/outbox.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -17,7 +19,6 @@
 #include "integration-tests/harness/service.h"
 #include "integration-tests/harness/test_support.h"
 #include "integration-tests/outbox_fixture.h"
-#include "participants/kit/outbox.h"
 
 namespace treaty::harness {
 namespace {

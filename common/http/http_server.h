@@ -8,9 +8,9 @@
 #include <memory>
 
 #include "common/duration.h"
-#include "common/status.h"
-#include "config/config_reader.h"
+#include "common/host_port.h"
 #include "common/http/router.h"
+#include "common/status.h"
 
 namespace treaty::http {
 

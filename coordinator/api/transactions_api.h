@@ -23,7 +23,7 @@
 #include "coordinator/api/url_allowlist.h"
 #include "coordinator/core/processor_registry.h"
 #include "coordinator/core/transaction_service.h"
-#include "saga/saga_registry.h"
+#include "coordinator/saga/saga_registry.h"
 
 namespace treaty::api {
 

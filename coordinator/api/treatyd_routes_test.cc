@@ -13,7 +13,7 @@
 #include <string>
 
 #include "coordinator/console/console_assets.h"
-#include "coordinator/core/testing/in_memory_coordinator.h"
+#include "coordinator/testing/in_memory_coordinator.h"
 
 namespace treaty::api {
 namespace {

@@ -8,12 +8,12 @@
 
 #include <thread>
 
-#include "coordinator/core/msg_processor.h"
-#include "coordinator/core/saga_processor.h"
 #include "coordinator/core/testing/fakes.h"
 #include "coordinator/core/testing/in_memory_store.h"
 #include "coordinator/core/transaction_service.h"
 #include "coordinator/core/twopc_processor.h"
+#include "coordinator/saga/saga_processor.h"
+#include "mqtx/msg_processor.h"
 
 namespace treaty::core {
 namespace {

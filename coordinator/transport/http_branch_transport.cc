@@ -18,6 +18,7 @@
 
 #include "common/http/tls.h"
 #include "common/json_text.h"
+#include "common/protocol/protocol.h"
 
 namespace treaty::transport {
 namespace {
@@ -296,9 +297,9 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call, De
       req.setKeepAlive(true);
       req.setContentType("application/json");
       req.setContentLength(static_cast<std::streamsize>(call.body.size()));
-      req.set("Treaty-Gid", call.gid);
-      req.set("Treaty-Branch-Id", call.branch_id);
-      req.set("Treaty-Op", call.op);
+      req.set(protocol::kGidHeader, call.gid);
+      req.set(protocol::kBranchIdHeader, call.branch_id);
+      req.set(protocol::kOpHeader, call.op);
       session->sendRequest(req) << call.body;
       // Connected and sent (both bounded by the socket timeouts, set to what is left): from here,
       // however slowly the participant answers, the call ends at its deadline.

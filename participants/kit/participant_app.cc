@@ -1,24 +1,25 @@
 #include "participants/kit/participant_app.h"
 
 #include <Poco/Exception.h>
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
 #include <Poco/URI.h>
 
 #include <atomic>
-#include <iterator>
 #include <condition_variable>
 #include <iostream>
+#include <iterator>
 #include <thread>
 
 #include "common/http/http_client.h"
 #include "common/http/http_server.h"
+#include "common/protocol/protocol.h"
 #include "common/service_main.h"
 #include "config/treaty_config.h"
-#include "participants/kit/msg_participant.h"
+#include "mqtx/msg_participant.h"
 
 namespace treaty::participant {
 namespace {
@@ -157,10 +158,11 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
       return ToResponse(reply);
     });
   };
-  op_route("/2pc/prepare", "prepare",
+  op_route("/2pc/prepare", protocol::kPrepare,
            [&](const BranchRequest& r) { return twopc.Prepare(r, spec.twopc_prepare); });
-  op_route("/2pc/commit", "commit", [&](const BranchRequest& r) { return twopc.Commit(r); });
-  op_route("/2pc/abort", "abort", [&](const BranchRequest& r) { return twopc.Abort(r); });
+  op_route("/2pc/commit", protocol::kCommit,
+           [&](const BranchRequest& r) { return twopc.Commit(r); });
+  op_route("/2pc/abort", protocol::kAbort, [&](const BranchRequest& r) { return twopc.Abort(r); });
   // A barrier-guarded op: the barrier rows and the business change in one local transaction.
   auto barrier_op = [&pool](const BarrierChange& change) {
     return [&pool, change](const BranchRequest& r) {
@@ -180,15 +182,15 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
     };
   };
   if (spec.tcc_try) {
-    op_route("/tcc/try", "try", barrier_op(spec.tcc_try));
-    op_route("/tcc/confirm", "confirm", barrier_op(spec.tcc_confirm));
-    op_route("/tcc/cancel", "cancel", barrier_op(spec.tcc_cancel));
+    op_route("/tcc/try", protocol::kTry, barrier_op(spec.tcc_try));
+    op_route("/tcc/confirm", protocol::kConfirm, barrier_op(spec.tcc_confirm));
+    op_route("/tcc/cancel", protocol::kCancel, barrier_op(spec.tcc_cancel));
   }
   for (const auto& route : spec.saga_routes) {
     op_route(route.path, route.path.substr(1), barrier_op(route.change));
   }
   // Transactional-message check-back: treatyd asks whether a gid's local transaction committed.
-  op_route("/msg/query", "query", [&pool](const BranchRequest& r) {
+  op_route("/msg/query", protocol::kQuery, [&pool](const BranchRequest& r) {
     auto reply = pool.Run<OpReply>([&](pqxx::connection& c) -> Result<OpReply> {
       pqxx::work tx(c);
       tx.exec("SET LOCAL lock_timeout = '1s'");

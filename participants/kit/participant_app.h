@@ -12,12 +12,12 @@
 #include "common/http/router.h"
 #include "common/log.h"
 #include "common/pg/pg_pool.h"
-#include "participants/kit/barrier.h"
-#include "participants/kit/event_consumer.h"
-#include "participants/kit/outbox.h"
+#include "outbox/event_consumer.h"
+#include "outbox/outbox.h"
 #include "participants/kit/fault_switch.h"
 #include "participants/kit/participant_config.h"
 #include "participants/kit/twopc_resource.h"
+#include "tcc/barrier.h"
 
 namespace treaty::participant {
 

@@ -16,7 +16,7 @@
 
 #include <sstream>
 
-#include "participants/kit/msg_participant.h"
+#include "mqtx/msg_participant.h"
 #include "participants/kit/participant_app.h"
 
 namespace treaty::participant {

@@ -1,9 +1,11 @@
-#include "coordinator/core/saga_processor.h"
+#include "coordinator/saga/saga_processor.h"
 
 #include <algorithm>
 #include <functional>
 #include <map>
 #include <set>
+
+#include "common/protocol/protocol.h"
 
 namespace treaty::core {
 namespace {
@@ -11,8 +13,8 @@ namespace {
 constexpr int kAttentionAfterAttempts = 5;
 
 struct Step {
-  size_t action;                      // index into tx.ops
-  std::optional<size_t> compensate;   // none: forward only
+  size_t action;                     // index into tx.ops
+  std::optional<size_t> compensate;  // none: forward only
   std::vector<std::string> after;
 };
 
@@ -20,19 +22,18 @@ std::map<std::string, Step> StepsOf(const Transaction& tx) {
   std::map<std::string, Step> steps;
   for (size_t i = 0; i < tx.ops.size(); ++i) {
     const BranchOp& op = tx.ops[i];
-    if (op.op == "action") {
+    if (op.op == protocol::kAction) {
       steps[op.branch_id].action = i;
       steps[op.branch_id].after = op.after;
     }
   }
   for (size_t i = 0; i < tx.ops.size(); ++i) {
-    if (tx.ops[i].op == "compensate") steps[tx.ops[i].branch_id].compensate = i;
+    if (tx.ops[i].op == protocol::kCompensate) steps[tx.ops[i].branch_id].compensate = i;
   }
   return steps;
 }
 
-bool DepsSucceeded(const Transaction& tx, const std::map<std::string, Step>& steps,
-                   const Step& s) {
+bool DepsSucceeded(const Transaction& tx, const std::map<std::string, Step>& steps, const Step& s) {
   return std::all_of(s.after.begin(), s.after.end(), [&](const std::string& dep) {
     auto it = steps.find(dep);
     return it != steps.end() && tx.ops[it->second.action].status == OpStatus::kSucceeded;
@@ -66,12 +67,12 @@ int MaxAttempts(const Transaction& tx, const std::vector<size_t>& idx) {
 }  // namespace
 
 const std::vector<std::string>& SagaProcessor::BranchOps() const {
-  static const std::vector<std::string> kOps = {"action", "compensate"};
+  static const std::vector<std::string> kOps = {protocol::kAction, protocol::kCompensate};
   return kOps;
 }
 
 const std::vector<std::string>& SagaProcessor::RequiredOps(bool) const {
-  static const std::vector<std::string> kOps = {"action"};
+  static const std::vector<std::string> kOps = {protocol::kAction};
   return kOps;
 }
 
@@ -158,23 +159,24 @@ Status SagaProcessor::Drive(Transaction& tx, DriveContext& ctx) {
       if (all_done) return ctx.Transition(tx, TxStatus::kCommitted, "every step succeeded");
       // The deadline ends the forward path only while a step that can be undone is unfinished.
       if (now >= tx.deadline && compensable_pending) {
-        Status st = ctx.Transition(tx, TxStatus::kAborting,
-                                   "deadline passed before every step succeeded");
+        Status st =
+            ctx.Transition(tx, TxStatus::kAborting, "deadline passed before every step succeeded");
         if (!st.ok()) return st;
         continue;
       }
       if (ready.empty()) {
         std::vector<size_t> waiting(deferred.begin(), deferred.end());
-        return ctx.RetryLater(tx, MaxAttempts(tx, waiting),
-                              compensable_pending ? std::optional<TimePoint>(tx.deadline)
-                                                  : std::nullopt);
+        return ctx.RetryLater(
+            tx, MaxAttempts(tx, waiting),
+            compensable_pending ? std::optional<TimePoint>(tx.deadline) : std::nullopt);
       }
       Status s = ctx.CallOps(tx, ready);
       if (!s.ok()) return s;
       for (size_t i : ready) {
         // Unknown, or a forward-only step's refusal (retried like an unknown outcome).
-        bool acts = tx.ops[i].status == OpStatus::kSucceeded ||
-                    (tx.ops[i].status == OpStatus::kRefused && steps[tx.ops[i].branch_id].compensate);
+        bool acts =
+            tx.ops[i].status == OpStatus::kSucceeded ||
+            (tx.ops[i].status == OpStatus::kRefused && steps[tx.ops[i].branch_id].compensate);
         if (!acts) deferred.insert(i);
       }
       continue;  // new steps may be ready, a refusal to act on, or only waiting left

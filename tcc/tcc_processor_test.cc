@@ -1,7 +1,7 @@
 // The TCC processor through the real TransactionService and TransactionDriver, over the
 // in-memory store, a scripted transport and a fake clock.
 
-#include "coordinator/core/tcc_processor.h"
+#include "tcc/tcc_processor.h"
 
 #include <gtest/gtest.h>
 
@@ -18,10 +18,11 @@ using testing::ScriptedTransport;
 using Strings = std::vector<std::string>;
 
 BranchSpec Branch(const std::string& id, bool with_try = true) {
-  BranchSpec b{id,
-               {{"confirm", "http://p/" + id + "/confirm"}, {"cancel", "http://p/" + id + "/cancel"}},
-               "{}",
-               std::nullopt};
+  BranchSpec b{
+      id,
+      {{"confirm", "http://p/" + id + "/confirm"}, {"cancel", "http://p/" + id + "/cancel"}},
+      "{}",
+      std::nullopt};
   if (with_try) b.urls["try"] = "http://p/" + id + "/try";
   return b;
 }
@@ -63,7 +64,8 @@ TEST_F(TccTest, EveryTrySucceededConfirmsAll) {
   ASSERT_TRUE(driver_.DriveNow(gid).ok());
   Transaction tx = Load(gid);
   EXPECT_EQ(tx.status, TxStatus::kCommitted);
-  EXPECT_EQ(transport_.Calls(), (Strings{"order/try", "stock/try", "order/confirm", "stock/confirm"}));
+  EXPECT_EQ(transport_.Calls(),
+            (Strings{"order/try", "stock/try", "order/confirm", "stock/confirm"}));
   EXPECT_EQ(tx.log[1].reason, "all 2 branches tried");
   EXPECT_EQ(tx.reason, "every branch confirmed");
   EXPECT_EQ(crash_.reached(), (Strings{"after_begin", "after_try", "after_try", "after_decision",

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "saga/saga_definition.h"
+#include "coordinator/saga/saga_definition.h"
 
 namespace treaty::saga {
 

@@ -1,12 +1,14 @@
-#include "participants/kit/barrier.h"
+#include "tcc/barrier.h"
+
+#include "common/protocol/protocol.h"
 
 namespace treaty::participant {
 namespace {
 
 // The op whose effect `op` undoes, or "" when `op` undoes nothing.
 std::string OriginOf(const std::string& op) {
-  if (op == "cancel") return "try";
-  if (op == "compensate") return "action";
+  if (op == protocol::kCancel) return protocol::kTry;
+  if (op == protocol::kCompensate) return protocol::kAction;
   return "";
 }
 

@@ -1,16 +1,18 @@
-#include "coordinator/core/tcc_processor.h"
+#include "tcc/tcc_processor.h"
 
+#include "common/protocol/protocol.h"
 #include "coordinator/core/two_phase_flow.h"
 
 namespace treaty::core {
 
 const std::vector<std::string>& TccProcessor::BranchOps() const {
-  static const std::vector<std::string> kOps = {"try", "confirm", "cancel"};
+  static const std::vector<std::string> kOps = {protocol::kTry, protocol::kConfirm,
+                                                protocol::kCancel};
   return kOps;
 }
 
 const std::vector<std::string>& TccProcessor::RequiredOps(bool registered) const {
-  static const std::vector<std::string> kRegistered = {"confirm", "cancel"};
+  static const std::vector<std::string> kRegistered = {protocol::kConfirm, protocol::kCancel};
   return registered ? kRegistered : BranchOps();
 }
 
@@ -27,7 +29,7 @@ Status TccProcessor::Plan(const BeginRequest& request, const PlanDefaults& defau
 }
 
 Status TccProcessor::Drive(Transaction& tx, DriveContext& ctx) {
-  static const TwoPhaseOps kOps{"try", "confirm", "cancel", "tried",
+  static const TwoPhaseOps kOps{protocol::kTry, protocol::kConfirm, protocol::kCancel, "tried",
                                 /*cancel_unsubmitted=*/true};
   return DriveTwoPhase(tx, ctx, kOps);
 }

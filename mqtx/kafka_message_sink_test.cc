@@ -1,4 +1,4 @@
-#include "coordinator/broker/kafka_message_sink.h"
+#include "mqtx/kafka_message_sink.h"
 
 #include <gtest/gtest.h>
 

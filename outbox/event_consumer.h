@@ -9,13 +9,13 @@
 // apply is in flight and then fails) leaves its offset uncommitted, so that the group's next
 // consumer gets it again.
 
+#include <Poco/JSON/Object.h>
+
 #include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <Poco/JSON/Object.h>
 
 #include "common/log.h"
 #include "common/pg/pg_pool.h"

@@ -1,4 +1,4 @@
-#include "participants/kit/msg_participant.h"
+#include "mqtx/msg_participant.h"
 
 namespace treaty::participant {
 
@@ -9,7 +9,8 @@ bool MsgParticipant::CommitMark(pqxx::transaction_base& tx, const std::string& g
       gid);
   if (!r.empty()) return true;
   pqxx::result by = tx.exec_params(
-      "SELECT written_by FROM treaty_barrier WHERE gid = $1 AND branch_id = 'msg' AND op = 'commit'",
+      "SELECT written_by FROM treaty_barrier WHERE gid = $1 AND branch_id = 'msg' AND op = "
+      "'commit'",
       gid);
   return !by.empty() && by[0][0].as<std::string>() == "commit";
 }
@@ -22,7 +23,8 @@ OpReply MsgParticipant::Query(pqxx::transaction_base& tx, const std::string& gid
       "'query') ON CONFLICT (gid, branch_id, op) DO NOTHING",
       gid);
   pqxx::result by = tx.exec_params(
-      "SELECT written_by FROM treaty_barrier WHERE gid = $1 AND branch_id = 'msg' AND op = 'commit'",
+      "SELECT written_by FROM treaty_barrier WHERE gid = $1 AND branch_id = 'msg' AND op = "
+      "'commit'",
       gid);
   if (!by.empty() && by[0][0].as<std::string>() == "commit") return OpReply{200, "committed"};
   return OpReply{409, "rolled back"};

@@ -1,4 +1,4 @@
-#include "saga/saga_definition.h"
+#include "coordinator/saga/saga_definition.h"
 
 #include <Poco/JSON/Parser.h>
 #include <gtest/gtest.h>
@@ -71,17 +71,21 @@ TEST(SagaDefinition, EachInvalidDefinitionNamesFileLineAndKey) {
   EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    after: [b]\n"
                     "  - name: b\n    action: http://h/b\n    after: [a]\n"),
             "s.yaml:5: steps[0].after: steps form a cycle: a -> b -> a");
-  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n  - name: a\n    action: http://h/b\n"),
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n  - name: a\n    "
+                    "action: http://h/b\n"),
             "s.yaml:5: steps[1].name: duplicate step name a");
   EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    compensate: http://h/a\n"),
             "s.yaml:3: steps[0].action: is required (a URL)");
   EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: ftp://h/a\n"),
             "s.yaml:4: steps[0].action: must be an http:// URL");
-  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    payload: { q: \"${input.}\" }\n"),
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    payload: { q: "
+                    "\"${input.}\" }\n"),
             "s.yaml:5: steps[0].payload.q: bad placeholder ${input.} (write ${input.name})");
-  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    payload: { q: \"${input.a\" }\n"),
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    payload: { q: "
+                    "\"${input.a\" }\n"),
             "s.yaml:5: steps[0].payload.q: unclosed ${ in \"${input.a\"");
-  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    payload: { q: \"${system(rm)}\" }\n"),
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    payload: { q: "
+                    "\"${system(rm)}\" }\n"),
             "s.yaml:5: steps[0].payload.q: bad placeholder ${system(rm)} (write ${input.name})");
   EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: ${env.NOPE}/a\n"),
             "s.yaml:4: steps[0].action: environment variable NOPE is not set");
@@ -92,7 +96,8 @@ TEST(SagaDefinition, EachInvalidDefinitionNamesFileLineAndKey) {
             "s.yaml:5: steps[0].timeout: not a positive duration (write e.g. 500ms, 3s)");
   EXPECT_EQ(ErrorOf("steps:\n  - name: a\n    action: http://h/a\n"),
             "s.yaml:1: saga: a name of 1 to 64 characters of A-Z a-z 0-9 . _ : - is required");
-  EXPECT_EQ(ErrorOf("saga: x\nsteps: []\n"), "s.yaml:2: steps: a non-empty list of steps is required");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps: []\n"),
+            "s.yaml:2: steps: a non-empty list of steps is required");
   EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: [http://h/a\n"),
             "s.yaml:5: not valid YAML: end of sequence flow not found");
 }

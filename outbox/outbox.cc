@@ -1,4 +1,4 @@
-#include "participants/kit/outbox.h"
+#include "outbox/outbox.h"
 
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Stringifier.h>

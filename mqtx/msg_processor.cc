@@ -1,4 +1,4 @@
-#include "coordinator/core/msg_processor.h"
+#include "mqtx/msg_processor.h"
 
 #include <algorithm>
 
@@ -22,7 +22,7 @@ OutboundMessage MessageOf(const Transaction& tx, const BranchOp& op) {
 }  // namespace
 
 const std::vector<std::string>& MsgProcessor::BranchOps() const {
-  static const std::vector<std::string> kOps = {"action"};
+  static const std::vector<std::string> kOps = {protocol::kAction};
   return kOps;
 }
 
@@ -48,7 +48,7 @@ Status MsgProcessor::Plan(const BeginRequest& r, const PlanDefaults& defaults,
   int index = 0;
   for (const MessageSpec& m : r.messages.value_or(std::vector<MessageSpec>{})) {
     tx.ops.push_back(BranchOp{.branch_id = "msg-" + std::to_string(index),
-                              .op = "publish",
+                              .op = protocol::kPublish,
                               .position = 1000 + index,
                               .url = "kafka:" + m.topic,
                               .payload_json = m.value_json,
@@ -56,8 +56,8 @@ Status MsgProcessor::Plan(const BeginRequest& r, const PlanDefaults& defaults,
                               .message_headers = m.headers});
     ++index;
   }
-  tx.ops.push_back(
-      BranchOp{.branch_id = "query", .op = "query", .position = 2000, .url = *r.query_url});
+  tx.ops.push_back(BranchOp{
+      .branch_id = "query", .op = protocol::kQuery, .position = 2000, .url = *r.query_url});
   if (has_branches) {
     if (Status s = PlanBranches(*r.branches, tx); !s.ok()) return s;
   }
@@ -89,7 +89,7 @@ bool MsgProcessor::ChecksBeforeAbort(const Transaction& tx) const {
 
 Status MsgProcessor::CheckBackNow(Transaction& tx, DriveContext& ctx) {
   if (tx.status != TxStatus::kPrepared) return Drive(tx, ctx);
-  std::vector<size_t> query = tx.OpsNamed("query");
+  std::vector<size_t> query = tx.OpsNamed(protocol::kQuery);
   if (query.empty()) return Status::Unavailable("no query URL to check back with");
   BranchOp& q = tx.ops[query[0]];
   const BranchOp before = q;
@@ -124,7 +124,7 @@ Status MsgProcessor::Drive(Transaction& tx, DriveContext& ctx) {
       case TxStatus::kPrepared: {
         TimePoint now = ctx.Now();
         if (now < tx.deadline) return ctx.WakeAt(tx, tx.deadline);  // check-back time
-        std::vector<size_t> query = tx.OpsNamed("query");
+        std::vector<size_t> query = tx.OpsNamed(protocol::kQuery);
         if (query.empty()) {
           return ctx.Transition(tx, TxStatus::kAborting, "no query URL to check back with");
         }
@@ -152,10 +152,10 @@ Status MsgProcessor::Drive(Transaction& tx, DriveContext& ctx) {
       }
       case TxStatus::kCommitting: {
         std::vector<size_t> publish, actions;
-        for (size_t i : tx.OpsNamed("publish")) {
+        for (size_t i : tx.OpsNamed(protocol::kPublish)) {
           if (tx.ops[i].status != OpStatus::kSucceeded) publish.push_back(i);
         }
-        for (size_t i : tx.OpsNamed("action")) {
+        for (size_t i : tx.OpsNamed(protocol::kAction)) {
           if (tx.ops[i].status != OpStatus::kSucceeded) actions.push_back(i);
         }
         if (publish.empty() && actions.empty()) {
@@ -183,9 +183,9 @@ Status MsgProcessor::Drive(Transaction& tx, DriveContext& ctx) {
         if (still.empty()) continue;
         const BranchOp& o = tx.ops[still.front()];
         if (o.attempts >= 5) {
-          Status s = ctx.SetAttention(tx, o.branch_id + " " + o.op + " still failing after " +
-                                              std::to_string(o.attempts) + " attempts: " +
-                                              o.last_error);
+          Status s =
+              ctx.SetAttention(tx, o.branch_id + " " + o.op + " still failing after " +
+                                       std::to_string(o.attempts) + " attempts: " + o.last_error);
           if (!s.ok()) return s;
         }
         int attempts = 0;

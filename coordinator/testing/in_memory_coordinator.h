@@ -4,13 +4,13 @@
 // the fakes, for tests and fuzz targets that exercise what sits on top of it (the REST API). The
 // driver is not started: transactions are driven only when a test asks (DriveNow).
 
-#include "coordinator/core/msg_processor.h"
-#include "coordinator/core/saga_processor.h"
-#include "coordinator/core/tcc_processor.h"
 #include "coordinator/core/testing/fakes.h"
 #include "coordinator/core/testing/in_memory_store.h"
 #include "coordinator/core/transaction_service.h"
 #include "coordinator/core/twopc_processor.h"
+#include "coordinator/saga/saga_processor.h"
+#include "mqtx/msg_processor.h"
+#include "tcc/tcc_processor.h"
 
 namespace treaty::core::testing {
 

@@ -27,20 +27,20 @@ class Barrier {
   static const char* SchemaSql();
 
   enum class Outcome {
-    kApplied,        // the business change ran
-    kDuplicate,      // this op ran before: skipped
+    kApplied,           // the business change ran
+    kDuplicate,         // this op ran before: skipped
     kNullCompensation,  // a cancel without a try: nothing to undo (the try is now refused)
-    kHanging,        // a try after its cancel: refused to run
+    kHanging,           // a try after its cancel: refused to run
   };
   static const char* OutcomeName(Outcome o);
 
   // Runs `change` in `tx` (the caller's open transaction, which the caller commits) unless the
-  // barrier says to skip it: a duplicate or a null compensation answers 200, a hanging try 409. `op` is the protocol op: "try", "confirm", "cancel", "action",
-  // "compensate". What `change` returns is the answer when it ran (a 409 there means the caller
-  // must roll back instead of committing: the barrier row goes with it).
+  // barrier says to skip it: a duplicate or a null compensation answers 200, a hanging try 409.
+  // `op` is the protocol op: "try", "confirm", "cancel", "action", "compensate". What `change`
+  // returns is the answer when it ran (a 409 there means the caller must roll back instead of
+  // committing: the barrier row goes with it).
   static OpReply Run(pqxx::work& tx, const BranchRequest& r,
-                     const std::function<OpReply(pqxx::work&)>& change,
-                     Outcome* outcome = nullptr);
+                     const std::function<OpReply(pqxx::work&)>& change, Outcome* outcome = nullptr);
 };
 
 }  // namespace treaty::participant

@@ -1,10 +1,11 @@
-#include "participants/kit/event_consumer.h"
+#include "outbox/event_consumer.h"
 
 #include <Poco/JSON/Parser.h>
 #include <librdkafka/rdkafkacpp.h>
 
 #include "common/kafka/kafka_log.h"
-#include "participants/kit/outbox.h"
+#include "common/protocol/protocol.h"
+#include "outbox/outbox.h"
 
 namespace treaty::participant {
 
@@ -53,8 +54,8 @@ void EventConsumer::Run() {
     if (const RdKafka::Headers* h = m->headers()) {
       for (const auto& header : h->get_all()) {
         std::string value(static_cast<const char*>(header.value()), header.value_size());
-        if (header.key() == "treaty-event-id") event_id = value;
-        if (header.key() == "treaty-event-type") event_type = value;
+        if (header.key() == protocol::kEventIdHeader) event_id = value;
+        if (header.key() == protocol::kEventTypeHeader) event_type = value;
       }
     }
     if (event_id.empty()) {  // not from an outbox: the position identifies it

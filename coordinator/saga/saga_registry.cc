@@ -1,9 +1,8 @@
-#include "saga/saga_registry.h"
+#include "coordinator/saga/saga_registry.h"
 
 namespace treaty::saga {
 
-SagaRegistry::SagaRegistry(std::vector<std::string> patterns, std::string base_dir,
-                           Environment env)
+SagaRegistry::SagaRegistry(std::vector<std::string> patterns, std::string base_dir, Environment env)
     : patterns_(std::move(patterns)), base_dir_(std::move(base_dir)), env_(std::move(env)) {}
 
 Status SagaRegistry::Reload() {

@@ -1,4 +1,4 @@
-#include "saga/saga_definition.h"
+#include "coordinator/saga/saga_definition.h"
 
 #include <Poco/DigestEngine.h>
 #include <Poco/Exception.h>
@@ -15,8 +15,8 @@
 #include <set>
 #include <sstream>
 
-#include "coordinator/core/saga_processor.h"
 #include "coordinator/core/transaction.h"
+#include "coordinator/saga/saga_processor.h"
 
 namespace treaty::saga {
 namespace {
@@ -44,7 +44,9 @@ class Errors {
   std::vector<std::string> lines_;
 };
 
-bool IsPathChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; }
+bool IsPathChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+}
 
 // Checks every ${...} in `text`: each must be `prefix.a.b`. Returns the problem, or "".
 std::string CheckPlaceholders(const std::string& text, const std::string& prefix) {
@@ -113,7 +115,8 @@ void CheckPayload(const YAML::Node& n, const std::string& key, Errors& errors) {
       CheckPayload(it->second, key + "." + it->first.Scalar(), errors);
     }
   } else if (n.IsSequence()) {
-    for (size_t i = 0; i < n.size(); ++i) CheckPayload(n[i], key + "[" + std::to_string(i) + "]", errors);
+    for (size_t i = 0; i < n.size(); ++i)
+      CheckPayload(n[i], key + "[" + std::to_string(i) + "]", errors);
   } else if (n.IsScalar()) {
     std::string problem = CheckPlaceholders(n.Scalar(), "input");
     if (!problem.empty()) errors.Add(n, key, problem);
@@ -168,7 +171,8 @@ std::optional<Var> Lookup(const Object::Ptr& input, const std::string& path) {
   size_t start = 0;
   while (start <= path.size()) {
     size_t dot = path.find('.', start);
-    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (cur.type() != typeid(Object::Ptr)) return std::nullopt;
     Object::Ptr o = cur.extract<Object::Ptr>();
     if (!o->has(part)) return std::nullopt;
@@ -252,13 +256,15 @@ Result<SagaDefinition> ParseSagaDefinition(std::string_view yaml_text, const std
                                    ": not valid YAML: " + e.msg);
   }
   if (Status s = CheckYamlSize(root, file); !s.ok()) return s;
-  if (!root.IsMap()) return Status::InvalidArgument(file + ":1: the file must be a mapping with saga and steps");
+  if (!root.IsMap())
+    return Status::InvalidArgument(file + ":1: the file must be a mapping with saga and steps");
   SagaDefinition def;
   def.file = file;
   def.version = Sha1Hex(std::string(yaml_text)).substr(0, 12);
   for (auto it = root.begin(); it != root.end(); ++it) {
     std::string key = it->first.Scalar();
-    if (key != "saga" && key != "steps") errors.Add(it->first, key, "unknown key (expected one of: saga, steps)");
+    if (key != "saga" && key != "steps")
+      errors.Add(it->first, key, "unknown key (expected one of: saga, steps)");
   }
   const YAML::Node name = root["saga"];
   if (!name || !name.IsScalar() || !core::ValidId(name.Scalar(), core::kMaxBranchIdLength)) {
@@ -274,8 +280,8 @@ Result<SagaDefinition> ParseSagaDefinition(std::string_view yaml_text, const std
   }
   std::set<std::string> names;
   std::map<std::string, YAML::Node> after_nodes;
-  static const std::set<std::string> kStepKeys = {"name", "action", "compensate", "after",
-                                                  "timeout", "payload"};
+  static const std::set<std::string> kStepKeys = {"name",  "action",  "compensate",
+                                                  "after", "timeout", "payload"};
   for (size_t i = 0; i < steps.size(); ++i) {
     const YAML::Node step = steps[i];
     std::string at = "steps[" + std::to_string(i) + "]";
@@ -287,8 +293,9 @@ Result<SagaDefinition> ParseSagaDefinition(std::string_view yaml_text, const std
     for (auto it = step.begin(); it != step.end(); ++it) {
       std::string key = it->first.Scalar();
       if (!kStepKeys.count(key)) {
-        errors.Add(it->first, at + "." + key,
-                   "unknown key (expected one of: action, after, compensate, name, payload, timeout)");
+        errors.Add(
+            it->first, at + "." + key,
+            "unknown key (expected one of: action, after, compensate, name, payload, timeout)");
       }
     }
     const YAML::Node n = step["name"];
@@ -348,10 +355,11 @@ Result<SagaDefinition> ParseSagaDefinition(std::string_view yaml_text, const std
     Status g = core::CheckSagaGraph(graph);
     if (!g.ok()) {
       // Point at the step the message names.
-      std::string step = g.message().rfind("step ", 0) == 0
-                             ? g.message().substr(5, g.message().find(':') - 5)
-                             : g.message().substr(g.message().find(": ") + 2,
-                                                  g.message().find(" ->") - g.message().find(": ") - 2);
+      std::string step =
+          g.message().rfind("step ", 0) == 0
+              ? g.message().substr(5, g.message().find(':') - 5)
+              : g.message().substr(g.message().find(": ") + 2,
+                                   g.message().find(" ->") - g.message().find(": ") - 2);
       size_t index = 0;
       for (; index < def.steps.size() && def.steps[index].name != step; ++index) {
       }
@@ -393,7 +401,8 @@ Result<std::vector<SagaDefinition>> LoadSagaDefinitions(const std::vector<std::s
       }
       auto [it, fresh] = seen.emplace(def->name, file);
       if (!fresh) {
-        problems.push_back(file + ":1: saga: " + def->name + " is defined in " + it->second + " too");
+        problems.push_back(file + ":1: saga: " + def->name + " is defined in " + it->second +
+                           " too");
         continue;
       }
       defs.push_back(std::move(*def));

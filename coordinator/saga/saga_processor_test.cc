@@ -1,7 +1,7 @@
 // The saga processor through the real TransactionService and TransactionDriver, over the
 // in-memory store, a scripted transport and a fake clock.
 
-#include "coordinator/core/saga_processor.h"
+#include "coordinator/saga/saga_processor.h"
 
 #include <gtest/gtest.h>
 
@@ -79,13 +79,13 @@ TEST_F(SagaTest, AStepRunsOnlyOnceTheStepItNeedsIsStoredAsDone) {
   // Were b called while the store still showed a as not done, a crash then would leave b
   // uncompensated: compensation targets the steps whose prerequisites are stored as done.
   StoreWatchingTransport watching(transport_, store_);
-  TransactionDriver driver(DriverOptions{.owner = "node-b"}, store_, watching, clock_, ids_,
-                           crash_, {&saga_});
+  TransactionDriver driver(DriverOptions{.owner = "node-b"}, store_, watching, clock_, ids_, crash_,
+                           {&saga_});
   std::string gid = Start({Step("a"), Step("b", {"a"}), Step("c", {"b"})});
   store_.ExpireLeases();  // node-b takes over what node-a began
   ASSERT_TRUE(driver.DriveNow(gid).ok());
-  EXPECT_EQ(watching.seen_,
-            (Strings{"a/action sees", "b/action sees a/action", "c/action sees a/action b/action"}));
+  EXPECT_EQ(watching.seen_, (Strings{"a/action sees", "b/action sees a/action",
+                                     "c/action sees a/action b/action"}));
   EXPECT_EQ(Load(gid).status, TxStatus::kCommitted);
 }
 

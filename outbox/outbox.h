@@ -18,7 +18,7 @@ struct OutboxEvent {
   std::string aggregate_id;    // events of one aggregate keep their order end to end
   std::string event_type;      // e.g. "OrderPlaced"
   std::string topic;
-  std::string key;             // the Kafka key; empty: the aggregate id
+  std::string key;  // the Kafka key; empty: the aggregate id
   std::string payload_json = "{}";
   std::map<std::string, std::string> headers;
 };

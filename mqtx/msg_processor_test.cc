@@ -2,7 +2,7 @@
 // in-memory store, a scripted transport (the check-back), a scripted message sink and a fake
 // clock.
 
-#include "coordinator/core/msg_processor.h"
+#include "mqtx/msg_processor.h"
 
 #include <gtest/gtest.h>
 
