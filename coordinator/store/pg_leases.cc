@@ -15,9 +15,10 @@ Status PgTransactionStore::SetAttention(const std::string& gid, const std::strin
                                         const core::Fence* fence) {
   return WriteStatement([&](pqxx::transaction_base& w) -> Status {
     if (fence == nullptr) {
-      Prepared(w, "UPDATE treaty.transactions SET attention = NULLIF($2, '') WHERE gid = $1", gid,
-               attention);
-      return Status::Ok();
+      pqxx::result r = Prepared(
+          w, "UPDATE treaty.transactions SET attention = NULLIF($2, '') WHERE gid = $1 RETURNING gid",
+          gid, attention);
+      return r.empty() ? NoTransaction(gid) : Status::Ok();
     }
     pqxx::result r = Prepared(w,
         "UPDATE treaty.transactions SET attention = NULLIF($2, ''), "
@@ -25,6 +26,7 @@ Status PgTransactionStore::SetAttention(const std::string& gid, const std::strin
         "WHERE gid = $1 AND owner = $3 AND lease_until > now() RETURNING gid",
         gid, attention, fence->owner, LeaseMs(fence->lease));
     if (r.empty()) {
+      if (!Exists(w, gid)) return NoTransaction(gid);
       return Status::LeaseLost("transaction " + gid + " is no longer leased to " + fence->owner);
     }
     return Status::Ok();
@@ -34,11 +36,13 @@ Status PgTransactionStore::SetAttention(const std::string& gid, const std::strin
 Status PgTransactionStore::Reschedule(const std::string& gid, const std::string& owner,
                                       TimePoint next_attempt_at) {
   return WriteStatement([&](pqxx::transaction_base& w) -> Status {
-    Prepared(w,
+    pqxx::result r = Prepared(w,
         "UPDATE treaty.transactions SET next_attempt_at = CASE WHEN wake_requested "
         "THEN next_attempt_at ELSE " SQL_TS(3) " END, wake_requested = false, lease_until = NULL "
-        "WHERE gid = $1 AND owner = $2",
+        "WHERE gid = $1 AND owner = $2 RETURNING gid",
         gid, owner, Ms(next_attempt_at));
+    // Not the holder: nothing to do.
+    if (r.empty() && !Exists(w, gid)) return NoTransaction(gid);
     return Status::Ok();
   });
 }
@@ -50,7 +54,10 @@ Status PgTransactionStore::MakeDue(const std::string& gid, TimePoint now) {
                     "wake_requested = true WHERE gid = $1 AND status IN ") +
             kUnfinished + " RETURNING gid",
         gid, Ms(now));
-    if (r.empty()) return Status::Conflict("transaction " + gid + " is not unfinished");
+    if (r.empty()) {
+      if (!Exists(w, gid)) return NoTransaction(gid);
+      return Status::Conflict("transaction " + gid + " is not unfinished");
+    }
     return Status::Ok();
   });
 }
@@ -87,6 +94,7 @@ Result<bool> PgTransactionStore::TryLease(const std::string& gid, const std::str
             kUnfinished +
             " AND (lease_until IS NULL OR lease_until <= now() OR owner = $2) RETURNING gid",
         gid, owner, LeaseMs(lease));
+    if (r.empty() && !Exists(w, gid)) return NoTransaction(gid);
     return !r.empty();
   });
 }

@@ -67,6 +67,16 @@ inline pqxx::result Prepared(pqxx::transaction_base& w, const std::string& sql, 
 // The statuses of a transaction still to be driven, as an SQL list.
 inline constexpr const char* kUnfinished = "('active', 'prepared', 'committing', 'aborting')";
 
+// Whether transaction `gid` is stored. Asked only after a keyed statement changed no row, to
+// tell an unknown gid (NotFound, store.h) from a state that refused the change.
+inline bool Exists(pqxx::transaction_base& w, const std::string& gid) {
+  return !Prepared(w, "SELECT 1 FROM treaty.transactions WHERE gid = $1", gid).empty();
+}
+
+inline Status NoTransaction(const std::string& gid) {
+  return Status::NotFound("no transaction " + gid);
+}
+
 // Status-returning calls run through Pool::Run<bool>.
 inline Status AsStatus(const Result<bool>& r) { return r.ok() ? Status::Ok() : r.status(); }
 

@@ -102,7 +102,10 @@ Status PgTransactionStore::MarkSubmitted(const std::string& gid, TimePoint now) 
         "SELECT gid, 'active', 'active', 'submitted', " SQL_TS(2) " FROM changed) "
         "SELECT gid FROM changed",
         gid, Ms(now));
-    if (r.empty()) return Status::Conflict("transaction " + gid + " cannot be submitted");
+    if (r.empty()) {
+      if (!Exists(w, gid)) return NoTransaction(gid);
+      return Status::Conflict("transaction " + gid + " cannot be submitted");
+    }
     return Status::Ok();
   });
 }
