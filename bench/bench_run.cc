@@ -157,18 +157,22 @@ Result<Object::Ptr> BenchRun::UnderAttack() {
 }
 
 Result<Object::Ptr> BenchRun::Load(const std::string& mode, int clients, int branches) {
-  Say("load: " + mode + ", " + std::to_string(clients) + " clients, " +
-      std::to_string(branches) + " branches");
+  Say("load: " + mode + ", " + std::to_string(clients) + " clients, " + std::to_string(branches) +
+      " branches");
   auto dir = harness::TempDir::Create("load");
   if (!dir.ok()) return dir.status();
   auto p = Process::Start(ProcessSpec{
       .name = "load",
       .argv = {self_, "load", "--treatyd", stack_.treatyd().base_url(), "--participant",
-               stack_.participant().base_url(), "--mode", mode, "--clients", std::to_string(clients),
-               "--branches", std::to_string(branches), "--warmup",
-               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(o_.warmup).count()) + "ms",
+               stack_.participant().base_url(), "--mode", mode, "--clients",
+               std::to_string(clients), "--branches", std::to_string(branches), "--warmup",
+               std::to_string(
+                   std::chrono::duration_cast<std::chrono::milliseconds>(o_.warmup).count()) +
+                   "ms",
                "--seconds",
-               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(o_.measure).count()) + "ms",
+               std::to_string(
+                   std::chrono::duration_cast<std::chrono::milliseconds>(o_.measure).count()) +
+                   "ms",
                "--run-id", "r" + std::to_string(++runs_)},
       .log_path = dir->File("load.log"),
       .pipe_stdout = true});
@@ -198,13 +202,17 @@ Result<Object::Ptr> BenchRun::Backlog() {
       "INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, submitted, "
       "reason, deadline, next_attempt_at, ops, op_state) SELECT 'backlog-' || g, '2pc', "
       "'committing', '{}', 'bench', true, 'all 2 branches prepared', "
-      "now() + interval '1 hour', now(), o.ops, o.op_state FROM generate_series(1, " + n + ") g, "
-      "(SELECT jsonb_agg(jsonb_build_object('branch_id', 'b' || b, 'op', op, 'position', b, "
-      "'url', '" + url + "' || op, 'payload', '{}'::jsonb, 'after_ids', '')) AS ops, "
-      "jsonb_object_agg('b' || b || '/' || op, jsonb_build_object('status', CASE WHEN "
-      "op = 'prepare' THEN 'succeeded' ELSE 'pending' END, 'attempts', CASE WHEN op = "
-      "'prepare' THEN 1 ELSE 0 END)) AS op_state FROM generate_series(1, 2) b, "
-      "unnest(ARRAY['prepare', 'commit', 'abort']) op) o");
+      "now() + interval '1 hour', now(), o.ops, o.op_state FROM generate_series(1, " +
+          n +
+          ") g, "
+          "(SELECT jsonb_agg(jsonb_build_object('branch_id', 'b' || b, 'op', op, 'position', b, "
+          "'url', '" +
+          url +
+          "' || op, 'payload', '{}'::jsonb, 'after_ids', '')) AS ops, "
+          "jsonb_object_agg('b' || b || '/' || op, jsonb_build_object('status', CASE WHEN "
+          "op = 'prepare' THEN 'succeeded' ELSE 'pending' END, 'attempts', CASE WHEN op = "
+          "'prepare' THEN 1 ELSE 0 END)) AS op_state FROM generate_series(1, 2) b, "
+          "unnest(ARRAY['prepare', 'commit', 'abort']) op) o");
   if (!s.ok()) return s;
   auto started = std::chrono::steady_clock::now();
   if (Status r = stack_.treatyd().Restart(); !r.ok()) return r;
@@ -217,13 +225,14 @@ Result<Object::Ptr> BenchRun::Backlog() {
         }
         // EXISTS, as for the outbox below: the unfinished index's head, not a count.
         auto left = stack_.pg().QueryValue("treaty",
-                                    "SELECT EXISTS (SELECT 1 FROM treaty.transactions WHERE "
-                                    "status = 'committing' AND gid LIKE 'backlog-%')");
+                                           "SELECT EXISTS (SELECT 1 FROM treaty.transactions WHERE "
+                                           "status = 'committing' AND gid LIKE 'backlog-%')");
         return left.ok() && *left == "f";
       },
       std::chrono::minutes(10), std::chrono::milliseconds(100));
   if (!drained) return Status::DeadlineExceeded("the backlog was not finished in 10 minutes");
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   auto hwm = RssKib(stack_.treatyd().process().pid(), "VmHWM");
   Object::Ptr r = new Object(Poco::JSON_PRESERVE_KEY_ORDER);
   r->set("transactions", o_.backlog);
@@ -242,13 +251,16 @@ Result<Object::Ptr> BenchRun::Outbox() {
   s = stack_.PreloadOutbox("treaty_outbox", o_.outbox_rows);
   if (!s.ok()) return s;
   auto started = std::chrono::steady_clock::now();
-  auto relay = Service::Start(ServiceSpec{
-      .name = "treaty-relay",
-      .binary = harness::kRelayPath,
-      .config_yaml = "listen: 127.0.0.1:0\n"
-                     "database: { url: \"" + stack_.pg().Url("outbox") + "\" }\n"
-                     "kafka: { bootstrap_servers: \"" + stack_.broker().bootstrap() + "\" }\n"
-                     "log: { level: warn }\n"});
+  auto relay = Service::Start(ServiceSpec{.name = "treaty-relay",
+                                          .binary = harness::kRelayPath,
+                                          .config_yaml = "listen: 127.0.0.1:0\n"
+                                                         "database: { url: \"" +
+                                                         stack_.pg().Url("outbox") +
+                                                         "\" }\n"
+                                                         "kafka: { bootstrap_servers: \"" +
+                                                         stack_.broker().bootstrap() +
+                                                         "\" }\n"
+                                                         "log: { level: warn }\n"});
   if (!relay.ok()) return relay.status();
   bool drained = harness::WaitUntil(
       [&] {
@@ -260,7 +272,8 @@ Result<Object::Ptr> BenchRun::Outbox() {
       },
       std::chrono::minutes(10), std::chrono::milliseconds(100));
   if (!drained) return Status::DeadlineExceeded("the outbox was not drained in 10 minutes");
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   Object::Ptr r = new Object(Poco::JSON_PRESERVE_KEY_ORDER);
   r->set("rows", o_.outbox_rows);
   r->set("seconds", seconds);

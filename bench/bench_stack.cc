@@ -26,27 +26,32 @@ Status BenchStack::Start() {
   auto broker = DevBroker::Start();
   if (!broker.ok()) return broker.status();
   broker_ = std::move(*broker);
-  auto participant = Service::Start(ServiceSpec{.name = "bench-participant",
-                                                .binary = kParticipantPath,
-                                                .config_yaml = "listen: 127.0.0.1:0\nthreads: 256\n"});
+  auto participant =
+      Service::Start(ServiceSpec{.name = "bench-participant",
+                                 .binary = kParticipantPath,
+                                 .config_yaml = "listen: 127.0.0.1:0\nthreads: 256\n"});
   if (!participant.ok()) return participant.status();
   participant_ = std::move(*participant);
   return StartTreatyd();
 }
 
 Status BenchStack::StartTreatyd() {
-  auto t = Service::Start(ServiceSpec{
-      .name = "treatyd",
-      .binary = harness::kTreatydPath,
-      .config_yaml = "listen: 127.0.0.1:0\nnode_id: bench\n"
-                     "store: { url: \"" + pg_->Url("treaty") + "\", pool_size: 32 }\n"
-                     "kafka: { bootstrap_servers: \"" + broker_->bootstrap() + "\" }\n"
-                     "scheduler: { workers: 32 }\n"
-                     // The load generator is one caller: the default per-caller rate limit
-                     // (2,000 requests/s) would cap what is measured (msg makes two requests
-                     // per transaction).
-                     "limits: { rate_per_second: 0 }\n"
-                     "log: { level: warn }\n"});
+  auto t = Service::Start(
+      ServiceSpec{.name = "treatyd",
+                  .binary = harness::kTreatydPath,
+                  .config_yaml = "listen: 127.0.0.1:0\nnode_id: bench\n"
+                                 "store: { url: \"" +
+                                 pg_->Url("treaty") +
+                                 "\", pool_size: 32 }\n"
+                                 "kafka: { bootstrap_servers: \"" +
+                                 broker_->bootstrap() +
+                                 "\" }\n"
+                                 "scheduler: { workers: 32 }\n"
+                                 // The load generator is one caller: the default per-caller rate
+                                 // limit (2,000 requests/s) would cap what is measured (msg makes
+                                 // two requests per transaction).
+                                 "limits: { rate_per_second: 0 }\n"
+                                 "log: { level: warn }\n"});
   if (!t.ok()) return t.status();
   treatyd_ = std::move(*t);
   return WaitReady();
@@ -63,10 +68,10 @@ Status BenchStack::WaitReady() {
 }
 
 Status BenchStack::ServeUntilStdinCloses() {
-  std::cout << "{\"treatyd\":\"" << treatyd_->base_url() << "\",\"treatyd_pid\":"
-            << treatyd_->process().pid() << ",\"participant\":\"" << participant_->base_url()
-            << "\",\"store\":\"" << pg_->Url("treaty") << "\",\"kafka\":\""
-            << broker_->bootstrap() << "\"}" << std::endl;
+  std::cout << "{\"treatyd\":\"" << treatyd_->base_url()
+            << "\",\"treatyd_pid\":" << treatyd_->process().pid() << ",\"participant\":\""
+            << participant_->base_url() << "\",\"store\":\"" << pg_->Url("treaty")
+            << "\",\"kafka\":\"" << broker_->bootstrap() << "\"}" << std::endl;
   std::string line;
   while (std::getline(std::cin, line)) {
   }
@@ -75,13 +80,12 @@ Status BenchStack::ServeUntilStdinCloses() {
 
 Status BenchStack::PreloadOutbox(const std::string& table, int64_t rows) {
   return pg_->Execute(
-      "outbox",
-      "INSERT INTO " + table +
-          " (event_id, aggregate_type, aggregate_id, event_type, topic, key, payload) "
-          "SELECT 'e-' || g, 'order', (g % 1000)::text, 'OrderPlaced', 'bench.outbox', "
-          "(g % 1000)::text, jsonb_build_object('order', g, 'sku', 'A1', 'qty', 1) "
-          "FROM generate_series(1, " +
-          std::to_string(rows) + ") g");
+      "outbox", "INSERT INTO " + table +
+                    " (event_id, aggregate_type, aggregate_id, event_type, topic, key, payload) "
+                    "SELECT 'e-' || g, 'order', (g % 1000)::text, 'OrderPlaced', 'bench.outbox', "
+                    "(g % 1000)::text, jsonb_build_object('order', g, 'sku', 'A1', 'qty', 1) "
+                    "FROM generate_series(1, " +
+                    std::to_string(rows) + ") g");
 }
 
 }  // namespace treaty::bench

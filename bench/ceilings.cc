@@ -66,7 +66,8 @@ ProduceResult Produce(const std::string& bootstrap, int64_t messages, size_t siz
     rd_kafka_poll(rk, 0);
   }
   rd_kafka_flush(rk, 120000);
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   rd_kafka_destroy(rk);
   return {static_cast<double>(messages) / seconds, failed.load()};
 }
@@ -74,7 +75,8 @@ ProduceResult Produce(const std::string& bootstrap, int64_t messages, size_t siz
 Result<Object::Ptr> PgCeilings::PgBench(int clients) {
   Say("pgbench: one INSERT and one UPDATE per transaction, " + std::to_string(clients) +
       " clients");
-  Status s = stack_.pg().Execute("ceiling",
+  Status s =
+      stack_.pg().Execute("ceiling",
                           "DROP TABLE IF EXISTS bench_tx; CREATE TABLE bench_tx (id bigint "
                           "PRIMARY KEY, status text NOT NULL, at timestamptz DEFAULT now())");
   if (!s.ok()) return s;
@@ -101,8 +103,8 @@ Result<Object::Ptr> PgCeilings::PgBenchTreatyWrites(int clients) {
   std::string ops = "[", op_state = "{", prepared = "{", committed = "{";
   for (const char* branch : {"b1", "b2"}) {
     for (const char* op : {"prepare", "commit", "abort"}) {
-      ops += std::string(ops.size() > 1 ? "," : "") + R"({"branch_id":")" + branch +
-             R"(","op":")" + op + R"(","position":0,"url":")" + p + op +
+      ops += std::string(ops.size() > 1 ? "," : "") + R"({"branch_id":")" + branch + R"(","op":")" +
+             op + R"(","position":0,"url":")" + p + op +
              R"(","payload":{"sku":"A1","qty":1},"timeout_ms": null,"after_ids":"",)"
              R"("msg_key":"","msg_headers": null})";
       op_state += std::string(op_state.size() > 1 ? "," : "") + "\"" + branch + "/" + op +
@@ -126,23 +128,26 @@ Result<Object::Ptr> PgCeilings::PgBenchTreatyWrites(int clients) {
       R"(abort","payload":{"sku":"A1","qty":1}}]})";
   auto transition = [](const std::string& from, const std::string& to, const std::string& reason,
                        const std::string& states) {
-    return "WITH c AS (UPDATE treaty.transactions SET status = '" + to + "', reason = '" +
-           reason + "', updated_at = now(), next_attempt_at = now(), op_state = op_state || '" +
-           states + "' WHERE gid = 'g' || :g AND status = '" + from +
+    return "WITH c AS (UPDATE treaty.transactions SET status = '" + to + "', reason = '" + reason +
+           "', updated_at = now(), next_attempt_at = now(), op_state = op_state || '" + states +
+           "' WHERE gid = 'g' || :g AND status = '" + from +
            "' RETURNING gid) INSERT INTO treaty.decision_log (gid, from_status, to_status, "
-           "reason, at) SELECT gid, '" + from + "', '" + to + "', '" + reason +
-           "', now() FROM c;\n";
+           "reason, at) SELECT gid, '" +
+           from + "', '" + to + "', '" + reason + "', now() FROM c;\n";
   };
   auto r = RunPgBench(
       "ceiling",
       "\\set g random(1, 9000000000000000)\n"
       "WITH t AS (INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, "
       "submitted, deadline, next_attempt_at, owner, lease_until, created_at, updated_at, ops, "
-      "op_state) VALUES ('g' || :g, '2pc', 'active', '" + request + "', 'digest', true, "
-      "now() + interval '30s', now(), 'bench', now() + interval '30s', now(), now(), '" + ops +
-      "', '" + op_state + "') ON CONFLICT (gid) DO NOTHING RETURNING gid) "
-      "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
-      "SELECT gid, NULL, 'active', 'begun with 2 branches', now() FROM t;\n" +
+      "op_state) VALUES ('g' || :g, '2pc', 'active', '" +
+          request +
+          "', 'digest', true, "
+          "now() + interval '30s', now(), 'bench', now() + interval '30s', now(), now(), '" +
+          ops + "', '" + op_state +
+          "') ON CONFLICT (gid) DO NOTHING RETURNING gid) "
+          "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "
+          "SELECT gid, NULL, 'active', 'begun with 2 branches', now() FROM t;\n" +
           transition("active", "committing", "all 2 branches prepared", prepared) +
           transition("committing", "committed", "all 2 branches committed", committed),
       {"-c", std::to_string(clients), "-j", std::to_string(std::min(clients, 2)), "-T",
@@ -190,25 +195,30 @@ Result<Object::Ptr> PgCeilings::OutboxSqlAlone() {
 }
 
 int PgCeilings::MeasureSeconds() const {
-  return static_cast<int>(std::max<int64_t>(
-      1, std::chrono::duration_cast<std::chrono::seconds>(o_.measure).count()));
+  return static_cast<int>(
+      std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(o_.measure).count()));
 }
 
 Result<Object::Ptr> PgCeilings::RunPgBench(const std::string& database, const std::string& script,
-                               const std::vector<std::string>& how, int clients,
-                               const std::string& pgoptions) {
+                                           const std::vector<std::string>& how, int clients,
+                                           const std::string& pgoptions) {
   auto dir = harness::TempDir::Create("pgbench");
   if (!dir.ok()) return dir.status();
   std::ofstream(dir->File("tx.sql")) << script;
-  std::vector<std::string> argv = {PgBinDir() + "/pgbench", "-n", "-M", "prepared", "-h",
-                                   "127.0.0.1", "-p", std::to_string(stack_.pg().port()), "-U",
+  std::vector<std::string> argv = {PgBinDir() + "/pgbench",
+                                   "-n",
+                                   "-M",
+                                   "prepared",
+                                   "-h",
+                                   "127.0.0.1",
+                                   "-p",
+                                   std::to_string(stack_.pg().port()),
+                                   "-U",
                                    "postgres"};
   argv.insert(argv.end(), how.begin(), how.end());
   argv.insert(argv.end(), {"-f", dir->File("tx.sql"), database});
-  ProcessSpec spec{.name = "pgbench",
-                   .argv = argv,
-                   .log_path = dir->File("pgbench.log"),
-                   .pipe_stdout = true};
+  ProcessSpec spec{
+      .name = "pgbench", .argv = argv, .log_path = dir->File("pgbench.log"), .pipe_stdout = true};
   if (!pgoptions.empty()) spec.env.emplace_back("PGOPTIONS", pgoptions);
   auto p = Process::Start(std::move(spec));
   if (!p.ok()) return p.status();
@@ -216,8 +226,7 @@ Result<Object::Ptr> PgCeilings::RunPgBench(const std::string& database, const st
   while (auto line = (*p)->ReadLine(std::chrono::minutes(10))) out += *line + "\n";
   auto code = (*p)->Wait(std::chrono::seconds(30));
   std::smatch m;
-  if (!code.ok() || *code != 0 ||
-      !std::regex_search(out, m, std::regex(R"(tps = ([0-9.]+))"))) {
+  if (!code.ok() || *code != 0 || !std::regex_search(out, m, std::regex(R"(tps = ([0-9.]+))"))) {
     return Status::Internal("pgbench failed: " + out + (*p)->ReadLog());
   }
   Object::Ptr r = new Object(Poco::JSON_PRESERVE_KEY_ORDER);

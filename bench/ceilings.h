@@ -56,8 +56,7 @@ class PgCeilings {
   // Runs pgbench with `script` on `database` (its sessions' settings in `pgoptions`, as
   // PGOPTIONS) and returns its transactions per second (and average latency) as
   // {"clients", "tps", "latency_avg_ms"}.
-  Result<Poco::JSON::Object::Ptr> RunPgBench(const std::string& database,
-                                             const std::string& script,
+  Result<Poco::JSON::Object::Ptr> RunPgBench(const std::string& database, const std::string& script,
                                              const std::vector<std::string>& how, int clients,
                                              const std::string& pgoptions = "");
 

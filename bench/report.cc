@@ -65,8 +65,9 @@ std::string Markdown(const Object::Ptr& doc) {
   std::ostringstream md;
   md << "Measured " << m->getValue<std::string>("date") << " by `scripts/bench` ("
      << m->getValue<std::string>("run") << " run) on " << m->getValue<int>("cores") << " cores ("
-     << m->getValue<std::string>("cpu") << "), PostgreSQL " << m->getValue<std::string>("postgresql")
-     << " with " << m->getValue<std::string>("postgresql_durability")
+     << m->getValue<std::string>("cpu") << "), PostgreSQL "
+     << m->getValue<std::string>("postgresql") << " with "
+     << m->getValue<std::string>("postgresql_durability")
      << ", the dev broker, and a participant that answers at once. Every transaction waits for "
         "its outcome (closed loop). Regenerated from `bench/results.json`; do not edit.\n\n";
 
@@ -113,17 +114,18 @@ std::string Markdown(const Object::Ptr& doc) {
      << "% |\n";
   if (Object::Ptr alone = ceilings->getObject("outbox_sql_alone")) {
     md << "| PostgreSQL alone marking and reading outbox rows, "
-       << alone->optValue<int>("sessions", 1) << " sessions | "
-       << Fixed(Num(alone, "per_second")) << " | outbox relay at "
-       << Fixed(100 * Num(outbox, "per_second") / Num(alone, "per_second")) << "% |\n";
+       << alone->optValue<int>("sessions", 1) << " sessions | " << Fixed(Num(alone, "per_second"))
+       << " | outbox relay at " << Fixed(100 * Num(outbox, "per_second") / Num(alone, "per_second"))
+       << "% |\n";
   }
-  md << "\n| clients | 2PC tx/s | p99 ms | pgbench tx/s | 2PC / pgbench |\n|---:|---:|---:|---:|---:|\n";
+  md << "\n| clients | 2PC tx/s | p99 ms | pgbench tx/s | 2PC / pgbench "
+        "|\n|---:|---:|---:|---:|---:|\n";
   Array::Ptr sc = r->getArray("scaling_clients");
   for (size_t i = 0; i < sc->size(); ++i) {
     Object::Ptr x = sc->getObject(i);
     int c = x->getValue<int>("clients");
-    md << "| " << c << " | " << Fixed(Num(x, "tps")) << " | " << Fixed(Num(x, "p99_ms"), 1)
-       << " | " << Fixed(pg_at(c)) << " | " << Fixed(100 * Num(x, "tps") / pg_at(c)) << "% |\n";
+    md << "| " << c << " | " << Fixed(Num(x, "tps")) << " | " << Fixed(Num(x, "p99_ms"), 1) << " | "
+       << Fixed(pg_at(c)) << " | " << Fixed(100 * Num(x, "tps") / pg_at(c)) << "% |\n";
   }
   md << "\n| branches (" << clients << " clients) | 2PC tx/s | p99 ms |\n|---:|---:|---:|\n";
   Array::Ptr sb = r->getArray("scaling_branches");

@@ -12,7 +12,6 @@
 //   treaty-bench produce --bootstrap HOST:PORT [--messages N] [--size BYTES]
 //       the raw librdkafka produce rate (idempotent, acks=all, as treatyd and the relay produce)
 
-
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Stringifier.h>
 

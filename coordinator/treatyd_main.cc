@@ -11,32 +11,32 @@
 #include <iostream>
 #include <thread>
 
+#include "common/http/http_server.h"
+#include "common/http/router.h"
 #include "common/json_text.h"
+#include "common/kafka/kafka_publisher.h"
 #include "common/log.h"
 #include "common/service_main.h"
 #include "config/treaty_config.h"
-#include "common/http/http_server.h"
-#include "common/http/router.h"
-#include "common/kafka/kafka_publisher.h"
 #include "coordinator/api/access_policy.h"
 #include "coordinator/api/transactions_api.h"
 #include "coordinator/api/treatyd_routes.h"
-#include "coordinator/core/transaction_driver.h"
-#include "coordinator/core/transaction_service.h"
 #include "coordinator/broker/kafka_message_sink.h"
 #include "coordinator/core/msg_processor.h"
 #include "coordinator/core/saga_processor.h"
 #include "coordinator/core/tcc_processor.h"
+#include "coordinator/core/transaction_driver.h"
+#include "coordinator/core/transaction_service.h"
 #include "coordinator/core/twopc_processor.h"
 #include "coordinator/env_crash_points.h"
 #include "coordinator/logging_observer.h"
 #include "coordinator/metrics/timed_store.h"
 #include "coordinator/metrics/treaty_metrics.h"
 #include "coordinator/store/pg_store.h"
-#include "saga/saga_registry.h"
 #include "coordinator/store/pg_transaction_store.h"
 #include "coordinator/store/store_startup.h"
 #include "coordinator/transport/http_branch_transport.h"
+#include "saga/saga_registry.h"
 
 namespace treaty {
 namespace {

@@ -115,7 +115,8 @@ class StoreContractTest : public ::testing::TestWithParam<std::string> {
     if (!pg_) return static_cast<core::testing::InMemoryStore&>(*store_).LeaseUntil(gid);
     auto ms = pg_->QueryValue(database_,
                               "SELECT (extract(epoch FROM lease_until) * 1000)::bigint FROM "
-                              "treaty.transactions WHERE gid = '" + gid + "'");
+                              "treaty.transactions WHERE gid = '" +
+                                  gid + "'");
     return core::TimePoint(milliseconds(std::stoll(ms.value())));
   }
   OpStatus StatusOf(const std::string& gid, const std::string& branch, const std::string& op) {
@@ -288,8 +289,8 @@ TEST_P(StoreContractTest, CreateLeasesToItsCreatorOrToNobodyWithAZeroLease) {
 
 TEST_P(StoreContractTest, LoadGivesTheLogOnlyWhenAskedAndNotFoundForAnUnknownGid) {
   Create(Tx("l1", core::Mode::kSaga, TxStatus::kActive, {"action"}));
-  ASSERT_OK(store_->Transition("l1", TxStatus::kActive, TxStatus::kAborting, "why", Now(), {},
-                               nullptr));
+  ASSERT_OK(
+      store_->Transition("l1", TxStatus::kActive, TxStatus::kAborting, "why", Now(), {}, nullptr));
   EXPECT_TRUE(Load("l1").log.empty());
   core::Transaction tx = Load("l1", true);
   ASSERT_EQ(tx.log.size(), 2u);
@@ -362,10 +363,11 @@ TEST_P(StoreContractTest, MarkSubmittedOnceMakesTheTransactionDueAndLogsIt) {
 // ---- Transition --------------------------------------------------------------------------------
 
 TEST_P(StoreContractTest, TransitionsFollowEachModesTableAndNothingElse) {
-  const TxStatus statuses[] = {TxStatus::kActive,   TxStatus::kPrepared, TxStatus::kCommitting,
+  const TxStatus statuses[] = {TxStatus::kActive,    TxStatus::kPrepared, TxStatus::kCommitting,
                                TxStatus::kCommitted, TxStatus::kAborting, TxStatus::kAborted};
   int legal = 0;
-  for (core::Mode mode : {core::Mode::k2pc, core::Mode::kTcc, core::Mode::kSaga, core::Mode::kMsg}) {
+  for (core::Mode mode :
+       {core::Mode::k2pc, core::Mode::kTcc, core::Mode::kSaga, core::Mode::kMsg}) {
     for (TxStatus from : statuses) {
       for (TxStatus to : statuses) {
         const std::string gid = std::string(core::ModeName(mode)) + "-" +
@@ -392,23 +394,24 @@ TEST_P(StoreContractTest, ATransitionMovesFromTheStatusItNamesWithItsLogRowAndOp
   Create(Tx("t1", core::Mode::k2pc, TxStatus::kActive, {"prepare", "commit"}));
   const core::TimePoint at = Now() + seconds(5);
   // `from` is stale: Conflict, and nothing changes.
-  EXPECT_EQ(store_->Transition("t1", TxStatus::kCommitting, TxStatus::kCommitted, "late", at, {},
-                               nullptr)
-                .code(),
-            Status::Code::kConflict);
+  EXPECT_EQ(
+      store_->Transition("t1", TxStatus::kCommitting, TxStatus::kCommitted, "late", at, {}, nullptr)
+          .code(),
+      Status::Code::kConflict);
   // An op to record that does not exist: NotFound, and no move.
-  EXPECT_EQ(store_->Transition("t1", TxStatus::kActive, TxStatus::kCommitting, "all prepared", at,
-                               {Op("b", "prepare", OpStatus::kSucceeded, 1),
-                                Op("b", "nothing", OpStatus::kSucceeded, 1)},
-                               nullptr)
+  EXPECT_EQ(store_
+                ->Transition("t1", TxStatus::kActive, TxStatus::kCommitting, "all prepared", at,
+                             {Op("b", "prepare", OpStatus::kSucceeded, 1),
+                              Op("b", "nothing", OpStatus::kSucceeded, 1)},
+                             nullptr)
                 .code(),
             Status::Code::kNotFound);
   EXPECT_EQ(Load("t1").status, TxStatus::kActive);
   EXPECT_EQ(StatusOf("t1", "b", "prepare"), OpStatus::kPending);
-  EXPECT_EQ(store_->Transition("nope", TxStatus::kActive, TxStatus::kCommitting, "", at, {},
-                               nullptr)
-                .code(),
-            Status::Code::kNotFound);
+  EXPECT_EQ(
+      store_->Transition("nope", TxStatus::kActive, TxStatus::kCommitting, "", at, {}, nullptr)
+          .code(),
+      Status::Code::kNotFound);
 
   ASSERT_OK(store_->Transition("t1", TxStatus::kActive, TxStatus::kCommitting, "all prepared", at,
                                {Op("b", "prepare", OpStatus::kSucceeded, 1)}, nullptr));
@@ -425,10 +428,10 @@ TEST_P(StoreContractTest, ATransitionMovesFromTheStatusItNamesWithItsLogRowAndOp
   EXPECT_EQ(tx.log[1].to, TxStatus::kCommitting);
   EXPECT_EQ(tx.log[1].reason, "all prepared");
   // The same move again: `from` is stale now.
-  EXPECT_EQ(store_->Transition("t1", TxStatus::kActive, TxStatus::kCommitting, "again", at, {},
-                               nullptr)
-                .code(),
-            Status::Code::kConflict);
+  EXPECT_EQ(
+      store_->Transition("t1", TxStatus::kActive, TxStatus::kCommitting, "again", at, {}, nullptr)
+          .code(),
+      Status::Code::kConflict);
   EXPECT_EQ(Load("t1", true).log.size(), 2u);
 }
 
@@ -447,10 +450,11 @@ TEST_P(StoreContractTest, RecordOpsStoresAttemptsAndErrorsOfExistingOpsOnly) {
   EXPECT_EQ(tx.FindOp("b", "action")->last_error, "503");
   EXPECT_EQ(tx.updated_at, at);
   // One op that does not exist: none of them is recorded.
-  EXPECT_EQ(store_->RecordOps("r1",
-                              {Op("b", "action", OpStatus::kSucceeded, 3),
-                               Op("b", "nothing", OpStatus::kSucceeded, 1)},
-                              at, a)
+  EXPECT_EQ(store_
+                ->RecordOps("r1",
+                            {Op("b", "action", OpStatus::kSucceeded, 3),
+                             Op("b", "nothing", OpStatus::kSucceeded, 1)},
+                            at, a)
                 .code(),
             Status::Code::kNotFound);
   EXPECT_EQ(StatusOf("r1", "b", "action"), OpStatus::kPending);
@@ -569,8 +573,7 @@ TEST_P(StoreContractTest, TryLeaseTakesAFreeOrOwnLeaseOfAnUnfinishedTransaction)
   ASSERT_OK(store_->ReleaseLeases("node-a"));
   EXPECT_TRUE(store_->TryLease("l1", "node-b", seconds(30)).value());
   EXPECT_FALSE(store_->TryLease("l1", "node-a", seconds(30)).value());
-  Create(Tx("l2", core::Mode::k2pc, TxStatus::kAborted, {"abort"}), "node-a",
-         Duration::zero());
+  Create(Tx("l2", core::Mode::k2pc, TxStatus::kAborted, {"abort"}), "node-a", Duration::zero());
   EXPECT_FALSE(store_->TryLease("l2", "node-a", seconds(30)).value()) << "finished";
   EXPECT_EQ(store_->TryLease("nope", "node-a", seconds(30)).status().code(),
             Status::Code::kNotFound);
@@ -647,12 +650,11 @@ TEST_P(StoreContractTest, CountByStatusCountsEveryTransactionAndLeavesEmptyStatu
   Create(Tx("c1", core::Mode::k2pc, TxStatus::kActive, {"prepare"}));
   Create(Tx("c2", core::Mode::k2pc, TxStatus::kActive, {"prepare"}));
   Create(Tx("c3", core::Mode::kSaga, TxStatus::kAborted, {"action"}));
-  ASSERT_OK(store_->Transition("c2", TxStatus::kActive, TxStatus::kAborting, "", Now(), {},
-                               nullptr));
+  ASSERT_OK(
+      store_->Transition("c2", TxStatus::kActive, TxStatus::kAborting, "", Now(), {}, nullptr));
   EXPECT_EQ(store_->CountByStatus().value(),
-            (std::map<TxStatus, int64_t>{{TxStatus::kActive, 1},
-                                         {TxStatus::kAborting, 1},
-                                         {TxStatus::kAborted, 1}}));
+            (std::map<TxStatus, int64_t>{
+                {TxStatus::kActive, 1}, {TxStatus::kAborting, 1}, {TxStatus::kAborted, 1}}));
 }
 
 INSTANTIATE_TEST_SUITE_P(BothStores, StoreContractTest, ::testing::Values("postgres", "memory"),

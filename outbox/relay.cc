@@ -246,8 +246,7 @@ OutboxRelay::Claimed OutboxRelay::ClaimRows(pqxx::work& tx, HeldAggregates& held
 }
 
 void OutboxRelay::LockAggregates(pqxx::work& tx, std::unordered_set<std::string_view>& asked,
-                                 HeldAggregates& held,
-                                 std::unordered_set<std::string_view>& mine) {
+                                 HeldAggregates& held, std::unordered_set<std::string_view>& mine) {
   std::string keys;
   for (std::string_view k : asked) {
     keys += (keys.empty() ? "" : ",") + tx.quote(std::string(k));
@@ -338,9 +337,8 @@ OutboxRelay::Marked OutboxRelay::MarkDeliveries(pqxx::work& tx,
           "poison row blocks its aggregate (poison: block)",
           {{"event_id", row.event_id}, {"aggregate", row.aggregate_key}, {"error", d.error}});
     } else if (!retry) {
-      log_.Warn(
-          "a row failed; its aggregate waits for it",
-          {{"event_id", row.event_id}, {"aggregate", row.aggregate_key}, {"error", d.error}});
+      log_.Warn("a row failed; its aggregate waits for it",
+                {{"event_id", row.event_id}, {"aggregate", row.aggregate_key}, {"error", d.error}});
     }
   }
   if (!done.empty()) {

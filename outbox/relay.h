@@ -101,8 +101,8 @@ class OutboxRelay {
                                                  std::vector<PublishedRow>* batch);
   // What the broker's answers did to a round's rows.
   struct Marked {
-    size_t done = 0;  // acknowledged: marked sent (or deleted)
-    size_t dead = 0;  // poison rows moved to "dead"
+    size_t done = 0;                                     // acknowledged: marked sent (or deleted)
+    size_t dead = 0;                                     // poison rows moved to "dead"
     std::map<std::string, int64_t, std::less<>> failed;  // aggregate -> its first failed row
     bool failed_afresh = false;  // a row failed that was not a blocked one's retry
   };

@@ -16,7 +16,8 @@ Status PgTransactionStore::SetAttention(const std::string& gid, const std::strin
   return WriteStatement([&](pqxx::transaction_base& w) -> Status {
     if (fence == nullptr) {
       pqxx::result r = Prepared(
-          w, "UPDATE treaty.transactions SET attention = NULLIF($2, '') WHERE gid = $1 RETURNING gid",
+          w,
+          "UPDATE treaty.transactions SET attention = NULLIF($2, '') WHERE gid = $1 RETURNING gid",
           gid, attention);
       return r.empty() ? NoTransaction(gid) : Status::Ok();
     }
@@ -49,11 +50,13 @@ Status PgTransactionStore::Reschedule(const std::string& gid, const std::string&
 
 Status PgTransactionStore::MakeDue(const std::string& gid, TimePoint now) {
   return WriteStatement([&](pqxx::transaction_base& w) -> Status {
-    pqxx::result r = Prepared(w,
-        std::string("UPDATE treaty.transactions SET next_attempt_at = " SQL_TS(2) ", "
-                    "wake_requested = true WHERE gid = $1 AND status IN ") +
-            kUnfinished + " RETURNING gid",
-        gid, Ms(now));
+    pqxx::result r =
+        Prepared(w,
+                 std::string("UPDATE treaty.transactions SET next_attempt_at = " SQL_TS(
+                     2) ", "
+                        "wake_requested = true WHERE gid = $1 AND status IN ") +
+                     kUnfinished + " RETURNING gid",
+                 gid, Ms(now));
     if (r.empty()) {
       if (!Exists(w, gid)) return NoTransaction(gid);
       return Status::Conflict("transaction " + gid + " is not unfinished");

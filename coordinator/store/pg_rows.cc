@@ -89,7 +89,6 @@ std::string OpsJson(const std::vector<BranchOp>& ops) {
   return out;
 }
 
-
 std::string OpStatesJson(const std::vector<BranchOp>& ops) {
   std::string out;
   {

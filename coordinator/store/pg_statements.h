@@ -5,12 +5,11 @@
 // connection pool. Times cross the wire as milliseconds since the epoch; leases are taken and
 // compared by the database's clock only (store.h, Fence).
 
-#include <pqxx/pqxx>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <pqxx/pqxx>
 #include <string>
 #include <utility>
 
@@ -53,7 +52,7 @@ inline pqxx::result Prepared(pqxx::transaction_base& w, const std::string& sql, 
 // t.op_state (store.h): a succeeded op stays as stored, and a refused one is not set back to
 // pending, whatever a stale or repeated write says (its attempts and last error still move on,
 // so that its backoff keeps growing).
-#define SQL_MERGED_OPS(incoming)                                                                \
+#define SQL_MERGED_OPS(incoming)                                                            \
   "t.op_state || coalesce((SELECT jsonb_object_agg(e.key, CASE "                            \
   "WHEN t.op_state -> e.key ->> 'status' = 'succeeded' THEN t.op_state -> e.key "           \
   "WHEN t.op_state -> e.key ->> 'status' = 'refused' AND e.value ->> 'status' = 'pending' " \

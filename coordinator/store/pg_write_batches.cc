@@ -1,8 +1,9 @@
 // PgTransactionStore's batched writes: Create, Transition and RecordOps. Concurrent calls go to
 // the database together (pg_write_batches.h), each batch as one statement and one commit.
 
-#include <pqxx/pqxx>
+#include "coordinator/store/pg_write_batches.h"
 
+#include <pqxx/pqxx>
 #include <set>
 
 #include "common/batcher.h"
@@ -10,7 +11,6 @@
 #include "coordinator/store/pg_rows.h"
 #include "coordinator/store/pg_statements.h"
 #include "coordinator/store/pg_transaction_store.h"
-#include "coordinator/store/pg_write_batches.h"
 
 namespace treaty::store {
 
@@ -53,8 +53,8 @@ std::vector<PgTransactionStore::Created> PgTransactionStore::RunCreates(
   }
   rows += ']';
   std::vector<Created> out(batch.size(), Created{Status::Ok(), false});
-  auto created = pool_->Run<std::set<std::string>>(
-      [&](pqxx::connection& c) -> Result<std::set<std::string>> {
+  auto created =
+      pool_->Run<std::set<std::string>>([&](pqxx::connection& c) -> Result<std::set<std::string>> {
         // One statement, so one round trip and one commit for the batch (no gid twice:
         // batcher.h): each transaction's row (its ops in it) and its first log row go in, or
         // (its gid exists) neither does.
@@ -183,8 +183,8 @@ std::vector<Status> PgTransactionStore::RunTransitions(
         out[i] = Status::Conflict("illegal transition " + std::string(core::StatusName(req.from)) +
                                   " -> " + std::string(core::StatusName(req.to)));
       } else {
-        out[i] = Status::NotFound("transaction " + req.gid +
-                                  " lacks one of the branch ops recorded");
+        out[i] =
+            Status::NotFound("transaction " + req.gid + " lacks one of the branch ops recorded");
       }
     }
     return Status::Ok();

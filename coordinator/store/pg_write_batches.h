@@ -25,8 +25,8 @@ struct PgTransactionStore::TransitionRequest {
   core::TxStatus to;
   std::string reason;
   core::TimePoint now;
-  std::string legal_modes;  // the modes in which from -> to is legal, comma-separated
-  std::string ops_json;     // OpStatesJson: the outcomes to record
+  std::string legal_modes;           // the modes in which from -> to is legal, comma-separated
+  std::string ops_json;              // OpStatesJson: the outcomes to record
   std::optional<core::Fence> fence;  // a drive's; none for a client's move
 };
 
@@ -46,8 +46,7 @@ std::vector<Reply> AnswerFailedBatch(const std::vector<const Request*>& batch,
                                      const Status& failure, RunBatch run_batch) {
   std::vector<Reply> out;
   out.reserve(batch.size());
-  const bool each_on_its_own =
-      batch.size() > 1 && failure.code() != Status::Code::kUnavailable;
+  const bool each_on_its_own = batch.size() > 1 && failure.code() != Status::Code::kUnavailable;
   for (const Request* request : batch) {
     out.push_back(each_on_its_own ? run_batch(std::vector<const Request*>{request}).front()
                                   : Reply{failure});

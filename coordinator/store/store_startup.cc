@@ -50,13 +50,13 @@ void StoreStartup::Run() {
       return;
     }
     last_error_ = applied.status().message();
-    kLog.Warn("store not available yet; retrying",
-              {{"attempt", std::to_string(attempt)}, {"error", last_error_},
-               {"retry_in", FormatDuration(backoff)}});
+    kLog.Warn("store not available yet; retrying", {{"attempt", std::to_string(attempt)},
+                                                    {"error", last_error_},
+                                                    {"retry_in", FormatDuration(backoff)}});
     if (cv_.wait_for(lock, backoff, [this] { return stopping_; })) return;
-    backoff = std::min<Duration>(retry_.max, Duration(static_cast<int64_t>(
-                                                 static_cast<double>(backoff.count()) *
-                                                 retry_.multiplier)));
+    backoff = std::min<Duration>(
+        retry_.max,
+        Duration(static_cast<int64_t>(static_cast<double>(backoff.count()) * retry_.multiplier)));
   }
 }
 

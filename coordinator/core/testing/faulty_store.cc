@@ -4,9 +4,9 @@ namespace treaty::core::testing {
 namespace {
 
 constexpr std::array<std::string_view, kStoreMethods> kNames = {
-    "Create",       "Load",       "AddBranch", "MarkSubmitted", "Transition",
-    "RecordOps",    "SetAttention", "Reschedule", "MakeDue",     "ClaimDue",
-    "TryLease",     "ReleaseLeases", "List",    "CountByStatus",
+    "Create",    "Load",          "AddBranch",  "MarkSubmitted", "Transition",
+    "RecordOps", "SetAttention",  "Reschedule", "MakeDue",       "ClaimDue",
+    "TryLease",  "ReleaseLeases", "List",       "CountByStatus",
 };
 
 size_t Index(StoreMethod method) { return static_cast<size_t>(method); }

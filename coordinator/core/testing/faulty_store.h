@@ -110,8 +110,8 @@ class FaultyStore : public TransactionStore {
   TransactionStore& inner_;
   mutable std::mutex mu_;
   std::array<std::optional<StoreFault>, kStoreMethods> faults_;  // guarded by mu_
-  std::array<int, kStoreMethods> calls_{};                        // guarded by mu_
-  std::array<int, kStoreMethods> injected_{};                     // guarded by mu_
+  std::array<int, kStoreMethods> calls_{};                       // guarded by mu_
+  std::array<int, kStoreMethods> injected_{};                    // guarded by mu_
 };
 
 }  // namespace treaty::core::testing
