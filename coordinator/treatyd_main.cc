@@ -6,16 +6,9 @@
 // Exit codes: 0 after a clean stop (SIGTERM or SIGINT), 2 for bad options or config, 1 when
 // serving failed (e.g. the listen address is taken).
 
-#include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <condition_variable>
-#include <cstdio>
-#include <fstream>
-#include <functional>
 #include <iostream>
-#include <mutex>
 #include <thread>
 
 #include "common/http/http_server.h"
@@ -31,12 +24,15 @@
 #include "coordinator/core/transaction_driver.h"
 #include "coordinator/core/transaction_service.h"
 #include "coordinator/core/twopc_processor.h"
+#include "coordinator/env_crash_points.h"
+#include "coordinator/logging_observer.h"
 #include "coordinator/metrics/timed_store.h"
 #include "coordinator/metrics/treaty_metrics.h"
 #include "coordinator/saga/saga_processor.h"
 #include "coordinator/saga/saga_registry.h"
 #include "coordinator/store/pg_store.h"
 #include "coordinator/store/pg_transaction_store.h"
+#include "coordinator/store/store_startup.h"
 #include "coordinator/transport/http_branch_transport.h"
 #include "mqtx/kafka_message_sink.h"
 #include "mqtx/msg_processor.h"
@@ -47,66 +43,6 @@ namespace {
 
 const Logger kLog("treatyd");
 
-// $TREATY_CRASH_POINT = "name" or "name:N": SIGKILL on reaching that point (the Nth time).
-// $TREATY_PAUSE_POINT, the same spelling: SIGSTOP there instead (the process freezes until a
-// SIGCONT, as a coordinator paused by the OS or a long GC would; stale-owner tests). For fault
-// tests; inert when unset.
-class EnvCrashPoints : public core::CrashPoints {
- public:
-  EnvCrashPoints() : crash_("TREATY_CRASH_POINT", SIGKILL), pause_("TREATY_PAUSE_POINT", SIGSTOP) {}
-  void Reach(std::string_view point) override {
-    crash_.Reach(point);
-    pause_.Reach(point);
-  }
-
- private:
-  class Armed {
-   public:
-    Armed(const char* variable, int signal) : signal_(signal) {
-      const char* spec = std::getenv(variable);  // NOLINT(concurrency-mt-unsafe)
-      if (spec == nullptr || *spec == '\0') return;
-      std::string s = spec;
-      size_t colon = s.find(':');
-      point_ = s.substr(0, colon);
-      if (colon != std::string::npos) nth_ = std::max(1, std::atoi(s.c_str() + colon + 1));
-      kLog.Warn("fault point armed",
-                {{"variable", variable}, {"point", point_}, {"nth", std::to_string(nth_)}});
-    }
-    void Reach(std::string_view point) {
-      if (point_.empty() || point != point_) return;
-      if (++count_ == nth_) {
-        kLog.Warn("fault point reached: signalling myself",
-                  {{"point", point_}, {"signal", std::to_string(signal_)}});
-        ::raise(signal_);
-      }
-    }
-
-   private:
-    int signal_;
-    std::string point_;
-    int nth_ = 1;
-    std::atomic<int> count_{0};
-  };
-  Armed crash_;
-  Armed pause_;
-};
-
-// Logs every state change with its gid.
-class LoggingObserver : public core::DriverObserver {
- public:
-  void OnTransition(const core::Transaction& tx, core::TxStatus from,
-                    const std::string& reason) override {
-    kLog.Info("transaction " + std::string(core::StatusName(tx.status)),
-              {{"gid", tx.gid},
-               {"mode", std::string(core::ModeName(tx.mode))},
-               {"from", std::string(core::StatusName(from))},
-               {"reason", reason}});
-  }
-  void OnDriveError(const std::string& gid, const Status& status) override {
-    kLog.Warn("drive interrupted; will retry", {{"gid", gid}, {"error", status.ToString()}});
-  }
-};
-
 std::string HostName() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "treatyd";
@@ -116,73 +52,6 @@ std::string HostName() {
   }
   return name;
 }
-
-// Brings the store up in the background: connects with backoff until it succeeds, then migrates.
-// The HTTP server runs meanwhile, so /healthz answers and /readyz says why it is not ready.
-class StoreStartup {
- public:
-  // `on_migrated` runs once, on the startup thread, when the schema is current.
-  StoreStartup(store::PgStore& store, const RetryOptions& retry,
-               std::function<void()> on_migrated)
-      : store_(store), retry_(retry), on_migrated_(std::move(on_migrated)) {
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~StoreStartup() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
-  // True once the schema is current.
-  bool migrated() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return migrated_;
-  }
-  std::string last_error() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return last_error_;
-  }
-
- private:
-  void Run() {
-    Duration backoff = retry_.initial;
-    for (int attempt = 1;; ++attempt) {
-      Result<int> applied = store_.Migrate();
-      std::unique_lock<std::mutex> lock(mu_);
-      if (applied.ok()) {
-        lock.unlock();
-        kLog.Info(*applied ? "store schema migrated" : "store schema up to date",
-                  {{"migrations_applied", std::to_string(*applied)}});
-        on_migrated_();
-        lock.lock();
-        migrated_ = true;
-        last_error_.clear();
-        return;
-      }
-      last_error_ = applied.status().message();
-      kLog.Warn("store not available yet; retrying",
-                {{"attempt", std::to_string(attempt)}, {"error", last_error_},
-                 {"retry_in", FormatDuration(backoff)}});
-      if (cv_.wait_for(lock, backoff, [this] { return stopping_; })) return;
-      backoff = std::min<Duration>(retry_.max, Duration(static_cast<int64_t>(
-                                                   static_cast<double>(backoff.count()) *
-                                                   retry_.multiplier)));
-    }
-  }
-
-  store::PgStore& store_;
-  const RetryOptions retry_;
-  std::function<void()> on_migrated_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  bool migrated_ = false;
-  std::string last_error_;
-  std::thread thread_;
-};
 
 // Where relative saga paths in `config` are looked up: beside the config file.
 std::string ConfigDir(const TreatyConfig& config) {
@@ -270,7 +139,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                    config.timeouts.prepare, config.timeouts.msg_check_back);
 
   // The driver starts once the schema is current: recovery begins with its first poll.
-  StoreStartup startup(store, config.retry, [&] {
+  store::StoreStartup startup(store, config.retry, [&] {
     for (Status s = driver.Start(); !s.ok(); s = driver.Start()) {
       kLog.Warn("cannot start the scheduler yet", {{"error", s.message()}});
       std::this_thread::sleep_for(config.retry.initial);

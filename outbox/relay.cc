@@ -19,13 +19,6 @@ namespace {
 // it are retried with their batch, as any row, after the worker's backoff.
 constexpr size_t kMaxBlocked = 1000;
 
-// What a batch keeps of a row after handing its message to the publisher.
-struct Row {
-  int64_t id;
-  std::string event_id;
-  std::string aggregate_key;
-};
-
 std::string IdList(const std::vector<int64_t>& ids) {
   std::string out;
   for (int64_t id : ids) out += (out.empty() ? "" : ",") + std::to_string(id);
@@ -74,157 +67,48 @@ Result<int> OutboxRelay::RunBatch(size_t worker) {
   return outcome->handled;
 }
 
+// The aggregates a batch holds in in_flight_. Declared before the batch's transaction, so that
+// they are handed back to the other workers only once the transaction (and its advisory locks)
+// has ended.
+class OutboxRelay::HeldAggregates {
+ public:
+  explicit HeldAggregates(OutboxRelay& relay) : relay_(relay) {}
+  ~HeldAggregates() {
+    std::lock_guard<std::mutex> lock(relay_.in_flight_mu_);
+    for (const std::string& k : keys_) {
+      auto it = relay_.in_flight_.find(k);
+      if (it != relay_.in_flight_.end() && --it->second == 0) relay_.in_flight_.erase(it);
+    }
+  }
+  HeldAggregates(const HeldAggregates&) = delete;
+  HeldAggregates& operator=(const HeldAggregates&) = delete;
+
+  // Records `key`, just counted into in_flight_ (under in_flight_mu_), for handing back.
+  void Add(std::string_view key) { keys_.emplace_back(key); }
+
+ private:
+  OutboxRelay& relay_;
+  std::vector<std::string> keys_;
+};
+
+// What a batch keeps of a row after handing its message to the publisher.
+struct OutboxRelay::PublishedRow {
+  int64_t id;
+  std::string event_id;
+  std::string aggregate_key;
+};
+
 Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
-  const std::string& t = config_.table;
   KafkaPublisher& publisher = *publishers_.at(worker);
   return pool_.Run<BatchOutcome>([&](pqxx::connection& c) -> Result<BatchOutcome> {
-    // Declared before the transaction, so that its aggregates are handed back to the other
-    // workers only once the transaction (and its advisory locks) has ended.
-    struct Held {
-      OutboxRelay& relay;
-      std::vector<std::string> keys;
-      ~Held() {
-        std::lock_guard<std::mutex> lock(relay.in_flight_mu_);
-        for (const std::string& k : keys) {
-          auto it = relay.in_flight_.find(k);
-          if (it != relay.in_flight_.end() && --it->second == 0) relay.in_flight_.erase(it);
-        }
-      }
-    } held{*this, {}};
+    HeldAggregates held(*this);
     pqxx::work tx(c);
-    // Blocked aggregates (a row of theirs failed) are left out of the head, however many rows
-    // they have waiting: otherwise one aggregate's backlog behind a poison row fills the head
-    // and no other aggregate is ever chosen. Those due for a retry (and not held by another
-    // worker) have their failed row, their oldest pending one, tried again alone.
-    std::string blocked_keys;                              // quoted, for the head's query
-    std::vector<std::pair<std::string, int64_t>> retries;  // aggregate, its failed row
-    {
-      const auto now = std::chrono::steady_clock::now();
-      std::lock_guard<std::mutex> lock(in_flight_mu_);
-      for (const auto& [k, b] : blocked_) {
-        blocked_keys += (blocked_keys.empty() ? "" : ",") + tx.quote(k);
-        if (b.retry_at <= now && !in_flight_.count(k) &&
-            static_cast<int64_t>(retries.size()) < config_.batch_size) {
-          retries.emplace_back(k, b.head);
-        }
-      }
-    }
-    // The head of the pending index: the oldest pending rows (an index scan that stops after
-    // the limit, whatever the backlog; it steps over the blocked aggregates' rows older than
-    // that). Deep enough to find a batch beside the other workers'.
-    pqxx::result head = tx.exec_params(
-        "SELECT id, aggregate_key FROM " + t + " WHERE status = 'pending'" +
-            (blocked_keys.empty()
-                 ? std::string()
-                 : " AND aggregate_key <> ALL(ARRAY[" + blocked_keys + "]::text[])") +
-            " ORDER BY id LIMIT $1",
-        config_.batch_size * static_cast<int64_t>(publishers_.size()));
-    if (head.empty() && retries.empty()) {
+    Claimed claimed = ClaimRows(tx, held);
+    if (claimed.nothing_pending) {
       tx.commit();
       return BatchOutcome{};
     }
-    // Views into `head` and `retries`, which outlive them.
-    std::unordered_set<std::string_view> mine;
-    // Asks for the advisory locks of `asked`, each held until this transaction ends so that no
-    // other relay or worker touches its aggregate; those granted leave `asked` for `mine`.
-    auto claim = [&](std::unordered_set<std::string_view>& asked) {
-      std::string keys;
-      for (std::string_view k : asked) {
-        keys += (keys.empty() ? "" : ",") + tx.quote(std::string(k));
-      }
-      pqxx::result granted = tx.exec("SELECT k FROM unnest(ARRAY[" + keys +
-                                     "]::text[]) AS k "
-                                     "WHERE pg_try_advisory_xact_lock(hashtextextended(k, 7463))");
-      std::lock_guard<std::mutex> lock(in_flight_mu_);
-      for (const auto& r : granted) {
-        auto it = asked.find(std::string_view(r[0].c_str(), r[0].size()));
-        if (it == asked.end()) continue;  // not asked for: cannot happen
-        ++in_flight_[std::string(*it)];
-        held.keys.emplace_back(*it);
-        mine.insert(*it);
-        asked.erase(it);
-      }
-    };
-    std::vector<std::string_view> retried;  // retries granted: their failed row is in the batch
-    if (!retries.empty()) {
-      std::unordered_set<std::string_view> asked;
-      for (const auto& [k, id] : retries) asked.insert(k);
-      claim(asked);
-      for (const auto& [k, id] : retries) {
-        if (mine.count(k)) retried.push_back(k);
-      }
-    }
-    // Aggregates to ask for, oldest first, until those granted cover a batch. Those another
-    // worker of this relay holds, or has blocked since the head was read, are passed over
-    // without asking; those refused (another relay, or a worker that got there first) are
-    // passed over in the next round.
-    std::vector<std::string_view> head_keys;
-    head_keys.reserve(head.size());
-    for (const auto& r : head) head_keys.emplace_back(r[1].c_str(), r[1].size());
-    const int64_t room = config_.batch_size - static_cast<int64_t>(retried.size());
-    std::unordered_set<std::string_view> refused;
-    // A few rounds at most: with other relays holding much of the head, asking again and again
-    // for one or two aggregates costs more than a smaller batch.
-    for (int round = 0; round < 4 && !head.empty(); ++round) {
-      std::unordered_set<std::string_view> asked;
-      {
-        int64_t covered = 0;
-        std::lock_guard<std::mutex> lock(in_flight_mu_);
-        for (std::string_view k : head_keys) {
-          if (mine.count(k) || asked.count(k)) {
-            ++covered;
-          } else if (covered < room && !refused.count(k) && !in_flight_.count(k) &&
-                     !blocked_.count(k)) {
-            asked.insert(k);
-            ++covered;
-          }
-        }
-      }
-      if (asked.empty()) break;
-      claim(asked);
-      refused.merge(asked);
-    }
-    // Their rows in the head, oldest first, up to a batch (an aggregate's older pending rows
-    // are in the head too, so each aggregate's rows here are its oldest), and the retried rows,
-    // read again: one that another relay sent before this one got the aggregate's lock is no
-    // longer pending (each statement sees what was committed before it began). The advisory
-    // locks are what keep relays apart; row locks would only add a write per row. Selecting
-    // rows by aggregate among all pending rows instead let PostgreSQL read and sort the whole
-    // backlog for each batch (docs/performance.md, finding 21).
-    std::string ids;
-    for (const auto& [k, id] : retries) {
-      if (mine.count(k)) ids += (ids.empty() ? "" : ",") + std::to_string(id);
-    }
-    int64_t taken = 0;
-    for (size_t i = 0; i < head.size() && taken < room; ++i) {
-      if (mine.count(head_keys[i])) {
-        ids += (ids.empty() ? "" : ",");
-        ids += head[i][0].c_str();
-        ++taken;
-      }
-    }
-    // Called once the transaction committed, before this worker hands its aggregates back to
-    // the others: the retried aggregates not failed again are unblocked (their row went, was
-    // set aside, or is no longer pending), those with a failed row are blocked until their
-    // retry.
-    std::map<std::string, int64_t, std::less<>> failed;  // aggregate -> its first failed row
-    auto update_blocked = [&] {
-      const auto now = std::chrono::steady_clock::now();
-      std::lock_guard<std::mutex> lock(in_flight_mu_);
-      for (std::string_view k : retried) {
-        auto it = blocked_.find(k);
-        if (it != blocked_.end() && !failed.count(k)) blocked_.erase(it);
-      }
-      for (const auto& [k, id] : failed) {
-        if (blocked_.size() >= kMaxBlocked && !blocked_.count(k)) continue;
-        auto [it, fresh] = blocked_.try_emplace(k);
-        Blocked& b = it->second;
-        b.backoff = fresh ? config_.retry_initial : std::min(config_.retry_max, b.backoff * 2);
-        b.head = id;
-        b.retry_at = now + b.backoff;
-      }
-    };
-    if (ids.empty()) {
+    if (claimed.ids.empty()) {
       tx.commit();
       return BatchOutcome{.handled = 0, .held_elsewhere = true};
     }
@@ -232,97 +116,23 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
     pqxx::result rows = tx.exec_params(
         "SELECT id, event_id, aggregate_key, topic, coalesce(key, aggregate_id), payload::text, "
         "headers::text, event_type FROM " +
-            t + " WHERE id = ANY($1::bigint[]) AND status = 'pending' ORDER BY id",
-        "{" + ids + "}");
+            config_.table + " WHERE id = ANY($1::bigint[]) AND status = 'pending' ORDER BY id",
+        "{" + claimed.ids + "}");
     if (rows.empty()) {
       // Every one was sent by the worker or relay that held its aggregate when the head was
       // read: the head is stale, read it again.
       tx.commit();
-      update_blocked();
+      UpdateBlocked(claimed.retried, {});
       return BatchOutcome{.handled = 0, .stale_head = true};
     }
-    std::vector<Row> batch;
-    std::vector<OutgoingMessage> messages;
-    batch.reserve(rows.size());
-    messages.reserve(rows.size());
-    for (const auto& r : rows) {
-      Row row{r[0].as<int64_t>(), r[1].as<std::string>(), r[2].as<std::string>()};
-      OutgoingMessage m{r[3].as<std::string>(), r[4].as<std::string>(), r[5].as<std::string>(), {}};
-      std::string_view headers(r[6].c_str(), r[6].size());
-      if (headers != "{}") {  // the default; not worth a parser per row
-        try {
-          Poco::JSON::Parser parser;
-          auto h = parser.parse(std::string(headers)).extract<Poco::JSON::Object::Ptr>();
-          for (const auto& [k, v] : *h) m.headers[k] = v.toString();
-        } catch (const std::exception&) {
-        }
-      }
-      m.headers["treaty-event-id"] = row.event_id;
-      m.headers["treaty-event-type"] = r[7].as<std::string>();
-      // A row refused at produce holds back its aggregate's later rows, on any topic.
-      m.ordering = row.aggregate_key;
-      messages.push_back(std::move(m));
-      batch.push_back(std::move(row));
-    }
-    std::vector<Delivery> results = publisher.Publish(messages);
-
-    // Every acknowledged row is done, even one behind a failed row of its aggregate (a failure
-    // the broker reported after later rows had gone): it is on the topic, and publishing it
-    // again would only deliver it twice. The first failure of an aggregate blocks the rest of
-    // it.
-    std::vector<int64_t> done, dead;
-    std::set<std::string_view> set_aside;  // aggregates with a row moved to dead here
-    bool failed_afresh = false;            // a row failed that was not a blocked one's retry
-    for (size_t i = 0; i < batch.size(); ++i) {
-      const Row& row = batch[i];
-      const Delivery& d = results[i];
-      if (d.acked) {
-        done.push_back(row.id);
-        continue;
-      }
-      if (failed.count(row.aggregate_key)) continue;  // waits behind its aggregate's failed row
-      // Held back behind a row just moved to dead: it goes in the next batch.
-      if (set_aside.count(row.aggregate_key)) continue;
-      counters_.failures++;
-      if (d.permanent && config_.poison == "dead_letter") {
-        dead.push_back(row.id);
-        set_aside.insert(row.aggregate_key);
-        tx.exec_params("UPDATE " + t +
-                           " SET status = 'dead', last_error = $2, attempts = "
-                           "attempts + 1 WHERE id = $1",
-                       row.id, d.error);
-        log_.Error("poison row moved to dead", {{"event_id", row.event_id}, {"error", d.error}});
-        continue;
-      }
-      const bool retry =
-          std::find(retried.begin(), retried.end(), row.aggregate_key) != retried.end();
-      failed_afresh = failed_afresh || !retry;
-      failed.emplace(row.aggregate_key, row.id);
-      tx.exec_params("UPDATE " + t + " SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-                     row.id, d.error);
-      if (d.permanent) {
-        log_.Error(
-            "poison row blocks its aggregate (poison: block)",
-            {{"event_id", row.event_id}, {"aggregate", row.aggregate_key}, {"error", d.error}});
-      } else if (!retry) {
-        log_.Warn(
-            "a row failed; its aggregate waits for it",
-            {{"event_id", row.event_id}, {"aggregate", row.aggregate_key}, {"error", d.error}});
-      }
-    }
-    if (!done.empty()) {
-      tx.exec_params(config_.after_send == "delete"
-                         ? "DELETE FROM " + t + " WHERE id = ANY($1::bigint[])"
-                         : "UPDATE " + t +
-                               " SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
-                               "WHERE id = ANY($1::bigint[])",
-                     "{" + IdList(done) + "}");
-    }
+    std::vector<PublishedRow> batch;
+    std::vector<Delivery> results = publisher.Publish(ToMessages(rows, &batch));
+    Marked marked = MarkDeliveries(tx, batch, results, claimed.retried);
     tx.commit();
-    update_blocked();
-    counters_.published += static_cast<int64_t>(done.size());
-    counters_.dead += static_cast<int64_t>(dead.size());
-    if (failed_afresh && done.empty() && dead.empty()) {
+    UpdateBlocked(claimed.retried, marked.failed);
+    counters_.published += static_cast<int64_t>(marked.done);
+    counters_.dead += static_cast<int64_t>(marked.dead);
+    if (marked.failed_afresh && marked.done == 0 && marked.dead == 0) {
       // No progress at all: back off before trying again. (A blocked aggregate's retry failing
       // again is no reason to: its own backoff spaces its retries, and the worker waits for new
       // rows as usual.)
@@ -333,12 +143,232 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
           break;
         }
       }
-      return Status::Unavailable(std::to_string(failed.size()) +
+      return Status::Unavailable(std::to_string(marked.failed.size()) +
                                  " aggregates could not be published: " + why);
     }
     // Rows of blocked aggregates stay pending; with progress elsewhere, go on at once.
-    return BatchOutcome{.handled = static_cast<int>(done.size() + dead.size())};
+    return BatchOutcome{.handled = static_cast<int>(marked.done + marked.dead)};
   });
+}
+
+OutboxRelay::Claimed OutboxRelay::ClaimRows(pqxx::work& tx, HeldAggregates& held) {
+  // Blocked aggregates (a row of theirs failed) are left out of the head, however many rows
+  // they have waiting: otherwise one aggregate's backlog behind a poison row fills the head
+  // and no other aggregate is ever chosen. Those due for a retry (and not held by another
+  // worker) have their failed row, their oldest pending one, tried again alone.
+  std::string blocked_keys;                              // quoted, for the head's query
+  std::vector<std::pair<std::string, int64_t>> retries;  // aggregate, its failed row
+  {
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> lock(in_flight_mu_);
+    for (const auto& [k, b] : blocked_) {
+      blocked_keys += (blocked_keys.empty() ? "" : ",") + tx.quote(k);
+      if (b.retry_at <= now && !in_flight_.count(k) &&
+          static_cast<int64_t>(retries.size()) < config_.batch_size) {
+        retries.emplace_back(k, b.head);
+      }
+    }
+  }
+  // The head of the pending index: the oldest pending rows (an index scan that stops after
+  // the limit, whatever the backlog; it steps over the blocked aggregates' rows older than
+  // that). Deep enough to find a batch beside the other workers'.
+  pqxx::result head = tx.exec_params(
+      "SELECT id, aggregate_key FROM " + config_.table + " WHERE status = 'pending'" +
+          (blocked_keys.empty()
+               ? std::string()
+               : " AND aggregate_key <> ALL(ARRAY[" + blocked_keys + "]::text[])") +
+          " ORDER BY id LIMIT $1",
+      config_.batch_size * static_cast<int64_t>(publishers_.size()));
+  Claimed claimed;
+  if (head.empty() && retries.empty()) {
+    claimed.nothing_pending = true;
+    return claimed;
+  }
+  // Views into `head` and `retries`, which outlive them.
+  std::unordered_set<std::string_view> mine;
+  if (!retries.empty()) {
+    std::unordered_set<std::string_view> asked;
+    for (const auto& [k, id] : retries) asked.insert(k);
+    LockAggregates(tx, asked, held, mine);
+    for (const auto& [k, id] : retries) {
+      if (mine.count(k)) claimed.retried.push_back(k);
+    }
+  }
+  // Aggregates to ask for, oldest first, until those granted cover a batch. Those another
+  // worker of this relay holds, or has blocked since the head was read, are passed over
+  // without asking; those refused (another relay, or a worker that got there first) are
+  // passed over in the next round.
+  std::vector<std::string_view> head_keys;
+  head_keys.reserve(head.size());
+  for (const auto& r : head) head_keys.emplace_back(r[1].c_str(), r[1].size());
+  const int64_t room = config_.batch_size - static_cast<int64_t>(claimed.retried.size());
+  std::unordered_set<std::string_view> refused;
+  // A few rounds at most: with other relays holding much of the head, asking again and again
+  // for one or two aggregates costs more than a smaller batch.
+  for (int round = 0; round < 4 && !head.empty(); ++round) {
+    std::unordered_set<std::string_view> asked;
+    {
+      int64_t covered = 0;
+      std::lock_guard<std::mutex> lock(in_flight_mu_);
+      for (std::string_view k : head_keys) {
+        if (mine.count(k) || asked.count(k)) {
+          ++covered;
+        } else if (covered < room && !refused.count(k) && !in_flight_.count(k) &&
+                   !blocked_.count(k)) {
+          asked.insert(k);
+          ++covered;
+        }
+      }
+    }
+    if (asked.empty()) break;
+    LockAggregates(tx, asked, held, mine);
+    refused.merge(asked);
+  }
+  // Their rows in the head, oldest first, up to a batch (an aggregate's older pending rows
+  // are in the head too, so each aggregate's rows here are its oldest), and the retried rows,
+  // read again by the caller: one that another relay sent before this one got the aggregate's
+  // lock is no longer pending (each statement sees what was committed before it began). The
+  // advisory locks are what keep relays apart; row locks would only add a write per row.
+  // Selecting rows by aggregate among all pending rows instead let PostgreSQL read and sort the
+  // whole backlog for each batch (docs/performance.md, finding 21).
+  for (const auto& [k, id] : retries) {
+    if (mine.count(k)) claimed.ids += (claimed.ids.empty() ? "" : ",") + std::to_string(id);
+  }
+  int64_t taken = 0;
+  for (size_t i = 0; i < head.size() && taken < room; ++i) {
+    if (mine.count(head_keys[i])) {
+      claimed.ids += (claimed.ids.empty() ? "" : ",");
+      claimed.ids += head[i][0].c_str();
+      ++taken;
+    }
+  }
+  return claimed;
+}
+
+void OutboxRelay::LockAggregates(pqxx::work& tx, std::unordered_set<std::string_view>& asked,
+                                 HeldAggregates& held, std::unordered_set<std::string_view>& mine) {
+  std::string keys;
+  for (std::string_view k : asked) {
+    keys += (keys.empty() ? "" : ",") + tx.quote(std::string(k));
+  }
+  pqxx::result granted = tx.exec("SELECT k FROM unnest(ARRAY[" + keys +
+                                 "]::text[]) AS k "
+                                 "WHERE pg_try_advisory_xact_lock(hashtextextended(k, 7463))");
+  std::lock_guard<std::mutex> lock(in_flight_mu_);
+  for (const auto& r : granted) {
+    auto it = asked.find(std::string_view(r[0].c_str(), r[0].size()));
+    if (it == asked.end()) continue;  // not asked for: cannot happen
+    ++in_flight_[std::string(*it)];
+    held.Add(*it);
+    mine.insert(*it);
+    asked.erase(it);
+  }
+}
+
+std::vector<OutgoingMessage> OutboxRelay::ToMessages(const pqxx::result& rows,
+                                                     std::vector<PublishedRow>* batch) {
+  std::vector<OutgoingMessage> messages;
+  batch->reserve(rows.size());
+  messages.reserve(rows.size());
+  for (const auto& r : rows) {
+    PublishedRow row{r[0].as<int64_t>(), r[1].as<std::string>(), r[2].as<std::string>()};
+    OutgoingMessage m{r[3].as<std::string>(), r[4].as<std::string>(), r[5].as<std::string>(), {}};
+    std::string_view headers(r[6].c_str(), r[6].size());
+    if (headers != "{}") {  // the default; not worth a parser per row
+      try {
+        Poco::JSON::Parser parser;
+        auto h = parser.parse(std::string(headers)).extract<Poco::JSON::Object::Ptr>();
+        for (const auto& [k, v] : *h) m.headers[k] = v.toString();
+      } catch (const std::exception&) {
+      }
+    }
+    m.headers["treaty-event-id"] = row.event_id;
+    m.headers["treaty-event-type"] = r[7].as<std::string>();
+    // A row refused at produce holds back its aggregate's later rows, on any topic.
+    m.ordering = row.aggregate_key;
+    messages.push_back(std::move(m));
+    batch->push_back(std::move(row));
+  }
+  return messages;
+}
+
+OutboxRelay::Marked OutboxRelay::MarkDeliveries(pqxx::work& tx,
+                                                const std::vector<PublishedRow>& batch,
+                                                const std::vector<Delivery>& results,
+                                                const std::vector<std::string>& retried) {
+  const std::string& t = config_.table;
+  // Every acknowledged row is done, even one behind a failed row of its aggregate (a failure
+  // the broker reported after later rows had gone): it is on the topic, and publishing it
+  // again would only deliver it twice. The first failure of an aggregate blocks the rest of
+  // it.
+  Marked marked;
+  std::vector<int64_t> done;
+  std::set<std::string_view> set_aside;  // aggregates with a row moved to dead here
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const PublishedRow& row = batch[i];
+    const Delivery& d = results[i];
+    if (d.acked) {
+      done.push_back(row.id);
+      continue;
+    }
+    // Waits behind its aggregate's failed row.
+    if (marked.failed.count(row.aggregate_key)) continue;
+    // Held back behind a row just moved to dead: it goes in the next batch.
+    if (set_aside.count(row.aggregate_key)) continue;
+    counters_.failures++;
+    if (d.permanent && config_.poison == "dead_letter") {
+      ++marked.dead;
+      set_aside.insert(row.aggregate_key);
+      tx.exec_params("UPDATE " + t +
+                         " SET status = 'dead', last_error = $2, attempts = "
+                         "attempts + 1 WHERE id = $1",
+                     row.id, d.error);
+      log_.Error("poison row moved to dead", {{"event_id", row.event_id}, {"error", d.error}});
+      continue;
+    }
+    const bool retry =
+        std::find(retried.begin(), retried.end(), row.aggregate_key) != retried.end();
+    marked.failed_afresh = marked.failed_afresh || !retry;
+    marked.failed.emplace(row.aggregate_key, row.id);
+    tx.exec_params("UPDATE " + t + " SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                   row.id, d.error);
+    if (d.permanent) {
+      log_.Error(
+          "poison row blocks its aggregate (poison: block)",
+          {{"event_id", row.event_id}, {"aggregate", row.aggregate_key}, {"error", d.error}});
+    } else if (!retry) {
+      log_.Warn("a row failed; its aggregate waits for it",
+                {{"event_id", row.event_id}, {"aggregate", row.aggregate_key}, {"error", d.error}});
+    }
+  }
+  if (!done.empty()) {
+    tx.exec_params(config_.after_send == "delete"
+                       ? "DELETE FROM " + t + " WHERE id = ANY($1::bigint[])"
+                       : "UPDATE " + t +
+                             " SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
+                             "WHERE id = ANY($1::bigint[])",
+                   "{" + IdList(done) + "}");
+  }
+  marked.done = done.size();
+  return marked;
+}
+
+void OutboxRelay::UpdateBlocked(const std::vector<std::string>& retried,
+                                const std::map<std::string, int64_t, std::less<>>& failed) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(in_flight_mu_);
+  for (const std::string& k : retried) {
+    auto it = blocked_.find(k);
+    if (it != blocked_.end() && !failed.count(k)) blocked_.erase(it);
+  }
+  for (const auto& [k, id] : failed) {
+    if (blocked_.size() >= kMaxBlocked && !blocked_.count(k)) continue;
+    auto [it, fresh] = blocked_.try_emplace(k);
+    Blocked& b = it->second;
+    b.backoff = fresh ? config_.retry_initial : std::min(config_.retry_max, b.backoff * 2);
+    b.head = id;
+    b.retry_at = now + b.backoff;
+  }
 }
 
 void OutboxRelay::DeleteOldSentRows() {

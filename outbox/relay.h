@@ -29,6 +29,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "common/kafka/kafka_publisher.h"
@@ -74,7 +76,46 @@ class OutboxRelay {
     bool held_elsewhere = false;  // rows were pending, but other workers or relays held them all
     bool stale_head = false;      // the rows it took were sent meanwhile by their former holder
   };
+  // One claim-publish-mark round, in one database transaction: ClaimRows, ToMessages and the
+  // publisher, MarkDeliveries, commit, then UpdateBlocked.
   Result<BatchOutcome> RunBatchOf(size_t worker);
+
+  class HeldAggregates;
+  struct PublishedRow;
+  // The rows a round took.
+  struct Claimed {
+    bool nothing_pending = false;      // no pending row in the head, and no retry due
+    std::string ids;                   // rows to publish, comma-separated; empty: none granted
+    std::vector<std::string> retried;  // blocked aggregates whose failed row is among them
+  };
+  // Chooses the round's aggregates (the due retries of blocked ones first, then the head's
+  // oldest, up to batch_size rows), locks them for the transaction and returns their rows' ids.
+  Claimed ClaimRows(pqxx::work& tx, HeldAggregates& held);
+  // Asks for the advisory locks of `asked`, each held until `tx` ends so that no other relay or
+  // worker touches its aggregate; those granted leave `asked` for `mine` and are counted in
+  // in_flight_ (handed back by `held`).
+  void LockAggregates(pqxx::work& tx, std::unordered_set<std::string_view>& asked,
+                      HeldAggregates& held, std::unordered_set<std::string_view>& mine);
+  // The messages of claimed `rows` (in order), and in `batch` what is kept of each.
+  static std::vector<OutgoingMessage> ToMessages(const pqxx::result& rows,
+                                                 std::vector<PublishedRow>* batch);
+  // What the broker's answers did to a round's rows.
+  struct Marked {
+    size_t done = 0;                                     // acknowledged: marked sent (or deleted)
+    size_t dead = 0;                                     // poison rows moved to "dead"
+    std::map<std::string, int64_t, std::less<>> failed;  // aggregate -> its first failed row
+    bool failed_afresh = false;  // a row failed that was not a blocked one's retry
+  };
+  // Writes the outcome of each delivery in `tx` (sent, dead, or a failed attempt that blocks
+  // its aggregate) and counts the failures.
+  Marked MarkDeliveries(pqxx::work& tx, const std::vector<PublishedRow>& batch,
+                        const std::vector<Delivery>& results,
+                        const std::vector<std::string>& retried);
+  // Once the round committed, before its aggregates are handed back: the retried aggregates
+  // not failed again are unblocked (their row went, was set aside, or is no longer pending);
+  // those with a failed row are blocked until their retry, with a growing backoff.
+  void UpdateBlocked(const std::vector<std::string>& retried,
+                     const std::map<std::string, int64_t, std::less<>>& failed);
   void DeleteOldSentRows();
   void RunWorker(size_t worker, const std::atomic<bool>& stop);
 

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "coordinator/core/testing/fakes.h"
+#include "coordinator/core/testing/faulty_store.h"
 #include "coordinator/core/testing/in_memory_store.h"
 #include "coordinator/core/transaction_service.h"
 #include "coordinator/core/twopc_processor.h"
@@ -173,18 +174,19 @@ TEST_F(DriverTest, RecordedOutcomesNeverGoBack) {
 TEST_F(DriverTest, ADriveCutShortByAStoreOutageResumesAfterTheBackoffNotTheLease) {
   DriverOptions options = Options("node-a");
   options.lease = std::chrono::hours(1);  // the fake clock never gets there
-  TransactionDriver a(options, store_, transport_, clock_, ids_, crash_, {&twopc_});
-  TransactionService service(store_, a, clock_, ids_, crash_, std::chrono::hours(2));
+  testing::FaultyStore store(store_);
+  TransactionDriver a(options, store, transport_, clock_, ids_, crash_, {&twopc_});
+  TransactionService service(store, a, clock_, ids_, crash_, std::chrono::hours(2));
   // The store goes down while the participants prepare: the decision cannot be recorded, nor
   // the lease given back.
   transport_.OnCall([&](const BranchCall& c) {
-    if (c.op == "prepare" && c.branch_id == "q") store_.SetUnavailable(true);
+    if (c.op == "prepare" && c.branch_id == "q") store.FailAll();
   });
   ASSERT_TRUE(a.Start().ok());
   ASSERT_TRUE(Begin(service, "t2", Mode::k2pc, {TwoPcBranch("p"), TwoPcBranch("q")}).ok());
-  ASSERT_TRUE(WaitFor([&] { return store_.Calls("Reschedule") >= 1; }));
+  ASSERT_TRUE(WaitFor([&] { return store.Calls(testing::StoreMethod::kReschedule) >= 1; }));
   transport_.OnCall(nullptr);
-  store_.SetUnavailable(false);
+  store.ClearAll();
   // Time moves on by the backoff's steps, nowhere near the lease.
   EXPECT_TRUE(WaitFor([&] {
     clock_.Advance(milliseconds(50));

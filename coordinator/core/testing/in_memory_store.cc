@@ -70,9 +70,16 @@ Result<CreateResult> InMemoryStore::Create(const Transaction& tx, const std::str
   std::lock_guard<std::mutex> lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(tx.gid);
-  if (it != rows_.end()) return CreateResult{false, it->second.tx};
+  if (it != rows_.end()) {
+    CreateResult existing{false, it->second.tx};
+    existing.existing.log.clear();  // as Load without the log
+    return existing;
+  }
   Row row{tx, owner, clock_->Now() + lease};
-  row.tx.log = {LogEntry{tx.created_at, std::nullopt, tx.status, "begun"}};
+  const std::string reason =
+      tx.submitted ? "begun with " + std::to_string(tx.BranchIds().size()) + " branches"
+                   : "begun; waiting for branches";
+  row.tx.log = {LogEntry{tx.created_at, std::nullopt, tx.status, reason}};
   rows_.emplace(tx.gid, std::move(row));
   return CreateResult{true, {}};
 }
@@ -96,8 +103,13 @@ Status InMemoryStore::AddBranch(const std::string& gid, const std::vector<Branch
   if (tx.status != TxStatus::kActive || tx.submitted) {
     return Status::Conflict("transaction " + gid + " takes no more branches");
   }
+  // A branch id is taken whatever ops the new registration names.
   for (const BranchOp& o : ops) {
-    if (tx.FindOp(o.branch_id, o.op)) return Status::Conflict("branch " + o.branch_id + " exists");
+    for (const BranchOp& stored : tx.ops) {
+      if (stored.branch_id == o.branch_id) {
+        return Status::Conflict("branch " + o.branch_id + " is registered already");
+      }
+    }
   }
   tx.ops.insert(tx.ops.end(), ops.begin(), ops.end());
   return Status::Ok();
@@ -112,6 +124,8 @@ Status InMemoryStore::MarkSubmitted(const std::string& gid, TimePoint now) {
   if (tx.status != TxStatus::kActive || tx.submitted) return Status::Conflict("not submittable");
   tx.submitted = true;
   tx.next_attempt_at = now;
+  tx.updated_at = now;
+  tx.log.push_back(LogEntry{now, TxStatus::kActive, TxStatus::kActive, "submitted"});
   it->second.wake_requested = true;
   return Status::Ok();
 }
@@ -161,12 +175,16 @@ Status InMemoryStore::RecordOps(const std::string& gid, const std::vector<Branch
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  // The fence first (LeaseLost whatever else is wrong), and nothing changes, the lease
+  // included, unless every op exists.
+  const TimePoint lease_before = it->second.lease_until;
+  if (Status s = Fenced(it->second, fence); !s.ok()) return s;
   for (const BranchOp& o : ops) {
     if (it->second.tx.FindOp(o.branch_id, o.op) == nullptr) {
+      it->second.lease_until = lease_before;
       return Status::NotFound("no op " + o.branch_id + "/" + o.op);
     }
   }
-  if (Status s = Fenced(it->second, fence); !s.ok()) return s;
   for (const BranchOp& o : ops) MergeOp(*it->second.tx.FindOp(o.branch_id, o.op), o);
   if (ops.empty()) return Status::Ok();
   it->second.tx.updated_at = now;
@@ -205,6 +223,9 @@ Status InMemoryStore::MakeDue(const std::string& gid, TimePoint now) {
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  if (IsFinal(it->second.tx.status)) {
+    return Status::Conflict("transaction " + gid + " is not unfinished");
+  }
   it->second.tx.next_attempt_at = now;
   it->second.wake_requested = true;
   return Status::Ok();
