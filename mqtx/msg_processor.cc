@@ -10,8 +10,7 @@ namespace {
 // The message a "publish" op delivers, stamped with a stable id for consumers to drop
 // duplicates (the kit's inbox reads the event id) and with its transaction's gid.
 OutboundMessage MessageOf(const Transaction& tx, const BranchOp& op) {
-  OutboundMessage m{op.url.rfind("kafka:", 0) == 0 ? op.url.substr(6) : op.url, op.message_key,
-                    op.payload_json, op.message_headers};
+  OutboundMessage m{op.topic, op.message_key, op.payload_json, op.message_headers};
   const std::string id = protocol::MessageId(tx.gid, op.branch_id);
   m.headers[protocol::kMessageIdHeader] = id;
   m.headers[protocol::kEventIdHeader] = id;
@@ -50,8 +49,8 @@ Status MsgProcessor::Plan(const BeginRequest& r, const PlanDefaults& defaults,
     tx.ops.push_back(BranchOp{.branch_id = "msg-" + std::to_string(index),
                               .op = protocol::kPublish,
                               .position = 1000 + index,
-                              .url = "kafka:" + m.topic,
                               .payload_json = m.value_json,
+                              .topic = m.topic,
                               .message_key = m.key,
                               .message_headers = m.headers});
     ++index;

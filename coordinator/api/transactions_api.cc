@@ -126,7 +126,11 @@ Object::Ptr Details(const core::Transaction& tx) {
     Object::Ptr b = NewObject();
     b->set("id", op.branch_id);
     b->set("op", op.op);
-    b->set("url", op.url);
+    if (op.topic.empty()) {
+      b->set("url", op.url);
+    } else {
+      b->set("topic", op.topic);  // a message: delivered to Kafka, no URL
+    }
     b->set("status", std::string(core::OpStatusName(op.status)));
     b->set("attempts", op.attempts);
     if (!op.after.empty()) {

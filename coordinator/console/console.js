@@ -147,8 +147,10 @@ async function loadDetail() {
   for (const b of ops) {
     const tr = el("tr");
     tr.dataset.branch = b.id;
-    tr.append(el("td", b.id), el("td", b.op), el("td", b.status), el("td", b.attempts),
-              el("td", b.url), el("td", b.last_error || "", b.last_error ? "error" : ""));
+    tr.append(
+        el('td', b.id), el('td', b.op), el('td', b.status), el('td', b.attempts),
+        el('td', b.url || (b.topic ? 'kafka topic ' + b.topic : '')),
+        el('td', b.last_error || '', b.last_error ? 'error' : ''));
     branches.append(tr);
   }
   const timeline = byId("timeline");

@@ -51,7 +51,8 @@ struct BranchOp {
   std::string payload_json = "{}";  // valid JSON, passed to the participant as "payload"
   std::optional<Duration> timeout;  // per-call timeout; the configured default when unset
   std::vector<std::string> after;  // saga: branches whose action must succeed before this one
-  // msg "publish" ops: the url is "kafka:<topic>", the payload the message's value.
+  // msg "publish" ops (no url): the message's topic, key and headers; the payload is its value.
+  std::string topic;
   std::string message_key;
   std::map<std::string, std::string> message_headers;
   OpStatus status = OpStatus::kPending;

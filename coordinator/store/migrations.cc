@@ -92,6 +92,16 @@ UPDATE treaty.transactions t SET ops = b.ops, op_state = b.op_state FROM (
 WHERE b.gid = t.gid;
 DROP TABLE treaty.branches;
 )sql"},
+      {5, "a message's topic in its own field of a publish op, not in its url", R"sql(
+-- Publish ops named their topic as the url "kafka:<topic>"; the topic now has its own key in
+-- the op's definition and the url is empty (a message has no participant URL).
+UPDATE treaty.transactions t SET ops = (
+  SELECT jsonb_agg(CASE WHEN o->>'op' = 'publish' AND o->>'url' LIKE 'kafka:%'
+                        THEN o || jsonb_build_object('topic', substr(o->>'url', 7), 'url', '')
+                        ELSE o END ORDER BY n)
+  FROM jsonb_array_elements(t.ops) WITH ORDINALITY AS e(o, n))
+WHERE t.mode = 'msg' AND jsonb_array_length(t.ops) > 0;
+)sql"},
   };
   return kMigrations;
 }

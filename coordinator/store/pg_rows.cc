@@ -81,7 +81,7 @@ std::string OpsJson(const std::vector<BranchOp>& ops) {
     } else {
       row.Null("timeout_ms");
     }
-    row.Str("after_ids", JoinIds(o.after)).Str("msg_key", o.message_key);
+    row.Str("after_ids", JoinIds(o.after)).Str("topic", o.topic).Str("msg_key", o.message_key);
     const std::string headers = HeadersJson(o.message_headers);
     row.Raw("msg_headers", headers.empty() ? "null" : headers);
   }
@@ -112,11 +112,11 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
       "t.reason, t.attention, t.definition, " SQL_MS("t.deadline") ", " SQL_MS("t.next_attempt_at") ", "
       SQL_MS("t.created_at") ", " SQL_MS("t.updated_at") ", b.branch_id, b.op, b.position, b.url, "
       "b.payload::text, b.timeout_ms, s.status, s.attempts, s.last_error, b.after_ids, b.msg_key, "
-      "b.msg_headers::text FROM treaty.transactions t "
+      "b.msg_headers::text, b.topic FROM treaty.transactions t "
       "LEFT JOIN LATERAL ROWS FROM (jsonb_to_recordset(t.ops) AS (branch_id text, op text, "
       "position integer, url text, payload jsonb, timeout_ms bigint, after_ids text, "
-      "msg_key text, msg_headers jsonb)) WITH ORDINALITY AS b(branch_id, op, position, url, "
-      "payload, timeout_ms, after_ids, msg_key, msg_headers, added) ON true "
+      "msg_key text, msg_headers jsonb, topic text)) WITH ORDINALITY AS b(branch_id, op, "
+      "position, url, payload, timeout_ms, after_ids, msg_key, msg_headers, topic, added) ON true "
       "LEFT JOIN LATERAL jsonb_to_record(t.op_state -> (b.branch_id || '/' || b.op)) "
       "AS s(status text, attempts integer, last_error text) ON true "
       // Ties of position (branches registered at once) in the order they were added.
@@ -153,6 +153,7 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
     o.after = SplitIds(Str(row[22]));
     o.message_key = Str(row[23]);
     o.message_headers = ParseHeaders(Str(row[24]));
+    o.topic = Str(row[25]);
     tx.ops.push_back(std::move(o));
   }
   return tx;
