@@ -1,0 +1,131 @@
+#include "coordinator/api/api_responses.h"
+
+#include <Poco/DateTimeFormatter.h>
+#include <Poco/JSON/Array.h>
+#include <Poco/Timestamp.h>
+
+#include <atomic>
+
+#include "common/log.h"
+
+namespace treaty::api {
+namespace {
+
+const Logger kLog("api");
+
+}  // namespace
+
+using http::JsonError;
+using Poco::JSON::Array;
+using Poco::JSON::Object;
+
+ApiResponse BadField(const FieldError& e) { return JsonError(400, "invalid", e.message, e.field); }
+
+// An answer for a failure that is not the client's: its cause (often the store's own words,
+// with addresses and SQL in them) goes to the log under a request id, and only the id to the
+// client.
+ApiResponse ServerFault(int status, const char* code, const char* what, const Status& s) {
+  static std::atomic<uint64_t> next{0};
+  const std::string id = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count()) +
+                         "-" + std::to_string(next.fetch_add(1));
+  kLog.Warn("request failed", {{"request_id", id}, {"error", s.ToString()}});
+  return JsonError(status, code, std::string(what) + " (request " + id + ", see the log)");
+}
+
+ApiResponse FromStatus(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kInvalidArgument:
+      return JsonError(400, "invalid", s.message(), s.field());
+    case Status::Code::kNotFound:
+      return JsonError(404, "not_found", s.message());
+    case Status::Code::kConflict:
+    case Status::Code::kLeaseLost:  // another coordinator took it over meanwhile
+      return JsonError(409, "conflict", s.message());
+    case Status::Code::kUnavailable:
+      return ServerFault(503, "unavailable", "a dependency cannot be reached now; retry later", s);
+    case Status::Code::kResourceExhausted: {
+      ApiResponse r = JsonError(503, "overloaded", s.message());
+      r.headers.emplace_back("Retry-After", "1");
+      return r;
+    }
+    default:
+      return ServerFault(500, "internal", "internal error", s);
+  }
+}
+
+ApiResponse Json(int status, const Object::Ptr& obj) {
+  return ApiResponse{status, "application/json", Stringify(obj)};
+}
+
+std::string Iso(core::TimePoint t) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  return Poco::DateTimeFormatter::format(Poco::Timestamp(us), "%Y-%m-%dT%H:%M:%S.%iZ");
+}
+
+Object::Ptr NewObject() { return new Object(Poco::JSON_PRESERVE_KEY_ORDER); }
+
+Object::Ptr Summary(const core::Transaction& tx) {
+  Object::Ptr o = NewObject();
+  o->set("gid", tx.gid);
+  o->set("mode", std::string(core::ModeName(tx.mode)));
+  o->set("status", std::string(core::StatusName(tx.status)));
+  if (!tx.reason.empty()) o->set("reason", tx.reason);
+  if (!tx.attention.empty()) o->set("attention", tx.attention);
+  o->set("created_at", Iso(tx.created_at));
+  o->set("updated_at", Iso(tx.updated_at));
+  o->set("deadline", Iso(tx.deadline));
+  return o;
+}
+
+Object::Ptr Details(const core::Transaction& tx) {
+  Object::Ptr o = Summary(tx);
+  o->set("submitted", tx.submitted);
+  if (!tx.definition.empty()) o->set("definition", tx.definition);
+  Array::Ptr branches = new Array();
+  for (const core::BranchOp& op : tx.ops) {
+    Object::Ptr b = NewObject();
+    b->set("id", op.branch_id);
+    b->set("op", op.op);
+    if (op.topic.empty()) {
+      b->set("url", op.url);
+    } else {
+      b->set("topic", op.topic);  // a message: delivered to Kafka, no URL
+    }
+    b->set("status", std::string(core::OpStatusName(op.status)));
+    b->set("attempts", op.attempts);
+    if (!op.after.empty()) {
+      Array::Ptr after = new Array();
+      for (const std::string& a : op.after) after->add(a);
+      b->set("after", after);
+    }
+    if (!op.last_error.empty()) b->set("last_error", op.last_error);
+    branches->add(b);
+  }
+  o->set("branches", branches);
+  Array::Ptr log = new Array();
+  for (const core::LogEntry& e : tx.log) {
+    Object::Ptr l = NewObject();
+    l->set("at", Iso(e.at));
+    l->set("from", e.from ? Poco::Dynamic::Var(std::string(core::StatusName(*e.from)))
+                          : Poco::Dynamic::Var());
+    l->set("to", std::string(core::StatusName(e.to)));
+    l->set("reason", e.reason);
+    log->add(l);
+  }
+  o->set("log", log);
+  return o;
+}
+
+// The short answer to a request that changed a transaction.
+Object::Ptr Outcome(const core::Transaction& tx) {
+  Object::Ptr o = NewObject();
+  o->set("gid", tx.gid);
+  o->set("status", std::string(core::StatusName(tx.status)));
+  if (!tx.reason.empty()) o->set("reason", tx.reason);
+  if (!tx.attention.empty()) o->set("attention", tx.attention);
+  return o;
+}
+
+}  // namespace treaty::api
