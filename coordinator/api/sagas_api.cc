@@ -68,13 +68,7 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
   Object canonical(*body);
   canonical.remove("wait");
   canonical.set("saga", name);
-  req.request_json = Stringify(Object::Ptr(new Object(canonical)));
-  req.request_digest = Sha1Hex(req.request_json);
-  req.wait = wait;
-  const core::TimePoint received = std::chrono::system_clock::now();
-  auto begun = service_.Begin(req);
-  if (!begun.ok()) return FromStatus(begun.status());
-  return Answer(*begun, wait, received);
+  return BeginAndAnswer(std::move(req), Stringify(Object::Ptr(new Object(canonical))), wait);
 }
 
 ApiResponse TransactionsApi::ListSagas(const ApiRequest&) {

@@ -151,14 +151,17 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
     }
     req.branches = std::move(branches);
   }
-  // The request without "wait" identifies it: the same body again is the same transaction.
   Object canonical(*body);
   canonical.remove("wait");
-  req.request_json = Stringify(Object::Ptr(new Object(canonical)));
-  req.request_digest = Sha1Hex(req.request_json);
+  return BeginAndAnswer(std::move(req), Stringify(Object::Ptr(new Object(canonical))), wait);
+}
 
-  req.wait = wait;
+ApiResponse TransactionsApi::BeginAndAnswer(core::BeginRequest req, std::string canonical_json,
+                                            bool wait) {
   const core::TimePoint received = std::chrono::system_clock::now();
+  req.request_digest = Sha1Hex(canonical_json);
+  req.request_json = std::move(canonical_json);
+  req.wait = wait;
   auto begun = service_.Begin(req);
   if (!begun.ok()) return FromStatus(begun.status());
   return Answer(*begun, wait, received);

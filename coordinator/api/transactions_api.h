@@ -70,6 +70,9 @@ class TransactionsApi {
                               const std::function<Result<core::Transaction>(
                                   const std::string&, bool wait, bool rolled_back)>& change,
                               bool until_deadline, bool takes_rolled_back);
+  // Begins `req` and answers it (Answer). `canonical_json`, the request as received without
+  // "wait", identifies it: the same body again is the same transaction (its digest).
+  ApiResponse BeginAndAnswer(core::BeginRequest req, std::string canonical_json, bool wait);
   // Answers a begun transaction: at once (201), or once final with `wait` (200).
   // `received`: when the request came; waiting ends max_wait after it.
   ApiResponse Answer(const core::BeginOutcome& begun, bool wait, core::TimePoint received);
