@@ -6,6 +6,7 @@
 #   treaty_podman_ready                    podman can run a container here, or a clear error
 #   treaty_base_image                      debian:12 from mmdebstrap, made once and kept
 #   treaty_build_image TAG FILE CONTEXT [EXTRA_TAG...]
+#   treaty_build_staged_image TAG FILE CONTEXT STAGE [EXTRA_TAG...]   keeps one build stage
 #   treaty_compose_start PROJECT_DIR FILE... starts podman's API service, sets the project up
 #   treaty_compose ARGS...                 docker-compose with the files given to _start
 #   treaty_compose_up_healthy TIMEOUT_S    up -d, then every service running and healthy
@@ -62,6 +63,23 @@ treaty_build_image() {
   for t in "$@"; do tags+=(-t "$t"); done
   treaty_say "building image $tag from ${file#"$TREATY_ROOT"/}"
   podman build --layers -f "$file" "${tags[@]}" "$context"
+}
+
+# treaty_build_staged_image TAG DOCKERFILE CONTEXT STAGE [EXTRA_TAG...]: as treaty_build_image,
+# for a multi-stage Dockerfile whose build stage STAGE is kept under its own tag (TAG-STAGE, a
+# cache for the next run); the one it replaces is removed, so that each source change does not
+# leave a stale build stage (hundreds of MB) behind.
+treaty_build_staged_image() {
+  local tag="$1" file="$2" context="$3" stage="$4"
+  shift 4
+  local stage_tag="$tag-$stage" old
+  old=$(podman image inspect "$stage_tag" --format '{{.ID}}' 2>/dev/null || true)
+  treaty_say "building stage $stage of ${file#"$TREATY_ROOT"/}"
+  podman build --layers --target "$stage" -f "$file" -t "$stage_tag" "$context" || return 1
+  treaty_build_image "$tag" "$file" "$context" "$@" || return 1
+  if [ -n "$old" ] && [ "$old" != "$(podman image inspect "$stage_tag" --format '{{.ID}}')" ]; then
+    podman rmi "$old" >/dev/null 2>&1 || true
+  fi
 }
 
 # treaty_compose_start PROJECT_DIR FILE...: the first FILE is the user's compose file. Debian's
