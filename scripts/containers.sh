@@ -35,6 +35,17 @@ treaty_podman_ready() {
   fi
 }
 
+# This host's apt sources files for Debian (the base image uses the same).
+treaty_apt_sources() {
+  local f
+  if [ -s /etc/apt/sources.list ] && grep -q '^deb ' /etc/apt/sources.list; then
+    echo /etc/apt/sources.list
+  fi
+  for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    if [ -f "$f" ] && grep -qE '(^deb |^URIs:).*debian' "$f"; then echo "$f"; fi
+  done
+}
+
 # The Debian 12 base every image here starts from, tagged so that FROM debian:12 finds it. Made
 # with mmdebstrap from the same apt sources and settings as this host (mirror, proxy, validity),
 # so that apt-get works in image builds wherever it works here. Kept between runs.
@@ -43,11 +54,8 @@ treaty_base_image() {
     return 0
   fi
   treaty_say "making the base image $TREATY_BASE_IMAGE (mmdebstrap, minbase)"
-  local sources=() aptopts=() f line
-  [ -s /etc/apt/sources.list ] && grep -q '^deb ' /etc/apt/sources.list && sources+=(/etc/apt/sources.list)
-  for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] && grep -qE '(^deb |^URIs:).*debian' "$f" && sources+=("$f")
-  done
+  local sources=() aptopts=() line
+  mapfile -t sources < <(treaty_apt_sources)
   while IFS= read -r line; do
     aptopts+=(--aptopt="$line")
   done < <(apt-config dump | grep -E '^Acquire::((https?|ftp)::Proxy|Check-Valid-Until|Check-Date) ')
@@ -55,14 +63,16 @@ treaty_base_image() {
     podman import --quiet --change 'CMD ["bash"]' - "$TREATY_BASE_IMAGE" >/dev/null
 }
 
-# treaty_build_image TAG DOCKERFILE CONTEXT [EXTRA_TAG...]: layers are cached between runs.
+# treaty_build_image TAG DOCKERFILE CONTEXT [EXTRA_TAG...]: layers are cached between runs. RUN
+# steps use the host's network, so apt-get reaches the mirror exactly as it does here (the DNS
+# server a host uses may not answer containers; no bridge or NAT to depend on).
 treaty_build_image() {
   local tag="$1" file="$2" context="$3"
   shift 3
   local tags=(-t "$tag") t
   for t in "$@"; do tags+=(-t "$t"); done
   treaty_say "building image $tag from ${file#"$TREATY_ROOT"/}"
-  podman build --layers -f "$file" "${tags[@]}" "$context"
+  podman build --layers --network host -f "$file" "${tags[@]}" "$context"
 }
 
 # treaty_build_staged_image TAG DOCKERFILE CONTEXT STAGE [EXTRA_TAG...]: as treaty_build_image,
@@ -75,7 +85,8 @@ treaty_build_staged_image() {
   local stage_tag="$tag-$stage" old
   old=$(podman image inspect "$stage_tag" --format '{{.ID}}' 2>/dev/null || true)
   treaty_say "building stage $stage of ${file#"$TREATY_ROOT"/}"
-  podman build --layers --target "$stage" -f "$file" -t "$stage_tag" "$context" || return 1
+  podman build --layers --network host --target "$stage" -f "$file" -t "$stage_tag" "$context" ||
+    return 1
   treaty_build_image "$tag" "$file" "$context" "$@" || return 1
   if [ -n "$old" ] && [ "$old" != "$(podman image inspect "$stage_tag" --format '{{.ID}}')" ]; then
     podman rmi "$old" >/dev/null 2>&1 || true
