@@ -1,6 +1,7 @@
-// deploy/docker-compose.yml cannot run here (no container engine); this keeps it honest: it
-// parses, names the stack's services, and runs each Treaty process with a config file that
-// exists in config/ and is valid (the same files the embedded demo checks).
+// The quick check of deploy/docker-compose.yml, without a container engine: it parses, names the
+// stack's services, and runs each Treaty process with a config file that exists in config/ and
+// is valid (the same files the embedded demo checks). scripts/compose-test (ctest label
+// containers) runs the stack for real.
 
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>

@@ -11,11 +11,22 @@ TREATY_PACKAGES=(
   faketime  # libfaketime: the clock-skew tests run a treatyd whose clock is off
 )
 
+# What scripts/compose-test adds (containers, run with podman): installed only by it.
+TREATY_CONTAINER_PACKAGES=(
+  podman runc netavark aardvark-dns  # runc: crun is refused by some hosts' cgroup setup
+  catatonit                          # the init of containers with `init: true`
+  mmdebstrap                         # the Debian 12 base image, made locally (no registry)
+  docker-compose                     # runs the compose file through podman's Docker API
+  curl jq
+)
+
 treaty_say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# treaty_install_missing [package...]: TREATY_PACKAGES when none are named.
 treaty_install_missing() {
-  local missing=()
-  for p in "${TREATY_PACKAGES[@]}"; do
+  local missing=() wanted=("$@")
+  [ ${#wanted[@]} -gt 0 ] || wanted=("${TREATY_PACKAGES[@]}")
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   if [ ${#missing[@]} -eq 0 ]; then

@@ -204,7 +204,8 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
 
   auto server = ServeAndAnnounce(config.listen, router, args.address_file, log);
   if (!server.ok()) return kExitServeFailed;
-  g_self_url = "http://" + (*server)->address().ToString();
+  g_self_url = config.public_url.empty() ? "http://" + (*server)->address().ToString()
+                                         : config.public_url;
   PreparedSweep sweep(twopc, config, log);
   std::unique_ptr<EventConsumer> consumer;
   if (spec.on_event && !config.kafka_bootstrap_servers.empty()) {

@@ -13,6 +13,8 @@ Result<ParticipantConfig> LoadParticipantConfig(const std::string& path,
   ParticipantConfig c;
   ConfigReader r(path.empty() ? "(defaults)" : path, *text, env, env_prefix);
   r.Address("listen", &c.listen);
+  r.Url("public_url", &c.public_url, {"http", "https"});
+  while (!c.public_url.empty() && c.public_url.back() == '/') c.public_url.pop_back();
   r.Url("database.url", &c.database_url, {"postgresql", "postgres"});
   r.Int("database.pool_size", &c.pool_size, 1, 200);
   r.Url("coordinator.url", &c.coordinator_url, {"http", "https"});

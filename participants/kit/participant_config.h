@@ -3,6 +3,7 @@
 // The configuration every demo participant reads (order-svc, inventory-svc):
 //
 //   listen: 127.0.0.1:8502
+//   public_url: http://inventory:8502                # how treatyd reaches it; default from listen
 //   database: { url: postgresql://..., pool_size: 8 }
 //   coordinator: { url: http://127.0.0.1:8420, token: ... }   # asked about prepared transactions
 //   sweep: { interval: 10s, older_than: 30s }         # presumed-abort sweep of prepared xacts
@@ -22,6 +23,10 @@ namespace treaty::participant {
 
 struct ParticipantConfig {
   HostPort listen{"127.0.0.1", 0};
+  // The base URL treatyd calls this service back at (the msg check-back query URL it registers).
+  // Empty: http:// and the address it listens on, which is wrong when that is 0.0.0.0 (a
+  // container) or when treatyd reaches it under another name.
+  std::string public_url;
   std::string database_url = "postgresql://postgres@127.0.0.1:5432/postgres";
   int64_t pool_size = 8;
   std::string coordinator_url = "http://127.0.0.1:8420";
