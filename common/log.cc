@@ -1,7 +1,5 @@
 #include "common/log.h"
 
-#include "common/json_text.h"
-
 #include <Poco/DateTimeFormat.h>
 #include <Poco/DateTimeFormatter.h>
 #include <Poco/Timestamp.h>
@@ -10,12 +8,15 @@
 #include <atomic>
 #include <mutex>
 
+#include "common/json_text.h"
+#include "common/thread_annotations.h"
+
 namespace treaty {
 namespace {
 
 std::atomic<int> g_min_level{static_cast<int>(LogLevel::kInfo)};
-std::mutex g_sink_mu;
-std::function<void(std::string_view)> g_sink;  // guarded by g_sink_mu
+Mutex g_sink_mu;
+std::function<void(std::string_view)> g_sink GUARDED_BY(g_sink_mu);
 
 void AppendJsonString(std::string& out, std::string_view s) { out += JsonQuote(s); }
 
@@ -54,7 +55,7 @@ const char* LogLevelName(LogLevel level) {
 void SetLogLevel(LogLevel level) { g_min_level.store(static_cast<int>(level)); }
 
 void SetLogSink(std::function<void(std::string_view)> sink) {
-  std::lock_guard<std::mutex> lock(g_sink_mu);
+  MutexLock lock(g_sink_mu);
   g_sink = std::move(sink);
 }
 
@@ -78,7 +79,7 @@ void Logger::Log(LogLevel level, std::string_view message,
     AppendJsonString(line, f.value);
   }
   line += "}\n";
-  std::lock_guard<std::mutex> lock(g_sink_mu);
+  MutexLock lock(g_sink_mu);
   if (g_sink) {
     g_sink(line);
   } else {

@@ -74,7 +74,7 @@ class OutboxRelay::HeldAggregates {
  public:
   explicit HeldAggregates(OutboxRelay& relay) : relay_(relay) {}
   ~HeldAggregates() {
-    std::lock_guard<std::mutex> lock(relay_.in_flight_mu_);
+    MutexLock lock(relay_.in_flight_mu_);
     for (const std::string& k : keys_) {
       auto it = relay_.in_flight_.find(k);
       if (it != relay_.in_flight_.end() && --it->second == 0) relay_.in_flight_.erase(it);
@@ -160,7 +160,7 @@ OutboxRelay::Claimed OutboxRelay::ClaimRows(pqxx::work& tx, HeldAggregates& held
   std::vector<std::pair<std::string, int64_t>> retries;  // aggregate, its failed row
   {
     const auto now = std::chrono::steady_clock::now();
-    std::lock_guard<std::mutex> lock(in_flight_mu_);
+    MutexLock lock(in_flight_mu_);
     for (const auto& [k, b] : blocked_) {
       blocked_keys += (blocked_keys.empty() ? "" : ",") + tx.quote(k);
       if (b.retry_at <= now && !in_flight_.count(k) &&
@@ -209,7 +209,7 @@ OutboxRelay::Claimed OutboxRelay::ClaimRows(pqxx::work& tx, HeldAggregates& held
     std::unordered_set<std::string_view> asked;
     {
       int64_t covered = 0;
-      std::lock_guard<std::mutex> lock(in_flight_mu_);
+      MutexLock lock(in_flight_mu_);
       for (std::string_view k : head_keys) {
         if (mine.count(k) || asked.count(k)) {
           ++covered;
@@ -254,7 +254,7 @@ void OutboxRelay::LockAggregates(pqxx::work& tx, std::unordered_set<std::string_
   pqxx::result granted = tx.exec("SELECT k FROM unnest(ARRAY[" + keys +
                                  "]::text[]) AS k "
                                  "WHERE pg_try_advisory_xact_lock(hashtextextended(k, 7463))");
-  std::lock_guard<std::mutex> lock(in_flight_mu_);
+  MutexLock lock(in_flight_mu_);
   for (const auto& r : granted) {
     auto it = asked.find(std::string_view(r[0].c_str(), r[0].size()));
     if (it == asked.end()) continue;  // not asked for: cannot happen
@@ -356,7 +356,7 @@ OutboxRelay::Marked OutboxRelay::MarkDeliveries(pqxx::work& tx,
 void OutboxRelay::UpdateBlocked(const std::vector<std::string>& retried,
                                 const std::map<std::string, int64_t, std::less<>>& failed) {
   const auto now = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lock(in_flight_mu_);
+  MutexLock lock(in_flight_mu_);
   for (const std::string& k : retried) {
     auto it = blocked_.find(k);
     if (it != blocked_.end() && !failed.count(k)) blocked_.erase(it);
@@ -403,7 +403,7 @@ void OutboxRelay::Run(const std::atomic<bool>& stop) {
   RunWorker(0, stop);
   {
     // The others may be waiting for worker 0's wake-up.
-    std::lock_guard<std::mutex> lock(wake_mu_);
+    MutexLock lock(wake_mu_);
     ++wake_generation_;
   }
   wake_cv_.notify_all();
@@ -446,10 +446,10 @@ void OutboxRelay::RunWorker(size_t worker, const std::atomic<bool>& stop) {
     // Nothing pending: sleep until a writer's NOTIFY or the poll interval. Worker 0 listens
     // and wakes the others; they wait for it, or for the poll interval.
     if (worker != 0) {
-      std::unique_lock<std::mutex> lock(wake_mu_);
+      MutexLock lock(wake_mu_);
       const uint64_t seen = wake_generation_;
-      wake_cv_.wait_for(lock, config_.poll_interval,
-                        [&] { return stop || wake_generation_ != seen; });
+      wake_cv_.wait_for(lock.native(), config_.poll_interval,
+                        [&]() REQUIRES(wake_mu_) { return stop || wake_generation_ != seen; });
       continue;
     }
     try {
@@ -461,7 +461,7 @@ void OutboxRelay::RunWorker(size_t worker, const std::atomic<bool>& stop) {
       auto ms = config_.poll_interval.count();
       if (listen->await_notification(ms / 1000, (ms % 1000) * 1000) > 0) {
         {
-          std::lock_guard<std::mutex> lock(wake_mu_);
+          MutexLock lock(wake_mu_);
           ++wake_generation_;
         }
         wake_cv_.notify_all();

@@ -36,6 +36,7 @@
 #include "common/kafka/kafka_publisher.h"
 #include "common/log.h"
 #include "common/pg/pg_pool.h"
+#include "common/thread_annotations.h"
 #include "outbox/relay_config.h"
 
 namespace treaty::outbox {
@@ -125,9 +126,9 @@ class OutboxRelay {
   // pass over them when they choose what to lock, instead of asking the database for them.
   // Counted: a worker may be granted an aggregate just before the previous holder's batch
   // has handed it back.
-  std::mutex in_flight_mu_;
-  std::map<std::string, int, std::less<>> in_flight_;
-  // Aggregates of this relay's failed rows (guarded by in_flight_mu_): `head` is the failed row,
+  Mutex in_flight_mu_;
+  std::map<std::string, int, std::less<>> in_flight_ GUARDED_BY(in_flight_mu_);
+  // Aggregates of this relay's failed rows: `head` is the failed row,
   // the aggregate's oldest pending one, tried again alone at `retry_at`. Other relays on the
   // table learn of the block by their own failure.
   struct Blocked {
@@ -135,11 +136,11 @@ class OutboxRelay {
     std::chrono::steady_clock::time_point retry_at;
     Duration backoff{};
   };
-  std::map<std::string, Blocked, std::less<>> blocked_;
+  std::map<std::string, Blocked, std::less<>> blocked_ GUARDED_BY(in_flight_mu_);
   // Worker 0 listens for NOTIFY; it wakes the others, which wait here when idle.
-  std::mutex wake_mu_;
+  Mutex wake_mu_;
   std::condition_variable wake_cv_;
-  uint64_t wake_generation_ = 0;  // guarded by wake_mu_
+  uint64_t wake_generation_ GUARDED_BY(wake_mu_) = 0;
   const Logger& log_;
   pg::PgPool pool_;
   RelayCounters counters_;

@@ -20,6 +20,10 @@ TREATY_CONTAINER_PACKAGES=(
   curl jq
 )
 
+# What scripts/check-style (run by scripts/test) needs besides: Clang 14's compiler (for its
+# -Wthread-safety analysis), clang-format and clang-tidy.
+TREATY_STYLE_PACKAGES=(clang-14 clang-format-14 clang-tidy-14 python3)
+
 treaty_say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # treaty_install_missing [package...]: TREATY_PACKAGES when none are named.

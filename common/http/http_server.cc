@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "common/thread_annotations.h"
 
 namespace treaty::http {
 namespace {
@@ -41,9 +42,9 @@ const Logger kLog("http");
 
 // Requests being handled, so that Stop() can wait for them before what they use goes away.
 struct InFlight {
-  std::mutex mu;
+  Mutex mu;
   std::condition_variable idle;
-  int count = 0;  // guarded by mu
+  int count GUARDED_BY(mu) = 0;
 };
 
 class Connection;
@@ -58,10 +59,10 @@ struct Shared {
   const Router& router;
   asio::thread_pool& workers;  // owned by the server, which outlives every use
   InFlight in_flight;
-  std::mutex mu;
-  std::list<std::weak_ptr<Connection>> waiting;  // guarded by mu
-  int open = 0;                                  // guarded by mu
-  bool stopping = false;                         // guarded by mu
+  Mutex mu;
+  std::list<std::weak_ptr<Connection>> waiting GUARDED_BY(mu);
+  int open GUARDED_BY(mu) = 0;
+  bool stopping GUARDED_BY(mu) = false;
 };
 
 // One client connection: reads a request within the deadline, hands it to the pool, writes the
@@ -69,7 +70,7 @@ struct Shared {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   virtual ~Connection() {
-    std::lock_guard<std::mutex> lock(shared_->mu);
+    MutexLock lock(shared_->mu);
     --shared_->open;
     if (waiting_) shared_->waiting.erase(*waiting_);
   }
@@ -78,8 +79,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   virtual void Close() = 0;
 
   // Takes this connection off the waiting list: it is being closed, to make room or because
-  // the server stops; a request it has just read is not handled. Requires shared_->mu.
+  // the server stops; a request it has just read is not handled. Requires shared_->mu: its
+  // callers hold the server's Shared::mu, which the analysis cannot tie to this connection's
+  // shared_ (a REQUIRES here would not be provable at the call), hence the assertion.
   void ForgetWaitingLocked() {
+    shared_->mu.AssertHeld();
     if (waiting_) shared_->waiting.erase(*waiting_);
     waiting_.reset();
     closing_ = true;
@@ -91,7 +95,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Marks this connection as waiting for a request (true) or busy with one (false). Requires
   // being on the connection's strand.
   void SetWaiting(bool waiting) {
-    std::lock_guard<std::mutex> lock(shared_->mu);
+    MutexLock lock(shared_->mu);
     if (waiting_) {
       shared_->waiting.erase(*waiting_);
       waiting_.reset();
@@ -105,7 +109,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::atomic<bool> closing_{false};
 
  private:
-  std::optional<std::list<std::weak_ptr<Connection>>::iterator> waiting_;  // guarded by mu
+  std::optional<std::list<std::weak_ptr<Connection>>::iterator> waiting_ GUARDED_BY(shared_->mu);
 };
 
 ApiResponse Dispatch(Shared& shared, ApiRequest r) {
@@ -242,7 +246,7 @@ class StreamConnection : public Connection {
     }
     r.body = std::move(msg.body());
     {
-      std::lock_guard<std::mutex> lock(shared_->in_flight.mu);
+      MutexLock lock(shared_->in_flight.mu);
       ++shared_->in_flight.count;
     }
     answering_ = true;
@@ -258,7 +262,7 @@ class StreamConnection : public Connection {
     if (!answering_) return;
     answering_ = false;
     {
-      std::lock_guard<std::mutex> lock(shared_->in_flight.mu);
+      MutexLock lock(shared_->in_flight.mu);
       --shared_->in_flight.count;
     }
     shared_->in_flight.idle.notify_all();
@@ -266,7 +270,7 @@ class StreamConnection : public Connection {
 
   void Write(ApiResponse answer) {
     {
-      std::lock_guard<std::mutex> lock(shared_->mu);
+      MutexLock lock(shared_->mu);
       if (shared_->stopping) keep_alive_ = false;  // the last answer on this connection
     }
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
@@ -368,7 +372,7 @@ struct HttpServer::Impl {
   bool EvictOne() {
     std::shared_ptr<Connection> evict;
     {
-      std::lock_guard<std::mutex> lock(shared->mu);
+      MutexLock lock(shared->mu);
       for (auto it = shared->waiting.begin(); it != shared->waiting.end() && !evict; ++it) {
         evict = it->lock();
       }
@@ -384,7 +388,7 @@ struct HttpServer::Impl {
   void Admit(tcp::socket socket) {
     std::shared_ptr<Connection> evict;
     {
-      std::lock_guard<std::mutex> lock(shared->mu);
+      MutexLock lock(shared->mu);
       const int limit = std::max(1, shared->options.max_threads + shared->options.max_queued);
       if (shared->stopping) return;
       if (shared->open >= limit) {
@@ -480,7 +484,7 @@ void HttpServer::Stop() {
   if (impl_->stopped) return;
   impl_->stopped = true;
   {
-    std::lock_guard<std::mutex> lock(impl_->shared->mu);
+    MutexLock lock(impl_->shared->mu);
     impl_->shared->stopping = true;
   }
   asio::post(impl_->accept_strand, [impl = impl_.get()] {
@@ -491,7 +495,7 @@ void HttpServer::Stop() {
   // Connections waiting for a request are closed; busy ones answer with Connection: close.
   std::vector<std::shared_ptr<Connection>> waiting;
   {
-    std::lock_guard<std::mutex> lock(impl_->shared->mu);
+    MutexLock lock(impl_->shared->mu);
     for (auto& w : impl_->shared->waiting) {
       if (auto c = w.lock()) waiting.push_back(std::move(c));
     }
@@ -501,9 +505,10 @@ void HttpServer::Stop() {
   waiting.clear();
   {
     // Requests being handled finish (up to 30 s) and their answers go out.
-    std::unique_lock<std::mutex> lock(impl_->shared->in_flight.mu);
-    impl_->shared->in_flight.idle.wait_for(lock, std::chrono::seconds(30),
-                                           [&] { return impl_->shared->in_flight.count == 0; });
+    InFlight& in_flight = impl_->shared->in_flight;
+    MutexLock lock(in_flight.mu);
+    in_flight.idle.wait_for(lock.native(), std::chrono::seconds(30),
+                            [&]() REQUIRES(in_flight.mu) { return in_flight.count == 0; });
   }
   impl_->io.stop();
   for (std::thread& t : impl_->io_threads) t.join();

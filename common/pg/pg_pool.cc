@@ -36,8 +36,8 @@ PgPool::PgPool(std::string url, Duration connect_timeout, int size, std::string 
       on_connect_(std::move(on_connect)) {}
 
 std::unique_ptr<pqxx::connection> PgPool::Take() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return !idle_.empty() || open_ < size_; });
+  MutexLock lock(mu_);
+  cv_.wait(lock.native(), [&]() REQUIRES(mu_) { return !idle_.empty() || open_ < size_; });
   if (!idle_.empty()) {
     std::unique_ptr<pqxx::connection> conn = std::move(idle_.back());
     idle_.pop_back();
@@ -49,7 +49,7 @@ std::unique_ptr<pqxx::connection> PgPool::Take() {
 
 void PgPool::Give(std::unique_ptr<pqxx::connection> conn) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (conn) {
       idle_.push_back(std::move(conn));
     } else {

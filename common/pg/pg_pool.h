@@ -13,6 +13,7 @@
 
 #include "common/duration.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace treaty::pg {
 
@@ -58,10 +59,10 @@ class PgPool {
   const std::string url_;
   const int size_;
   const std::string on_connect_;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::unique_ptr<pqxx::connection>> idle_;  // guarded by mu_
-  int open_ = 0;                                        // guarded by mu_: idle + lent out
+  std::vector<std::unique_ptr<pqxx::connection>> idle_ GUARDED_BY(mu_);
+  int open_ GUARDED_BY(mu_) = 0;  // idle + lent out
 };
 
 }  // namespace treaty::pg

@@ -49,7 +49,7 @@ std::optional<bool> AccessPolicy::AdminOf(const Digest& d) const {
 bool AccessPolicy::Take(const std::string& key, double* retry_after) {
   if (rate_ <= 0) return true;
   const auto now = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (buckets_.size() > 100000) buckets_.clear();  // bounded: a flood of addresses starts afresh
   auto [it, inserted] = buckets_.try_emplace(key, Bucket{burst_, now});
   Bucket& b = it->second;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/http/router.h"
+#include "common/thread_annotations.h"
 #include "config/treaty_config.h"
 
 namespace treaty::api {
@@ -45,8 +46,8 @@ class AccessPolicy {
   std::vector<std::pair<Digest, bool>> tokens_;  // SHA-256 of each token, admin?
   const double rate_;
   const double burst_;
-  std::mutex mu_;
-  std::map<std::string, Bucket> buckets_;  // guarded by mu_
+  Mutex mu_;
+  std::map<std::string, Bucket> buckets_ GUARDED_BY(mu_);
 };
 
 }  // namespace treaty::api

@@ -259,7 +259,7 @@ Status TransactionDriver::Start() {
 
 void TransactionDriver::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_ && threads_.empty()) return;
     stopping_ = true;
   }
@@ -272,7 +272,7 @@ void TransactionDriver::Stop() {
 void TransactionDriver::Enqueue(const std::string& gid, std::optional<MonoTime> leased_until,
                                 std::optional<Transaction> as_stored) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (running_.count(gid)) {
       rerun_.insert(gid);
       return;
@@ -309,7 +309,7 @@ void TransactionDriver::WakePoller() { poll_cv_.notify_all(); }
 
 bool TransactionDriver::Admit() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (static_cast<int>(queue_.size()) < options_.max_queued) return true;
   }
   if (observer_) observer_->OnRejected();
@@ -322,8 +322,8 @@ void TransactionDriver::WorkerLoop() {
     std::optional<MonoTime> leased_until;
     std::optional<Transaction> as_stored;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      MutexLock lock(mu_);
+      work_cv_.wait(lock.native(), [this]() REQUIRES(mu_) { return stopping_ || !queue_.empty(); });
       if (stopping_) return;
       gid = std::move(queue_.front());
       queue_.pop_front();
@@ -339,7 +339,7 @@ void TransactionDriver::WorkerLoop() {
     bool again = false;
     bool claim_more = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       running_.erase(gid);
       again = rerun_.erase(gid) > 0;
       claim_more = claimed_last_time_ && queue_.empty();
@@ -388,7 +388,7 @@ std::optional<Transaction> TransactionDriver::DriveHere(const std::string& gid,
                                                         MonoTime leased_until,
                                                         std::optional<Transaction> as_stored) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return std::nullopt;  // the lease runs out; whoever runs next drives it
     if (running_.count(gid) || queued_.count(gid)) {
       rerun_.insert(gid);  // cannot happen for a gid just created; the worker's turn otherwise
@@ -407,7 +407,7 @@ std::optional<Transaction> TransactionDriver::DriveHere(const std::string& gid,
 void TransactionDriver::DoneHere(const std::string& gid) {
   bool again = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     running_.erase(gid);
     --running_here_;
     again = rerun_.erase(gid) > 0;
@@ -416,10 +416,10 @@ void TransactionDriver::DoneHere(const std::string& gid) {
 }
 
 void TransactionDriver::PollLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   bool store_was_down = false;  // the last claim failed
   while (!stopping_) {
-    ResumeInterrupted(lock, clock_.Now());
+    ResumeInterrupted(clock_.Now());
     // Claim only what idle workers can start now: a claimed transaction that waits in the queue
     // longer than its lease could be claimed by another coordinator as well.
     // Drives on callers' threads (DriveHere) take no worker.
@@ -427,7 +427,7 @@ void TransactionDriver::PollLoop() {
         options_.claim_batch,
         options_.workers - static_cast<int>(queue_.size() + running_.size() - running_here_));
     if (capacity > 0) {
-      lock.unlock();
+      lock.Unlock();
       const TimePoint now = clock_.Now();
       const MonoTime asked = clock_.Monotonic();
       auto claimed = store_.ClaimDue(options_.owner, now, options_.lease, capacity);
@@ -436,22 +436,22 @@ void TransactionDriver::PollLoop() {
         if (store_was_down) {
           // The store answers again: drives cut short by its outage resume now, not after the
           // backoff their failed tries grew to meanwhile.
-          lock.lock();
+          lock.Lock();
           for (auto& [gid, r] : interrupted_) {
             if (r.due != TimePoint::max()) r.due = std::min(r.due, now);
           }
-          lock.unlock();
+          lock.Unlock();
         }
         store_was_down = false;
       } else {
         store_was_down = true;
         if (observer_) observer_->OnDriveError("", claimed.status());
       }
-      lock.lock();
+      lock.Lock();
       claimed_last_time_ = claimed.ok() && !claimed->empty();
       if (claimed.ok() && static_cast<int>(claimed->size()) == capacity) continue;  // more due
     }
-    poll_cv_.wait_for(lock, options_.poll_interval);
+    poll_cv_.wait_for(lock.native(), options_.poll_interval);
   }
 }
 
@@ -469,7 +469,7 @@ Status TransactionDriver::DriveNow(const std::string& gid) {
 
 Result<Transaction> TransactionDriver::CheckBackNow(const std::string& gid) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return Status::Unavailable("shutting down");
     if (running_.count(gid) || queued_.count(gid)) {
       return Status::Conflict("transaction " + gid + " is being driven now; try again");
@@ -510,7 +510,7 @@ Result<Transaction> TransactionDriver::CheckBackNow(const std::string& gid) {
 }
 
 void TransactionDriver::Interrupted(const std::string& gid, bool done) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (done) {
     interrupted_.erase(gid);
     return;
@@ -520,7 +520,7 @@ void TransactionDriver::Interrupted(const std::string& gid, bool done) {
   r.due = clock_.Now() + options_.retry.Backoff(r.tries, random_.Random01());
 }
 
-void TransactionDriver::ResumeInterrupted(std::unique_lock<std::mutex>& lock, TimePoint now) {
+void TransactionDriver::ResumeInterrupted(TimePoint now) {
   std::vector<std::string> due;
   for (auto& [gid, r] : interrupted_) {
     if (r.due > now) continue;
@@ -528,9 +528,8 @@ void TransactionDriver::ResumeInterrupted(std::unique_lock<std::mutex>& lock, Ti
     r.due = TimePoint::max();  // until this drive is interrupted again, or ends
   }
   if (due.empty()) return;
-  lock.unlock();
+  MutexUnlock unlocked(mu_);
   for (const std::string& gid : due) Enqueue(gid);  // the lease is taken again by the worker
-  lock.lock();
 }
 
 Status TransactionDriver::Drive(const std::string& gid, MonoTime lease_known_until,
@@ -592,7 +591,7 @@ Status TransactionDriver::Drive(const std::string& gid, MonoTime lease_known_unt
 }
 
 void TransactionDriver::NotifyFinal(const Transaction& tx) {
-  std::lock_guard<std::mutex> lock(final_mu_);
+  MutexLock lock(final_mu_);
   auto it = watches_.find(tx.gid);
   if (it == watches_.end()) return;
   it->second->final = tx;
@@ -601,12 +600,12 @@ void TransactionDriver::NotifyFinal(const Transaction& tx) {
 
 TransactionDriver::FinalWait::~FinalWait() {
   if (driver_ == nullptr) return;
-  std::lock_guard<std::mutex> lock(driver_->final_mu_);
+  MutexLock lock(driver_->final_mu_);
   if (--watch_->waiters == 0) driver_->watches_.erase(gid_);
 }
 
 std::unique_ptr<TransactionDriver::FinalWait> TransactionDriver::Watch(const std::string& gid) {
-  std::lock_guard<std::mutex> lock(final_mu_);
+  MutexLock lock(final_mu_);
   auto& slot = watches_[gid];
   if (!slot) slot = std::make_shared<FinalWatch>();
   ++slot->waiters;
@@ -643,8 +642,8 @@ Result<Transaction> TransactionDriver::WaitFinal(FinalWait& wait, TimePoint unti
     // Woken when this coordinator finishes it, with the final state it stored; the timeout
     // catches another coordinator finishing it.
     auto timeout = std::min<std::chrono::nanoseconds>(until - now, options_.final_poll);
-    std::unique_lock<std::mutex> lock(final_mu_);
-    if (watch->cv.wait_for(lock, timeout, [&] { return watch->final.has_value(); })) {
+    MutexLock lock(final_mu_);
+    if (watch->cv.wait_for(lock.native(), timeout, [&] { return watch->final.has_value(); })) {
       tx = *watch->final;
       break;
     }

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "coordinator/core/branch_transport.h"
 #include "coordinator/core/environment.h"
 #include "coordinator/core/message_sink.h"
@@ -192,9 +193,9 @@ class TransactionDriver {
   // unreachable): it is driven again here after the retry backoff, not after the lease runs
   // out. `done`: it was given back or driven to a wait, so nothing is left to resume.
   void Interrupted(const std::string& gid, bool done);
-  // Enqueues the interrupted drives whose backoff has passed. `lock` holds mu_ (released
+  // Enqueues the interrupted drives whose backoff has passed. Called with mu_ held (released
   // meanwhile).
-  void ResumeInterrupted(std::unique_lock<std::mutex>& lock, TimePoint now);
+  void ResumeInterrupted(TimePoint now) REQUIRES(mu_);
 
   const DriverOptions options_;
   TransactionStore& store_;
@@ -206,41 +207,43 @@ class TransactionDriver {
   DriverObserver* observer_;
   MessageSink* messages_;
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable poll_cv_;
-  std::deque<std::string> queue_;     // guarded by mu_
-  std::set<std::string> queued_;      // guarded by mu_: in queue_
-  std::set<std::string> running_;     // guarded by mu_: being driven now
-  size_t running_here_ = 0;           // guarded by mu_: of which by DriveHere()
-  std::set<std::string> rerun_;       // guarded by mu_: enqueued again while running
+  std::deque<std::string> queue_ GUARDED_BY(mu_);
+  std::set<std::string> queued_ GUARDED_BY(mu_);   // in queue_
+  std::set<std::string> running_ GUARDED_BY(mu_);  // being driven now
+  size_t running_here_ GUARDED_BY(mu_) = 0;        // of which by DriveHere()
+  std::set<std::string> rerun_ GUARDED_BY(mu_);    // enqueued again while running
   // What Enqueue() was told of a queued transaction (its lease, its stored state), if anything.
   struct Known {
     std::optional<MonoTime> leased_until;
     std::optional<Transaction> as_stored;
   };
-  std::map<std::string, Known> known_;  // guarded by mu_: of queued transactions
-  bool stopping_ = false;             // guarded by mu_
+  std::map<std::string, Known> known_ GUARDED_BY(mu_);  // of queued transactions
+  bool stopping_ GUARDED_BY(mu_) = false;
   // The last claim found due work: more may be waiting, so a worker that falls idle asks the
   // poller to claim again rather than leaving it to the next poll interval (a backlog after a
   // restart drains at the workers' pace, not the poll's).
-  bool claimed_last_time_ = false;    // guarded by mu_
+  bool claimed_last_time_ GUARDED_BY(mu_) = false;
   // Interrupted drives to resume (Interrupted()): when, and after how many tries.
   struct Resume {
     TimePoint due;
     int tries = 0;
   };
-  std::map<std::string, Resume> interrupted_;  // guarded by mu_
+  std::map<std::string, Resume> interrupted_ GUARDED_BY(mu_);
   std::vector<std::thread> threads_;
 
   // The transactions someone waits on, so that a change wakes only its own waiters.
   struct FinalWatch {
-    int waiters = 0;                   // guarded by final_mu_
-    std::optional<Transaction> final;  // guarded by final_mu_: set once it is final
+    // Both guarded by TransactionDriver::final_mu_ (not annotated: in a nested struct, Clang
+    // would read final_mu_ as the struct's own member).
+    int waiters = 0;
+    std::optional<Transaction> final;  // set once it is final
     std::condition_variable cv;
   };
-  std::mutex final_mu_;
-  std::map<std::string, std::shared_ptr<FinalWatch>> watches_;  // guarded by final_mu_
+  Mutex final_mu_;
+  std::map<std::string, std::shared_ptr<FinalWatch>> watches_ GUARDED_BY(final_mu_);
 };
 
 }  // namespace treaty::core

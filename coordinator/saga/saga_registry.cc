@@ -10,13 +10,13 @@ Status SagaRegistry::Reload() {
   if (!loaded.ok()) return loaded.status();
   std::vector<std::shared_ptr<const SagaDefinition>> defs;
   for (SagaDefinition& d : *loaded) defs.push_back(std::make_shared<SagaDefinition>(std::move(d)));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   defs_ = std::move(defs);
   return Status::Ok();
 }
 
 std::shared_ptr<const SagaDefinition> SagaRegistry::Find(const std::string& name) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& d : defs_) {
     if (d->name == name) return d;
   }
@@ -24,7 +24,7 @@ std::shared_ptr<const SagaDefinition> SagaRegistry::Find(const std::string& name
 }
 
 std::vector<std::shared_ptr<const SagaDefinition>> SagaRegistry::List() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return defs_;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "coordinator/saga/saga_definition.h"
 
 namespace treaty::saga {
@@ -28,8 +29,8 @@ class SagaRegistry {
   const std::vector<std::string> patterns_;
   const std::string base_dir_;
   const Environment env_;
-  mutable std::mutex mu_;
-  std::vector<std::shared_ptr<const SagaDefinition>> defs_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::vector<std::shared_ptr<const SagaDefinition>> defs_ GUARDED_BY(mu_);
 };
 
 }  // namespace treaty::saga

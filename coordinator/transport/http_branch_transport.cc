@@ -54,7 +54,7 @@ class HttpBranchTransport::Watchdog {
   Watchdog() : thread_([this] { Run(); }) {}
   ~Watchdog() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       stopping_ = true;
     }
     cv_.notify_all();
@@ -68,7 +68,7 @@ class HttpBranchTransport::Watchdog {
   // cannot be reused for another socket before Disarm() closes it.
   uint64_t Arm(Session* session, Deadline deadline) {
     const int fd = ::dup(static_cast<int>(session->socket().impl()->sockfd()));
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const uint64_t id = ++next_id_;
     armed_[id] = Armed{fd, deadline, false};
     if (deadline < earliest_) cv_.notify_all();
@@ -78,7 +78,7 @@ class HttpBranchTransport::Watchdog {
   // Stops watching; true when the deadline came first (the connection was shut down: the
   // answer, if any, is not to be trusted, nor the session reused).
   bool Disarm(uint64_t id) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = armed_.find(id);
     if (it == armed_.end()) return false;
     const bool expired = it->second.expired;
@@ -95,7 +95,7 @@ class HttpBranchTransport::Watchdog {
   };
 
   void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     while (!stopping_) {
       const auto now = std::chrono::steady_clock::now();
       earliest_ = Deadline::max();
@@ -111,19 +111,19 @@ class HttpBranchTransport::Watchdog {
         }
       }
       if (earliest_ == Deadline::max()) {
-        cv_.wait(lock);
+        cv_.wait(lock.native());
       } else {
-        cv_.wait_until(lock, earliest_);
+        cv_.wait_until(lock.native(), earliest_);
       }
     }
   }
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::map<uint64_t, Armed> armed_;      // guarded by mu_
-  uint64_t next_id_ = 0;                 // guarded by mu_
-  Deadline earliest_ = Deadline::max();  // guarded by mu_: when Run() wakes next
-  bool stopping_ = false;                // guarded by mu_
+  std::map<uint64_t, Armed> armed_ GUARDED_BY(mu_);
+  uint64_t next_id_ GUARDED_BY(mu_) = 0;
+  Deadline earliest_ GUARDED_BY(mu_) = Deadline::max();  // when Run() wakes next
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::thread thread_;                   // last: started once the rest is built
 };
 
@@ -146,7 +146,7 @@ HttpBranchTransport::HttpBranchTransport(int max_idle_per_host, int call_threads
 
 HttpBranchTransport::~HttpBranchTransport() {
   {
-    std::lock_guard<std::mutex> lock(tasks_mu_);
+    MutexLock lock(tasks_mu_);
     stopping_ = true;
   }
   tasks_cv_.notify_all();
@@ -157,8 +157,9 @@ void HttpBranchTransport::CallLoop() {
   while (true) {
     std::function<void()> task;
     {
-      std::unique_lock<std::mutex> lock(tasks_mu_);
-      tasks_cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      MutexLock lock(tasks_mu_);
+      tasks_cv_.wait(lock.native(),
+                     [this]() REQUIRES(tasks_mu_) { return stopping_ || !tasks_.empty(); });
       if (tasks_.empty()) return;  // stopping, nothing left
       task = std::move(tasks_.front());
       tasks_.pop_front();
@@ -173,7 +174,7 @@ HttpBranchTransport::Pooled HttpBranchTransport::Borrow(const std::string& key,
                                                         bool fresh, bool* reused) {
   std::vector<std::unique_ptr<Session>> closing;  // closed after mu_ is released
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const auto now = std::chrono::steady_clock::now();
     TakeExpired(now, &closing);
     auto it = idle_.find(key);
@@ -200,7 +201,7 @@ HttpBranchTransport::Pooled HttpBranchTransport::Borrow(const std::string& key,
 }
 
 void HttpBranchTransport::Return(const std::string& key, Pooled session) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   // Stamped under mu_, so that each host's list stays in the order of idle_since.
   session.idle_since = std::chrono::steady_clock::now();
   auto& pool = idle_[key];
@@ -210,7 +211,7 @@ void HttpBranchTransport::Return(const std::string& key, Pooled session) {
 void HttpBranchTransport::DropIdleSince(const std::string& key,
                                         std::chrono::steady_clock::time_point since) {
   std::vector<std::unique_ptr<Session>> closing;  // closed after mu_ is released
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (auto it = idle_.find(key); it != idle_.end()) CloseReturnedBy(&it->second, since, &closing);
 }
 
@@ -379,7 +380,7 @@ std::vector<core::BranchReply> HttpBranchTransport::CallAll(
   std::vector<std::future<core::BranchReply>> others;
   others.reserve(calls.size() - 1);
   if (!threads_.empty()) {
-    std::lock_guard<std::mutex> lock(tasks_mu_);
+    MutexLock lock(tasks_mu_);
     for (size_t i = 1; i < calls.size(); ++i) {
       auto task = std::make_shared<std::packaged_task<core::BranchReply()>>(
           [this, &calls, &deadlines, i] { return CallWithin(calls[i], deadlines[i]); });

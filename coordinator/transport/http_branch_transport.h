@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "coordinator/core/branch_transport.h"
 
 namespace Poco::Net {
@@ -82,9 +83,9 @@ class HttpBranchTransport : public core::BranchTransport {
   // Closes the idle sessions of `key` returned at `since` or before.
   void DropIdleSince(const std::string& key, std::chrono::steady_clock::time_point since);
   // Moves the sessions idle for longer than idle_limit_ out of the pool into `closing` (closed
-  // when it goes, outside mu_). Requires mu_.
+  // when it goes, outside mu_).
   void TakeExpired(std::chrono::steady_clock::time_point now,
-                   std::vector<std::unique_ptr<Session>>* closing);
+                   std::vector<std::unique_ptr<Session>>* closing) REQUIRES(mu_);
   // Moves the sessions of `pool` returned at `cutoff` or before into `closing`.
   static void CloseReturnedBy(std::vector<Pooled>* pool,
                               std::chrono::steady_clock::time_point cutoff,
@@ -99,15 +100,15 @@ class HttpBranchTransport : public core::BranchTransport {
   const int max_idle_per_host_;
   const std::chrono::milliseconds idle_limit_;
   Poco::Net::Context::Ptr tls_;
-  std::mutex mu_;
-  // Per "scheme://host:port", most recently returned last. Guarded by mu_.
-  std::map<std::string, std::vector<Pooled>> idle_;
-  std::chrono::steady_clock::time_point next_sweep_;  // guarded by mu_
+  Mutex mu_;
+  // Per "scheme://host:port", most recently returned last.
+  std::map<std::string, std::vector<Pooled>> idle_ GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point next_sweep_ GUARDED_BY(mu_);
 
-  std::mutex tasks_mu_;
+  Mutex tasks_mu_;
   std::condition_variable tasks_cv_;
-  std::deque<std::function<void()>> tasks_;  // guarded by tasks_mu_
-  bool stopping_ = false;                    // guarded by tasks_mu_
+  std::deque<std::function<void()>> tasks_ GUARDED_BY(tasks_mu_);
+  bool stopping_ GUARDED_BY(tasks_mu_) = false;
   std::vector<std::thread> threads_;
   std::unique_ptr<Watchdog> watchdog_;
 };

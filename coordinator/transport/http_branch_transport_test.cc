@@ -45,31 +45,31 @@ class LoopbackParticipant {
     server_->stop();
     // Stopped, the server deletes its connections as their clients go; the transports of the
     // tests are gone by now.
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, 10s, [&] { return open_ == 0; });
+    MutexLock lock(mu_);
+    cv_.wait_for(lock.native(), 10s, [&]() REQUIRES(mu_) { return open_ == 0; });
   }
 
   std::string url(const std::string& path = "/2pc/prepare") const {
     return "http://127.0.0.1:" + std::to_string(socket_.address().port()) + path;
   }
   int accepted() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return accepted_;
   }
 
   // Whether the server has seen its connections close down to `n` open, within 10 s (it sees a
   // client's close on its own thread, a moment after the close).
   bool OpenConnectionsFallTo(int n) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, 10s, [&] { return open_ <= n; });
+    MutexLock lock(mu_);
+    return cv_.wait_for(lock.native(), 10s, [&]() REQUIRES(mu_) { return open_ <= n; });
   }
 
   void HoldUntil(int arrivals) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     release_at_ = arrivals;
   }
   void Release() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     released_ = true;
     cv_.notify_all();
   }
@@ -81,12 +81,12 @@ class LoopbackParticipant {
     Connection(const Poco::Net::StreamSocket& socket, Poco::Net::HTTPServerParams::Ptr params,
                Poco::Net::HTTPRequestHandlerFactory::Ptr handlers, LoopbackParticipant* owner)
         : HTTPServerConnection(socket, params, handlers), owner_(owner) {
-      std::lock_guard<std::mutex> lock(owner_->mu_);
+      MutexLock lock(owner_->mu_);
       ++owner_->accepted_;
       ++owner_->open_;
     }
     ~Connection() override {
-      std::lock_guard<std::mutex> lock(owner_->mu_);
+      MutexLock lock(owner_->mu_);
       --owner_->open_;
       owner_->cv_.notify_all();
     }
@@ -101,10 +101,10 @@ class LoopbackParticipant {
                        Poco::Net::HTTPServerResponse& resp) override {
       req.stream().ignore(std::numeric_limits<std::streamsize>::max());
       if (req.getURI() == "/hold") {
-        std::unique_lock<std::mutex> lock(owner_->mu_);
+        MutexLock lock(owner_->mu_);
         ++owner_->arrivals_;
         owner_->cv_.notify_all();
-        owner_->cv_.wait_for(lock, 10s, [&] {
+        owner_->cv_.wait_for(lock.native(), 10s, [&]() REQUIRES(owner_->mu_) {
           return owner_->released_ || owner_->arrivals_ >= owner_->release_at_;
         });
       }
@@ -141,13 +141,13 @@ class LoopbackParticipant {
     Poco::Net::HTTPRequestHandlerFactory::Ptr answers_;
   };
 
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;  // any change below
-  int accepted_ = 0;            // guarded by mu_
-  int open_ = 0;                // guarded by mu_
-  int arrivals_ = 0;            // guarded by mu_: calls to /hold so far
-  int release_at_ = INT_MAX;    // guarded by mu_
-  bool released_ = false;       // guarded by mu_
+  int accepted_ GUARDED_BY(mu_) = 0;
+  int open_ GUARDED_BY(mu_) = 0;
+  int arrivals_ GUARDED_BY(mu_) = 0;  // calls to /hold so far
+  int release_at_ GUARDED_BY(mu_) = INT_MAX;
+  bool released_ GUARDED_BY(mu_) = false;
   Poco::Net::ServerSocket socket_;
   std::unique_ptr<Poco::Net::TCPServer> server_;
 };

@@ -13,26 +13,28 @@
 
 #include <cctype>
 #include <cerrno>
-#include <filesystem>
-#include <iterator>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <mutex>
 #include <sstream>
 #include <thread>
+
+#include "common/thread_annotations.h"
 
 extern char** environ;
 
 namespace treaty::harness {
 namespace {
 
-std::mutex g_check_mu;
-std::function<bool()> g_failed;  // guarded by g_check_mu
+Mutex g_check_mu;
+std::function<bool()> g_failed GUARDED_BY(g_check_mu);
 
 bool CurrentTestFailed() {
-  std::lock_guard<std::mutex> lock(g_check_mu);
+  MutexLock lock(g_check_mu);
   return g_failed && g_failed();
 }
 
@@ -56,7 +58,7 @@ void CloseIfOpen(int& fd) {
 }  // namespace
 
 void SetFailureCheck(std::function<bool()> failed) {
-  std::lock_guard<std::mutex> lock(g_check_mu);
+  MutexLock lock(g_check_mu);
   g_failed = std::move(failed);
 }
 

@@ -24,7 +24,7 @@ void FaultSwitch::Register(http::Router& router) {
       return http::JsonError(400, "invalid", "must be fail, hang or off", "action");
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (action == "off") {
         faults_.erase(op);
       } else {
@@ -35,7 +35,7 @@ void FaultSwitch::Register(http::Router& router) {
     return http::ApiResponse{200, "application/json", "{\"op\":\"" + op + "\",\"action\":\"" + action + "\"}"};
   });
   router.Add("GET", "/admin/faults", [this](const http::ApiRequest&) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     std::string body = "{";
     for (const auto& [op, f] : faults_) {
       body += (body.size() > 1 ? "," : "") + std::string("\"") + op + "\":\"" + f.action + "\"";
@@ -45,14 +45,15 @@ void FaultSwitch::Register(http::Router& router) {
 }
 
 std::optional<OpReply> FaultSwitch::Intercept(const std::string& op) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = faults_.find(op);
   if (it == faults_.end()) return std::nullopt;
   if (it->second.action == "fail") {
     return OpReply{it->second.status, "fault injected: " + op + " fails"};
   }
   // hang: until switched off (bounded, so a forgotten switch cannot pin a thread forever).
-  changed_.wait_for(lock, std::chrono::minutes(5), [&] { return faults_.count(op) == 0; });
+  changed_.wait_for(lock.native(), std::chrono::minutes(5),
+                    [&]() REQUIRES(mu_) { return faults_.count(op) == 0; });
   return OpReply{503, "fault injected: " + op + " hung"};
 }
 

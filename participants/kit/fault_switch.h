@@ -20,6 +20,7 @@
 #include <string>
 
 #include "common/http/router.h"
+#include "common/thread_annotations.h"
 #include "participants/kit/protocol.h"
 
 namespace treaty::participant {
@@ -37,9 +38,9 @@ class FaultSwitch {
     std::string action;  // "fail" or "hang"
     int status = 503;
   };
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable changed_;
-  std::map<std::string, Fault> faults_;  // guarded by mu_
+  std::map<std::string, Fault> faults_ GUARDED_BY(mu_);
 };
 
 }  // namespace treaty::participant

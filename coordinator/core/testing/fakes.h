@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "coordinator/core/branch_transport.h"
 #include "coordinator/core/environment.h"
 
@@ -19,25 +20,25 @@ class FakeClock : public Clock {
  public:
   FakeClock() : now_(std::chrono::system_clock::time_point(std::chrono::hours(24 * 20000))) {}
   TimePoint Now() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return now_;
   }
   MonoTime Monotonic() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return mono_;
   }
   // Both clocks move on by `d`.
   template <typename Rep, typename Period>
   void Advance(std::chrono::duration<Rep, Period> d) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     now_ += std::chrono::duration_cast<TimePoint::duration>(d);
     mono_ += std::chrono::duration_cast<MonoTime::duration>(d);
   }
 
  private:
-  std::mutex mu_;
-  TimePoint now_;
-  MonoTime mono_{};
+  Mutex mu_;
+  TimePoint now_ GUARDED_BY(mu_);
+  MonoTime mono_ GUARDED_BY(mu_){};
 };
 
 class CountingIds : public IdGenerator {
@@ -55,14 +56,14 @@ class ScriptedTransport : public BranchTransport {
   std::vector<BranchReply> CallAll(const std::vector<BranchCall>& calls) override {
     std::function<void(const BranchCall&)> hook;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       hook = hook_;
     }
     if (hook) {
       for (const BranchCall& c : calls) hook(c);
     }
     std::vector<BranchReply> out;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (const BranchCall& c : calls) {
       log_.push_back(c);
       auto& q = script_[c.branch_id + "/" + c.op];
@@ -78,26 +79,26 @@ class ScriptedTransport : public BranchTransport {
 
   // The next answers to `op` on `branch`.
   void Then(const std::string& branch, const std::string& op, BranchReply reply, int times = 1) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (int i = 0; i < times; ++i) script_[branch + "/" + op].push_back(reply);
   }
 
   // Runs `hook` on each call as it is made, before it is answered (e.g. to change the world
   // while a participant is being called).
   void OnCall(std::function<void(const BranchCall&)> hook) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     hook_ = std::move(hook);
   }
 
   // "branch/op" of every call so far, in order.
   std::vector<std::string> Calls() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     std::vector<std::string> out;
     for (const BranchCall& c : log_) out.push_back(c.branch_id + "/" + c.op);
     return out;
   }
   std::vector<BranchCall> RawCalls() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return log_;
   }
 
@@ -109,27 +110,27 @@ class ScriptedTransport : public BranchTransport {
   }
 
  private:
-  std::mutex mu_;
-  std::map<std::string, std::deque<BranchReply>> script_;
-  std::vector<BranchCall> log_;
-  std::function<void(const BranchCall&)> hook_;
+  Mutex mu_;
+  std::map<std::string, std::deque<BranchReply>> script_ GUARDED_BY(mu_);
+  std::vector<BranchCall> log_ GUARDED_BY(mu_);
+  std::function<void(const BranchCall&)> hook_ GUARDED_BY(mu_);
 };
 
 // Records every point reached.
 class RecordingCrashPoints : public CrashPoints {
  public:
   void Reach(std::string_view point) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     reached_.emplace_back(point);
   }
   std::vector<std::string> reached() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return reached_;
   }
 
  private:
-  std::mutex mu_;
-  std::vector<std::string> reached_;
+  Mutex mu_;
+  std::vector<std::string> reached_ GUARDED_BY(mu_);
 };
 
 }  // namespace treaty::core::testing

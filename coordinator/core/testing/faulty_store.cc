@@ -23,7 +23,7 @@ std::optional<StoreMethod> ParseStoreMethod(std::string_view name) {
 }
 
 void FaultyStore::Fail(StoreMethod method, StoreFault fault) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   faults_[Index(method)] = std::move(fault);
 }
 
@@ -39,32 +39,32 @@ void FaultyStore::FailOnce(StoreMethod method, Status status, bool after_write) 
 }
 
 void FaultyStore::FailAll(StoreFault fault) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (auto& f : faults_) f = fault;
 }
 
 void FaultyStore::Clear(StoreMethod method) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   faults_[Index(method)].reset();
 }
 
 void FaultyStore::ClearAll() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (auto& f : faults_) f.reset();
 }
 
 int FaultyStore::Calls(StoreMethod method) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return calls_[Index(method)];
 }
 
 int FaultyStore::Injected(StoreMethod method) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return injected_[Index(method)];
 }
 
 std::optional<StoreFault> FaultyStore::Take(StoreMethod method) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   ++calls_[Index(method)];
   std::optional<StoreFault>& fault = faults_[Index(method)];
   if (!fault) return std::nullopt;

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/thread_annotations.h"
 #include "coordinator/core/store.h"
 
 namespace treaty::core::testing {
@@ -108,10 +109,10 @@ class FaultyStore : public TransactionStore {
   }
 
   TransactionStore& inner_;
-  mutable std::mutex mu_;
-  std::array<std::optional<StoreFault>, kStoreMethods> faults_;  // guarded by mu_
-  std::array<int, kStoreMethods> calls_{};                       // guarded by mu_
-  std::array<int, kStoreMethods> injected_{};                    // guarded by mu_
+  mutable Mutex mu_;
+  std::array<std::optional<StoreFault>, kStoreMethods> faults_ GUARDED_BY(mu_);
+  std::array<int, kStoreMethods> calls_ GUARDED_BY(mu_){};
+  std::array<int, kStoreMethods> injected_ GUARDED_BY(mu_){};
 };
 
 }  // namespace treaty::core::testing

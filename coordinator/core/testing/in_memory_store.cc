@@ -10,18 +10,18 @@ Status InMemoryStore::CheckUp(const char* method) const {
 }
 
 int InMemoryStore::Calls(const std::string& method) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = calls_.find(method);
   return it == calls_.end() ? 0 : it->second;
 }
 
 void InMemoryStore::SetUnavailable(bool unavailable) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   unavailable_ = unavailable;
 }
 
 void InMemoryStore::ExpireLeases() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (auto& [gid, row] : rows_) row.lease_until = TimePoint{};
 }
 
@@ -54,20 +54,20 @@ Status InMemoryStore::Fenced(Row& row, const Fence& fence) {
 }
 
 TimePoint InMemoryStore::LeaseUntil(const std::string& gid) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = rows_.find(gid);
   return it == rows_.end() ? TimePoint{} : it->second.lease_until;
 }
 
 std::string InMemoryStore::LeaseOwner(const std::string& gid) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = rows_.find(gid);
   return it == rows_.end() ? "" : it->second.owner;
 }
 
 Result<CreateResult> InMemoryStore::Create(const Transaction& tx, const std::string& owner,
                                            Duration lease) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(tx.gid);
   if (it != rows_.end()) {
@@ -85,7 +85,7 @@ Result<CreateResult> InMemoryStore::Create(const Transaction& tx, const std::str
 }
 
 Result<Transaction> InMemoryStore::Load(const std::string& gid, bool with_log) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
@@ -95,7 +95,7 @@ Result<Transaction> InMemoryStore::Load(const std::string& gid, bool with_log) {
 }
 
 Status InMemoryStore::AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
@@ -116,7 +116,7 @@ Status InMemoryStore::AddBranch(const std::string& gid, const std::vector<Branch
 }
 
 Status InMemoryStore::MarkSubmitted(const std::string& gid, TimePoint now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
@@ -133,7 +133,7 @@ Status InMemoryStore::MarkSubmitted(const std::string& gid, TimePoint now) {
 Status InMemoryStore::Transition(const std::string& gid, TxStatus from, TxStatus to,
                                  const std::string& reason, TimePoint now,
                                  const std::vector<BranchOp>& ops, const Fence* fence) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
@@ -171,7 +171,7 @@ Status InMemoryStore::Transition(const std::string& gid, TxStatus from, TxStatus
 
 Status InMemoryStore::RecordOps(const std::string& gid, const std::vector<BranchOp>& ops,
                                 TimePoint now, const Fence& fence) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
@@ -193,7 +193,7 @@ Status InMemoryStore::RecordOps(const std::string& gid, const std::vector<Branch
 
 Status InMemoryStore::SetAttention(const std::string& gid, const std::string& attention,
                                    const Fence* fence) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
@@ -206,7 +206,7 @@ Status InMemoryStore::SetAttention(const std::string& gid, const std::string& at
 
 Status InMemoryStore::Reschedule(const std::string& gid, const std::string& owner,
                                  TimePoint next_attempt_at) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
@@ -219,7 +219,7 @@ Status InMemoryStore::Reschedule(const std::string& gid, const std::string& owne
 }
 
 Status InMemoryStore::MakeDue(const std::string& gid, TimePoint now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
@@ -233,7 +233,7 @@ Status InMemoryStore::MakeDue(const std::string& gid, TimePoint now) {
 
 Result<std::vector<std::string>> InMemoryStore::ClaimDue(const std::string& owner, TimePoint now,
                                                          Duration lease, int limit) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   const TimePoint store_now = clock_->Now();
   std::vector<std::string> out;
@@ -251,7 +251,7 @@ Result<std::vector<std::string>> InMemoryStore::ClaimDue(const std::string& owne
 
 Result<bool> InMemoryStore::TryLease(const std::string& gid, const std::string& owner,
                                      Duration lease) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   auto it = rows_.find(gid);
   if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
@@ -265,7 +265,7 @@ Result<bool> InMemoryStore::TryLease(const std::string& gid, const std::string& 
 }
 
 Status InMemoryStore::ReleaseLeases(const std::string& node) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   for (auto& [gid, row] : rows_) {
     if (row.owner == node || row.owner.rfind(node + "#", 0) == 0) row.lease_until = TimePoint{};
@@ -274,7 +274,7 @@ Status InMemoryStore::ReleaseLeases(const std::string& node) {
 }
 
 Result<std::vector<Transaction>> InMemoryStore::List(const ListFilter& filter) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   std::vector<Transaction> out;
   for (auto it = rows_.upper_bound(filter.after_gid); it != rows_.end(); ++it) {
@@ -297,7 +297,7 @@ Result<std::vector<Transaction>> InMemoryStore::List(const ListFilter& filter) {
 }
 
 Result<std::map<TxStatus, int64_t>> InMemoryStore::CountByStatus() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   std::map<TxStatus, int64_t> out;
   for (const auto& [gid, row] : rows_) ++out[row.tx.status];

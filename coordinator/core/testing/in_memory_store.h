@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 
+#include "common/thread_annotations.h"
 #include "coordinator/core/environment.h"
 #include "coordinator/core/store.h"
 
@@ -55,15 +56,15 @@ class InMemoryStore : public TransactionStore {
     TimePoint lease_until{};
     bool wake_requested = false;
   };
-  Status CheckUp(const char* method) const;  // counts the call; guarded by mu_
-  // Checks `fence` on `row` and renews its lease; LeaseLost when it fails. Guarded by mu_.
-  Status Fenced(Row& row, const Fence& fence);
+  Status CheckUp(const char* method) const REQUIRES(mu_);  // counts the call
+  // Checks `fence` on `row` and renews its lease; LeaseLost when it fails.
+  Status Fenced(Row& row, const Fence& fence) REQUIRES(mu_);
 
   Clock* const clock_;
-  mutable std::mutex mu_;
-  std::map<std::string, Row> rows_;
-  bool unavailable_ = false;
-  mutable std::map<std::string, int> calls_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::map<std::string, Row> rows_ GUARDED_BY(mu_);
+  bool unavailable_ GUARDED_BY(mu_) = false;
+  mutable std::map<std::string, int> calls_ GUARDED_BY(mu_);
 };
 
 }  // namespace treaty::core::testing
