@@ -35,12 +35,14 @@ Result<ParticipantConfig> Load(const std::string& path) {
 
 int Serve(const ParticipantConfig& c, const std::string& address_file) {
   http::Router router;
-  auto ok = [](const http::ApiRequest&) { return http::ApiResponse{200, "application/json", "{}"}; };
+  auto ok = [](const http::ApiRequest&) {
+    return http::ApiResponse{200, "application/json", "{}"};
+  };
   router.Add("GET", "/healthz", ok);
   for (const char* pattern : {"/{mode}/{op}", "/{op}"}) router.Add("POST", pattern, ok);
   auto server = http::HttpServer::Start(
-      http::HttpServerOptions{.listen = c.listen, .max_threads = static_cast<int>(c.threads),
-                              .max_queued = 1024},
+      http::HttpServerOptions{
+          .listen = c.listen, .max_threads = static_cast<int>(c.threads), .max_queued = 1024},
       router);
   if (!server.ok()) {
     kLog.Error("cannot serve", {{"error", server.status().message()}});

@@ -31,8 +31,7 @@ class Connection {
   }
 
   // The HTTP status (0 when the call failed) and the body.
-  int Post(const std::string& path, const std::string& body, std::string* out,
-           std::string* error) {
+  int Post(const std::string& path, const std::string& body, std::string* out, std::string* error) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       try {
         if (!session_) {
@@ -87,9 +86,10 @@ bool RunOne(const LoadSpec& s, const std::string& gid, Connection& treatyd, Conn
             std::string* error) {
   std::string out;
   if (s.mode == "http") {
-    int st = direct.Post("/2pc/prepare",
-                         R"({"gid":")" + gid + R"(","branch_id":"b1","op":"prepare","mode":"2pc","payload":{}})",
-                         &out, error);
+    int st = direct.Post(
+        "/2pc/prepare",
+        R"({"gid":")" + gid + R"(","branch_id":"b1","op":"prepare","mode":"2pc","payload":{}})",
+        &out, error);
     if (st != 200) *error = "HTTP " + std::to_string(st) + " " + out + " " + *error;
     return st == 200;
   }
@@ -109,7 +109,8 @@ bool RunOne(const LoadSpec& s, const std::string& gid, Connection& treatyd, Conn
     }
     return true;
   }
-  std::string body = R"({"gid":")" + gid + R"(","mode":")" + s.mode + R"(","wait":true,"branches":[)";
+  std::string body =
+      R"({"gid":")" + gid + R"(","mode":")" + s.mode + R"(","wait":true,"branches":[)";
   for (int i = 1; i <= s.branches; ++i) body += (i > 1 ? "," : "") + Branch(s, i);
   body += "]}";
   int st = treatyd.Post("/v1/transactions", body, &out, error);
@@ -122,7 +123,8 @@ bool RunOne(const LoadSpec& s, const std::string& gid, Connection& treatyd, Conn
 
 double Percentile(const std::vector<int64_t>& sorted, double q) {
   if (sorted.empty()) return 0;
-  size_t i = std::min(sorted.size() - 1, static_cast<size_t>(q * static_cast<double>(sorted.size())));
+  size_t i =
+      std::min(sorted.size() - 1, static_cast<size_t>(q * static_cast<double>(sorted.size())));
   return static_cast<double>(sorted[i]) / 1000.0;
 }
 

@@ -54,7 +54,8 @@ int Fail(const std::string& what) {
 
 int RunCommand(const std::map<std::string, std::string>& flags, const std::string& self) {
   std::string kind = flags.count("smoke") ? "smoke" : flags.count("quick") ? "quick" : "full";
-  if (!flags.count("out") || !flags.count("markdown")) return Fail("run needs --out and --markdown");
+  if (!flags.count("out") || !flags.count("markdown"))
+    return Fail("run needs --out and --markdown");
   BenchRun run(OptionsFor(kind), self);
   Object::Ptr doc = new Object(Poco::JSON_PRESERVE_KEY_ORDER);
   Status s = run.Run(doc);
@@ -77,8 +78,9 @@ int RunCommand(const std::map<std::string, std::string>& flags, const std::strin
     text = text.substr(0, b + begin.size()) + "\n" + Markdown(doc) + text.substr(e);
     std::ofstream(flags.at("readme")) << text;
   }
-  std::cerr << "\n" << Markdown(doc) << "\nwrote " << flags.at("out") << " and "
-            << flags.at("markdown") << "\n";
+  std::cerr << "\n"
+            << Markdown(doc) << "\nwrote " << flags.at("out") << " and " << flags.at("markdown")
+            << "\n";
   return 0;
 }
 
@@ -97,15 +99,18 @@ int main(int argc, char** argv) {
     spec.mode = flags.count("mode") ? flags["mode"] : "2pc";
     if (flags.count("clients")) spec.clients = std::stoi(flags["clients"]);
     if (flags.count("branches")) spec.branches = std::stoi(flags["branches"]);
-    if (flags.count("warmup")) spec.warmup = treaty::ParseDuration(flags["warmup"]).value_or(spec.warmup);
-    if (flags.count("seconds")) spec.measure = treaty::ParseDuration(flags["seconds"]).value_or(spec.measure);
+    if (flags.count("warmup"))
+      spec.warmup = treaty::ParseDuration(flags["warmup"]).value_or(spec.warmup);
+    if (flags.count("seconds"))
+      spec.measure = treaty::ParseDuration(flags["seconds"]).value_or(spec.measure);
     if (flags.count("run-id")) spec.run_id = flags["run-id"];
     if (spec.participant.empty()) return Fail("load needs --participant");
     std::cout << ToJson(spec, RunLoad(spec)) << std::endl;
     return 0;
   }
   if (cmd == "produce") {
-    auto r = Produce(flags["bootstrap"], flags.count("messages") ? std::stoll(flags["messages"]) : 100000,
+    auto r = Produce(flags["bootstrap"],
+                     flags.count("messages") ? std::stoll(flags["messages"]) : 100000,
                      flags.count("size") ? std::stoul(flags["size"]) : 100);
     std::cout << "{\"per_second\":" << r.rate << ",\"failed\":" << r.failed << "}" << std::endl;
     return r.failed == 0 ? 0 : 1;

@@ -42,11 +42,12 @@ using Poco::JSON::Object;
 constexpr int kOk = 0, kRefused = 1, kUsage = 2;
 
 int Usage() {
-  std::cerr << "usage: treatyctl [--url URL] [--token T] [--ca-file F] [--json] COMMAND ...\n"
-               "  status GID | list [--status S] [--mode M] [--since T] [--older-than D] [--stuck]\n"
-               "                    [--limit N] [--after GID] | stats |\n"
-               "  retry GID | abort GID | sagas | start-saga NAME [--input JSON] [--gid GID] |\n"
-               "  check-config FILE\n";
+  std::cerr
+      << "usage: treatyctl [--url URL] [--token T] [--ca-file F] [--json] COMMAND ...\n"
+         "  status GID | list [--status S] [--mode M] [--since T] [--older-than D] [--stuck]\n"
+         "                    [--limit N] [--after GID] | stats |\n"
+         "  retry GID | abort GID | sagas | start-saga NAME [--input JSON] [--gid GID] |\n"
+         "  check-config FILE\n";
   return kUsage;
 }
 
@@ -99,7 +100,8 @@ void PrintStatus(const Object::Ptr& tx) {
               Str(tx, "status").c_str());
   if (!Str(tx, "reason").empty()) std::printf("reason:     %s\n", Str(tx, "reason").c_str());
   if (!Str(tx, "attention").empty()) std::printf("ATTENTION:  %s\n", Str(tx, "attention").c_str());
-  if (!Str(tx, "definition").empty()) std::printf("definition: %s\n", Str(tx, "definition").c_str());
+  if (!Str(tx, "definition").empty())
+    std::printf("definition: %s\n", Str(tx, "definition").c_str());
   std::printf("created:    %s   deadline: %s\n", Str(tx, "created_at").c_str(),
               Str(tx, "deadline").c_str());
   auto branches = tx->getArray("branches");
@@ -107,8 +109,7 @@ void PrintStatus(const Object::Ptr& tx) {
   for (size_t i = 0; branches && i < branches->size(); ++i) {
     auto b = branches->getObject(i);
     std::printf("%-20s %-10s %-10s %8s  %s\n", Str(b, "id").c_str(), Str(b, "op").c_str(),
-                Str(b, "status").c_str(), Str(b, "attempts").c_str(),
-                Str(b, "last_error").c_str());
+                Str(b, "status").c_str(), Str(b, "attempts").c_str(), Str(b, "last_error").c_str());
   }
   auto log = tx->getArray("log");
   std::printf("\ndecision log\n");
@@ -246,7 +247,8 @@ int Main(int argc, char** argv) {
     if (!Str(o, "next").empty()) std::printf("(more: --after %s)\n", Str(o, "next").c_str());
   } else if (cmd == "stats") {
     auto by = o->getObject("by_status");
-    for (const char* st : {"active", "prepared", "committing", "aborting", "committed", "aborted"}) {
+    for (const char* st :
+         {"active", "prepared", "committing", "aborting", "committed", "aborted"}) {
       std::printf("%-11s %s\n", st, by ? Str(by, st).c_str() : "?");
     }
     std::printf("%-11s %s\n", "total", Str(o, "total").c_str());

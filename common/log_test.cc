@@ -36,7 +36,8 @@ TEST_F(LogTest, WritesOneJsonObjectPerLine) {
   EXPECT_EQ(obj->getValue<std::string>("component"), "treatyd");
   EXPECT_EQ(obj->getValue<std::string>("message"), "branch \"stock\" said\nno");
   EXPECT_EQ(obj->getValue<std::string>("gid"), "g-1");
-  EXPECT_EQ(obj->getValue<std::string>("time").size(), std::string("2026-01-01T00:00:00.000Z").size());
+  EXPECT_EQ(obj->getValue<std::string>("time").size(),
+            std::string("2026-01-01T00:00:00.000Z").size());
 }
 
 TEST_F(LogTest, DropsLinesBelowTheLevel) {
@@ -57,10 +58,13 @@ TEST(ParseLogLevel, KnowsTheFourLevels) {
 }  // namespace
 TEST(JsonText, InvalidUtf8BecomesTheReplacementCharacter) {
   EXPECT_EQ(ValidUtf8("plain and \xC3\xA9t\xC3\xA9"), "plain and \xC3\xA9t\xC3\xA9");
-  EXPECT_EQ(ValidUtf8("mo\xE4" "e"), "mo\xEF\xBF\xBD" "e");            // a lone lead byte
-  EXPECT_EQ(ValidUtf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");         // overlong '/'
+  EXPECT_EQ(ValidUtf8("mo\xE4"
+                      "e"),
+            "mo\xEF\xBF\xBD"
+            "e");                                                                // a lone lead byte
+  EXPECT_EQ(ValidUtf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");                  // overlong '/'
   EXPECT_EQ(ValidUtf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
-  EXPECT_EQ(ValidUtf8("cut \xE2\x82"), "cut \xEF\xBF\xBD\xEF\xBF\xBD");  // cut short
+  EXPECT_EQ(ValidUtf8("cut \xE2\x82"), "cut \xEF\xBF\xBD\xEF\xBF\xBD");          // cut short
   EXPECT_EQ(JsonQuote("k\xFFy"), "\"k\xEF\xBF\xBDy\"");
 }
 

@@ -7,8 +7,8 @@
 //   NAME --help
 //
 // Options are parsed with Poco's option processor. SIGTERM, SIGINT and SIGHUP are blocked in
-// every thread before `serve` runs, so only WaitForStopSignal() receives them. Exit codes: 0 after a
-// clean stop, 2 for bad options or config, 1 when serving failed.
+// every thread before `serve` runs, so only WaitForStopSignal() receives them. Exit codes: 0 after
+// a clean stop, 2 for bad options or config, 1 when serving failed.
 
 #include <functional>
 #include <memory>

@@ -37,8 +37,12 @@ class Status {
     s.field_ = std::move(field);
     return s;
   }
-  static Status NotFound(std::string message) { return Status(Code::kNotFound, std::move(message)); }
-  static Status Conflict(std::string message) { return Status(Code::kConflict, std::move(message)); }
+  static Status NotFound(std::string message) {
+    return Status(Code::kNotFound, std::move(message));
+  }
+  static Status Conflict(std::string message) {
+    return Status(Code::kConflict, std::move(message));
+  }
   static Status Unavailable(std::string message) {
     return Status(Code::kUnavailable, std::move(message));
   }
@@ -51,7 +55,9 @@ class Status {
   static Status LeaseLost(std::string message) {
     return Status(Code::kLeaseLost, std::move(message));
   }
-  static Status Internal(std::string message) { return Status(Code::kInternal, std::move(message)); }
+  static Status Internal(std::string message) {
+    return Status(Code::kInternal, std::move(message));
+  }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
@@ -104,7 +110,7 @@ inline const char* CodeName(Status::Code code) {
 template <typename T>
 class Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     assert(!status_.ok());
   }

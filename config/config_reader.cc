@@ -109,8 +109,7 @@ ConfigReader::ConfigReader(std::string file, std::string_view yaml_text, Environ
     root_ = YAML::Load(std::string(yaml_text));
     parsed_ = true;
   } catch (const YAML::ParserException& e) {
-    errors_.push_back(file_ + ":" + std::to_string(e.mark.line + 1) +
-                      ": not valid YAML: " + e.msg);
+    errors_.push_back(file_ + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
     return;
   }
   if (Status s = CheckYamlSize(root_, file_); !s.ok()) {
@@ -131,7 +130,8 @@ ConfigReader::ConfigReader(std::string file, std::string_view yaml_text, Environ
 std::string ConfigReader::EnvName(std::string_view path) const {
   std::string name = env_prefix_;
   for (char c : path) {
-    name += (c == '.' || c == '-') ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    name += (c == '.' || c == '-') ? '_'
+                                   : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   }
   return name;
 }
@@ -225,7 +225,8 @@ void ConfigReader::DurationAtLeast(std::string_view path, Duration* out, Duratio
   if (!d) {
     Error(v->location, path, Quote(v->text) + " is not a duration (write e.g. 200ms, 30s, 5m)");
   } else if (*d < min) {
-    Error(v->location, path, Quote(v->text) + " is too short (at least " + FormatDuration(min) + ")");
+    Error(v->location, path,
+          Quote(v->text) + " is too short (at least " + FormatDuration(min) + ")");
   } else {
     *out = *d;
   }
@@ -256,7 +257,8 @@ void ConfigReader::Int(std::string_view path, int64_t* out, int64_t min, int64_t
     Error(v->location, path, Quote(v->text) + " is not a whole number");
   } else if (n < min || n > max) {
     Error(v->location, path,
-          Quote(v->text) + " is out of range (" + std::to_string(min) + " to " + std::to_string(max) + ")");
+          Quote(v->text) + " is out of range (" + std::to_string(min) + " to " +
+              std::to_string(max) + ")");
   } else {
     *out = n;
   }
@@ -285,7 +287,8 @@ void ConfigReader::Address(std::string_view path, HostPort* out) {
     return;
   }
   std::string host = t.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   unsigned port = 0;
   auto [end, ec] = std::from_chars(t.data() + colon + 1, t.data() + t.size(), port);
   if (ec != std::errc() || end != t.data() + t.size() || port > 65535 ||
@@ -301,7 +304,8 @@ void ConfigReader::Url(std::string_view path, std::string* out,
   auto v = Scalar(path, "a URL");
   if (!v) return;
   std::string schemes_text;
-  for (std::string_view s : schemes) schemes_text += (schemes_text.empty() ? "" : " or ") + std::string(s) + "://";
+  for (std::string_view s : schemes)
+    schemes_text += (schemes_text.empty() ? "" : " or ") + std::string(s) + "://";
   try {
     Poco::URI uri(v->text);
     if (std::find(schemes.begin(), schemes.end(), uri.getScheme()) == schemes.end()) {
@@ -328,7 +332,8 @@ void ConfigReader::StringList(std::string_view path, std::vector<std::string>* o
       size_t start = 0;
       while (start <= v->size()) {
         size_t comma = v->find(',', start);
-        std::string item = v->substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        std::string item =
+            v->substr(start, comma == std::string::npos ? std::string::npos : comma - start);
         if (!item.empty()) out->push_back(item);
         if (comma == std::string::npos) break;
         start = comma + 1;
@@ -345,7 +350,8 @@ void ConfigReader::StringList(std::string_view path, std::vector<std::string>* o
   std::vector<std::string> items;
   for (const YAML::Node& item : *node) {
     if (!item.IsScalar()) {
-      Error(LocationOf(item), path, std::string("list items must be strings, found ") + KindName(item));
+      Error(LocationOf(item), path,
+            std::string("list items must be strings, found ") + KindName(item));
       return;
     }
     items.push_back(item.Scalar());

@@ -40,8 +40,9 @@ TEST(ConfigReader, IntRangeAndBool) {
   r.Int("n", &n, 0, 10);
   r.Bool("b", &b);
   Status s = r.Finish();
-  EXPECT_EQ(s.message(),
-            "x.yaml:1: n: \"11\" is out of range (0 to 10)\nx.yaml:2: b: \"yes\" is not true or false");
+  EXPECT_EQ(
+      s.message(),
+      "x.yaml:1: n: \"11\" is out of range (0 to 10)\nx.yaml:2: b: \"yes\" is not true or false");
 }
 
 TEST(ConfigReader, TopLevelMustBeAMapping) {

@@ -77,8 +77,8 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
                                   FormatDuration(c.timeouts.branch_call) + ")");
   }
   if (c.retry.max < c.retry.initial) {
-    r.Fail("retry.max", "must not be shorter than retry.initial (" +
-                            FormatDuration(c.retry.initial) + ")");
+    r.Fail("retry.max",
+           "must not be shorter than retry.initial (" + FormatDuration(c.retry.initial) + ")");
   }
   const bool any_token = !c.auth.client_tokens.empty() || !c.auth.admin_tokens.empty() ||
                          !c.auth.client_token_files.empty() || !c.auth.admin_token_files.empty();
@@ -90,7 +90,7 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
                          "auth.none: true to run without authentication on purpose");
   }
   for (const auto& [key, tokens] : {std::pair{"auth.client_tokens", &c.auth.client_tokens},
-                                     std::pair{"auth.admin_tokens", &c.auth.admin_tokens}}) {
+                                    std::pair{"auth.admin_tokens", &c.auth.admin_tokens}}) {
     for (const std::string& t : *tokens) {
       if (t.size() < 16) r.Fail(key, "a token is shorter than 16 characters");
     }
@@ -127,7 +127,8 @@ Result<std::vector<RoleToken>> LoadTokens(const AuthOptions& auth) {
       auto text = ReadConfigText(path);
       if (!text.ok()) return text.status();
       std::string token = *text;
-      while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+      while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+        token.pop_back();
       size_t start = token.find_first_not_of(" \t\r\n");
       token = start == std::string::npos ? "" : token.substr(start);
       if (token.size() < 16) {

@@ -44,9 +44,10 @@ struct RetryOptions {
 };
 
 struct TimeoutOptions {
-  Duration branch_call = std::chrono::seconds(3);   // one HTTP call to a participant
-  Duration prepare = std::chrono::seconds(10);      // default deadline of a transaction's first phase
-  Duration msg_check_back = std::chrono::seconds(5);  // a half message waits this long before check-back
+  Duration branch_call = std::chrono::seconds(3);  // one HTTP call to a participant
+  Duration prepare = std::chrono::seconds(10);  // default deadline of a transaction's first phase
+  Duration msg_check_back =
+      std::chrono::seconds(5);  // a half message waits this long before check-back
 };
 
 struct SchedulerOptions {
@@ -76,11 +77,11 @@ struct ParticipantOptions {
 };
 
 struct LimitOptions {
-  int64_t max_body_bytes = 1 << 20;     // request body (413 beyond)
-  int64_t max_branches = 64;            // per transaction
-  int64_t max_payload_bytes = 64 << 10; // one branch's payload or one message's value
-  int64_t max_connections = 1024;       // open client connections (beyond: refused)
-  int64_t threads = 256;                // connections served at once (one thread each)
+  int64_t max_body_bytes = 1 << 20;                  // request body (413 beyond)
+  int64_t max_branches = 64;                         // per transaction
+  int64_t max_payload_bytes = 64 << 10;              // one branch's payload or one message's value
+  int64_t max_connections = 1024;                    // open client connections (beyond: refused)
+  int64_t threads = 256;                             // connections served at once (one thread each)
   Duration read_timeout = std::chrono::seconds(10);  // a client silent this long is closed
   // Requests per second per token (per client address without tokens), with a burst; 0: no limit.
   double rate_per_second = 2000;

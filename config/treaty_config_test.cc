@@ -76,8 +76,9 @@ TEST(TreatyConfig, WrongTypeNamesFileLineAndKey) {
 }
 
 TEST(TreatyConfig, BadDurationNamesFileLineAndKey) {
-  EXPECT_EQ(ErrorOf("timeouts:\n  prepare: 10\n"),
-            "treaty.yaml:2: timeouts.prepare: \"10\" is not a duration (write e.g. 200ms, 30s, 5m)");
+  EXPECT_EQ(
+      ErrorOf("timeouts:\n  prepare: 10\n"),
+      "treaty.yaml:2: timeouts.prepare: \"10\" is not a duration (write e.g. 200ms, 30s, 5m)");
   EXPECT_EQ(ErrorOf("timeouts:\n  branch_call: 3 seconds\n"),
             "treaty.yaml:2: timeouts.branch_call: \"3 seconds\" is not a duration (write e.g. "
             "200ms, 30s, 5m)");
@@ -113,12 +114,13 @@ TEST(TreatyConfig, ReportsEveryProblemAtOnce) {
 }
 
 TEST(TreatyConfig, EnvironmentOverridesTheFile) {
-  auto r = ParseTreatyConfig("listen: 127.0.0.1:1\nretry: { initial: 1s, max: 5s }\n", "treaty.yaml",
-                             FakeEnv({{"TREATY_LISTEN", "0.0.0.0:9000"},
-                                      {"TREATY_AUTH_CLIENT_TOKENS", "client-token-0123456789"},
-                                      {"TREATY_RETRY_INITIAL", "300ms"},
-                                      {"TREATY_STORE_URL", "postgresql://u@h:1/d"},
-                                      {"TREATY_SAGAS", "a.yaml,b.yaml"}}));
+  auto r =
+      ParseTreatyConfig("listen: 127.0.0.1:1\nretry: { initial: 1s, max: 5s }\n", "treaty.yaml",
+                        FakeEnv({{"TREATY_LISTEN", "0.0.0.0:9000"},
+                                 {"TREATY_AUTH_CLIENT_TOKENS", "client-token-0123456789"},
+                                 {"TREATY_RETRY_INITIAL", "300ms"},
+                                 {"TREATY_STORE_URL", "postgresql://u@h:1/d"},
+                                 {"TREATY_SAGAS", "a.yaml,b.yaml"}}));
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->listen, (HostPort{"0.0.0.0", 9000}));
   EXPECT_EQ(r->retry.initial, std::chrono::milliseconds(300));
@@ -131,10 +133,12 @@ TEST(TreatyConfig, BeyondLoopbackNeedsTokensOrAnExplicitNone) {
   EXPECT_EQ(ErrorOf("listen: 0.0.0.0:8420\n"),
             "treaty.yaml:1: listen: 0.0.0.0 is reachable from other machines: configure auth "
             "tokens, or set auth.none: true to run without authentication on purpose");
-  EXPECT_TRUE(ParseTreatyConfig("listen: 0.0.0.0:8420\nauth: { none: true }\n", "t", FakeEnv({})).ok());
-  EXPECT_TRUE(ParseTreatyConfig("listen: 0.0.0.0:8420\nauth: { admin_tokens: [admin-token-0123456789] }\n",
-                                "t", FakeEnv({}))
-                  .ok());
+  EXPECT_TRUE(
+      ParseTreatyConfig("listen: 0.0.0.0:8420\nauth: { none: true }\n", "t", FakeEnv({})).ok());
+  EXPECT_TRUE(
+      ParseTreatyConfig("listen: 0.0.0.0:8420\nauth: { admin_tokens: [admin-token-0123456789] }\n",
+                        "t", FakeEnv({}))
+          .ok());
   EXPECT_TRUE(ParseTreatyConfig("listen: 127.0.0.1:8420\n", "t", FakeEnv({})).ok())
       << "loopback needs no tokens: the sidecar form";
   EXPECT_EQ(ErrorOf("auth:\n  client_tokens: [short]\n"),
@@ -145,7 +149,8 @@ TEST(TreatyConfig, BeyondLoopbackNeedsTokensOrAnExplicitNone) {
 
 TEST(TreatyConfig, TokensAreNeverDescribed) {
   auto c = ParseTreatyConfig(
-      "auth: { client_tokens: [client-secret-0123456789], admin_tokens: [admin-secret-0123456789] }\n"
+      "auth: { client_tokens: [client-secret-0123456789], admin_tokens: [admin-secret-0123456789] "
+      "}\n"
       "store: { url: \"postgresql://treaty:db-password-42@db:5432/treaty\" }\n",
       "t", FakeEnv({}));
   ASSERT_TRUE(c.ok()) << c.status().message();
@@ -170,7 +175,8 @@ TEST(TreatyConfig, MissingFileIsNamed) {
 TEST(MaskUrlPassword, HidesOnlyThePassword) {
   EXPECT_EQ(MaskUrlPassword("postgresql://treaty:s3cret@db:5432/treaty"),
             "postgresql://treaty:****@db:5432/treaty");
-  EXPECT_EQ(MaskUrlPassword("postgresql://treaty@db:5432/treaty"), "postgresql://treaty@db:5432/treaty");
+  EXPECT_EQ(MaskUrlPassword("postgresql://treaty@db:5432/treaty"),
+            "postgresql://treaty@db:5432/treaty");
   EXPECT_EQ(MaskUrlPassword("postgresql://db:5432/x@y"), "postgresql://db:5432/x@y");
 }
 

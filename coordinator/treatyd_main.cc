@@ -135,8 +135,8 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
       timed_store, transport, core::SystemClock(), core::RandomIdGenerator(), crash_points,
       {&twopc, &tcc, &saga, &msg}, &observer, kafka_sink.get());
   core::TransactionService service(timed_store, driver, core::SystemClock(),
-                                   core::RandomIdGenerator(), crash_points,
-                                   config.timeouts.prepare, config.timeouts.msg_check_back);
+                                   core::RandomIdGenerator(), crash_points, config.timeouts.prepare,
+                                   config.timeouts.msg_check_back);
 
   // The driver starts once the schema is current: recovery begins with its first poll.
   store::StoreStartup startup(store, config.retry, [&] {
@@ -156,7 +156,10 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
           .allowlist = std::make_shared<api::UrlAllowlist>(config.participants.allow),
       });
   api::OperatorEndpoints endpoints{
-      .health = [] { return http::ApiResponse{200, "application/json", R"({"status":"ok"})"}; },
+      .health =
+          [] {
+            return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
+          },
       .ready =
           [&] {
             if (!startup.migrated()) {
@@ -177,22 +180,20 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
           },
       .metrics =
           [&] {
-            return http::ApiResponse{
-                200, "text/plain; version=0.0.4",
-                observer.Render([&]() -> Result<metrics::StoreGauges> {
-                  auto f = tx_store.InFlight();
-                  if (!f.ok()) return f.status();
-                  return metrics::StoreGauges{f->first, f->second};
-                })};
+            return http::ApiResponse{200, "text/plain; version=0.0.4",
+                                     observer.Render([&]() -> Result<metrics::StoreGauges> {
+                                       auto f = tx_store.InFlight();
+                                       if (!f.ok()) return f.status();
+                                       return metrics::StoreGauges{f->first, f->second};
+                                     })};
           },
   };
   http::Router router;
   api::RegisterTreatydRoutes(router, transactions, endpoints);
   api::AccessPolicy access(std::move(*tokens), config.limits.rate_per_second,
                            config.limits.rate_burst);
-  router.SetGuard([&access](const http::ApiRequest& r, http::Access level) {
-    return access.Check(r, level);
-  });
+  router.SetGuard(
+      [&access](const http::ApiRequest& r, http::Access level) { return access.Check(r, level); });
 
   const int threads = static_cast<int>(config.limits.threads);
   auto server = ServeAndAnnounce(
@@ -210,15 +211,16 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   if (!server.ok()) return kExitServeFailed;
 
   kLog.Info("stop requested", {{"signal", WaitForStopSignal([&] {
-              Status s = sagas.Reload();
-              if (s.ok()) {
-                kLog.Info("saga definitions reloaded (SIGHUP)",
-                          {{"count", std::to_string(sagas.List().size())}});
-              } else {
-                kLog.Error("saga definitions not reloaded; the loaded ones stay",
-                           {{"error", s.message()}});
-              }
-            })}});
+                                  Status s = sagas.Reload();
+                                  if (s.ok()) {
+                                    kLog.Info("saga definitions reloaded (SIGHUP)",
+                                              {{"count", std::to_string(sagas.List().size())}});
+                                  } else {
+                                    kLog.Error(
+                                        "saga definitions not reloaded; the loaded ones stay",
+                                        {{"error", s.message()}});
+                                  }
+                                })}});
   (*server)->Stop();
   driver.Stop();
   kLog.Info("stopped");
@@ -239,7 +241,8 @@ int main(int argc, char** argv) {
               [](const std::string& path) {
                 auto c = LoadTreatyConfig(path, ProcessEnvironment());
                 if (!c.ok()) return c.status();
-                auto sagas = saga::LoadSagaDefinitions(c->sagas, ConfigDir(*c), ProcessEnvironment());
+                auto sagas =
+                    saga::LoadSagaDefinitions(c->sagas, ConfigDir(*c), ProcessEnvironment());
                 return sagas.ok() ? Status::Ok() : sagas.status();
               },
           .serve =

@@ -8,8 +8,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
-  auto c = treaty::ParseTreatyConfig(text, "fuzz.yaml",
-                                     [](const std::string&) { return std::nullopt; });
+  auto c =
+      treaty::ParseTreatyConfig(text, "fuzz.yaml", [](const std::string&) { return std::nullopt; });
   if (!c.ok() && c.status().message().empty()) std::abort();  // an error always says what
   if (c.ok()) (void)treaty::DescribeConfig(*c);
   return 0;

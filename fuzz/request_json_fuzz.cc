@@ -25,7 +25,8 @@ struct Api {
     auto ok = [] { return http::ApiResponse{200, "application/json", "{}"}; };
     api::RegisterTreatydRoutes(router, transactions, api::OperatorEndpoints{ok, ok, ok});
     // A begun transaction for the branch registration endpoint.
-    router.Dispatch(http::ApiRequest{.method = "POST", .path = "/v1/transactions",
+    router.Dispatch(http::ApiRequest{.method = "POST",
+                                     .path = "/v1/transactions",
                                      .body = R"({"gid":"fuzz-open","mode":"tcc"})"});
   }
   core::testing::InMemoryCoordinator core;
@@ -64,7 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t start = 0;
   while (start <= body.size()) {
     size_t amp = body.find('&', start);
-    std::string pair = body.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+    std::string pair =
+        body.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
     size_t eq = pair.find('=');
     list.query[pair.substr(0, eq)] = eq == std::string::npos ? "" : pair.substr(eq + 1);
     if (amp == std::string::npos) break;

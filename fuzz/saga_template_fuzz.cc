@@ -58,7 +58,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Poco::JSON::Parser parser;
       parser.parse("{\"payload\":" + b.payload_json + "}");
     } catch (...) {
-      std::fprintf(stderr, "step %s: payload is not JSON: %s\n", b.id.c_str(), b.payload_json.c_str());
+      std::fprintf(stderr, "step %s: payload is not JSON: %s\n", b.id.c_str(),
+                   b.payload_json.c_str());
       std::abort();  // a payload that is not JSON would reach a participant
     }
   }

@@ -25,15 +25,19 @@ class BarrierTest : public ::testing::Test {
     pg_ = pg->release();
     ASSERT_TRUE(pg_->CreateDatabase("svc").ok());
     ASSERT_TRUE(pg_->Execute("svc", Barrier::SchemaSql()).ok());
-    ASSERT_TRUE(pg_->Execute("svc", "CREATE TABLE account (id int PRIMARY KEY, balance int, frozen int)").ok());
+    ASSERT_TRUE(
+        pg_->Execute("svc", "CREATE TABLE account (id int PRIMARY KEY, balance int, frozen int)")
+            .ok());
   }
   static void TearDownTestSuite() {
     delete pg_;
     pg_ = nullptr;
   }
   void SetUp() override {
-    ASSERT_TRUE(pg_->Execute("svc", "TRUNCATE treaty_barrier; DELETE FROM account; "
-                                    "INSERT INTO account VALUES (1, 100, 0)").ok());
+    ASSERT_TRUE(pg_->Execute("svc",
+                             "TRUNCATE treaty_barrier; DELETE FROM account; "
+                             "INSERT INTO account VALUES (1, 100, 0)")
+                    .ok());
   }
 
   // Runs one op through the barrier in its own transaction, like a participant handler:
@@ -64,7 +68,8 @@ class BarrierTest : public ::testing::Test {
   }
 
   std::string Account() {
-    return pg_->QueryValue("svc", "SELECT balance || '/' || frozen FROM account WHERE id = 1").value();
+    return pg_->QueryValue("svc", "SELECT balance || '/' || frozen FROM account WHERE id = 1")
+        .value();
   }
 
   static PgCluster* pg_;

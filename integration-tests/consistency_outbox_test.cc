@@ -27,7 +27,6 @@ namespace {
 using participant::Outbox;
 using participant::OutboxEvent;
 
-
 class ConsistencyOutboxTest : public OutboxFixture {
  protected:
   // One OrderPlaced event of qty 1 for `sku`, numbered `seq` in its aggregate `order`.
@@ -50,7 +49,6 @@ class ConsistencyOutboxTest : public OutboxFixture {
     size_t at = m->body.find("\n" + name + " ");
     return at == std::string::npos ? -1 : std::stoll(m->body.substr(at + name.size() + 2));
   }
-
 };
 
 // Aggregate x's first row goes to a topic the broker refuses (authorization failed), and 1,150

@@ -45,7 +45,8 @@ TEST(DeployTest, ComposeFileParsesAndUsesTheDemoConfigs) {
                                                        {"treaty-relay", kRelayPath}};
   for (const auto& [name, binary] : binaries) {
     std::vector<std::pair<std::string, std::string>> env;
-    for (auto it = services[name]["environment"].begin(); it != services[name]["environment"].end(); ++it) {
+    for (auto it = services[name]["environment"].begin(); it != services[name]["environment"].end();
+         ++it) {
       std::string value = it->second.Scalar();
       if (value.rfind("${", 0) == 0 && value.find(":-") != std::string::npos) {
         value = value.substr(value.find(":-") + 2, value.size() - value.find(":-") - 3);
@@ -55,12 +56,13 @@ TEST(DeployTest, ComposeFileParsesAndUsesTheDemoConfigs) {
     std::string config = services[name]["entrypoint"][2].Scalar();
     auto dir = TempDir::Create("compose-check");
     ASSERT_TRUE(dir.ok());
-    auto p = Process::Start(ProcessSpec{
-        .name = name,
-        .argv = {binary, "--check-config", std::string(kSourceDir) + "/config/" + config.substr(12)},
-        .env = env,
-        .log_path = dir->File("check.log"),
-        .cwd = std::string(kSourceDir) + "/config"});
+    auto p = Process::Start(
+        ProcessSpec{.name = name,
+                    .argv = {binary, "--check-config",
+                             std::string(kSourceDir) + "/config/" + config.substr(12)},
+                    .env = env,
+                    .log_path = dir->File("check.log"),
+                    .cwd = std::string(kSourceDir) + "/config"});
     ASSERT_TRUE(p.ok());
     auto code = (*p)->Wait(std::chrono::seconds(30));
     ASSERT_TRUE(code.ok());

@@ -105,8 +105,8 @@ class DevBrokerTest : public ::testing::Test {
 
 TEST_F(DevBrokerTest, MessageProducedByOneProcessIsConsumedByAnother) {
   EXPECT_EQ(broker_->bootstrap().rfind("127.0.0.1:", 0), 0u) << broker_->bootstrap();
-  ASSERT_EQ(RunProbe({"produce", "--bootstrap", broker_->bootstrap(), "--topic", "orders",
-                      "--key", "order-7", "--value", "{\"placed\":true}"},
+  ASSERT_EQ(RunProbe({"produce", "--bootstrap", broker_->bootstrap(), "--topic", "orders", "--key",
+                      "order-7", "--value", "{\"placed\":true}"},
                      dir_.File("produce.log")),
             0);
   std::vector<std::string> got;
@@ -142,8 +142,8 @@ TEST_F(DevBrokerTest, InjectedProduceErrorsAreRetriedWithoutDuplicates) {
   ASSERT_OK(broker_->Command("create-topic retried 1 1"));
   // ApiKey 0 is Produce; 6 is NOT_LEADER_OR_FOLLOWER, which a producer retries.
   ASSERT_OK(broker_->Command("request-errors 0 6 6 6"));
-  ASSERT_EQ(RunProbe({"produce", "--bootstrap", broker_->bootstrap(), "--topic", "retried",
-                      "--key", "k", "--value", "m", "--count", "3"},
+  ASSERT_EQ(RunProbe({"produce", "--bootstrap", broker_->bootstrap(), "--topic", "retried", "--key",
+                      "k", "--value", "m", "--count", "3"},
                      dir_.File("produce.log")),
             0);
   std::vector<std::string> got;

@@ -24,8 +24,11 @@ int StatusOf(const std::string& url) {
 
 std::string TreatydConfig(const PgCluster& pg, const std::string& extra = "") {
   return "listen: 127.0.0.1:0\n"
-         "store:\n  url: " + pg.Url("treaty") + "\n  connect_timeout: 2s\n"
-         "retry: { initial: 50ms, max: 500ms }\n" + extra;
+         "store:\n  url: " +
+         pg.Url("treaty") +
+         "\n  connect_timeout: 2s\n"
+         "retry: { initial: 50ms, max: 500ms }\n" +
+         extra;
 }
 
 class TreatydTest : public ::testing::Test {
@@ -135,8 +138,9 @@ TEST_F(TreatydTest, EnvironmentOverrideWinsOverTheFile) {
 }
 
 TEST_F(TreatydTest, LogsOneJsonObjectPerLineWithSecretsMasked) {
-  auto t = StartTreatyd("listen: 127.0.0.1:0\nstore: { url: \"postgresql://postgres:hunter2@127.0.0.1:" +
-                        std::to_string(pg_->port()) + "/treaty\" }\n");
+  auto t =
+      StartTreatyd("listen: 127.0.0.1:0\nstore: { url: \"postgresql://postgres:hunter2@127.0.0.1:" +
+                   std::to_string(pg_->port()) + "/treaty\" }\n");
   ASSERT_TRUE(t);
   ASSERT_TRUE(BecomesReady(*t));
   ASSERT_TRUE(t->Stop().ok());
@@ -210,9 +214,10 @@ TEST_F(CheckConfigTest, NamesFileLineAndKeyOfEachProblem) {
   EXPECT_EQ(out, f + ":3: store.url: URL must start with postgresql:// or postgres://\n" + f +
                      ":5: timeouts.prepare: \"ten seconds\" is not a duration (write e.g. 200ms, "
                      "30s, 5m)\n" +
-                     f + ":6: retries: unknown key (expected one of: auth, kafka, limits, listen, "
-                         "log, msg, node_id, participants, retry, sagas, scheduler, store, "
-                         "timeouts, tls)\n");
+                     f +
+                     ":6: retries: unknown key (expected one of: auth, kafka, limits, listen, "
+                     "log, msg, node_id, participants, retry, sagas, scheduler, store, "
+                     "timeouts, tls)\n");
 }
 
 TEST_F(CheckConfigTest, ABadConfigStopsStartUpBeforeServing) {

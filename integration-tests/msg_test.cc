@@ -9,8 +9,8 @@
 
 #include "integration-tests/harness/binaries.h"
 #include "integration-tests/harness/http_client.h"
-#include "integration-tests/harness/treaty_stack.h"
 #include "integration-tests/harness/test_support.h"
+#include "integration-tests/harness/treaty_stack.h"
 
 namespace treaty::harness {
 namespace {
@@ -39,11 +39,11 @@ class MsgTest : public ::testing::Test {
   }
 
   void Produce(const std::string& topic, const std::string& value) {
-    auto p = Process::Start(ProcessSpec{
-        .name = "producer",
-        .argv = {kKafkaProbePath, "produce", "--bootstrap", stack_->broker()->bootstrap(),
-                 "--topic", topic, "--value", value},
-        .log_path = dir_.File("producer")});
+    auto p = Process::Start(
+        ProcessSpec{.name = "producer",
+                    .argv = {kKafkaProbePath, "produce", "--bootstrap",
+                             stack_->broker()->bootstrap(), "--topic", topic, "--value", value},
+                    .log_path = dir_.File("producer")});
     ASSERT_TRUE(p.ok());
     auto code = (*p)->Wait(std::chrono::seconds(60));
     ASSERT_TRUE(code.ok() && *code == 0);
@@ -63,16 +63,18 @@ class MsgTest : public ::testing::Test {
 TEST_F(MsgTest, SubmitDeliversEveryMessageWithItsId) {
   std::string base = stack_->treatyd().base_url();
   std::string query = TreatyStack::Url(stack_->orders(), "/msg/query");
-  auto prepared = HttpCall(
-      "POST", base + "/v1/transactions",
-      R"({"gid":"m1","mode":"msg","query":")" + query + R"(","messages":[)"
-      R"({"topic":"t.one","key":"k1","payload":{"n":1}},)"
-      R"({"topic":"t.one","key":"k1","payload":{"n":2},"headers":{"source":"test"}},)"
-      R"({"topic":"t.two","key":"k2","payload":{"n":3}}]})");
+  auto prepared =
+      HttpCall("POST", base + "/v1/transactions",
+               R"({"gid":"m1","mode":"msg","query":")" + query +
+                   R"(","messages":[)"
+                   R"({"topic":"t.one","key":"k1","payload":{"n":1}},)"
+                   R"({"topic":"t.one","key":"k1","payload":{"n":2},"headers":{"source":"test"}},)"
+                   R"({"topic":"t.two","key":"k2","payload":{"n":3}}]})");
   ASSERT_TRUE(prepared.ok() && prepared->status == 201) << (prepared.ok() ? prepared->body : "");
   EXPECT_EQ(ParseObject(prepared->body)->getValue<std::string>("status"), "prepared");
   auto submitted = HttpCall("POST", base + "/v1/transactions/m1/submit", R"({"wait":true})");
-  ASSERT_TRUE(submitted.ok() && submitted->status == 200) << (submitted.ok() ? submitted->body : "");
+  ASSERT_TRUE(submitted.ok() && submitted->status == 200)
+      << (submitted.ok() ? submitted->body : "");
   EXPECT_EQ(ParseObject(submitted->body)->getValue<std::string>("status"), "committed");
 
   auto one = Read("t.one", 2);
@@ -104,7 +106,8 @@ TEST_F(MsgTest, ServiceCrashAfterItsLocalCommitIsResolvedByCheckBack) {
   EXPECT_EQ(stack_->StatusOf("crash-after"), "prepared") << "never submitted";
   ASSERT_OK(stack_->orders().Restart());  // its query endpoint answers again
   EXPECT_EQ(stack_->WaitFinal("crash-after"), "committed");
-  auto tx = ParseObject(HttpCall("GET", stack_->treatyd().base_url() + "/v1/transactions/crash-after")->body);
+  auto tx = ParseObject(
+      HttpCall("GET", stack_->treatyd().base_url() + "/v1/transactions/crash-after")->body);
   EXPECT_EQ(tx->getValue<std::string>("reason"), "every message delivered");
   EXPECT_EQ(Orders("crash-after"), 1);
   auto events = Read("orders.events", 1);
@@ -162,7 +165,10 @@ TEST_F(MsgTest, ABrokerOutageDelaysDeliveryAndTheInboxAbsorbsDuplicates) {
         return v.ok() && *v == "3";
       },
       std::chrono::seconds(60)));
-  EXPECT_EQ(stack_->pg().QueryValue("inventory", "SELECT count(*) FROM treaty_inbox WHERE event_id = 'outage:msg-0'").value(),
+  EXPECT_EQ(stack_->pg()
+                .QueryValue("inventory",
+                            "SELECT count(*) FROM treaty_inbox WHERE event_id = 'outage:msg-0'")
+                .value(),
             "1");
 }
 

@@ -76,9 +76,9 @@ TEST_F(ConsoleTest, ShowsTransactionsAndTheirTimelineAndItsActionsChangeState) {
   std::string commit_url = TreatyStack::Url(stack_->inventory(), "/2pc/commit");
   stuck_branch.replace(stuck_branch.find(commit_url), commit_url.size(),
                        "http://127.0.0.1:" + std::to_string(*dead_port) + "/2pc/commit");
-  ASSERT_EQ(Call(t, "POST", "/v1/transactions", TwoPc("console-stuck", stuck_branch, false, "1s"))
-                .status,
-            201);
+  ASSERT_EQ(
+      Call(t, "POST", "/v1/transactions", TwoPc("console-stuck", stuck_branch, false, "1s")).status,
+      201);
   ASSERT_TRUE(WaitUntil(
       [&] {
         HttpReply r = Call(t, "GET", "/v1/transactions?stuck=true");
@@ -98,20 +98,24 @@ TEST_F(ConsoleTest, ShowsTransactionsAndTheirTimelineAndItsActionsChangeState) {
   EXPECT_EQ(Run(b, R"(const r = document.querySelector("#transactions tbody tr");
       return r.dataset.gid + " " + r.classList.contains("stuck");)"),
             "\"console-stuck true\"");
-  EXPECT_EQ(Run(b, R"(return document.querySelector('tr[data-gid="console-no"] td:nth-child(3)').textContent)"),
-            "\"aborted\"");
+  EXPECT_EQ(
+      Run(b,
+          R"(return document.querySelector('tr[data-gid="console-no"] td:nth-child(3)').textContent)"),
+      "\"aborted\"");
   // Counts by status.
   ASSERT_OK(b.WaitFor(R"(const c = document.querySelector('#counts [data-status="committed"]');
       return c !== null && c.textContent === "committed 1";)"));
-  EXPECT_EQ(Run(b, R"(return document.querySelector('#counts [data-status="active"]').textContent)"),
-            "\"active 1\"");
+  EXPECT_EQ(
+      Run(b, R"(return document.querySelector('#counts [data-status="active"]').textContent)"),
+      "\"active 1\"");
 
   // The status filter, chosen as a person would.
   ASSERT_OK(b.Click("#f-status option:nth-child(6)"));  // committed
   ASSERT_OK(b.WaitFor(R"(const rows = [...document.querySelectorAll("#transactions tbody tr")];
       return rows.length === 1 && rows[0].dataset.gid === "console-ok";)"));
   ASSERT_OK(b.Click("#f-status option:nth-child(1)"));  // any
-  ASSERT_OK(b.WaitFor(R"(return document.querySelectorAll("#transactions tbody tr").length === 4;)"));
+  ASSERT_OK(
+      b.WaitFor(R"(return document.querySelectorAll("#transactions tbody tr").length === 4;)"));
 
   // One transaction's branches and decision log, as a timeline.
   ASSERT_OK(b.Click(R"(tr[data-gid="console-ok"])"));
@@ -129,16 +133,19 @@ TEST_F(ConsoleTest, ShowsTransactionsAndTheirTimelineAndItsActionsChangeState) {
 
   // Force abort of the undecided transaction, confirmed on the page.
   ASSERT_OK(b.Click(R"(tr[data-gid="console-undecided"])"));
-  ASSERT_OK(b.WaitFor(R"(return document.getElementById("detail-gid").textContent === "console-undecided"
+  ASSERT_OK(
+      b.WaitFor(R"(return document.getElementById("detail-gid").textContent === "console-undecided"
       && !document.getElementById("abort").disabled;)"));
   ASSERT_OK(b.Click("#abort"));
   ASSERT_OK(b.Click("#abort-confirm"));
-  ASSERT_OK(b.WaitFor(R"(return document.getElementById("detail-status").textContent === "aborted";)"));
+  ASSERT_OK(
+      b.WaitFor(R"(return document.getElementById("detail-status").textContent === "aborted";)"));
   EXPECT_EQ(stack_->StatusOf("console-undecided"), "aborted");
 
   // Retry now on the stuck one: its commit is attempted again at once.
   ASSERT_OK(b.Click(R"(tr[data-gid="console-stuck"])"));
-  ASSERT_OK(b.WaitFor(R"(return document.getElementById("detail-gid").textContent === "console-stuck";)"));
+  ASSERT_OK(b.WaitFor(
+      R"(return document.getElementById("detail-gid").textContent === "console-stuck";)"));
   ASSERT_OK(b.Click("#retry"));
   ASSERT_OK(b.WaitFor(
       R"(return document.getElementById("action-result").textContent.startsWith("Retry: committing");)"));
@@ -206,10 +213,10 @@ TEST(OpenApiTest, EveryDocumentedOperationAnswersAsDocumented) {
 // Metrics after one transaction of every mode.
 
 TEST(MetricsTest, EveryModeShowsInTheMetrics) {
-  auto s = TreatyStack::Start(
-      StackOptions{.with_broker = true,
-                   .treatyd_env = {{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"}},
-                   .saga_files = {PlaceOrderSagaFile()}});
+  auto s =
+      TreatyStack::Start(StackOptions{.with_broker = true,
+                                      .treatyd_env = {{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"}},
+                                      .saga_files = {PlaceOrderSagaFile()}});
   ASSERT_TRUE(s.ok()) << s.status().message();
   TreatyStack& stack = **s;
   Service& t = stack.treatyd();
@@ -227,7 +234,8 @@ TEST(MetricsTest, EveryModeShowsInTheMetrics) {
                  R"({"gid":"m-saga","wait":true,"input":{"sku":"A1","qty":1,"card":"4242"}})")
                 .status,
             200);
-  HttpReply msg = Call(stack.orders(), "POST", "/msg/orders", R"({"gid":"m-msg","sku":"A1","qty":1})");
+  HttpReply msg =
+      Call(stack.orders(), "POST", "/msg/orders", R"({"gid":"m-msg","sku":"A1","qty":1})");
   ASSERT_LT(msg.status, 300) << msg.body;
   for (const char* gid : {"m-2pc", "m-tcc", "m-saga", "m-msg"}) {
     ASSERT_EQ(stack.WaitFinal(gid), "committed") << gid;
@@ -238,11 +246,13 @@ TEST(MetricsTest, EveryModeShowsInTheMetrics) {
     std::string m_mode = std::string("mode=\"") + mode + "\"";
     EXPECT_NE(m.body.find("treaty_transactions_started_total{" + m_mode + "} 1\n"),
               std::string::npos)
-        << mode << "\n" << m.body;
-    EXPECT_NE(m.body.find("treaty_transactions_finished_total{" + m_mode +
-                          ",outcome=\"committed\"} 1\n"),
-              std::string::npos)
-        << mode << "\n" << m.body;
+        << mode << "\n"
+        << m.body;
+    EXPECT_NE(
+        m.body.find("treaty_transactions_finished_total{" + m_mode + ",outcome=\"committed\"} 1\n"),
+        std::string::npos)
+        << mode << "\n"
+        << m.body;
   }
   for (const char* call : {"{mode=\"2pc\",op=\"commit\"}", "{mode=\"tcc\",op=\"confirm\"}",
                            "{mode=\"saga\",op=\"action\"}", "{mode=\"msg\",op=\"publish\"}"}) {
@@ -250,9 +260,9 @@ TEST(MetricsTest, EveryModeShowsInTheMetrics) {
               std::string::npos)
         << call;
   }
-  EXPECT_NE(m.body.find(
-                "treaty_branch_calls_total{mode=\"msg\",op=\"publish\",outcome=\"done\"} 1\n"),
-            std::string::npos)
+  EXPECT_NE(
+      m.body.find("treaty_branch_calls_total{mode=\"msg\",op=\"publish\",outcome=\"done\"} 1\n"),
+      std::string::npos)
       << "the message's delivery";
   EXPECT_NE(m.body.find("treaty_recovery_lag_seconds "), std::string::npos);
   for (const char* op : {"create", "transition", "load"}) {
@@ -268,11 +278,11 @@ TEST(MetricsTest, EveryModeShowsInTheMetrics) {
 TEST(SidecarTest, ASidecarKilledMidTransactionIsFinishedByAnotherOnTheSameStore) {
   // Sidecar A (the stack's treatyd) serves order-svc, which calls it at 127.0.0.1; it dies right
   // after deciding to commit a transactional message, before delivering it.
-  auto s = TreatyStack::Start(StackOptions{
-      .with_broker = true,
-      .treatyd_env = {{"TREATY_CRASH_POINT", "after_decision"},
-                      {"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"},
-                      {"TREATY_KAFKA_DELIVERY_TIMEOUT", "2s"}}});
+  auto s =
+      TreatyStack::Start(StackOptions{.with_broker = true,
+                                      .treatyd_env = {{"TREATY_CRASH_POINT", "after_decision"},
+                                                      {"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"},
+                                                      {"TREATY_KAFKA_DELIVERY_TIMEOUT", "2s"}}});
   ASSERT_TRUE(s.ok()) << s.status().message();
   TreatyStack& stack = **s;
   ASSERT_OK(stack.SetStock("A1", 100));
@@ -280,12 +290,13 @@ TEST(SidecarTest, ASidecarKilledMidTransactionIsFinishedByAnotherOnTheSameStore)
       << "a sidecar listens on loopback";
   // Sidecar B: the same config file (as every sidecar of a fleet has), another node id.
   std::ifstream config_file(stack.treatyd().config_path());
-  std::string config((std::istreambuf_iterator<char>(config_file)), std::istreambuf_iterator<char>());
-  auto b = Service::Start(ServiceSpec{.name = "treatyd-b",
-                                      .binary = kTreatydPath,
-                                      .config_yaml = config,
-                                      .env = {{"TREATY_NODE_ID", "sidecar-b"},
-                                              {"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"}}});
+  std::string config((std::istreambuf_iterator<char>(config_file)),
+                     std::istreambuf_iterator<char>());
+  auto b = Service::Start(ServiceSpec{
+      .name = "treatyd-b",
+      .binary = kTreatydPath,
+      .config_yaml = config,
+      .env = {{"TREATY_NODE_ID", "sidecar-b"}, {"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"}}});
   ASSERT_TRUE(b.ok()) << b.status().message();
   ASSERT_TRUE(WaitUntil([&] { return Call(**b, "GET", "/readyz").status == 200; },
                         std::chrono::seconds(30)));
@@ -308,7 +319,8 @@ TEST(SidecarTest, ASidecarKilledMidTransactionIsFinishedByAnotherOnTheSameStore)
   auto events = stack.broker()->Consume("orders.events", 1, /*allow_extra=*/true, /*headers=*/true);
   ASSERT_OK(events);
   int delivered = 0;
-  for (const std::string& e : *events) delivered += e.find("treaty-gid=sidecar-1;") != std::string::npos;
+  for (const std::string& e : *events)
+    delivered += e.find("treaty-gid=sidecar-1;") != std::string::npos;
   EXPECT_GE(delivered, 1) << "the message never reached the topic";
 }
 

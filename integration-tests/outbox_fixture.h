@@ -39,31 +39,43 @@ class OutboxFixture : public ::testing::Test {
   // treaty-relay on the orders database; null (and a test failure) if it does not start.
   std::unique_ptr<Service> StartRelay(const std::string& name, int batch_size = 500,
                                       const std::string& poison = "block", int workers = 2) {
-    auto r = Service::Start(ServiceSpec{
-        .name = name,
-        .binary = kRelayPath,
-        .config_yaml = "listen: 127.0.0.1:0\n"
-                       "database: { url: \"" + pg_->Url("orders") + "\" }\n"
-                       "kafka: { bootstrap_servers: \"" + broker_->bootstrap() +
-                       "\", delivery_timeout: 3s }\n"
-                       "batch_size: " + std::to_string(batch_size) + "\n"
-                       "workers: " + std::to_string(workers) + "\n"
-                       "poll_interval: 200ms\n"
-                       "poison: " + poison + "\n"
-                       "retry: { initial: 100ms, max: 1s }\n"});
+    auto r = Service::Start(ServiceSpec{.name = name,
+                                        .binary = kRelayPath,
+                                        .config_yaml = "listen: 127.0.0.1:0\n"
+                                                       "database: { url: \"" +
+                                                       pg_->Url("orders") +
+                                                       "\" }\n"
+                                                       "kafka: { bootstrap_servers: \"" +
+                                                       broker_->bootstrap() +
+                                                       "\", delivery_timeout: 3s }\n"
+                                                       "batch_size: " +
+                                                       std::to_string(batch_size) +
+                                                       "\n"
+                                                       "workers: " +
+                                                       std::to_string(workers) +
+                                                       "\n"
+                                                       "poll_interval: 200ms\n"
+                                                       "poison: " +
+                                                       poison +
+                                                       "\n"
+                                                       "retry: { initial: 100ms, max: 1s }\n"});
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? std::move(*r) : nullptr;
   }
 
   // inventory-svc, consuming order events through its inbox.
   std::unique_ptr<Service> StartConsumer() {
-    auto s = Service::Start(ServiceSpec{
-        .name = "inventory-svc",
-        .binary = kInventorySvcPath,
-        .config_yaml = "listen: 127.0.0.1:0\n"
-                       "database: { url: \"" + pg_->Url("inventory") + "\" }\n"
-                       "kafka: { bootstrap_servers: \"" + broker_->bootstrap() + "\" }\n"
-                       "events: { topic: " + kTopic + " }\n"});
+    auto s = Service::Start(ServiceSpec{.name = "inventory-svc",
+                                        .binary = kInventorySvcPath,
+                                        .config_yaml = "listen: 127.0.0.1:0\n"
+                                                       "database: { url: \"" +
+                                                       pg_->Url("inventory") +
+                                                       "\" }\n"
+                                                       "kafka: { bootstrap_servers: \"" +
+                                                       broker_->bootstrap() +
+                                                       "\" }\n"
+                                                       "events: { topic: " +
+                                                       kTopic + " }\n"});
     EXPECT_TRUE(s.ok()) << s.status().message();
     return s.ok() ? std::move(*s) : nullptr;
   }

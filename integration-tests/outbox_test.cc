@@ -26,7 +26,6 @@ namespace {
 using participant::Outbox;
 using participant::OutboxEvent;
 
-
 class OutboxTest : public OutboxFixture {
  protected:
   void SetUp() override {
@@ -52,14 +51,16 @@ class OutboxTest : public OutboxFixture {
                                        .event_type = "OrderPlaced",
                                        .topic = kTopic,
                                        .payload_json = R"({"order":")" + order + R"(","seq":)" +
-                                                       std::to_string(seq) + R"(,"sku":")" +
-                                                       order + R"(","qty":1})"});
+                                                       std::to_string(seq) + R"(,"sku":")" + order +
+                                                       R"(","qty":1})"});
       }
       tx.commit();
     }
   }
 
-  int Pending() { return Count("orders", "SELECT count(*) FROM treaty_outbox WHERE status = 'pending'"); }
+  int Pending() {
+    return Count("orders", "SELECT count(*) FROM treaty_outbox WHERE status = 'pending'");
+  }
 
   // Reads the topic from the start in a separate process: "key<TAB>value" lines.
   std::vector<std::string> ReadTopic(int count, bool allow_extra) {
@@ -112,8 +113,9 @@ TEST_F(OutboxTest, TenThousandEventsArriveInOrderAndAreMarkedSent) {
   EXPECT_EQ(Count("orders", "SELECT count(*) FROM treaty_outbox WHERE status = 'sent'"), 10000);
   EXPECT_EQ(CheckOrder(ReadTopic(10000, /*allow_extra=*/false)), 10000);
   // And inventory-svc applied every one once.
-  EXPECT_TRUE(WaitUntil([&] { return Count("inventory", "SELECT coalesce(sum(placed), 0) FROM sales") == 10000; },
-                        std::chrono::seconds(120)));
+  EXPECT_TRUE(WaitUntil(
+      [&] { return Count("inventory", "SELECT coalesce(sum(placed), 0) FROM sales") == 10000; },
+      std::chrono::seconds(120)));
   auto metrics = HttpCall("GET", relay->base_url() + "/metrics");
   ASSERT_TRUE(metrics.ok());
   EXPECT_NE(metrics->body.find("treaty_relay_pending_rows 0"), std::string::npos) << metrics->body;
@@ -137,8 +139,9 @@ TEST_F(OutboxTest, ARelayKilledMidBatchLosesNothingAndTheInboxAbsorbsDuplicates)
   ASSERT_OK(relay->Restart());
   ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(120)));
   EXPECT_EQ(CheckOrder(ReadTopic(10000, /*allow_extra=*/true)), 10000) << "an event was lost";
-  EXPECT_TRUE(WaitUntil([&] { return Count("inventory", "SELECT count(*) FROM treaty_inbox") == 10000; },
-                        std::chrono::seconds(120)));
+  EXPECT_TRUE(
+      WaitUntil([&] { return Count("inventory", "SELECT count(*) FROM treaty_inbox") == 10000; },
+                std::chrono::seconds(120)));
   EXPECT_EQ(Count("inventory", "SELECT coalesce(sum(placed), 0) FROM sales"), 10000)
       << "a redelivered event was applied twice";
 }
@@ -152,7 +155,8 @@ TEST_F(OutboxTest, ABrokerOutageDelaysButLosesNothing) {
     auto m = HttpCall("GET", relay->base_url() + "/metrics");
     return m.ok() && m->body.find("treaty_relay_failures_total 0\n") == std::string::npos;
   };
-  ASSERT_TRUE(WaitUntil(failures, std::chrono::seconds(60))) << "the relay never noticed the outage";
+  ASSERT_TRUE(WaitUntil(failures, std::chrono::seconds(60)))
+      << "the relay never noticed the outage";
   EXPECT_EQ(Pending(), 300) << "rows were marked sent while the broker was down";
   ASSERT_OK(broker_->Command("up 1"));
   ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(120)));
@@ -207,10 +211,13 @@ TEST_F(OutboxTest, ABadRelayConfigNamesFileLineAndKey) {
 void WritePoison(PgCluster& pg, const std::string& aggregate) {
   pqxx::connection c(pg.ConnectionString("orders"));
   pqxx::work tx(c);
-  Outbox::Append(tx, OutboxEvent{.event_id = "poison", .aggregate_type = "order",
-                                 .aggregate_id = aggregate, .event_type = "OrderPlaced",
-                                 .topic = kTopic,
-                                 .payload_json = R"({"seq":0,"blob":")" + std::string(1500000, 'x') + "\"}"});
+  Outbox::Append(
+      tx, OutboxEvent{.event_id = "poison",
+                      .aggregate_type = "order",
+                      .aggregate_id = aggregate,
+                      .event_type = "OrderPlaced",
+                      .topic = kTopic,
+                      .payload_json = R"({"seq":0,"blob":")" + std::string(1500000, 'x') + "\"}"});
   tx.commit();
 }
 
@@ -221,11 +228,13 @@ TEST_F(OutboxTest, APoisonRowBlocksOnlyItsAggregateByDefault) {
   ASSERT_TRUE(relay);
   ASSERT_TRUE(WaitUntil([&] { return Pending() == 11; }, std::chrono::seconds(60)))
       << "pending: " << Pending();
-  EXPECT_EQ(Count("orders", "SELECT count(*) FROM treaty_outbox WHERE status = 'pending' AND "
-                            "aggregate_id = 'p-order-0'"),
+  EXPECT_EQ(Count("orders",
+                  "SELECT count(*) FROM treaty_outbox WHERE status = 'pending' AND "
+                  "aggregate_id = 'p-order-0'"),
             11)
       << "the poison row and its aggregate's later events wait; the rest was published";
-  auto err = pg_->QueryValue("orders", "SELECT last_error FROM treaty_outbox WHERE event_id = 'poison'");
+  auto err =
+      pg_->QueryValue("orders", "SELECT last_error FROM treaty_outbox WHERE event_id = 'poison'");
   EXPECT_NE(err->find("too large"), std::string::npos) << *err;
   EXPECT_EQ(CheckOrder(ReadTopic(30, /*allow_extra=*/false)), 30);
 }
@@ -236,7 +245,8 @@ TEST_F(OutboxTest, APoisonRowIsSetAsideWithDeadLetter) {
   auto relay = StartRelay("relay", 500, "dead_letter");
   ASSERT_TRUE(relay);
   ASSERT_TRUE(WaitUntil([&] { return Pending() == 0; }, std::chrono::seconds(60)));
-  EXPECT_EQ(pg_->QueryValue("orders", "SELECT status FROM treaty_outbox WHERE event_id = 'poison'").value(),
+  EXPECT_EQ(pg_->QueryValue("orders", "SELECT status FROM treaty_outbox WHERE event_id = 'poison'")
+                .value(),
             "dead");
   EXPECT_EQ(CheckOrder(ReadTopic(40, /*allow_extra=*/false)), 40);
 }
@@ -247,9 +257,12 @@ TEST_F(OutboxTest, ARolledBackRowIsNeverPublished) {
   {
     pqxx::connection c(pg_->ConnectionString("orders"));
     pqxx::work tx(c);
-    Outbox::Append(tx, OutboxEvent{.event_id = "ghost", .aggregate_type = "order",
-                                   .aggregate_id = "o1", .event_type = "OrderPlaced",
-                                   .topic = kTopic, .payload_json = R"({"seq":0,"ghost":true})"});
+    Outbox::Append(tx, OutboxEvent{.event_id = "ghost",
+                                   .aggregate_type = "order",
+                                   .aggregate_id = "o1",
+                                   .event_type = "OrderPlaced",
+                                   .topic = kTopic,
+                                   .payload_json = R"({"seq":0,"ghost":true})"});
     tx.abort();
   }
   Write(1, 1, "real");

@@ -12,8 +12,8 @@
 
 #include "integration-tests/harness/binaries.h"
 #include "integration-tests/harness/http_client.h"
-#include "integration-tests/harness/treaty_stack.h"
 #include "integration-tests/harness/test_support.h"
+#include "integration-tests/harness/treaty_stack.h"
 
 namespace treaty::harness {
 namespace {
@@ -83,7 +83,8 @@ TEST_F(SagaTest, NamedSagaCommitsEndToEnd) {
   EXPECT_EQ(Query("orders", "SELECT status FROM orders WHERE gid = 'po-1'"), "placed");
   EXPECT_EQ(Query("orders", "SELECT status || ':' || amount FROM payments WHERE gid = 'po-1'"),
             "paid:2");
-  auto tx = ParseObject(HttpCall("GET", stack_->treatyd().base_url() + "/v1/transactions/po-1")->body);
+  auto tx =
+      ParseObject(HttpCall("GET", stack_->treatyd().base_url() + "/v1/transactions/po-1")->body);
   EXPECT_EQ(tx->getValue<std::string>("mode"), "saga");
   EXPECT_EQ(tx->getValue<std::string>("definition").rfind("place-order@", 0), 0u);
 
@@ -98,8 +99,9 @@ TEST_F(SagaTest, AFailingLastStepCompensatesTheEarlierOnesInReverseOrder) {
   EXPECT_EQ(body->getValue<std::string>("status"), "aborted");
   EXPECT_EQ(body->getValue<std::string>("reason"), "step pay refused: HTTP 409: card declined");
   // The order the participant saw the compensations in.
-  EXPECT_EQ(Query("inventory", "SELECT string_agg(branch_id, ',' ORDER BY seq) FROM "
-                               "treaty_barrier WHERE gid = 'ch-1' AND op = 'compensate'"),
+  EXPECT_EQ(Query("inventory",
+                  "SELECT string_agg(branch_id, ',' ORDER BY seq) FROM "
+                  "treaty_barrier WHERE gid = 'ch-1' AND op = 'compensate'"),
             "s3,s2,s1");
   for (const char* sku : {"A1", "B1", "C1"}) EXPECT_EQ(stack_->Stock(sku).value(), "10/0/0") << sku;
   EXPECT_EQ(Query("orders", "SELECT count(*) FROM payments WHERE gid = 'ch-1'"), "0");
@@ -139,17 +141,21 @@ TEST_F(SagaTest, ParallelStepsRunConcurrently) {
 TEST_F(SagaTest, AdHocSagaAndBadStartRequests) {
   std::string inv = stack_->inventory().base_url();
   std::string body = R"({"gid":"adhoc-1","mode":"saga","wait":true,"branches":[)"
-                     R"({"id":"a","action":")" + inv + R"(/saga/reserve","compensate":")" + inv +
+                     R"({"id":"a","action":")" +
+                     inv + R"(/saga/reserve","compensate":")" + inv +
                      R"(/saga/release","payload":{"sku":"B1","qty":4}},)"
-                     R"({"id":"b","after":["a"],"action":")" + inv + R"(/saga/reserve",)"
+                     R"({"id":"b","after":["a"],"action":")" +
+                     inv +
+                     R"(/saga/reserve",)"
                      R"("payload":{"sku":"C1","qty":1}}]})";
   auto r = HttpCall("POST", stack_->treatyd().base_url() + "/v1/transactions", body);
   ASSERT_TRUE(r.ok() && r->status == 200) << (r.ok() ? r->body : "");
   EXPECT_EQ(ParseObject(r->body)->getValue<std::string>("status"), "committed");
   EXPECT_EQ(stack_->Stock("B1").value(), "6/0/4");
 
-  auto cycle = HttpCall("POST", stack_->treatyd().base_url() + "/v1/transactions",
-                        R"({"mode":"saga","branches":[{"id":"a","action":"http://localhost/a","after":["a"]}]})");
+  auto cycle = HttpCall(
+      "POST", stack_->treatyd().base_url() + "/v1/transactions",
+      R"({"mode":"saga","branches":[{"id":"a","action":"http://localhost/a","after":["a"]}]})");
   EXPECT_EQ(cycle->status, 400);
   EXPECT_EQ(ParseObject(cycle->body)->getObject("error")->getValue<std::string>("message"),
             "steps form a cycle: a -> a");
@@ -175,26 +181,33 @@ TEST_F(SagaTest, ReloadKeepsTheOldDefinitionsWhenTheNewAreBad) {
   };
   std::string before = version_of("chain");
   ASSERT_FALSE(before.empty());
-  std::ofstream(chain_file_) << "saga: chain\nsteps:\n  - name: s1\n    action: http://localhost/a\n    after: [zz]\n";
+  std::ofstream(chain_file_)
+      << "saga: chain\nsteps:\n  - name: s1\n    action: http://localhost/a\n    after: [zz]\n";
   auto bad = HttpCall("POST", base + "/v1/sagas/reload");
   EXPECT_EQ(bad->status, 400);
-  EXPECT_NE(bad->body.find(chain_file_ + ":5: steps[0].after: step s1: after names unknown step zz"),
-            std::string::npos)
+  EXPECT_NE(
+      bad->body.find(chain_file_ + ":5: steps[0].after: step s1: after names unknown step zz"),
+      std::string::npos)
       << bad->body;
   EXPECT_EQ(version_of("chain"), before) << "a bad reload replaced the loaded definitions";
   // SIGHUP reloads too: first with the bad file (nothing changes), then with a good new one.
   ASSERT_OK(stack_->treatyd().process().Signal(SIGHUP));
   std::ofstream(chain_file_) << std::string(kChainSaga) + "# changed\n";
   ASSERT_OK(stack_->treatyd().process().Signal(SIGHUP));
-  EXPECT_TRUE(WaitUntil([&] { auto v = version_of("chain"); return !v.empty() && v != before; },
-                        std::chrono::seconds(10)))
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        auto v = version_of("chain");
+        return !v.empty() && v != before;
+      },
+      std::chrono::seconds(10)))
       << "SIGHUP did not load the new definition";
   EXPECT_TRUE(stack_->treatyd().process().Running());
 }
 
 TEST_F(SagaTest, ABadDefinitionStopsStartUpAndCheckConfigNamesIt) {
   std::string bad = dir_.File("bad.yaml");
-  std::ofstream(bad) << "saga: x\nsteps:\n  - name: a\n    action: http://localhost/a\n  - name: a\n    action: http://localhost/b\n";
+  std::ofstream(bad) << "saga: x\nsteps:\n  - name: a\n    action: http://localhost/a\n  - name: "
+                        "a\n    action: http://localhost/b\n";
   std::string config = dir_.File("treaty.yaml");
   std::ofstream(config) << "listen: 127.0.0.1:0\nsagas: [bad.yaml]\n";
   for (const std::string flag : {"--check-config", "--config"}) {

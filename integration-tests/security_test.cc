@@ -65,8 +65,8 @@ class FakeParticipant {
     return p;
   }
   std::string Url(const std::string& path, bool tls = false) const {
-    return std::string(tls ? "https" : "http") + "://127.0.0.1:" +
-           std::to_string(server_->address().port) + path;
+    return std::string(tls ? "https" : "http") +
+           "://127.0.0.1:" + std::to_string(server_->address().port) + path;
   }
   uint16_t port() const { return server_->address().port; }
   std::atomic<int> calls{0};
@@ -77,10 +77,12 @@ class FakeParticipant {
   std::unique_ptr<http::HttpServer> server_;
 };
 
-std::string TwoPcBody(const std::string& gid, const std::string& base, const std::string& extra = "") {
-  return R"({"gid":")" + gid + R"(","mode":"2pc","wait":true,"timeout":"2s","branches":[{"id":"p",)" +
-         R"("prepare":")" + base + R"(/2pc/prepare","commit":")" + base + R"(/2pc/commit",)" +
-         R"("abort":")" + base + R"(/2pc/abort")" + extra + "}]}";
+std::string TwoPcBody(const std::string& gid, const std::string& base,
+                      const std::string& extra = "") {
+  return R"({"gid":")" + gid +
+         R"(","mode":"2pc","wait":true,"timeout":"2s","branches":[{"id":"p",)" + R"("prepare":")" +
+         base + R"(/2pc/prepare","commit":")" + base + R"(/2pc/commit",)" + R"("abort":")" + base +
+         R"(/2pc/abort")" + extra + "}]}";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -138,7 +140,8 @@ TEST_F(AuthTest, EachCaseOfTokensAndRoles) {
   auto run = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {kTreatyctlPath, "--url", t.base_url()});
     auto dir = TempDir::Create("ctl");
-    auto p = Process::Start(ProcessSpec{.name = "treatyctl", .argv = args, .log_path = dir->File("out")});
+    auto p = Process::Start(
+        ProcessSpec{.name = "treatyctl", .argv = args, .log_path = dir->File("out")});
     auto code = (*p)->Wait(std::chrono::seconds(30));
     return std::pair<int, std::string>{code.ok() ? *code : -1, (*p)->ReadLog()};
   };
@@ -170,8 +173,8 @@ TEST(AuthConfigTest, BeyondLoopbackWithoutTokensRefusesToStartUnlessAuthNone) {
             std::string::npos)
       << (*p)->ReadLog();
 
-  auto none = Service::Start(ServiceSpec{.name = "treatyd", .binary = kTreatydPath,
-                                         .config_yaml = open + "auth: { none: true }\n"});
+  auto none = Service::Start(ServiceSpec{
+      .name = "treatyd", .binary = kTreatydPath, .config_yaml = open + "auth: { none: true }\n"});
   ASSERT_OK(none);
   EXPECT_TRUE(WaitUntil(
       [&] { return (*none)->process().ReadLog().find("auth.none is set") != std::string::npos; },
@@ -188,8 +191,8 @@ TEST(AllowlistTest, ABranchToAnOutsideAddressIsRefusedAndNothingIsStored) {
   auto s = TreatyStack::Start();
   ASSERT_OK(s);
   Service& t = (*s)->treatyd();
-  HttpReply r = Call(t, "POST", "/v1/transactions", "",
-                     TwoPcBody("outside-1", "http://10.20.30.40:8080"));
+  HttpReply r =
+      Call(t, "POST", "/v1/transactions", "", TwoPcBody("outside-1", "http://10.20.30.40:8080"));
   EXPECT_EQ(r.status, 400) << r.body;
   auto err = ParseObject(r.body)->getObject("error");
   EXPECT_EQ(err->getValue<std::string>("field"), "branches[0].prepare");
@@ -209,7 +212,9 @@ TEST(AllowlistTest, ABranchToAnOutsideAddressIsRefusedAndNothingIsStored) {
 
 TEST(AllowlistTest, ARedirectFromAParticipantIsNotFollowed) {
   // The sink stands for an internal service the redirect points at; it must never be called.
-  auto sink = FakeParticipant::Start([] { return http::ApiResponse{200, "application/json", "{}"}; });
+  auto sink = FakeParticipant::Start([] {
+    return http::ApiResponse{200, "application/json", "{}"};
+  });
   ASSERT_NE(sink, nullptr);
   const std::string target = sink->Url("/2pc/prepare");
   auto redirector = FakeParticipant::Start([target] {
@@ -219,16 +224,18 @@ TEST(AllowlistTest, ARedirectFromAParticipantIsNotFollowed) {
   });
   ASSERT_NE(redirector, nullptr);
   auto s = TreatyStack::Start(StackOptions{
-      .treatyd_extra_yaml = "participants: { allow: [\"127.0.0.1:" +
-                            std::to_string(redirector->port()) + "\"] }\n"});
+      .treatyd_extra_yaml =
+          "participants: { allow: [\"127.0.0.1:" + std::to_string(redirector->port()) + "\"] }\n"});
   ASSERT_OK(s);
   Service& t = (*s)->treatyd();
   // The sink itself is outside the allowlist...
-  EXPECT_EQ(Call(t, "POST", "/v1/transactions", "", TwoPcBody("direct", sink->Url(""))).status, 400);
+  EXPECT_EQ(Call(t, "POST", "/v1/transactions", "", TwoPcBody("direct", sink->Url(""))).status,
+            400);
   // ...and a redirect to it is an unknown answer, not a success: the prepare never counts, and
   // at its deadline the transaction is decided to abort (whose calls get 307s too, so it stays
   // aborting, retrying, with the answer in last_error).
-  HttpReply r = Call(t, "POST", "/v1/transactions", "", TwoPcBody("redirected", redirector->Url("")));
+  HttpReply r =
+      Call(t, "POST", "/v1/transactions", "", TwoPcBody("redirected", redirector->Url("")));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_TRUE(WaitUntil([&] { return (*s)->StatusOf("redirected") == "aborting"; },
                         std::chrono::seconds(30)))
@@ -270,8 +277,9 @@ TEST_F(LimitsTest, BodyPayloadAndBranchLimitsAnswerWithTheirStatus) {
             "branches[0].payload");
   std::string branches;
   for (int i = 0; i < 4; ++i) {
-    branches += std::string(i ? "," : "") + R"({"id":"b)" + std::to_string(i) +
-                R"(","prepare":"http://127.0.0.1:9/p","commit":"http://127.0.0.1:9/c","abort":"http://127.0.0.1:9/a"})";
+    branches +=
+        std::string(i ? "," : "") + R"({"id":"b)" + std::to_string(i) +
+        R"(","prepare":"http://127.0.0.1:9/p","commit":"http://127.0.0.1:9/c","abort":"http://127.0.0.1:9/a"})";
   }
   HttpReply many = Call(t, "POST", "/v1/transactions", kClientToken,
                         R"({"gid":"many","mode":"2pc","branches":[)" + branches + "]}");
@@ -306,7 +314,8 @@ TEST_F(LimitsTest, ASlowClientIsClosedWhileOthersAreServed) {
   std::string host_port = t.base_url().substr(std::string("http://").size());
   slow.connect(Poco::Net::SocketAddress(host_port));
   // Half a request, then silence.
-  std::string partial = "POST /v1/transactions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"mo";
+  std::string partial =
+      "POST /v1/transactions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"mo";
   slow.sendBytes(partial.data(), static_cast<int>(partial.size()));
   EXPECT_EQ(Call(t, "GET", "/healthz").status, 200) << "others are served meanwhile";
   slow.setReceiveTimeout(Poco::Timespan(1, 0));
@@ -361,7 +370,8 @@ Result<TestPki> MakePki() {
        pki.dir.File("ca.key"), "-CAcreateserial", "-out", pki.client_cert, "-days", "2"},
   };
   for (auto& argv : steps) {
-    auto p = Process::Start(ProcessSpec{.name = "openssl", .argv = argv, .log_path = pki.dir.File("openssl.log")});
+    auto p = Process::Start(
+        ProcessSpec{.name = "openssl", .argv = argv, .log_path = pki.dir.File("openssl.log")});
     if (!p.ok()) return p.status();
     auto code = (*p)->Wait(std::chrono::seconds(60));
     if (!code.ok() || *code != 0) return Status::Internal("openssl failed: " + (*p)->ReadLog());
@@ -378,10 +388,13 @@ TEST(TlsTest, HttpsListenerAndVerifiedHttpsParticipants) {
   auto pki = MakePki();
   ASSERT_OK(pki);
   auto https_participant = FakeParticipant::Start(
-      [] { return http::ApiResponse{200, "application/json", "{}"}; }, pki->cert, pki->key);
+      [] {
+        return http::ApiResponse{200, "application/json", "{}"};
+      },
+      pki->cert, pki->key);
   ASSERT_NE(https_participant, nullptr);
-  auto s = TreatyStack::Start(StackOptions{
-      .treatyd_extra_yaml = "tls: { ca_file: \"" + pki->ca + "\" }\n"});
+  auto s = TreatyStack::Start(
+      StackOptions{.treatyd_extra_yaml = "tls: { ca_file: \"" + pki->ca + "\" }\n"});
   ASSERT_OK(s);
   Service& t = (*s)->treatyd();
   // treatyd calls an https participant whose certificate it verifies against tls.ca_file.
@@ -392,9 +405,10 @@ TEST(TlsTest, HttpsListenerAndVerifiedHttpsParticipants) {
   EXPECT_EQ(https_participant->calls.load(), 2) << "prepare and commit, over TLS";
 
   // An HTTPS treatyd: a client that trusts the CA gets in, one that does not is refused.
-  std::string config = TestTreatydConfig((*s)->pg(), "tls: { cert_file: \"" + pki->cert +
-                                                         "\", key_file: \"" + pki->key + "\" }\n");
-  auto secure = Service::Start(ServiceSpec{.name = "treatyd-tls", .binary = kTreatydPath,
+  std::string config = TestTreatydConfig(
+      (*s)->pg(), "tls: { cert_file: \"" + pki->cert + "\", key_file: \"" + pki->key + "\" }\n");
+  auto secure = Service::Start(ServiceSpec{.name = "treatyd-tls",
+                                           .binary = kTreatydPath,
                                            .config_yaml = config,
                                            .env = {{"TREATY_NODE_ID", "tls-node"}}});
   ASSERT_OK(secure);
@@ -411,14 +425,17 @@ TEST(TlsTest, HttpsListenerAndVerifiedHttpsParticipants) {
 TEST(TlsTest, AParticipantThatRequiresAClientCertificateGetsTreatydsOne) {
   auto pki = MakePki();
   ASSERT_OK(pki);
-  auto strict = FakeParticipant::Start([] { return http::ApiResponse{200, "application/json", "{}"}; },
-                                       pki->cert, pki->key, /*client_ca=*/pki->ca);
+  auto strict = FakeParticipant::Start(
+      [] {
+        return http::ApiResponse{200, "application/json", "{}"};
+      },
+      pki->cert, pki->key, /*client_ca=*/pki->ca);
   ASSERT_NE(strict, nullptr);
   // With its client certificate treatyd gets through...
-  auto s = TreatyStack::Start(StackOptions{
-      .treatyd_extra_yaml = "tls: { ca_file: \"" + pki->ca + "\", client_cert_file: \"" +
-                            pki->client_cert + "\", client_key_file: \"" + pki->client_key +
-                            "\" }\n"});
+  auto s = TreatyStack::Start(
+      StackOptions{.treatyd_extra_yaml = "tls: { ca_file: \"" + pki->ca +
+                                         "\", client_cert_file: \"" + pki->client_cert +
+                                         "\", client_key_file: \"" + pki->client_key + "\" }\n"});
   ASSERT_OK(s);
   HttpReply r = Call((*s)->treatyd(), "POST", "/v1/transactions", "",
                      TwoPcBody("mtls-1", strict->Url("", /*tls=*/true)));
@@ -438,10 +455,9 @@ TEST(TlsTest, AParticipantThatRequiresAClientCertificateGetsTreatydsOne) {
 
 TEST(SecretsTest, NoSecretAppearsInAnyLogOfAFullRun) {
   const std::string db_password = "db-pass-73c1e2f0aa";
-  auto s = TreatyStack::Start(StackOptions{
-      .treatyd_extra_yaml = AuthYaml(),
-      .saga_files = {PlaceOrderSagaFile()},
-      .client_token = kClientToken});
+  auto s = TreatyStack::Start(StackOptions{.treatyd_extra_yaml = AuthYaml(),
+                                           .saga_files = {PlaceOrderSagaFile()},
+                                           .client_token = kClientToken});
   ASSERT_OK(s);
   TreatyStack& stack = **s;
   // The store URL carries a password (the test cluster trusts loopback, so any password works).
@@ -466,7 +482,8 @@ TEST(SecretsTest, NoSecretAppearsInAnyLogOfAFullRun) {
   for (Service* svc : {&stack.treatyd(), &stack.orders(), &stack.inventory()}) {
     std::string log = svc->process().ReadLog();
     EXPECT_FALSE(log.empty());
-    for (const std::string& secret : {std::string(kClientToken), std::string(kAdminToken), db_password}) {
+    for (const std::string& secret :
+         {std::string(kClientToken), std::string(kAdminToken), db_password}) {
       EXPECT_EQ(log.find(secret), std::string::npos) << svc->process().name() << " logged a secret";
       EXPECT_EQ(console.find(secret), std::string::npos);
     }

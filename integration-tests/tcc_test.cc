@@ -12,8 +12,8 @@
 #include <thread>
 
 #include "integration-tests/harness/http_client.h"
-#include "integration-tests/harness/treaty_stack.h"
 #include "integration-tests/harness/test_support.h"
+#include "integration-tests/harness/treaty_stack.h"
 
 namespace treaty::harness {
 namespace {
@@ -30,7 +30,8 @@ class TccTest : public ::testing::Test {
     ASSERT_OK(stack_->SetStock("A1", 10));
   }
 
-  Result<HttpReply> Order(const std::string& gid, int qty, bool wait, const std::string& sku = "A1") {
+  Result<HttpReply> Order(const std::string& gid, int qty, bool wait,
+                          const std::string& sku = "A1") {
     std::string body = R"({"gid":")" + gid + R"(","mode":"tcc","timeout":"20s","wait":)" +
                        (wait ? "true" : "false") + R"(,"branches":[)" +
                        stack_->OrderTccBranch("order", sku, qty) + "," +
@@ -48,8 +49,9 @@ class TccTest : public ::testing::Test {
   }
 
   std::string OrderStatus(const std::string& gid) {
-    return stack_->pg().QueryValue("orders", "SELECT string_agg(status, ',') FROM orders WHERE gid = '" +
-                                                 gid + "'")
+    return stack_->pg()
+        .QueryValue("orders",
+                    "SELECT string_agg(status, ',') FROM orders WHERE gid = '" + gid + "'")
         .value();
   }
 
@@ -110,7 +112,8 @@ TEST_F(TccTest, ClientDrivenTriesThenSubmitOrAbort) {
   for (const std::string outcome : {"submit", "abort"}) {
     std::string gid = "client-" + outcome;
     ASSERT_EQ(HttpCall("POST", base + "/v1/transactions",
-                       R"({"gid":")" + gid + R"(","mode":"tcc","timeout":"30s"})")->status,
+                       R"({"gid":")" + gid + R"(","mode":"tcc","timeout":"30s"})")
+                  ->status,
               201);
     // The client registers each branch's confirm and cancel, then runs its own tries.
     for (const std::string& branch : {stack_->OrderTccBranch("order", "A1", 1, false),
@@ -120,8 +123,8 @@ TEST_F(TccTest, ClientDrivenTriesThenSubmitOrAbort) {
     }
     ASSERT_EQ(Deliver(stack_->orders(), gid, "order", "try", 1), 200);
     ASSERT_EQ(Deliver(stack_->inventory(), gid, "stock", "try", 1), 200);
-    auto done = HttpCall("POST", base + "/v1/transactions/" + gid + "/" + outcome,
-                         R"({"wait":true})");
+    auto done =
+        HttpCall("POST", base + "/v1/transactions/" + gid + "/" + outcome, R"({"wait":true})");
     ASSERT_TRUE(done.ok() && done->status == 200) << (done.ok() ? done->body : "");
     EXPECT_EQ(ParseObject(done->body)->getValue<std::string>("status"),
               outcome == "submit" ? "committed" : "aborted");
@@ -241,16 +244,20 @@ TEST_F(TccTest, TwoHundredConcurrentTransactionsWithRandomFailures) {
   EXPECT_GT(committed, 0);
   for (const auto& [sku, n] : initial) {
     auto row = stack_->pg().QueryValue(
-        "inventory", "SELECT available || ',' || reserved || ',' || sold FROM stock WHERE sku = '" +
-                         sku + "'");
+        "inventory",
+        "SELECT available || ',' || reserved || ',' || sold FROM stock WHERE sku = '" + sku + "'");
     int available = 0, reserved = 0, sold = 0;
     ASSERT_EQ(std::sscanf(row->c_str(), "%d,%d,%d", &available, &reserved, &sold), 3);
     EXPECT_EQ(reserved, 0) << sku << ": stock left frozen";
     EXPECT_EQ(available + sold, n) << sku;
   }
-  EXPECT_EQ(stack_->pg().QueryValue("orders", "SELECT count(*) FROM orders WHERE status = 'placed'").value(),
+  EXPECT_EQ(stack_->pg()
+                .QueryValue("orders", "SELECT count(*) FROM orders WHERE status = 'placed'")
+                .value(),
             std::to_string(committed.load()));
-  EXPECT_EQ(stack_->pg().QueryValue("orders", "SELECT count(*) FROM orders WHERE status = 'pending'").value(),
+  EXPECT_EQ(stack_->pg()
+                .QueryValue("orders", "SELECT count(*) FROM orders WHERE status = 'pending'")
+                .value(),
             "0");
 }
 

@@ -7,8 +7,8 @@
 
 #include "integration-tests/harness/binaries.h"
 #include "integration-tests/harness/http_client.h"
-#include "integration-tests/harness/treaty_stack.h"
 #include "integration-tests/harness/test_support.h"
+#include "integration-tests/harness/treaty_stack.h"
 
 namespace treaty::harness {
 namespace {
@@ -85,7 +85,8 @@ TEST_F(TreatyctlTest, ShowsListsStartsAndRefuses) {
 
   std::tie(code, out) = Run({"retry", "ctl-1"});
   EXPECT_EQ(code, 1) << "a final transaction has nothing to retry";
-  EXPECT_NE(out.find("409: transaction ctl-1 is aborted: nothing to retry"), std::string::npos) << out;
+  EXPECT_NE(out.find("409: transaction ctl-1 is aborted: nothing to retry"), std::string::npos)
+      << out;
   std::tie(code, out) = Run({"status", "nope"});
   EXPECT_EQ(code, 1);
   std::tie(code, out) = Run({"frobnicate"});

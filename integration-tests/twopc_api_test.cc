@@ -8,8 +8,8 @@
 #include <gtest/gtest.h>
 
 #include "integration-tests/harness/http_client.h"
-#include "integration-tests/harness/treaty_stack.h"
 #include "integration-tests/harness/test_support.h"
+#include "integration-tests/harness/treaty_stack.h"
 
 namespace treaty::harness {
 namespace {
@@ -157,15 +157,16 @@ TEST_F(TwoPcApiTest, AGidSpelledNullIsAGidLikeAnyOther) {
 }
 
 TEST_F(TwoPcApiTest, BeginRegisterThenSubmit) {
-  ASSERT_EQ(Call("POST", "/v1/transactions", R"({"gid":"reg-1","mode":"2pc","timeout":"30s"})").status,
-            201);
-  EXPECT_EQ(Call("POST", "/v1/transactions/reg-1/branches", stack_->OrderBranch("order", "A1", 1))
-                .status,
-            201);
-  EXPECT_EQ(Call("POST", "/v1/transactions/reg-1/branches",
-                 stack_->InventoryBranch("stock", "A1", 1))
-                .status,
-            201);
+  ASSERT_EQ(
+      Call("POST", "/v1/transactions", R"({"gid":"reg-1","mode":"2pc","timeout":"30s"})").status,
+      201);
+  EXPECT_EQ(
+      Call("POST", "/v1/transactions/reg-1/branches", stack_->OrderBranch("order", "A1", 1)).status,
+      201);
+  EXPECT_EQ(
+      Call("POST", "/v1/transactions/reg-1/branches", stack_->InventoryBranch("stock", "A1", 1))
+          .status,
+      201);
   HttpReply dup =
       Call("POST", "/v1/transactions/reg-1/branches", stack_->InventoryBranch("stock", "A1", 1));
   EXPECT_EQ(dup.status, 409) << dup.body;
@@ -189,8 +190,9 @@ TEST_F(TwoPcApiTest, BeginRegisterThenSubmit) {
 
 TEST_F(TwoPcApiTest, AbortBeforeSubmitAndListing) {
   ASSERT_EQ(Call("POST", "/v1/transactions", R"({"gid":"list-a","mode":"2pc"})").status, 201);
-  ASSERT_EQ(Call("POST", "/v1/transactions/list-a/branches", stack_->OrderBranch("o", "A1", 1)).status,
-            201);
+  ASSERT_EQ(
+      Call("POST", "/v1/transactions/list-a/branches", stack_->OrderBranch("o", "A1", 1)).status,
+      201);
   HttpReply aborted = Call("POST", "/v1/transactions/list-a/abort", R"({"wait":true})");
   EXPECT_EQ(aborted.status, 200);
   EXPECT_EQ(ParseObject(aborted.body)->getValue<std::string>("status"), "aborted");
@@ -211,7 +213,8 @@ TEST_F(TwoPcApiTest, AbortBeforeSubmitAndListing) {
   std::vector<std::string> walked;
   std::string after;
   while (true) {
-    auto p = ParseObject(Call("GET", "/v1/transactions?limit=1" + (after.empty() ? "" : "&after=" + after)).body);
+    auto p = ParseObject(
+        Call("GET", "/v1/transactions?limit=1" + (after.empty() ? "" : "&after=" + after)).body);
     auto items = p->getArray("transactions");
     if (items->size() == 0) break;
     walked.push_back(items->getObject(0)->getValue<std::string>("gid"));
@@ -240,9 +243,9 @@ TEST_F(TwoPcApiTest, RetrySkipsTheBackoffOfAStuckTransaction) {
 }
 
 TEST_F(TwoPcApiTest, MetricsCountWhatHappened) {
-  ASSERT_EQ(Call("POST", "/v1/transactions", Body("metrics-ok", 1).insert(1, R"("wait":true,)"))
-                .status,
-            200);
+  ASSERT_EQ(
+      Call("POST", "/v1/transactions", Body("metrics-ok", 1).insert(1, R"("wait":true,)")).status,
+      200);
   ASSERT_EQ(Call("POST", "/v1/transactions", Body("metrics-no", 5000).insert(1, R"("wait":true,)"))
                 .status,
             200);

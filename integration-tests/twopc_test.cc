@@ -12,11 +12,11 @@
 #include <random>
 #include <thread>
 
+#include "coordinator/store/migrations.h"
 #include "integration-tests/harness/binaries.h"
 #include "integration-tests/harness/http_client.h"
-#include "integration-tests/harness/treaty_stack.h"
 #include "integration-tests/harness/test_support.h"
-#include "coordinator/store/migrations.h"
+#include "integration-tests/harness/treaty_stack.h"
 
 namespace treaty::harness {
 namespace {
@@ -106,7 +106,6 @@ TEST_F(TwoPcTest, OutOfStockAbortsAndChangesNothing) {
   ExpectNothingPrepared();
 }
 
-
 // How many times treatyd has attempted `op` on branch `branch` of `gid`.
 int Attempts(const Poco::JSON::Object::Ptr& tx, const std::string& branch, const std::string& op) {
   if (!tx) return -1;
@@ -192,8 +191,8 @@ TEST_F(TwoPcTest, UpgradingTheStoreSchemaKeepsEveryTransaction) {
   ASSERT_OK(stack_->RecreateStoreAt(3));
 
   // upgrade-half is decided (both branches prepared in their databases), not yet committed.
-  for (auto [svc, branch] : {std::pair{&stack_->orders(), "order"},
-                             std::pair{&stack_->inventory(), "stock"}}) {
+  for (auto [svc, branch] :
+       {std::pair{&stack_->orders(), "order"}, std::pair{&stack_->inventory(), "stock"}}) {
     auto r = HttpCall("POST", TreatyStack::Url(*svc, "/2pc/prepare"),
                       TreatyStack::OpBody("upgrade-half", branch, "prepare", "2pc", "A1", 2));
     ASSERT_TRUE(r.ok() && r->status == 200) << (r.ok() ? r->body : r.status().message());
@@ -203,20 +202,34 @@ TEST_F(TwoPcTest, UpgradingTheStoreSchemaKeepsEveryTransaction) {
   auto ops = [&](const std::string& gid, const std::string& commit_status) {
     return "INSERT INTO treaty.branches (gid, branch_id, op, position, url, payload, status, "
            "attempts, last_error) VALUES "
-           "('" + gid + "', 'order', 'prepare', 0, '" + orders + "prepare', "
+           "('" +
+           gid + "', 'order', 'prepare', 0, '" + orders +
+           "prepare', "
            "'{\"sku\":\"A1\",\"qty\":2}', 'succeeded', 1, NULL), "
-           "('" + gid + "', 'order', 'commit', 0, '" + orders + "commit', "
-           "'{\"sku\":\"A1\",\"qty\":2}', '" + commit_status + "', " +
-           (commit_status == "pending" ? "0" : "1") + ", NULL), "
-           "('" + gid + "', 'order', 'abort', 0, '" + orders + "abort', "
+           "('" +
+           gid + "', 'order', 'commit', 0, '" + orders +
+           "commit', "
+           "'{\"sku\":\"A1\",\"qty\":2}', '" +
+           commit_status + "', " + (commit_status == "pending" ? "0" : "1") +
+           ", NULL), "
+           "('" +
+           gid + "', 'order', 'abort', 0, '" + orders +
+           "abort', "
            "'{\"sku\":\"A1\",\"qty\":2}', 'pending', 0, NULL), "
-           "('" + gid + "', 'stock', 'prepare', 1, '" + stock + "prepare', "
+           "('" +
+           gid + "', 'stock', 'prepare', 1, '" + stock +
+           "prepare', "
            "'{\"sku\":\"A1\",\"qty\":2}', 'succeeded', 1, NULL), "
-           "('" + gid + "', 'stock', 'commit', 1, '" + stock + "commit', "
-           "'{\"sku\":\"A1\",\"qty\":2}', '" + commit_status + "', " +
+           "('" +
+           gid + "', 'stock', 'commit', 1, '" + stock +
+           "commit', "
+           "'{\"sku\":\"A1\",\"qty\":2}', '" +
+           commit_status + "', " +
            (commit_status == "pending" ? "1, 'HTTP 503: try later'" : "2, 'HTTP 503: try later'") +
            "), "
-           "('" + gid + "', 'stock', 'abort', 1, '" + stock + "abort', "
+           "('" +
+           gid + "', 'stock', 'abort', 1, '" + stock +
+           "abort', "
            "'{\"sku\":\"A1\",\"qty\":2}', 'pending', 0, NULL);";
   };
   ASSERT_OK(stack_->pg().Execute(
@@ -246,7 +259,8 @@ TEST_F(TwoPcTest, UpgradingTheStoreSchemaKeepsEveryTransaction) {
           "('upgrade-half', 'active', 'committing', 'all 2 branches prepared');"));
 
   ASSERT_OK(stack_->RestartTreatyd());
-  EXPECT_EQ(stack_->pg().QueryValue("treaty", "SELECT max(version) FROM treaty.schema_migrations")
+  EXPECT_EQ(stack_->pg()
+                .QueryValue("treaty", "SELECT max(version) FROM treaty.schema_migrations")
                 .value(),
             std::to_string(store::Migrations().back().version));
 
@@ -352,7 +366,8 @@ void TwoPcTest::RunTwoHundred() {
         int qty = 1 + static_cast<int>(rng() % 3);
         auto r = Order("load-" + std::to_string(i), qty, /*wait=*/true, sku);
         std::string status;
-        if (r.ok() && r->status == 200) status = ParseObject(r->body)->getValue<std::string>("status");
+        if (r.ok() && r->status == 200)
+          status = ParseObject(r->body)->getValue<std::string>("status");
         if (status != "committed" && status != "aborted") {
           status = stack_->WaitFinal("load-" + std::to_string(i));
         }
@@ -374,8 +389,8 @@ void TwoPcTest::RunTwoHundred() {
   EXPECT_GT(committed, 0);
   for (const auto& [sku, n] : initial) {
     auto row = stack_->pg().QueryValue(
-        "inventory", "SELECT available || ',' || reserved || ',' || sold FROM stock WHERE sku = '" +
-                         sku + "'");
+        "inventory",
+        "SELECT available || ',' || reserved || ',' || sold FROM stock WHERE sku = '" + sku + "'");
     ASSERT_TRUE(row.ok());
     int available = 0, reserved = 0, sold = 0;
     ASSERT_EQ(std::sscanf(row->c_str(), "%d,%d,%d", &available, &reserved, &sold), 3);
@@ -427,11 +442,10 @@ TEST_F(TwoPcTest, KilledFromOutsideUnderLoadEveryTransactionEndsConsistently) {
 
 TEST_F(TwoPcTest, TwoCoordinatorsShareAStoreAndTheSurvivorFinishesTheOthersWork) {
   // A second treatyd on the same database, under another node id.
-  auto second = Service::Start(ServiceSpec{
-      .name = "treatyd-b",
-      .binary = kTreatydPath,
-      .config_yaml = TestTreatydConfig(stack_->pg()),
-      .env = {{"TREATY_NODE_ID", "node-b"}}});
+  auto second = Service::Start(ServiceSpec{.name = "treatyd-b",
+                                           .binary = kTreatydPath,
+                                           .config_yaml = TestTreatydConfig(stack_->pg()),
+                                           .env = {{"TREATY_NODE_ID", "node-b"}}});
   ASSERT_TRUE(second.ok()) << second.status().message();
   ASSERT_TRUE(WaitUntil(
       [&] {
@@ -454,9 +468,8 @@ TEST_F(TwoPcTest, TwoCoordinatorsShareAStoreAndTheSurvivorFinishesTheOthersWork)
   EXPECT_TRUE(WaitUntil(
       [&] {
         auto r = HttpCall("GET", (*second)->base_url() + "/v1/transactions/shared-1");
-        status = r.ok() && r->status == 200
-                     ? ParseObject(r->body)->getValue<std::string>("status")
-                     : "";
+        status =
+            r.ok() && r->status == 200 ? ParseObject(r->body)->getValue<std::string>("status") : "";
         return status == "committed";
       },
       std::chrono::seconds(60)))

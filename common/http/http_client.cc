@@ -3,17 +3,17 @@
 #include <Poco/Exception.h>
 #include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPSClientSession.h>
-#include <Poco/Net/SSLManager.h>
-
-#include "common/http/tls.h"
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/SSLManager.h>
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
 
 #include <memory>
 #include <sstream>
+
+#include "common/http/tls.h"
 
 namespace treaty::http {
 
@@ -27,7 +27,8 @@ Result<HttpReply> HttpCall(const std::string& method, const std::string& url,
       Poco::Net::Context::Ptr context = new Poco::Net::Context(
           Poco::Net::Context::TLS_CLIENT_USE, "", "", options.ca_file,
           Poco::Net::Context::VERIFY_RELAXED, 9, /*loadDefaultCAs=*/options.ca_file.empty());
-      owned = std::make_unique<Poco::Net::HTTPSClientSession>(uri.getHost(), uri.getPort(), context);
+      owned =
+          std::make_unique<Poco::Net::HTTPSClientSession>(uri.getHost(), uri.getPort(), context);
     } else {
       owned = std::make_unique<Poco::Net::HTTPClientSession>(uri.getHost(), uri.getPort());
     }

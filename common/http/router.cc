@@ -25,7 +25,8 @@ std::vector<std::string> Split(std::string_view path) {
 
 ApiResponse JsonError(int status, std::string_view code, std::string_view message,
                       std::string_view field) {
-  std::string body = "{\"error\":{\"code\":" + JsonQuote(code) + ",\"message\":" + JsonQuote(message);
+  std::string body =
+      "{\"error\":{\"code\":" + JsonQuote(code) + ",\"message\":" + JsonQuote(message);
   if (!field.empty()) body += ",\"field\":" + JsonQuote(field);
   body += "}}";
   return ApiResponse{status, "application/json", std::move(body)};

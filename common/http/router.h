@@ -16,11 +16,11 @@ namespace treaty::http {
 
 struct ApiRequest {
   std::string method;
-  std::string remote;                               // the client's address, "host:port"
-  std::string path;                                 // without the query string
-  std::map<std::string, std::string> query;         // decoded query parameters
-  std::map<std::string, std::string> path_params;   // filled by the router: {gid} -> value
-  std::map<std::string, std::string> headers;       // names in lower case
+  std::string remote;                              // the client's address, "host:port"
+  std::string path;                                // without the query string
+  std::map<std::string, std::string> query;        // decoded query parameters
+  std::map<std::string, std::string> path_params;  // filled by the router: {gid} -> value
+  std::map<std::string, std::string> headers;      // names in lower case
   std::string body;
 };
 

@@ -39,8 +39,9 @@ TEST(Router, UnknownPathIs404AndWrongMethodIs405) {
 TEST(JsonError, EscapesAndNamesTheField) {
   ApiResponse r = JsonError(400, "invalid", "bad \"x\"\n", "branches[0].prepare");
   EXPECT_EQ(r.status, 400);
-  EXPECT_EQ(r.body,
-            R"({"error":{"code":"invalid","message":"bad \"x\"\n","field":"branches[0].prepare"}})");
+  EXPECT_EQ(
+      r.body,
+      R"({"error":{"code":"invalid","message":"bad \"x\"\n","field":"branches[0].prepare"}})");
 }
 
 }  // namespace

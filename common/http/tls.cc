@@ -13,9 +13,11 @@ void InitTls() {
     Poco::Net::initializeSSL();
     // Without these, Poco would look for handlers in an application's configuration file.
     Poco::Net::SSLManager::instance().initializeClient(
-        nullptr, new Poco::Net::RejectCertificateHandler(/*handleErrorsOnServerSide=*/false), nullptr);
+        nullptr, new Poco::Net::RejectCertificateHandler(/*handleErrorsOnServerSide=*/false),
+        nullptr);
     Poco::Net::SSLManager::instance().initializeServer(
-        nullptr, new Poco::Net::RejectCertificateHandler(/*handleErrorsOnServerSide=*/true), nullptr);
+        nullptr, new Poco::Net::RejectCertificateHandler(/*handleErrorsOnServerSide=*/true),
+        nullptr);
   });
 }
 

@@ -2,9 +2,9 @@
 
 #include <librdkafka/rdkafkacpp.h>
 
-#include "common/kafka/kafka_log.h"
-
 #include <set>
+
+#include "common/kafka/kafka_log.h"
 
 namespace treaty::kafka {
 
@@ -71,9 +71,8 @@ class KafkaPublisher::Impl : public RdKafka::DeliveryReportCb {
       RdKafka::ErrorCode e;
       while (true) {
         e = producer_->produce(m.topic, RdKafka::Topic::PARTITION_UA,
-                               RdKafka::Producer::RK_MSG_COPY,
-                               const_cast<char*>(m.value.data()), m.value.size(), m.key.data(),
-                               m.key.size(), 0, headers, &out[i]);
+                               RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(m.value.data()),
+                               m.value.size(), m.key.data(), m.key.size(), 0, headers, &out[i]);
         if (e != RdKafka::ERR__QUEUE_FULL) break;
         producer_->poll(50);
       }

@@ -53,7 +53,7 @@ class PgPool {
   }
 
  private:
-  std::unique_ptr<pqxx::connection> Take();  // null: open a new one
+  std::unique_ptr<pqxx::connection> Take();           // null: open a new one
   void Give(std::unique_ptr<pqxx::connection> conn);  // null: that connection is gone
 
   const std::string url_;

@@ -40,7 +40,8 @@ std::optional<bool> AccessPolicy::AdminOf(const Digest& d) const {
   std::optional<bool> role;
   for (const auto& [digest, admin] : tokens_) {
     unsigned char diff = 0;
-    for (size_t i = 0; i < sizeof d.bytes; ++i) diff |= static_cast<unsigned char>(d.bytes[i] ^ digest.bytes[i]);
+    for (size_t i = 0; i < sizeof d.bytes; ++i)
+      diff |= static_cast<unsigned char>(d.bytes[i] ^ digest.bytes[i]);
     if (diff == 0) role = role.value_or(false) || admin;
   }
   return role;
@@ -54,7 +55,8 @@ bool AccessPolicy::Take(const std::string& key, double* retry_after) {
   auto [it, inserted] = buckets_.try_emplace(key, Bucket{burst_, now});
   Bucket& b = it->second;
   if (!inserted) {
-    b.tokens = std::min(burst_, b.tokens + rate_ * std::chrono::duration<double>(now - b.at).count());
+    b.tokens =
+        std::min(burst_, b.tokens + rate_ * std::chrono::duration<double>(now - b.at).count());
     b.at = now;
   }
   if (b.tokens >= 1) {
@@ -91,8 +93,9 @@ std::optional<ApiResponse> AccessPolicy::Check(const http::ApiRequest& request, 
   }
   double retry_after = 0;
   if (!Take(caller, &retry_after)) {
-    ApiResponse r = http::JsonError(429, "too_many_requests",
-                                    "over the request rate allowed per caller (limits.rate_per_second)");
+    ApiResponse r =
+        http::JsonError(429, "too_many_requests",
+                        "over the request rate allowed per caller (limits.rate_per_second)");
     r.headers.emplace_back("Retry-After", std::to_string(static_cast<int>(std::ceil(retry_after))));
     return r;
   }

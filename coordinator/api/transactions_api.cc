@@ -138,7 +138,8 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
     std::set<std::string> ids;
     for (size_t i = 0; i < list->size(); ++i) {
       std::string prefix = "branches[" + std::to_string(i) + "].";
-      if (!list->isObject(i)) return BadField({prefix.substr(0, prefix.size() - 1), "must be an object"});
+      if (!list->isObject(i))
+        return BadField({prefix.substr(0, prefix.size() - 1), "must be an object"});
       core::BranchSpec b;
       if (auto e = ParseBranch(*list->getObject(i), prefix, *processor, /*registered=*/false,
                                MakeLimits(options_), &b)) {
@@ -181,8 +182,9 @@ ApiResponse TransactionsApi::AddBranch(const ApiRequest& r) {
     return BadField(*e);
   }
   if (tx->BranchIds().size() >= options_.max_branches) {
-    return JsonError(409, "conflict",
-                     "at most " + std::to_string(options_.max_branches) + " branches per transaction");
+    return JsonError(
+        409, "conflict",
+        "at most " + std::to_string(options_.max_branches) + " branches per transaction");
   }
   Status s = service_.AddBranch(gid, b);
   if (!s.ok()) return FromStatus(s);
@@ -212,7 +214,7 @@ ApiResponse TransactionsApi::ChangeAndAnswer(
   if (!tx.ok()) return FromStatus(tx.status());
   if (!wait) return Json(202, Outcome(*tx));
   if (core::IsFinal(tx->status)) return Json(200, Outcome(*tx));  // driven to its end already
-  core::TimePoint until = received + options_.max_wait;  // the change may have driven it
+  core::TimePoint until = received + options_.max_wait;           // the change may have driven it
   if (until_deadline) until = std::min(until, tx->deadline);
   auto done = service_.WaitFinal(tx->gid, until);
   if (!done.ok()) return FromStatus(done.status());
@@ -273,7 +275,8 @@ ApiResponse TransactionsApi::List(const ApiRequest& r) {
     } else if (key == "since") {
       f.created_since = ParseSince(value, now);
       if (!f.created_since) {
-        return BadField({"since", "must be a duration (\"15m\": that long ago) or an ISO 8601 time"});
+        return BadField(
+            {"since", "must be a duration (\"15m\": that long ago) or an ISO 8601 time"});
       }
     } else if (key == "older_than") {
       auto d = ParseDuration(value);
@@ -295,7 +298,7 @@ ApiResponse TransactionsApi::List(const ApiRequest& r) {
   for (const core::Transaction& tx : *page) list->add(Summary(tx));
   o->set("transactions", list);
   o->set("next", static_cast<int>(page->size()) == f.limit ? Poco::Dynamic::Var(page->back().gid)
-                                                            : Poco::Dynamic::Var());
+                                                           : Poco::Dynamic::Var());
   return Json(200, o);
 }
 
@@ -304,9 +307,9 @@ ApiResponse TransactionsApi::Stats(const ApiRequest&) {
   if (!counts.ok()) return FromStatus(counts.status());
   Object::Ptr by_status = NewObject();
   int64_t total = 0;
-  for (core::TxStatus st : {core::TxStatus::kActive, core::TxStatus::kPrepared,
-                            core::TxStatus::kCommitting, core::TxStatus::kAborting,
-                            core::TxStatus::kCommitted, core::TxStatus::kAborted}) {
+  for (core::TxStatus st :
+       {core::TxStatus::kActive, core::TxStatus::kPrepared, core::TxStatus::kCommitting,
+        core::TxStatus::kAborting, core::TxStatus::kCommitted, core::TxStatus::kAborted}) {
     auto it = counts->find(st);
     int64_t n = it == counts->end() ? 0 : it->second;
     by_status->set(std::string(core::StatusName(st)), n);

@@ -17,11 +17,11 @@ TEST(StateMachine, TwoPhaseCommitAllowsExactlyItsFourTransitions) {
       if (FindTransition(Mode::k2pc, from, to)) legal.insert({from, to});
     }
   }
-  EXPECT_EQ(legal, (std::set<std::pair<TxStatus, TxStatus>>{
-                       {TxStatus::kActive, TxStatus::kCommitting},
-                       {TxStatus::kActive, TxStatus::kAborting},
-                       {TxStatus::kCommitting, TxStatus::kCommitted},
-                       {TxStatus::kAborting, TxStatus::kAborted}}));
+  EXPECT_EQ(legal,
+            (std::set<std::pair<TxStatus, TxStatus>>{{TxStatus::kActive, TxStatus::kCommitting},
+                                                     {TxStatus::kActive, TxStatus::kAborting},
+                                                     {TxStatus::kCommitting, TxStatus::kCommitted},
+                                                     {TxStatus::kAborting, TxStatus::kAborted}}));
 }
 
 TEST(StateMachine, OnlyTheDecisionsAreDecisions) {
@@ -51,7 +51,8 @@ TEST(StateMachine, InitialStatus) {
 
 TEST(Names, RoundTrip) {
   for (TxStatus s : kAll) EXPECT_EQ(ParseStatus(StatusName(s)), s);
-  for (Mode m : {Mode::k2pc, Mode::kTcc, Mode::kSaga, Mode::kMsg}) EXPECT_EQ(ParseMode(ModeName(m)), m);
+  for (Mode m : {Mode::k2pc, Mode::kTcc, Mode::kSaga, Mode::kMsg})
+    EXPECT_EQ(ParseMode(ModeName(m)), m);
   EXPECT_EQ(ParseMode("xa"), std::nullopt);
   EXPECT_TRUE(ValidId("order-1:stock_2.x", 100));
   EXPECT_FALSE(ValidId("a b", 100));

@@ -75,8 +75,8 @@ bool IsFinal(TxStatus s) { return s == TxStatus::kCommitted || s == TxStatus::kA
 bool ValidId(std::string_view id, size_t max_length) {
   if (id.empty() || id.size() > max_length) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == ':' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == ':' || c == '-';
   });
 }
 

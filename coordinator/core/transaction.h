@@ -45,12 +45,12 @@ bool ValidId(std::string_view id, size_t max_length);
 // One operation of one branch: what Treaty calls, and what came of it.
 struct BranchOp {
   std::string branch_id;
-  std::string op;  // "prepare", "commit", "abort", "try", "confirm", "cancel", ...
+  std::string op;    // "prepare", "commit", "abort", "try", "confirm", "cancel", ...
   int position = 0;  // the branch's place in the transaction (order of registration)
   std::string url;
   std::string payload_json = "{}";  // valid JSON, passed to the participant as "payload"
   std::optional<Duration> timeout;  // per-call timeout; the configured default when unset
-  std::vector<std::string> after;  // saga: branches whose action must succeed before this one
+  std::vector<std::string> after;   // saga: branches whose action must succeed before this one
   // msg "publish" ops (no url): the message's topic, key and headers; the payload is its value.
   std::string topic;
   std::string message_key;
@@ -81,8 +81,8 @@ struct Transaction {
   TimePoint next_attempt_at;
   TimePoint created_at;
   TimePoint updated_at;
-  std::string reason;     // why it ended as it did (or is ending)
-  std::string attention;  // set while something keeps failing that a person should look at
+  std::string reason;          // why it ended as it did (or is ending)
+  std::string attention;       // set while something keeps failing that a person should look at
   std::string definition;      // saga: "name@version" of the definition it was started from
   std::string request_json;    // the accepted request, for audit
   std::string request_digest;  // identifies the request, to recognise a repeated submission

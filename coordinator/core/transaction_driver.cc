@@ -106,10 +106,10 @@ class TransactionDriver::Context : public DriveContext {
       op.status = r.acked ? OpStatus::kSucceeded : OpStatus::kPending;
       op.last_error = r.acked ? "" : r.error;
       if (d_.observer_) {
-        BranchReply as_call{.outcome = r.acked ? BranchReply::Outcome::kDone
-                                               : BranchReply::Outcome::kUnknown,
-                            .detail = op.last_error,
-                            .elapsed = elapsed};
+        BranchReply as_call{
+            .outcome = r.acked ? BranchReply::Outcome::kDone : BranchReply::Outcome::kUnknown,
+            .detail = op.last_error,
+            .elapsed = elapsed};
         d_.observer_->OnCall(tx, op, as_call);
       }
       updated.push_back(std::move(op));
@@ -297,7 +297,7 @@ void TransactionDriver::Kick(const std::string& gid) {
 }
 
 std::optional<Transaction> TransactionDriver::KickHere(const std::string& gid,
-                                                    std::optional<Transaction> as_stored) {
+                                                       std::optional<Transaction> as_stored) {
   const MonoTime now = clock_.Monotonic();
   auto leased = store_.TryLease(gid, options_.owner, options_.lease);
   if (leased.ok() && *leased) return DriveHere(gid, now + options_.lease, std::move(as_stored));

@@ -111,8 +111,7 @@ class TransactionDriver {
 
   // As Kick(), but driven on the calling thread (DriveHere); from `as_stored` when given: the
   // transaction exactly as the caller just stored it (nothing else could have changed it).
-  std::optional<Transaction> KickHere(const std::string& gid,
-                                      std::optional<Transaction> as_stored);
+  std::optional<Transaction> KickHere(const std::string& gid, std::optional<Transaction> as_stored);
 
   // Makes the poller look for due work now (after a transaction was made due).
   void WakePoller();

@@ -20,8 +20,7 @@ std::string Describe(const BranchOp& op) {
          (op.last_error.empty() ? "" : ": " + op.last_error);
 }
 
-Status DriveFirstPhase(Transaction& tx, DriveContext& ctx, const TwoPhaseOps& ops,
-                       bool* waiting) {
+Status DriveFirstPhase(Transaction& tx, DriveContext& ctx, const TwoPhaseOps& ops, bool* waiting) {
   TimePoint now = ctx.Now();
   if (!tx.submitted) {
     if (now >= tx.deadline) {
@@ -40,9 +39,9 @@ Status DriveFirstPhase(Transaction& tx, DriveContext& ctx, const TwoPhaseOps& op
     if (op.status == OpStatus::kPending) pending.push_back(i);
   }
   if (pending.empty()) {
-    return ctx.Transition(tx, TxStatus::kCommitting,
-                          "all " + std::to_string(tx.BranchIds().size()) + " branches " +
-                              ops.first_done);
+    return ctx.Transition(
+        tx, TxStatus::kCommitting,
+        "all " + std::to_string(tx.BranchIds().size()) + " branches " + ops.first_done);
   }
   if (now >= tx.deadline) {
     return ctx.Transition(tx, TxStatus::kAborting,
@@ -60,9 +59,8 @@ Status DriveFirstPhase(Transaction& tx, DriveContext& ctx, const TwoPhaseOps& op
                           "deadline passed before every branch " + ops.first_done +
                               " (the last answers came after it)");
   }
-  bool all_answered = std::all_of(pending.begin(), pending.end(), [&](size_t i) {
-    return tx.ops[i].status != OpStatus::kPending;
-  });
+  bool all_answered = std::all_of(pending.begin(), pending.end(),
+                                  [&](size_t i) { return tx.ops[i].status != OpStatus::kPending; });
   if (all_answered) return Status::Ok();  // the next pass goes on or decides
   *waiting = true;
   return ctx.RetryLater(tx, MaxAttempts(tx, pending), tx.deadline);
@@ -118,19 +116,19 @@ Status DriveTwoPhase(Transaction& tx, DriveContext& ctx, const TwoPhaseOps& ops)
         s = DriveFirstPhase(tx, ctx, ops, &waiting);
         break;
       case TxStatus::kCommitting:
-        s = DrivePhaseTwo(tx, ctx, ops.confirm, tx.OpsNamed(ops.confirm), TxStatus::kCommitted,
-                          "every branch " + std::string(ops.confirm == "commit" ? "committed"
-                                                                                : "confirmed"),
-                          &waiting);
+        s = DrivePhaseTwo(
+            tx, ctx, ops.confirm, tx.OpsNamed(ops.confirm), TxStatus::kCommitted,
+            "every branch " + std::string(ops.confirm == "commit" ? "committed" : "confirmed"),
+            &waiting);
         break;
       case TxStatus::kAborting: {
         // Once submitted, any first op may have reached its participant: attempts are recorded
         // after the call returns, so a crash during the call leaves no trace here. Every branch
         // gets the cancel (participants answer 2xx for a branch they never saw).
         std::vector<size_t> firsts = tx.OpsNamed(ops.first);
-        bool anything_sent =
-            tx.submitted || ops.cancel_unsubmitted ||
-            std::any_of(firsts.begin(), firsts.end(), [&](size_t i) { return tx.ops[i].attempts > 0; });
+        bool anything_sent = tx.submitted || ops.cancel_unsubmitted ||
+                             std::any_of(firsts.begin(), firsts.end(),
+                                         [&](size_t i) { return tx.ops[i].attempts > 0; });
         std::vector<size_t> targets =
             anything_sent ? tx.OpsNamed(ops.cancel) : std::vector<size_t>{};
         s = DrivePhaseTwo(tx, ctx, ops.cancel, targets, TxStatus::kAborted, "", &waiting);

@@ -15,9 +15,9 @@
 namespace treaty::core {
 
 struct TwoPhaseOps {
-  std::string first;    // "prepare" / "try"
-  std::string confirm;  // "commit" / "confirm"
-  std::string cancel;   // "abort" / "cancel"
+  std::string first;       // "prepare" / "try"
+  std::string confirm;     // "commit" / "confirm"
+  std::string cancel;      // "abort" / "cancel"
   std::string first_done;  // "prepared" / "tried", for reasons
   // Whether a transaction that was never submitted has anything to cancel: in 2PC nothing was
   // sent; in client-driven TCC the client ran its own tries.

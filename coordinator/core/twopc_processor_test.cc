@@ -152,8 +152,9 @@ TEST_F(TwoPcTest, CallsCarryTheProtocolBody) {
   ASSERT_TRUE(driver_.DriveNow(gid).ok());
   BranchCall first = transport_.RawCalls().at(0);
   EXPECT_EQ(first.url, "http://p/stock/prepare");
-  EXPECT_EQ(first.body,
-            R"({"gid":"g1","branch_id":"stock","op":"prepare","mode":"2pc","payload":{"sku":"A1","qty":2}})");
+  EXPECT_EQ(
+      first.body,
+      R"({"gid":"g1","branch_id":"stock","op":"prepare","mode":"2pc","payload":{"sku":"A1","qty":2}})");
   EXPECT_EQ(first.timeout, std::chrono::seconds(3));
 }
 
@@ -253,7 +254,8 @@ TEST_F(TwoPcTest, StuckCommitRaisesAttentionAndKeepsTrying) {
   }
   Transaction tx = Load(gid);
   EXPECT_EQ(tx.status, TxStatus::kCommitting);
-  EXPECT_EQ(tx.attention, "branch stock commit still unanswered after 5 attempts: connection refused");
+  EXPECT_EQ(tx.attention,
+            "branch stock commit still unanswered after 5 attempts: connection refused");
 }
 
 TEST_F(TwoPcTest, ARefusedCommitIsFlaggedAndRetried) {

@@ -42,7 +42,8 @@ class TimedStore : public core::TransactionStore {
   auto Timed(const char* op, Fn&& fn) {
     auto began = std::chrono::steady_clock::now();
     auto result = fn();
-    metrics_.OnStoreCall(op, std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+    metrics_.OnStoreCall(
+        op, std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
     return result;
   }
 

@@ -108,8 +108,8 @@ std::string TreatyMetrics::Render(const std::function<Result<StoreGauges>()>& ga
   Header(out, "treaty_transactions_finished_total", "counter",
          "Transactions that reached a final status, by mode and outcome.");
   for (const auto& [key, n] : finished_) {
-    out += "treaty_transactions_finished_total{mode=\"" + key.first + "\",outcome=\"" +
-           key.second + "\"} " + std::to_string(n) + "\n";
+    out += "treaty_transactions_finished_total{mode=\"" + key.first + "\",outcome=\"" + key.second +
+           "\"} " + std::to_string(n) + "\n";
   }
   Header(out, "treaty_branch_calls_total", "counter",
          "Calls to participants (and message deliveries), by mode, op and outcome.");

@@ -65,12 +65,13 @@ class TreatyMetrics : public core::DriverObserver {
 
   core::DriverObserver* next_;
   std::mutex mu_;
-  std::map<std::string, uint64_t> started_;                                   // mode
-  std::map<std::pair<std::string, std::string>, uint64_t> finished_;          // mode, outcome
-  std::map<std::tuple<std::string, std::string, std::string>, uint64_t> calls_;  // mode, op, outcome
-  std::map<std::pair<std::string, std::string>, Histogram> latency_;          // mode, op
-  std::map<std::string, uint64_t> retries_;                                   // mode
-  std::map<std::string, Histogram> store_latency_;                            // op
+  std::map<std::string, uint64_t> started_;                           // mode
+  std::map<std::pair<std::string, std::string>, uint64_t> finished_;  // mode, outcome
+  std::map<std::tuple<std::string, std::string, std::string>, uint64_t>
+      calls_;                                                         // mode, op, outcome
+  std::map<std::pair<std::string, std::string>, Histogram> latency_;  // mode, op
+  std::map<std::string, uint64_t> retries_;                           // mode
+  std::map<std::string, Histogram> store_latency_;                    // op
   uint64_t drive_errors_ = 0;
   uint64_t rejected_ = 0;
 };

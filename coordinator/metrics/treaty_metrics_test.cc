@@ -23,10 +23,12 @@ TEST(TreatyMetrics, CountsByModeOpAndOutcomeWithoutGids) {
   core::BranchOp op;
   op.op = "prepare";
   op.url = "http://secret-host/prepare";
+  m.OnCall(
+      Tx(core::Mode::k2pc, core::TxStatus::kActive), op,
+      core::BranchReply{core::BranchReply::Outcome::kDone, 200, "", std::chrono::milliseconds(3)});
   m.OnCall(Tx(core::Mode::k2pc, core::TxStatus::kActive), op,
-           core::BranchReply{core::BranchReply::Outcome::kDone, 200, "", std::chrono::milliseconds(3)});
-  m.OnCall(Tx(core::Mode::k2pc, core::TxStatus::kActive), op,
-           core::BranchReply{core::BranchReply::Outcome::kUnknown, 503, "", std::chrono::milliseconds(700)});
+           core::BranchReply{core::BranchReply::Outcome::kUnknown, 503, "",
+                             std::chrono::milliseconds(700)});
   m.OnRetryScheduled(Tx(core::Mode::k2pc, core::TxStatus::kActive));
   std::string text = m.Render([] {
     return Result<StoreGauges>(StoreGauges{{{"committing", 4}}, 2.5});

@@ -8,7 +8,7 @@ GroupCommitter::GroupCommitter(pg::PgPool& pool, int max_batch)
 Status GroupCommitter::Run(std::function<Status(pqxx::transaction_base&)> write) {
   auto mine = std::make_shared<Pending>();
   mine->write = std::move(write);
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   queue_.push_back(mine);
   while (!mine->done) {
     if (!leader_active_) {
@@ -19,15 +19,15 @@ Status GroupCommitter::Run(std::function<Status(pqxx::transaction_base&)> write)
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      lock.unlock();
+      lock.Unlock();
       RunBatch(batch);
-      lock.lock();
+      lock.Lock();
       for (auto& p : batch) p->done = true;
       leader_active_ = false;
       cv_.notify_all();
       continue;
     }
-    cv_.wait(lock, [&] { return mine->done || !leader_active_; });
+    cv_.wait(lock.native(), [&]() REQUIRES(mu_) { return mine->done || !leader_active_; });
   }
   return mine->result;
 }

@@ -18,6 +18,7 @@
 
 #include "common/pg/pg_pool.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace treaty::store {
 
@@ -34,16 +35,16 @@ class GroupCommitter {
   struct Pending {
     std::function<Status(pqxx::transaction_base&)> write;
     Status result;
-    bool done = false;
+    bool done = false;  // guarded by GroupCommitter::mu_ (a nested struct: not annotated)
   };
   void RunBatch(std::deque<std::shared_ptr<Pending>>& batch);
 
   pg::PgPool& pool_;
   const size_t max_batch_;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::shared_ptr<Pending>> queue_;  // guarded by mu_
-  bool leader_active_ = false;                  // guarded by mu_
+  std::deque<std::shared_ptr<Pending>> queue_ GUARDED_BY(mu_);
+  bool leader_active_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace treaty::store

@@ -25,7 +25,7 @@ PgStore::PgStore(std::string url, Duration connect_timeout)
 PgStore::~PgStore() = default;
 
 Status PgStore::Connect() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return ConnectLocked();
 }
 
@@ -40,7 +40,7 @@ Status PgStore::ConnectLocked() {
 }
 
 Result<int> PgStore::Migrate() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!conn_) {
     Status s = ConnectLocked();
     if (!s.ok()) return s;
@@ -74,7 +74,7 @@ Result<int> PgStore::Migrate() {
 }
 
 Status PgStore::Ping() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!conn_) {
       Status s = ConnectLocked();

@@ -10,6 +10,7 @@
 
 #include "common/duration.h"
 #include "common/status.h"
+#include "common/thread_annotations.h"
 
 namespace treaty::store {
 
@@ -33,11 +34,11 @@ class PgStore {
 
  private:
   struct Connection;  // wraps pqxx::connection, kept out of this header
-  Status ConnectLocked();
+  Status ConnectLocked() REQUIRES(mu_);
 
   const std::string url_;
-  std::mutex mu_;
-  std::unique_ptr<Connection> conn_;  // guarded by mu_
+  Mutex mu_;
+  std::unique_ptr<Connection> conn_ GUARDED_BY(mu_);
 };
 
 }  // namespace treaty::store

@@ -71,7 +71,8 @@ Status PgTransactionStore::WriteStatement(
 Status PgTransactionStore::AddBranch(const std::string& gid, const std::vector<BranchOp>& ops) {
   return Write([&](pqxx::transaction_base& w) -> Status {
     // The branch's ops share one branch id (core: a registration adds one branch).
-    pqxx::result r = Prepared(w,
+    pqxx::result r = Prepared(
+        w,
         "SELECT status, submitted, ops @> jsonb_build_array(jsonb_build_object('branch_id', "
         "$2::text)) FROM treaty.transactions WHERE gid = $1 FOR UPDATE",
         gid, ops.empty() ? std::string() : ops.front().branch_id);
@@ -84,9 +85,9 @@ Status PgTransactionStore::AddBranch(const std::string& gid, const std::vector<B
       return Status::Conflict("branch " + ops.front().branch_id + " is registered already");
     }
     Prepared(w,
-        "UPDATE treaty.transactions SET ops = ops || $2::jsonb, "
-        "op_state = op_state || $3::jsonb WHERE gid = $1",
-        gid, OpsJson(ops), OpStatesJson(ops));
+             "UPDATE treaty.transactions SET ops = ops || $2::jsonb, "
+             "op_state = op_state || $3::jsonb WHERE gid = $1",
+             gid, OpsJson(ops), OpStatesJson(ops));
     return Status::Ok();
   });
 }

@@ -2,8 +2,6 @@
 // that never go back, drives resumed after a store outage, and admission under overload. Over
 // the in-memory store, whose clock (the "database's") is the fake clock.
 
-#include "coordinator/core/transaction_driver.h"
-
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -11,6 +9,7 @@
 #include "coordinator/core/testing/fakes.h"
 #include "coordinator/core/testing/faulty_store.h"
 #include "coordinator/core/testing/in_memory_store.h"
+#include "coordinator/core/transaction_driver.h"
 #include "coordinator/core/transaction_service.h"
 #include "coordinator/core/twopc_processor.h"
 #include "coordinator/saga/saga_processor.h"

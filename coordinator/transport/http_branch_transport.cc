@@ -124,7 +124,7 @@ class HttpBranchTransport::Watchdog {
   uint64_t next_id_ GUARDED_BY(mu_) = 0;
   Deadline earliest_ GUARDED_BY(mu_) = Deadline::max();  // when Run() wakes next
   bool stopping_ GUARDED_BY(mu_) = false;
-  std::thread thread_;                   // last: started once the rest is built
+  std::thread thread_;  // last: started once the rest is built
 };
 
 HttpBranchTransport::HttpBranchTransport(int max_idle_per_host, int call_threads,

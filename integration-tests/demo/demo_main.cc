@@ -9,9 +9,9 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <mutex>
 #include <cstdio>
 #include <iostream>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -53,13 +53,14 @@ class Demo {
   explicit Demo(bool keep) : keep_(keep) {}
 
   int Run() {
-    std::cout << "  starting PostgreSQL, the dev Kafka broker, treatyd, order-svc, inventory-svc ..."
-              << std::flush;
+    std::cout
+        << "  starting PostgreSQL, the dev Kafka broker, treatyd, order-svc, inventory-svc ..."
+        << std::flush;
     auto began = std::chrono::steady_clock::now();
-    auto stack = TreatyStack::Start(harness::StackOptions{
-        .with_broker = true,
-        .treatyd_env = {{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"}},
-        .saga_files = {harness::PlaceOrderSagaFile()}});
+    auto stack = TreatyStack::Start(
+        harness::StackOptions{.with_broker = true,
+                              .treatyd_env = {{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"}},
+                              .saga_files = {harness::PlaceOrderSagaFile()}});
     if (!stack.ok()) {
       std::cout << " FAILED\n" << stack.status().message() << "\n";
       return 1;
@@ -68,12 +69,10 @@ class Demo {
     std::cout << " ok (" << Since(began) << " ms)\n";
     if (!stack_->SetStock("A1", 10).ok()) return 1;
 
-    Scenario("2pc", "commit", "demo-2pc-commit", "committed", [&](const std::string& gid) {
-      return Order2pc(gid, 2, /*wait=*/true);
-    });
-    Scenario("2pc", "out of stock", "demo-2pc-abort", "aborted", [&](const std::string& gid) {
-      return Order2pc(gid, 50, /*wait=*/true);
-    });
+    Scenario("2pc", "commit", "demo-2pc-commit", "committed",
+             [&](const std::string& gid) { return Order2pc(gid, 2, /*wait=*/true); });
+    Scenario("2pc", "out of stock", "demo-2pc-abort", "aborted",
+             [&](const std::string& gid) { return Order2pc(gid, 50, /*wait=*/true); });
     Scenario("2pc", "treatyd killed after deciding", "demo-2pc-crash", "committed",
              [&](const std::string& gid) -> std::string {
                // Arm the crash point, place the order: treatyd dies right after the decision is
@@ -92,9 +91,8 @@ class Demo {
                return stack_->WaitFinal(gid);
              });
 
-    Scenario("tcc", "commit", "demo-tcc-commit", "committed", [&](const std::string& gid) {
-      return OrderTcc(gid, 2);
-    });
+    Scenario("tcc", "commit", "demo-tcc-commit", "committed",
+             [&](const std::string& gid) { return OrderTcc(gid, 2); });
     Scenario("tcc", "out of stock: cancelled", "demo-tcc-cancel", "aborted",
              [&](const std::string& gid) { return OrderTcc(gid, 50); });
 
@@ -142,8 +140,9 @@ class Demo {
     };
     auto written = stack_->pg().QueryValue("orders", "SELECT count(*) FROM treaty_outbox");
     auto delivered = stack_->pg().QueryValue(
-        "treaty", "SELECT count(*) FROM treaty.transactions t, jsonb_array_elements(t.ops) o "
-                  "WHERE o->>'op' = 'publish' AND t.status = 'committed'");
+        "treaty",
+        "SELECT count(*) FROM treaty.transactions t, jsonb_array_elements(t.ops) o "
+        "WHERE o->>'op' = 'publish' AND t.status = 'committed'");
     std::string expected = written.ok() && delivered.ok()
                                ? std::to_string(std::stoi(*written) + std::stoi(*delivered))
                                : "?";
@@ -157,26 +156,27 @@ class Demo {
           return p.ok() && *p == "0" && c.ok() && *c == expected;
         },
         std::chrono::seconds(60));
-    auto sales = stack_->pg().QueryValue(
-        "inventory", "SELECT 'placed ' || coalesce(sum(placed), 0) || ', cancelled ' || "
-                     "coalesce(sum(cancelled), 0) FROM sales");
+    auto sales =
+        stack_->pg().QueryValue("inventory",
+                                "SELECT 'placed ' || coalesce(sum(placed), 0) || ', cancelled ' || "
+                                "coalesce(sum(cancelled), 0) FROM sales");
     std::cout << (ok ? " ok\n" : " UNEXPECTED\n") << "      " << (written.ok() ? *written : "?")
-              << " events from order-svc's outbox (relayed) and " << (delivered.ok() ? *delivered : "?")
+              << " events from order-svc's outbox (relayed) and "
+              << (delivered.ok() ? *delivered : "?")
               << " msg events (delivered by treatyd) on topic orders.events;\n"
                  "      inventory-svc applied each once through its inbox: units "
               << (sales.ok() ? *sales : "?") << "\n";
     failed_ = failed_ || !ok;
-    rows_.push_back(Row{"outbox", "order events relayed and consumed", "-", ok ? "delivered" : "missing",
-                        "delivered", 0,
-                        expected + " events; inventory counted " +
-                            (sales.ok() ? *sales : "?")});
+    rows_.push_back(Row{"outbox", "order events relayed and consumed", "-",
+                        ok ? "delivered" : "missing", "delivered", 0,
+                        expected + " events; inventory counted " + (sales.ok() ? *sales : "?")});
   }
 
  private:
   static long Since(std::chrono::steady_clock::time_point t) {
-    return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::steady_clock::now() - t)
-                                 .count());
+    return static_cast<long>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t)
+            .count());
   }
 
   // Places an order of `qty` A1 as one 2PC transaction; returns its final status.
@@ -202,8 +202,8 @@ class Demo {
 
   // Starts the named saga place-order (config/sagas/place-order.yaml), showing the request.
   std::string PlaceOrderSaga(const std::string& gid, const std::string& card) {
-    std::string body = R"({"gid":")" + gid + R"(","wait":true,"input":{"sku":"A1","qty":1,"card":")" +
-                       card + R"("}})";
+    std::string body = R"({"gid":")" + gid +
+                       R"(","wait":true,"input":{"sku":"A1","qty":1,"card":")" + card + R"("}})";
     std::cout << "\n      $ curl " << stack_->treatyd().base_url() << "/v1/sagas/place-order -d '"
               << body << "'";
     auto r = HttpCall("POST", stack_->treatyd().base_url() + "/v1/sagas/place-order", body,
@@ -224,8 +224,8 @@ class Demo {
   std::string Changes(const std::string& gid) {
     auto stock = stack_->Stock("A1");
     auto orders = stack_->pg().QueryValue(
-        "orders", "SELECT coalesce(string_agg(status, ','), 'none') FROM orders WHERE gid = '" +
-                      gid + "'");
+        "orders",
+        "SELECT coalesce(string_agg(status, ','), 'none') FROM orders WHERE gid = '" + gid + "'");
     return "inventory A1 available/frozen/sold " + (stock.ok() ? *stock : "?") + "; order " +
            (orders.ok() ? *orders : "?");
   }
@@ -263,8 +263,10 @@ class Demo {
                 << "  order-svc     " << stack_->orders().base_url() << "\n"
                 << "  inventory-svc " << stack_->inventory().base_url() << "\n"
                 << "  PostgreSQL    " << stack_->pg().Url("") << "\n";
-      if (stack_->broker()) std::cout << "  Kafka (dev)   " << stack_->broker()->bootstrap() << "\n";
-      if (stack_->relay()) std::cout << "  treaty-relay  " << stack_->relay()->base_url() << "/metrics\n";
+      if (stack_->broker())
+        std::cout << "  Kafka (dev)   " << stack_->broker()->bootstrap() << "\n";
+      if (stack_->relay())
+        std::cout << "  treaty-relay  " << stack_->relay()->base_url() << "/metrics\n";
     }
     if (g_interrupted) {
       std::cout << "\nInterrupted: stopping everything.\n";
@@ -293,7 +295,8 @@ int main(int argc, char** argv) {
     if (a == "--keep") {
       keep = true;
     } else {
-      std::cerr << "usage: scripts/demo [--keep]   (--keep: leave the stack running until Ctrl-C)\n";
+      std::cerr
+          << "usage: scripts/demo [--keep]   (--keep: leave the stack running until Ctrl-C)\n";
       return 2;
     }
   }

@@ -35,8 +35,8 @@ Result<Poco::Dynamic::Var> ValueOf(const http::HttpReply& reply, const std::stri
       std::string message = reply.body;
       if (value.type() == typeid(Poco::JSON::Object::Ptr)) {
         auto v = value.extract<Poco::JSON::Object::Ptr>();
-        message = v->optValue<std::string>("error", "") + ": " +
-                  v->optValue<std::string>("message", "");
+        message =
+            v->optValue<std::string>("error", "") + ": " + v->optValue<std::string>("message", "");
       }
       return Status::Internal(what + ": HTTP " + std::to_string(reply.status) + ": " + message);
     }
@@ -89,8 +89,8 @@ Result<std::unique_ptr<Browser>> Browser::Start() {
   auto value = ValueOf(*reply, "new session");
   if (!value.ok()) return value.status();
   try {
-    b->session_ = "/session/" + value->extract<Poco::JSON::Object::Ptr>()->getValue<std::string>(
-                                    "sessionId");
+    b->session_ =
+        "/session/" + value->extract<Poco::JSON::Object::Ptr>()->getValue<std::string>("sessionId");
   } catch (const Poco::Exception& e) {
     return Status::Internal("new session: no session id: " + reply->body);
   }

@@ -43,8 +43,8 @@ class Browser {
 
   TempDir dir_;
   std::unique_ptr<Process> driver_;
-  std::string base_;        // http://127.0.0.1:<port>
-  std::string session_;     // /session/<id>
+  std::string base_;     // http://127.0.0.1:<port>
+  std::string session_;  // /session/<id>
 };
 
 }  // namespace treaty::harness

@@ -47,8 +47,8 @@ Status DevBroker::Command(const std::string& line) {
 Result<std::vector<std::string>> DevBroker::Consume(const std::string& topic, int count,
                                                     bool allow_extra, bool headers) {
   std::vector<std::string> args = {kKafkaProbePath, "consume", "--bootstrap", bootstrap_,
-                                   "--topic", topic, "--count", std::to_string(count),
-                                   "--timeout-ms", "60000", "--settle-ms", "1500"};
+                                   "--topic",       topic,     "--count",     std::to_string(count),
+                                   "--timeout-ms",  "60000",   "--settle-ms", "1500"};
   if (allow_extra) args.insert(args.end(), {"--allow-extra", "1"});
   if (headers) args.insert(args.end(), {"--headers", "1"});
   std::string log = dir_.File("consumer-" + std::to_string(++consumers_) + ".log");

@@ -57,8 +57,8 @@ Result<std::unique_ptr<PgCluster>> PgCluster::Start(PgClusterOptions options) {
 
   auto initdb = Process::Start(ProcessSpec{
       .name = "initdb",
-      .argv = {c->bin_dir_ + "/initdb", "-D", c->data_dir_, "-U", "postgres", "-A", "trust",
-               "-E", "UTF8", "--no-sync", "--no-instructions"},
+      .argv = {c->bin_dir_ + "/initdb", "-D", c->data_dir_, "-U", "postgres", "-A", "trust", "-E",
+               "UTF8", "--no-sync", "--no-instructions"},
       .env = {{"LC_ALL", "C"}},
       .log_path = c->dir_.File("initdb.log"),
       .cwd = c->dir_.path(),
@@ -86,13 +86,20 @@ Result<std::unique_ptr<PgCluster>> PgCluster::Start(PgClusterOptions options) {
 Status PgCluster::Launch() {
   std::vector<std::string> argv = {
       bin_dir_ + "/postgres",
-      "-D", data_dir_,
-      "-p", std::to_string(port_),
-      "-c", "listen_addresses=127.0.0.1",
-      "-c", "unix_socket_directories=" + dir_.path(),
-      "-c", "max_prepared_transactions=" + std::to_string(options_.max_prepared_transactions),
-      "-c", "max_connections=" + std::to_string(options_.max_connections),
-      "-c", "log_min_messages=warning",
+      "-D",
+      data_dir_,
+      "-p",
+      std::to_string(port_),
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "unix_socket_directories=" + dir_.path(),
+      "-c",
+      "max_prepared_transactions=" + std::to_string(options_.max_prepared_transactions),
+      "-c",
+      "max_connections=" + std::to_string(options_.max_connections),
+      "-c",
+      "log_min_messages=warning",
   };
   if (!options_.durable) {
     for (const char* setting : {"fsync=off", "synchronous_commit=off", "full_page_writes=off"}) {
@@ -168,8 +175,8 @@ std::string PgCluster::Url(std::string_view database) const {
 }
 
 std::string PgCluster::ConnectionString(std::string_view database) const {
-  return "host=127.0.0.1 port=" + std::to_string(port_) + " user=postgres dbname=" +
-         std::string(database) + " connect_timeout=5";
+  return "host=127.0.0.1 port=" + std::to_string(port_) +
+         " user=postgres dbname=" + std::string(database) + " connect_timeout=5";
 }
 
 Status PgCluster::CreateDatabase(const std::string& name) {

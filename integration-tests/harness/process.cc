@@ -209,7 +209,8 @@ Result<std::unique_ptr<Process>> Process::Start(ProcessSpec spec) {
     int ws = 0;
     ::waitpid(pid, &ws, 0);
     p->pid_ = -1;
-    return Status::Internal("cannot start " + s.name + " (" + exe + "): " + std::strerror(child_errno));
+    return Status::Internal("cannot start " + s.name + " (" + exe +
+                            "): " + std::strerror(child_errno));
   }
   return p;
 }

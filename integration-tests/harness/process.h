@@ -25,11 +25,11 @@ struct ProcessSpec {
   std::string name;               // for messages and log dumps
   std::vector<std::string> argv;  // argv[0] is looked up in PATH when it has no '/'
   std::vector<std::pair<std::string, std::string>> env;  // added to (or replacing in) ours
-  std::string log_path;           // stdout and stderr go here (appended)
-  std::string cwd;                // empty: ours
-  std::string run_as;             // a user to switch to; only when we are root
-  bool pipe_stdin = false;        // WriteLine() feeds it; otherwise /dev/null
-  bool pipe_stdout = false;       // ReadLine() reads it; stderr still goes to the log
+  std::string log_path;                                  // stdout and stderr go here (appended)
+  std::string cwd;                                       // empty: ours
+  std::string run_as;        // a user to switch to; only when we are root
+  bool pipe_stdin = false;   // WriteLine() feeds it; otherwise /dev/null
+  bool pipe_stdout = false;  // ReadLine() reads it; stderr still goes to the log
 };
 
 class Process {

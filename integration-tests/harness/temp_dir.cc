@@ -25,7 +25,8 @@ void SweepStaleRoots() {
     char* end = nullptr;
     long pid = std::strtol(name.c_str() + std::strlen(kRootPrefix), &end, 10);
     if (pid <= 0 || *end != '\0') continue;
-    if (::kill(static_cast<pid_t>(pid), 0) == -1 && errno == ESRCH) fs::remove_all(entry.path(), ec);
+    if (::kill(static_cast<pid_t>(pid), 0) == -1 && errno == ESRCH)
+      fs::remove_all(entry.path(), ec);
   }
 }
 

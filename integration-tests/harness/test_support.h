@@ -11,10 +11,10 @@
 #include "common/status.h"
 
 // Asserts that a Status or Result is OK, printing its message otherwise.
-#define ASSERT_OK(expr)                                                            \
-  do {                                                                             \
-    const auto& _s = (expr);                                                       \
-    ASSERT_TRUE(_s.ok()) << #expr << ": " << ::treaty::harness::MessageOf(_s);     \
+#define ASSERT_OK(expr)                                                        \
+  do {                                                                         \
+    const auto& _s = (expr);                                                   \
+    ASSERT_TRUE(_s.ok()) << #expr << ": " << ::treaty::harness::MessageOf(_s); \
   } while (0)
 
 namespace treaty::harness {

@@ -30,14 +30,18 @@ std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml
 namespace {
 
 std::string ParticipantConfig(const PgCluster& pg, const std::string& db,
-                              const std::string& coordinator, const StackOptions& o,
-                              uint16_t port, const std::string& kafka) {
+                              const std::string& coordinator, const StackOptions& o, uint16_t port,
+                              const std::string& kafka) {
   return "listen: 127.0.0.1:" + std::to_string(port) + "\n" +
          (kafka.empty() ? std::string() : "kafka: { bootstrap_servers: \"" + kafka + "\" }\n") +
-         "database: { url: \"" + pg.Url(db) + "\", pool_size: 16 }\n"
-         "coordinator: { url: \"" + coordinator + "\"" +
-         (o.client_token.empty() ? std::string() : ", token: \"" + o.client_token + "\"") + " }\n"
-         "sweep: { interval: " + o.sweep_interval + ", older_than: " + o.sweep_older_than + " }\n";
+         "database: { url: \"" + pg.Url(db) +
+         "\", pool_size: 16 }\n"
+         "coordinator: { url: \"" +
+         coordinator + "\"" +
+         (o.client_token.empty() ? std::string() : ", token: \"" + o.client_token + "\"") +
+         " }\n"
+         "sweep: { interval: " +
+         o.sweep_interval + ", older_than: " + o.sweep_older_than + " }\n";
 }
 
 }  // namespace
@@ -79,8 +83,7 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
     s->saga_env_ = {
         {"TREATY_DEMO_ORDER_URL", "http://127.0.0.1:" + std::to_string(order_port)},
         {"TREATY_DEMO_INVENTORY_URL", "http://127.0.0.1:" + std::to_string(inventory_port)}};
-    options.treatyd_env.insert(options.treatyd_env.end(), s->saga_env_.begin(),
-                               s->saga_env_.end());
+    options.treatyd_env.insert(options.treatyd_env.end(), s->saga_env_.begin(), s->saga_env_.end());
   }
   s->client_token_ = options.client_token;
   auto t = Service::Start(ServiceSpec{
@@ -110,19 +113,21 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
   }
   if (s->broker_) {
     // order-svc created its outbox table at start; the relay publishes it.
-    auto relay = Service::Start(ServiceSpec{
-        .name = "treaty-relay",
-        .binary = kRelayPath,
-        .config_yaml = "listen: 127.0.0.1:0\n"
-                       "database: { url: \"" + s->pg_->Url("orders") + "\" }\n"
-                       "kafka: { bootstrap_servers: \"" + s->broker_->bootstrap() + "\" }\n"
-                       "poll_interval: 200ms\n"});
+    auto relay = Service::Start(ServiceSpec{.name = "treaty-relay",
+                                            .binary = kRelayPath,
+                                            .config_yaml = "listen: 127.0.0.1:0\n"
+                                                           "database: { url: \"" +
+                                                           s->pg_->Url("orders") +
+                                                           "\" }\n"
+                                                           "kafka: { bootstrap_servers: \"" +
+                                                           s->broker_->bootstrap() +
+                                                           "\" }\n"
+                                                           "poll_interval: 200ms\n"});
     if (!relay.ok()) return relay.status();
     s->relay_ = std::move(*relay);
   }
   return s;
 }
-
 
 std::string PlaceOrderSagaFile() {
   return std::string(kSourceDir) + "/config/sagas/place-order.yaml";
@@ -169,9 +174,9 @@ std::string TccBranchOf(Service& svc, const std::string& id, const std::string& 
                         bool with_try) {
   std::string base = svc.base_url();
   return R"({"id":")" + id + "\"," +
-         (with_try ? R"("try":")" + base + R"(/tcc/try",)" : std::string()) +
-         R"("confirm":")" + base + R"(/tcc/confirm","cancel":")" + base +
-         R"(/tcc/cancel","payload":{"sku":")" + sku + R"(","qty":)" + std::to_string(qty) + "}}";
+         (with_try ? R"("try":")" + base + R"(/tcc/try",)" : std::string()) + R"("confirm":")" +
+         base + R"(/tcc/confirm","cancel":")" + base + R"(/tcc/cancel","payload":{"sku":")" + sku +
+         R"(","qty":)" + std::to_string(qty) + "}}";
 }
 }  // namespace
 
@@ -201,8 +206,10 @@ Status TreatyStack::SetStock(const std::string& sku, int available) {
 }
 
 Result<std::string> TreatyStack::Stock(const std::string& sku) {
-  return pg_->QueryValue("inventory", "SELECT available || '/' || reserved || '/' || sold FROM "
-                                      "stock WHERE sku = '" + sku + "'");
+  return pg_->QueryValue("inventory",
+                         "SELECT available || '/' || reserved || '/' || sold FROM "
+                         "stock WHERE sku = '" +
+                             sku + "'");
 }
 
 Result<int> TreatyStack::OrderCount(const std::string& gid) {
@@ -213,8 +220,8 @@ Result<int> TreatyStack::OrderCount(const std::string& gid) {
 }
 
 Result<int> TreatyStack::PreparedCount(const std::string& database) {
-  auto v = pg_->QueryValue(database, "SELECT count(*) FROM pg_prepared_xacts WHERE database = '" +
-                                         database + "'");
+  auto v = pg_->QueryValue(
+      database, "SELECT count(*) FROM pg_prepared_xacts WHERE database = '" + database + "'");
   if (!v.ok()) return v.status();
   return std::stoi(*v);
 }
@@ -225,8 +232,8 @@ std::string TreatyStack::StatusOf(const std::string& gid) {
   if (!r.ok() || r->status != 200) return "";
   try {
     Poco::JSON::Parser parser;
-    return parser.parse(r->body).extract<Poco::JSON::Object::Ptr>()->optValue<std::string>(
-        "status", "");
+    return parser.parse(r->body).extract<Poco::JSON::Object::Ptr>()->optValue<std::string>("status",
+                                                                                           "");
   } catch (const std::exception&) {
     return "";
   }

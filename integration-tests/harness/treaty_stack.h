@@ -66,8 +66,8 @@ class TreatyStack {
                              bool with_try = true);
   // The protocol body a participant receives, for calling one directly.
   static std::string OpBody(const std::string& gid, const std::string& branch_id,
-                            const std::string& op, const std::string& mode,
-                            const std::string& sku, int qty);
+                            const std::string& op, const std::string& mode, const std::string& sku,
+                            int qty);
 
   // Sets a SKU's stock (available = n, nothing reserved or sold).
   Status SetStock(const std::string& sku, int available);

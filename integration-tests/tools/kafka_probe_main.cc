@@ -124,7 +124,8 @@ int Consume(std::map<std::string, std::string>& opt) {
       if (opt.count("headers") && m->headers()) {
         std::cout << "\t";
         for (const auto& h : m->headers()->get_all()) {
-          std::cout << h.key() << "=" << std::string(static_cast<const char*>(h.value()), h.value_size()) << ";";
+          std::cout << h.key() << "="
+                    << std::string(static_cast<const char*>(h.value()), h.value_size()) << ";";
         }
       }
       std::cout << std::endl;
@@ -140,14 +141,15 @@ int Consume(std::map<std::string, std::string>& opt) {
     std::unique_ptr<RdKafka::Message> m(c->consume(100));
     if (m->err() == RdKafka::ERR_NO_ERROR) {
       std::string key = m->key() ? *m->key() : "";
-      std::cout << key << "\t"
-                << std::string(static_cast<const char*>(m->payload()), m->len()) << std::endl;
+      std::cout << key << "\t" << std::string(static_cast<const char*>(m->payload()), m->len())
+                << std::endl;
       ++extra;
     }
   }
   c->close();
   if (extra > 0 && !opt.count("allow-extra")) {
-    std::cerr << "treaty-kafka-probe: " << extra << " messages beyond the " << want << " expected\n";
+    std::cerr << "treaty-kafka-probe: " << extra << " messages beyond the " << want
+              << " expected\n";
     return 1;
   }
   if (got < want) {

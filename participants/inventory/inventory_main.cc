@@ -106,10 +106,14 @@ Status OnOrderEvent(pqxx::work& tx, const std::string& type, const Poco::JSON::O
   std::string sku = payload.optValue<std::string>("sku", "");
   int64_t qty = payload.optValue<int64_t>("qty", 0);
   if (sku.empty() || qty <= 0) return Status::Ok();  // not an order event: nothing to count
-  const char* column = type == "OrderPlaced" ? "placed" : type == "OrderCancelled" ? "cancelled" : nullptr;
+  const char* column = type == "OrderPlaced"      ? "placed"
+                       : type == "OrderCancelled" ? "cancelled"
+                                                  : nullptr;
   if (column == nullptr) return Status::Ok();
-  tx.exec_params(std::string("INSERT INTO sales (sku, ") + column + ") VALUES ($1, $2) "
-                 "ON CONFLICT (sku) DO UPDATE SET " + column + " = sales." + column + " + $2",
+  tx.exec_params(std::string("INSERT INTO sales (sku, ") + column +
+                     ") VALUES ($1, $2) "
+                     "ON CONFLICT (sku) DO UPDATE SET " +
+                     column + " = sales." + column + " + $2",
                  sku, qty);
   return Status::Ok();
 }
@@ -127,8 +131,8 @@ void Routes(http::Router& router, pg::PgPool& pool, const ParticipantConfig&) {
       return r[0][0].as<std::string>();
     });
     if (!row.ok()) {
-      return http::JsonError(row.status().code() == Status::Code::kNotFound ? 404 : 503,
-                             "stock", row.status().message());
+      return http::JsonError(row.status().code() == Status::Code::kNotFound ? 404 : 503, "stock",
+                             row.status().message());
     }
     return http::ApiResponse{200, "application/json", *row};
   });

@@ -32,7 +32,8 @@ void FaultSwitch::Register(http::Router& router) {
       }
     }
     changed_.notify_all();
-    return http::ApiResponse{200, "application/json", "{\"op\":\"" + op + "\",\"action\":\"" + action + "\"}"};
+    return http::ApiResponse{200, "application/json",
+                             "{\"op\":\"" + op + "\",\"action\":\"" + action + "\"}"};
   });
   router.Add("GET", "/admin/faults", [this](const http::ApiRequest&) {
     MutexLock lock(mu_);

@@ -99,9 +99,9 @@ class PreparedSweep {
 };
 
 std::string g_events_topic = "orders.events";  // set once before serving
-std::string g_self_url;                         // set once when serving
-std::string g_coordinator_url;                  // set once before serving
-std::string g_coordinator_token;                // set once before serving
+std::string g_self_url;                        // set once when serving
+std::string g_coordinator_url;                 // set once before serving
+std::string g_coordinator_token;               // set once before serving
 
 int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const ServeArgs& args) {
   g_events_topic = config.events_topic;
@@ -204,8 +204,8 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
 
   auto server = ServeAndAnnounce(config.listen, router, args.address_file, log);
   if (!server.ok()) return kExitServeFailed;
-  g_self_url = config.public_url.empty() ? "http://" + (*server)->address().ToString()
-                                         : config.public_url;
+  g_self_url =
+      config.public_url.empty() ? "http://" + (*server)->address().ToString() : config.public_url;
   PreparedSweep sweep(twopc, config, log);
   std::unique_ptr<EventConsumer> consumer;
   if (spec.on_event && !config.kafka_bootstrap_servers.empty()) {
@@ -255,8 +255,8 @@ int RunParticipant(int argc, char** argv, const ParticipantSpec& spec) {
               },
           .serve =
               [&](const ServeArgs& args) {
-                auto c = LoadParticipantConfig(args.config_path, spec.env_prefix,
-                                               ProcessEnvironment());
+                auto c =
+                    LoadParticipantConfig(args.config_path, spec.env_prefix, ProcessEnvironment());
                 if (!c.ok()) {
                   std::cerr << c.status().message() << "\n";
                   return kExitBadConfig;

@@ -12,9 +12,9 @@ bool PreparedExists(pqxx::nontransaction& sql, const std::string& name) {
 
 // The branch's recorded state: "", "prepared" (committed, once visible), "committed", "aborted".
 std::string StateOf(pqxx::nontransaction& sql, const BranchRequest& r) {
-  pqxx::result res = sql.exec_params(
-      "SELECT state FROM treaty_2pc_branches WHERE gid = $1 AND branch_id = $2", r.gid,
-      r.branch_id);
+  pqxx::result res =
+      sql.exec_params("SELECT state FROM treaty_2pc_branches WHERE gid = $1 AND branch_id = $2",
+                      r.gid, r.branch_id);
   return res.empty() ? std::string() : res[0][0].as<std::string>();
 }
 
@@ -130,8 +130,7 @@ OpReply TwoPhaseResource::Abort(const BranchRequest& r) {
   return result.ok() ? *result : Unavailable(result.status());
 }
 
-Status TwoPhaseResource::Finish(const std::string& gid, const std::string& branch_id,
-                                bool commit) {
+Status TwoPhaseResource::Finish(const std::string& gid, const std::string& branch_id, bool commit) {
   BranchRequest r;
   r.gid = gid;
   r.branch_id = branch_id;
@@ -141,23 +140,23 @@ Status TwoPhaseResource::Finish(const std::string& gid, const std::string& branc
 }
 
 Result<std::vector<TwoPhaseResource::Prepared>> TwoPhaseResource::ListPrepared(Duration age) {
-  return pool_.Run<std::vector<Prepared>>(
-      [&](pqxx::connection& c) -> Result<std::vector<Prepared>> {
-        pqxx::nontransaction sql(c);
-        pqxx::result res = sql.exec_params(
-            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
-            "AND gid LIKE 'treaty/%' AND prepared < now() - ($1::bigint * interval '1 millisecond')",
-            static_cast<int64_t>(age.count()));
-        std::vector<Prepared> out;
-        for (const auto& row : res) {
-          std::string name = row[0].as<std::string>();
-          size_t first = name.find('/');
-          size_t last = name.rfind('/');
-          if (first == last) continue;
-          out.push_back(Prepared{name.substr(first + 1, last - first - 1), name.substr(last + 1)});
-        }
-        return out;
-      });
+  return pool_.Run<std::vector<Prepared>>([&](pqxx::connection& c)
+                                              -> Result<std::vector<Prepared>> {
+    pqxx::nontransaction sql(c);
+    pqxx::result res = sql.exec_params(
+        "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
+        "AND gid LIKE 'treaty/%' AND prepared < now() - ($1::bigint * interval '1 millisecond')",
+        static_cast<int64_t>(age.count()));
+    std::vector<Prepared> out;
+    for (const auto& row : res) {
+      std::string name = row[0].as<std::string>();
+      size_t first = name.find('/');
+      size_t last = name.rfind('/');
+      if (first == last) continue;
+      out.push_back(Prepared{name.substr(first + 1, last - first - 1), name.substr(last + 1)});
+    }
+    return out;
+  });
 }
 
 }  // namespace treaty::participant

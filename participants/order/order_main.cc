@@ -49,7 +49,8 @@ OpReply CancelOrder(pqxx::work& tx, const BranchRequest& r) {
       "AND status <> 'cancelled' RETURNING sku, qty",
       r.gid, r.branch_id);
   if (!changed.empty()) {
-    OrderEvent(tx, r, "OrderCancelled", changed[0][0].as<std::string>(), changed[0][1].as<int64_t>());
+    OrderEvent(tx, r, "OrderCancelled", changed[0][0].as<std::string>(),
+               changed[0][1].as<int64_t>());
   }
   return OpReply{200, "cancelled"};
 }
@@ -118,8 +119,8 @@ OpReply SagaPay(pqxx::work& tx, const BranchRequest& r) {
 }
 
 OpReply SagaRefund(pqxx::work& tx, const BranchRequest& r) {
-  tx.exec_params("UPDATE payments SET status = 'refunded' WHERE gid = $1 AND branch_id = $2",
-                 r.gid, r.branch_id);
+  tx.exec_params("UPDATE payments SET status = 'refunded' WHERE gid = $1 AND branch_id = $2", r.gid,
+                 r.branch_id);
   return OpReply{200, "refunded"};
 }
 
@@ -140,14 +141,15 @@ http::ApiResponse MsgOrder(pg::PgPool& pool, const http::ApiRequest& req) {
   int64_t qty = in->optValue<int64_t>("qty", 0);
   std::string crash = in->optValue<std::string>("crash", "");
   if (gid.empty()) return http::JsonError(400, "invalid", "is required", "gid");
-  if (sku.empty() || qty <= 0) return http::JsonError(400, "invalid", "sku and qty are required", "sku");
+  if (sku.empty() || qty <= 0)
+    return http::JsonError(400, "invalid", "sku and qty are required", "sku");
   std::string order = gid + ":order";
   if (!in->optValue<bool>("resume", false)) {
-    std::string prepare =
-        R"({"gid":")" + gid + R"(","mode":"msg","query":")" + SelfUrl() + R"(/msg/query",)" +
-        R"("messages":[{"topic":")" + EventsTopic() + R"(","key":")" + order +
-        R"(","payload":{"order":")" + order + R"(","sku":")" + sku + R"(","qty":)" +
-        std::to_string(qty) + R"(},"headers":{"treaty-event-type":"OrderPlaced"}}]})";
+    std::string prepare = R"({"gid":")" + gid + R"(","mode":"msg","query":")" + SelfUrl() +
+                          R"(/msg/query",)" + R"("messages":[{"topic":")" + EventsTopic() +
+                          R"(","key":")" + order + R"(","payload":{"order":")" + order +
+                          R"(","sku":")" + sku + R"(","qty":)" + std::to_string(qty) +
+                          R"(},"headers":{"treaty-event-type":"OrderPlaced"}}]})";
     auto prepared = CallCoordinator("POST", "/v1/transactions", prepare);
     if (!prepared.ok()) return http::JsonError(503, "unavailable", prepared.status().message());
     if (prepared->first != 201) {
@@ -171,7 +173,8 @@ http::ApiResponse MsgOrder(pg::PgPool& pool, const http::ApiRequest& req) {
                            "the check-back already recorded this transaction as rolled back");
   }
   if (crash == "after_local_commit") ::raise(SIGKILL);
-  auto submitted = CallCoordinator("POST", "/v1/transactions/" + gid + "/submit", R"({"wait":true})");
+  auto submitted =
+      CallCoordinator("POST", "/v1/transactions/" + gid + "/submit", R"({"wait":true})");
   if (!submitted.ok()) return http::JsonError(503, "unavailable", submitted.status().message());
   return http::ApiResponse{submitted->first, "application/json", submitted->second};
 }
@@ -206,17 +209,18 @@ int main(int argc, char** argv) {
       ParticipantSpec{
           .name = "order-svc",
           .env_prefix = "TREATY_ORDER_SVC_",
-          .schema_sql = "CREATE TABLE IF NOT EXISTS orders ("
-                        " id bigserial PRIMARY KEY,"
-                        " gid text NOT NULL, branch_id text NOT NULL,"
-                        " sku text NOT NULL, qty integer NOT NULL CHECK (qty > 0),"
-                        " status text NOT NULL CHECK (status IN ('pending', 'placed', 'cancelled')),"
-                        " created_at timestamptz NOT NULL DEFAULT now(),"
-                        " UNIQUE (gid, branch_id));"
-                        "CREATE TABLE IF NOT EXISTS payments ("
-                        " gid text NOT NULL, branch_id text NOT NULL, amount bigint NOT NULL,"
-                        " status text NOT NULL CHECK (status IN ('paid', 'refunded')),"
-                        " PRIMARY KEY (gid, branch_id))",
+          .schema_sql =
+              "CREATE TABLE IF NOT EXISTS orders ("
+              " id bigserial PRIMARY KEY,"
+              " gid text NOT NULL, branch_id text NOT NULL,"
+              " sku text NOT NULL, qty integer NOT NULL CHECK (qty > 0),"
+              " status text NOT NULL CHECK (status IN ('pending', 'placed', 'cancelled')),"
+              " created_at timestamptz NOT NULL DEFAULT now(),"
+              " UNIQUE (gid, branch_id));"
+              "CREATE TABLE IF NOT EXISTS payments ("
+              " gid text NOT NULL, branch_id text NOT NULL, amount bigint NOT NULL,"
+              " status text NOT NULL CHECK (status IN ('paid', 'refunded')),"
+              " PRIMARY KEY (gid, branch_id))",
           .twopc_prepare = PlaceOrder,
           .tcc_try = TccTry,
           .tcc_confirm = ConfirmOrder,

@@ -284,8 +284,8 @@ Result<std::vector<Transaction>> InMemoryStore::List(const ListFilter& filter) {
     if (filter.mode && tx.mode != *filter.mode) continue;
     if (filter.created_since && tx.created_at < *filter.created_since) continue;
     if (filter.created_before && tx.created_at >= *filter.created_before) continue;
-    if (filter.stuck_at && (IsFinal(tx.status) ||
-                            (tx.attention.empty() && tx.deadline >= *filter.stuck_at))) {
+    if (filter.stuck_at &&
+        (IsFinal(tx.status) || (tx.attention.empty() && tx.deadline >= *filter.stuck_at))) {
       continue;
     }
     Transaction summary = tx;
