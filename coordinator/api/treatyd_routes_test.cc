@@ -4,6 +4,8 @@
 
 #include "coordinator/api/treatyd_routes.h"
 
+#include <Poco/JSON/Object.h>
+#include <Poco/JSON/Parser.h>
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
@@ -105,6 +107,58 @@ TEST_F(TreatydRoutesTest, TheConsoleIsServedWithItsContentTypes) {
   r = router_.Dispatch(http::ApiRequest{.method = "GET", .path = "/openapi.yaml"});
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, std::string(console::OpenApiDocument()));
+}
+
+// The REST layer holds no rule of any mode: a field only some modes read is refused for the
+// others, naming the modes that read it (from the processors), and each mode's own rules come
+// from its processor, still naming the field.
+TEST_F(TreatydRoutesTest, EachModesFieldsAndRulesComeFromItsProcessor) {
+  auto begin = [&](const std::string& body) {
+    return router_.Dispatch(
+        http::ApiRequest{.method = "POST", .path = "/v1/transactions", .body = body});
+  };
+  auto error = [](const http::ApiResponse& r) {
+    Poco::JSON::Parser parser;
+    auto o = parser.parse(r.body).extract<Poco::JSON::Object::Ptr>()->getObject("error");
+    return std::make_pair(o->optValue<std::string>("field", ""),
+                          o->getValue<std::string>("message"));
+  };
+  const std::string twopc_branch =
+      R"({"id":"a","prepare":"http://p/p","commit":"http://p/c","abort":"http://p/a"})";
+  const std::string tcc_branch =
+      R"({"id":"a","try":"http://p/t","confirm":"http://p/c","cancel":"http://p/x"})";
+
+  http::ApiResponse r =
+      begin(R"({"mode":"2pc","query":"http://q/q","branches":[)" + twopc_branch + "]}");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(error(r),
+            std::make_pair(std::string("query"), std::string("applies to mode msg only")));
+
+  r = begin(R"({"mode":"2pc","sequential":true,"branches":[)" + twopc_branch + "]}");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(error(r),
+            std::make_pair(std::string("sequential"), std::string("applies to mode tcc only")));
+
+  r = begin(R"({"mode":"msg","query":"http://q/q","timeout":"5s",)"
+            R"("messages":[{"topic":"t","payload":1}]})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(error(r).first, "timeout") << r.body;
+
+  r = begin(R"({"mode":"msg","query":"http://q/q","branches":[{"id":"a","action":"http://p/a",)"
+            R"("after":["b"]}]})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(error(r).first, "branches[0].after") << r.body;
+
+  r = begin(R"({"mode":"saga","branches":[{"id":"a","action":"http://p/a","after":["b"]}]})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(error(r).second.find("unknown step"), std::string::npos) << r.body;
+
+  r = begin(R"({"gid":"seq","mode":"tcc","sequential":true,"branches":[)" + tcc_branch + "]}");
+  EXPECT_EQ(r.status, 201) << r.body;
+  auto stored = core_.store.Load("seq", false);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_TRUE(stored->sequential) << "the TCC processor reads sequential";
+  EXPECT_TRUE(core_.store.Load("seq", false)->submitted);
 }
 
 }  // namespace
