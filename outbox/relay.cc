@@ -10,6 +10,8 @@
 #include <thread>
 #include <unordered_set>
 
+#include "common/protocol/protocol.h"
+
 namespace treaty::outbox {
 namespace {
 
@@ -282,8 +284,8 @@ std::vector<OutgoingMessage> OutboxRelay::ToMessages(const pqxx::result& rows,
       } catch (const std::exception&) {
       }
     }
-    m.headers["treaty-event-id"] = row.event_id;
-    m.headers["treaty-event-type"] = r[7].as<std::string>();
+    m.headers[protocol::kEventIdHeader] = row.event_id;
+    m.headers[protocol::kEventTypeHeader] = r[7].as<std::string>();
     // A row refused at produce holds back its aggregate's later rows, on any topic.
     m.ordering = row.aggregate_key;
     messages.push_back(std::move(m));
