@@ -197,6 +197,29 @@ TEST_F(MsgTest, AMessageStoredBeforeTheSchemaUpgradeIsDeliveredWithItsKeyAndHead
       << messages[0];
 }
 
+// During a rolling upgrade a treatyd from before store schema 5 still writes a message's topic
+// as the url "kafka:<topic>"; a current treatyd delivers such a message to that topic.
+TEST_F(MsgTest, AMessageWrittenByAnOlderTreatydBesideThisOneIsDeliveredToItsTopic) {
+  auto stopped = stack_->treatyd().Stop();
+  ASSERT_TRUE(stopped.ok()) << stopped.status().message();
+  ASSERT_OK(stack_->pg().Execute(
+      "treaty",
+      "INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, submitted, "
+      "reason, deadline, next_attempt_at, ops, op_state) VALUES ('mixed-msg', 'msg', "
+      "'committing', '{}', 'd2', true, 'submitted', now() + interval '1 hour', now(), "
+      "'[{\"branch_id\": \"msg-0\", \"op\": \"publish\", \"position\": 1000, "
+      "\"url\": \"kafka:t.mixed\", \"payload\": {\"n\": 7}, \"msg_key\": \"k7\"}]', "
+      "'{\"msg-0/publish\": {\"status\": \"pending\", \"attempts\": 0}}');"));
+
+  ASSERT_OK(stack_->RestartTreatyd({{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"}}));
+  EXPECT_EQ(stack_->WaitFinal("mixed-msg"), "committed");
+  auto messages = Read("t.mixed", 1);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].substr(0, messages[0].find('\t', 3)), "k7\t{\"n\": 7}");
+  EXPECT_NE(messages[0].find("treaty-message-id=mixed-msg:msg-0;"), std::string::npos)
+      << messages[0];
+}
+
 class MsgCrashTest : public MsgTest {
  protected:
   void SetUp() override { Boot({{"TREATY_CRASH_POINT", "after_decision"}}); }

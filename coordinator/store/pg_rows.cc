@@ -6,6 +6,7 @@
 #include <pqxx/pqxx>
 
 #include "common/json_text.h"
+#include "common/protocol/protocol.h"
 #include "coordinator/store/pg_statements.h"
 
 namespace treaty::store {
@@ -154,6 +155,12 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
     o.message_key = Str(row[23]);
     o.message_headers = ParseHeaders(Str(row[24]));
     o.topic = Str(row[25]);
+    // A publish op written by a treatyd from before schema 5 (one still running beside this one
+    // during a rolling upgrade) names its topic in its url.
+    if (o.topic.empty() && o.op == protocol::kPublish && o.url.rfind("kafka:", 0) == 0) {
+      o.topic = o.url.substr(6);
+      o.url.clear();
+    }
     tx.ops.push_back(std::move(o));
   }
   return tx;
