@@ -1,4 +1,5 @@
-// The saga endpoints of TransactionsApi: start a loaded definition by name, list, reload.
+// The saga endpoints of TransactionsApi: start a loaded definition by name, list, show one,
+// reload.
 
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
@@ -87,6 +88,32 @@ ApiResponse TransactionsApi::ListSagas(const ApiRequest&) {
   }
   Object::Ptr o = NewObject();
   o->set("sagas", list);
+  return Json(200, o);
+}
+
+// One loaded definition with its steps as written: what each calls, and what it runs after
+// (the console draws it as a graph).
+ApiResponse TransactionsApi::GetSaga(const ApiRequest& r) {
+  const std::string& name = r.path_params.at("name");
+  auto def = sagas_ ? sagas_->Find(name) : nullptr;
+  if (!def) return JsonError(404, "not_found", "no saga named " + name + " is loaded");
+  Object::Ptr o = NewObject();
+  o->set("name", def->name);
+  o->set("version", def->version);
+  o->set("file", def->file);
+  Array::Ptr steps = new Array();
+  for (const saga::SagaStep& st : def->steps) {
+    Object::Ptr s = NewObject();
+    s->set("name", st.name);
+    s->set("action", st.action);
+    if (!st.compensate.empty()) s->set("compensate", st.compensate);
+    Array::Ptr after = new Array();
+    for (const std::string& a : st.after) after->add(a);
+    s->set("after", after);
+    if (st.timeout) s->set("timeout_ms", static_cast<int64_t>(st.timeout->count()));
+    steps->add(s);
+  }
+  o->set("steps", steps);
   return Json(200, o);
 }
 

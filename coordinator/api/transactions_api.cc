@@ -61,6 +61,7 @@ void TransactionsApi::Register(Router& router) {
   add("GET", "/v1/stats", &TransactionsApi::Stats, Access::kClient);
   add("GET", "/v1/sagas", &TransactionsApi::ListSagas, Access::kClient);
   add("POST", "/v1/sagas/reload", &TransactionsApi::ReloadSagas, Access::kAdmin);
+  add("GET", "/v1/sagas/{name}", &TransactionsApi::GetSaga, Access::kClient);
   add("POST", "/v1/sagas/{name}", &TransactionsApi::StartSaga, Access::kClient);
 }
 

@@ -62,6 +62,7 @@ class TransactionsApi {
   ApiResponse Stats(const ApiRequest& r);
   ApiResponse StartSaga(const ApiRequest& r);
   ApiResponse ListSagas(const ApiRequest& r);
+  ApiResponse GetSaga(const ApiRequest& r);
   ApiResponse ReloadSagas(const ApiRequest& r);
   // Submit and abort: reads {"wait"} (and, when `takes_rolled_back`, {"rolled_back"}), runs
   // `change` on the path's gid, answers at once (202) or, with wait, once final (200) or at

@@ -136,6 +136,7 @@ async function loadDetail() {
   fact(dl, "deadline", shortTime(tx.deadline));
   fact(dl, "reason", tx.reason);
   fact(dl, "attention", tx.attention);
+  drawSagaOf(tx);
   const branches = document.querySelector("#branches tbody");
   branches.replaceChildren();
   // Each branch's ops in the order they run: first phase, then second, then undo.
@@ -168,6 +169,66 @@ async function loadDetail() {
   byId("abort-confirm-box").hidden = true;
 }
 
+// The detail's saga graph: one node per step, coloured by its action's and compensation's state.
+let pickedStep = null;
+function drawSagaOf(tx) {
+  const box = byId("saga-graph-box");
+  box.hidden = tx.mode !== "saga";
+  if (box.hidden) return;
+  const steps = sagaStepsOfTransaction(tx);
+  const info = byId("saga-graph-info");
+  const pick = (s) => { pickedStep = tx.gid + "/" + s.name; info.textContent = s.name + ": " + s.detail.join("; "); };
+  byId("saga-graph").replaceChildren(drawSagaGraph(steps, pick));
+  const again = steps.find((s) => tx.gid + "/" + s.name === pickedStep);
+  if (again) pick(again); else info.textContent = "Click a step for its attempts and last error.";
+}
+
+// The Sagas tab: the loaded definitions, and one drawn as its author wrote it.
+let shownSaga = null;
+async function loadSagas() {
+  const note = byId("sagas-note");
+  try {
+    const list = await api("GET", "/v1/sagas");
+    const body = document.querySelector("#saga-list tbody");
+    body.replaceChildren();
+    for (const d of list.sagas) {
+      const tr = el("tr");
+      tr.dataset.saga = d.name;
+      tr.classList.toggle("selected", d.name === shownSaga);
+      tr.append(el("td", d.name), el("td", d.version), el("td", d.steps.join(", ")), el("td", d.file));
+      tr.addEventListener("click", () => { shownSaga = d.name; loadSagas(); });
+      body.append(tr);
+    }
+    note.textContent = list.sagas.length === 0 ? "No saga definitions are loaded (treaty.yaml: sagas)." : "";
+    note.classList.remove("error");
+    if (!shownSaga && list.sagas.length) shownSaga = list.sagas[0].name;
+    if (shownSaga) {
+      const def = await api("GET", "/v1/sagas/" + encodeURIComponent(shownSaga));
+      byId("saga-def").hidden = false;
+      byId("saga-def-name").textContent = def.name;
+      byId("saga-def-version").textContent = "version " + def.version + " \u00b7 " + def.file;
+      const info = byId("saga-def-info");
+      info.textContent = "Click a step for what it calls.";
+      byId("saga-def-graph").replaceChildren(drawSagaGraph(sagaStepsOfDefinition(def),
+          (s) => { info.textContent = s.name + ": " + s.detail.join("; "); }));
+    }
+  } catch (e) {
+    note.textContent = "Cannot list sagas: " + e.message;
+    note.classList.add("error");
+  }
+}
+
+let tab = "transactions";
+function showTab(name) {
+  tab = name;
+  byId("tab-transactions").setAttribute("aria-pressed", String(name === "transactions"));
+  byId("tab-sagas").setAttribute("aria-pressed", String(name === "sagas"));
+  byId("list-section").hidden = name !== "transactions";
+  byId("detail").hidden = name !== "transactions" || !selectedGid;
+  byId("sagas-section").hidden = name !== "sagas";
+  if (name === "sagas") loadSagas();
+}
+
 function select(gid) {
   selectedGid = gid;
   byId("action-result").textContent = "";
@@ -192,6 +253,7 @@ async function act(label, path) {
 }
 
 async function refresh() {
+  if (tab === "sagas") { await Promise.all([loadCounts(), loadSagas()]); return; }
   await Promise.all([loadCounts(), loadList(), loadDetail()]);
 }
 
@@ -211,6 +273,9 @@ byId("abort-confirm").addEventListener("click", () => {
   byId("abort-confirm-box").hidden = true;
   act("Abort", "/v1/transactions/" + encodeURIComponent(selectedGid) + "/abort");
 });
+
+byId("tab-transactions").addEventListener("click", () => { showTab("transactions"); refresh(); });
+byId("tab-sagas").addEventListener("click", () => showTab("sagas"));
 
 const params = new URLSearchParams(location.search);
 if (params.get("gid")) selectedGid = params.get("gid");

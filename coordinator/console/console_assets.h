@@ -1,7 +1,8 @@
 #pragma once
 
-// The operator console: a static page (index.html, console.js, console.css in this folder),
-// compiled into treatyd and served at "/" and "/console/<file>". It talks to the REST API only.
+// The operator console: a static page (index.html, console.js, pictures.js, console.css in this
+// folder), compiled into treatyd and served at "/" and "/console/<file>". It talks to the REST
+// API only.
 // docs/openapi.yaml is compiled in beside it.
 
 #include <string>

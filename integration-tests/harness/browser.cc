@@ -162,7 +162,20 @@ Status Browser::Type(const std::string& selector, const std::string& text) {
 }
 
 Status Browser::Screenshot(const std::string& path) {
-  auto r = Command("GET", "/screenshot");
+  return SavePng(Command("GET", "/screenshot"), path);
+}
+
+Status Browser::ScreenshotElement(const std::string& selector, const std::string& path) {
+  auto id = FindElement(selector);
+  if (!id.ok()) return id.status();
+  // Only what is in the viewport is drawn: bring the whole element into it first.
+  auto shown = Run("document.querySelector(" + JsonQuote(selector) +
+                   ").scrollIntoView({block: 'start'}); return true;");
+  if (!shown.ok()) return shown.status();
+  return SavePng(Command("GET", "/element/" + *id + "/screenshot"), path);
+}
+
+Status Browser::SavePng(const Result<std::string>& r, const std::string& path) {
   if (!r.ok()) return r.status();
   try {
     // A JSON string of base64: only '/' may come escaped.

@@ -33,6 +33,8 @@ class Browser {
   Status Type(const std::string& selector, const std::string& text);
   // Saves a PNG of the window to `path`.
   Status Screenshot(const std::string& path);
+  // Saves a PNG of the first element matching `selector` to `path`.
+  Status ScreenshotElement(const std::string& selector, const std::string& path);
 
  private:
   Browser() = default;
@@ -40,6 +42,8 @@ class Browser {
   Result<std::string> Command(const std::string& method, const std::string& path,
                               const std::string& body = "");
   Result<std::string> FindElement(const std::string& selector);
+  // Writes the base64 PNG of a screenshot command's answer to `path`.
+  static Status SavePng(const Result<std::string>& answer, const std::string& path);
 
   TempDir dir_;
   std::unique_ptr<Process> driver_;

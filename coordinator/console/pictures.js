@@ -1,0 +1,138 @@
+// Treaty console: the pictures (plain SVG, no dependencies). Each function takes data as the REST
+// API gives it and returns an <svg> element; console.js puts it on the page. Every text from the
+// API goes in through textContent. The elements carry data-* attributes naming what they show
+// (a node's step and state, a bar's op and outcome), which the console's tests read.
+"use strict";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attrs, text) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+
+function clip(text, n) {
+  text = String(text);
+  return text.length > n ? text.slice(0, n - 1) + "\u2026" : text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Saga graph: steps as nodes, `after` as edges, laid out in levels (a step's level is one more
+// than its deepest prerequisite's), left to right.
+
+// The state a step is drawn in, from its action and compensation ops (either may be absent) and
+// the transaction's status: compensated, refused, succeeded, running (tried without a definite
+// answer yet, or compensating), pending (not called yet).
+function stepState(action, compensate, txFinal) {
+  if (compensate && compensate.status === "succeeded") return "compensated";
+  if (compensate && compensate.attempts > 0 && !txFinal) return "running";
+  if (action && action.status === "refused") return "refused";
+  if (action && action.status === "succeeded") return "succeeded";
+  if (action && action.attempts > 0 && !txFinal) return "running";
+  return "pending";
+}
+
+// steps: [{name, after: [names], state, lines: [text...], detail: [text...]}]; onPick(step) on a
+// click. Returns the <svg>.
+function drawSagaGraph(steps, onPick) {
+  const byName = new Map(steps.map((s) => [s.name, s]));
+  const level = new Map();
+  const levelOf = (s, seen) => {
+    if (level.has(s.name)) return level.get(s.name);
+    if (seen.has(s.name)) return 0;  // a cycle (definitions refuse them): draw it flat
+    seen.add(s.name);
+    let l = 0;
+    for (const a of s.after || []) if (byName.has(a)) l = Math.max(l, levelOf(byName.get(a), seen) + 1);
+    level.set(s.name, l);
+    return l;
+  };
+  for (const s of steps) levelOf(s, new Set());
+  const columns = [];
+  for (const s of steps) (columns[level.get(s.name)] = columns[level.get(s.name)] || []).push(s);
+  const W = 170, H = 54, GX = 60, GY = 18, PAD = 10;
+  const rows = Math.max(1, ...columns.map((c) => (c ? c.length : 0)));
+  const height = PAD * 2 + rows * H + (rows - 1) * GY;
+  const width = PAD * 2 + columns.length * W + Math.max(0, columns.length - 1) * GX;
+  const pos = new Map();
+  columns.forEach((col, x) => {
+    const top = (height - (col.length * H + (col.length - 1) * GY)) / 2;
+    col.forEach((s, y) => pos.set(s.name, { x: PAD + x * (W + GX), y: top + y * (H + GY) }));
+  });
+  const svg = svgEl("svg", { class: "saga-graph", width, height, viewBox: `0 0 ${width} ${height}`,
+                             role: "img", "aria-label": "saga steps and their order" });
+  const defs = svgEl("defs");
+  // One marker per drawing: an id another (hidden) drawing also has would point at that one.
+  const arrowId = "arrow-" + (++drawSagaGraph.count);
+  const marker = svgEl("marker", { id: arrowId, viewBox: "0 0 10 10", refX: 10, refY: 5,
+                                   markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
+  marker.append(svgEl("path", { d: "M0,0 L10,5 L0,10 z", class: "arrow-head" }));
+  defs.append(marker);
+  svg.append(defs);
+  for (const s of steps) {
+    for (const a of s.after || []) {
+      if (!pos.has(a)) continue;
+      const p = pos.get(a), q = pos.get(s.name);
+      const x1 = p.x + W, y1 = p.y + H / 2, x2 = q.x, y2 = q.y + H / 2, mx = (x1 + x2) / 2;
+      svg.append(svgEl("path", { class: "edge", "data-from": a, "data-to": s.name,
+                                 d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`,
+                                 "marker-end": `url(#${arrowId})` }));
+    }
+  }
+  for (const s of steps) {
+    const p = pos.get(s.name);
+    const g = svgEl("g", { class: "node st-" + s.state, "data-step": s.name, "data-state": s.state,
+                           transform: `translate(${p.x},${p.y})`, tabindex: 0 });
+    g.append(svgEl("title", {}, [s.name].concat(s.detail || []).join("\n")));
+    g.append(svgEl("rect", { width: W, height: H, rx: 7 }));
+    g.append(svgEl("text", { x: 10, y: 20, class: "node-name" }, clip(s.name, 22)));
+    (s.lines || []).slice(0, 2).forEach((line, i) =>
+      g.append(svgEl("text", { x: 10, y: 36 + i * 13, class: "node-line" }, clip(line, 28))));
+    if (onPick) {
+      g.addEventListener("click", () => onPick(s));
+      g.addEventListener("keydown", (e) => { if (e.key === "Enter") onPick(s); });
+    }
+    svg.append(g);
+  }
+  return svg;
+}
+
+drawSagaGraph.count = 0;
+
+// A saga transaction's steps, from its branches (ops "action" and "compensate" of each step).
+function sagaStepsOfTransaction(tx) {
+  const steps = new Map();
+  for (const b of tx.branches) {
+    if (!steps.has(b.id)) steps.set(b.id, { name: b.id, after: [], ops: {} });
+    const s = steps.get(b.id);
+    s.ops[b.op] = b;
+    if (b.after) s.after = b.after;
+  }
+  const final = tx.status === "committed" || tx.status === "aborted";
+  const describe = (label, op) => op ? label + " " + op.status + " \u00b7 " + op.attempts +
+      (op.attempts === 1 ? " attempt" : " attempts") : label + ": none";
+  return [...steps.values()].map((s) => {
+    const a = s.ops.action, c = s.ops.compensate;
+    const detail = [describe("action", a), describe("compensation", c)];
+    for (const op of [a, c]) if (op && op.last_error) detail.push(op.op + " last error: " + op.last_error);
+    return {
+      name: s.name, after: s.after, state: stepState(a, c, final),
+      lines: [stepState(a, c, final) + (a ? " \u00b7 " + a.attempts + "\u00d7" : ""),
+              c ? "undo " + c.status + (c.attempts ? " \u00b7 " + c.attempts + "\u00d7" : "")
+                : "no compensation"],
+      detail,
+    };
+  });
+}
+
+// A definition's steps, as GET /v1/sagas/{name} gives them.
+function sagaStepsOfDefinition(def) {
+  return def.steps.map((st) => ({
+    name: st.name, after: st.after || [], state: "definition",
+    lines: [st.after && st.after.length ? "after " + st.after.join(", ") : "starts at once",
+            st.compensate ? "compensable" : "forward only"],
+    detail: ["action " + st.action, st.compensate ? "compensate " + st.compensate : "no compensation"]
+        .concat(st.timeout_ms ? ["timeout " + st.timeout_ms + " ms"] : []),
+  }));
+}
