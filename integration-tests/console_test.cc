@@ -123,5 +123,68 @@ TEST_F(ConsolePicturesTest, ASagaIsDrawnAsItsStepsWithTheRefusedOneAndItsCompens
   Shoot("console-saga-definition", "#sagas-section");
 }
 
+// ---------------------------------------------------------------------------------------------
+// The timeline.
+
+TEST_F(ConsolePicturesTest, ATransactionsCallsAreDrawnOnATimeAxisOneBarPerAttempt) {
+  // inventory-svc answers its commits with 503 until three have failed; then it behaves again.
+  auto fault = [&](const std::string& action) {
+    return Call(stack_->inventory(), "POST", "/admin/faults",
+                R"({"op":"commit","action":")" + action + R"(","status":503})")
+        .status;
+  };
+  ASSERT_EQ(fault("fail"), 200);
+  ASSERT_EQ(Call(treatyd(), "POST", "/v1/transactions",
+                 R"({"gid":"retried","mode":"2pc","timeout":"30s","branches":[)" +
+                     stack_->InventoryBranch("stock", "A1", 1) + "," +
+                     stack_->OrderBranch("order", "A1", 1) + "]}")
+                .status,
+            201);
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        HttpReply r = Call(treatyd(), "GET", "/v1/transactions/retried");
+        return r.body.find(R"("id":"stock","op":"commit")") != std::string::npos &&
+               r.body.find(R"("attempts":3)") != std::string::npos;
+      },
+      std::chrono::seconds(30)))
+      << Call(treatyd(), "GET", "/v1/transactions/retried").body;
+  ASSERT_EQ(fault("off"), 200);
+  ASSERT_EQ(stack_->WaitFinal("retried"), "committed");
+
+  ASSERT_OK(browser_->Navigate(treatyd().base_url() + "/?gid=retried"));
+  ASSERT_OK(
+      browser_->WaitFor(R"(return document.querySelectorAll("#tx-timeline .call").length > 0;)"));
+  // One row per branch, one bar per attempt of each op, as many as the API counts.
+  EXPECT_EQ(Run(R"(return (async () => {
+      const tx = await (await fetch("/v1/transactions/retried")).json();
+      const bad = [];
+      for (const b of tx.branches) {
+        const bars = document.querySelectorAll(
+            `#tx-timeline .call[data-branch="${b.id}"][data-op="${b.op}"]`).length;
+        if (bars !== b.attempts) bad.push(b.id + "/" + b.op + ": " + bars + " bars, " + b.attempts + " attempts");
+      }
+      const rows = [...document.querySelectorAll("#tx-timeline .lane-label")].map(l => l.dataset.branch);
+      return bad.join("; ") + "|" + rows.sort().join(",");
+      })();)"),
+            "\"|order,stock\"");
+  // The retried commit: a bar for each that got no answer (three or more), then the one that
+  // succeeded, in order.
+  EXPECT_EQ(Run(R"(const bars = [...document.querySelectorAll(
+          '#tx-timeline .call[data-branch="stock"][data-op="commit"]')];
+      bars.sort((a, b) => a.querySelector("rect").x.baseVal.value - b.querySelector("rect").x.baseVal.value);
+      const seen = bars.map(b => b.dataset.attempt + ":" + b.dataset.outcome);
+      const want = bars.map((b, i) => (i + 1) + ":" + (i + 1 < bars.length ? "unknown" : "succeeded"));
+      return bars.length >= 4 && seen.join(" ") === want.join(" ") ? "ok" : seen.join(" ");)"),
+            "\"ok\"");
+  // The decision is a vertical line after the prepares and before the last commit.
+  EXPECT_EQ(Run(R"(const d = document.querySelector('#tx-timeline .log-mark[data-decision="true"]');
+      const xOf = s => [...document.querySelectorAll(s + " rect")].map(r => r.x.baseVal.value);
+      const dx = d.querySelector("line").x1.baseVal.value;
+      return d.dataset.to + " " + (dx < Math.max(...xOf('#tx-timeline .call[data-op="commit"]')))
+          + " " + (dx >= Math.min(...xOf('#tx-timeline .call[data-op="prepare"]')));)"),
+            "\"committing true true\"");
+  Shoot("console-timeline", "#timeline-box");
+}
+
 }  // namespace
 }  // namespace treaty::harness

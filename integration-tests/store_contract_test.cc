@@ -483,6 +483,33 @@ TEST_P(StoreContractTest, ARefusedOpKeepsTheHigherAttemptCount) {
   EXPECT_EQ(Load("r2").FindOp("b", "action")->attempts, 6);
 }
 
+TEST_P(StoreContractTest, AnOpsLatestCallsAreStoredWithItsOutcomeAndGoWithTheHigherAttempts) {
+  const Fence a{"node-a", seconds(30)};
+  Create(Tx("r3", core::Mode::kSaga, TxStatus::kActive, {"action"}), a.owner, a.lease);
+  const core::TimePoint t0 = core::TimePoint(std::chrono::milliseconds(1'800'000'000'123));
+  BranchOp op = Op("b", "action", OpStatus::kPending, 0);
+  for (int i = 0; i < 12; ++i) {
+    op.attempts = i + 1;
+    op.AddCall(core::OpCall{t0 + seconds(i), std::chrono::microseconds(1500 + i),
+                            i == 11 ? OpStatus::kRefused : OpStatus::kPending});
+  }
+  op.status = OpStatus::kRefused;
+  ASSERT_OK(store_->RecordOps("r3", {op}, Now(), a));
+  core::Transaction tx = Load("r3");
+  const BranchOp* stored = tx.FindOp("b", "action");
+  ASSERT_EQ(stored->calls.size(), core::kMaxOpCallsKept) << "the latest ten, no more";
+  EXPECT_EQ(stored->calls.front().started, t0 + seconds(2));
+  EXPECT_EQ(stored->calls.front().took, std::chrono::microseconds(1502));
+  EXPECT_EQ(stored->calls.front().outcome, OpStatus::kPending);
+  EXPECT_EQ(stored->calls.back().started, t0 + seconds(11));
+  EXPECT_EQ(stored->calls.back().outcome, OpStatus::kRefused);
+  // A stale write with fewer attempts leaves the calls of the refused op as they were.
+  BranchOp stale = Op("b", "action", OpStatus::kPending, 1);
+  stale.AddCall(core::OpCall{t0, std::chrono::microseconds(1), OpStatus::kPending});
+  ASSERT_OK(store_->RecordOps("r3", {stale}, Now(), a));
+  EXPECT_EQ(Load("r3").FindOp("b", "action")->calls.size(), core::kMaxOpCallsKept);
+}
+
 // ---- SetAttention ------------------------------------------------------------------------------
 
 TEST_P(StoreContractTest, AttentionIsSetAndClearedWithOrWithoutAFence) {

@@ -101,6 +101,18 @@ Object::Ptr Details(const core::Transaction& tx) {
       b->set("after", after);
     }
     if (!op.last_error.empty()) b->set("last_error", op.last_error);
+    Array::Ptr calls = new Array();
+    for (const core::OpCall& c : op.calls) {
+      Object::Ptr call = NewObject();
+      call->set("started_at", Iso(c.started));
+      call->set("ms", static_cast<double>(c.took.count()) / 1000.0);
+      // A call without a definite answer (an error, a timeout, another status) is retried.
+      call->set("outcome", c.outcome == core::OpStatus::kPending
+                               ? std::string("unknown")
+                               : std::string(core::OpStatusName(c.outcome)));
+      calls->add(call);
+    }
+    b->set("calls", calls);
     branches->add(b);
   }
   o->set("branches", branches);

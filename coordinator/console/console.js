@@ -137,6 +137,11 @@ async function loadDetail() {
   fact(dl, "reason", tx.reason);
   fact(dl, "attention", tx.attention);
   drawSagaOf(tx);
+  const box = byId("timeline-box");
+  box.hidden = false;
+  const drawn = drawTimeline(tx, byId("tx-timeline").clientWidth);
+  box.hidden = drawn.calls === 0;
+  byId("tx-timeline").replaceChildren(drawn.svg);
   const branches = document.querySelector("#branches tbody");
   branches.replaceChildren();
   // Each branch's ops in the order they run: first phase, then second, then undo.

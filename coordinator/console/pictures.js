@@ -136,3 +136,97 @@ function sagaStepsOfDefinition(def) {
         .concat(st.timeout_ms ? ["timeout " + st.timeout_ms + " ms"] : []),
   }));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Timeline: a transaction's calls on a time axis. One row per branch, one bar per call (its op
+// and outcome), the decision log's changes as vertical lines, the decision thicker.
+
+const FIRST_PHASE = new Set(["prepare", "try", "action"]);
+
+function fmtMs(ms) {
+  if (ms < 1) return ms.toFixed(2) + " ms";
+  if (ms < 1000) return ms.toFixed(ms < 10 ? 1 : 0) + " ms";
+  return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
+}
+
+// `width`: the room there is for it, in pixels (at least 420).
+function drawTimeline(tx, width) {
+  const rows = [];
+  const rowOf = new Map();
+  const bars = [];
+  for (const b of tx.branches) {
+    if (!rowOf.has(b.id)) { rowOf.set(b.id, rows.length); rows.push(b.id); }
+    (b.calls || []).forEach((c, i) => {
+      const start = Date.parse(c.started_at);
+      // The calls kept are the latest: number them from the op's attempt count.
+      bars.push({ branch: b.id, op: b.op, outcome: c.outcome, ms: c.ms, start, end: start + c.ms,
+                  attempt: b.attempts - (b.calls.length - 1 - i) });
+    });
+  }
+  const marks = (tx.log || []).map((e) => ({ at: Date.parse(e.at), to: e.to, from: e.from, reason: e.reason }));
+  // The decision: the first change out of the undecided statuses.
+  const decision = marks.find((m) => m.from && !["active", "prepared"].includes(m.to));
+  const times = bars.flatMap((b) => [b.start, b.end]).concat(marks.map((m) => m.at));
+  const t0 = Math.min(...times), t1 = Math.max(...times, t0 + 1);
+  const LABEL = 110, ROW = 34, TOP = 28, PAD = 12;
+  width = Math.max(420, Math.floor(width || 760));
+  const W = width - LABEL - PAD * 2;
+  const height = TOP + rows.length * ROW + 28;
+  const x = (t) => LABEL + PAD + ((t - t0) / (t1 - t0)) * W;
+  const svg = svgEl("svg", { class: "timeline", width, height, viewBox: `0 0 ${width} ${height}`,
+                             role: "img", "aria-label": "branch calls over time" });
+  rows.forEach((id, r) => {
+    const y = TOP + r * ROW;
+    svg.append(svgEl("rect", { class: "lane" + (r % 2 ? " odd" : ""), x: 0, y, width, height: ROW }));
+    svg.append(svgEl("text", { class: "lane-label", x: 6, y: y + ROW / 2 + 4, "data-branch": id }, clip(id, 18)));
+  });
+  // The axis: time since the first event.
+  const axisY = TOP + rows.length * ROW;
+  svg.append(svgEl("line", { class: "axis", x1: LABEL + PAD, x2: LABEL + PAD + W, y1: axisY, y2: axisY }));
+  for (let i = 0; i <= 4; i++) {
+    const t = t0 + ((t1 - t0) * i) / 4;
+    svg.append(svgEl("text", { class: "tick", x: x(t), y: axisY + 16, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" },
+                     i === 0 ? "0" : "+" + fmtMs(t - t0)));
+  }
+  for (const m of marks) {
+    const isDecision = m === decision;
+    const g = svgEl("g", { class: "log-mark" + (isDecision ? " decision" : ""), "data-to": m.to,
+                           "data-decision": isDecision ? "true" : "false" });
+    g.append(svgEl("title", {}, (m.from ? m.from + " \u2192 " : "") + m.to + (m.reason ? ": " + m.reason : "")));
+    g.append(svgEl("line", { x1: x(m.at), x2: x(m.at), y1: TOP - 6, y2: axisY }));
+    if (isDecision || m.to === "committed" || m.to === "aborted") {
+      g.append(svgEl("text", { x: x(m.at), y: TOP - 10, "text-anchor": m.at - t0 > (t1 - t0) * 0.8 ? "end" : "middle" }, m.to));
+    }
+    svg.append(g);
+  }
+  for (const b of bars) {
+    const y = TOP + rowOf.get(b.branch) * ROW + 14;
+    const left = x(b.start);
+    const g = svgEl("g", { class: "call out-" + b.outcome + (FIRST_PHASE.has(b.op) ? " first" : " second"),
+                           "data-branch": b.branch, "data-op": b.op, "data-outcome": b.outcome,
+                           "data-attempt": b.attempt });
+    g.append(svgEl("title", {}, `${b.branch} ${b.op} #${b.attempt}: ${b.outcome}, ${fmtMs(b.ms)}, ` +
+                                new Date(b.start).toISOString()));
+    g.append(svgEl("rect", { x: left, y, width: Math.max(4, x(b.end) - left), height: ROW - 18, rx: 2 }));
+    svg.append(g);
+  }
+  // Each op's name once, above its first bar, with how many calls it took; a label that would
+  // run into the one before it in its row moves right.
+  const groups = new Map();
+  for (const b of bars) {
+    const k = b.branch + "/" + b.op;
+    const g = groups.get(k) || { n: 0, first: b };
+    g.n++;
+    if (b.start < g.first.start) g.first = b;
+    groups.set(k, g);
+  }
+  const labelEnd = new Map();  // row -> where its last label ends
+  for (const g of [...groups.values()].sort((p, q) => p.first.start - q.first.start)) {
+    const text = g.first.op + (g.n > 1 ? " ×" + g.n : "");
+    const r = rowOf.get(g.first.branch);
+    const at = Math.max(x(g.first.start), (labelEnd.get(r) || 0) + 6);
+    labelEnd.set(r, at + text.length * 5.5);
+    svg.append(svgEl("text", { class: "call-label", x: at, y: TOP + r * ROW + 11 }, text));
+  }
+  return { svg, calls: bars.length };
+}

@@ -3,6 +3,7 @@
 // How the core calls participants. Implemented over HTTP (coordinator/transport) and by fakes in
 // unit tests. Thread-safe.
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,7 @@ struct BranchReply {
   Outcome outcome = Outcome::kUnknown;
   int http_status = 0;  // 0 when no HTTP answer came
   std::string detail;   // the answer's body or the error, shortened, for logs and last_error
-  Duration elapsed{0};  // how long the call took
+  std::chrono::microseconds elapsed{0};  // how long the call took
 };
 
 // The protocol: 2xx done, 409 refused, everything else unknown.

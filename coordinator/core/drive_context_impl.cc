@@ -43,6 +43,7 @@ Status TransactionDriver::Context::CallOps(Transaction& tx, const std::vector<si
         op.url, protocol::CallBody(tx.gid, op.branch_id, op.op, ModeName(tx.mode), op.payload_json),
         tx.gid, op.branch_id, op.op, timeout});
   }
+  const TimePoint started = Now();
   std::vector<BranchReply> replies = d_.transport_.CallAll(calls);
   std::vector<BranchOp> updated;
   updated.reserve(indexes.size());
@@ -64,6 +65,7 @@ Status TransactionDriver::Context::CallOps(Transaction& tx, const std::vector<si
         op.last_error = ErrorText(r);
         break;
     }
+    op.AddCall(OpCall{started, r.elapsed, op.status});
     if (d_.observer_) d_.observer_->OnCall(tx, op, r);
     updated.push_back(std::move(op));
   }
@@ -85,7 +87,7 @@ Status TransactionDriver::Context::PublishOps(Transaction& tx, const std::vector
                    : std::vector<MessageResult>(messages.size(),
                                                 MessageResult{false, "no Kafka configured"});
   // One batch: each message is counted as having taken the whole delivery.
-  const Duration elapsed = std::chrono::duration_cast<Duration>(Now() - started);
+  const auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Now() - started);
   std::vector<BranchOp> updated;
   for (size_t k = 0; k < indexes.size(); ++k) {
     BranchOp op = tx.ops[indexes[k]];
@@ -93,6 +95,7 @@ Status TransactionDriver::Context::PublishOps(Transaction& tx, const std::vector
     const MessageResult& r = k < results.size() ? results[k] : MessageResult{};
     op.status = r.acked ? OpStatus::kSucceeded : OpStatus::kPending;
     op.last_error = r.acked ? "" : r.error;
+    op.AddCall(OpCall{started, elapsed, op.status});
     if (d_.observer_) {
       BranchReply as_call{
           .outcome = r.acked ? BranchReply::Outcome::kDone : BranchReply::Outcome::kUnknown,

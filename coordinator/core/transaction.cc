@@ -80,6 +80,13 @@ bool ValidId(std::string_view id, size_t max_length) {
   });
 }
 
+void BranchOp::AddCall(const OpCall& call) {
+  calls.push_back(call);
+  if (calls.size() > kMaxOpCallsKept) {
+    calls.erase(calls.begin(), calls.end() - static_cast<std::ptrdiff_t>(kMaxOpCallsKept));
+  }
+}
+
 BranchOp* Transaction::FindOp(std::string_view branch_id, std::string_view op) {
   for (BranchOp& o : ops) {
     if (o.branch_id == branch_id && o.op == op) return &o;

@@ -42,6 +42,17 @@ inline constexpr size_t kMaxGidLength = 100;
 inline constexpr size_t kMaxBranchIdLength = 64;
 bool ValidId(std::string_view id, size_t max_length);
 
+// One call of an op (one attempt), for the console's timeline: when it started (the calling
+// coordinator's clock), how long it took, and what came of it (kPending: no definite answer).
+struct OpCall {
+  TimePoint started;
+  std::chrono::microseconds took{0};
+  OpStatus outcome = OpStatus::kPending;
+};
+
+// How many of an op's calls are kept (the latest): a store row stays bounded whatever the retries.
+inline constexpr size_t kMaxOpCallsKept = 10;
+
 // One operation of one branch: what Treaty calls, and what came of it.
 struct BranchOp {
   std::string branch_id;
@@ -58,6 +69,10 @@ struct BranchOp {
   OpStatus status = OpStatus::kPending;
   int attempts = 0;
   std::string last_error;
+  std::vector<OpCall> calls;  // the latest kMaxOpCallsKept calls, oldest first
+
+  // Appends one call, dropping the oldest beyond kMaxOpCallsKept.
+  void AddCall(const OpCall& call);
 };
 
 // One state change, as the decision log keeps it.

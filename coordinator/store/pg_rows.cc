@@ -1,5 +1,6 @@
 #include "coordinator/store/pg_rows.h"
 
+#include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
 
@@ -68,6 +69,37 @@ std::map<std::string, std::string> ParseHeaders(const std::string& text) {
 
 std::string OpKey(const BranchOp& o) { return o.branch_id + '/' + o.op; }
 
+// An op's latest calls as [[started ms since the epoch, took µs, outcome], ...].
+std::string CallsJson(const std::vector<core::OpCall>& calls) {
+  std::string out = "[";
+  for (const core::OpCall& c : calls) {
+    if (out.size() > 1) out += ',';
+    out += '[' + std::to_string(Ms(c.started)) + ',' + std::to_string(c.took.count()) + ",\"" +
+           std::string(core::OpStatusName(c.outcome)) + "\"]";
+  }
+  out += ']';
+  return out;
+}
+
+// What CallsJson wrote; entries it cannot read are left out.
+std::vector<core::OpCall> ParseCalls(const std::string& text) {
+  std::vector<core::OpCall> out;
+  if (text.empty()) return out;
+  try {
+    Poco::JSON::Parser parser;
+    auto a = parser.parse(text).extract<Poco::JSON::Array::Ptr>();
+    for (size_t i = 0; i < a->size(); ++i) {
+      auto c = a->getArray(static_cast<unsigned>(i));
+      if (!c || c->size() != 3) continue;
+      out.push_back(core::OpCall{
+          FromMs(c->getElement<int64_t>(0)), std::chrono::microseconds(c->getElement<int64_t>(1)),
+          core::ParseOpStatus(c->getElement<std::string>(2)).value_or(core::OpStatus::kPending)});
+    }
+  } catch (const std::exception&) {
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string OpsJson(const std::vector<BranchOp>& ops) {
@@ -100,6 +132,7 @@ std::string OpStatesJson(const std::vector<BranchOp>& ops) {
         JsonRow row(state);
         row.Str("status", core::OpStatusName(o.status)).Int("attempts", o.attempts);
         row.Str("last_error", o.last_error);
+        if (!o.calls.empty()) row.Raw("calls", CallsJson(o.calls));
       }
       states.Raw(OpKey(o), state);
     }
@@ -113,13 +146,13 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
       "t.reason, t.attention, t.definition, " SQL_MS("t.deadline") ", " SQL_MS("t.next_attempt_at") ", "
       SQL_MS("t.created_at") ", " SQL_MS("t.updated_at") ", b.branch_id, b.op, b.position, b.url, "
       "b.payload::text, b.timeout_ms, s.status, s.attempts, s.last_error, b.after_ids, b.msg_key, "
-      "b.msg_headers::text, b.topic FROM treaty.transactions t "
+      "b.msg_headers::text, b.topic, s.calls::text FROM treaty.transactions t "
       "LEFT JOIN LATERAL ROWS FROM (jsonb_to_recordset(t.ops) AS (branch_id text, op text, "
       "position integer, url text, payload jsonb, timeout_ms bigint, after_ids text, "
       "msg_key text, msg_headers jsonb, topic text)) WITH ORDINALITY AS b(branch_id, op, "
       "position, url, payload, timeout_ms, after_ids, msg_key, msg_headers, topic, added) ON true "
       "LEFT JOIN LATERAL jsonb_to_record(t.op_state -> (b.branch_id || '/' || b.op)) "
-      "AS s(status text, attempts integer, last_error text) ON true "
+      "AS s(status text, attempts integer, last_error text, calls jsonb) ON true "
       // Ties of position (branches registered at once) in the order they were added.
       "WHERE t.gid = $1 ORDER BY b.position, b.op, b.added",
       gid);
@@ -155,6 +188,7 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
     o.message_key = Str(row[23]);
     o.message_headers = ParseHeaders(Str(row[24]));
     o.topic = Str(row[25]);
+    o.calls = ParseCalls(Str(row[26]));
     // A publish op written by a treatyd from before schema 5 (one still running beside this one
     // during a rolling upgrade) names its topic in its url.
     if (o.topic.empty() && o.op == protocol::kPublish && o.url.rfind("kafka:", 0) == 0) {

@@ -87,7 +87,8 @@ class JsonRow {
 // (migration 4).
 std::string OpsJson(const std::vector<core::BranchOp>& ops);
 
-// The state of each op (status, attempts, last error) as a JSON object keyed by
+// The state of each op (status, attempts, last error, and its latest calls as
+// [[started ms, took µs, outcome], ...]) as a JSON object keyed by
 // "branch_id/op": all of the transaction's `op_state` column, or the part of it that a round of
 // calls changed (merged into it with ||).
 std::string OpStatesJson(const std::vector<core::BranchOp>& ops);

@@ -51,13 +51,17 @@ inline pqxx::result Prepared(pqxx::transaction_base& w, const std::string& sql, 
 // The monotonic merge of recorded op outcomes (`incoming`, an OpStatesJson object) into
 // t.op_state (store.h): a succeeded op stays as stored, and a refused one is not set back to
 // pending, whatever a stale or repeated write says (its attempts and last error still move on,
-// so that its backoff keeps growing).
+// so that its backoff keeps growing; its list of latest calls is the one of the write with more
+// attempts).
 #define SQL_MERGED_OPS(incoming)                                                            \
   "t.op_state || coalesce((SELECT jsonb_object_agg(e.key, CASE "                            \
   "WHEN t.op_state -> e.key ->> 'status' = 'succeeded' THEN t.op_state -> e.key "           \
   "WHEN t.op_state -> e.key ->> 'status' = 'refused' AND e.value ->> 'status' = 'pending' " \
   "THEN e.value || jsonb_build_object('status', 'refused', 'attempts', "                    \
-  "greatest((t.op_state -> e.key ->> 'attempts')::int, (e.value ->> 'attempts')::int)) "    \
+  "greatest((t.op_state -> e.key ->> 'attempts')::int, (e.value ->> 'attempts')::int), "    \
+  "'calls', coalesce(CASE WHEN (t.op_state -> e.key ->> 'attempts')::int > "                \
+  "(e.value ->> 'attempts')::int THEN t.op_state -> e.key -> 'calls' "                      \
+  "ELSE e.value -> 'calls' END, '[]'::jsonb)) "                                             \
   "ELSE e.value END) FROM jsonb_each(" incoming ") AS e), '{}')"
 
 // Column `col` (a timestamp) as milliseconds since the epoch.

@@ -245,7 +245,8 @@ core::BranchReply HttpBranchTransport::Call(const core::BranchCall& call) {
 core::BranchReply HttpBranchTransport::CallWithin(const core::BranchCall& call, Deadline deadline) {
   auto began = std::chrono::steady_clock::now();
   core::BranchReply reply = CallOnce(call, deadline);
-  reply.elapsed = std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - began);
+  reply.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - began);
   return reply;
 }
 

@@ -32,6 +32,8 @@ namespace {
 void MergeOp(BranchOp& stored, const BranchOp& o) {
   if (stored.status == OpStatus::kSucceeded) return;
   if (stored.status == OpStatus::kRefused && o.status == OpStatus::kPending) {
+    // The calls go with the higher attempt count.
+    if (o.attempts >= stored.attempts) stored.calls = o.calls;
     stored.attempts = std::max(stored.attempts, o.attempts);
     stored.last_error = o.last_error;
     return;
@@ -39,6 +41,7 @@ void MergeOp(BranchOp& stored, const BranchOp& o) {
   stored.status = o.status;
   stored.attempts = o.attempts;
   stored.last_error = o.last_error;
+  stored.calls = o.calls;
 }
 
 }  // namespace
