@@ -187,6 +187,10 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                        return metrics::StoreGauges{f->first, f->second};
                                      })};
           },
+      .traffic =
+          [&] {
+            return http::ApiResponse{200, "application/json", observer.traffic().Json()};
+          },
   };
   http::Router router;
   api::RegisterTreatydRoutes(router, transactions, endpoints);

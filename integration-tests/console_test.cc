@@ -186,5 +186,46 @@ TEST_F(ConsolePicturesTest, ATransactionsCallsAreDrawnOnATimeAxisOneBarPerAttemp
   Shoot("console-timeline", "#timeline-box");
 }
 
+// ---------------------------------------------------------------------------------------------
+// The traffic strip.
+
+TEST_F(ConsolePicturesTest, TheTrafficStripMovesAfterABurstOfTransactions) {
+  ASSERT_OK(browser_->Navigate(treatyd().base_url() + "/"));
+  ASSERT_OK(browser_->WaitFor(R"(return document.querySelector("#traffic svg") !== null;)"));
+  const std::string before = Run(R"(const s = document.querySelector("#traffic svg");
+      return [s.dataset.committed, s.dataset.aborted, s.dataset.calls,
+              document.querySelectorAll("#traffic .tps").length].join(" ");)");
+  EXPECT_EQ(before, "\"0 0 0 0\"") << "nothing ran yet";
+
+  // A burst: 20 committed (two branches each: four calls), 5 aborted (out of stock: refused).
+  for (int i = 0; i < 25; ++i) {
+    const int qty = i < 20 ? 1 : 100000;
+    HttpReply r = Call(treatyd(), "POST", "/v1/transactions",
+                       R"({"gid":"burst-)" + std::to_string(i) +
+                           R"(","mode":"2pc","wait":true,"branches":[)" +
+                           stack_->InventoryBranch("stock", "A1", qty) + "," +
+                           stack_->OrderBranch("order", "A1", qty) + "]}");
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  // The strip refreshes by itself: its bars add up to the burst, and the p99 line is drawn.
+  ASSERT_OK(browser_->WaitFor(R"(const s = document.querySelector("#traffic svg");
+      return s.dataset.committed === "20" && s.dataset.aborted === "5";)"));
+  EXPECT_EQ(Run(R"(const sum = c => [...document.querySelectorAll("#traffic .tps." + c)]
+          .reduce((n, r) => n + Number(r.dataset.count), 0);
+      const s = document.querySelector("#traffic svg");
+      return [sum("committed"), sum("aborted"), Number(s.dataset.calls) >= 20 * 4 + 5,
+              document.querySelector("#traffic .p99") !== null,
+              Number(s.dataset.p99Max) > 0].join(" ");)"),
+            "\"20 5 true true true\"");
+  Shoot("console-traffic", "#traffic-strip");
+  // The whole page, one of the burst's transactions open.
+  ASSERT_OK(
+      browser_->WaitFor(R"(return document.querySelector('tr[data-gid="burst-24"]') !== null;)"));
+  ASSERT_OK(browser_->Click(R"(tr[data-gid="burst-24"])"));
+  ASSERT_OK(
+      browser_->WaitFor(R"(return document.querySelectorAll("#tx-timeline .call").length > 0;)"));
+  Shoot("console-overview");
+}
+
 }  // namespace
 }  // namespace treaty::harness

@@ -15,10 +15,12 @@ struct OperatorEndpoints {
   std::function<http::ApiResponse()> health;
   std::function<http::ApiResponse()> ready;
   std::function<http::ApiResponse()> metrics;
+  std::function<http::ApiResponse()> traffic;  // the last minutes, second by second (JSON)
 };
 
-// Adds every route treatyd serves: the v1 API, /healthz, /readyz, /metrics, /openapi.yaml and
-// the console. `transactions` and the endpoints' targets must outlive `router`.
+// Adds every route treatyd serves: the v1 API (with /v1/stats/traffic), /healthz, /readyz,
+// /metrics, /openapi.yaml and the console. `transactions` and the endpoints' targets must outlive
+// `router`.
 void RegisterTreatydRoutes(http::Router& router, TransactionsApi& transactions,
                            const OperatorEndpoints& endpoints);
 

@@ -44,7 +44,7 @@ class TreatydRoutesTest : public ::testing::Test {
  protected:
   TreatydRoutesTest() : transactions_(core_.service, core_.driver.processors(), nullptr) {
     auto ok = [] { return http::ApiResponse{200, "application/json", "{}"}; };
-    RegisterTreatydRoutes(router_, transactions_, OperatorEndpoints{ok, ok, ok});
+    RegisterTreatydRoutes(router_, transactions_, OperatorEndpoints{ok, ok, ok, ok});
   }
 
   Operations Served() const {

@@ -282,7 +282,23 @@ byId("abort-confirm").addEventListener("click", () => {
 byId("tab-transactions").addEventListener("click", () => { showTab("transactions"); refresh(); });
 byId("tab-sagas").addEventListener("click", () => showTab("sagas"));
 
+// The traffic strip: refreshed every two seconds while the page is open.
+async function loadTraffic() {
+  const note = byId("traffic-note");
+  try {
+    const drawn = drawTraffic(await api("GET", "/v1/stats/traffic"));
+    byId("traffic").replaceChildren(drawn.svg);
+    note.textContent = drawn.text;
+    note.classList.remove("error");
+  } catch (e) {
+    note.textContent = "traffic unavailable: " + e.message;
+    note.classList.add("error");
+  }
+}
+
 const params = new URLSearchParams(location.search);
 if (params.get("gid")) selectedGid = params.get("gid");
 refresh();
 setInterval(refresh, 5000);
+loadTraffic();
+setInterval(loadTraffic, 2000);

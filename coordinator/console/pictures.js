@@ -230,3 +230,44 @@ function drawTimeline(tx, width) {
   }
   return { svg, calls: bars.length };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Traffic: the last minutes, second by second, as GET /v1/stats/traffic gives them. Stacked bars
+// of transactions finished per second (committed below, aborted above) and the p99 of branch
+// calls as a line on its own scale.
+
+function drawTraffic(t) {
+  const n = t.seconds, BAR = 2, H = 44, TOP = 4;
+  const width = n * BAR, height = H + TOP;
+  const tps = t.committed.map((c, i) => c + t.aborted[i]);
+  const maxTps = Math.max(1, ...tps);
+  const p99s = t.call_p99_ms.filter((v) => v !== null);
+  const maxP99 = Math.max(1, ...p99s);
+  const sum = (a) => a.reduce((x, y) => x + y, 0);
+  const svg = svgEl("svg", { class: "traffic", width, height, viewBox: `0 0 ${width} ${height}`,
+                             role: "img", "aria-label": "transactions per second and call p99, last minutes",
+                             "data-committed": sum(t.committed), "data-aborted": sum(t.aborted),
+                             "data-calls": sum(t.calls), "data-p99-max": p99s.length ? Math.max(...p99s) : "" });
+  svg.append(svgEl("rect", { class: "traffic-bg", x: 0, y: 0, width, height }));
+  const y = (v) => TOP + H - (v / maxTps) * H;
+  for (let i = 0; i < n; i++) {
+    const c = t.committed[i], a = t.aborted[i];
+    if (c) svg.append(svgEl("rect", { class: "tps committed", x: i * BAR, y: y(c), width: BAR, height: H + TOP - y(c),
+                                      "data-second": i, "data-count": c }));
+    if (a) svg.append(svgEl("rect", { class: "tps aborted", x: i * BAR, y: y(c + a), width: BAR, height: y(c) - y(c + a),
+                                      "data-second": i, "data-count": a }));
+  }
+  const points = [];
+  t.call_p99_ms.forEach((v, i) => {
+    if (v !== null) points.push(`${i * BAR + BAR / 2},${TOP + H - (v / maxP99) * (H - 2)}`);
+  });
+  if (points.length) {
+    svg.append(svgEl("polyline", { class: "p99", points: points.join(" "), "data-points": points.length }));
+  }
+  // The latest second is still being counted: the last complete one is the one before it.
+  const last = n - 2;
+  const text = `${(t.committed[last] || 0)} committed/s \u00b7 ${(t.aborted[last] || 0)} aborted/s \u00b7 ` +
+               `p99 of calls ${t.call_p99_ms[last] === null || t.call_p99_ms[last] === undefined ? "\u2013" : fmtMs(t.call_p99_ms[last])}` +
+               ` \u00b7 peak ${maxTps} tx/s, p99 ${p99s.length ? fmtMs(Math.max(...p99s)) : "\u2013"} (last ${Math.round(n / 60)} min)`;
+  return { svg, text };
+}

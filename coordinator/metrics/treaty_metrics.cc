@@ -29,6 +29,7 @@ void TreatyMetrics::OnStarted(const core::Transaction& tx) {
 void TreatyMetrics::OnTransition(const core::Transaction& tx, core::TxStatus from,
                                  const std::string& reason) {
   if (core::IsFinal(tx.status)) {
+    traffic_.OnFinished(tx.status == core::TxStatus::kCommitted);
     std::lock_guard<std::mutex> lock(mu_);
     ++finished_[{std::string(core::ModeName(tx.mode)), std::string(core::StatusName(tx.status))}];
   }
@@ -50,6 +51,7 @@ void TreatyMetrics::OnCall(const core::Transaction& tx, const core::BranchOp& op
                                                                                 : "unknown";
   std::string mode(core::ModeName(tx.mode));
   double seconds = std::chrono::duration<double>(reply.elapsed).count();
+  traffic_.OnCall(reply.elapsed, reply.outcome == core::BranchReply::Outcome::kDone);
   std::lock_guard<std::mutex> lock(mu_);
   ++calls_[{mode, op.op, outcome}];
   latency_[{mode, op.op}].Add(seconds);

@@ -14,6 +14,8 @@
 //   treaty_recovery_lag_seconds                           the oldest due, unfinished transaction
 //   treaty_store_call_seconds{op} (histogram)             every store call (see TimedStore)
 //   treaty_store_scrape_seconds                           how long the store's gauges took
+//
+// The same events feed the last minutes' traffic, second by second (traffic.h), for the console.
 
 #include <array>
 #include <functional>
@@ -23,6 +25,7 @@
 #include <tuple>
 
 #include "coordinator/core/transaction_driver.h"
+#include "coordinator/metrics/traffic.h"
 
 namespace treaty::metrics {
 
@@ -51,6 +54,9 @@ class TreatyMetrics : public core::DriverObserver {
   // The text for one scrape; `gauges` reads the store (its failure is reported as a comment).
   std::string Render(const std::function<Result<StoreGauges>()>& gauges);
 
+  // The last minutes, second by second (GET /v1/stats/traffic).
+  Traffic& traffic() { return traffic_; }
+
  private:
   static constexpr std::array<double, 10> kBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025,
                                                       0.05,  0.1,    0.25,  1,    5};
@@ -64,6 +70,7 @@ class TreatyMetrics : public core::DriverObserver {
                               const Histogram& h);
 
   core::DriverObserver* next_;
+  Traffic traffic_;
   std::mutex mu_;
   std::map<std::string, uint64_t> started_;                           // mode
   std::map<std::pair<std::string, std::string>, uint64_t> finished_;  // mode, outcome
