@@ -236,9 +236,15 @@ function drawTimeline(tx, width) {
 // of transactions finished per second (committed below, aborted above) and the p99 of branch
 // calls as a line on its own scale.
 
-function drawTraffic(t) {
-  const n = t.seconds, BAR = 2, H = 44, TOP = 4;
-  const width = n * BAR, height = H + TOP;
+// The window starts at the first second with any traffic (a treatyd that started a minute ago has
+// no five minutes to show), and spans at least a minute.
+function drawTraffic(all) {
+  const active = all.committed.findIndex((c, i) => c + all.aborted[i] + all.calls[i] > 0);
+  const from = Math.max(0, Math.min(active < 0 ? all.seconds : active, all.seconds - 60));
+  const t = {};
+  for (const k of ["committed", "aborted", "calls", "call_p99_ms"]) t[k] = all[k].slice(from);
+  const n = all.seconds - from, H = 44, TOP = 4, width = 600, height = H + TOP;
+  const BAR = width / n;
   const tps = t.committed.map((c, i) => c + t.aborted[i]);
   const maxTps = Math.max(1, ...tps);
   const p99s = t.call_p99_ms.filter((v) => v !== null);
@@ -268,6 +274,7 @@ function drawTraffic(t) {
   const last = n - 2;
   const text = `${(t.committed[last] || 0)} committed/s \u00b7 ${(t.aborted[last] || 0)} aborted/s \u00b7 ` +
                `p99 of calls ${t.call_p99_ms[last] === null || t.call_p99_ms[last] === undefined ? "\u2013" : fmtMs(t.call_p99_ms[last])}` +
-               ` \u00b7 peak ${maxTps} tx/s, p99 ${p99s.length ? fmtMs(Math.max(...p99s)) : "\u2013"} (last ${Math.round(n / 60)} min)`;
+               ` \u00b7 peak ${maxTps} tx/s, p99 ${p99s.length ? fmtMs(Math.max(...p99s)) : "\u2013"} ` +
+               `(last ${n < 120 ? n + " s" : Math.round(n / 60) + " min"})`;
   return { svg, text };
 }
