@@ -1,6 +1,9 @@
 #include "integration-tests/chaos/chaos_cluster.h"
 
 #include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 
 #include "integration-tests/harness/binaries.h"
 #include "integration-tests/harness/http_client.h"
@@ -55,7 +58,10 @@ std::vector<std::pair<std::string, std::string>> ChaosCluster::CoordinatorEnv(
 Result<std::unique_ptr<ChaosCluster>> ChaosCluster::Start(ClusterOptions options) {
   std::unique_ptr<ChaosCluster> c(new ChaosCluster());
   c->options_ = options;
-  auto pg = harness::PgCluster::Start(harness::PgClusterOptions{.max_connections = 300});
+  // Durable: an immediate shutdown must not lose what PostgreSQL acknowledged (the tests' usual
+  // synchronous_commit = off would, and the checker would rightly call it a lost transaction).
+  auto pg =
+      harness::PgCluster::Start(harness::PgClusterOptions{.durable = true, .max_connections = 300});
   if (!pg.ok()) return pg.status();
   c->pg_ = std::move(*pg);
   for (const char* db : {"treaty", "orders", "inventory"}) {
@@ -172,6 +178,16 @@ Status ChaosCluster::Restart(const std::string& target) {
   return st.ok() ? WaitServing(target) : st;
 }
 
+int ChaosCluster::BusiestCoordinator() {
+  auto node = pg_->QueryValue(
+      "treaty",
+      "SELECT split_part(owner, '#', 1) FROM treaty.transactions WHERE status NOT IN "
+      "('committed', 'aborted') AND lease_until > now() GROUP BY 1 ORDER BY count(*) DESC LIMIT 1");
+  if (!node.ok() || node->rfind("node-", 0) != 0) return -1;
+  int i = std::atoi(node->c_str() + 5);
+  return i >= 0 && i < kCoordinators ? i : -1;
+}
+
 Status ChaosCluster::Pause(int coordinator) {
   return coordinators_[coordinator]->process().Signal(SIGSTOP);
 }
@@ -182,10 +198,38 @@ Status ChaosCluster::Resume(int coordinator) {
 
 Status ChaosCluster::Skew(int coordinator, int seconds) {
   Service& s = *coordinators_[coordinator];
-  auto stopped = s.Stop();
-  if (!stopped.ok()) return stopped.status();
+  // Killed, not stopped: a graceful stop waits for long-polling clients (wait: true).
+  auto killed = s.Kill();
+  if (!killed.ok()) return killed.status();
   Status st = s.Restart(CoordinatorEnv(coordinator, seconds));
   return st.ok() ? WaitServing("treatyd-" + std::to_string(coordinator)) : st;
+}
+
+Status ChaosCluster::ArmFaultPoint(int coordinator, const std::string& variable,
+                                   const std::string& point) {
+  Service& s = *coordinators_[coordinator];
+  // Killed, not stopped: a graceful stop waits for long-polling clients (wait: true).
+  auto killed = s.Kill();
+  if (!killed.ok()) return killed.status();
+  auto env = CoordinatorEnv(coordinator, 0);
+  env.emplace_back(variable, point);
+  // Not waited for: it may reach its point before it is ready.
+  Status st = s.Restart(env);
+  s.SetEnvOfNextStart(CoordinatorEnv(coordinator, 0));
+  return st;
+}
+
+bool ChaosCluster::Alive(const std::string& target) {
+  Service* s = Find(target);
+  return s != nullptr && s->process().Running();
+}
+
+bool ChaosCluster::Stopped(int coordinator) {
+  pid_t pid = coordinators_[coordinator]->process().pid();
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  size_t paren = text.rfind(')');
+  return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'T';
 }
 
 Status ChaosCluster::RestartStore(bool immediate) {
@@ -195,11 +239,12 @@ Status ChaosCluster::RestartStore(bool immediate) {
 }
 
 Status ChaosCluster::ParticipantFault(const std::string& service, const std::string& op,
-                                      const std::string& action) {
+                                      const std::string& action, int delay_ms) {
   Service* s = Find(service);
   if (s == nullptr) return Status::InvalidArgument("no participant " + service);
   auto r = harness::HttpCall("POST", s->base_url() + "/admin/faults",
-                             R"({"op":")" + op + R"(","action":")" + action + R"("})",
+                             R"({"op":")" + op + R"(","action":")" + action + R"(","ms":)" +
+                                 std::to_string(delay_ms) + "}",
                              std::chrono::seconds(5));
   if (!r.ok()) return r.status();
   if (r->status != 200) return Status::Internal("fault switch answered " + r->body);

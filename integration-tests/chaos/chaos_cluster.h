@@ -45,17 +45,30 @@ class ChaosCluster {
   // SIGKILL, as a crash. Restart starts it again on the same port and waits until it serves.
   Status Kill(const std::string& target);
   Status Restart(const std::string& target);
+  // The coordinator holding the most running leases by the store's clock, or -1 (none, or the
+  // store cannot say): where a pause hurts most.
+  int BusiestCoordinator();
   // SIGSTOP / SIGCONT of a coordinator.
   Status Pause(int coordinator);
   Status Resume(int coordinator);
-  // Restarts a coordinator with its clock `seconds` off (libfaketime; 0: the true clock).
+  // Restarts (SIGKILL, start) a coordinator with its clock `seconds` off (libfaketime; 0: the
+  // true clock).
   Status Skew(int coordinator, int seconds);
+  // Restarts (SIGKILL, start) a coordinator with a fault point armed: `variable` TREATY_CRASH_POINT
+  // (it kills itself there) or TREATY_PAUSE_POINT (it stops itself there), `point` as "name:N". The
+  // arming holds for that run only: the next start is a plain one.
+  Status ArmFaultPoint(int coordinator, const std::string& variable, const std::string& point);
+  // Whether a process is alive (not exited; a stopped one is alive), and whether a coordinator
+  // is stopped (SIGSTOP, by the nemesis or at its pause point).
+  bool Alive(const std::string& target);
+  bool Stopped(int coordinator);
   // PostgreSQL stopped (fast: SIGINT; immediate: SIGQUIT, crash recovery at the next start) and
   // started again.
   Status RestartStore(bool immediate);
-  // A demo participant's fault switch: `op` fails with 503 or hangs until switched off.
+  // A demo participant's fault switch: `op` fails with 503, hangs until switched off, or
+  // ("delay") is handled `delay_ms` late.
   Status ParticipantFault(const std::string& service, const std::string& op,
-                          const std::string& action);
+                          const std::string& action, int delay_ms = 0);
 
   // The log file of every process (PostgreSQL's included), to keep when a run fails.
   std::vector<std::string> LogFiles();

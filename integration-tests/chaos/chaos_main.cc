@@ -15,11 +15,14 @@
 #include <Poco/Util/OptionSet.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "integration-tests/chaos/chaos_run.h"
+#include "integration-tests/chaos/nemesis.h"
 
 namespace {
 
@@ -37,8 +40,11 @@ int main(int argc, char** argv) {
   options.addOption(Option("seconds", "", "seconds of workload under faults").argument("S"));
   options.addOption(Option("clients", "", "client threads (default 4)").argument("C"));
   options.addOption(
+      Option("faults", "", "only these fault kinds, comma-separated (default: all; see below)")
+          .argument("K,K"));
+  options.addOption(
       Option("out", "", "where the history and, on a violation, the logs go").argument("DIR"));
-  options.addOption(Option("keep", "", "keep the out dir after a clean run"));
+  options.addOption(Option("keep", "", "keep the out dir (history, logs) after a clean run"));
   treaty::chaos::RunConfig config;
   bool help = false, keep = false;
   try {
@@ -56,7 +62,11 @@ int main(int argc, char** argv) {
       if (name == "seconds") config.duration = std::chrono::seconds(std::stoi(value));
       if (name == "clients") config.clients = std::stoi(value);
       if (name == "out") config.out_dir = value;
-      if (name == "keep") keep = true;
+      if (name == "keep") keep = config.keep_logs = true;
+      if (name == "faults") {
+        std::istringstream list(value);
+        for (std::string k; std::getline(list, k, ',');) config.faults.insert(k);
+      }
     }
     processor.checkRequired();
   } catch (const Poco::Exception& e) {
@@ -74,7 +84,17 @@ int main(int argc, char** argv) {
         "A seeded workload under a seeded nemesis, checked against six invariants.");
     formatter.setUnixStyle(true);
     formatter.format(std::cout);
+    std::cout << "fault kinds:";
+    for (const std::string& k : treaty::chaos::FaultKinds()) std::cout << " " << k;
+    std::cout << "\n";
     return 0;
+  }
+  const auto known = treaty::chaos::FaultKinds();
+  for (const std::string& k : config.faults) {
+    if (std::find(known.begin(), known.end(), k) == known.end()) {
+      std::cerr << "treaty-chaos: --faults: no fault kind \"" << k << "\" (see --help)\n";
+      return kRunFailed;
+    }
   }
   if (config.clients < 1 || config.duration <= treaty::Duration::zero()) {
     std::cerr << "treaty-chaos: --clients and the duration must be positive\n";

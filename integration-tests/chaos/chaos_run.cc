@@ -137,12 +137,11 @@ Result<Observations> Observe(ChaosCluster& c, std::map<std::string, int64_t> ini
     if (gid.find("-msg-") != std::string::npos && status == "committed") ++committed_msgs;
   }
   int expected = static_cast<int>(seen.outbox.size() + committed_msgs);
-  auto lines = c.broker().Consume(ChaosCluster::kEventsTopic, expected, /*allow_extra=*/true,
-                                  /*headers=*/true);
+  auto lines = c.broker().ConsumeAll(ChaosCluster::kEventsTopic, expected, /*headers=*/true);
   if (!lines.ok()) {
     seen.topic_error = lines.status().message().substr(0, 2000);
     // What is there, to name what is missing.
-    lines = c.broker().Consume(ChaosCluster::kEventsTopic, 0, true, true);
+    lines = c.broker().ConsumeAll(ChaosCluster::kEventsTopic, 0, true);
   }
   if (lines.ok()) {
     for (const std::string& l : *lines) seen.topic.push_back(ParseMessage(l));
@@ -197,7 +196,8 @@ Result<RunReport> RunChaos(const RunConfig& config) {
   auto initial = workload.SetUpStock();
   if (!initial.ok()) return initial.status();
 
-  Nemesis nemesis(c, **history, NemesisOptions{.seed = config.seed, .lease = lease});
+  Nemesis nemesis(c, **history,
+                  NemesisOptions{.seed = config.seed, .lease = lease, .only = config.faults});
   workload.Start();
   Status ran = nemesis.RunUntil(std::chrono::steady_clock::now() + config.duration);
   workload.Stop();
@@ -222,7 +222,7 @@ Result<RunReport> RunChaos(const RunConfig& config) {
   }
   report.topic_messages = static_cast<int64_t>(seen->topic.size());
   report.outbox_events = static_cast<int64_t>(seen->outbox.size());
-  if (!report.violations.empty()) KeepLogs(c, config.out_dir);
+  if (!report.violations.empty() || config.keep_logs) KeepLogs(c, config.out_dir);
   return report;
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,7 +21,9 @@ struct RunConfig {
   Duration duration = std::chrono::seconds(60);      // of workload under faults
   Duration quiet_bound = std::chrono::seconds(120);  // for every transaction to end after healing
   int clients = 4;
-  std::string out_dir;  // history.jsonl, summary.txt, and the logs when a run fails
+  std::set<std::string> faults;  // the nemesis's fault kinds; empty: every kind
+  std::string out_dir;           // history.jsonl, summary.txt, and the logs when a run fails
+  bool keep_logs = false;        // keep the logs after a clean run too
 };
 
 struct RunReport {

@@ -27,7 +27,12 @@ struct NemesisOptions {
   int max_concurrent = 2;                               // faults in force at once
   Duration mean_gap = std::chrono::milliseconds(1500);  // between fault starts
   Duration lease = std::chrono::seconds(2);             // the coordinators' lease
+  std::set<std::string>
+      only;  // fault kinds to choose from ("kill", "pause-point", ...); empty: all
 };
+
+// Every fault kind the nemesis knows.
+std::vector<std::string> FaultKinds();
 
 class Nemesis {
  public:
@@ -47,7 +52,9 @@ class Nemesis {
     std::string fault;
     std::string target;  // what it holds: no second fault takes it meanwhile
     std::chrono::steady_clock::time_point heal_at;
-    std::function<Status()> heal;
+    // Undoes the fault: true once done, false to be asked again a little later (a fault that
+    // waits for something, e.g. a process to reach its pause point), an error when it failed.
+    std::function<Result<bool>()> heal;
     int failed_heals = 0;
   };
 

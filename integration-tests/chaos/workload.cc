@@ -55,8 +55,13 @@ class Run {
       e.error = r.status().message().substr(0, 300);
     }
     h_.Append(e);
+    if (e.http == 0 || e.http == 503) unavailable_ = true;
     return {e.http, r.ok() ? r->body : std::string()};
   }
+
+  // Whether some request found its server down or unavailable: the client then waits a little
+  // before its next transaction, as a real one would, instead of spinning on refusals.
+  bool unavailable() const { return unavailable_; }
 
   int Node() { return static_cast<int>(rng_() % ChaosCluster::kCoordinators); }
   bool Chance(int percent) { return static_cast<int>(rng_() % 100) < percent; }
@@ -121,33 +126,44 @@ class Run {
          Begin(end) + "/" + gid_ + (tried ? "/submit" : "/abort"), R"({"wait":true})");
   }
 
+  // A saga waited on gives up after 4 s (its coordinator paused, or slow) and aborts it at
+  // another coordinator, as a client with its own deadline would.
   void Saga(int node, const std::string& sku, int64_t qty, const std::string& card, bool wait) {
-    Call("begin", node, "POST", c_.coordinator_url(node) + "/v1/sagas/place-order",
-         R"({"gid":")" + gid_ + R"(","timeout":"20s","wait":)" + (wait ? "true" : "false") +
-             R"(,"input":{"sku":")" + sku + R"(","qty":)" + std::to_string(qty) + R"(,"card":")" +
-             card + R"("}})");
+    auto [status, body] =
+        Call("begin", node, "POST", c_.coordinator_url(node) + "/v1/sagas/place-order",
+             R"({"gid":")" + gid_ + R"(","timeout":"20s","wait":)" + (wait ? "true" : "false") +
+                 R"(,"input":{"sku":")" + sku + R"(","qty":)" + std::to_string(qty) +
+                 R"(,"card":")" + card + R"("}})",
+             std::chrono::seconds(4));
+    if (status == 0) GiveUp(node);
   }
 
   void SagaAdhoc(int node, const std::string& sku, int64_t qty, const std::string& card) {
     const std::string& o = c_.orders_url();
     const std::string& i = c_.inventory_url();
-    Call("begin", node, "POST", Begin(node),
-         R"({"gid":")" + gid_ + R"(","mode":"saga","timeout":"20s","wait":)" +
-             (Chance(70) ? "true" : "false") + R"(,"branches":[)" +
-             R"({"id":"reserve","action":")" + i + R"(/saga/reserve","compensate":")" + i +
-             R"(/saga/release","payload":)" + Payload(sku, qty) + "}," +
-             R"({"id":"create","action":")" + o + R"(/saga/create","compensate":")" + o +
-             R"(/saga/cancel","payload":)" + Payload(sku, qty) + "}," +
-             R"({"id":"pay","after":["reserve","create"],"action":")" + o +
-             R"(/saga/pay","compensate":")" + o + R"(/saga/refund","payload":{"card":")" + card +
-             R"(","amount":)" + std::to_string(qty) + "}}]}");
+    auto [status, body] = Call(
+        "begin", node, "POST", Begin(node),
+        R"({"gid":")" + gid_ + R"(","mode":"saga","timeout":"20s","wait":)" +
+            (Chance(70) ? "true" : "false") + R"(,"branches":[)" + R"({"id":"reserve","action":")" +
+            i + R"(/saga/reserve","compensate":")" + i + R"(/saga/release","payload":)" +
+            Payload(sku, qty) + "}," + R"({"id":"create","action":")" + o +
+            R"(/saga/create","compensate":")" + o + R"(/saga/cancel","payload":)" +
+            Payload(sku, qty) + "}," + R"({"id":"pay","after":["reserve","create"],"action":")" +
+            o + R"(/saga/pay","compensate":")" + o + R"(/saga/refund","payload":{"card":")" + card +
+            R"(","amount":)" + std::to_string(qty) + "}}]}",
+        std::chrono::seconds(4));
+    if (status == 0) GiveUp(node);
   }
 
   // A client that gives up: starts the saga, then aborts it at another coordinator while its
   // steps may still be running (what a stale owner must never outlive).
   void SagaAbort(int node, const std::string& sku, int64_t qty) {
     Saga(node, sku, qty, "4242", false);
-    std::this_thread::sleep_for(std::chrono::milliseconds(rng_() % 200));
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng_() % 200));  // the client's whim
+    GiveUp(node);
+  }
+
+  void GiveUp(int node) {
     int other = (node + 1 + static_cast<int>(rng_() % 2)) % ChaosCluster::kCoordinators;
     Call("abort", other, "POST", Begin(other) + "/" + gid_ + "/abort", R"({"wait":true})");
   }
@@ -163,6 +179,7 @@ class Run {
   HistoryWriter& h_;
   std::mt19937_64& rng_;
   std::string gid_;
+  bool unavailable_ = false;
 };
 
 }  // namespace
@@ -255,6 +272,7 @@ void Workload::Client(int index) {
     if (mode == "saga-adhoc") run.SagaAdhoc(node, sku, qty, card);
     if (mode == "saga-abort") run.SagaAbort(node, sku, qty);
     if (mode == "msg") run.Msg(sku, qty);
+    if (run.unavailable()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 }
 
