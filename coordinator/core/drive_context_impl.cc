@@ -113,10 +113,19 @@ Status TransactionDriver::Context::PublishOps(Transaction& tx, const std::vector
 Status TransactionDriver::Context::Transition(Transaction& tx, TxStatus to,
                                               const std::string& reason) {
   const MonoTime sent = d_.clock_.Monotonic();
+  const bool open_to_branches = tx.status == TxStatus::kActive && !tx.submitted;
   Status s = d_.ApplyTransition(tx, to, reason, UnrecordedOps(), &fence_);
   if (!s.ok()) return s;
   Renewed(sent);
   unrecorded_.clear();
+  if (open_to_branches && !IsFinal(to)) {
+    // Branches join an unsubmitted transaction until it leaves kActive (the store serializes
+    // the join and this move), so the copy this drive loaded may lack some that joined since:
+    // what follows the decision (each branch's cancel or abort) must see every one of them.
+    auto stored = d_.store_.Load(tx.gid, /*with_log=*/false);
+    if (!stored.ok()) return stored.status();  // the next drive loads it afresh
+    tx.ops = std::move(stored->ops);
+  }
   return Status::Ok();
 }
 

@@ -14,6 +14,7 @@
 #include "coordinator/core/twopc_processor.h"
 #include "coordinator/saga/saga_processor.h"
 #include "mqtx/msg_processor.h"
+#include "tcc/tcc_processor.h"
 
 namespace treaty::core {
 namespace {
@@ -38,6 +39,24 @@ BranchSpec TwoPcBranch(const std::string& id) {
                      {"commit", "http://p/" + id + "/commit"},
                      {"abort", "http://p/" + id + "/abort"}}};
 }
+
+BranchSpec ClientTccBranch(const std::string& id) {
+  return BranchSpec{
+      id, {{"confirm", "http://p/" + id + "/confirm"}, {"cancel", "http://p/" + id + "/cancel"}}};
+}
+
+// A store on which something happens just before the next transition is written: what another
+// process commits between a drive's load and its decision.
+class InterleavingStore : public testing::FaultyStore {
+ public:
+  using FaultyStore::FaultyStore;
+  std::function<void()> before_transition;
+  Status Transition(const std::string& gid, TxStatus from, TxStatus to, const std::string& reason,
+                    TimePoint now, const std::vector<BranchOp>& ops, const Fence* fence) override {
+    if (auto first = std::exchange(before_transition, nullptr)) first();
+    return FaultyStore::Transition(gid, from, to, reason, now, ops, fence);
+  }
+};
 
 // Waits (in real time, up to 10 s) until `done` holds.
 template <typename Fn>
@@ -109,6 +128,31 @@ TEST_F(DriverTest, AStaleDriverStopsAtItsNextWriteAndCallsNothingMore) {
   // every compensable step is compensated, in reverse dependency order.
   EXPECT_EQ(transport_.Calls(),
             (Strings{"x/action", "z/compensate", "y/compensate", "x/compensate"}));
+}
+
+TEST_F(DriverTest, ABranchThatJoinsAsTheDeadlineAbortIsDecidedIsCancelledToo) {
+  // Found by the chaos suite (seed 2): a client registered its second TCC branch, and ran its
+  // try, while a coordinator that had loaded the transaction decided the deadline's abort; the
+  // abort cancelled only the branch it had loaded, leaving the other's try applied.
+  TccProcessor tcc;
+  InterleavingStore store(store_);
+  TransactionDriver a(Options("node-a"), store, transport_, clock_, ids_, crash_, {&tcc});
+  TransactionService service(store, a, clock_, ids_, crash_, seconds(60));
+  BeginRequest req;
+  req.gid = "c1";
+  req.mode = Mode::kTcc;
+  req.timeout = seconds(5);
+  ASSERT_TRUE(service.Begin(req).ok());
+  ASSERT_TRUE(service.AddBranch("c1", ClientTccBranch("a")).ok());
+  clock_.Advance(seconds(6));  // unsubmitted at its deadline
+  store.before_transition = [&] {
+    ASSERT_TRUE(service.AddBranch("c1", ClientTccBranch("b")).ok());
+  };
+  ASSERT_TRUE(a.DriveNow("c1").ok());
+  EXPECT_EQ(Load("c1").status, TxStatus::kAborted);
+  Strings calls = transport_.Calls();
+  std::sort(calls.begin(), calls.end());
+  EXPECT_EQ(calls, (Strings{"a/cancel", "b/cancel"})) << "a branch that joined was never cancelled";
 }
 
 TEST_F(DriverTest, ARestartUnderTheSameNodeIdFencesOutThePredecessorStillRunning) {

@@ -1,5 +1,7 @@
 #include "integration-tests/harness/dev_broker.h"
 
+#include <algorithm>
+
 #include "integration-tests/harness/binaries.h"
 
 namespace treaty::harness {
@@ -44,12 +46,27 @@ Status DevBroker::Command(const std::string& line) {
   return Status::Ok();
 }
 
+Result<std::vector<std::string>> DevBroker::ConsumeAll(const std::string& topic, int at_least,
+                                                       bool headers) {
+  return Read(topic, at_least, {"--allow-extra", "1", "--to-end", "1", "--settle-ms", "0"},
+              headers);
+}
+
 Result<std::vector<std::string>> DevBroker::Consume(const std::string& topic, int count,
                                                     bool allow_extra, bool headers) {
+  std::vector<std::string> how = {"--settle-ms", "1500"};
+  if (allow_extra) how.insert(how.end(), {"--allow-extra", "1"});
+  return Read(topic, count, how, headers);
+}
+
+Result<std::vector<std::string>> DevBroker::Read(const std::string& topic, int count,
+                                                 const std::vector<std::string>& how,
+                                                 bool headers) {
+  const bool allow_extra = std::find(how.begin(), how.end(), "--allow-extra") != how.end();
   std::vector<std::string> args = {kKafkaProbePath, "consume", "--bootstrap", bootstrap_,
                                    "--topic",       topic,     "--count",     std::to_string(count),
-                                   "--timeout-ms",  "60000",   "--settle-ms", "1500"};
-  if (allow_extra) args.insert(args.end(), {"--allow-extra", "1"});
+                                   "--timeout-ms",  "60000"};
+  args.insert(args.end(), how.begin(), how.end());
   if (headers) args.insert(args.end(), {"--headers", "1"});
   std::string log = dir_.File("consumer-" + std::to_string(++consumers_) + ".log");
   auto p = Process::Start(

@@ -31,9 +31,15 @@ class DevBroker {
   // `allow_extra`, more.
   Result<std::vector<std::string>> Consume(const std::string& topic, int count,
                                            bool allow_extra = false, bool headers = false);
+  // Everything `topic` holds: at least `at_least` messages, then on until every partition is
+  // read to its high watermark (duplicates included). An error when that takes over a minute.
+  Result<std::vector<std::string>> ConsumeAll(const std::string& topic, int at_least,
+                                              bool headers = false);
 
  private:
   DevBroker() = default;
+  Result<std::vector<std::string>> Read(const std::string& topic, int count,
+                                        const std::vector<std::string>& how, bool headers);
   TempDir dir_;
   std::string bootstrap_;
   std::unique_ptr<Process> process_;

@@ -152,9 +152,9 @@ PgCluster::~PgCluster() {
   }
 }
 
-Status PgCluster::Stop() {
+Status PgCluster::Stop(bool immediate) {
   if (!server_ || !server_->Running()) return Status::Ok();
-  server_->Signal(SIGINT);
+  server_->Signal(immediate ? SIGQUIT : SIGINT);
   auto r = server_->Wait(std::chrono::seconds(30));
   if (!r.ok()) {
     server_->Kill();

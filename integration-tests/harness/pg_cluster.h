@@ -30,7 +30,9 @@ class PgCluster {
   ~PgCluster();
 
   // Stops the server, keeping its data, e.g. to show a client what a database outage looks like.
-  Status Stop();
+  // Fast shutdown (SIGINT) by default; `immediate` (SIGQUIT) ends it as a crash would, leaving
+  // crash recovery to the next start.
+  Status Stop(bool immediate = false);
   // Starts it again on the same port with the same data.
   Status Restart();
   bool Running();

@@ -43,6 +43,10 @@ class Service {
   Status Restart();
   // The same, with the environment replaced by `env` (e.g. to disarm a crash point).
   Status Restart(std::vector<std::pair<std::string, std::string>> env);
+  // Replaces the environment of the next start (Restart()) without restarting now.
+  void SetEnvOfNextStart(std::vector<std::pair<std::string, std::string>> env) {
+    spec_.env = std::move(env);
+  }
 
  private:
   Service() = default;

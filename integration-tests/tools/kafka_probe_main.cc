@@ -11,7 +11,9 @@
 //       and exits 0 once N were read, 1 on timeout. With --settle-ms it then keeps reading that
 //       long and exits 1 if any message beyond N arrives (to show there are no duplicates);
 //       with --allow-extra 1 it prints them and exits 0 (at-least-once delivery). With
-//       --headers 1 each line ends with a tab and "name=value;" per header.
+//       --headers 1 each line ends with a tab and "name=value;" per header (extras too). With
+//       --to-end 1, after N it reads on until every partition is read up to its high watermark
+//       (all the topic holds, however many duplicates).
 
 #include <librdkafka/rdkafkacpp.h>
 
@@ -112,6 +114,19 @@ int Consume(std::map<std::string, std::string>& opt) {
     std::cerr << "treaty-kafka-probe: subscribe: " << RdKafka::err2str(e) << "\n";
     return 1;
   }
+  const bool headers = opt.count("headers") > 0;
+  auto print = [&](RdKafka::Message& m) {
+    std::string key = m.key() ? *m.key() : "";
+    std::cout << key << "\t" << std::string(static_cast<const char*>(m.payload()), m.len());
+    if (headers && m.headers()) {
+      std::cout << "\t";
+      for (const auto& h : m.headers()->get_all()) {
+        std::cout << h.key() << "="
+                  << std::string(static_cast<const char*>(h.value()), h.value_size()) << ";";
+      }
+    }
+    std::cout << std::endl;
+  };
   int want = std::stoi(opt["count"]);
   int timeout_ms = opt.count("timeout-ms") ? std::stoi(opt["timeout-ms"]) : 20'000;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -119,30 +134,48 @@ int Consume(std::map<std::string, std::string>& opt) {
   while (got < want && std::chrono::steady_clock::now() < deadline) {
     std::unique_ptr<RdKafka::Message> m(c->consume(200));
     if (m->err() == RdKafka::ERR_NO_ERROR) {
-      std::string key = m->key() ? *m->key() : "";
-      std::cout << key << "\t" << std::string(static_cast<const char*>(m->payload()), m->len());
-      if (opt.count("headers") && m->headers()) {
-        std::cout << "\t";
-        for (const auto& h : m->headers()->get_all()) {
-          std::cout << h.key() << "="
-                    << std::string(static_cast<const char*>(h.value()), h.value_size()) << ";";
-        }
-      }
-      std::cout << std::endl;
+      print(*m);
       ++got;
     } else if (m->err() != RdKafka::ERR__TIMED_OUT && m->err() != RdKafka::ERR__PARTITION_EOF) {
       std::cerr << "treaty-kafka-probe: consume: " << m->errstr() << "\n";
     }
   }
+  int extra = 0;
+  if (got >= want && opt.count("to-end")) {
+    // On until every assigned partition is read up to its high watermark, asked of the broker:
+    // everything the topic holds now, duplicates included, however many there are.
+    bool at_end = false;
+    while (!at_end && std::chrono::steady_clock::now() < deadline) {
+      std::vector<RdKafka::TopicPartition*> parts;
+      at_end = c->assignment(parts) == RdKafka::ERR_NO_ERROR && !parts.empty() &&
+               c->position(parts) == RdKafka::ERR_NO_ERROR;
+      for (RdKafka::TopicPartition* p : parts) {
+        int64_t low = 0, high = 0;
+        if (c->query_watermark_offsets(p->topic(), p->partition(), &low, &high, 5000) !=
+                RdKafka::ERR_NO_ERROR ||
+            (high > low && p->offset() < high)) {
+          at_end = false;
+        }
+      }
+      RdKafka::TopicPartition::destroy(parts);
+      while (!at_end) {
+        std::unique_ptr<RdKafka::Message> m(c->consume(100));
+        if (m->err() != RdKafka::ERR_NO_ERROR) break;
+        print(*m);
+        ++extra;
+      }
+    }
+    if (!at_end) {
+      std::cerr << "treaty-kafka-probe: not at the end of the topic in time\n";
+      return 1;
+    }
+  }
   int settle_ms = opt.count("settle-ms") ? std::stoi(opt["settle-ms"]) : 0;
   auto settle_end = std::chrono::steady_clock::now() + std::chrono::milliseconds(settle_ms);
-  int extra = 0;
   while (got >= want && std::chrono::steady_clock::now() < settle_end) {
     std::unique_ptr<RdKafka::Message> m(c->consume(100));
     if (m->err() == RdKafka::ERR_NO_ERROR) {
-      std::string key = m->key() ? *m->key() : "";
-      std::cout << key << "\t" << std::string(static_cast<const char*>(m->payload()), m->len())
-                << std::endl;
+      print(*m);
       ++extra;
     }
   }

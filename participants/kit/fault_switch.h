@@ -4,6 +4,7 @@
 //
 //   POST /admin/faults {"op": "commit", "action": "fail", "status": 503}   answer 503, do nothing
 //   POST /admin/faults {"op": "prepare", "action": "hang"}                 hold the call open
+//   POST /admin/faults {"op": "try", "action": "delay", "ms": 300}         answer late, as usual
 //   POST /admin/faults {"op": "commit", "action": "off"}                   behave again
 //   GET  /admin/faults
 //
@@ -19,6 +20,7 @@
 #include <optional>
 #include <string>
 
+#include "common/duration.h"
 #include "common/http/router.h"
 #include "common/thread_annotations.h"
 #include "participants/kit/protocol.h"
@@ -35,8 +37,9 @@ class FaultSwitch {
 
  private:
   struct Fault {
-    std::string action;  // "fail" or "hang"
+    std::string action;  // "fail", "hang" or "delay"
     int status = 503;
+    Duration delay{};  // "delay": how long each call waits before it is handled
   };
   Mutex mu_;
   std::condition_variable changed_;
