@@ -32,6 +32,7 @@
 #include "coordinator/saga/saga_registry.h"
 #include "coordinator/store/pg_store.h"
 #include "coordinator/store/pg_transaction_store.h"
+#include "coordinator/store/store_clock.h"
 #include "coordinator/store/store_startup.h"
 #include "coordinator/transport/http_branch_transport.h"
 #include "mqtx/kafka_message_sink.h"
@@ -77,6 +78,9 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   }
   kLog.Info("saga definitions loaded", {{"count", std::to_string(sagas.List().size())}});
   store::PgStore store(config.store.url, config.store.connect_timeout);
+  // Times that are stored or compared with stored ones follow the store's clock, not this host's.
+  store::StoreClock clock(config.store.url, config.store.connect_timeout);
+  clock.Start();
   store::PgTransactionStore tx_store(store::PgStoreOptions{
       .url = config.store.url,
       .connect_timeout = config.store.connect_timeout,
@@ -132,14 +136,19 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
           .retry = core::RetryPolicy{config.retry.initial, config.retry.max,
                                      config.retry.multiplier, config.retry.jitter},
       },
-      timed_store, transport, core::SystemClock(), core::RandomIdGenerator(), crash_points,
+      timed_store, transport, clock, core::RandomIdGenerator(), crash_points,
       {&twopc, &tcc, &saga, &msg}, &observer, kafka_sink.get());
-  core::TransactionService service(timed_store, driver, core::SystemClock(),
-                                   core::RandomIdGenerator(), crash_points, config.timeouts.prepare,
+  core::TransactionService service(timed_store, driver, clock, core::RandomIdGenerator(),
+                                   crash_points, config.timeouts.prepare,
                                    config.timeouts.msg_check_back);
 
   // The driver starts once the schema is current: recovery begins with its first poll.
   store::StoreStartup startup(store, config.retry, [&] {
+    // Nothing is stamped or found due by this host's clock: ready only once the store's is read.
+    for (Status s = clock.Read(); !s.ok(); s = clock.Read()) {
+      kLog.Warn("cannot read the store's clock yet", {{"error", s.message()}});
+      std::this_thread::sleep_for(config.retry.initial);
+    }
     for (Status s = driver.Start(); !s.ok(); s = driver.Start()) {
       kLog.Warn("cannot start the scheduler yet", {{"error", s.message()}});
       std::this_thread::sleep_for(config.retry.initial);

@@ -257,6 +257,58 @@ TEST(ConsistencyTest, ACoordinatorWhoseClockRunsAMinuteAheadTakesNoLeaseThatIsSt
   EXPECT_EQ(s.PreparedCount("orders").value(), 0);
 }
 
+TEST(ConsistencyTest, ACoordinatorWhoseClockRunsAheadAbortsNoTransactionBeforeItsDeadline) {
+#ifdef __SANITIZE_ADDRESS__
+  GTEST_SKIP() << "libfaketime cannot be preloaded ahead of the AddressSanitizer runtime";
+#endif
+  // Found by the chaos suite: a treatyd whose clock ran 20 s ahead found an unsubmitted TCC
+  // transaction of another treatyd past its deadline and aborted it while its client still
+  // registered branches. Due times are compared on the store's clock now.
+  auto stack = TreatyStack::Start();
+  ASSERT_TRUE(stack.ok()) << stack.status().message();
+  TreatyStack& s = **stack;
+  ASSERT_OK(s.SetStock("A1", 10));
+  auto skewed = Service::Start(ServiceSpec{
+      .name = "treatyd-skewed",
+      .binary = kTreatydPath,
+      .config_yaml = TestTreatydConfig(s.pg(), "", "{ initial: 50ms, max: 500ms }", "5s"),
+      .env = {{"TREATY_NODE_ID", "node-skewed"},
+              {"LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"},
+              {"FAKETIME", "+30s"},
+              {"FAKETIME_DONT_FAKE_MONOTONIC", "1"}}});
+  ASSERT_TRUE(skewed.ok()) << skewed.status().message();
+  ASSERT_TRUE(BecomesReady(**skewed));
+  // A client-driven TCC transaction with 20 s to be submitted, begun at the stack's treatyd.
+  const std::string base = s.treatyd().base_url();
+  auto begun = HttpCall("POST", base + "/v1/transactions",
+                        R"({"gid":"early-1","mode":"tcc","timeout":"20s"})");
+  ASSERT_TRUE(begun.ok() && begun->status == 201) << (begun.ok() ? begun->body : "");
+  auto reg = HttpCall("POST", base + "/v1/transactions/early-1/branches",
+                      s.InventoryTccBranch("stock", "A1", 2, /*with_try=*/false));
+  ASSERT_TRUE(reg.ok() && reg->status == 201) << (reg.ok() ? reg->body : "");
+  // The skewed treatyd looks for due work every 50 ms: once it has looked 20 times, it had
+  // every chance to take the transaction for overdue.
+  double claims = -1;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto m = HttpCall("GET", (*skewed)->base_url() + "/metrics");
+        claims = m.ok() ? Sample(m->body, "treaty_store_call_seconds_count{op=\"claim_due\"}") : -1;
+        return claims >= 20;
+      },
+      std::chrono::seconds(30)))
+      << "claims: " << claims;
+  EXPECT_EQ(StatusAt(s.treatyd(), "early-1"), "active")
+      << "a coordinator whose clock runs ahead aborted a transaction before its deadline";
+  auto tried = HttpCall("POST", TreatyStack::Url(s.inventory(), "/tcc/try"),
+                        TreatyStack::OpBody("early-1", "stock", "try", "tcc", "A1", 2));
+  ASSERT_TRUE(tried.ok() && tried->status == 200) << (tried.ok() ? tried->body : "");
+  auto submitted = HttpCall("POST", base + "/v1/transactions/early-1/submit", R"({"wait":true})");
+  ASSERT_TRUE(submitted.ok()) << submitted.status().message();
+  EXPECT_EQ(submitted->status, 200) << submitted->body;
+  EXPECT_EQ(s.WaitFinal("early-1"), "committed");
+  EXPECT_EQ(s.Stock("A1").value(), "8/0/2");
+}
+
 // treatyd's resident memory in KiB (VmRSS), or -1.
 int64_t RssKib(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");

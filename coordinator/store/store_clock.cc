@@ -1,0 +1,90 @@
+#include "coordinator/store/store_clock.h"
+
+#include <cstdlib>
+#include <pqxx/pqxx>
+
+#include "common/log.h"
+
+namespace treaty::store {
+namespace {
+
+const Logger kLog("treatyd");
+
+int64_t MicrosSinceEpoch(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+StoreClock::StoreClock(std::string url, Duration connect_timeout, Duration interval)
+    : url_(std::move(url)), connect_timeout_(connect_timeout), interval_(interval) {}
+
+StoreClock::~StoreClock() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (reader_.joinable()) reader_.join();
+}
+
+void StoreClock::Start() {
+  reader_ = std::thread([this] { Run(); });
+}
+
+core::TimePoint StoreClock::Now() {
+  return std::chrono::system_clock::now() + std::chrono::microseconds(offset_us_.load());
+}
+
+core::MonoTime StoreClock::Monotonic() { return std::chrono::steady_clock::now(); }
+
+Duration StoreClock::Offset() const {
+  return std::chrono::duration_cast<Duration>(std::chrono::microseconds(offset_us_.load()));
+}
+
+Status StoreClock::Read() {
+  try {
+    const int64_t timeout_s = std::max<int64_t>(
+        1, std::chrono::duration_cast<std::chrono::seconds>(connect_timeout_).count());
+    pqxx::connection conn(url_ + (url_.find('?') == std::string::npos ? "?" : "&") +
+                          "connect_timeout=" + std::to_string(timeout_s));
+    // Three readings on the same connection; the one with the shortest round trip is the
+    // most precise.
+    int64_t best_rtt = -1, best_offset = 0;
+    for (int i = 0; i < 3; ++i) {
+      pqxx::nontransaction tx(conn);
+      const auto sent = std::chrono::system_clock::now();
+      pqxx::result r = tx.exec("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint");
+      const auto received = std::chrono::system_clock::now();
+      const int64_t rtt = MicrosSinceEpoch(received) - MicrosSinceEpoch(sent);
+      const int64_t midpoint = MicrosSinceEpoch(sent) + rtt / 2;
+      if (best_rtt < 0 || rtt < best_rtt) {
+        best_rtt = rtt;
+        best_offset = r[0][0].as<int64_t>() - midpoint;
+      }
+    }
+    const int64_t before = offset_us_.exchange(best_offset);
+    // Said once when it becomes large (or changes a lot): an operator should fix the host's clock.
+    if (std::llabs(best_offset - before) > 500000 && std::llabs(best_offset) > 500000) {
+      kLog.Warn("this host's clock differs from the store's; times follow the store's",
+                {{"offset_ms", std::to_string(best_offset / 1000)},
+                 {"round_trip_us", std::to_string(best_rtt)}});
+    }
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return Status::Unavailable(std::string("reading the store's clock: ") + e.what());
+  }
+}
+
+void StoreClock::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    Status s = Read();
+    if (!s.ok()) kLog.Debug("cannot read the store's clock now", {{"error", s.message()}});
+    lock.lock();
+    wake_.wait_for(lock, interval_, [this] { return stopping_; });
+  }
+}
+
+}  // namespace treaty::store
