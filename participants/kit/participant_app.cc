@@ -118,6 +118,10 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
   for (int attempt = 0; attempt < 60 && !schema.ok(); ++attempt) {
     auto r = pool.Run<bool>([&](pqxx::connection& c) -> Result<bool> {
       pqxx::work w(c);
+      // A prepared transaction this service left when it stopped holds locks on its tables
+      // until the coordinator's commit or abort reaches this very service: the DDL (CREATE
+      // INDEX IF NOT EXISTS locks the table before it looks) must not wait for it.
+      w.exec("SET LOCAL lock_timeout = '2s'");
       w.exec(TwoPhaseResource::SchemaSql());
       w.exec(Barrier::SchemaSql());
       w.exec(Outbox::SchemaSql());
@@ -127,6 +131,25 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
       return true;
     });
     schema = r.ok() ? Status::Ok() : r.status();
+    if (!schema.ok()) {
+      // The schema is there from an earlier start: serve, and finish what holds the lock.
+      auto present = pool.Run<bool>([](pqxx::connection& c) -> Result<bool> {
+        pqxx::read_transaction t(c);
+        return t
+            .exec(
+                "SELECT to_regclass('treaty_2pc_branches') IS NOT NULL AND "
+                "to_regclass('treaty_barrier') IS NOT NULL AND "
+                "to_regclass('treaty_outbox') IS NOT NULL AND "
+                "to_regclass('treaty_inbox') IS NOT NULL")[0][0]
+            .as<bool>();
+      });
+      if (present.ok() && *present) {
+        log.Warn("schema present, not updated: a lock is held (a prepared transaction?)",
+                 {{"error", schema.message()}});
+        schema = Status::Ok();
+        break;
+      }
+    }
     if (!schema.ok()) {
       log.Warn("database not ready; retrying", {{"error", schema.message()}});
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
