@@ -163,6 +163,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
           .max_branches = static_cast<size_t>(config.limits.max_branches),
           .max_payload_bytes = static_cast<size_t>(config.limits.max_payload_bytes),
           .allowlist = std::make_shared<api::UrlAllowlist>(config.participants.allow),
+          .clock = &clock,
       });
   api::OperatorEndpoints endpoints{
       .health =

@@ -160,7 +160,7 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
 
 ApiResponse TransactionsApi::BeginAndAnswer(core::BeginRequest req, std::string canonical_json,
                                             bool wait) {
-  const core::TimePoint received = std::chrono::system_clock::now();
+  const core::TimePoint received = Now();
   req.request_digest = Sha1Hex(canonical_json);
   req.request_json = std::move(canonical_json);
   req.wait = wait;
@@ -210,7 +210,7 @@ ApiResponse TransactionsApi::ChangeAndAnswer(
   if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
   bool rolled_back = false;
   if (auto e = GetBool(*body, "rolled_back", &rolled_back)) return BadField(*e);
-  const core::TimePoint received = std::chrono::system_clock::now();
+  const core::TimePoint received = Now();
   auto tx = change(r.path_params.at("gid"), wait, rolled_back);
   if (!tx.ok()) return FromStatus(tx.status());
   if (!wait) return Json(202, Outcome(*tx));
@@ -252,7 +252,7 @@ ApiResponse TransactionsApi::Get(const ApiRequest& r) {
 
 ApiResponse TransactionsApi::List(const ApiRequest& r) {
   core::ListFilter f;
-  const core::TimePoint now = std::chrono::system_clock::now();
+  const core::TimePoint now = Now();
   for (const auto& [key, value] : r.query) {
     if (key == "status") {
       f.status = core::ParseStatus(value);

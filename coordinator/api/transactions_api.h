@@ -21,6 +21,7 @@
 #include "common/duration.h"
 #include "common/http/router.h"
 #include "coordinator/api/url_allowlist.h"
+#include "coordinator/core/environment.h"
 #include "coordinator/core/processor_registry.h"
 #include "coordinator/core/transaction_service.h"
 #include "coordinator/saga/saga_registry.h"
@@ -39,6 +40,9 @@ struct TransactionsApiOptions {
   size_t max_payload_bytes = 64 << 10;  // one branch's payload, one message's value
   // The participants that may be called; null: any (unit tests).
   std::shared_ptr<const UrlAllowlist> allowlist;
+  // What "now" is when compared with stored times (a wait's end, a list's age filters): the
+  // store's clock in treatyd, as the core's; null: this host's clock (unit tests).
+  core::Clock* clock = nullptr;
 };
 
 class TransactionsApi {
@@ -52,6 +56,9 @@ class TransactionsApi {
   void Register(Router& router);
 
  private:
+  core::TimePoint Now() const {
+    return options_.clock != nullptr ? options_.clock->Now() : std::chrono::system_clock::now();
+  }
   ApiResponse Begin(const ApiRequest& r);
   ApiResponse AddBranch(const ApiRequest& r);
   ApiResponse Submit(const ApiRequest& r);

@@ -125,6 +125,8 @@ Status TransactionDriver::Context::Transition(Transaction& tx, TxStatus to,
     auto stored = d_.store_.Load(tx.gid, /*with_log=*/false);
     if (!stored.ok()) return stored.status();  // the next drive loads it afresh
     tx.ops = std::move(stored->ops);
+    tx.submitted = stored->submitted;
+    tx.deadline = stored->deadline;
   }
   return Status::Ok();
 }

@@ -4,6 +4,7 @@
 #include <pqxx/pqxx>
 
 #include "common/log.h"
+#include "common/pg/pg_pool.h"
 
 namespace treaty::store {
 namespace {
@@ -44,19 +45,19 @@ Duration StoreClock::Offset() const {
 
 Status StoreClock::Read() {
   try {
-    const int64_t timeout_s = std::max<int64_t>(
-        1, std::chrono::duration_cast<std::chrono::seconds>(connect_timeout_).count());
-    pqxx::connection conn(url_ + (url_.find('?') == std::string::npos ? "?" : "&") +
-                          "connect_timeout=" + std::to_string(timeout_s));
-    // Three readings on the same connection; the one with the shortest round trip is the
-    // most precise.
+    pqxx::connection conn(pg::WithConnectTimeout(url_, connect_timeout_));
+    pqxx::nontransaction(conn).exec("SET statement_timeout = 2000");
+    // Three readings on the same connection; the one with the shortest round trip (measured on
+    // the monotonic clock: a step of the wall clock cannot make it negative) is the most precise.
     int64_t best_rtt = -1, best_offset = 0;
     for (int i = 0; i < 3; ++i) {
       pqxx::nontransaction tx(conn);
       const auto sent = std::chrono::system_clock::now();
+      const auto sent_mono = std::chrono::steady_clock::now();
       pqxx::result r = tx.exec("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint");
-      const auto received = std::chrono::system_clock::now();
-      const int64_t rtt = MicrosSinceEpoch(received) - MicrosSinceEpoch(sent);
+      const int64_t rtt = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::steady_clock::now() - sent_mono)
+                              .count();
       const int64_t midpoint = MicrosSinceEpoch(sent) + rtt / 2;
       if (best_rtt < 0 || rtt < best_rtt) {
         best_rtt = rtt;

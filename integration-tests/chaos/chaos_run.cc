@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <pqxx/pqxx>
 #include <sstream>
+#include <thread>
 
 #include "integration-tests/chaos/chaos_cluster.h"
 #include "integration-tests/chaos/nemesis.h"
@@ -33,6 +34,7 @@ Result<Rows> Query(harness::PgCluster& pg, const std::string& db, const std::str
   }
 }
 
+// -1 when the database cannot answer.
 int64_t Count(harness::PgCluster& pg, const std::string& db, const std::string& sql) {
   auto v = pg.QueryValue(db, sql);
   return v.ok() && !v->empty() ? std::stoll(*v) : -1;
@@ -123,9 +125,12 @@ Result<Observations> Observe(ChaosCluster& c, std::map<std::string, int64_t> ini
   if (!payments.ok()) return payments.status();
   for (auto& r : *payments) seen.payments.push_back({r[0], r[1], r[2]});
   for (const char* db : {"orders", "inventory"}) {
-    seen.prepared[db] = static_cast<int>(
+    int64_t n =
         Count(pg, db,
-              std::string("SELECT count(*) FROM pg_prepared_xacts WHERE database = '") + db + "'"));
+              std::string("SELECT count(*) FROM pg_prepared_xacts WHERE database = '") + db + "'");
+    if (n < 0)
+      return Status::Unavailable(std::string("cannot count prepared transactions in ") + db);
+    seen.prepared[db] = static_cast<int>(n);
   }
   auto outbox = Query(pg, "orders",
                       "SELECT id, event_id, aggregate_key, event_type, status FROM treaty_outbox "
@@ -206,6 +211,11 @@ Result<RunReport> RunChaos(const RunConfig& config) {
     return ran;
   }
   (*history)->Append(HistoryEvent{.type = "healed"});
+  Quiesce(c, config);
+  // A coordinator just resumed may still act on what it knew before its pause: a call it had
+  // begun, a record it was about to write. None outlives its lease and one call's budget (the
+  // fence and the call budget see to that), so what is read after that long is what stays.
+  std::this_thread::sleep_for(lease + std::chrono::milliseconds(900));
   Quiesce(c, config);
   auto seen = Observe(c, std::move(*initial));
   if (!seen.ok()) return seen.status();

@@ -51,6 +51,11 @@ std::string StatusIn(const Observations& seen, const std::string& gid) {
 
 // 1. Every transaction the store holds, and every one a client saw accepted, is final.
 void CheckFinal(const std::map<std::string, Tx>& txs, const Observations& seen, Report& r) {
+  for (const auto& [gid, status] : seen.final_status) {
+    if (!txs.count(gid) && !IsFinal(status)) {
+      r.Add(1, gid, "still " + status + " after the quiescence bound (not in the history)");
+    }
+  }
   for (const auto& [gid, tx] : txs) {
     std::string status = StatusIn(seen, gid);
     if (status.empty()) {
@@ -230,12 +235,21 @@ void CheckEvents(const Observations& seen, Report& r) {
   }
 }
 
+// The outcome an accepted answer promises: its final status, or the decision it reports
+// (an accepted abort, "aborting", must end aborted; "committing", committed). Empty: none.
+std::string Promised(const std::string& status) {
+  if (status == "committed" || status == "committing") return "committed";
+  if (status == "aborted" || status == "aborting") return "aborted";
+  return "";
+}
+
 // 6. No answer a client got contradicts the final state.
 void CheckAnswers(const std::map<std::string, Tx>& txs, const Observations& seen, Report& r) {
   for (const auto& [gid, tx] : txs) {
     std::string status = StatusIn(seen, gid);
     for (const HistoryEvent* a : tx.answers) {
-      if (a->http / 100 != 2 || !IsFinal(a->status) || a->status == status) continue;
+      std::string promised = Promised(a->status);
+      if (a->http / 100 != 2 || promised.empty() || promised == status) continue;
       r.Add(6, gid,
             "a client was answered " + a->status + " (" + a->action +
                 " at t=" + std::to_string(a->t_ms) + " ms) but it ended " +

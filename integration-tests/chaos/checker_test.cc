@@ -133,5 +133,17 @@ TEST_F(Consistent, AnAnswerTheOutcomeContradictsBreaksInvariant6) {
   EXPECT_TRUE(Finds(6, "g2"));
 }
 
+TEST_F(Consistent, AnAcceptedAbortOfATransactionThatCommittedBreaksInvariant6) {
+  history.push_back(Answer("g4", "abort", 202, "aborting"));
+  EXPECT_FALSE(Finds(6, "g4")) << "g4 ended aborted, as its accepted abort promised";
+  history.push_back(Answer("g1", "abort", 202, "aborting"));
+  EXPECT_TRUE(Finds(6, "g1")) << "an abort was accepted, and the transaction committed";
+}
+
+TEST_F(Consistent, AnUnfinishedTransactionOutsideTheHistoryBreaksInvariant1) {
+  seen.final_status["stray"] = "prepared";
+  EXPECT_TRUE(Finds(1, "stray"));
+}
+
 }  // namespace
 }  // namespace treaty::chaos

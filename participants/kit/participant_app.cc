@@ -131,7 +131,7 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
       return true;
     });
     schema = r.ok() ? Status::Ok() : r.status();
-    if (!schema.ok()) {
+    if (!schema.ok() && schema.message().find("lock timeout") != std::string::npos) {
       // The schema is there from an earlier start: serve, and finish what holds the lock.
       auto present = pool.Run<bool>([](pqxx::connection& c) -> Result<bool> {
         pqxx::read_transaction t(c);
