@@ -20,14 +20,6 @@
 namespace treaty::harness {
 namespace {
 
-// Whether the process is stopped (SIGSTOP): state "T" in /proc/<pid>/stat.
-bool Stopped(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  size_t paren = text.rfind(')');
-  return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'T';
-}
-
 // Whether a log line of `s` names both `what` and `gid`.
 bool Logged(Service& s, const std::string& what, const std::string& gid) {
   std::istringstream log(s.process().ReadLog());
@@ -88,7 +80,7 @@ TEST(ConsistencyTest, ACoordinatorPausedPastItsLeaseLeavesNoStepOfAnAbortedSagaA
                           R"("input":{"sku":"A1","qty":2,"card":"4242"}})");
   ASSERT_TRUE(started.ok() && started->status == 201) << (started.ok() ? started->body : "");
   const pid_t a = s.treatyd().process().pid();
-  ASSERT_TRUE(WaitUntil([&] { return Stopped(a); }, std::chrono::seconds(30)));
+  ASSERT_TRUE(WaitUntil([&] { return IsStopped(a); }, std::chrono::seconds(30)));
 
   // Meanwhile the client gives up on the order; B takes the saga over once A's lease ran out and
   // compensates it.
@@ -212,6 +204,28 @@ double Sample(const std::string& metrics, const std::string& series) {
   return std::stod(metrics.substr(at + series.size() + 2));
 }
 
+// Waits (30 s at most) until `treatyd` has looked for due work `times` times (its claim_due
+// store calls): it had every chance to take what it might wrongly find due.
+bool LookedForDueWork(Service& treatyd, int times) {
+  double claims = -1;
+  bool looked = WaitUntil(
+      [&] {
+        auto m = HttpCall("GET", treatyd.base_url() + "/metrics");
+        claims = m.ok() ? Sample(m->body, "treaty_store_call_seconds_count{op=\"claim_due\"}") : -1;
+        return claims >= times;
+      },
+      std::chrono::seconds(30));
+  if (!looked) ADD_FAILURE() << "claims: " << claims;
+  return looked;
+}
+
+// A second treatyd's environment: node "node-skewed", its clock `offset` off (libfaketime).
+std::vector<std::pair<std::string, std::string>> SkewedNode(const std::string& offset) {
+  auto env = ClockSkewEnv(offset);
+  env.emplace_back("TREATY_NODE_ID", "node-skewed");
+  return env;
+}
+
 TEST(ConsistencyTest, ACoordinatorWhoseClockRunsAMinuteAheadTakesNoLeaseThatIsStillRunning) {
 #ifdef __SANITIZE_ADDRESS__
   GTEST_SKIP() << "libfaketime cannot be preloaded ahead of the AddressSanitizer runtime";
@@ -228,21 +242,10 @@ TEST(ConsistencyTest, ACoordinatorWhoseClockRunsAMinuteAheadTakesNoLeaseThatIsSt
       .name = "treatyd-skewed",
       .binary = kTreatydPath,
       .config_yaml = TestTreatydConfig(s.pg(), "", "{ initial: 50ms, max: 500ms }", "30s"),
-      .env = {{"TREATY_NODE_ID", "node-skewed"},
-              {"LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"},
-              {"FAKETIME", "+60s"},
-              {"FAKETIME_DONT_FAKE_MONOTONIC", "1"}}});
+      .env = SkewedNode("+60s")});
   ASSERT_TRUE(skewed.ok()) << skewed.status().message();
   // It looks for due work every 50 ms: once it has looked 20 times, it had every chance.
-  double claims = -1;
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        auto m = HttpCall("GET", (*skewed)->base_url() + "/metrics");
-        claims = m.ok() ? Sample(m->body, "treaty_store_call_seconds_count{op=\"claim_due\"}") : -1;
-        return claims >= 20;
-      },
-      std::chrono::seconds(30)))
-      << "claims: " << claims;
+  ASSERT_TRUE(LookedForDueWork(**skewed, 20));
   EXPECT_EQ(s.pg()
                 .QueryValue("treaty",
                             "SELECT split_part(owner, '#', 1) FROM treaty.transactions WHERE gid = "
@@ -294,10 +297,7 @@ TEST(ConsistencyTest, ACoordinatorWhoseClockRunsAheadAbortsNoTransactionBeforeIt
       .name = "treatyd-skewed",
       .binary = kTreatydPath,
       .config_yaml = TestTreatydConfig(s.pg(), "", "{ initial: 50ms, max: 500ms }", "5s"),
-      .env = {{"TREATY_NODE_ID", "node-skewed"},
-              {"LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"},
-              {"FAKETIME", "+30s"},
-              {"FAKETIME_DONT_FAKE_MONOTONIC", "1"}}});
+      .env = SkewedNode("+30s")});
   ASSERT_TRUE(skewed.ok()) << skewed.status().message();
   ASSERT_TRUE(BecomesReady(**skewed));
   // A client-driven TCC transaction with 20 s to be submitted, begun at the stack's treatyd.
@@ -310,15 +310,7 @@ TEST(ConsistencyTest, ACoordinatorWhoseClockRunsAheadAbortsNoTransactionBeforeIt
   ASSERT_TRUE(reg.ok() && reg->status == 201) << (reg.ok() ? reg->body : "");
   // The skewed treatyd looks for due work every 50 ms: once it has looked 20 times, it had
   // every chance to take the transaction for overdue.
-  double claims = -1;
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        auto m = HttpCall("GET", (*skewed)->base_url() + "/metrics");
-        claims = m.ok() ? Sample(m->body, "treaty_store_call_seconds_count{op=\"claim_due\"}") : -1;
-        return claims >= 20;
-      },
-      std::chrono::seconds(30)))
-      << "claims: " << claims;
+  ASSERT_TRUE(LookedForDueWork(**skewed, 20));
   EXPECT_EQ(StatusAt(s.treatyd(), "early-1"), "active")
       << "a coordinator whose clock runs ahead aborted a transaction before its deadline";
   auto tried = HttpCall("POST", TreatyStack::Url(s.inventory(), "/tcc/try"),

@@ -2,8 +2,6 @@
 
 #include <csignal>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 
 #include "integration-tests/harness/binaries.h"
 #include "integration-tests/harness/http_client.h"
@@ -14,8 +12,6 @@ namespace {
 
 using harness::Service;
 using harness::ServiceSpec;
-
-constexpr const char* kFakeTime = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 std::string ParticipantYaml(const harness::PgCluster& pg, const std::string& db, uint16_t port,
                             const std::string& coordinator, const std::string& kafka) {
@@ -46,11 +42,10 @@ std::vector<std::pair<std::string, std::string>> ChaosCluster::CoordinatorEnv(
   std::vector<std::pair<std::string, std::string>> env = saga_env_;
   env.emplace_back("TREATY_NODE_ID", "node-" + std::to_string(i));
   if (skew_seconds != 0) {
-    env.emplace_back("LD_PRELOAD", kFakeTime);
-    env.emplace_back("FAKETIME",
-                     (skew_seconds > 0 ? "+" : "") + std::to_string(skew_seconds) + "s");
     // Leases are reckoned on the monotonic clock and by the store's; only wall time is off.
-    env.emplace_back("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    auto skew =
+        harness::ClockSkewEnv((skew_seconds > 0 ? "+" : "") + std::to_string(skew_seconds) + "s");
+    env.insert(env.end(), skew.begin(), skew.end());
   }
   return env;
 }
@@ -231,11 +226,7 @@ bool ChaosCluster::Alive(const std::string& target) {
 }
 
 bool ChaosCluster::Stopped(int coordinator) {
-  pid_t pid = coordinators_[coordinator]->process().pid();
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  size_t paren = text.rfind(')');
-  return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'T';
+  return harness::IsStopped(coordinators_[coordinator]->process().pid());
 }
 
 Status ChaosCluster::RestartStore(bool immediate) {

@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <pqxx/pqxx>
 #include <sstream>
-#include <thread>
 
 #include "integration-tests/chaos/chaos_cluster.h"
 #include "integration-tests/chaos/nemesis.h"
@@ -213,9 +212,17 @@ Result<RunReport> RunChaos(const RunConfig& config) {
   (*history)->Append(HistoryEvent{.type = "healed"});
   Quiesce(c, config);
   // A coordinator just resumed may still act on what it knew before its pause: a call it had
-  // begun, a record it was about to write. None outlives its lease and one call's budget (the
-  // fence and the call budget see to that), so what is read after that long is what stays.
-  std::this_thread::sleep_for(lease + std::chrono::milliseconds(900));
+  // begun, a record it was about to write. No call starts without its whole budget on a lease,
+  // and no record is written past one (the fence), so once no lease runs by the store's clock,
+  // what is read is what stays.
+  if (!harness::WaitUntil(
+          [&] {
+            return Count(c.pg(), "treaty",
+                         "SELECT count(*) FROM treaty.transactions WHERE lease_until > now()") == 0;
+          },
+          std::chrono::seconds(60), std::chrono::milliseconds(250))) {
+    std::cerr << "chaos: not quiet within the bound: leases still running\n";
+  }
   Quiesce(c, config);
   auto seen = Observe(c, std::move(*initial));
   if (!seen.ok()) return seen.status();

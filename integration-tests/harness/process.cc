@@ -62,6 +62,13 @@ void SetFailureCheck(std::function<bool()> failed) {
   g_failed = std::move(failed);
 }
 
+bool IsStopped(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  size_t paren = text.rfind(')');
+  return paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] == 'T';
+}
+
 bool WaitUntil(const std::function<bool()>& condition, Duration timeout, Duration poll) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {

@@ -89,6 +89,9 @@ bool WaitUntil(const std::function<bool()>& condition, Duration timeout,
 // leave none of.
 std::vector<pid_t> ProcessesUsing(const std::string& dir);
 
+// Whether the process is stopped (SIGSTOP): state "T" in /proc/<pid>/stat.
+bool IsStopped(pid_t pid);
+
 // A TCP port on 127.0.0.1 that was free a moment ago.
 Result<uint16_t> FreePort();
 

@@ -129,6 +129,12 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
   return s;
 }
 
+std::vector<std::pair<std::string, std::string>> ClockSkewEnv(const std::string& offset) {
+  return {{"LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"},
+          {"FAKETIME", offset},
+          {"FAKETIME_DONT_FAKE_MONOTONIC", "1"}};
+}
+
 std::string PlaceOrderSagaFile() {
   return std::string(kSourceDir) + "/config/sagas/place-order.yaml";
 }

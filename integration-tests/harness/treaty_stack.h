@@ -102,6 +102,10 @@ class TreatyStack {
 // Waits (up to 30 s) until a treatyd answers /readyz with 200.
 bool BecomesReady(Service& treatyd);
 
+// The environment that runs a process with its wall clock `offset` off ("+30s", "-20s"), through
+// libfaketime; its monotonic clock stays true.
+std::vector<std::pair<std::string, std::string>> ClockSkewEnv(const std::string& offset);
+
 // config/sagas/place-order.yaml in the source tree.
 std::string PlaceOrderSagaFile();
 
