@@ -14,12 +14,22 @@
 
 namespace treaty::core {
 
+// What one op of a branch does differently from the branch's other ops (saga: the compensation's
+// own payload, timeout and retry policy).
+struct OpSettings {
+  std::optional<std::string> payload_json;
+  std::optional<Duration> timeout;
+  std::optional<OpRetry> retry;
+};
+
 struct BranchSpec {
   std::string id;
   std::map<std::string, std::string> urls;  // op -> URL, e.g. "prepare" -> http://...
   std::string payload_json = "{}";
   std::optional<Duration> timeout;
-  std::vector<std::string> after;  // saga: steps that must succeed first
+  std::vector<std::string> after;                 // saga: steps that must succeed first
+  std::optional<OpRetry> retry;                   // saga: the action's retry policy
+  std::map<std::string, OpSettings> op_settings;  // per op, over the fields above (saga only)
 };
 
 // A half message of a msg transaction.

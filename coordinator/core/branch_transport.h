@@ -18,6 +18,7 @@ struct BranchCall {
   std::string branch_id;
   std::string op;
   Duration timeout;
+  bool wants_json_body = false;  // fill BranchReply::json_body
 };
 
 struct BranchReply {
@@ -30,6 +31,8 @@ struct BranchReply {
   int http_status = 0;  // 0 when no HTTP answer came
   std::string detail;   // the answer's body or the error, shortened, for logs and last_error
   std::chrono::microseconds elapsed{0};  // how long the call took
+  // With BranchCall::wants_json_body: a 2xx answer's whole body when it is valid JSON; else "".
+  std::string json_body;
 };
 
 // The protocol: 2xx done, 409 refused, everything else unknown.

@@ -15,7 +15,8 @@ std::string ErrorText(const BranchReply& r) {
 }  // namespace
 
 Status TransactionDriver::Context::CallOps(Transaction& tx, const std::vector<size_t>& indexes,
-                                           std::optional<TimePoint> not_after) {
+                                           const CallOptions& options) {
+  const std::optional<TimePoint>& not_after = options.not_after;
   // The previous round's outcomes are durable before any new call: a saga's next step must not
   // run while the store could still show the step it depends on as not done (after a crash,
   // compensation targets the steps whose prerequisites are stored as succeeded).
@@ -28,8 +29,8 @@ Status TransactionDriver::Context::CallOps(Transaction& tx, const std::vector<si
   }
   std::vector<BranchCall> calls;
   calls.reserve(indexes.size());
-  for (size_t i : indexes) {
-    const BranchOp& op = tx.ops[i];
+  for (size_t k = 0; k < indexes.size(); ++k) {
+    const BranchOp& op = tx.ops[indexes[k]];
     // A call may not outlast the lease known to run, or another coordinator could take the
     // transaction over while this one still waits. The budget is the whole call's, the
     // transport's wait for a thread and its retry included.
@@ -39,9 +40,16 @@ Status TransactionDriver::Context::CallOps(Transaction& tx, const std::vector<si
       const auto until = std::chrono::duration_cast<Duration>(*not_after - Now());
       timeout = std::min(timeout, std::max(until, Duration(1)));
     }
+    const std::string& payload =
+        k < options.payloads.size() ? options.payloads[k] : op.payload_json;
     calls.push_back(BranchCall{
-        op.url, protocol::CallBody(tx.gid, op.branch_id, op.op, ModeName(tx.mode), op.payload_json),
-        tx.gid, op.branch_id, op.op, timeout});
+        .url = op.url,
+        .body = protocol::CallBody(tx.gid, op.branch_id, op.op, ModeName(tx.mode), payload),
+        .gid = tx.gid,
+        .branch_id = op.branch_id,
+        .op = op.op,
+        .timeout = timeout,
+        .wants_json_body = options.keep_outputs});
   }
   const TimePoint started = Now();
   std::vector<BranchReply> replies = d_.transport_.CallAll(calls);
@@ -55,6 +63,15 @@ Status TransactionDriver::Context::CallOps(Transaction& tx, const std::vector<si
       case BranchReply::Outcome::kDone:
         op.status = OpStatus::kSucceeded;
         op.last_error.clear();
+        if (options.keep_outputs && op.output_json.empty()) {
+          if (r.json_body.size() <= kMaxOutputBytes) {
+            op.output_json = r.json_body;
+          } else {
+            op.last_error = "its answer (" + std::to_string(r.json_body.size()) +
+                            " bytes) is over the " + std::to_string(kMaxOutputBytes) +
+                            " bytes kept as a step's output: not kept";
+          }
+        }
         break;
       case BranchReply::Outcome::kRefused:
         op.status = OpStatus::kRefused;
@@ -139,6 +156,15 @@ Status TransactionDriver::Context::SetAttention(Transaction& tx, const std::stri
   Renewed(sent);
   tx.attention = attention;
   return s;
+}
+
+Duration TransactionDriver::Context::Backoff(int attempts, const std::optional<OpRetry>& retry) {
+  RetryPolicy policy = d_.options_.retry;
+  if (retry && retry->backoff) policy.initial = *retry->backoff;
+  if (retry && retry->max_backoff) policy.max = *retry->max_backoff;
+  if (policy.max < policy.initial) policy.max = policy.initial;
+  // No jitter: the same op gives the same due time at every drive that looks at it.
+  return policy.Backoff(std::max(1, attempts), 0.5);
 }
 
 Status TransactionDriver::Context::RetryLater(Transaction& tx, int attempts,

@@ -25,7 +25,8 @@ class TransactionDriver::Context : public DriveContext {
   TimePoint Now() override { return d_.clock_.Now(); }
 
   Status CallOps(Transaction& tx, const std::vector<size_t>& indexes,
-                 std::optional<TimePoint> not_after) override;
+                 const CallOptions& options) override;
+  Duration Backoff(int attempts, const std::optional<OpRetry>& retry) override;
 
   Status PublishOps(Transaction& tx, const std::vector<size_t>& indexes,
                     std::vector<OutboundMessage> messages) override;

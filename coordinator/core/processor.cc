@@ -55,16 +55,33 @@ Status Processor::CheckBranch(const BranchSpec& b, int position, bool registered
                                      std::string(ModeName(mode())));
     }
   }
+  if (!TakesOpPolicies() && (b.retry || !b.op_settings.empty())) {
+    return Status::InvalidArgument("branch " + b.id + ": retry policies apply to saga steps only");
+  }
+  for (const auto& [op, settings] : b.op_settings) {
+    if (!b.urls.count(op)) {
+      return Status::InvalidArgument("branch " + b.id + ": settings for " + op +
+                                     ", which the branch has no URL for");
+    }
+  }
   for (const std::string& op : BranchOps()) {
     auto it = b.urls.find(op);
     if (it == b.urls.end()) continue;
-    ops->push_back(BranchOp{.branch_id = b.id,
-                            .op = op,
-                            .position = position,
-                            .url = it->second,
-                            .payload_json = b.payload_json,
-                            .timeout = b.timeout,
-                            .after = b.after});
+    BranchOp o{.branch_id = b.id,
+               .op = op,
+               .position = position,
+               .url = it->second,
+               .payload_json = b.payload_json,
+               .timeout = b.timeout,
+               .after = b.after};
+    // The branch's retry policy is its first op's (a saga's action); later ops have their own.
+    if (op == BranchOps().front()) o.retry = b.retry;
+    if (auto s = b.op_settings.find(op); s != b.op_settings.end()) {
+      if (s->second.payload_json) o.payload_json = *s->second.payload_json;
+      if (s->second.timeout) o.timeout = s->second.timeout;
+      if (s->second.retry) o.retry = s->second.retry;
+    }
+    ops->push_back(std::move(o));
   }
   return Status::Ok();
 }
@@ -93,6 +110,24 @@ Status Processor::Plan(const BeginRequest& r, const PlanDefaults& defaults, Tran
   tx.deadline = now + r.timeout.value_or(defaults.timeout);
   // A begun transaction waits for its client; if never submitted, it is due at its deadline.
   tx.next_attempt_at = tx.submitted ? now : tx.deadline;
+  return Status::Ok();
+}
+
+Status Processor::CanForce(const Transaction& tx, TxStatus to) const {
+  if (IsFinal(tx.status)) {
+    return Status::Conflict("it is " + std::string(StatusName(tx.status)) + " already");
+  }
+  if (to == TxStatus::kCommitted && tx.status != TxStatus::kCommitting) {
+    return Status::Conflict("commit was never decided (it is " +
+                            std::string(StatusName(tx.status)) +
+                            "): forcing it committed could contradict participants that were "
+                            "told, or will be told, to abort; force it aborted instead");
+  }
+  if (to == TxStatus::kAborted && tx.status == TxStatus::kCommitting) {
+    return Status::Conflict(
+        "commit was decided (it is committing): participants may have committed already; "
+        "force it committed instead");
+  }
   return Status::Ok();
 }
 

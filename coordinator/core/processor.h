@@ -23,11 +23,28 @@ class DriveContext {
 
   virtual TimePoint Now() = 0;
 
+  struct CallOptions {
+    // No call runs past it (an answer due later is no answer).
+    std::optional<TimePoint> not_after;
+    // When not empty, payloads[k] is sent to the op at indexes[k] instead of its stored payload
+    // (a saga step's payload built from earlier steps' outputs).
+    std::vector<std::string> payloads;
+    // Keep each 2xx answer that is JSON (at most kMaxOutputBytes) as the op's output_json.
+    bool keep_outputs = false;
+  };
+
   // Calls the ops at `indexes` in parallel, counts the attempt, and records each outcome
-  // (succeeded / refused / still pending with the error) durably before updating tx.ops. With
-  // `not_after`, no call runs past it (an answer due later is no answer).
+  // (succeeded / refused / still pending with the error) durably before updating tx.ops.
   virtual Status CallOps(Transaction& tx, const std::vector<size_t>& indexes,
-                         std::optional<TimePoint> not_after = std::nullopt) = 0;
+                         const CallOptions& options) = 0;
+  Status CallOps(Transaction& tx, const std::vector<size_t>& indexes) {
+    return CallOps(tx, indexes, CallOptions{});
+  }
+
+  // The delay before retrying an op after `attempts` attempts: treaty.yaml's retry policy, with
+  // what `retry` (the op's own policy, when given) sets instead; without jitter, so that every
+  // drive computes the same due time for the same op.
+  virtual Duration Backoff(int attempts, const std::optional<OpRetry>& retry) = 0;
 
   // Makes tx.status -> `to` durable (with a decision-log row) iff the store still has tx.status;
   // then updates tx. Conflict when another actor moved the transaction first.
@@ -82,6 +99,16 @@ class Processor {
 
   // Whether a branch may name the branches that must succeed before it runs ("after").
   virtual bool OrdersBranches() const { return false; }
+
+  // Whether a branch may carry its own retry policy and per-op settings (BranchSpec::retry,
+  // op_settings).
+  virtual bool TakesOpPolicies() const { return false; }
+
+  // Whether an operator may force `tx` to `to` (committed or aborted) now, without the calls
+  // still due: Conflict, saying why, where that could contradict what was decided or done. The
+  // default: an unfinished transaction may be forced aborted until commit is decided, and
+  // committed once it is (committing).
+  virtual Status CanForce(const Transaction& tx, TxStatus to) const;
 
   // Turns a begin request into the transaction to store. `tx` comes with its gid, mode,
   // created_at, updated_at, definition and request fields set; Plan sets status, submitted,

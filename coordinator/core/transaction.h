@@ -53,6 +53,23 @@ struct OpCall {
 // How many of an op's calls are kept (the latest): a store row stays bounded whatever the retries.
 inline constexpr size_t kMaxOpCallsKept = 10;
 
+// A saga step's own retry policy for one op (docs/sagas.md); what it leaves unset comes from
+// treaty.yaml's `retry`.
+struct OpRetry {
+  // Forward actions: calls with no definite answer before the step gives up and the saga
+  // compensates. Compensations, which never give up: calls before the transaction is flagged for
+  // attention. 0: no limit (actions) or the default 5 (compensations).
+  int attempts = 0;
+  std::optional<Duration> backoff;      // the delay after the first attempt
+  std::optional<Duration> max_backoff;  // the delay never grows past this
+
+  bool operator==(const OpRetry&) const = default;
+};
+
+// The most of a step's answer kept as its output (its 2xx JSON body): 16 KiB. A larger answer
+// is not kept, and a later step that names it cannot be built.
+inline constexpr size_t kMaxOutputBytes = 16 << 10;
+
 // One operation of one branch: what Treaty calls, and what came of it.
 struct BranchOp {
   std::string branch_id;
@@ -62,6 +79,7 @@ struct BranchOp {
   std::string payload_json = "{}";  // valid JSON, passed to the participant as "payload"
   std::optional<Duration> timeout;  // per-call timeout; the configured default when unset
   std::vector<std::string> after;   // saga: branches whose action must succeed before this one
+  std::optional<OpRetry> retry;     // saga: this op's own retry policy
   // msg "publish" ops (no url): the message's topic, key and headers; the payload is its value.
   std::string topic;
   std::string message_key;
@@ -70,6 +88,10 @@ struct BranchOp {
   int attempts = 0;
   std::string last_error;
   std::vector<OpCall> calls;  // the latest kMaxOpCallsKept calls, oldest first
+  // Saga actions: the participant's 2xx answer when it was JSON of at most kMaxOutputBytes
+  // ("": none). Kept with the op's state, the first success's for good: later steps' payloads
+  // are built from it, also after a crash, without calling the step again.
+  std::string output_json;
 
   // Appends one call, dropping the oldest beyond kMaxOpCallsKept.
   void AddCall(const OpCall& call);
@@ -81,6 +103,7 @@ struct LogEntry {
   std::optional<TxStatus> from;  // none for the first entry
   TxStatus to;
   std::string reason;
+  std::string actor;  // a person's move (force-finish): the caller's name; "" for Treaty's own
 };
 
 struct Transaction {

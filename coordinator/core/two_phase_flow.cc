@@ -52,7 +52,7 @@ Status DriveFirstPhase(Transaction& tx, DriveContext& ctx, const TwoPhaseOps& op
   if (tx.sequential) pending.resize(1);
   // The calls end by the deadline; and should answers still come in after it (a participant
   // slower than the timeouts), they decide nothing: the transaction is aborted.
-  Status s = ctx.CallOps(tx, pending, tx.deadline);
+  Status s = ctx.CallOps(tx, pending, {.not_after = tx.deadline});
   if (!s.ok()) return s;
   if (ctx.Now() >= tx.deadline) {
     return ctx.Transition(tx, TxStatus::kAborting,

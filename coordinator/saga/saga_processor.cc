@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/protocol/protocol.h"
+#include "coordinator/saga/step_payloads.h"
 
 namespace treaty::core {
 namespace {
@@ -64,7 +65,89 @@ int MaxAttempts(const Transaction& tx, const std::vector<size_t>& idx) {
   return m;
 }
 
+// When an op with its own retry policy may be called again: its latest call's end plus its
+// backoff. Ops without one follow the transaction's schedule (nullopt: due whenever driven).
+std::optional<TimePoint> OwnDueTime(const BranchOp& op, DriveContext& ctx) {
+  if (!op.retry || (!op.retry->backoff && !op.retry->max_backoff) || op.calls.empty()) {
+    return std::nullopt;
+  }
+  const OpCall& last = op.calls.back();
+  return last.started + std::chrono::duration_cast<Duration>(last.took) +
+         ctx.Backoff(op.attempts, op.retry);
+}
+
+// Each succeeded action's output, by step.
+std::map<std::string, std::string> Outputs(const Transaction& tx,
+                                           const std::map<std::string, Step>& steps) {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, s] : steps) {
+    const BranchOp& a = tx.ops[s.action];
+    if (a.status == OpStatus::kSucceeded && !a.output_json.empty()) out[name] = a.output_json;
+  }
+  return out;
+}
+
+// Schedules the next drive when nothing can be called now: the ops called in this drive
+// (`deferred`) wait for their backoff (their own policy's, or treaty.yaml's at the transaction's
+// schedule), the others with their own policy until `next_own_due`; never past `not_after`.
+Status WaitForDue(Transaction& tx, DriveContext& ctx, const std::set<size_t>& deferred,
+                  std::optional<TimePoint> next_own_due, std::optional<TimePoint> not_after) {
+  std::vector<size_t> by_schedule;
+  for (size_t i : deferred) {
+    if (auto due = OwnDueTime(tx.ops[i], ctx)) {
+      next_own_due = next_own_due ? std::min(*next_own_due, *due) : *due;
+    } else {
+      by_schedule.push_back(i);
+    }
+  }
+  if (!next_own_due) return ctx.RetryLater(tx, MaxAttempts(tx, by_schedule), not_after);
+  TimePoint at = *next_own_due;
+  if (!by_schedule.empty()) {
+    at = std::min(at,
+                  ctx.Now() + ctx.Backoff(std::max(1, MaxAttempts(tx, by_schedule)), std::nullopt));
+  }
+  if (not_after && at > *not_after) at = *not_after;
+  return ctx.WakeAt(tx, at);
+}
+
 }  // namespace
+
+Status CheckOutputReferences(
+    const std::vector<std::pair<std::string, std::vector<std::string>>>& steps,
+    const std::string& step, const std::string& payload, bool own_output) {
+  if (!NamesStepOutputs(payload)) return Status::Ok();
+  auto refs = StepOutputReferences(payload);
+  if (!refs.ok()) return Status::InvalidArgument("step " + step + ": " + refs.status().message());
+  std::map<std::string, Step> graph;
+  for (const auto& [name, after] : steps) graph[name].after = after;
+  for (const std::string& ref : *refs) {
+    if (ref == step && own_output) continue;
+    if (!graph.count(ref)) {
+      return Status::InvalidArgument("step " + step + ": names the output of step " + ref +
+                                     ", which does not exist");
+    }
+    if (!DependsOn(graph, step, ref)) {
+      return Status::InvalidArgument(
+          "step " + step + ": names the output of step " + ref +
+          (ref == step
+               ? ", its own (only its compensation's payload can)"
+               : ", which is not one it runs after (list it, or a step after it, in after)"));
+    }
+  }
+  return Status::Ok();
+}
+
+Status SagaProcessor::CanForce(const Transaction& tx, TxStatus to) const {
+  if (IsFinal(tx.status)) {
+    return Status::Conflict("it is " + std::string(StatusName(tx.status)) + " already");
+  }
+  if (to == TxStatus::kCommitted && tx.status == TxStatus::kAborting) {
+    return Status::Conflict(
+        "compensation began (it is aborting): steps may have been undone already; force it "
+        "aborted instead");
+  }
+  return Status::Ok();
+}
 
 const std::vector<std::string>& SagaProcessor::BranchOps() const {
   static const std::vector<std::string> kOps = {protocol::kAction, protocol::kCompensate};
@@ -124,7 +207,13 @@ Status SagaProcessor::Plan(const BeginRequest& request, const PlanDefaults& defa
   if (Status s = Processor::Plan(request, defaults, tx); !s.ok()) return s;
   std::vector<std::pair<std::string, std::vector<std::string>>> graph;
   for (const BranchSpec& b : *request.branches) graph.emplace_back(b.id, b.after);
-  return CheckSagaGraph(graph);
+  if (Status s = CheckSagaGraph(graph); !s.ok()) return s;
+  for (const BranchOp& op : tx.ops) {
+    Status s = CheckOutputReferences(graph, op.branch_id, op.payload_json,
+                                     /*own_output=*/op.op == protocol::kCompensate);
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
 }
 
 Status SagaProcessor::Drive(Transaction& tx, DriveContext& ctx) {
@@ -137,25 +226,38 @@ Status SagaProcessor::Drive(Transaction& tx, DriveContext& ctx) {
     if (tx.status == TxStatus::kActive) {
       TimePoint now = ctx.Now();
       std::vector<size_t> ready;
+      std::optional<TimePoint> next_own_due;  // the earliest op with its own policy not yet due
+      std::string give_up;                    // why the saga stops going forward, if it does
       bool all_done = true;
       bool compensable_pending = false;
       for (const auto& [name, s] : steps) {
-        if (tx.status != TxStatus::kActive) break;
         const BranchOp& action = tx.ops[s.action];
         if (action.status == OpStatus::kSucceeded) continue;
         all_done = false;
         if (action.status == OpStatus::kRefused && s.compensate) {
-          Status st = ctx.Transition(tx, TxStatus::kAborting,
-                                     "step " + name + " refused: " + action.last_error);
-          if (!st.ok()) return st;
+          give_up = "step " + name + " refused: " + action.last_error;
           break;
         }
-        if (DepsSucceeded(tx, steps, s)) {
-          if (s.compensate) compensable_pending = true;
-          if (!deferred.count(s.action)) ready.push_back(s.action);
+        if (!DepsSucceeded(tx, steps, s)) continue;
+        if (s.compensate) compensable_pending = true;
+        if (action.retry && action.retry->attempts > 0 &&
+            action.attempts >= action.retry->attempts) {
+          give_up = "step " + name + " gave up after " + std::to_string(action.attempts) +
+                    " attempts: " + action.last_error;
+          break;
         }
+        if (deferred.count(s.action)) continue;
+        if (auto due = OwnDueTime(action, ctx); due && *due > now) {
+          next_own_due = next_own_due ? std::min(*next_own_due, *due) : *due;
+          continue;
+        }
+        ready.push_back(s.action);
       }
-      if (tx.status != TxStatus::kActive) continue;  // a refusal: compensate
+      if (!give_up.empty()) {
+        Status st = ctx.Transition(tx, TxStatus::kAborting, give_up);
+        if (!st.ok()) return st;
+        continue;  // compensate
+      }
       if (all_done) return ctx.Transition(tx, TxStatus::kCommitted, "every step succeeded");
       // The deadline ends the forward path only while a step that can be undone is unfinished.
       if (now >= tx.deadline && compensable_pending) {
@@ -164,13 +266,31 @@ Status SagaProcessor::Drive(Transaction& tx, DriveContext& ctx) {
         if (!st.ok()) return st;
         continue;
       }
-      if (ready.empty()) {
-        std::vector<size_t> waiting(deferred.begin(), deferred.end());
-        return ctx.RetryLater(
-            tx, MaxAttempts(tx, waiting),
-            compensable_pending ? std::optional<TimePoint>(tx.deadline) : std::nullopt);
+      const std::optional<TimePoint> not_after =
+          compensable_pending ? std::optional<TimePoint>(tx.deadline) : std::nullopt;
+      if (ready.empty()) return WaitForDue(tx, ctx, deferred, next_own_due, not_after);
+      // Payloads that name earlier steps' outputs are built now, from the stored outputs.
+      DriveContext::CallOptions call{.keep_outputs = true};
+      const std::map<std::string, std::string> outputs = Outputs(tx, steps);
+      for (size_t i : ready) {
+        const BranchOp& op = tx.ops[i];
+        if (!NamesStepOutputs(op.payload_json)) {
+          call.payloads.push_back(op.payload_json);
+          continue;
+        }
+        auto built = payloads_.Render(op.payload_json, outputs, /*missing_as_null=*/false);
+        if (!built.ok()) {
+          give_up = "step " + op.branch_id + " cannot be built: " + built.status().message();
+          break;
+        }
+        call.payloads.push_back(std::move(*built));
       }
-      Status s = ctx.CallOps(tx, ready);
+      if (!give_up.empty()) {
+        Status st = ctx.Transition(tx, TxStatus::kAborting, give_up);
+        if (!st.ok()) return st;
+        continue;
+      }
+      Status s = ctx.CallOps(tx, ready, call);
       if (!s.ok()) return s;
       for (size_t i : ready) {
         // Unknown, or a forward-only step's refusal (retried like an unknown outcome).
@@ -195,6 +315,8 @@ Status SagaProcessor::Drive(Transaction& tx, DriveContext& ctx) {
         targets.insert(name);
       }
       std::vector<size_t> callable;
+      std::optional<TimePoint> next_own_due;
+      const TimePoint now = ctx.Now();
       bool all_compensated = true;
       for (const std::string& name : targets) {
         const Step& s = steps[name];
@@ -210,18 +332,31 @@ Status SagaProcessor::Drive(Transaction& tx, DriveContext& ctx) {
             dependents_done = false;
           }
         }
-        if (dependents_done && !deferred.count(*s.compensate)) callable.push_back(*s.compensate);
+        if (!dependents_done || deferred.count(*s.compensate)) continue;
+        if (auto due = OwnDueTime(tx.ops[*s.compensate], ctx); due && *due > now) {
+          next_own_due = next_own_due ? std::min(*next_own_due, *due) : *due;
+          continue;
+        }
+        callable.push_back(*s.compensate);
       }
       if (all_compensated) {
         Status s = ctx.SetAttention(tx, "");
         if (!s.ok()) return s;
         return ctx.Transition(tx, TxStatus::kAborted, tx.reason);
       }
-      if (callable.empty()) {
-        std::vector<size_t> waiting(deferred.begin(), deferred.end());
-        return ctx.RetryLater(tx, MaxAttempts(tx, waiting), std::nullopt);
+      if (callable.empty()) return WaitForDue(tx, ctx, deferred, next_own_due, std::nullopt);
+      // A compensation sees its own step's output too (null when its action's answer never came).
+      DriveContext::CallOptions call;
+      const std::map<std::string, std::string> outputs = Outputs(tx, steps);
+      for (size_t i : callable) {
+        const BranchOp& op = tx.ops[i];
+        auto built = NamesStepOutputs(op.payload_json)
+                         ? payloads_.Render(op.payload_json, outputs, /*missing_as_null=*/true)
+                         : Result<std::string>(op.payload_json);
+        // Only a stored payload that is not JSON fails here: it is sent as it was accepted.
+        call.payloads.push_back(built.ok() ? std::move(*built) : op.payload_json);
       }
-      Status s = ctx.CallOps(tx, callable);
+      Status s = ctx.CallOps(tx, callable, call);
       if (!s.ok()) return s;
       std::string attention;
       for (size_t i : callable) {
@@ -232,7 +367,9 @@ Status SagaProcessor::Drive(Transaction& tx, DriveContext& ctx) {
         if (o.status == OpStatus::kRefused) {
           attention = "step " + o.branch_id +
                       " refused its compensation (a participant bug); retrying: " + o.last_error;
-        } else if (o.status == OpStatus::kPending && o.attempts >= kAttentionAfterAttempts) {
+        } else if (o.status == OpStatus::kPending &&
+                   o.attempts >= (o.retry && o.retry->attempts > 0 ? o.retry->attempts
+                                                                   : kAttentionAfterAttempts)) {
           attention = "step " + o.branch_id + " compensation still unanswered after " +
                       std::to_string(o.attempts) + " attempts: " + o.last_error;
         }

@@ -16,12 +16,24 @@
 // succeeds, its refusals do not abort the saga, and it is never compensated.
 
 #include "coordinator/core/processor.h"
+#include "coordinator/saga/step_payloads.h"
 
 namespace treaty::core {
 
+// A step's payload may use the outputs of the steps it depends on (directly or not); its
+// compensation's payload also its own step's (null when that action's answer never came).
+// A step's retry policy (BranchOp::retry) sets when it is called again, and for actions how
+// many calls without a definite answer it gets before the saga gives up and compensates.
 class SagaProcessor : public Processor {
  public:
+  // `payloads` fills ${steps...} placeholders; it must outlive the processor.
+  explicit SagaProcessor(const StepPayloads& payloads = JsonStepPayloads()) : payloads_(payloads) {}
+
   Mode mode() const override { return Mode::kSaga; }
+  bool TakesOpPolicies() const override { return true; }
+  // Also committed while active: the steps still to run are not called (an operator ran them
+  // by hand, or gave them up). Never committed once compensation began.
+  Status CanForce(const Transaction& tx, TxStatus to) const override;
   // action, compensate.
   const std::vector<std::string>& BranchOps() const override;
   // action (a step without compensate only goes forward).
@@ -31,11 +43,22 @@ class SagaProcessor : public Processor {
   Status Plan(const BeginRequest& request, const PlanDefaults& defaults,
               Transaction& tx) const override;
   Status Drive(Transaction& tx, DriveContext& ctx) override;
+
+ private:
+  const StepPayloads& payloads_;
 };
 
 // Checks a saga's steps: every "after" names another step, and there is no cycle. Returns the
 // first problem as InvalidArgument ("step X: after names unknown step Y" / "steps form a cycle:
 // A -> B -> A").
 Status CheckSagaGraph(const std::vector<std::pair<std::string, std::vector<std::string>>>& steps);
+
+// Checks that a step's payload names only outputs it can have: of the steps it depends on,
+// directly or through others (and its own, for a compensation's payload: `own_output`).
+// `steps` as for CheckSagaGraph (already checked by it). InvalidArgument naming the step
+// ("names the output of step X, which is not one it runs after").
+Status CheckOutputReferences(
+    const std::vector<std::pair<std::string, std::vector<std::string>>>& steps,
+    const std::string& step, const std::string& payload, bool own_output);
 
 }  // namespace treaty::core

@@ -5,9 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "coordinator/core/testing/fakes.h"
-#include "coordinator/core/testing/in_memory_store.h"
-#include "coordinator/core/transaction_service.h"
+#include "coordinator/saga/saga_test_fixture.h"
 
 namespace treaty::core {
 namespace {
@@ -15,41 +13,6 @@ namespace {
 using std::chrono::milliseconds;
 using testing::ScriptedTransport;
 using Strings = std::vector<std::string>;
-
-BranchSpec Step(const std::string& id, Strings after = {}, bool compensable = true) {
-  BranchSpec b{id, {{"action", "http://p/" + id + "/action"}}, "{}", std::nullopt, after};
-  if (compensable) b.urls["compensate"] = "http://p/" + id + "/compensate";
-  return b;
-}
-
-class SagaTest : public ::testing::Test {
- protected:
-  SagaTest()
-      : driver_(DriverOptions{.owner = "node-a",
-                              .retry = RetryPolicy{milliseconds(200), milliseconds(5000), 2, 0}},
-                store_, transport_, clock_, ids_, crash_, {&saga_}),
-        service_(store_, driver_, clock_, ids_, crash_, std::chrono::seconds(10)) {}
-
-  std::string Start(std::vector<BranchSpec> steps) {
-    BeginRequest req;
-    req.gid = "s1";
-    req.mode = Mode::kSaga;
-    req.branches = std::move(steps);
-    auto r = service_.Begin(req);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    return "s1";
-  }
-  Transaction Load(const std::string& gid) { return store_.Load(gid, true).value(); }
-
-  testing::InMemoryStore store_;
-  ScriptedTransport transport_;
-  testing::FakeClock clock_;
-  testing::CountingIds ids_;
-  testing::RecordingCrashPoints crash_;
-  SagaProcessor saga_;
-  TransactionDriver driver_;
-  TransactionService service_;
-};
 
 // A transport that notes, at each call, what the store says of every op: what a coordinator
 // taking over after a crash at that moment would see.

@@ -102,6 +102,26 @@ UPDATE treaty.transactions t SET ops = (
   FROM jsonb_array_elements(t.ops) WITH ORDINALITY AS e(o, n))
 WHERE t.mode = 'msg' AND jsonb_array_length(t.ops) > 0;
 )sql"},
+      {6, "who forced a transaction's end; saga definitions by version", R"sql(
+-- A person's move (force-finish) names its caller; Treaty's own moves leave it NULL.
+ALTER TABLE treaty.decision_log ADD COLUMN actor text;
+
+-- Every version of a saga definition any treatyd loaded, so that any of them can start an older
+-- version by name@version while transactions still run on it (docs/sagas.md).
+CREATE TABLE treaty.saga_versions (
+  name      text NOT NULL,
+  version   text NOT NULL,
+  file      text NOT NULL,
+  body      text NOT NULL,
+  loaded_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (name, version)
+);
+
+-- How many unfinished transactions run on each version: only named sagas' unfinished rows are
+-- in it.
+CREATE INDEX transactions_unfinished_definition ON treaty.transactions (definition)
+  WHERE definition IS NOT NULL AND status IN ('active', 'prepared', 'committing', 'aborting');
+)sql"},
   };
   return kMigrations;
 }

@@ -100,6 +100,34 @@ std::vector<core::OpCall> ParseCalls(const std::string& text) {
   return out;
 }
 
+// An op's own retry policy as {"attempts": n, "backoff_ms": n, "max_backoff_ms": n}.
+std::string RetryJson(const core::OpRetry& r) {
+  std::string out;
+  {
+    JsonRow row(out);
+    row.Int("attempts", r.attempts);
+    if (r.backoff) row.Int("backoff_ms", r.backoff->count());
+    if (r.max_backoff) row.Int("max_backoff_ms", r.max_backoff->count());
+  }
+  return out;
+}
+
+// What RetryJson wrote; nullopt for none (or for what it cannot read).
+std::optional<core::OpRetry> ParseRetry(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  try {
+    Poco::JSON::Parser parser;
+    auto o = parser.parse(text).extract<Poco::JSON::Object::Ptr>();
+    core::OpRetry r;
+    r.attempts = o->optValue<int>("attempts", 0);
+    if (o->has("backoff_ms")) r.backoff = Duration(o->getValue<int64_t>("backoff_ms"));
+    if (o->has("max_backoff_ms")) r.max_backoff = Duration(o->getValue<int64_t>("max_backoff_ms"));
+    return r;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 }  // namespace
 
 std::string OpsJson(const std::vector<BranchOp>& ops) {
@@ -117,6 +145,7 @@ std::string OpsJson(const std::vector<BranchOp>& ops) {
     row.Str("after_ids", JoinIds(o.after)).Str("topic", o.topic).Str("msg_key", o.message_key);
     const std::string headers = HeadersJson(o.message_headers);
     row.Raw("msg_headers", headers.empty() ? "null" : headers);
+    if (o.retry) row.Raw("retry", RetryJson(*o.retry));
   }
   out += ']';
   return out;
@@ -133,6 +162,7 @@ std::string OpStatesJson(const std::vector<BranchOp>& ops) {
         row.Str("status", core::OpStatusName(o.status)).Int("attempts", o.attempts);
         row.Str("last_error", o.last_error);
         if (!o.calls.empty()) row.Raw("calls", CallsJson(o.calls));
+        if (!o.output_json.empty()) row.Raw("output", o.output_json);
       }
       states.Raw(OpKey(o), state);
     }
@@ -146,13 +176,15 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
       "t.reason, t.attention, t.definition, " SQL_MS("t.deadline") ", " SQL_MS("t.next_attempt_at") ", "
       SQL_MS("t.created_at") ", " SQL_MS("t.updated_at") ", b.branch_id, b.op, b.position, b.url, "
       "b.payload::text, b.timeout_ms, s.status, s.attempts, s.last_error, b.after_ids, b.msg_key, "
-      "b.msg_headers::text, b.topic, s.calls::text FROM treaty.transactions t "
+      "b.msg_headers::text, b.topic, s.calls::text, b.retry::text, s.output::text "
+      "FROM treaty.transactions t "
       "LEFT JOIN LATERAL ROWS FROM (jsonb_to_recordset(t.ops) AS (branch_id text, op text, "
       "position integer, url text, payload jsonb, timeout_ms bigint, after_ids text, "
-      "msg_key text, msg_headers jsonb, topic text)) WITH ORDINALITY AS b(branch_id, op, "
-      "position, url, payload, timeout_ms, after_ids, msg_key, msg_headers, topic, added) ON true "
+      "msg_key text, msg_headers jsonb, topic text, retry jsonb)) WITH ORDINALITY AS b(branch_id, "
+      "op, position, url, payload, timeout_ms, after_ids, msg_key, msg_headers, topic, retry, "
+      "added) ON true "
       "LEFT JOIN LATERAL jsonb_to_record(t.op_state -> (b.branch_id || '/' || b.op)) "
-      "AS s(status text, attempts integer, last_error text, calls jsonb) ON true "
+      "AS s(status text, attempts integer, last_error text, calls jsonb, output jsonb) ON true "
       // Ties of position (branches registered at once) in the order they were added.
       "WHERE t.gid = $1 ORDER BY b.position, b.op, b.added",
       gid);
@@ -189,6 +221,8 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
     o.message_headers = ParseHeaders(Str(row[24]));
     o.topic = Str(row[25]);
     o.calls = ParseCalls(Str(row[26]));
+    o.retry = ParseRetry(Str(row[27]));
+    o.output_json = Str(row[28]);
     // A publish op written by a treatyd from before schema 5 (one still running beside this one
     // during a rolling upgrade) names its topic in its url.
     if (o.topic.empty() && o.op == protocol::kPublish && o.url.rfind("kafka:", 0) == 0) {
@@ -202,7 +236,7 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
 
 void LoadLog(pqxx::transaction_base& w, Transaction* tx) {
   pqxx::result log = Prepared(w,
-      "SELECT " SQL_MS("at") ", from_status, to_status, reason FROM treaty.decision_log "
+      "SELECT " SQL_MS("at") ", from_status, to_status, reason, actor FROM treaty.decision_log "
       "WHERE gid = $1 ORDER BY id",
       tx->gid);
   for (const auto& row : log) {
@@ -211,6 +245,7 @@ void LoadLog(pqxx::transaction_base& w, Transaction* tx) {
     if (!row[1].is_null()) e.from = core::ParseStatus(row[1].as<std::string>());
     e.to = core::ParseStatus(row[2].as<std::string>()).value_or(TxStatus::kActive);
     e.reason = Str(row[3]);
+    e.actor = Str(row[4]);
     tx->log.push_back(std::move(e));
   }
 }

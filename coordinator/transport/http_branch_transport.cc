@@ -3,6 +3,7 @@
 #include <Poco/Exception.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <Poco/JSON/Stringifier.h>
 #include <Poco/Net/HTTPClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
@@ -15,6 +16,7 @@
 #include <future>
 #include <istream>
 #include <optional>
+#include <sstream>
 
 #include "common/http/tls.h"
 #include "common/json_text.h"
@@ -39,6 +41,21 @@ std::string ErrorMessageOrBody(const std::string& body) {
   } catch (const std::exception&) {
   }
   return body;
+}
+
+// `body` condensed when it is JSON that PostgreSQL can store (no U+0000); else "".
+std::string CondensedJson(const std::string& body) {
+  try {
+    Poco::JSON::Parser parser;
+    Poco::Dynamic::Var v = parser.parse(body);
+    std::ostringstream out;
+    Poco::JSON::Stringifier::condense(v, out);
+    std::string text = out.str();
+    if (text.find("\\u0000") != std::string::npos) return "";
+    return text;
+  } catch (const std::exception&) {
+    return "";
+  }
 }
 
 std::string Shorten(std::string s) {
@@ -335,6 +352,9 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call, De
                                       " bytes");
       }
       answered = ReplyFromResponse(static_cast<int>(resp.getStatus()), body);
+      if (call.wants_json_body && whole && answered->outcome == core::BranchReply::Outcome::kDone) {
+        answered->json_body = CondensedJson(body);
+      }
       reusable = whole && resp.getKeepAlive();
     } catch (const Poco::Exception& e) {
       reply.detail = Shorten(e.displayText());

@@ -105,6 +105,12 @@ class ScriptedTransport : public BranchTransport {
   static BranchReply Refused(std::string detail) {
     return BranchReply{BranchReply::Outcome::kRefused, 409, std::move(detail)};
   }
+  // A 2xx answer with `json` as its body.
+  static BranchReply Answer(std::string json) {
+    BranchReply r{BranchReply::Outcome::kDone, 200, json};
+    r.json_body = std::move(json);
+    return r;
+  }
   static BranchReply Unknown(int status = 503, std::string detail = "unavailable") {
     return BranchReply{BranchReply::Outcome::kUnknown, status, std::move(detail)};
   }

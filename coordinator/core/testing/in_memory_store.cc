@@ -42,6 +42,7 @@ void MergeOp(BranchOp& stored, const BranchOp& o) {
   stored.attempts = o.attempts;
   stored.last_error = o.last_error;
   stored.calls = o.calls;
+  stored.output_json = o.output_json;
 }
 
 }  // namespace
