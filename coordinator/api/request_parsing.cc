@@ -174,6 +174,18 @@ std::optional<FieldError> ParseBranch(const Object& o, const std::string& prefix
   const std::vector<std::string>& required = mode.RequiredOps(registered);
   std::set<std::string> allowed = {"id", "payload", "timeout", "after"};
   allowed.insert(ops.begin(), ops.end());
+  // The op policies: "retry" (the first op's), and a later op's own settings, e.g.
+  // "compensate_timeout", "compensate_retry", "compensate_payload".
+  std::set<std::string> policies = {"retry"};
+  for (size_t i = 1; i < ops.size(); ++i) {
+    for (const char* suffix : {"_timeout", "_retry", "_payload"}) policies.insert(ops[i] + suffix);
+  }
+  for (const std::string& key : policies) {
+    if (o.has(key) && !mode.TakesOpPolicies()) {
+      return FieldError{prefix + key, "applies to saga steps only"};
+    }
+  }
+  if (mode.TakesOpPolicies()) allowed.insert(policies.begin(), policies.end());
   if (auto e = CheckKeys(o, allowed, prefix)) return e;
   if (o.has("after") && !mode.OrdersBranches()) {
     return FieldError{prefix + "after", "applies to sagas only"};
@@ -217,6 +229,63 @@ std::optional<FieldError> ParseBranch(const Object& o, const std::string& prefix
     }
   }
   if (auto e = GetDuration(o, "timeout", prefix + "timeout", &out->timeout)) return e;
+  if (o.has("retry")) {
+    core::OpRetry retry;
+    if (auto e = ParseRetry(o.get("retry"), prefix + "retry", &retry)) return e;
+    out->retry = retry;
+  }
+  for (size_t i = 1; i < ops.size(); ++i) {
+    const std::string& op = ops[i];
+    core::OpSettings settings;
+    if (auto e = GetDuration(o, op + "_timeout", prefix + op + "_timeout", &settings.timeout)) {
+      return e;
+    }
+    if (o.has(op + "_retry")) {
+      core::OpRetry retry;
+      if (auto e = ParseRetry(o.get(op + "_retry"), prefix + op + "_retry", &retry)) return e;
+      settings.retry = retry;
+    }
+    if (o.has(op + "_payload")) {
+      settings.payload_json = Stringify(o.get(op + "_payload"));
+      if (settings.payload_json->size() > limits.max_payload_bytes) {
+        return FieldError{prefix + op + "_payload",
+                          "is " + std::to_string(settings.payload_json->size()) +
+                              " bytes; at most " + std::to_string(limits.max_payload_bytes) +
+                              " (limits.max_payload_bytes)"};
+      }
+    }
+    if (!settings.timeout && !settings.retry && !settings.payload_json) continue;
+    if (!out->urls.count(op)) {
+      return FieldError{prefix + op + "_" +
+                            (settings.timeout ? "timeout"
+                             : settings.retry ? "retry"
+                                              : "payload"),
+                        "applies to a branch with a " + op + " URL"};
+    }
+    out->op_settings[op] = std::move(settings);
+  }
+  return std::nullopt;
+}
+
+std::optional<FieldError> ParseRetry(const Poco::Dynamic::Var& v, const std::string& field,
+                                     core::OpRetry* out) {
+  if (v.type() != typeid(Object::Ptr)) {
+    return FieldError{field, "must be an object of attempts, backoff, max_backoff"};
+  }
+  const Object& o = *v.extract<Object::Ptr>();
+  if (auto e = CheckKeys(o, {"attempts", "backoff", "max_backoff"}, field + ".")) return e;
+  if (o.has("attempts")) {
+    const Poco::Dynamic::Var& a = o.get("attempts");
+    if (!a.isInteger() || a.convert<int64_t>() < 1 || a.convert<int64_t>() > 1000) {
+      return FieldError{field + ".attempts", "must be a whole number from 1 to 1000"};
+    }
+    out->attempts = a.convert<int>();
+  }
+  if (auto e = GetDuration(o, "backoff", field + ".backoff", &out->backoff)) return e;
+  if (auto e = GetDuration(o, "max_backoff", field + ".max_backoff", &out->max_backoff)) return e;
+  if (out->backoff && out->max_backoff && *out->max_backoff < *out->backoff) {
+    return FieldError{field + ".max_backoff", "must not be below backoff"};
+  }
   return std::nullopt;
 }
 

@@ -63,8 +63,13 @@ struct BranchLimits {
   size_t max_payload_bytes = 0;
 };
 
+// A retry policy {attempts, backoff, max_backoff} at `field`.
+std::optional<FieldError> ParseRetry(const Poco::Dynamic::Var& v, const std::string& field,
+                                     core::OpRetry* out);
+
 // A branch of `mode`'s shape: its ops (BranchOps) each allowed, those that must be given
-// (RequiredOps(registered)) required, and "after" where the mode orders branches.
+// (RequiredOps(registered)) required, "after" where the mode orders branches, and "retry" and
+// a later op's own "<op>_timeout", "<op>_retry", "<op>_payload" where it takes op policies.
 std::optional<FieldError> ParseBranch(const Poco::JSON::Object& o, const std::string& prefix,
                                       const core::Processor& mode, bool registered,
                                       const BranchLimits& limits, core::BranchSpec* out);

@@ -15,8 +15,10 @@
 #include <set>
 #include <sstream>
 
+#include "common/protocol/protocol.h"
 #include "coordinator/core/transaction.h"
 #include "coordinator/saga/saga_processor.h"
+#include "coordinator/saga/step_payloads.h"
 
 namespace treaty::saga {
 namespace {
@@ -109,18 +111,108 @@ Var ToVar(const YAML::Node& n) {
   }
 }
 
-void CheckPayload(const YAML::Node& n, const std::string& key, Errors& errors) {
+// A ${steps...} placeholder in a payload: where it is, for an error naming its line and key.
+struct OutputReference {
+  std::string step;
+  YAML::Node at;
+  std::string key;
+};
+
+// Checks every placeholder of a payload: ${input.a.b}, or ${steps.<step>.output[.a.b]} (noted in
+// `refs`, checked against the graph once every step is read).
+void CheckPayload(const YAML::Node& n, const std::string& key, Errors& errors,
+                  std::vector<OutputReference>& refs) {
   if (n.IsMap()) {
     for (auto it = n.begin(); it != n.end(); ++it) {
-      CheckPayload(it->second, key + "." + it->first.Scalar(), errors);
+      CheckPayload(it->second, key + "." + it->first.Scalar(), errors, refs);
     }
   } else if (n.IsSequence()) {
     for (size_t i = 0; i < n.size(); ++i)
-      CheckPayload(n[i], key + "[" + std::to_string(i) + "]", errors);
+      CheckPayload(n[i], key + "[" + std::to_string(i) + "]", errors, refs);
   } else if (n.IsScalar()) {
-    std::string problem = CheckPlaceholders(n.Scalar(), "input");
+    const std::string& text = n.Scalar();
+    // Each placeholder on its own: the input's are checked as before, the steps' by their rules.
+    std::string inputs_only;
+    size_t pos = 0;
+    while (true) {
+      size_t start = text.find("${", pos);
+      if (start == std::string::npos) {
+        inputs_only += text.substr(pos);
+        break;
+      }
+      size_t end = text.find('}', start);
+      if (end == std::string::npos) {
+        inputs_only += text.substr(pos);
+        break;
+      }
+      std::string one = text.substr(start, end + 1 - start);
+      inputs_only += text.substr(pos, start - pos);
+      if (one.rfind("${steps.", 0) == 0) {
+        auto steps = core::StepOutputReferences(one);
+        if (!steps.ok()) {
+          errors.Add(n, key, steps.status().message());
+        } else {
+          for (const std::string& step : *steps) refs.push_back({step, n, key});
+        }
+      } else {
+        inputs_only += one;
+      }
+      pos = end + 1;
+    }
+    std::string problem = CheckPlaceholders(inputs_only, "input");
+    if (problem.rfind("bad placeholder", 0) == 0) {
+      problem = problem.substr(0, problem.size() - 1) + " or ${steps.<step>.output.<field>})";
+    }
     if (!problem.empty()) errors.Add(n, key, problem);
   }
+}
+
+// A retry policy: {attempts, backoff, max_backoff}, each optional.
+std::optional<core::OpRetry> ParseRetry(const YAML::Node& n, const std::string& key,
+                                        Errors& errors) {
+  if (!n.IsMap()) {
+    errors.Add(n, key, "must be a mapping of attempts, backoff, max_backoff");
+    return std::nullopt;
+  }
+  core::OpRetry r;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    const std::string k = it->first.Scalar();
+    const YAML::Node v = it->second;
+    if (k == "attempts") {
+      char* end = nullptr;
+      const std::string& text = v.IsScalar() ? v.Scalar() : "";
+      long a = std::strtol(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || a < 1 || a > 1000) {
+        errors.Add(v, key + ".attempts", "must be a whole number from 1 to 1000");
+      } else {
+        r.attempts = static_cast<int>(a);
+      }
+    } else if (k == "backoff" || k == "max_backoff") {
+      auto d = v.IsScalar() ? ParseDuration(v.Scalar()) : std::nullopt;
+      if (!d || d->count() <= 0 || *d > std::chrono::hours(24)) {
+        errors.Add(v, key + "." + k,
+                   "not a positive duration of at most 24h (write e.g. 500ms, 3s)");
+      } else {
+        (k == "backoff" ? r.backoff : r.max_backoff) = *d;
+      }
+    } else {
+      errors.Add(it->first, key + "." + k,
+                 "unknown key (expected one of: attempts, backoff, max_backoff)");
+    }
+  }
+  if (r.backoff && r.max_backoff && *r.max_backoff < *r.backoff) {
+    errors.Add(n, key + ".max_backoff", "must not be below backoff");
+  }
+  return r;
+}
+
+std::optional<Duration> ParseTimeout(const YAML::Node& t, const std::string& key, Errors& errors) {
+  auto d = t.IsScalar() ? ParseDuration(t.Scalar()) : std::nullopt;
+  if (!d || d->count() <= 0) {
+    errors.Add(t, key, "not a positive duration (write e.g. 500ms, 3s)");
+    return std::nullopt;
+  }
+  return d;
 }
 
 // Replaces ${env.NAME} in a URL; records an error when a variable is unset.
@@ -212,8 +304,10 @@ Result<Var> Fill(const Var& tmpl, const Object::Ptr& input) {
     return Var(out);
   }
   if (!tmpl.isString()) return tmpl;
+  // Only ${input...}: ${steps...} placeholders stay for the processor to fill at the call.
+  static constexpr std::string_view kInput = "${input.";
   std::string text = tmpl.extract<std::string>();
-  size_t start = text.find("${");
+  size_t start = text.find(kInput);
   if (start == std::string::npos) return tmpl;
   // Exactly one placeholder: the input's value, with its type.
   if (start == 0 && text.back() == '}' && text.find("${", 2) == std::string::npos) {
@@ -224,7 +318,7 @@ Result<Var> Fill(const Var& tmpl, const Object::Ptr& input) {
   }
   std::string out;
   size_t pos = 0;
-  while ((start = text.find("${", pos)) != std::string::npos) {
+  while ((start = text.find(kInput, pos)) != std::string::npos) {
     size_t end = text.find('}', start);
     out += text.substr(pos, start - pos);
     std::string path = text.substr(start + 8, end - start - 8);
@@ -260,7 +354,8 @@ Result<SagaDefinition> ParseSagaDefinition(std::string_view yaml_text, const std
     return Status::InvalidArgument(file + ":1: the file must be a mapping with saga and steps");
   SagaDefinition def;
   def.file = file;
-  def.version = Sha1Hex(std::string(yaml_text)).substr(0, 12);
+  def.text = std::string(yaml_text);
+  def.version = Sha1Hex(def.text).substr(0, 12);
   for (auto it = root.begin(); it != root.end(); ++it) {
     std::string key = it->first.Scalar();
     if (key != "saga" && key != "steps")
@@ -280,8 +375,18 @@ Result<SagaDefinition> ParseSagaDefinition(std::string_view yaml_text, const std
   }
   std::set<std::string> names;
   std::map<std::string, YAML::Node> after_nodes;
-  static const std::set<std::string> kStepKeys = {"name",  "action",  "compensate",
-                                                  "after", "timeout", "payload"};
+  static const std::set<std::string> kStepKeys = {"name",
+                                                  "action",
+                                                  "compensate",
+                                                  "after",
+                                                  "timeout",
+                                                  "payload",
+                                                  "retry",
+                                                  "compensate_timeout",
+                                                  "compensate_retry",
+                                                  "compensate_payload"};
+  std::vector<std::pair<std::string, OutputReference>> refs;      // (step, reference)
+  std::vector<std::pair<std::string, OutputReference>> own_refs;  // compensate_payload's
   for (size_t i = 0; i < steps.size(); ++i) {
     const YAML::Node step = steps[i];
     std::string at = "steps[" + std::to_string(i) + "]";
@@ -293,9 +398,9 @@ Result<SagaDefinition> ParseSagaDefinition(std::string_view yaml_text, const std
     for (auto it = step.begin(); it != step.end(); ++it) {
       std::string key = it->first.Scalar();
       if (!kStepKeys.count(key)) {
-        errors.Add(
-            it->first, at + "." + key,
-            "unknown key (expected one of: action, after, compensate, name, payload, timeout)");
+        errors.Add(it->first, at + "." + key,
+                   "unknown key (expected one of: action, after, compensate, compensate_payload, "
+                   "compensate_retry, compensate_timeout, name, payload, retry, timeout)");
       }
     }
     const YAML::Node n = step["name"];
@@ -335,17 +440,30 @@ Result<SagaDefinition> ParseSagaDefinition(std::string_view yaml_text, const std
         after_nodes[s.name] = a;
       }
     }
-    if (const YAML::Node t = step["timeout"]) {
-      auto d = t.IsScalar() ? ParseDuration(t.Scalar()) : std::nullopt;
-      if (!d || d->count() <= 0) {
-        errors.Add(t, at + ".timeout", "not a positive duration (write e.g. 500ms, 3s)");
-      } else {
-        s.timeout = *d;
-      }
+    if (const YAML::Node t = step["timeout"]) s.timeout = ParseTimeout(t, at + ".timeout", errors);
+    if (const YAML::Node t = step["compensate_timeout"]) {
+      s.compensate_timeout = ParseTimeout(t, at + ".compensate_timeout", errors);
+    }
+    if (const YAML::Node r = step["retry"]) s.retry = ParseRetry(r, at + ".retry", errors);
+    if (const YAML::Node r = step["compensate_retry"]) {
+      s.compensate_retry = ParseRetry(r, at + ".compensate_retry", errors);
     }
     if (const YAML::Node p = step["payload"]) {
-      CheckPayload(p, at + ".payload", errors);
+      std::vector<OutputReference> found;
+      CheckPayload(p, at + ".payload", errors, found);
+      for (auto& r : found) refs.emplace_back(s.name, std::move(r));
       s.payload = ToVar(p);
+    }
+    if (const YAML::Node p = step["compensate_payload"]) {
+      std::vector<OutputReference> found;
+      CheckPayload(p, at + ".compensate_payload", errors, found);
+      for (auto& r : found) own_refs.emplace_back(s.name, std::move(r));
+      s.compensate_payload = ToVar(p);
+    }
+    for (const char* key : {"compensate_timeout", "compensate_retry", "compensate_payload"}) {
+      if (step[key] && !step["compensate"]) {
+        errors.Add(step[key], at + "." + key, "applies to a step with compensate");
+      }
     }
     def.steps.push_back(std::move(s));
   }
@@ -365,6 +483,15 @@ Result<SagaDefinition> ParseSagaDefinition(std::string_view yaml_text, const std
       }
       YAML::Node where = after_nodes.count(step) ? after_nodes[step] : steps;
       errors.Add(where, "steps[" + std::to_string(index) + "].after", g.message());
+    } else {
+      // A payload names only outputs its step can have: of the steps it runs after.
+      for (bool own : {false, true}) {
+        for (const auto& [step, ref] : own ? own_refs : refs) {
+          std::string payload = "\"${steps." + ref.step + ".output}\"";
+          Status r = core::CheckOutputReferences(graph, step, payload, own);
+          if (!r.ok()) errors.Add(ref.at, ref.key, r.message().substr(r.message().find(": ") + 2));
+        }
+      }
     }
   }
   if (!errors.empty()) return errors.ToStatus();
@@ -426,12 +553,26 @@ Result<std::vector<core::BranchSpec>> Instantiate(const SagaDefinition& def,
     if (!s.compensate.empty()) b.urls["compensate"] = s.compensate;
     b.after = s.after;
     b.timeout = s.timeout;
+    b.retry = s.retry;
     if (!s.payload.isEmpty()) {
       auto filled = Fill(s.payload, input);
       if (!filled.ok()) return filled.status();
       std::ostringstream out;
       Poco::JSON::Stringifier::condense(*filled, out);
       b.payload_json = out.str();
+    }
+    if (!s.compensate.empty()) {
+      core::OpSettings compensate{.timeout = s.compensate_timeout, .retry = s.compensate_retry};
+      if (!s.compensate_payload.isEmpty()) {
+        auto filled = Fill(s.compensate_payload, input);
+        if (!filled.ok()) return filled.status();
+        std::ostringstream out;
+        Poco::JSON::Stringifier::condense(*filled, out);
+        compensate.payload_json = out.str();
+      }
+      if (compensate.payload_json || compensate.timeout || compensate.retry) {
+        b.op_settings[protocol::kCompensate] = std::move(compensate);
+      }
     }
     branches.push_back(std::move(b));
   }

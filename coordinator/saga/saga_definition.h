@@ -38,14 +38,20 @@ struct SagaStep {
   std::string action;
   std::string compensate;  // empty: forward only
   std::vector<std::string> after;
-  std::optional<Duration> timeout;
-  Poco::Dynamic::Var payload;  // with ${input...} placeholders; empty: {}
+  std::optional<Duration> timeout;     // each call, the compensation's too unless it has its own
+  Poco::Dynamic::Var payload;          // with ${input...} and ${steps...} placeholders; empty: {}
+  std::optional<core::OpRetry> retry;  // the action's
+  // The compensation's own, when given (its payload may also name its own step's output).
+  std::optional<Duration> compensate_timeout;
+  std::optional<core::OpRetry> compensate_retry;
+  Poco::Dynamic::Var compensate_payload;  // empty: the step's payload
 };
 
 struct SagaDefinition {
   std::string name;
   std::string version;  // a digest of the file's text: the same file, the same version
   std::string file;
+  std::string text;  // the file's text, as loaded
   std::vector<SagaStep> steps;
 };
 

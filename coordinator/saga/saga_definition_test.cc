@@ -80,18 +80,21 @@ TEST(SagaDefinition, EachInvalidDefinitionNamesFileLineAndKey) {
             "s.yaml:4: steps[0].action: must be an http:// URL");
   EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    payload: { q: "
                     "\"${input.}\" }\n"),
-            "s.yaml:5: steps[0].payload.q: bad placeholder ${input.} (write ${input.name})");
+            "s.yaml:5: steps[0].payload.q: bad placeholder ${input.} (write ${input.name} or "
+            "${steps.<step>.output.<field>})");
   EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    payload: { q: "
                     "\"${input.a\" }\n"),
             "s.yaml:5: steps[0].payload.q: unclosed ${ in \"${input.a\"");
   EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    payload: { q: "
                     "\"${system(rm)}\" }\n"),
-            "s.yaml:5: steps[0].payload.q: bad placeholder ${system(rm)} (write ${input.name})");
+            "s.yaml:5: steps[0].payload.q: bad placeholder ${system(rm)} (write ${input.name} or "
+            "${steps.<step>.output.<field>})");
   EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: ${env.NOPE}/a\n"),
             "s.yaml:4: steps[0].action: environment variable NOPE is not set");
   EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    retries: 3\n"),
             "s.yaml:5: steps[0].retries: unknown key (expected one of: action, after, compensate, "
-            "name, payload, timeout)");
+            "compensate_payload, compensate_retry, compensate_timeout, name, payload, retry, "
+            "timeout)");
   EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n    timeout: soon\n"),
             "s.yaml:5: steps[0].timeout: not a positive duration (write e.g. 500ms, 3s)");
   EXPECT_EQ(ErrorOf("steps:\n  - name: a\n    action: http://h/a\n"),
@@ -100,6 +103,81 @@ TEST(SagaDefinition, EachInvalidDefinitionNamesFileLineAndKey) {
             "s.yaml:2: steps: a non-empty list of steps is required");
   EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: [http://h/a\n"),
             "s.yaml:5: not valid YAML: end of sequence flow not found");
+}
+
+constexpr const char* kWithOutputs = R"(saga: book
+steps:
+  - name: reserve
+    action: http://127.0.0.1:1/reserve
+    compensate: http://127.0.0.1:1/release
+    compensate_payload: { id: "${steps.reserve.output.reservation_id}", sku: "${input.sku}" }
+    compensate_timeout: 9s
+    compensate_retry: { attempts: 8, backoff: 1s, max_backoff: 1m }
+  - name: pay
+    after: [reserve]
+    action: http://127.0.0.1:1/pay
+    payload: { reservation: "${steps.reserve.output.reservation_id}", qty: "${input.qty}" }
+    retry: { attempts: 3, backoff: 250ms }
+)";
+
+TEST(SagaDefinition, StepOutputsAndRetryPoliciesReachTheBranches) {
+  auto d = ParseSagaDefinition(kWithOutputs, "s.yaml", Env());
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  Poco::JSON::Parser parser;
+  auto input = parser.parse(R"({"sku":"A","qty":2})").extract<Poco::JSON::Object::Ptr>();
+  auto branches = Instantiate(*d, input);
+  ASSERT_TRUE(branches.ok()) << branches.status().message();
+  const core::BranchSpec& reserve = (*branches)[0];
+  const core::BranchSpec& pay = (*branches)[1];
+  EXPECT_EQ(pay.payload_json, R"({"qty":2,"reservation":"${steps.reserve.output.reservation_id}"})")
+      << "input filled now, outputs at the call";
+  EXPECT_EQ(pay.retry, (core::OpRetry{.attempts = 3, .backoff = std::chrono::milliseconds(250)}));
+  const core::OpSettings& c = reserve.op_settings.at("compensate");
+  EXPECT_EQ(c.payload_json, R"({"id":"${steps.reserve.output.reservation_id}","sku":"A"})");
+  EXPECT_EQ(c.timeout, std::chrono::seconds(9));
+  EXPECT_EQ(c.retry, (core::OpRetry{.attempts = 8,
+                                    .backoff = std::chrono::seconds(1),
+                                    .max_backoff = std::chrono::minutes(1)}));
+  EXPECT_EQ(d->text, kWithOutputs);
+}
+
+TEST(SagaDefinition, AnOutputOfAStepThatIsNotAnAncestorIsRefusedWithItsLineAndKey) {
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n"
+                    "  - name: b\n    action: http://h/b\n"
+                    "    payload: { id: \"${steps.a.output.id}\" }\n"),
+            "s.yaml:7: steps[1].payload.id: names the output of step a, which is not one it runs "
+            "after (list it, or a step after it, in after)");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n"
+                    "    payload: { id: \"${steps.a.output}\" }\n"),
+            "s.yaml:5: steps[0].payload.id: names the output of step a, its own (only its "
+            "compensation's payload can)");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n"
+                    "    payload: { id: \"${steps.a}\" }\n"),
+            "s.yaml:5: steps[0].payload.id: bad placeholder ${steps.a} (write "
+            "${steps.<step>.output} or ${steps.<step>.output.<field>})");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n"
+                    "    payload: { id: \"${steps.zz.output.id}\" }\n"),
+            "s.yaml:5: steps[0].payload.id: names the output of step zz, which does not exist");
+}
+
+TEST(SagaDefinition, ARetryPolicyIsChecked) {
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n"
+                    "    retry: { attempts: 0 }\n"),
+            "s.yaml:5: steps[0].retry.attempts: must be a whole number from 1 to 1000");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n"
+                    "    retry: { backoff: soon }\n"),
+            "s.yaml:5: steps[0].retry.backoff: not a positive duration of at most 24h (write e.g. "
+            "500ms, 3s)");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n"
+                    "    retry: { tries: 2 }\n"),
+            "s.yaml:5: steps[0].retry.tries: unknown key (expected one of: attempts, backoff, "
+            "max_backoff)");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n"
+                    "    retry: { backoff: 2s, max_backoff: 1s }\n"),
+            "s.yaml:5: steps[0].retry.max_backoff: must not be below backoff");
+  EXPECT_EQ(ErrorOf("saga: x\nsteps:\n  - name: a\n    action: http://h/a\n"
+                    "    compensate_timeout: 2s\n"),
+            "s.yaml:5: steps[0].compensate_timeout: applies to a step with compensate");
 }
 
 }  // namespace
