@@ -20,6 +20,12 @@ OutboundMessage MessageOf(const Transaction& tx, const BranchOp& op) {
 
 }  // namespace
 
+std::vector<std::string> MsgProcessor::OpsDueIn(TxStatus status) const {
+  if (status == TxStatus::kActive || status == TxStatus::kPrepared) return {protocol::kQuery};
+  if (status == TxStatus::kCommitting) return {protocol::kPublish, protocol::kAction};
+  return {};
+}
+
 const std::vector<std::string>& MsgProcessor::BranchOps() const {
   static const std::vector<std::string> kOps = {protocol::kAction};
   return kOps;

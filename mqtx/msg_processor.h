@@ -41,6 +41,8 @@ class MsgProcessor : public Processor {
   // committed, and the event must not be lost).
   bool ChecksBeforeAbort(const Transaction& tx) const override;
   Status CheckBackNow(Transaction& tx, DriveContext& ctx) override;
+  // query while prepared, publish and action while committing.
+  std::vector<std::string> OpsDueIn(TxStatus status) const override;
 
  private:
   const int max_checks_;

@@ -131,6 +131,21 @@ Status Processor::CanForce(const Transaction& tx, TxStatus to) const {
   return Status::Ok();
 }
 
+std::vector<std::string> Processor::OpsDueIn(TxStatus status) const {
+  const std::vector<std::string>& ops = BranchOps();
+  switch (status) {
+    case TxStatus::kActive:
+    case TxStatus::kPrepared:
+      return {ops.front()};
+    case TxStatus::kCommitting:
+      return ops.size() > 1 ? std::vector<std::string>{ops[1]} : std::vector<std::string>{};
+    case TxStatus::kAborting:
+      return ops.size() > 2 ? std::vector<std::string>{ops.back()} : std::vector<std::string>{};
+    default:
+      return {};
+  }
+}
+
 SubmitStep Processor::OnSubmit(const Transaction& tx) const {
   using Kind = SubmitStep::Kind;
   switch (tx.status) {

@@ -110,6 +110,12 @@ class Processor {
   // committed once it is (committing).
   virtual Status CanForce(const Transaction& tx, TxStatus to) const;
 
+  // The ops a transaction of this mode calls while in `status` (for a force-finish's account of
+  // what will not be called). The default, for modes whose branches have a first-phase op then
+  // a commit op then an abort op: the first while active or prepared, the second while
+  // committing, the last while aborting.
+  virtual std::vector<std::string> OpsDueIn(TxStatus status) const;
+
   // Turns a begin request into the transaction to store. `tx` comes with its gid, mode,
   // created_at, updated_at, definition and request fields set; Plan sets status, submitted,
   // sequential, deadline, next_attempt_at and ops. InvalidArgument (naming the field where

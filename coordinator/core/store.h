@@ -99,6 +99,14 @@ class TransactionStore {
   // its lease (see Reschedule); leases are untouched.
   virtual Status MakeDue(const std::string& gid, TimePoint now) = 0;
 
+  // An operator's end of a transaction (force-finish): moves it from `from` to `to` (final)
+  // iff its status is still `from`, whatever the mode's state machine allows, with a log row
+  // naming `actor` and `reason` (also kept as the transaction's reason). Clears its attention
+  // flag, its lease and any wake-up: no coordinator drives it again, and a drive still running
+  // fails its fence at its next write. Conflict when it is no longer `from`.
+  virtual Status Force(const std::string& gid, TxStatus from, TxStatus to,
+                       const std::string& reason, const std::string& actor, TimePoint now) = 0;
+
   // Leases up to `limit` unfinished transactions that are due at `now` and not leased by a live
   // owner, to `owner` for `lease`. Leases are taken and compared by the store's clock; `now`
   // only says what is due (due times are set from coordinators' clocks: a skewed one makes a

@@ -1,5 +1,7 @@
 #include "coordinator/core/transaction_service.h"
 
+#include <algorithm>
+
 #include "coordinator/core/state_machine.h"
 
 namespace treaty::core {
@@ -200,6 +202,47 @@ Result<Transaction> TransactionService::RetryNow(const std::string& gid) {
   if (!s.ok()) return s;
   driver_.WakePoller();
   return tx;
+}
+
+Result<ForceOutcome> TransactionService::Force(const std::string& gid, TxStatus to,
+                                               const std::string& reason, const std::string& actor,
+                                               bool dry_run) {
+  if (to != TxStatus::kCommitted && to != TxStatus::kAborted) {
+    return Status::InvalidField("status", "must be committed or aborted");
+  }
+  if (reason.empty()) return Status::InvalidField("reason", "is required: say why");
+  auto tx = store_.Load(gid, false);
+  if (!tx.ok()) return tx.status();
+  auto processor = ProcessorOf(tx->mode);
+  if (!processor.ok()) return processor.status();
+  if (Status s = (*processor)->CanForce(*tx, to); !s.ok()) {
+    return Status::Conflict("transaction " + gid + " cannot be forced " +
+                            std::string(StatusName(to)) + ": " + s.message());
+  }
+  // What would still be called: the ops pending in this phase, and in the one that ends as `to`.
+  std::vector<std::string> due = (*processor)->OpsDueIn(tx->status);
+  for (const std::string& op :
+       (*processor)
+           ->OpsDueIn(to == TxStatus::kCommitted ? TxStatus::kCommitting : TxStatus::kAborting)) {
+    due.push_back(op);
+  }
+  ForceOutcome out;
+  for (const BranchOp& op : tx->ops) {
+    if (op.status == OpStatus::kPending && std::find(due.begin(), due.end(), op.op) != due.end()) {
+      out.not_called.push_back(op);
+    }
+  }
+  if (!dry_run) {
+    const std::string why =
+        "forced " + std::string(StatusName(to)) + " by " + actor + ": " + reason;
+    Status s = store_.Force(gid, tx->status, to, why, actor, clock_.Now());
+    if (!s.ok()) return s;
+    auto after = store_.Load(gid, /*with_log=*/true);
+    if (!after.ok()) return after.status();
+    tx = std::move(after);
+  }
+  out.tx = std::move(*tx);
+  return out;
 }
 
 Result<Transaction> TransactionService::WaitFinal(const std::string& gid, TimePoint until) {

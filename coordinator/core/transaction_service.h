@@ -29,6 +29,11 @@ struct BeginOutcome {
   std::shared_ptr<TransactionDriver::FinalWait> watch;
 };
 
+struct ForceOutcome {
+  Transaction tx;                    // as it stands after (with its log), or before (dry run)
+  std::vector<BranchOp> not_called;  // the ops still pending, which will not be called
+};
+
 // Who asks for an abort. A msg transaction's own service knows whether its local transaction
 // rolled back; anyone else (an operator at the console or treatyctl) does not, so their abort of
 // a half message is a check-back first.
@@ -69,6 +74,14 @@ class TransactionService {
 
   // Makes an unfinished transaction due now, skipping its backoff; Conflict when it is final.
   Result<Transaction> RetryNow(const std::string& gid);
+
+  // An operator ends `gid` as `to` (committed or aborted) now, without the calls still due
+  // (force-finish): the decision log records `actor` and `reason`. Conflict, with nothing
+  // changed, where the mode says the move could contradict what was decided or done
+  // (Processor::CanForce), or when the transaction moved on meanwhile. With `dry_run`, checks
+  // and answers what would happen without changing anything.
+  Result<ForceOutcome> Force(const std::string& gid, TxStatus to, const std::string& reason,
+                             const std::string& actor, bool dry_run);
 
   // The transaction once final, or as it stands at `until`.
   Result<Transaction> WaitFinal(const std::string& gid, TimePoint until);

@@ -36,6 +36,10 @@ Status TimedStore::Reschedule(const std::string& gid, const std::string& owner,
 Status TimedStore::MakeDue(const std::string& gid, core::TimePoint now) {
   return Timed("make_due", [&] { return inner_.MakeDue(gid, now); });
 }
+Status TimedStore::Force(const std::string& gid, core::TxStatus from, core::TxStatus to,
+                         const std::string& reason, const std::string& actor, core::TimePoint now) {
+  return Timed("force", [&] { return inner_.Force(gid, from, to, reason, actor, now); });
+}
 Result<std::vector<std::string>> TimedStore::ClaimDue(const std::string& owner, core::TimePoint now,
                                                       Duration lease, int limit) {
   return Timed("claim_due", [&] { return inner_.ClaimDue(owner, now, lease, limit); });

@@ -30,6 +30,8 @@ class TimedStore : public core::TransactionStore {
   Status Reschedule(const std::string& gid, const std::string& owner,
                     core::TimePoint next_attempt_at) override;
   Status MakeDue(const std::string& gid, core::TimePoint now) override;
+  Status Force(const std::string& gid, core::TxStatus from, core::TxStatus to,
+               const std::string& reason, const std::string& actor, core::TimePoint now) override;
   Result<std::vector<std::string>> ClaimDue(const std::string& owner, core::TimePoint now,
                                             Duration lease, int limit) override;
   Result<bool> TryLease(const std::string& gid, const std::string& owner, Duration lease) override;

@@ -137,6 +137,12 @@ Status CheckOutputReferences(
   return Status::Ok();
 }
 
+std::vector<std::string> SagaProcessor::OpsDueIn(TxStatus status) const {
+  if (status == TxStatus::kActive) return {protocol::kAction};
+  if (status == TxStatus::kAborting) return {protocol::kCompensate};
+  return {};
+}
+
 Status SagaProcessor::CanForce(const Transaction& tx, TxStatus to) const {
   if (IsFinal(tx.status)) {
     return Status::Conflict("it is " + std::string(StatusName(tx.status)) + " already");

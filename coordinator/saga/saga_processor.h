@@ -34,6 +34,8 @@ class SagaProcessor : public Processor {
   // Also committed while active: the steps still to run are not called (an operator ran them
   // by hand, or gave them up). Never committed once compensation began.
   Status CanForce(const Transaction& tx, TxStatus to) const override;
+  // action while active, compensate while aborting.
+  std::vector<std::string> OpsDueIn(TxStatus status) const override;
   // action, compensate.
   const std::vector<std::string>& BranchOps() const override;
   // action (a step without compensate only goes forward).

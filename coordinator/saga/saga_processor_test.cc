@@ -146,5 +146,29 @@ TEST_F(SagaTest, TheGraphIsChecked) {
   EXPECT_EQ(service_.Begin(req).status().message(), "steps form a cycle: a -> a");
 }
 
+TEST_F(SagaTest, AStuckForwardStepCanBeForcedCommittedButNotOnceCompensationBegan) {
+  transport_.Then("notify", "action", ScriptedTransport::Unknown(), 100);
+  std::string gid = Start({Step("a"), Step("notify", {"a"}, /*compensable=*/false)});
+  ASSERT_TRUE(driver_.DriveNow(gid).ok());
+  auto forced = service_.Force(gid, TxStatus::kCommitted, "mail sent by hand", "ops", false);
+  ASSERT_TRUE(forced.ok()) << forced.status().ToString();
+  ASSERT_EQ(forced->not_called.size(), 1u);
+  EXPECT_EQ(forced->not_called[0].branch_id, "notify");
+  EXPECT_EQ(Load(gid).status, TxStatus::kCommitted);
+
+  transport_.Then("pay", "action", ScriptedTransport::Refused("declined"));
+  transport_.Then("a", "compensate", ScriptedTransport::Unknown(), 100);
+  BeginRequest req{.gid = "s2",
+                   .mode = Mode::kSaga,
+                   .branches = std::vector<BranchSpec>{Step("a"), Step("pay", {"a"})}};
+  ASSERT_TRUE(service_.Begin(req).ok());
+  ASSERT_TRUE(driver_.DriveNow("s2").ok());
+  ASSERT_EQ(Load("s2").status, TxStatus::kAborting);
+  EXPECT_EQ(service_.Force("s2", TxStatus::kCommitted, "x", "ops", false).status().code(),
+            Status::Code::kConflict);
+  ASSERT_TRUE(service_.Force("s2", TxStatus::kAborted, "refunded by hand", "ops", false).ok());
+  EXPECT_EQ(Load("s2").status, TxStatus::kAborted);
+}
+
 }  // namespace
 }  // namespace treaty::core

@@ -1,6 +1,7 @@
 // PgTransactionStore's leases and schedule: the fenced attention flag, Reschedule, MakeDue,
-// ClaimDue, TryLease and ReleaseLeases. Each is one statement (no BEGIN and COMMIT round trips),
-// and every lease is taken and compared by the database's clock (store.h, Fence).
+// an operator's Force, ClaimDue, TryLease and ReleaseLeases. Each is one statement (no BEGIN and
+// COMMIT round trips), and every lease is taken and compared by the database's clock (store.h,
+// Fence).
 
 #include <pqxx/pqxx>
 
@@ -10,6 +11,7 @@
 namespace treaty::store {
 
 using core::TimePoint;
+using core::TxStatus;
 
 Status PgTransactionStore::SetAttention(const std::string& gid, const std::string& attention,
                                         const core::Fence* fence) {
@@ -60,6 +62,29 @@ Status PgTransactionStore::MakeDue(const std::string& gid, TimePoint now) {
     if (r.empty()) {
       if (!Exists(w, gid)) return NoTransaction(gid);
       return Status::Conflict("transaction " + gid + " is not unfinished");
+    }
+    return Status::Ok();
+  });
+}
+
+Status PgTransactionStore::Force(const std::string& gid, TxStatus from, TxStatus to,
+                                 const std::string& reason, const std::string& actor,
+                                 TimePoint now) {
+  return WriteStatement([&](pqxx::transaction_base& w) -> Status {
+    // The lease goes too: a drive still running loses its fence at its next write.
+    pqxx::result r = Prepared(w,
+        "WITH moved AS (UPDATE treaty.transactions SET status = $3, reason = $4, "
+        "attention = NULL, owner = NULL, lease_until = NULL, wake_requested = false, "
+        "next_attempt_at = " SQL_TS(6) ", updated_at = " SQL_TS(6) " "
+        "WHERE gid = $1 AND status = $2 RETURNING gid) "
+        "INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, actor, at) "
+        "SELECT gid, $2, $3, $4, $5, " SQL_TS(6) " FROM moved RETURNING id",
+        gid, std::string(core::StatusName(from)), std::string(core::StatusName(to)), reason, actor,
+        Ms(now));
+    if (r.empty()) {
+      if (!Exists(w, gid)) return NoTransaction(gid);
+      return Status::Conflict("transaction " + gid + " is no longer " +
+                              std::string(core::StatusName(from)));
     }
     return Status::Ok();
   });

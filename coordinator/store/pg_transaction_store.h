@@ -15,6 +15,7 @@
 
 #include "common/duration.h"
 #include "coordinator/core/store.h"
+#include "coordinator/saga/saga_versions.h"
 
 namespace pqxx {
 class transaction_base;
@@ -44,7 +45,7 @@ struct PgStoreOptions {
   int transition_batches_in_flight = 2;
 };
 
-class PgTransactionStore : public core::TransactionStore {
+class PgTransactionStore : public core::TransactionStore, public saga::SagaVersionStore {
  public:
   explicit PgTransactionStore(PgStoreOptions options);
   ~PgTransactionStore() override;
@@ -70,6 +71,15 @@ class PgTransactionStore : public core::TransactionStore {
   Status ReleaseLeases(const std::string& node) override;
   Result<std::vector<core::Transaction>> List(const core::ListFilter& filter) override;
   Result<std::map<core::TxStatus, int64_t>> CountByStatus() override;
+
+  Status Force(const std::string& gid, core::TxStatus from, core::TxStatus to,
+               const std::string& reason, const std::string& actor, core::TimePoint now) override;
+
+  Status SaveSagaVersion(const std::string& name, const std::string& version,
+                         const std::string& file, const std::string& text) override;
+  Result<std::optional<saga::StoredSagaVersion>> FindSagaVersion(
+      const std::string& name, const std::string& version) override;
+  Result<std::vector<saga::StoredSagaVersion>> ListSagaVersions(const std::string& name) override;
 
   // For metrics: unfinished transactions by status, and how long (seconds) the oldest due one
   // has waited.

@@ -4,9 +4,9 @@ namespace treaty::core::testing {
 namespace {
 
 constexpr std::array<std::string_view, kStoreMethods> kNames = {
-    "Create",    "Load",          "AddBranch",  "MarkSubmitted", "Transition",
-    "RecordOps", "SetAttention",  "Reschedule", "MakeDue",       "ClaimDue",
-    "TryLease",  "ReleaseLeases", "List",       "CountByStatus",
+    "Create",    "Load",         "AddBranch",     "MarkSubmitted", "Transition",
+    "RecordOps", "SetAttention", "Reschedule",    "MakeDue",       "Force",
+    "ClaimDue",  "TryLease",     "ReleaseLeases", "List",          "CountByStatus",
 };
 
 size_t Index(StoreMethod method) { return static_cast<size_t>(method); }
@@ -119,6 +119,12 @@ Status FaultyStore::Reschedule(const std::string& gid, const std::string& owner,
 
 Status FaultyStore::MakeDue(const std::string& gid, TimePoint now) {
   return Run<Status>(StoreMethod::kMakeDue, [&] { return inner_.MakeDue(gid, now); });
+}
+
+Status FaultyStore::Force(const std::string& gid, TxStatus from, TxStatus to,
+                          const std::string& reason, const std::string& actor, TimePoint now) {
+  return Run<Status>(StoreMethod::kForce,
+                     [&] { return inner_.Force(gid, from, to, reason, actor, now); });
 }
 
 Result<std::vector<std::string>> FaultyStore::ClaimDue(const std::string& owner, TimePoint now,

@@ -235,6 +235,29 @@ Status InMemoryStore::MakeDue(const std::string& gid, TimePoint now) {
   return Status::Ok();
 }
 
+Status InMemoryStore::Force(const std::string& gid, TxStatus from, TxStatus to,
+                            const std::string& reason, const std::string& actor, TimePoint now) {
+  MutexLock lock(mu_);
+  if (Status s = CheckUp(__func__); !s.ok()) return s;
+  auto it = rows_.find(gid);
+  if (it == rows_.end()) return Status::NotFound("no transaction " + gid);
+  Row& row = it->second;
+  if (row.tx.status != from) {
+    return Status::Conflict("transaction " + gid + " is no longer " +
+                            std::string(StatusName(from)));
+  }
+  row.tx.status = to;
+  row.tx.reason = reason;
+  row.tx.attention.clear();
+  row.tx.updated_at = now;
+  row.tx.next_attempt_at = now;
+  row.owner.clear();
+  row.lease_until = TimePoint{};
+  row.wake_requested = false;
+  row.tx.log.push_back(LogEntry{now, from, to, reason, actor});
+  return Status::Ok();
+}
+
 Result<std::vector<std::string>> InMemoryStore::ClaimDue(const std::string& owner, TimePoint now,
                                                          Duration lease, int limit) {
   MutexLock lock(mu_);

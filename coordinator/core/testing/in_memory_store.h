@@ -32,6 +32,8 @@ class InMemoryStore : public TransactionStore {
   Status Reschedule(const std::string& gid, const std::string& owner,
                     TimePoint next_attempt_at) override;
   Status MakeDue(const std::string& gid, TimePoint now) override;
+  Status Force(const std::string& gid, TxStatus from, TxStatus to, const std::string& reason,
+               const std::string& actor, TimePoint now) override;
   Result<std::vector<std::string>> ClaimDue(const std::string& owner, TimePoint now, Duration lease,
                                             int limit) override;
   Result<bool> TryLease(const std::string& gid, const std::string& owner, Duration lease) override;
