@@ -120,8 +120,12 @@ bool IsLoopbackHost(const std::string& host) {
 
 Result<std::vector<RoleToken>> LoadTokens(const AuthOptions& auth) {
   std::vector<RoleToken> out;
-  for (const std::string& t : auth.client_tokens) out.push_back({t, false});
-  for (const std::string& t : auth.admin_tokens) out.push_back({t, true});
+  for (size_t i = 0; i < auth.client_tokens.size(); ++i) {
+    out.push_back({auth.client_tokens[i], false, "client_tokens[" + std::to_string(i) + "]"});
+  }
+  for (size_t i = 0; i < auth.admin_tokens.size(); ++i) {
+    out.push_back({auth.admin_tokens[i], true, "admin_tokens[" + std::to_string(i) + "]"});
+  }
   for (bool admin : {false, true}) {
     for (const std::string& path : admin ? auth.admin_token_files : auth.client_token_files) {
       auto text = ReadConfigText(path);
@@ -134,7 +138,7 @@ Result<std::vector<RoleToken>> LoadTokens(const AuthOptions& auth) {
       if (token.size() < 16) {
         return Status::InvalidArgument(path + ": the token is shorter than 16 characters");
       }
-      out.push_back({token, admin});
+      out.push_back({token, admin, path.substr(path.find_last_of('/') + 1)});
     }
   }
   return out;

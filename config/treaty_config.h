@@ -137,6 +137,9 @@ Result<TreatyConfig> LoadTreatyConfig(const std::string& path, const Environment
 struct RoleToken {
   std::string token;
   bool admin = false;
+  // Who it is, for the decision log of an operator's force-finish: a token file's name
+  // ("/run/secrets/ops-alice" is "ops-alice"), else its place ("admin_tokens[0]").
+  std::string name;
 };
 Result<std::vector<RoleToken>> LoadTokens(const AuthOptions& auth);
 

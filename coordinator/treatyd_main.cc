@@ -156,6 +156,8 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
     kLog.Info("scheduler started", {{"node_id", node_id}, {"owner", driver.options().owner}});
   });
 
+  api::AccessPolicy access(std::move(*tokens), config.limits.rate_per_second,
+                           config.limits.rate_burst);
   api::TransactionsApi transactions(
       service, driver.processors(), &sagas,
       api::TransactionsApiOptions{
@@ -164,6 +166,8 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
           .max_payload_bytes = static_cast<size_t>(config.limits.max_payload_bytes),
           .allowlist = std::make_shared<api::UrlAllowlist>(config.participants.allow),
           .clock = &clock,
+          .caller_name = [&access](const http::ApiRequest& r) { return access.CallerName(r); },
+          .saga_versions = &tx_store,
       });
   api::OperatorEndpoints endpoints{
       .health =
@@ -204,8 +208,6 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
   };
   http::Router router;
   api::RegisterTreatydRoutes(router, transactions, endpoints);
-  api::AccessPolicy access(std::move(*tokens), config.limits.rate_per_second,
-                           config.limits.rate_burst);
   router.SetGuard(
       [&access](const http::ApiRequest& r, http::Access level) { return access.Check(r, level); });
 

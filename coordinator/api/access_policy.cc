@@ -31,7 +31,28 @@ ApiResponse Unauthenticated(const std::string& message) {
 
 AccessPolicy::AccessPolicy(std::vector<RoleToken> tokens, double rate_per_second, int64_t burst)
     : rate_(rate_per_second), burst_(static_cast<double>(burst)) {
-  for (const RoleToken& t : tokens) tokens_.emplace_back(Sha256<Digest>(t.token), t.admin);
+  for (const RoleToken& t : tokens) {
+    tokens_.emplace_back(Sha256<Digest>(t.token), t.admin);
+    names_.push_back(t.name);
+  }
+}
+
+std::string AccessPolicy::CallerName(const http::ApiRequest& request) const {
+  const std::string address = request.remote.substr(0, request.remote.rfind(':'));
+  auto header = request.headers.find("authorization");
+  constexpr std::string_view kScheme = "Bearer ";
+  if (tokens_.empty() || header == request.headers.end() ||
+      header->second.compare(0, kScheme.size(), kScheme) != 0) {
+    return "anonymous@" + address;
+  }
+  const Digest d = Sha256<Digest>(header->second.substr(kScheme.size()));
+  std::string name;
+  for (size_t k = 0; k < tokens_.size(); ++k) {
+    if (std::memcmp(d.bytes, tokens_[k].first.bytes, sizeof d.bytes) == 0 && name.empty()) {
+      name = names_[k];
+    }
+  }
+  return name.empty() ? "unknown@" + address : name;
 }
 
 std::optional<bool> AccessPolicy::AdminOf(const Digest& d) const {

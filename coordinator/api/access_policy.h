@@ -29,6 +29,10 @@ class AccessPolicy {
   // The guard: nullopt lets the request through. Thread-safe.
   std::optional<http::ApiResponse> Check(const http::ApiRequest& request, http::Access access);
 
+  // Who made `request` (which Check let through), for the decision log: its token's name
+  // (RoleToken::name), or with no tokens configured "anonymous@<address>". Thread-safe.
+  std::string CallerName(const http::ApiRequest& request) const;
+
  private:
   struct Bucket {
     double tokens;
@@ -44,6 +48,7 @@ class AccessPolicy {
   bool Take(const std::string& key, double* retry_after);
 
   std::vector<std::pair<Digest, bool>> tokens_;  // SHA-256 of each token, admin?
+  std::vector<std::string> names_;               // each token's name, in the same order
   const double rate_;
   const double burst_;
   Mutex mu_;

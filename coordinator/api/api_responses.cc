@@ -2,6 +2,8 @@
 
 #include <Poco/DateTimeFormatter.h>
 #include <Poco/JSON/Array.h>
+#include <Poco/JSON/ParseHandler.h>
+#include <Poco/JSON/Parser.h>
 #include <Poco/Timestamp.h>
 
 #include <atomic>
@@ -79,6 +81,15 @@ Object::Ptr Summary(const core::Transaction& tx) {
   return o;
 }
 
+Poco::Dynamic::Var ParsedJson(const std::string& json) {
+  try {
+    Poco::JSON::Parser parser(new Poco::JSON::ParseHandler(/*preserveObjectOrder=*/true));
+    return parser.parse(json);
+  } catch (const std::exception&) {
+    return json;  // stored by this code as JSON: not expected
+  }
+}
+
 Object::Ptr Details(const core::Transaction& tx) {
   Object::Ptr o = Summary(tx);
   o->set("submitted", tx.submitted);
@@ -101,6 +112,16 @@ Object::Ptr Details(const core::Transaction& tx) {
       b->set("after", after);
     }
     if (!op.last_error.empty()) b->set("last_error", op.last_error);
+    if (op.retry) {
+      Object::Ptr retry = NewObject();
+      if (op.retry->attempts > 0) retry->set("attempts", op.retry->attempts);
+      if (op.retry->backoff) retry->set("backoff_ms", static_cast<int64_t>(op.retry->backoff->count()));
+      if (op.retry->max_backoff) {
+        retry->set("max_backoff_ms", static_cast<int64_t>(op.retry->max_backoff->count()));
+      }
+      b->set("retry", retry);
+    }
+    if (!op.output_json.empty()) b->set("output", ParsedJson(op.output_json));
     Array::Ptr calls = new Array();
     for (const core::OpCall& c : op.calls) {
       Object::Ptr call = NewObject();
@@ -124,6 +145,7 @@ Object::Ptr Details(const core::Transaction& tx) {
                           : Poco::Dynamic::Var());
     l->set("to", std::string(core::StatusName(e.to)));
     l->set("reason", e.reason);
+    if (!e.actor.empty()) l->set("actor", e.actor);
     log->add(l);
   }
   o->set("log", log);

@@ -40,6 +40,9 @@ Poco::JSON::Object::Ptr NewObject();
 // A transaction in a list: gid, mode, status, times, reason, attention.
 Poco::JSON::Object::Ptr Summary(const core::Transaction& tx);
 // The summary with its branches' ops and the decision log.
+// JSON text as a value to set in an answer (the text itself when it does not parse).
+Poco::Dynamic::Var ParsedJson(const std::string& json);
+
 Poco::JSON::Object::Ptr Details(const core::Transaction& tx);
 // What a change answers: gid, status, reason, attention.
 Poco::JSON::Object::Ptr Outcome(const core::Transaction& tx);

@@ -1,4 +1,5 @@
-// The saga endpoints of TransactionsApi: start a loaded definition by name, list, show one,
+// The saga endpoints of TransactionsApi: start a definition by name (the loaded version) or by
+// name@version (a kept one that transactions still run on), list, show one with its versions,
 // reload.
 
 #include <Poco/JSON/Array.h>
@@ -14,10 +15,59 @@ using http::JsonError;
 using Poco::JSON::Array;
 using Poco::JSON::Object;
 
+std::variant<std::shared_ptr<const saga::SagaDefinition>, ApiResponse> TransactionsApi::FindSaga(
+    const std::string& name_at_version) {
+  const size_t at = name_at_version.find('@');
+  const std::string name = name_at_version.substr(0, at);
+  auto loaded = sagas_ ? sagas_->Find(name) : nullptr;
+  if (at == std::string::npos) {
+    if (!loaded) return JsonError(404, "not_found", "no saga named " + name + " is loaded");
+    return loaded;
+  }
+  const std::string version = name_at_version.substr(at + 1);
+  if (loaded && loaded->version == version) return loaded;
+  std::optional<saga::StoredSagaVersion> kept;
+  if (options_.saga_versions != nullptr) {
+    auto found = options_.saga_versions->FindSagaVersion(name, version);
+    if (!found.ok()) return FromStatus(found.status());
+    kept = std::move(*found);
+  }
+  const std::string loaded_note =
+      loaded ? " (the loaded version is " + loaded->version + ")" : " (none is loaded)";
+  if (!kept || kept->unfinished == 0) {
+    return JsonError(404, "not_found",
+                     "saga " + name + "@" + version +
+                         " is not loaded and no unfinished transaction runs on it" + loaded_note);
+  }
+  // Its URLs' ${env...} as this treatyd's environment has them now.
+  auto def = sagas_ ? sagas_->Parse(kept->text, kept->file) : Status::NotFound("no sagas");
+  if (!def.ok()) {
+    return JsonError(409, "conflict",
+                     "saga " + name + "@" + version + " no longer loads here: " +
+                         def.status().message());
+  }
+  return std::make_shared<const saga::SagaDefinition>(std::move(*def));
+}
+
+Status TransactionsApi::KeepVersion(const saga::SagaDefinition& def) {
+  if (options_.saga_versions == nullptr) return Status::Ok();
+  const std::string key = def.name + "@" + def.version;
+  {
+    MutexLock lock(kept_mu_);
+    if (kept_versions_.count(key)) return Status::Ok();
+  }
+  Status s = options_.saga_versions->SaveSagaVersion(def.name, def.version, def.file, def.text);
+  if (!s.ok()) return s;
+  MutexLock lock(kept_mu_);
+  kept_versions_.insert(key);
+  return s;
+}
+
 ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
-  const std::string& name = r.path_params.at("name");
-  auto def = sagas_ ? sagas_->Find(name) : nullptr;
-  if (!def) return JsonError(404, "not_found", "no saga named " + name + " is loaded");
+  auto found = FindSaga(r.path_params.at("name"));
+  if (auto* err = std::get_if<ApiResponse>(&found)) return *err;
+  auto def = std::get<std::shared_ptr<const saga::SagaDefinition>>(found);
+  const std::string name = def->name;
   auto parsed = ParseObject(r.body, true);
   if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
   Object::Ptr body = std::get<Object::Ptr>(parsed);
@@ -66,11 +116,26 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
       return BadField({"steps." + b.id + ".payload", "must not contain the character U+0000"});
     }
   }
+  // Kept before its first transaction: any coordinator can then start it by name@version
+  // while that transaction runs.
+  if (Status kept = KeepVersion(*def); !kept.ok()) return FromStatus(kept);
   Object canonical(*body);
   canonical.remove("wait");
-  canonical.set("saga", name);
+  canonical.set("saga", r.path_params.at("name"));  // as asked: "name" or "name@version"
   return BeginAndAnswer(std::move(req), Stringify(Object::Ptr(new Object(canonical))), wait);
 }
+
+namespace {
+
+Object::Ptr RetryObject(const core::OpRetry& r) {
+  Object::Ptr o = NewObject();
+  if (r.attempts > 0) o->set("attempts", r.attempts);
+  if (r.backoff) o->set("backoff_ms", static_cast<int64_t>(r.backoff->count()));
+  if (r.max_backoff) o->set("max_backoff_ms", static_cast<int64_t>(r.max_backoff->count()));
+  return o;
+}
+
+}  // namespace
 
 ApiResponse TransactionsApi::ListSagas(const ApiRequest&) {
   Array::Ptr list = new Array();
@@ -94,9 +159,9 @@ ApiResponse TransactionsApi::ListSagas(const ApiRequest&) {
 // One loaded definition with its steps as written: what each calls, and what it runs after
 // (the console draws it as a graph).
 ApiResponse TransactionsApi::GetSaga(const ApiRequest& r) {
-  const std::string& name = r.path_params.at("name");
-  auto def = sagas_ ? sagas_->Find(name) : nullptr;
-  if (!def) return JsonError(404, "not_found", "no saga named " + name + " is loaded");
+  auto found = FindSaga(r.path_params.at("name"));
+  if (auto* err = std::get_if<ApiResponse>(&found)) return *err;
+  auto def = std::get<std::shared_ptr<const saga::SagaDefinition>>(found);
   Object::Ptr o = NewObject();
   o->set("name", def->name);
   o->set("version", def->version);
@@ -111,9 +176,40 @@ ApiResponse TransactionsApi::GetSaga(const ApiRequest& r) {
     for (const std::string& a : st.after) after->add(a);
     s->set("after", after);
     if (st.timeout) s->set("timeout_ms", static_cast<int64_t>(st.timeout->count()));
+    if (st.retry) s->set("retry", RetryObject(*st.retry));
+    if (st.compensate_timeout) {
+      s->set("compensate_timeout_ms", static_cast<int64_t>(st.compensate_timeout->count()));
+    }
+    if (st.compensate_retry) s->set("compensate_retry", RetryObject(*st.compensate_retry));
     steps->add(s);
   }
   o->set("steps", steps);
+  // The loaded version, and every kept one that transactions still run on.
+  auto loaded = sagas_ ? sagas_->Find(def->name) : nullptr;
+  Array::Ptr versions = new Array();
+  std::vector<saga::StoredSagaVersion> kept;
+  if (options_.saga_versions != nullptr) {
+    auto listed = options_.saga_versions->ListSagaVersions(def->name);
+    if (!listed.ok()) return FromStatus(listed.status());
+    kept = std::move(*listed);
+  }
+  if (loaded && std::none_of(kept.begin(), kept.end(), [&](const saga::StoredSagaVersion& v) {
+        return v.version == loaded->version;
+      })) {
+    kept.insert(kept.begin(), saga::StoredSagaVersion{.version = loaded->version,
+                                                      .file = loaded->file});
+  }
+  for (const saga::StoredSagaVersion& v : kept) {
+    const bool current = loaded && v.version == loaded->version;
+    if (!current && v.unfinished == 0) continue;
+    Object::Ptr entry = NewObject();
+    entry->set("version", v.version);
+    entry->set("loaded", current);
+    entry->set("unfinished", v.unfinished);
+    if (v.loaded_at != core::TimePoint{}) entry->set("first_used_at", Iso(v.loaded_at));
+    versions->add(entry);
+  }
+  o->set("versions", versions);
   return Json(200, o);
 }
 

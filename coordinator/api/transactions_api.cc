@@ -58,6 +58,7 @@ void TransactionsApi::Register(Router& router) {
   add("POST", "/v1/transactions/{gid}/submit", &TransactionsApi::Submit, Access::kClient);
   add("POST", "/v1/transactions/{gid}/abort", &TransactionsApi::Abort, Access::kClient);
   add("POST", "/v1/transactions/{gid}/retry", &TransactionsApi::Retry, Access::kAdmin);
+  add("POST", "/v1/transactions/{gid}/force", &TransactionsApi::Force, Access::kAdmin);
   add("GET", "/v1/stats", &TransactionsApi::Stats, Access::kClient);
   add("GET", "/v1/sagas", &TransactionsApi::ListSagas, Access::kClient);
   add("POST", "/v1/sagas/reload", &TransactionsApi::ReloadSagas, Access::kAdmin);
@@ -242,6 +243,43 @@ ApiResponse TransactionsApi::Retry(const ApiRequest& r) {
   auto tx = service_.RetryNow(r.path_params.at("gid"));
   if (!tx.ok()) return FromStatus(tx.status());
   return Json(202, Outcome(*tx));
+}
+
+ApiResponse TransactionsApi::Force(const ApiRequest& r) {
+  auto parsed = ParseObject(r.body, false);
+  if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
+  const Object& body = *std::get<Object::Ptr>(parsed);
+  if (auto e = CheckKeys(body, {"status", "reason", "dry_run"}, "")) return BadField(*e);
+  std::string status;
+  if (!body.has("status")) return BadField({"status", "is required: committed or aborted"});
+  if (auto e = GetString(body, "status", "status", &status)) return BadField(*e);
+  auto to = core::ParseStatus(status);
+  if (!to || (*to != core::TxStatus::kCommitted && *to != core::TxStatus::kAborted)) {
+    return BadField({"status", "must be committed or aborted"});
+  }
+  std::string reason;
+  if (auto e = GetString(body, "reason", "reason", &reason)) return BadField(*e);
+  if (reason.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return BadField({"reason", "is required: say why (it goes into the decision log)"});
+  }
+  if (reason.size() > 1000) return BadField({"reason", "must be at most 1000 characters"});
+  bool dry_run = false;
+  if (auto e = GetBool(body, "dry_run", &dry_run)) return BadField(*e);
+  const std::string actor = options_.caller_name ? options_.caller_name(r) : "anonymous";
+  auto forced = service_.Force(r.path_params.at("gid"), *to, reason, actor, dry_run);
+  if (!forced.ok()) return FromStatus(forced.status());
+  Object::Ptr o = dry_run ? Outcome(forced->tx) : Details(forced->tx);
+  o->set("dry_run", dry_run);
+  Array::Ptr not_called = new Array();
+  for (const core::BranchOp& op : forced->not_called) {
+    Object::Ptr n = NewObject();
+    n->set("id", op.branch_id);
+    n->set("op", op.op);
+    n->set(op.topic.empty() ? "url" : "topic", op.topic.empty() ? op.url : op.topic);
+    not_called->add(n);
+  }
+  o->set("not_called", not_called);
+  return Json(200, o);
 }
 
 ApiResponse TransactionsApi::Get(const ApiRequest& r) {

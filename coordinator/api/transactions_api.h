@@ -8,23 +8,30 @@
 //   POST /v1/transactions/{gid}/submit     submit a begun transaction
 //   POST /v1/transactions/{gid}/abort      abort before the decision
 //   POST /v1/transactions/{gid}/retry      skip the backoff of a stuck transaction
+//   POST /v1/transactions/{gid}/force      end a stuck transaction without the calls due (admin)
 //   GET  /v1/transactions/{gid}            status, branches, decision log
 //   GET  /v1/transactions?status=&mode=&since=&older_than=&stuck=&limit=&after=
 //   GET  /v1/stats                         how many transactions are in each status
 //   POST /v1/sagas/{name}                  start a named saga with an input
 //   GET  /v1/sagas                         the loaded definitions and their versions
+//   GET  /v1/sagas/{name}                  one definition, and its versions in use
+//   GET  /v1/sagas/{name}@{version}        one version of it
 //   POST /v1/sagas/reload                  load the definition files again
 
 #include <functional>
 #include <memory>
+#include <set>
+#include <variant>
 
 #include "common/duration.h"
 #include "common/http/router.h"
+#include "common/thread_annotations.h"
 #include "coordinator/api/url_allowlist.h"
 #include "coordinator/core/environment.h"
 #include "coordinator/core/processor_registry.h"
 #include "coordinator/core/transaction_service.h"
 #include "coordinator/saga/saga_registry.h"
+#include "coordinator/saga/saga_versions.h"
 
 namespace treaty::api {
 
@@ -43,6 +50,11 @@ struct TransactionsApiOptions {
   // What "now" is when compared with stored times (a wait's end, a list's age filters): the
   // store's clock in treatyd, as the core's; null: this host's clock (unit tests).
   core::Clock* clock = nullptr;
+  // Who made a request, for the decision log of a force-finish (AccessPolicy::CallerName);
+  // null: "anonymous".
+  std::function<std::string(const ApiRequest&)> caller_name;
+  // The versions of saga definitions kept for name@version; null: only the loaded ones.
+  saga::SagaVersionStore* saga_versions = nullptr;
 };
 
 class TransactionsApi {
@@ -64,6 +76,7 @@ class TransactionsApi {
   ApiResponse Submit(const ApiRequest& r);
   ApiResponse Abort(const ApiRequest& r);
   ApiResponse Retry(const ApiRequest& r);
+  ApiResponse Force(const ApiRequest& r);
   ApiResponse Get(const ApiRequest& r);
   ApiResponse List(const ApiRequest& r);
   ApiResponse Stats(const ApiRequest& r);
@@ -71,6 +84,12 @@ class TransactionsApi {
   ApiResponse ListSagas(const ApiRequest& r);
   ApiResponse GetSaga(const ApiRequest& r);
   ApiResponse ReloadSagas(const ApiRequest& r);
+  // The definition `name_at_version` ("name" or "name@version") names: the loaded one, or a
+  // kept version (SagaVersionStore) while transactions still run on it; else an answer (404).
+  std::variant<std::shared_ptr<const saga::SagaDefinition>, ApiResponse> FindSaga(
+      const std::string& name_at_version);
+  // Keeps `def` in the SagaVersionStore once (before its first transaction starts).
+  Status KeepVersion(const saga::SagaDefinition& def);
   // Submit and abort: reads {"wait"} (and, when `takes_rolled_back`, {"rolled_back"}), runs
   // `change` on the path's gid, answers at once (202) or, with wait, once final (200) or at
   // max_wait (and the deadline, when `until_deadline`).
@@ -89,6 +108,8 @@ class TransactionsApi {
   const core::ProcessorRegistry processors_;
   saga::SagaRegistry* sagas_;
   const TransactionsApiOptions options_;
+  Mutex kept_mu_;
+  std::set<std::string> kept_versions_ GUARDED_BY(kept_mu_);  // "name@version" kept already
 };
 
 }  // namespace treaty::api

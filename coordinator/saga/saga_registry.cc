@@ -23,6 +23,10 @@ std::shared_ptr<const SagaDefinition> SagaRegistry::Find(const std::string& name
   return nullptr;
 }
 
+Result<SagaDefinition> SagaRegistry::Parse(const std::string& text, const std::string& file) const {
+  return ParseSagaDefinition(text, file, env_);
+}
+
 std::vector<std::shared_ptr<const SagaDefinition>> SagaRegistry::List() const {
   MutexLock lock(mu_);
   return defs_;

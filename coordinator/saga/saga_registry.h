@@ -25,6 +25,10 @@ class SagaRegistry {
   std::shared_ptr<const SagaDefinition> Find(const std::string& name) const;
   std::vector<std::shared_ptr<const SagaDefinition>> List() const;
 
+  // Parses a definition's `text` (an older version's, kept in the store) as if loaded from
+  // `file`, with this registry's environment; the loaded set is untouched.
+  Result<SagaDefinition> Parse(const std::string& text, const std::string& file) const;
+
  private:
   const std::vector<std::string> patterns_;
   const std::string base_dir_;
