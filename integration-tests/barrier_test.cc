@@ -248,6 +248,29 @@ TEST(SqlBarrierTest, SharesTheKitsRows) {
   EXPECT_EQ(op(false, "s", "try"), Barrier::Outcome::kHanging) << "the SQL cancel's mark is seen";
 }
 
+// The functions' search_path is pinned: a table of the same name earlier on the caller's path
+// does not stand in for the barrier's.
+TEST(SqlBarrierTest, AnotherSchemaOnTheSearchPathCannotStandIn) {
+  auto pg = PgCluster::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status().message();
+  ASSERT_OK((*pg)->CreateDatabase("svc"));
+  ASSERT_OK((*pg)->Execute("svc", SqlBarrier::Script()));
+  ASSERT_OK((*pg)->Execute(
+      "svc",
+      "CREATE SCHEMA shadow; CREATE TABLE shadow.treaty_barrier (LIKE public.treaty_barrier "
+      "INCLUDING ALL)"));
+  {
+    pqxx::connection c((*pg)->ConnectionString("svc"));
+    pqxx::work tx(c);
+    tx.exec("SET LOCAL search_path = shadow, public");
+    EXPECT_EQ(tx.exec1("SELECT treaty.barrier_enter('g', 'b', 'try')")[0].as<std::string>(),
+              "applied");
+    tx.commit();
+  }
+  EXPECT_EQ((*pg)->QueryValue("svc", "SELECT count(*) FROM public.treaty_barrier").value(), "1");
+  EXPECT_EQ((*pg)->QueryValue("svc", "SELECT count(*) FROM shadow.treaty_barrier").value(), "0");
+}
+
 // Bad input is an error naming what is wrong, never a silent skip or an applied op.
 TEST(SqlBarrierTest, RefusesAnUnknownOpAndEmptyIds) {
   auto pg = PgCluster::Start();
