@@ -7,8 +7,9 @@
 #include <Poco/JSON/Parser.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <latch>
@@ -431,6 +432,15 @@ Result<VerifyOptions> VerifyOptionsFromFlags(const std::map<std::string, std::st
   o.gid_prefix = flags.count("gid-prefix") ? flags.at("gid-prefix")
                                            : "verify-" + std::to_string(std::time(nullptr)) + "-" +
                                                  std::to_string(getpid());
+  // The gids are <prefix>-<case>: Treaty's id alphabet, and room for the longest case's suffix.
+  bool id_chars = std::all_of(o.gid_prefix.begin(), o.gid_prefix.end(), [](char ch) {
+    return std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == ':' ||
+           ch == '-';
+  });
+  if (o.gid_prefix.empty() || o.gid_prefix.size() > 80 || !id_chars) {
+    return Status::InvalidArgument(
+        "--gid-prefix must be 1 to 80 characters of A-Z a-z 0-9 . _ : -");
+  }
   return o;
 }
 

@@ -115,7 +115,7 @@ TEST(VerifyParticipantTest, NamesTheRuleAWrongParticipantBreaks) {
                            : std::vector<std::string>{"--action", base + "/saga/action",
                                                       "--compensate", base + "/saga/compensate"};
     auto [code, out] = Treatyctl(
-        dir, Join(Join({"verify-participant", "--probe", base + "/probe", "--timeout", "2s"}, urls),
+        dir, Join(Join({"verify-participant", "--probe", base + "/probe", "--timeout", "5s"}, urls),
                   {"--payload", R"({"qty":1})"}));
     std::string what = rule.mode + " participant breaking '" + rule.broken + "'";
     if (rule.broken.empty()) {
@@ -141,6 +141,10 @@ TEST(VerifyParticipantTest, BadFlagsAreNamed) {
                                         "--compensate", "http://a/c", "--payload", "{nope"});
   EXPECT_EQ(code, 2) << out;
   EXPECT_NE(out.find("--payload is not JSON"), std::string::npos) << out;
+  std::tie(code, out) = Treatyctl(dir, {"verify-participant", "--action", "http://a/a",
+                                        "--compensate", "http://a/c", "--gid-prefix", "a\"b"});
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("--gid-prefix must be"), std::string::npos) << out;
   std::tie(code, out) = Treatyctl(dir, {"barrier", "install"});
   EXPECT_EQ(code, 2) << out;
   EXPECT_NE(out.find("needs --url postgresql://"), std::string::npos) << out;

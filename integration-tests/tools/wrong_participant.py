@@ -10,7 +10,7 @@ Correct by default; --config FILE (JSON) {"break": RULE} breaks one rule:
   hanging           a try after its cancel is applied (and 200)
   unknown-op        any op at a URL is taken as that URL's op
   malformed         a body it cannot read is answered 200 (as if done)
-  race              checks "done before?" then applies 200 ms later: concurrent duplicates all
+  race              checks "done before?" then applies 500 ms later: concurrent duplicates all
                     pass the check
 
   POST /tcc/{try,confirm,cancel}, /saga/{action,compensate}; GET /probe: the state.
@@ -52,7 +52,7 @@ class State:
                     return 409, "cancelled before it arrived"
                 if key in self.done:
                     return 200, "skipped"
-            time.sleep(0.2)  # the window between the check and the act
+            time.sleep(0.5)  # the window between the check and the act
             with self.lock:
                 self.done.add(key)
                 self.apply(op, qty)
