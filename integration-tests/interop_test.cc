@@ -277,6 +277,22 @@ TEST_F(PythonParticipantTest, TccAndSagasThroughTreatydAndVerifyParticipant) {
                            common));
   EXPECT_EQ(code, 0) << out;
   EXPECT_NE(out.find("all 8 cases passed"), std::string::npos) << out;
+
+  // Its database away: "not known yet" (503), and the op done once it is back (the pool drops
+  // the connections the restart broke).
+  std::string body = TreatyStack::OpBody("py-down", "stock", "try", "tcc", "P1", 1);
+  ASSERT_OK(stack_->pg().Stop());
+  auto down = HttpCall("POST", py + "/tcc/try", body);
+  ASSERT_TRUE(down.ok());
+  EXPECT_EQ(down->status, 503) << down->body;
+  ASSERT_OK(stack_->pg().Restart());
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        auto r = HttpCall("POST", py + "/tcc/try", body);
+        return r.ok() && r->status == 200;
+      },
+      std::chrono::seconds(60), std::chrono::milliseconds(200)));
+  EXPECT_EQ(BarrierRows("py-down", "stock"), "try:try");
 }
 
 }  // namespace

@@ -141,7 +141,7 @@ class Participant:
         if call["op"] not in ops:
             raise Reply(400, f"must be {' or '.join(ops)} at {path}, not {json.dumps(call['op'])}",
                         "op")
-        conn = self.pool.getconn()
+        conn = self.connection()
         try:
             with conn.cursor() as cur:
                 # A duplicate still running holds the barrier row: waiting long for it would hold
@@ -160,16 +160,33 @@ class Participant:
                 conn.rollback()
             return result
         except Reply:
-            conn.rollback()  # a refused change leaves no barrier row: a retry may run
+            self.rollback(conn)  # a refused change leaves no barrier row: a retry may run
             raise
         except psycopg2.Error as e:
-            conn.rollback()
+            # Not known yet (a lock timeout, the database restarting): Treaty asks again.
+            self.rollback(conn)
             raise Reply(503, f"database: {str(e).strip()}")
         finally:
-            self.pool.putconn(conn)
+            # A connection the database dropped is closed, not pooled for the next call.
+            self.pool.putconn(conn, close=bool(conn.closed))
+
+    def connection(self):
+        try:
+            return self.pool.getconn()
+        except psycopg2.pool.PoolError as e:  # every connection busy
+            raise Reply(503, f"database: {e}")
+        except psycopg2.Error as e:
+            raise Reply(503, f"database: {str(e).strip()}")
+
+    @staticmethod
+    def rollback(conn):
+        try:
+            conn.rollback()
+        except psycopg2.Error:
+            pass  # the connection is gone; so is its transaction
 
     def stock(self, sku):
-        conn = self.pool.getconn()
+        conn = self.connection()
         try:
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT available, reserved, sold FROM stock WHERE sku = %s", (sku,))
@@ -190,7 +207,7 @@ class Participant:
             raise Reply(400, "is required", "sku")
         if not isinstance(available, int) or available < 0:
             raise Reply(400, "must be an integer >= 0", "available")
-        conn = self.pool.getconn()
+        conn = self.connection()
         try:
             with conn, conn.cursor() as cur:
                 cur.execute("INSERT INTO stock (sku, available) VALUES (%s, %s) ON CONFLICT (sku) "
@@ -230,6 +247,8 @@ def make_handler(participant):
                 self.answer(404, {"error": {"code": "not_found", "message": self.path}})
             except Reply as e:
                 self.error(e)
+            except psycopg2.Error as e:  # the database is unreachable: not known yet
+                self.error(Reply(503, f"database: {str(e).strip()}"))
 
         def do_POST(self):
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -244,6 +263,8 @@ def make_handler(participant):
                 self.answer(404, {"error": {"code": "not_found", "message": self.path}})
             except Reply as e:
                 self.error(e)
+            except psycopg2.Error as e:  # the database is unreachable: not known yet
+                self.error(Reply(503, f"database: {str(e).strip()}"))
 
         def log_message(self, fmt, *args):
             sys.stderr.write("inventory_participant: " + (fmt % args) + "\n")
