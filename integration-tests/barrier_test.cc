@@ -271,6 +271,32 @@ TEST(SqlBarrierTest, AnotherSchemaOnTheSearchPathCannotStandIn) {
   EXPECT_EQ((*pg)->QueryValue("svc", "SELECT count(*) FROM shadow.treaty_barrier").value(), "0");
 }
 
+// Installed by one role, used by the service's own: the grants docs/participants.md lists are
+// enough, and without them the call is refused (the functions run with the caller's rights).
+TEST(SqlBarrierTest, AServiceRoleNeedsOnlyTheDocumentedGrants) {
+  auto pg = PgCluster::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status().message();
+  ASSERT_OK((*pg)->CreateDatabase("svc"));
+  ASSERT_OK((*pg)->Execute("svc", SqlBarrier::Script()));
+  ASSERT_OK((*pg)->Execute("svc", "CREATE ROLE svc_role LOGIN"));
+  std::string as_service = (*pg)->ConnectionString("svc");
+  as_service.replace(as_service.find("user=postgres"), 13, "user=svc_role");
+  auto enter = [&](const std::string& gid) {
+    pqxx::connection c(as_service);
+    pqxx::work tx(c);
+    std::string said =
+        tx.exec_params1("SELECT treaty.barrier_enter($1, 'b', 'cancel')", gid)[0].as<std::string>();
+    tx.commit();
+    return said;
+  };
+  EXPECT_THROW(enter("g1"), pqxx::insufficient_privilege);
+  ASSERT_OK((*pg)->Execute("svc",
+                           "GRANT USAGE ON SCHEMA treaty TO svc_role; "
+                           "GRANT SELECT, INSERT ON public.treaty_barrier TO svc_role; "
+                           "GRANT USAGE ON SEQUENCE public.treaty_barrier_seq_seq TO svc_role"));
+  EXPECT_EQ(enter("g2"), "null_compensation");
+}
+
 // Bad input is an error naming what is wrong, never a silent skip or an applied op.
 TEST(SqlBarrierTest, RefusesAnUnknownOpAndEmptyIds) {
   auto pg = PgCluster::Start();
