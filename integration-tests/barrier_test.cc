@@ -271,6 +271,35 @@ TEST(SqlBarrierTest, AnotherSchemaOnTheSearchPathCannotStandIn) {
   EXPECT_EQ((*pg)->QueryValue("svc", "SELECT count(*) FROM shadow.treaty_barrier").value(), "0");
 }
 
+// Installs at once (several instances of a service starting, each running it) do not collide.
+TEST(SqlBarrierTest, ConcurrentInstallsAllSucceed) {
+  auto pg = PgCluster::Start();
+  ASSERT_TRUE(pg.ok()) << pg.status().message();
+  ASSERT_OK((*pg)->CreateDatabase("svc"));
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_OK((*pg)->Execute("svc",
+                             "DROP SCHEMA IF EXISTS treaty CASCADE; "
+                             "DROP TABLE IF EXISTS public.treaty_barrier"));
+    std::atomic<int> failed{0};
+    std::vector<std::thread> installs;
+    for (int i = 0; i < 4; ++i) {
+      installs.emplace_back([&] {
+        try {
+          pqxx::connection c((*pg)->ConnectionString("svc"));
+          pqxx::nontransaction sql(c);
+          sql.exec(SqlBarrier::Script());
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << e.what();
+          ++failed;
+        }
+      });
+    }
+    for (auto& t : installs) t.join();
+    EXPECT_EQ(failed, 0) << "round " << round;
+  }
+  EXPECT_EQ((*pg)->QueryValue("svc", "SELECT treaty.barrier_version()").value(), "1");
+}
+
 // Installed by one role, used by the service's own: the grants docs/participants.md lists are
 // enough, and without them the call is refused (the functions run with the caller's rights).
 TEST(SqlBarrierTest, AServiceRoleNeedsOnlyTheDocumentedGrants) {
