@@ -9,10 +9,17 @@
 //   treatyctl [--url URL] sagas                        the loaded saga definitions
 //   treatyctl [--url URL] start-saga NAME [--input JSON] [--gid GID]
 //   treatyctl check-config FILE                        validate a treaty.yaml and its sagas
+//   treatyctl verify-participant --try U --confirm U --cancel U | --action U --compensate U |
+//             --prepare U --commit U --abort U [--payload JSON] [--probe URL] [--timeout D]
+//                                                      play the protocol's hard cases against a
+//                                                      participant (cli/verify_participant.h)
+//   treatyctl barrier install --url postgresql://...   the SQL barrier in a service's database
+//   treatyctl barrier sql                              print its SQL (for psql)
 //
 // --url defaults to $TREATY_URL, then http://127.0.0.1:8420; --token to $TREATY_TOKEN (when
 // treatyd has auth tokens); --ca-file verifies an https treatyd. Exit status: 0 done, 1 treatyd
-// said no (or could not be reached), 2 bad usage or an invalid config.
+// said no (or could not be reached; verify-participant: a case failed), 2 bad usage or an
+// invalid config.
 
 #include <Poco/Exception.h>
 #include <Poco/JSON/Array.h>
@@ -27,12 +34,15 @@
 #include <iostream>
 #include <iterator>
 #include <map>
+#include <pqxx/pqxx>
 #include <string>
 #include <vector>
 
+#include "cli/verify_participant.h"
 #include "common/http/http_client.h"
 #include "config/treaty_config.h"
 #include "coordinator/saga/saga_definition.h"
+#include "tcc/barrier_sql.h"
 
 namespace treaty::cli {
 namespace {
@@ -47,7 +57,11 @@ int Usage() {
          "  status GID | list [--status S] [--mode M] [--since T] [--older-than D] [--stuck]\n"
          "                    [--limit N] [--after GID] | stats |\n"
          "  retry GID | abort GID | sagas | start-saga NAME [--input JSON] [--gid GID] |\n"
-         "  check-config FILE\n";
+         "  check-config FILE |\n"
+         "  verify-participant (--try U --confirm U --cancel U | --action U --compensate U |\n"
+         "                      --prepare U --commit U --abort U) [--payload JSON] [--probe URL]\n"
+         "                     [--timeout D] [--gid-prefix P] |\n"
+         "  barrier install --url postgresql://... | barrier sql\n";
   return kUsage;
 }
 
@@ -121,11 +135,32 @@ void PrintStatus(const Object::Ptr& tx) {
   }
 }
 
+// `treatyctl barrier install --url URL`: installs (or updates) the SQL barrier.
+int InstallBarrier(const std::string& url) {
+  if (url.rfind("postgres://", 0) != 0 && url.rfind("postgresql://", 0) != 0) {
+    std::cerr << "treatyctl: --url must be the service's database, postgresql://...\n";
+    return kUsage;
+  }
+  try {
+    pqxx::connection c(url);
+    pqxx::nontransaction sql(c);
+    sql.exec(participant::SqlBarrier::Script());
+    std::string version = sql.exec1("SELECT treaty.barrier_version()")[0].as<std::string>();
+    std::cout << "barrier installed: treaty.barrier_enter(gid, branch_id, op), version " << version
+              << ", table public.treaty_barrier, in database " << c.dbname() << "\n";
+    return kOk;
+  } catch (const std::exception& e) {
+    std::cerr << "treatyctl: barrier install failed: " << e.what() << "\n";
+    return kRefused;
+  }
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
   const char* env_url = std::getenv("TREATY_URL");  // NOLINT(concurrency-mt-unsafe)
   std::string url = env_url ? env_url : "http://127.0.0.1:8420";
+  bool url_given = false;
   bool json = false;
   std::vector<std::string> words;
   std::map<std::string, std::string> flags;
@@ -134,8 +169,10 @@ int Main(int argc, char** argv) {
   Poco::Util::OptionSet options;
   options.addOption(Option("url", "", "treatyd's base URL").argument("URL"));
   options.addOption(Option("json", "", "print treatyd's JSON as it is"));
-  for (const char* f : {"status", "mode", "limit", "after", "input", "gid", "since", "older-than",
-                        "token", "ca-file"}) {
+  for (const char* f : {"status",  "mode",       "limit",      "after",     "input",  "gid",
+                        "since",   "older-than", "token",      "ca-file",   "try",    "confirm",
+                        "cancel",  "action",     "compensate", "prepare",   "commit", "abort",
+                        "payload", "probe",      "timeout",    "gid-prefix"}) {
     options.addOption(Option(f, "", f).argument("VALUE"));
   }
   options.addOption(Option("stuck", "", "only stuck transactions"));
@@ -147,6 +184,7 @@ int Main(int argc, char** argv) {
       if (processor.process(argv[i], name, value)) {
         if (name == "url") {
           url = value;
+          url_given = true;
         } else if (name == "json") {
           json = true;
         } else if (name == "stuck") {
@@ -187,6 +225,29 @@ int Main(int argc, char** argv) {
     }
     std::cout << words[1] << ": ok (" << sagas->size() << " saga definitions)\n";
     return kOk;
+  }
+
+  if (cmd == "verify-participant") {
+    if (words.size() != 1) return Usage();
+    auto options = VerifyOptionsFromFlags(flags);
+    if (!options.ok()) {
+      std::cerr << "treatyctl: " << options.status().message() << "\n";
+      return kUsage;
+    }
+    return VerifyParticipant(*options, std::cout) == 0 ? kOk : kRefused;
+  }
+  if (cmd == "barrier") {
+    if (words.size() == 2 && words[1] == "sql") {
+      std::cout << participant::SqlBarrier::Script();
+      return kOk;
+    }
+    if (words.size() != 2 || words[1] != "install") return Usage();
+    if (!url_given) {
+      std::cerr << "treatyctl: barrier install needs --url postgresql://... (the service's "
+                   "database)\n";
+      return kUsage;
+    }
+    return InstallBarrier(url);
   }
 
   std::string method = "GET", path, body;

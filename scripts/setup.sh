@@ -9,6 +9,7 @@ TREATY_PACKAGES=(
   libpqxx-dev libpoco-dev librdkafka-dev libyaml-cpp-dev libgtest-dev libgmock-dev
   postgresql chromium chromium-driver openssl libboost-dev libssl-dev
   faketime  # libfaketime: the clock-skew tests run a treatyd whose clock is off
+  python3 python3-psycopg2  # the Python participant (participants/python) and its interop test
 )
 
 # What scripts/compose-test adds (containers, run with podman): installed only by it.

@@ -8,6 +8,7 @@
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/URI.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <iostream>
@@ -16,6 +17,7 @@
 
 #include "common/http/http_client.h"
 #include "common/http/http_server.h"
+#include "common/json_text.h"
 #include "common/protocol/protocol.h"
 #include "common/service_main.h"
 #include "config/treaty_config.h"
@@ -167,11 +169,23 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
     return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
   });
   faults.Register(router);
+  // `op`: the fault switch's name for the route. `accepts`: the protocol ops the route serves
+  // (the body's "op"); another is a 400 naming the field, never a change run under a name the
+  // barrier would file it by (an op it does not know would be neither repeated nor undone).
   auto op_route = [&](const std::string& path, const std::string& op,
-                      std::function<OpReply(const BranchRequest&)> handle) {
-    router.Add("POST", path, [&, op, handle](const http::ApiRequest& req) {
+                      std::function<OpReply(const BranchRequest&)> handle,
+                      std::vector<std::string> accepts = {}) {
+    if (accepts.empty()) accepts = {op};
+    router.Add("POST", path, [&, path, op, handle, accepts](const http::ApiRequest& req) {
       auto parsed = ParseBranchRequest(req.body);
       if (!parsed.ok()) return http::JsonError(400, "invalid", parsed.status().message());
+      if (std::find(accepts.begin(), accepts.end(), parsed->op) == accepts.end()) {
+        std::string names;
+        for (const auto& a : accepts) names += (names.empty() ? "\"" : " or \"") + a + "\"";
+        return http::JsonError(
+            400, "invalid", "must be " + names + " at " + path + ", not " + JsonQuote(parsed->op),
+            "op");
+      }
       if (auto injected = faults.Intercept(op)) return ToResponse(*injected);
       OpReply reply = handle(*parsed);
       log.Info(op + " answered", {{"gid", parsed->gid},
@@ -210,7 +224,8 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
     op_route("/tcc/cancel", protocol::kCancel, barrier_op(spec.tcc_cancel));
   }
   for (const auto& route : spec.saga_routes) {
-    op_route(route.path, route.path.substr(1), barrier_op(route.change));
+    op_route(route.path, route.path.substr(1), barrier_op(route.change),
+             {protocol::kAction, protocol::kCompensate});
   }
   // Transactional-message check-back: treatyd asks whether a gid's local transaction committed.
   op_route("/msg/query", protocol::kQuery, [&pool](const BranchRequest& r) {
