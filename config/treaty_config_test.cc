@@ -54,9 +54,11 @@ log: { level: debug }
 }
 
 TEST(TreatyConfig, UnknownKeyNamesFileLineAndKey) {
-  EXPECT_EQ(ErrorOf("listen: 127.0.0.1:1\nretyr: {}\n"),
-            "treaty.yaml:2: retyr: unknown key (expected one of: auth, kafka, limits, listen, log, "
-            "msg, node_id, participants, retry, sagas, scheduler, store, timeouts, tls)");
+  EXPECT_EQ(
+      ErrorOf("listen: 127.0.0.1:1\nretyr: {}\n"),
+      "treaty.yaml:2: retyr: unknown key (expected one of: auth, kafka, limits, listen, log, "
+      "msg, node_id, participants, propagate_headers, retry, sagas, scheduler, secret_headers, "
+      "store, timeouts, tls, tracing, webhooks)");
   EXPECT_EQ(ErrorOf("retry:\n  initial: 1s\n  initail: 2s\n"),
             "treaty.yaml:3: retry.initail: unknown key (expected one of: initial, jitter, max, "
             "multiplier)");
@@ -105,12 +107,14 @@ TEST(TreatyConfig, SyntaxErrorNamesTheLine) {
 }
 
 TEST(TreatyConfig, ReportsEveryProblemAtOnce) {
-  EXPECT_EQ(ErrorOf("listen: nowhere\nretry: { jitter: -1 }\nextra: 1\n"),
-            "treaty.yaml:1: listen: \"nowhere\" is not an address (write host:port, e.g. "
-            "127.0.0.1:8420)\n"
-            "treaty.yaml:2: retry.jitter: \"-1\" is out of range (between 0 and 1)\n"
-            "treaty.yaml:3: extra: unknown key (expected one of: auth, kafka, limits, listen, log, "
-            "msg, node_id, participants, retry, sagas, scheduler, store, timeouts, tls)");
+  EXPECT_EQ(
+      ErrorOf("listen: nowhere\nretry: { jitter: -1 }\nextra: 1\n"),
+      "treaty.yaml:1: listen: \"nowhere\" is not an address (write host:port, e.g. "
+      "127.0.0.1:8420)\n"
+      "treaty.yaml:2: retry.jitter: \"-1\" is out of range (between 0 and 1)\n"
+      "treaty.yaml:3: extra: unknown key (expected one of: auth, kafka, limits, listen, log, "
+      "msg, node_id, participants, propagate_headers, retry, sagas, scheduler, secret_headers, "
+      "store, timeouts, tls, tracing, webhooks)");
 }
 
 TEST(TreatyConfig, EnvironmentOverridesTheFile) {
@@ -178,6 +182,45 @@ TEST(MaskUrlPassword, HidesOnlyThePassword) {
   EXPECT_EQ(MaskUrlPassword("postgresql://treaty@db:5432/treaty"),
             "postgresql://treaty@db:5432/treaty");
   EXPECT_EQ(MaskUrlPassword("postgresql://db:5432/x@y"), "postgresql://db:5432/x@y");
+}
+
+}  // namespace
+}  // namespace treaty
+
+namespace treaty {
+namespace {
+
+TEST(TreatyConfigPropagation, ReadsHeaderNamesInLowerCase) {
+  auto r = ParseTreatyConfig(
+      "propagate_headers: [X-Tenant-Id, authorization]\nsecret_headers: [X-Api-Key]\n",
+      "treaty.yaml", [](const std::string&) -> std::optional<std::string> { return std::nullopt; });
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->propagation.headers, (std::vector<std::string>{"x-tenant-id", "authorization"}));
+  EXPECT_EQ(r->propagation.secret, (std::vector<std::string>{"x-api-key"}));
+}
+
+TEST(TreatyConfigPropagation, RefusesHeadersTreatySetsOrThatAreNoNames) {
+  auto error = [](const std::string& yaml) {
+    auto r = ParseTreatyConfig(
+        yaml, "treaty.yaml",
+        [](const std::string&) -> std::optional<std::string> { return std::nullopt; });
+    return r.ok() ? std::string() : r.status().message();
+  };
+  EXPECT_NE(error("propagate_headers: [traceparent]\n").find("treaty.yaml"), std::string::npos);
+  EXPECT_NE(error("propagate_headers: [traceparent]\n").find("propagate_headers"),
+            std::string::npos);
+  EXPECT_NE(error("propagate_headers: [Treaty-Gid]\n").find("Treaty protocol header"),
+            std::string::npos);
+  EXPECT_NE(error("propagate_headers: [content-length]\n").find("set by Treaty"),
+            std::string::npos);
+  EXPECT_NE(error("propagate_headers: [\"x tenant\"]\n").find("not a header name"),
+            std::string::npos);
+  EXPECT_NE(error("secret_headers: [\"\"]\n").find("secret_headers"), std::string::npos);
+  // treatyd's own tokens travel in Authorization: with auth configured it is not passed on.
+  EXPECT_NE(error("auth: { client_tokens: [aaaaaaaaaaaaaaaaaaaa] }\n"
+                  "propagate_headers: [authorization]\n")
+                .find("treatyd's own API tokens"),
+            std::string::npos);
 }
 
 }  // namespace

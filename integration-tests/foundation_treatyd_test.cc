@@ -216,8 +216,8 @@ TEST_F(CheckConfigTest, NamesFileLineAndKeyOfEachProblem) {
                      "30s, 5m)\n" +
                      f +
                      ":6: retries: unknown key (expected one of: auth, kafka, limits, listen, "
-                     "log, msg, node_id, participants, retry, sagas, scheduler, store, "
-                     "timeouts, tls)\n");
+                     "log, msg, node_id, participants, propagate_headers, retry, sagas, "
+                     "scheduler, secret_headers, store, timeouts, tls, tracing, webhooks)\n");
 }
 
 TEST_F(CheckConfigTest, ABadConfigStopsStartUpBeforeServing) {

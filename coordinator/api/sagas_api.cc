@@ -42,9 +42,9 @@ std::variant<std::shared_ptr<const saga::SagaDefinition>, ApiResponse> Transacti
   // Its URLs' ${env...} as this treatyd's environment has them now.
   auto def = sagas_ ? sagas_->Parse(kept->text, kept->file) : Status::NotFound("no sagas");
   if (!def.ok()) {
-    return JsonError(409, "conflict",
-                     "saga " + name + "@" + version + " no longer loads here: " +
-                         def.status().message());
+    return JsonError(
+        409, "conflict",
+        "saga " + name + "@" + version + " no longer loads here: " + def.status().message());
   }
   return std::make_shared<const saga::SagaDefinition>(std::move(*def));
 }
@@ -71,7 +71,10 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
   auto parsed = ParseObject(r.body, true);
   if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
   Object::Ptr body = std::get<Object::Ptr>(parsed);
-  if (auto e = CheckKeys(*body, {"gid", "input", "wait", "timeout"}, "")) return BadField(*e);
+  if (auto e = CheckKeys(*body, {"gid", "input", "wait", "timeout", "notify"}, "")) {
+    return BadField(*e);
+  }
+  if (auto e = CheckNotify(*body, options_.allowlist.get())) return BadField(*e);
   std::optional<std::string> gid;
   if (auto e = GetGid(*body, &gid)) return BadField(*e);
   bool wait = false;
@@ -122,6 +125,7 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
   Object canonical(*body);
   canonical.remove("wait");
   canonical.set("saga", r.path_params.at("name"));  // as asked: "name" or "name@version"
+  CaptureCallContext(r, &req);
   return BeginAndAnswer(std::move(req), Stringify(Object::Ptr(new Object(canonical))), wait);
 }
 
@@ -196,8 +200,8 @@ ApiResponse TransactionsApi::GetSaga(const ApiRequest& r) {
   if (loaded && std::none_of(kept.begin(), kept.end(), [&](const saga::StoredSagaVersion& v) {
         return v.version == loaded->version;
       })) {
-    kept.insert(kept.begin(), saga::StoredSagaVersion{.version = loaded->version,
-                                                      .file = loaded->file});
+    kept.insert(kept.begin(),
+                saga::StoredSagaVersion{.version = loaded->version, .file = loaded->file});
   }
   for (const saga::StoredSagaVersion& v : kept) {
     const bool current = loaded && v.version == loaded->version;

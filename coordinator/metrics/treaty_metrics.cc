@@ -46,6 +46,7 @@ void TreatyMetrics::OnDriveError(const std::string& gid, const Status& status) {
 
 void TreatyMetrics::OnCall(const core::Transaction& tx, const core::BranchOp& op,
                            const core::BranchReply& reply) {
+  if (next_) next_->OnCall(tx, op, reply);
   const char* outcome = reply.outcome == core::BranchReply::Outcome::kDone      ? "done"
                         : reply.outcome == core::BranchReply::Outcome::kRefused ? "refused"
                                                                                 : "unknown";
