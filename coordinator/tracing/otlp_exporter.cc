@@ -31,6 +31,18 @@ std::string Attribute(const std::string& key, const std::string& value) {
   return R"({"key":)" + JsonQuote(key) + R"(,"value":{"stringValue":)" + JsonQuote(value) + "}}";
 }
 
+// A span id derived from the transaction's own span and `what` (a state, "begin"): unique within
+// the trace without randomness of its own, and the same whichever treatyd makes it.
+std::string DerivedSpanId(const std::string& span_id, std::string_view what) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (char c : span_id) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  for (char c : what) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  static const char kHex[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 0; i < 16; ++i) out[i] = kHex[(h >> (4 * i)) & 0xf];
+  return out;
+}
+
 // The span of a whole transaction, and its ids, from what it stores.
 Span Base(const core::Transaction& tx, std::string name) {
   Span s;
@@ -95,8 +107,8 @@ void OtlpExporter::Enqueue(Span span) {
 void OtlpExporter::OnStarted(const core::Transaction& tx) {
   if (next_) next_->OnStarted(tx);
   Span s = Base(tx, "treaty.begin");
-  // A fresh id: the transaction's own span (tx.context.span_id) is sent when it ends.
-  s.span_id = tx.context.span_id.substr(8) + tx.context.span_id.substr(0, 8);
+  // Its own id: the transaction's span (tx.context.span_id) is sent when it ends.
+  s.span_id = DerivedSpanId(tx.context.span_id, "begin");
   s.start = tx.created_at;
   s.end = Now();
   s.attributes.emplace_back("treaty.branches", std::to_string(tx.BranchIds().size()));
@@ -112,14 +124,7 @@ void OtlpExporter::OnTransition(const core::Transaction& tx, core::TxStatus from
                         (core::IsFinal(tx.status) && from != core::TxStatus::kCommitting &&
                          from != core::TxStatus::kAborting);
   Span s = Base(tx, decision ? "treaty.decision" : "treaty.transition");
-  s.span_id = std::string(16, '0');
-  // Ids for these spans need no randomness of their own: derived from the transaction's span
-  // and the state, they are unique within the trace.
-  std::string seed = tx.context.span_id + std::string(core::StatusName(tx.status));
-  uint64_t h = 1469598103934665603ULL;
-  for (char c : seed) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
-  static const char kHex[] = "0123456789abcdef";
-  for (int i = 0; i < 16; ++i) s.span_id[i] = kHex[(h >> (4 * i)) & 0xf];
+  s.span_id = DerivedSpanId(tx.context.span_id, core::StatusName(tx.status));
   s.start = s.end = now;
   s.attributes.emplace_back("treaty.from", std::string(core::StatusName(from)));
   s.attributes.emplace_back("treaty.to", std::string(core::StatusName(tx.status)));
