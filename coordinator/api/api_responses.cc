@@ -115,7 +115,8 @@ Object::Ptr Details(const core::Transaction& tx) {
     if (op.retry) {
       Object::Ptr retry = NewObject();
       if (op.retry->attempts > 0) retry->set("attempts", op.retry->attempts);
-      if (op.retry->backoff) retry->set("backoff_ms", static_cast<int64_t>(op.retry->backoff->count()));
+      if (op.retry->backoff)
+        retry->set("backoff_ms", static_cast<int64_t>(op.retry->backoff->count()));
       if (op.retry->max_backoff) {
         retry->set("max_backoff_ms", static_cast<int64_t>(op.retry->max_backoff->count()));
       }

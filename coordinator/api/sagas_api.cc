@@ -42,9 +42,9 @@ std::variant<std::shared_ptr<const saga::SagaDefinition>, ApiResponse> Transacti
   // Its URLs' ${env...} as this treatyd's environment has them now.
   auto def = sagas_ ? sagas_->Parse(kept->text, kept->file) : Status::NotFound("no sagas");
   if (!def.ok()) {
-    return JsonError(409, "conflict",
-                     "saga " + name + "@" + version + " no longer loads here: " +
-                         def.status().message());
+    return JsonError(
+        409, "conflict",
+        "saga " + name + "@" + version + " no longer loads here: " + def.status().message());
   }
   return std::make_shared<const saga::SagaDefinition>(std::move(*def));
 }
@@ -196,8 +196,8 @@ ApiResponse TransactionsApi::GetSaga(const ApiRequest& r) {
   if (loaded && std::none_of(kept.begin(), kept.end(), [&](const saga::StoredSagaVersion& v) {
         return v.version == loaded->version;
       })) {
-    kept.insert(kept.begin(), saga::StoredSagaVersion{.version = loaded->version,
-                                                      .file = loaded->file});
+    kept.insert(kept.begin(),
+                saga::StoredSagaVersion{.version = loaded->version, .file = loaded->file});
   }
   for (const saga::StoredSagaVersion& v : kept) {
     const bool current = loaded && v.version == loaded->version;

@@ -201,13 +201,17 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
            [&](const BranchRequest& r) { return twopc.Commit(r); });
   op_route("/2pc/abort", protocol::kAbort, [&](const BranchRequest& r) { return twopc.Abort(r); });
   // A barrier-guarded op: the barrier rows and the business change in one local transaction.
-  auto barrier_op = [&pool](const BarrierChange& change) {
-    return [&pool, change](const BranchRequest& r) {
+  auto barrier_op = [&pool](const BarrierChange& change,
+                            const ParticipantSpec::SagaRoute* route = nullptr) {
+    auto output = route != nullptr ? route->output : nullptr;
+    return [&pool, change, output](const BranchRequest& r) {
       auto reply = pool.Run<OpReply>([&](pqxx::connection& c) -> Result<OpReply> {
         pqxx::work tx(c);
         // Waiting on another op's lock holds a pooled connection; answer "try again" instead.
         tx.exec("SET LOCAL lock_timeout = '250ms'");
         OpReply out = Barrier::Run(tx, r, [&](pqxx::work& w) { return change(w, r); });
+        if (out.status == 200 && output && r.op == protocol::kAction)
+          out.output_json = output(tx, r);
         if (out.status == 200) {
           tx.commit();
         } else {
@@ -224,7 +228,7 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
     op_route("/tcc/cancel", protocol::kCancel, barrier_op(spec.tcc_cancel));
   }
   for (const auto& route : spec.saga_routes) {
-    op_route(route.path, route.path.substr(1), barrier_op(route.change),
+    op_route(route.path, route.path.substr(1), barrier_op(route.change, &route),
              {protocol::kAction, protocol::kCompensate});
   }
   // Transactional-message check-back: treatyd asks whether a gid's local transaction committed.
