@@ -209,7 +209,21 @@ class Demo {
     auto r = HttpCall("POST", stack_->treatyd().base_url() + "/v1/sagas/place-order", body,
                       std::chrono::seconds(30));
     if (r.ok()) std::cout << "\n      " << r->body << "\n     ";
-    return r.ok() ? Field(r->body, "status") : "";
+    if (!r.ok()) return "";
+    const std::string status = Field(r->body, "status");
+    if (status == "committed") {
+      // charge-payment's payload named create-order's output: the payment row carries its id.
+      auto order =
+          stack_->pg().QueryValue("orders", "SELECT id FROM orders WHERE gid = '" + gid + "'");
+      auto paid = stack_->pg().QueryValue(
+          "orders",
+          "SELECT coalesce(order_id::text, 'none') FROM payments WHERE gid = '" + gid + "'");
+      std::cout << " create-order answered order_id " << (order.ok() ? *order : "?")
+                << "; charge-payment's payload took it from that output: the payment is for order "
+                << (paid.ok() ? *paid : "?") << "\n     ";
+      if (!order.ok() || !paid.ok() || *order != *paid) return "payment not linked to its order";
+    }
+    return status;
   }
 
   // order-svc places an order as a transactional message (prepare, local commit, submit).
