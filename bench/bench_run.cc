@@ -155,10 +155,10 @@ Result<Object::Ptr> BenchRun::OutboxWal(const std::string& write, PgCeilings& ce
   const std::string one_tx =
       write == "message"
           ? "PERFORM pg_logical_emit_message(true, 'treaty_outbox', json_build_object("
-            "'event_id', 'e-' || g, 'aggregate_type', 'order', 'aggregate_id', (g % 1000)::text, "
-            "'event_type', 'OrderPlaced', 'topic', 'bench.outbox', 'key', (g % 1000)::text, "
-            "'payload', json_build_object('order', g, 'sku', 'A1', 'qty', 1))::text) "
-            "FROM generate_series(b * 100 + 1, b * 100 + 100) g;"
+            "'event_id', 'e-' || n, 'aggregate_type', 'order', 'aggregate_id', (n % 1000)::text, "
+            "'event_type', 'OrderPlaced', 'topic', 'bench.outbox', 'key', (n % 1000)::text, "
+            "'payload', json_build_object('order', n, 'sku', 'A1', 'qty', 1))::text) "
+            "FROM generate_series(b * 100 + 1, b * 100 + 100) AS s(n);"
           : "FOR g IN b * 100 + 1 .. b * 100 + 100 LOOP "
             "INSERT INTO treaty_outbox (event_id, aggregate_type, aggregate_id, event_type, topic, "
             "key, payload) VALUES (" +

@@ -2,10 +2,14 @@
 
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <optional>
 #include <pqxx/pqxx>
 #include <thread>
 
@@ -71,6 +75,94 @@ class WalRelay::Stream {
     return true;
   }
   std::string Error() const { return conn_ != nullptr ? PQerrorMessage(conn_) : "no connection"; }
+};
+
+// Publishes one batch at a time on a thread of its own, so that the stream is read and decoded
+// while the broker acknowledges the batch before. One batch in flight at most: the next is put
+// together only once this one's outcome is known (an aggregate that failed must not have later
+// events in flight). `fd()` becomes readable when an outcome is ready.
+class WalRelay::Publishing {
+ public:
+  explicit Publishing(kafka::Publisher& publisher) : publisher_(publisher) {
+    int fds[2];
+    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0) {
+      read_fd_ = fds[0];
+      write_fd_ = fds[1];
+    }
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~Publishing() {
+    {
+      MutexLock lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();  // after the batch in flight, if any
+    if (read_fd_ >= 0) ::close(read_fd_);
+    if (write_fd_ >= 0) ::close(write_fd_);
+  }
+  Publishing(const Publishing&) = delete;
+  Publishing& operator=(const Publishing&) = delete;
+
+  void Submit(std::vector<kafka::OutgoingMessage> messages) {
+    {
+      MutexLock lock(mu_);
+      job_ = std::move(messages);
+      has_job_ = true;
+    }
+    cv_.notify_all();
+  }
+  // The submitted batch's deliveries once it is published; nullopt while it is in flight.
+  std::optional<std::vector<kafka::Delivery>> TryTake() {
+    char buf[16];
+    while (read_fd_ >= 0 && ::read(read_fd_, buf, sizeof buf) > 0) {
+    }
+    MutexLock lock(mu_);
+    if (!has_result_) return std::nullopt;
+    has_result_ = false;
+    return std::move(result_);
+  }
+  // Waits for the submitted batch's deliveries.
+  std::vector<kafka::Delivery> Take() {
+    MutexLock lock(mu_);
+    cv_.wait(lock.native(), [&]() REQUIRES(mu_) { return has_result_; });
+    has_result_ = false;
+    return std::move(result_);
+  }
+  int fd() const { return read_fd_; }
+
+ private:
+  void Loop() {
+    while (true) {
+      std::vector<kafka::OutgoingMessage> job;
+      {
+        MutexLock lock(mu_);
+        cv_.wait(lock.native(), [&]() REQUIRES(mu_) { return stop_ || has_job_; });
+        if (!has_job_) return;
+        job = std::move(job_);
+        has_job_ = false;
+      }
+      std::vector<kafka::Delivery> result = publisher_.Publish(job);
+      {
+        MutexLock lock(mu_);
+        result_ = std::move(result);
+        has_result_ = true;
+      }
+      cv_.notify_all();
+      if (write_fd_ >= 0) (void)!::write(write_fd_, "x", 1);
+    }
+  }
+
+  kafka::Publisher& publisher_;
+  int read_fd_ = -1, write_fd_ = -1;
+  Mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
+  bool has_job_ GUARDED_BY(mu_) = false;
+  std::vector<kafka::OutgoingMessage> job_ GUARDED_BY(mu_);
+  bool has_result_ GUARDED_BY(mu_) = false;
+  std::vector<kafka::Delivery> result_ GUARDED_BY(mu_);
+  std::thread thread_;
 };
 
 WalRelay::WalRelay(const RelayConfig& config, std::unique_ptr<kafka::KafkaPublisher> publisher,
@@ -193,6 +285,9 @@ Status WalRelay::StreamOnce(const std::atomic<bool>& stop) {
   held_ = 0;
   held_gauge_ = 0;
   confirmed_ = keepalive_end_ = 0;
+  in_flight_.reset();
+  // Declared after the connection: a batch in flight ends before the stream closes.
+  Publishing publishing(*publisher_);
   streaming_ = true;
   auto next_retention = Clock::now();
   log_.Info("streaming", {{"slot", config_.wal_slot}, {"publication", config_.wal_publication}});
@@ -223,16 +318,19 @@ Status WalRelay::StreamOnce(const std::atomic<bool>& stop) {
       if (res != nullptr) PQclear(res);
       return Status::Unavailable("the replication stream ended: " + error);
     }
+    if (in_flight_) {
+      if (auto delivered = publishing.TryTake()) FinishBatch(std::move(*delivered));
+    }
     const auto now = Clock::now();
-    const bool work = !ready_.empty() || HasDueRetry(now);
-    if (work) PublishReady();
+    const bool work =
+        !in_flight_ && (!ready_.empty() || HasDueRetry(now)) && StartBatch(publishing);
     // Advance the confirmed position past every transaction settled in full.
     while (!txs_.empty() && txs_.front().outstanding == 0) {
       confirmed_ = std::max(confirmed_, txs_.front().end_lsn);
       txs_.pop_front();
       ++first_tx_;
     }
-    if (txs_.empty() && !in_tx_ && ready_.empty() && blocked_.empty()) {
+    if (txs_.empty() && !in_tx_ && ready_.empty() && blocked_.empty() && !in_flight_) {
       // Nothing of ours is unsettled: everything the server has sent is done with.
       confirmed_ = std::max(confirmed_, keepalive_end_);
     }
@@ -242,7 +340,7 @@ Status WalRelay::StreamOnce(const std::atomic<bool>& stop) {
         return Status::Unavailable("cannot send the status update: " + stream.Error());
       }
     }
-    if (work) continue;  // more may be buffered
+    if (work) continue;  // read on while it is published
     if (now >= next_retention) {
       DeleteOldRows();
       next_retention = Clock::now() + std::chrono::minutes(1);
@@ -256,14 +354,17 @@ Status WalRelay::StreamOnce(const std::atomic<bool>& stop) {
     }
     const int ms =
         static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
-    if (held_ >= static_cast<size_t>(config_.wal_max_held)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::max(ms, 1)));
-    } else {
-      pollfd fd{PQsocket(stream.conn_), POLLIN, 0};
-      ::poll(&fd, 1, ms);
-    }
+    pollfd fds[2] = {{publishing.fd(), POLLIN, 0}, {PQsocket(stream.conn_), POLLIN, 0}};
+    const bool paused = held_ >= static_cast<size_t>(config_.wal_max_held) ||
+                        ready_.size() >= static_cast<size_t>(config_.batch_size);
+    ::poll(fds, paused ? 1 : 2, ms);
   }
   // Stopped: confirm what was acknowledged and end the stream.
+  if (in_flight_) FinishBatch(publishing.Take());
+  while (!txs_.empty() && txs_.front().outstanding == 0) {
+    confirmed_ = std::max(confirmed_, txs_.front().end_lsn);
+    txs_.pop_front();
+  }
   stream.SendStatus(confirmed_);
   PQputCopyEnd(stream.conn_, nullptr);
   PQflush(stream.conn_);
@@ -327,7 +428,7 @@ bool WalRelay::HasDueRetry(Clock::time_point now) const {
 
 void WalRelay::Settle(uint64_t tx) { --txs_.at(tx - first_tx_).outstanding; }
 
-void WalRelay::PublishReady() {
+bool WalRelay::StartBatch(Publishing& publishing) {
   const auto now = Clock::now();
   std::vector<Event> batch;
   std::map<std::string, Duration, std::less<>> retried;  // aggregate -> its backoff so far
@@ -355,7 +456,7 @@ void WalRelay::PublishReady() {
     batch.push_back(std::move(e));
   }
   held_gauge_ = static_cast<int64_t>(held_);
-  if (batch.empty()) return;
+  if (batch.empty()) return false;
 
   std::vector<kafka::OutgoingMessage> messages;
   std::vector<size_t> index;  // message -> batch position
@@ -371,15 +472,25 @@ void WalRelay::PublishReady() {
     messages.push_back(std::move(m));
     index.push_back(i);
   }
+  publishing.Submit(std::move(messages));
+  in_flight_ = InFlight{std::move(batch), std::move(index), std::move(retried)};
+  return true;
+}
+
+void WalRelay::FinishBatch(std::vector<kafka::Delivery> sent) {
+  InFlight f = std::move(*in_flight_);
+  in_flight_.reset();
+  std::vector<Event>& batch = f.batch;
+  const auto& retried = f.retried;
+  const auto now = Clock::now();
   std::vector<kafka::Delivery> results(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     if (!batch[i].wal.malformed.empty()) {
       results[i] = kafka::Delivery{false, true, batch[i].wal.malformed};
     }
   }
-  if (!messages.empty()) {
-    std::vector<kafka::Delivery> sent = publisher_->Publish(messages);
-    for (size_t j = 0; j < sent.size() && j < index.size(); ++j) results[index[j]] = sent[j];
+  for (size_t j = 0; j < sent.size() && j < f.index.size(); ++j) {
+    results[f.index[j]] = std::move(sent[j]);
   }
 
   int64_t done = 0;

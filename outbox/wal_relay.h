@@ -33,6 +33,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -87,8 +88,20 @@ class WalRelay {
   Status StreamOnce(const std::atomic<bool>& stop);
   // Handles one CopyData message of the stream.
   Status OnFrame(std::string_view data, Stream& stream);
-  // Publishes the due blocked aggregates' events and up to a batch of ready ones.
-  void PublishReady();
+  class Publishing;
+  // A batch handed to the producer: its events, the message of each (by position), the
+  // blocked aggregates retried in it with their backoff so far.
+  struct InFlight {
+    std::vector<Event> batch;
+    std::vector<size_t> index;  // message -> position in batch (malformed events have none)
+    std::map<std::string, Duration, std::less<>> retried;
+  };
+  // Puts the due blocked aggregates' events and up to a batch of ready ones together and
+  // hands them to `publishing`; false when there was nothing to publish.
+  bool StartBatch(Publishing& publishing);
+  // The in-flight batch's outcome: settles what was acknowledged (or set aside), blocks the
+  // aggregates of what failed.
+  void FinishBatch(std::vector<kafka::Delivery> delivered);
   bool HasDueRetry(std::chrono::steady_clock::time_point now) const;
   void Settle(uint64_t tx);
   // Writes a poison event to the table with status 'dead'; false if that failed.
@@ -108,6 +121,7 @@ class WalRelay {
   uint64_t first_tx_ = 0;  // sequence number of txs_.front()
   uint64_t next_tx_ = 0;
   std::deque<Event> ready_;  // committed, not yet handed to the producer
+  std::optional<InFlight> in_flight_;
   std::map<std::string, Blocked, std::less<>> blocked_;
   size_t held_ = 0;             // events in blocked_
   uint64_t confirmed_ = 0;      // the position confirmed (or to confirm) to the server
