@@ -184,6 +184,25 @@ TEST_F(WalRelayTest, AStandbyTakesOverFromAKilledRelayAndNothingIsLost) {
   EXPECT_EQ(Metric(standby, "treaty_relay_wal_streaming"), 1);
 }
 
+// The broker down: every event fails and waits behind its aggregate's first, the slot's
+// confirmed position stays before them all (however far the server has streamed), and a relay
+// killed then and started again publishes every one once the broker is back.
+TEST_F(WalRelayTest, ARelayKilledWhileTheBrokerIsDownLosesNothing) {
+  auto relay = StartRelay("relay");
+  ASSERT_TRUE(relay);
+  ASSERT_OK(broker_->Command("down 1"));
+  Write(300, 10, "d", How::kRowDeleted);
+  ASSERT_TRUE(WaitUntil([&] { return Metric(*relay, "treaty_relay_wal_held_events") == 300; },
+                        std::chrono::seconds(60)))
+      << "held: " << Metric(*relay, "treaty_relay_wal_held_events");
+  EXPECT_GT(Metric(*relay, "treaty_relay_failures_total"), 0);
+  EXPECT_GT(LagBytes(), 0) << "events not acknowledged were confirmed";
+  ASSERT_TRUE(relay->Kill().ok());
+  ASSERT_OK(broker_->Command("up 1"));
+  ASSERT_OK(relay->Restart());
+  EXPECT_EQ(CheckOrder(ReadTopic(300, /*allow_extra=*/true)), 300) << "an event was lost";
+}
+
 // An event the broker will never take (larger than a message may be), written as `how`.
 void WritePoison(PgCluster& pg, Outbox::WalWrite how) {
   pqxx::connection c(pg.ConnectionString("orders"));
