@@ -1,11 +1,7 @@
 #include "outbox/pgoutput.h"
 
-#include <Poco/JSON/Object.h>
-#include <Poco/JSON/Parser.h>
-#include <Poco/JSON/Stringifier.h>
-
+#include <cctype>
 #include <cstdio>
-#include <sstream>
 
 namespace treaty::outbox {
 namespace {
@@ -168,35 +164,233 @@ Result<PgOutputItem> PgOutputDecoder::DecodeInsert(std::string_view body) {
   return item;
 }
 
+namespace {
+
+// Just enough JSON for an outbox message, without building a document: the top-level object's
+// string fields decoded, and the raw text of its other values (payload, headers) kept as they
+// are. Poco's parser and stringifier were most of the relay's CPU for this form (finding 37).
+class JsonScan {
+ public:
+  explicit JsonScan(std::string_view s) : s_(s) {}
+  bool ok() const { return ok_; }
+  size_t at() const { return i_; }
+
+  void Ws() {
+    while (i_ < s_.size() &&
+           (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r')) {
+      ++i_;
+    }
+  }
+  bool Eat(char c) {
+    Ws();
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  char Peek() {
+    Ws();
+    return i_ < s_.size() ? s_[i_] : '\0';
+  }
+  void Fail() { ok_ = false; }
+
+  // A string literal, escapes decoded (\uXXXX, surrogate pairs included, as UTF-8).
+  bool String(std::string* out) {
+    if (!Eat('"')) return Bad();
+    out->clear();
+    while (i_ < s_.size()) {
+      const char c = s_[i_++];
+      if (c == '"') return true;
+      if (static_cast<unsigned char>(c) < 0x20) return Bad();
+      if (c != '\\') {
+        out->push_back(c);
+        continue;
+      }
+      if (i_ >= s_.size()) return Bad();
+      const char e = s_[i_++];
+      switch (e) {
+        case '"':
+        case '\\':
+        case '/':
+          out->push_back(e);
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
+        case 'u': {
+          uint32_t cp = 0;
+          if (!Hex4(&cp)) return Bad();
+          if (cp >= 0xD800 && cp < 0xDC00 && i_ + 1 < s_.size() && s_[i_] == '\\' &&
+              s_[i_ + 1] == 'u') {
+            i_ += 2;
+            uint32_t low = 0;
+            if (!Hex4(&low) || low < 0xDC00 || low >= 0xE000) return Bad();
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+          }
+          Utf8(cp, out);
+          break;
+        }
+        default:
+          return Bad();
+      }
+    }
+    return Bad();
+  }
+
+  // Any value, skipped; its text (trimmed) in `raw`.
+  bool Value(std::string_view* raw) {
+    Ws();
+    const size_t from = i_;
+    if (!Skip(0)) return false;
+    *raw = s_.substr(from, i_ - from);
+    return true;
+  }
+
+ private:
+  bool Bad() {
+    ok_ = false;
+    return false;
+  }
+  bool Hex4(uint32_t* v) {
+    if (i_ + 4 > s_.size()) return false;
+    for (int k = 0; k < 4; ++k) {
+      const char c = s_[i_++];
+      *v <<= 4;
+      if (c >= '0' && c <= '9') {
+        *v |= static_cast<uint32_t>(c - '0');
+      } else if (c >= 'a' && c <= 'f') {
+        *v |= static_cast<uint32_t>(c - 'a' + 10);
+      } else if (c >= 'A' && c <= 'F') {
+        *v |= static_cast<uint32_t>(c - 'A' + 10);
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+  static void Utf8(uint32_t cp, std::string* out) {
+    if (cp < 0x80) {
+      out->push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+  }
+  bool Skip(int depth) {
+    if (depth > 64) return Bad();
+    const char c = Peek();
+    if (c == '"') {
+      std::string ignored;
+      return String(&ignored);
+    }
+    if (c == '{' || c == '[') {
+      const char close = c == '{' ? '}' : ']';
+      ++i_;
+      if (Eat(close)) return true;
+      do {
+        if (c == '{') {
+          std::string key;
+          if (!String(&key) || !Eat(':')) return Bad();
+        }
+        if (!Skip(depth + 1)) return false;
+      } while (Eat(','));
+      return Eat(close) || Bad();
+    }
+    // A number or a literal.
+    const size_t from = i_;
+    while (i_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[i_])) || s_[i_] == '-' ||
+                              s_[i_] == '+' || s_[i_] == '.')) {
+      ++i_;
+    }
+    return i_ > from || Bad();
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+  bool ok_ = true;
+};
+
+}  // namespace
+
 // The content of an outbox message: one JSON object with the table's columns, the payload and
 // headers as JSON values:
 //   {"event_id":"..","aggregate_type":"..","aggregate_id":"..","event_type":"..","topic":"..",
 //    "key":"..","payload":{..},"headers":{..}}
 void PgOutputDecoder::DecodeMessageContent(std::string_view content, WalEvent* e) {
-  try {
-    Poco::JSON::Parser parser;
-    auto o = parser.parse(std::string(content)).extract<Poco::JSON::Object::Ptr>();
-    auto text = [&](const char* field, bool required) -> std::string {
-      if (!o->has(field) || o->isNull(field)) {
-        if (required && e->malformed.empty()) e->malformed = std::string("no ") + field;
-        return {};
+  JsonScan j(content);
+  std::string key;
+  bool seen[5] = {};
+  static constexpr const char* kRequired[5] = {"event_id", "aggregate_type", "aggregate_id",
+                                               "event_type", "topic"};
+  std::string* required[5] = {&e->event_id, &e->aggregate_type, &e->aggregate_id, &e->event_type,
+                              &e->topic};
+  if (!j.Eat('{')) j.Fail();
+  if (j.ok() && !j.Eat('}')) {
+    do {
+      if (!j.String(&key) || !j.Eat(':')) break;
+      int field = -1;
+      for (int f = 0; f < 5; ++f) {
+        if (key == kRequired[f]) field = f;
       }
-      return o->getValue<std::string>(field);
-    };
-    e->event_id = text("event_id", true);
-    e->aggregate_type = text("aggregate_type", true);
-    e->aggregate_id = text("aggregate_id", true);
-    e->event_type = text("event_type", true);
-    e->topic = text("topic", true);
-    e->key = text("key", false);
-    for (auto [field, out] : {std::pair{"payload", &e->payload}, {"headers", &e->headers}}) {
-      if (!o->has(field) || o->isNull(field)) continue;
-      std::ostringstream s;
-      Poco::JSON::Stringifier::condense(o->get(field), s);
-      *out = s.str();
+      std::string_view raw;
+      if (field >= 0 || key == "key") {
+        if (j.Peek() == 'n') {  // null: as if absent
+          j.Value(&raw);
+          continue;
+        }
+        if (j.Peek() != '"') {
+          e->malformed = key + ": not a string";
+          return;
+        }
+        if (!j.String(field >= 0 ? required[field] : &e->key)) break;
+        if (field >= 0) seen[field] = true;
+      } else if (key == "payload" || key == "headers") {
+        if (!j.Value(&raw)) break;
+        if (raw == "null") continue;
+        if (key == "headers" && raw.front() != '{') {
+          e->malformed = "headers: not an object";
+          return;
+        }
+        (key == "payload" ? e->payload : e->headers) = raw;
+      } else if (!j.Value(&raw)) {
+        break;
+      }
+    } while (j.Eat(','));
+    if (j.ok() && !j.Eat('}')) j.Fail();
+  }
+  if (j.ok() && j.Peek() != '\0') j.Fail();  // text after the object
+  if (!j.ok()) {
+    e->malformed =
+        "not an outbox message (a JSON object): bad JSON at byte " + std::to_string(j.at());
+    return;
+  }
+  for (int f = 0; f < 5; ++f) {
+    if (!seen[f]) {
+      e->malformed = std::string("no ") + kRequired[f];
+      return;
     }
-  } catch (const std::exception& ex) {
-    e->malformed = std::string("not an outbox message (a JSON object): ") + ex.what();
   }
 }
 

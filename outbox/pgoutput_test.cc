@@ -115,6 +115,22 @@ TEST(PgOutputDecoderTest, AMessageWithTheTablesPrefixIsAnEvent) {
   EXPECT_EQ(d.Decode(Message("other", "x", true))->kind, PgOutputItem::Kind::kOther);
 }
 
+TEST(PgOutputDecoderTest, AMessagesStringsAreUnescapedAndItsValuesKeptAsWritten) {
+  PgOutputDecoder d("treaty_outbox");
+  auto item = d.Decode(Message(
+      "treaty_outbox",
+      R"( { "event_id" : "a\"b\u00e9\ud83d\ude00", "aggregate_type":"o", "aggregate_id":"1",)"
+      R"( "event_type":"X", "topic":"t", "key": null, "extra": [1, {"x": "}"}],)"
+      R"( "payload": {"s": "x\"}", "n": [1.5e3, true, null]} } )",
+      true));
+  ASSERT_TRUE(item.ok());
+  EXPECT_EQ(item->event.malformed, "");
+  EXPECT_EQ(item->event.event_id, "a\"b\xc3\xa9\xf0\x9f\x98\x80");
+  EXPECT_EQ(item->event.key, "");
+  EXPECT_EQ(item->event.payload, R"({"s": "x\"}", "n": [1.5e3, true, null]})");
+  EXPECT_EQ(item->event.headers, "{}");
+}
+
 TEST(PgOutputDecoderTest, AMalformedMessageIsAnEventMarkedMalformed) {
   PgOutputDecoder d("treaty_outbox");
   auto bad = d.Decode(Message("treaty_outbox", "not json", true));
@@ -123,6 +139,12 @@ TEST(PgOutputDecoderTest, AMalformedMessageIsAnEventMarkedMalformed) {
   auto missing = d.Decode(Message("treaty_outbox", R"({"event_id":"e"})", true));
   ASSERT_TRUE(missing.ok());
   EXPECT_EQ(missing->event.malformed, "no aggregate_type");
+  for (const char* bad : {R"({"event_id":"e")", R"({"event_id":"e"} x)", R"([1])",
+                          R"({"event_id":1,"aggregate_type":"o"})", R"({"headers":[1]})"}) {
+    auto r = d.Decode(Message("treaty_outbox", bad, true));
+    ASSERT_TRUE(r.ok());
+    EXPECT_NE(r->event.malformed, "") << bad;
+  }
 }
 
 TEST(ReplicationFrameTest, XLogDataAndKeepaliveAreParsed) {

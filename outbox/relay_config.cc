@@ -44,6 +44,7 @@ Result<RelayConfig> LoadRelayConfig(const std::string& path, const Environment& 
   r.NonEmptyString("wal.publication", &c.wal_publication);
   r.DurationAtLeast("wal.standby_retry", &c.wal_standby_retry, std::chrono::milliseconds(10));
   r.Int("wal.max_held", &c.wal_max_held, 1, 10000000);
+  r.Int("wal.batch_size", &c.wal_batch_size, 1, 100000);
   // The table name goes into SQL text: only a plain identifier is accepted.
   if (!PlainIdentifier(c.table)) {
     r.Fail("table", "must be a plain lower-case identifier (a-z, 0-9, _)");

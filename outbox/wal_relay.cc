@@ -299,7 +299,7 @@ Status WalRelay::StreamOnce(const std::atomic<bool>& stop) {
     // Take what has arrived, up to a batch (and nothing while too many events wait behind
     // failed ones: the stream pauses, the server keeps the WAL).
     bool ended = false;
-    while (ready_.size() < static_cast<size_t>(config_.batch_size) &&
+    while (ready_.size() < static_cast<size_t>(config_.wal_batch_size) &&
            held_ < static_cast<size_t>(config_.wal_max_held)) {
       char* buf = nullptr;
       int n = PQgetCopyData(stream.conn_, &buf, /*async=*/1);
@@ -356,7 +356,7 @@ Status WalRelay::StreamOnce(const std::atomic<bool>& stop) {
         static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
     pollfd fds[2] = {{publishing.fd(), POLLIN, 0}, {PQsocket(stream.conn_), POLLIN, 0}};
     const bool paused = held_ >= static_cast<size_t>(config_.wal_max_held) ||
-                        ready_.size() >= static_cast<size_t>(config_.batch_size);
+                        ready_.size() >= static_cast<size_t>(config_.wal_batch_size);
     ::poll(fds, paused ? 1 : 2, ms);
   }
   // Stopped: confirm what was acknowledged and end the stream.
@@ -444,7 +444,7 @@ bool WalRelay::StartBatch(Publishing& publishing) {
     it = blocked_.erase(it);
   }
   // Then ready events, up to a batch; those of a blocked aggregate join its queue.
-  while (!ready_.empty() && batch.size() < static_cast<size_t>(config_.batch_size)) {
+  while (!ready_.empty() && batch.size() < static_cast<size_t>(config_.wal_batch_size)) {
     Event e = std::move(ready_.front());
     ready_.pop_front();
     auto b = blocked_.find(e.aggregate);
