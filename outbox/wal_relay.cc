@@ -47,6 +47,10 @@ void AddHeaders(const std::string& json, kafka::OutgoingMessage* m) {
   }
 }
 
+// Events decoded ahead, in batches: while one is in flight, the stream is read on (the server
+// keeps decoding) until this many batches wait.
+constexpr size_t kReadAhead = 4;
+
 // Status updates go at least this often, so that the server never times the stream out.
 constexpr Duration kStatusInterval = std::chrono::seconds(10);
 
@@ -299,7 +303,7 @@ Status WalRelay::StreamOnce(const std::atomic<bool>& stop) {
     // Take what has arrived, up to a batch (and nothing while too many events wait behind
     // failed ones: the stream pauses, the server keeps the WAL).
     bool ended = false;
-    while (ready_.size() < static_cast<size_t>(config_.wal_batch_size) &&
+    while (ready_.size() < kReadAhead * static_cast<size_t>(config_.wal_batch_size) &&
            held_ < static_cast<size_t>(config_.wal_max_held)) {
       char* buf = nullptr;
       int n = PQgetCopyData(stream.conn_, &buf, /*async=*/1);
@@ -356,7 +360,7 @@ Status WalRelay::StreamOnce(const std::atomic<bool>& stop) {
         static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
     pollfd fds[2] = {{publishing.fd(), POLLIN, 0}, {PQsocket(stream.conn_), POLLIN, 0}};
     const bool paused = held_ >= static_cast<size_t>(config_.wal_max_held) ||
-                        ready_.size() >= static_cast<size_t>(config_.wal_batch_size);
+                        ready_.size() >= kReadAhead * static_cast<size_t>(config_.wal_batch_size);
     ::poll(fds, paused ? 1 : 2, ms);
   }
   // Stopped: confirm what was acknowledged and end the stream.
