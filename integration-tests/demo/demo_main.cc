@@ -50,7 +50,7 @@ std::string Field(const std::string& json, const std::string& key) {
 
 class Demo {
  public:
-  explicit Demo(bool keep) : keep_(keep) {}
+  Demo(bool keep, std::string relay_mode) : keep_(keep), relay_mode_(std::move(relay_mode)) {}
 
   int Run() {
     std::cout
@@ -60,7 +60,8 @@ class Demo {
     auto stack = TreatyStack::Start(
         harness::StackOptions{.with_broker = true,
                               .treatyd_env = {{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"}},
-                              .saga_files = {harness::PlaceOrderSagaFile()}});
+                              .saga_files = {harness::PlaceOrderSagaFile()},
+                              .relay_mode = relay_mode_});
     if (!stack.ok()) {
       std::cout << " FAILED\n" << stack.status().message() << "\n";
       return 1;
@@ -133,8 +134,11 @@ class Demo {
   // treaty-relay and counted once each by inventory-svc through its inbox.
   void ShowEvents() {
     if (g_interrupted || failed_) return;
-    std::cout << "  outbox: order events to Kafka and into inventory ..." << std::flush;
-    auto pending = [&] {
+    std::cout << "  outbox: order events to Kafka (treaty-relay, mode: " << relay_mode_
+              << ") and into inventory ..." << std::flush;
+    // The polling relay marks each row sent; the WAL relay reads the log and marks nothing.
+    auto pending = [&]() -> Result<std::string> {
+      if (relay_mode_ == "wal") return std::string("0");
       return stack_->pg().QueryValue("orders",
                                      "SELECT count(*) FROM treaty_outbox WHERE status <> 'sent'");
     };
@@ -280,7 +284,8 @@ class Demo {
       if (stack_->broker())
         std::cout << "  Kafka (dev)   " << stack_->broker()->bootstrap() << "\n";
       if (stack_->relay())
-        std::cout << "  treaty-relay  " << stack_->relay()->base_url() << "/metrics\n";
+        std::cout << "  treaty-relay  " << stack_->relay()->base_url()
+                  << "/metrics (mode: " << relay_mode_ << ")\n";
     }
     if (g_interrupted) {
       std::cout << "\nInterrupted: stopping everything.\n";
@@ -294,6 +299,7 @@ class Demo {
   }
 
   const bool keep_;
+  const std::string relay_mode_;
   bool failed_ = false;
   std::vector<Row> rows_;
   std::unique_ptr<TreatyStack> stack_;
@@ -304,13 +310,19 @@ class Demo {
 
 int main(int argc, char** argv) {
   bool keep = false;
+  std::string relay_mode = "wal";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--keep") {
       keep = true;
+    } else if (a == "--relay" && i + 1 < argc &&
+               (std::string(argv[i + 1]) == "wal" || std::string(argv[i + 1]) == "polling")) {
+      relay_mode = argv[++i];
     } else {
-      std::cerr
-          << "usage: scripts/demo [--keep]   (--keep: leave the stack running until Ctrl-C)\n";
+      std::cerr << "usage: scripts/demo [--keep] [--relay wal|polling]\n"
+                   "  --keep: leave the stack running until Ctrl-C\n"
+                   "  --relay: treaty-relay's mode for order-svc's outbox (default wal: the\n"
+                   "           write-ahead log through a replication slot; polling: the table)\n";
       return 2;
     }
   }
@@ -334,7 +346,7 @@ int main(int argc, char** argv) {
   std::cout << "Treaty demo\n";
   int code;
   {
-    treaty::demo::Demo demo(keep);
+    treaty::demo::Demo demo(keep, relay_mode);
     code = demo.Run();
   }
   if (treaty::demo::g_interrupted) code = 130;

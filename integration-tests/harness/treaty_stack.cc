@@ -57,7 +57,8 @@ bool BecomesReady(Service& treatyd) {
 
 Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
   std::unique_ptr<TreatyStack> s(new TreatyStack());
-  auto pg = PgCluster::Start();
+  auto pg = PgCluster::Start(
+      PgClusterOptions{.logical_decoding = options.with_broker && options.relay_mode == "wal"});
   if (!pg.ok()) return pg.status();
   s->pg_ = std::move(*pg);
   for (const char* db : {"treaty", "orders", "inventory"}) {
@@ -122,7 +123,9 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
                                                            "kafka: { bootstrap_servers: \"" +
                                                            s->broker_->bootstrap() +
                                                            "\" }\n"
-                                                           "poll_interval: 200ms\n"});
+                                                           "poll_interval: 200ms\n"
+                                                           "mode: " +
+                                                           options.relay_mode + "\n"});
     if (!relay.ok()) return relay.status();
     s->relay_ = std::move(*relay);
   }

@@ -34,6 +34,9 @@ struct StackOptions {
   std::string client_token;
   std::string lease = "5s";        // treatyd's scheduler.lease
   std::string branch_call = "2s";  // treatyd's timeouts.branch_call
+  // treaty-relay's mode (with_broker): "polling", or "wal" (PostgreSQL then runs with
+  // wal_level = logical).
+  std::string relay_mode = "polling";
 };
 
 class TreatyStack {
