@@ -49,6 +49,7 @@ struct RelayCounters {
   std::atomic<int64_t> published{0};  // rows acknowledged and marked
   std::atomic<int64_t> failures{0};   // rows whose publishing failed
   std::atomic<int64_t> dead{0};       // rows moved to "dead"
+  std::atomic<int64_t> purged{0};     // sent rows deleted past the retention
 };
 
 class OutboxRelay {
@@ -117,6 +118,8 @@ class OutboxRelay {
   // those with a failed row are blocked until their retry, with a growing backoff.
   void UpdateBlocked(const std::vector<std::string>& retried,
                      const std::map<std::string, int64_t, std::less<>>& failed);
+  // Deletes the sent rows older than `retention`, `retention_batch` rows a statement (its own
+  // transaction, rows other sessions hold skipped), until a statement deletes fewer.
   void DeleteOldSentRows();
   void RunWorker(size_t worker, const std::atomic<bool>& stop);
 

@@ -102,6 +102,18 @@ UPDATE treaty.transactions t SET ops = (
   FROM jsonb_array_elements(t.ops) WITH ORDINALITY AS e(o, n))
 WHERE t.mode = 'msg' AND jsonb_array_length(t.ops) > 0;
 )sql"},
+      // Versions 6 and 7 belong to another branch; the runner applies whatever version is not
+      // yet recorded, so this one may be applied before them (it does not depend on them).
+      {8, "an index of finished transactions by their last change, for the retention purge", R"sql(
+-- The purge (docs/recovery.md, "Retention") deletes the finished transactions whose last change
+-- is older than retention.history, oldest first, a batch at a time; with this index each batch
+-- reads just its rows instead of scanning the table, and the oldest kept one (a metric) is its
+-- first entry. Unfinished transactions are not in it. The cost on the hot path is one index
+-- entry per finished transaction, written by the transition that finishes it
+-- (docs/performance.md, finding 35).
+CREATE INDEX transactions_finished_by_update ON treaty.transactions (updated_at)
+  WHERE status IN ('committed', 'aborted');
+)sql"},
   };
   return kMigrations;
 }
