@@ -73,6 +73,7 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   r.DurationAtLeast("retention.history", &c.retention.history, std::chrono::minutes(1));
   r.Int("retention.batch", &c.retention.batch, 1, 100000);
   r.DurationAtLeast("retention.interval", &c.retention.interval, std::chrono::milliseconds(100));
+  r.DurationAtLeast("retention.pause", &c.retention.pause, std::chrono::milliseconds(0));
   r.OneOf("log.level", &c.log.level, {"debug", "info", "warn", "error"});
   if (!c.node_id.empty() && !ValidNodeId(c.node_id)) {
     r.Fail("node_id", "must be 1 to 100 characters of A-Z a-z 0-9 . _ : -");
@@ -220,6 +221,7 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
       {"retention.history", FormatDuration(c.retention.history)},
       {"retention.batch", std::to_string(c.retention.batch)},
       {"retention.interval", FormatDuration(c.retention.interval)},
+      {"retention.pause", FormatDuration(c.retention.pause)},
       {"log.level", c.log.level},
   };
 }

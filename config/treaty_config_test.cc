@@ -93,12 +93,14 @@ TEST(TreatyConfig, RetentionHasDefaultsAndIsValidated) {
   EXPECT_EQ(d->retention.history, std::chrono::hours(24 * 7));
   EXPECT_EQ(d->retention.batch, 1000);
   EXPECT_EQ(d->retention.interval, std::chrono::minutes(1));
-  auto r = ParseTreatyConfig("retention: { history: 2d, batch: 500, interval: 10s }\n",
+  EXPECT_EQ(d->retention.pause, std::chrono::milliseconds(100));
+  auto r = ParseTreatyConfig("retention: { history: 2d, batch: 500, interval: 10s, pause: 0s }\n",
                              "treaty.yaml", FakeEnv({}));
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(r->retention.history, std::chrono::hours(48));
   EXPECT_EQ(r->retention.batch, 500);
   EXPECT_EQ(r->retention.interval, std::chrono::seconds(10));
+  EXPECT_EQ(r->retention.pause, std::chrono::milliseconds(0));
   EXPECT_EQ(ErrorOf("retention:\n  history: 30s\n"),
             "treaty.yaml:2: retention.history: \"30s\" is too short (at least 1m)");
   EXPECT_EQ(ErrorOf("retention:\n  batch: 0\n"),
@@ -107,7 +109,7 @@ TEST(TreatyConfig, RetentionHasDefaultsAndIsValidated) {
             "treaty.yaml:2: retention.interval: \"1ms\" is too short (at least 100ms)");
   EXPECT_EQ(ErrorOf("retention:\n  histroy: 7d\n"),
             "treaty.yaml:2: retention.histroy: unknown key (expected one of: batch, history, "
-            "interval)");
+            "interval, pause)");
   EXPECT_EQ(ErrorOf("scheduler: { lease: 5m }\nretention:\n  history: 2m\n"),
             "treaty.yaml:3: retention.history: must be longer than scheduler.lease (5m)");
   EXPECT_EQ(ErrorOf("", {{"TREATY_RETENTION_HISTORY", "forever"}}),

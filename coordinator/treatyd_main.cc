@@ -150,7 +150,8 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
       retention,
       store::RetentionPurgerOptions{.history = config.retention.history,
                                     .batch = static_cast<int>(config.retention.batch),
-                                    .interval = config.retention.interval},
+                                    .interval = config.retention.interval,
+                                    .pause = config.retention.pause},
       [&observer](const store::Purged& p) {
         observer.OnPurged("transactions", p.transactions);
         observer.OnPurged("decision_log", p.decision_log);

@@ -199,15 +199,16 @@ TEST_F(RetentionTest, ParticipantKeepsWhatUnfinishedTransactionsNeedAndInboxRows
   ASSERT_EQ(Count("inventory", "SELECT count(*) FROM treaty_2pc_branches WHERE gid = 'twopc-done'"),
             1);
 
-  // Everything two hours old, at the participant and at the coordinator.
-  ASSERT_OK(stack_->pg().Execute(
-      "inventory",
-      "UPDATE treaty_barrier SET created_at = now() - interval '2 hours'; "
-      "UPDATE treaty_2pc_branches SET updated_at = now() - interval '2 hours'"));
+  // Everything two hours old, at the coordinator first: a participant's rows are never older
+  // than their transaction (the kit relies on it when it lists only old unfinished ones).
   ASSERT_OK(stack_->pg().Execute(
       "treaty",
       "UPDATE treaty.transactions SET created_at = now() - interval '2 hours', "
       "updated_at = now() - interval '2 hours'"));
+  ASSERT_OK(stack_->pg().Execute(
+      "inventory",
+      "UPDATE treaty_barrier SET created_at = now() - interval '2 hours'; "
+      "UPDATE treaty_2pc_branches SET updated_at = now() - interval '2 hours'"));
 
   ASSERT_TRUE(WaitUntil(
       [&] {

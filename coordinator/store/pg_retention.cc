@@ -97,8 +97,8 @@ void RetentionPurger::Run() {
       round.decision_log += p->decision_log;
       // A short batch: nothing older is left (or the rest is locked by another purger).
       if (p->transactions < options_.batch) break;
-      std::lock_guard<std::mutex> check(mu_);
-      if (stopping_) break;
+      std::unique_lock<std::mutex> pause(mu_);
+      if (wake_.wait_for(pause, options_.pause, [this] { return stopping_; })) break;
     }
     if (round.transactions > 0) {
       kLog.Info("purged finished transactions past the history",

@@ -57,11 +57,14 @@ struct RetentionPurgerOptions {
   Duration history{};
   int batch = 1000;
   Duration interval{};
+  Duration pause{};  // between two batches of a round
 };
 
-// Runs PgRetention::PurgeBatch in a thread of its own: every `interval`, one round of batches
-// until one comes back short (the backlog is gone) or the purger stops; a failed batch ends the
-// round (logged; the next round tries again). Rounds of several treatyd may overlap: harmless.
+// Runs PgRetention::PurgeBatch in a thread of its own: every `interval`, one round of batches,
+// `pause` apart, until one comes back short (the backlog is gone) or the purger stops; a failed
+// batch ends the round (logged; the next round tries again). Rounds of several treatyd may
+// overlap: harmless. The pause bounds the pace at which a backlog is purged (batch rows per
+// pause and batch time), and so the share of the store it takes from the hot path.
 class RetentionPurger {
  public:
   // `on_purged` (may be empty) is told what each batch deleted (the metrics).
