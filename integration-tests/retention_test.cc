@@ -11,10 +11,12 @@
 
 #include <sstream>
 
+#include "integration-tests/harness/binaries.h"
 #include "integration-tests/harness/http_client.h"
 #include "integration-tests/harness/process.h"
 #include "integration-tests/harness/test_support.h"
 #include "integration-tests/harness/treaty_stack.h"
+#include "integration-tests/outbox_fixture.h"
 
 namespace treaty::harness {
 namespace {
@@ -251,6 +253,56 @@ TEST_F(RetentionTest, ParticipantKeepsWhatUnfinishedTransactionsNeedAndInboxRows
   ASSERT_EQ(done.status, 200) << done.body;
   EXPECT_EQ(ParseObject(done.body)->getValue<std::string>("status"), "committed");
   EXPECT_EQ(stack_->Stock("A1").value(), "96/0/4");
+}
+
+// treaty-relay's retention: sent rows past `retention` go, a batch at a time; pending and dead
+// rows never do, whatever their age.
+class RelayRetentionTest : public OutboxFixture {};
+
+TEST_F(RelayRetentionTest, DeletesOnlySentRowsPastTheRetentionInBatches) {
+  // Five sent two days ago, one sent an hour ago, one dead for three days.
+  std::string rows;
+  for (int i = 1; i <= 7; ++i) {
+    const std::string status = i <= 6 ? "sent" : "dead";
+    const std::string age = i <= 5 ? "2 days" : i == 6 ? "1 hour" : "3 days";
+    rows += std::string(rows.empty() ? "" : ", ") + "('ev-" + std::to_string(i) + "', 'order', 'o" +
+            std::to_string(i) + "', 'OrderPlaced', '" + kTopic + "', '{}', '" + status +
+            "', now() - interval '" + age + "', now() - interval '" + age + "')";
+  }
+  ASSERT_OK(pg_->Execute("orders",
+                         "INSERT INTO treaty_outbox (event_id, aggregate_type, aggregate_id, "
+                         "event_type, topic, payload, status, created_at, sent_at) VALUES " +
+                             rows));
+  auto relay = Service::Start(ServiceSpec{.name = "treaty-relay",
+                                          .binary = kRelayPath,
+                                          .config_yaml = "listen: 127.0.0.1:0\n"
+                                                         "database: { url: \"" +
+                                                         pg_->Url("orders") +
+                                                         "\" }\n"
+                                                         "kafka: { bootstrap_servers: \"" +
+                                                         broker_->bootstrap() +
+                                                         "\" }\n"
+                                                         "poll_interval: 200ms\n"
+                                                         "retention: 1d\n"
+                                                         "retention_batch: 2\n"});
+  ASSERT_TRUE(relay.ok()) << relay.status().message();
+  auto left = [&] {
+    auto v = pg_->QueryValue("orders",
+                             "SELECT string_agg(event_id || '=' || status, ',' ORDER BY event_id) "
+                             "FROM treaty_outbox");
+    return v.ok() ? *v : v.status().message();
+  };
+  EXPECT_TRUE(WaitUntil([&] { return left() == "ev-6=sent,ev-7=dead"; }, kWait)) << left();
+  auto metrics = HttpCall("GET", (*relay)->base_url() + "/metrics");
+  ASSERT_TRUE(metrics.ok() && metrics->status == 200);
+  EXPECT_NE(metrics->body.find("treaty_relay_purged_rows_total 5\n"), std::string::npos)
+      << metrics->body;
+  const size_t at = metrics->body.find("\ntreaty_relay_oldest_sent_age_seconds ");
+  ASSERT_NE(at, std::string::npos) << metrics->body;
+  const double oldest = std::stod(
+      metrics->body.substr(at + std::string("\ntreaty_relay_oldest_sent_age_seconds ").size()));
+  EXPECT_GT(oldest, 3000);
+  EXPECT_LT(oldest, 86400);
 }
 
 }  // namespace
