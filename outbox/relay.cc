@@ -373,12 +373,12 @@ void OutboxRelay::UpdateBlocked(const std::vector<std::string>& retried,
   }
 }
 
-void OutboxRelay::DeleteOldSentRows() {
+bool OutboxRelay::DeleteOldSentRows() {
   // One unbounded DELETE over a day of sent rows would hold their locks and grow one
   // transaction for as long as it runs; batches through treaty_outbox_sent (sent_at, only sent
   // rows) keep each statement short. Pending and dead rows are never touched.
   const std::string t = config_.table;
-  for (;;) {
+  for (int pass = 0; pass < kRetentionBatchesPerPass; ++pass) {
     auto deleted = pool_.Run<int64_t>([&](pqxx::connection& c) -> Result<int64_t> {
       pqxx::nontransaction w(c);  // one statement: its own transaction
       pqxx::result r =
@@ -392,11 +392,12 @@ void OutboxRelay::DeleteOldSentRows() {
     if (!deleted.ok()) {
       log_.Warn("retention: deleting sent rows failed; tried again in a minute",
                 {{"error", deleted.status().message()}});
-      return;
+      return false;
     }
     counters_.purged += *deleted;
-    if (*deleted < config_.retention_batch) return;
+    if (*deleted < config_.retention_batch) return false;
   }
+  return true;
 }
 
 void OutboxRelay::Run(const std::atomic<bool>& stop) {
@@ -436,8 +437,9 @@ void OutboxRelay::RunWorker(size_t worker, const std::atomic<bool>& stop) {
   auto next_retention = std::chrono::steady_clock::now();
   while (!stop) {
     if (worker == 0 && std::chrono::steady_clock::now() >= next_retention) {
-      DeleteOldSentRows();
-      next_retention = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+      const bool more = DeleteOldSentRows();
+      next_retention = std::chrono::steady_clock::now() +
+                       (more ? std::chrono::milliseconds(0) : std::chrono::minutes(1));
     }
     Result<BatchOutcome> outcome = RunBatchOf(worker);
     if (!outcome.ok()) {

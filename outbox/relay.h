@@ -119,8 +119,11 @@ class OutboxRelay {
   void UpdateBlocked(const std::vector<std::string>& retried,
                      const std::map<std::string, int64_t, std::less<>>& failed);
   // Deletes the sent rows older than `retention`, `retention_batch` rows a statement (its own
-  // transaction, rows other sessions hold skipped), until a statement deletes fewer.
-  void DeleteOldSentRows();
+  // transaction, rows other sessions hold skipped), until a statement deletes fewer or after
+  // kRetentionBatchesPerPass statements (worker 0 publishes too: a day's backlog is deleted a
+  // pass at a time between its batches). True when more may be left.
+  bool DeleteOldSentRows();
+  static constexpr int kRetentionBatchesPerPass = 10;
   void RunWorker(size_t worker, const std::atomic<bool>& stop);
 
   const RelayConfig config_;
