@@ -163,6 +163,39 @@ TEST_F(RetentionTest, TreatydPurgesOldFinishedTransactionsWithTheirLogButNeverAn
   EXPECT_LT(oldest, 3600);
 }
 
+TEST_F(RetentionTest, TwoTreatydOnOneStorePurgeSideBySide) {
+  // A second treatyd on the same store, purging back to back in batches of three while the
+  // first purges in batches of two: each transaction is deleted once, by one of them.
+  auto second = Service::Start(ServiceSpec{
+      .name = "treatyd-2",
+      .binary = kTreatydPath,
+      .config_yaml = TestTreatydConfig(
+          stack_->pg(), "retention: { history: 1h, batch: 3, interval: 100ms, pause: 0s }\n"),
+      .extra_args = {},
+      .env = {{"TREATY_NODE_ID", "second-node"}}});
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  ASSERT_TRUE(BecomesReady(**second));
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_EQ(Post("/v1/transactions", TwoPc("side-" + std::to_string(i), 1)).status, 200) << i;
+  }
+  const int log_rows =
+      Count("treaty", "SELECT count(*) FROM treaty.decision_log WHERE gid LIKE 'side-%'");
+  ASSERT_OK(stack_->pg().Execute("treaty",
+                                 "UPDATE treaty.transactions SET updated_at = now() - interval "
+                                 "'2 hours' WHERE gid LIKE 'side-%'"));
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return Count("treaty",
+                     "SELECT count(*) FROM treaty.transactions WHERE gid LIKE 'side-%'") == 0;
+      },
+      kWait));
+  EXPECT_EQ(Count("treaty", "SELECT count(*) FROM treaty.decision_log WHERE gid LIKE 'side-%'"), 0);
+  const char* tx = R"(treaty_retention_purged_rows_total{table="transactions"})";
+  const char* log = R"(treaty_retention_purged_rows_total{table="decision_log"})";
+  EXPECT_EQ(Metric(stack_->treatyd(), tx) + Metric(**second, tx), 30);
+  EXPECT_EQ(Metric(stack_->treatyd(), log) + Metric(**second, log), log_rows);
+}
+
 TEST_F(RetentionTest, ParticipantKeepsWhatUnfinishedTransactionsNeedAndInboxRowsInTheirWindow) {
   const std::string base = stack_->treatyd().base_url();
   // Finished: a committed TCC transaction and a committed 2PC one (barrier rows and a 2PC
