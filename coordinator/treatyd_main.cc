@@ -30,6 +30,7 @@
 #include "coordinator/metrics/treaty_metrics.h"
 #include "coordinator/saga/saga_processor.h"
 #include "coordinator/saga/saga_registry.h"
+#include "coordinator/store/pg_retention.h"
 #include "coordinator/store/pg_store.h"
 #include "coordinator/store/pg_transaction_store.h"
 #include "coordinator/store/store_clock.h"
@@ -142,6 +143,20 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                    crash_points, config.timeouts.prepare,
                                    config.timeouts.msg_check_back);
 
+  // The retention purge (docs/recovery.md): on connections of its own, once the schema (its
+  // index) is current.
+  store::PgRetention retention(config.store.url, config.store.connect_timeout);
+  store::RetentionPurger purger(
+      retention,
+      store::RetentionPurgerOptions{.history = config.retention.history,
+                                    .batch = static_cast<int>(config.retention.batch),
+                                    .interval = config.retention.interval,
+                                    .pause = config.retention.pause},
+      [&observer](const store::Purged& p) {
+        observer.OnPurged("transactions", p.transactions);
+        observer.OnPurged("decision_log", p.decision_log);
+      });
+
   // The driver starts once the schema is current: recovery begins with its first poll.
   store::StoreStartup startup(store, config.retry, [&] {
     // Nothing is stamped or found due by this host's clock: ready only once the store's is read.
@@ -154,6 +169,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
       std::this_thread::sleep_for(config.retry.initial);
     }
     kLog.Info("scheduler started", {{"node_id", node_id}, {"owner", driver.options().owner}});
+    purger.Start();
   });
 
   api::AccessPolicy access(std::move(*tokens), config.limits.rate_per_second,
@@ -198,7 +214,11 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                      observer.Render([&]() -> Result<metrics::StoreGauges> {
                                        auto f = tx_store.InFlight();
                                        if (!f.ok()) return f.status();
-                                       return metrics::StoreGauges{f->first, f->second};
+                                       metrics::StoreGauges g{f->first, f->second};
+                                       if (auto age = retention.OldestFinishedAge(); age.ok()) {
+                                         g.oldest_finished_age_seconds = *age;
+                                       }
+                                       return g;
                                      })};
           },
       .traffic =
@@ -238,6 +258,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                   }
                                 })}});
   (*server)->Stop();
+  purger.Stop();
   driver.Stop();
   kLog.Info("stopped");
   return 0;

@@ -216,7 +216,7 @@ TEST_F(CheckConfigTest, NamesFileLineAndKeyOfEachProblem) {
                      "30s, 5m)\n" +
                      f +
                      ":6: retries: unknown key (expected one of: auth, kafka, limits, listen, "
-                     "log, msg, node_id, participants, retry, sagas, scheduler, store, "
+                     "log, msg, node_id, participants, retention, retry, sagas, scheduler, store, "
                      "timeouts, tls)\n");
 }
 
