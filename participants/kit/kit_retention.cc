@@ -52,11 +52,17 @@ const char* KitRetention::SchemaSql() {
 
 void KitRetention::Run() {
   std::unique_lock<std::mutex> lock(mu_);
+  // The first round an interval after start, not at once: a service starting up serves its
+  // first requests (and its coordinator's recovery) before it purges anything. A round at once
+  // made ConsistencyTest.AStoreRestartDoesNotHoldInterruptedTransactionsForALease fail (the
+  // coordinator never resumed the interrupted commit): how it interferes is not understood yet
+  // (see the session notes of #21).
   while (!stopping_) {
+    wake_.wait_for(lock, config_.retention_interval, [this] { return stopping_; });
+    if (stopping_) break;
     lock.unlock();
     RunRound();
     lock.lock();
-    wake_.wait_for(lock, config_.retention_interval, [this] { return stopping_; });
   }
 }
 
