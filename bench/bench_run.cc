@@ -10,7 +10,6 @@
 #include <fstream>
 #include <thread>
 
-#include "bench/ceilings.h"
 #include "bench/report.h"
 #include "integration-tests/harness/binaries.h"
 #include "integration-tests/harness/process.h"
@@ -58,6 +57,10 @@ Status BenchRun::Run(Object::Ptr out) {
   auto http = Load("http", o_.clients, 1);
   if (!http.ok()) return http.status();
   ceilings->set("raw_http", *http);
+  // One client: the raw round trip that p50_floor_1client counts five of.
+  auto http_one = Load("http", 1, 1);
+  if (!http_one.ok()) return http_one.status();
+  ceilings->set("raw_http_1client", *http_one);
   Say("raw produce: " + std::to_string(o_.produce_messages) + " messages to the dev broker");
   ProduceResult produced = Produce(stack_.broker().bootstrap(), o_.produce_messages, 100);
   Object::Ptr produce = new Object(Poco::JSON_PRESERVE_KEY_ORDER);
@@ -113,7 +116,112 @@ Status BenchRun::Run(Object::Ptr out) {
   auto outbox = Outbox();
   if (!outbox.ok()) return outbox.status();
   figures->set("outbox", *outbox);
+
+  Array::Ptr wal = new Array();
+  for (const char* write : {"row_deleted", "message"}) {
+    auto r = OutboxWal(write, pg_ceilings);
+    if (!r.ok()) return r.status();
+    wal->add(*r);
+  }
+  figures->set("outbox_wal", wal);
+  figures->set("targets", Targets(figures));
   return Status::Ok();
+}
+
+Result<Object::Ptr> BenchRun::OutboxWal(const std::string& write, PgCeilings& ceilings) {
+  const std::string db = "wal_" + write;
+  const std::string relay_slot = "relay_" + write, alone_slot = "alone_" + write;
+  Say("outbox, mode: wal: " + std::to_string(o_.outbox_rows) + " events written as " + write +
+      ", then drained by treaty-relay");
+  Status s = stack_.pg().CreateDatabase(db);
+  if (s.ok()) s = stack_.pg().Execute(db, participant::Outbox::SchemaSql());
+  if (s.ok()) {
+    s = stack_.pg().Execute(
+        db, "CREATE PUBLICATION treaty_outbox FOR TABLE treaty_outbox WITH (publish = 'insert')");
+  }
+  // Both slots before the events, so that both see all of them.
+  for (const std::string& slot : {relay_slot, alone_slot}) {
+    if (s.ok()) {
+      s = stack_.pg().Execute(
+          db, "SELECT pg_create_logical_replication_slot('" + slot + "', 'pgoutput')");
+    }
+  }
+  if (!s.ok()) return s;
+  // The events of the polling relay's preload (1,000 aggregates), 100 to a transaction, as
+  // the kit writes them (Outbox::AppendForWal).
+  const std::string event =
+      "'e-' || g, 'order', (g % 1000)::text, 'OrderPlaced', 'bench.outbox', (g % 1000)::text, "
+      "jsonb_build_object('order', g, 'sku', 'A1', 'qty', 1)";
+  const std::string one_tx =
+      write == "message"
+          ? "PERFORM pg_logical_emit_message(true, 'treaty_outbox', json_build_object("
+            "'event_id', 'e-' || n, 'aggregate_type', 'order', 'aggregate_id', (n % 1000)::text, "
+            "'event_type', 'OrderPlaced', 'topic', 'bench.outbox', 'key', (n % 1000)::text, "
+            "'payload', json_build_object('order', n, 'sku', 'A1', 'qty', 1))::text) "
+            "FROM generate_series(b * 100 + 1, b * 100 + 100) AS s(n);"
+          : "FOR g IN b * 100 + 1 .. b * 100 + 100 LOOP "
+            "INSERT INTO treaty_outbox (event_id, aggregate_type, aggregate_id, event_type, topic, "
+            "key, payload) VALUES (" +
+                event +
+                "); DELETE FROM treaty_outbox WHERE id = "
+                "currval(pg_get_serial_sequence('treaty_outbox', 'id')); END LOOP;";
+  s = stack_.pg().Execute(db, "DO $$ DECLARE g bigint; BEGIN FOR b IN 0 .. " +
+                                  std::to_string(o_.outbox_rows / 100 - 1) + " LOOP " + one_tx +
+                                  " COMMIT; END LOOP; END $$");
+  if (!s.ok()) return s;
+  const int64_t events = o_.outbox_rows / 100 * 100;
+  auto end_lsn = stack_.pg().QueryValue(db, "SELECT pg_current_wal_lsn()");
+  if (!end_lsn.ok()) return end_lsn.status();
+
+  auto alone = ceilings.WalDecodeAlone(db, alone_slot, *end_lsn, events);
+  if (!alone.ok()) return alone.status();
+  s = stack_.pg().Execute(db, "SELECT pg_drop_replication_slot('" + alone_slot + "')");
+  if (!s.ok()) return s;
+
+  auto started = std::chrono::steady_clock::now();
+  auto relay = Service::Start(ServiceSpec{.name = "treaty-relay-wal",
+                                          .binary = harness::kRelayPath,
+                                          .config_yaml = "listen: 127.0.0.1:0\n"
+                                                         "database: { url: \"" +
+                                                         stack_.pg().Url(db) +
+                                                         "\" }\n"
+                                                         "kafka: { bootstrap_servers: \"" +
+                                                         stack_.broker().bootstrap() +
+                                                         "\" }\n"
+                                                         "mode: wal\n"
+                                                         "wal: { slot: " +
+                                                         relay_slot +
+                                                         " }\n"
+                                                         "log: { level: warn }\n"});
+  if (!relay.ok()) return relay.status();
+  // Done when the slot's confirmed position reached the end of the events: the relay confirms
+  // only what the broker acknowledged.
+  bool drained = harness::WaitUntil(
+      [&] {
+        auto done = stack_.pg().QueryValue(
+            db, "SELECT confirmed_flush_lsn >= '" + *end_lsn +
+                    "'::pg_lsn FROM pg_replication_slots WHERE slot_name = '" + relay_slot + "'");
+        return done.ok() && *done == "t";
+      },
+      std::chrono::minutes(10), std::chrono::milliseconds(20));
+  if (!drained) return Status::DeadlineExceeded("the WAL relay did not drain in 10 minutes");
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  (void)(*relay)->Stop();
+  relay->reset();
+  s = stack_.pg().Execute(db, "SELECT pg_drop_replication_slot('" + relay_slot + "')");
+  if (!s.ok()) return s;
+  std::fprintf(stderr, "    drained in %.2f s (%.0f/s)\n", seconds,
+               static_cast<double>(events) / seconds);
+  Object::Ptr r = new Object(Poco::JSON_PRESERVE_KEY_ORDER);
+  r->set("write", write);
+  r->set("events", events);
+  Object::Ptr relay_figure = new Object(Poco::JSON_PRESERVE_KEY_ORDER);
+  relay_figure->set("seconds", seconds);
+  relay_figure->set("per_second", static_cast<double>(events) / seconds);
+  r->set("relay", relay_figure);
+  r->set("decode_alone", *alone);
+  return r;
 }
 
 Result<Object::Ptr> BenchRun::UnderAttack() {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "bench/bench_stack.h"
+#include "bench/ceilings.h"
 #include "bench/run_options.h"
 #include "common/status.h"
 
@@ -33,6 +34,11 @@ class BenchRun {
   Result<Poco::JSON::Object::Ptr> Backlog();
   // The outbox relay draining preloaded rows to Kafka.
   Result<Poco::JSON::Object::Ptr> Outbox();
+  // The WAL relay (mode: wal) draining `o_.outbox_rows` events written as `write` ("row_deleted":
+  // a row inserted and deleted in its transaction; "message": pg_logical_emit_message) while
+  // no relay ran, 100 to a transaction; beside it PostgreSQL alone decoding the same events
+  // (pg_recvlogical). {"write", "events", "relay", {..}, "decode_alone", {..}}.
+  Result<Poco::JSON::Object::Ptr> OutboxWal(const std::string& write, PgCeilings& ceilings);
 
   const RunOptions o_;
   const std::string self_;

@@ -17,7 +17,8 @@ using harness::ServiceSpec;
 Status BenchStack::Start() {
   Say("starting PostgreSQL (durable: fsync and synchronous_commit on), the dev broker, "
       "the no-op participant and treatyd");
-  auto pg = PgCluster::Start(harness::PgClusterOptions{.durable = true, .max_connections = 400});
+  auto pg = PgCluster::Start(
+      harness::PgClusterOptions{.durable = true, .max_connections = 400, .logical_decoding = true});
   if (!pg.ok()) return pg.status();
   pg_ = std::move(*pg);
   for (const char* db : {"treaty", "ceiling", "outbox"}) {

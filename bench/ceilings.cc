@@ -194,6 +194,34 @@ Result<Object::Ptr> PgCeilings::OutboxSqlAlone() {
   return out;
 }
 
+Result<Object::Ptr> PgCeilings::WalDecodeAlone(const std::string& database, const std::string& slot,
+                                               const std::string& end_lsn, int64_t events) {
+  Say("PostgreSQL alone decoding " + std::to_string(events) + " events (pg_recvlogical, slot " +
+      slot + ")");
+  auto dir = harness::TempDir::Create("recvlogical");
+  if (!dir.ok()) return dir.status();
+  auto started = std::chrono::steady_clock::now();
+  auto p = Process::Start(ProcessSpec{
+      .name = "pg_recvlogical",
+      .argv = {PgBinDir() + "/pg_recvlogical", "-d", stack_.pg().ConnectionString(database),
+               "--slot", slot, "--start", "--no-loop", "--endpos", end_lsn, "-o", "proto_version=1",
+               "-o", "publication_names=treaty_outbox", "-o", "messages=true", "-f", "/dev/null"},
+      .log_path = dir->File("recvlogical.log")});
+  if (!p.ok()) return p.status();
+  auto code = (*p)->Wait(std::chrono::minutes(10));
+  if (!code.ok() || *code != 0)
+    return Status::Internal("pg_recvlogical failed: " + (*p)->ReadLog());
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  Object::Ptr r = new Object(Poco::JSON_PRESERVE_KEY_ORDER);
+  r->set("events", events);
+  r->set("seconds", seconds);
+  r->set("per_second", static_cast<double>(events) / seconds);
+  std::fprintf(stderr, "    decoded in %.2f s (%.0f/s)\n", seconds,
+               static_cast<double>(events) / seconds);
+  return r;
+}
+
 int PgCeilings::MeasureSeconds() const {
   return static_cast<int>(
       std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(o_.measure).count()));

@@ -49,6 +49,13 @@ class PgCeilings {
   // each row needs.
   Result<Poco::JSON::Object::Ptr> OutboxSqlAlone();
 
+  // What PostgreSQL alone does to stream the same events as the WAL relay: pg_recvlogical
+  // decoding slot `slot` of `database` with pgoutput (the relay's publication and options) to
+  // /dev/null, from the slot's position to `end_lsn`. {"events", "seconds", "per_second"}.
+  Result<Poco::JSON::Object::Ptr> WalDecodeAlone(const std::string& database,
+                                                 const std::string& slot,
+                                                 const std::string& end_lsn, int64_t events);
+
  private:
   // The run's measured time in whole seconds (at least 1), as pgbench -T takes it.
   int MeasureSeconds() const;

@@ -50,12 +50,64 @@ Object::Ptr MachineDescription(harness::PgCluster& pg, const std::string& kind) 
   if (::uname(&u) == 0) m->set("kernel", std::string(u.sysname) + " " + u.release);
   auto version = pg.QueryValue("postgres", "SHOW server_version");
   m->set("postgresql", version.ok() ? *version : std::string("?"));
-  m->set("postgresql_durability", "fsync=on, synchronous_commit=on");
+  m->set("postgresql_durability", "fsync=on, synchronous_commit=on, wal_level=logical");
   m->set("librdkafka", std::string(rd_kafka_version_str()));
   m->set("kafka", "treaty-devbroker (librdkafka mock cluster, 1 broker, loopback)");
   m->set("date", Poco::DateTimeFormatter::format(Poco::Timestamp(), "%Y-%m-%d"));
   m->set("run", kind);
   return m;
+}
+
+Object::Ptr Targets(const Object::Ptr& r) {
+  Object::Ptr t = new Object(Poco::JSON_PRESERVE_KEY_ORDER);
+  Object::Ptr ceilings = r->getObject("ceilings");
+  Array::Ptr modes = r->getArray("modes");
+  if (!ceilings || !modes || modes->size() == 0) return t;
+  auto find = [](const Array::Ptr& a, int clients) -> Object::Ptr {
+    for (size_t i = 0; a && i < a->size(); ++i) {
+      if (a->getObject(i)->getValue<int>("clients") == clients) return a->getObject(i);
+    }
+    return nullptr;
+  };
+  Object::Ptr twopc = modes->getObject(0);
+  const int clients = twopc->getValue<int>("clients");
+  Object::Ptr pg = find(ceilings->getArray("pgbench"), clients);
+  Object::Ptr http = ceilings->getObject("raw_http");
+  if (pg && http) {
+    const double limit = 1.0 / (1.0 / Num(pg, "tps") + 5.0 / Num(http, "tps"));
+    t->set("clients", clients);
+    t->set("limit_2pc", limit);
+    t->set("2pc_tps", Num(twopc, "tps"));
+    t->set("2pc_vs_limit", Num(twopc, "tps") / limit);
+  }
+  Object::Ptr one = find(r->getArray("scaling_clients"), 1);
+  Object::Ptr pg_one = find(ceilings->getArray("pgbench"), 1);
+  Object::Ptr http_one = ceilings->getObject("raw_http_1client");
+  if (one && pg_one && http_one && pg_one->has("latency_avg_ms")) {
+    const double floor = 5 * Num(http_one, "p50_ms") + Num(pg_one, "latency_avg_ms");
+    t->set("p50_1client", Num(one, "p50_ms"));
+    t->set("p50_floor_1client", floor);
+    t->set("p50_1client_vs_floor", Num(one, "p50_ms") / floor);
+  }
+  if (Object::Ptr mem = r->getObject("memory")) {
+    t->set("treatyd_peak_rss_mib", Num(mem, "peak_rss_mib_under_load"));
+    t->set("treatyd_peak_rss_clients", mem->getValue<int>("max_clients"));
+  }
+  Array::Ptr wal = r->getArray("outbox_wal");
+  Object::Ptr polling = r->getObject("outbox");
+  for (size_t i = 0; wal && i < wal->size(); ++i) {
+    Object::Ptr w = wal->getObject(i);
+    const std::string suffix = w->getValue<std::string>("write") == "row_deleted"
+                                   ? ""
+                                   : "_" + w->getValue<std::string>("write");
+    const double relay = Num(w->getObject("relay"), "per_second");
+    const double alone = Num(w->getObject("decode_alone"), "per_second");
+    t->set("relay_wal" + suffix, relay);
+    t->set("wal_decode_alone" + suffix, alone);
+    t->set("relay_wal_vs_decode" + suffix, relay / alone);
+    if (polling) t->set("relay_wal_vs_polling" + suffix, relay / Num(polling, "per_second"));
+  }
+  return t;
 }
 
 std::string Markdown(const Object::Ptr& doc) {
@@ -133,6 +185,37 @@ std::string Markdown(const Object::Ptr& doc) {
     Object::Ptr x = sb->getObject(i);
     md << "| " << x->getValue<int>("branches") << " | " << Fixed(Num(x, "tps")) << " | "
        << Fixed(Num(x, "p99_ms"), 1) << " |\n";
+  }
+  // Older results.json files lack them.
+  if (Object::Ptr t = r->getObject("targets"); t && t->has("limit_2pc")) {
+    md << "\n| target (#23), same run | measured | limit | ratio | goal |\n"
+          "|---|---:|---:|---:|---|\n";
+    md << "| 2PC tx/s, " << t->getValue<int>("clients")
+       << " clients, against 1 / (1/pgbench + 5/raw HTTP) | " << Fixed(Num(t, "2pc_tps")) << " | "
+       << Fixed(Num(t, "limit_2pc")) << " | " << Fixed(Num(t, "2pc_vs_limit"), 2) << " | ≥ 0.5 |\n";
+    if (t->has("p50_1client")) {
+      md << "| 2PC p50 ms, 1 client, against 5 raw HTTP round trips + 1 pgbench commit | "
+         << Fixed(Num(t, "p50_1client"), 2) << " | " << Fixed(Num(t, "p50_floor_1client"), 2)
+         << " | " << Fixed(Num(t, "p50_1client_vs_floor"), 2) << " | ≤ 2 |\n";
+    }
+    if (t->has("treatyd_peak_rss_mib")) {
+      md << "| treatyd peak RSS MiB, up to " << t->getValue<int>("treatyd_peak_rss_clients")
+         << " clients | " << Fixed(Num(t, "treatyd_peak_rss_mib"), 1) << " | 64 | "
+         << Fixed(Num(t, "treatyd_peak_rss_mib") / 64, 2) << " | < 1 |\n";
+    }
+    for (const char* suffix : {"", "_message"}) {
+      const std::string s(suffix);
+      if (!t->has("relay_wal" + s)) continue;
+      const std::string how = s.empty() ? "rows deleted in their transaction" : "messages";
+      md << "| WAL relay events/s (" << how << "), against pg_recvlogical alone | "
+         << Fixed(Num(t, "relay_wal" + s)) << " | " << Fixed(Num(t, "wal_decode_alone" + s))
+         << " | " << Fixed(Num(t, "relay_wal_vs_decode" + s), 2) << " | ≥ 0.5 |\n";
+      if (t->has("relay_wal_vs_polling" + s)) {
+        md << "| WAL relay (" << how << ") against the polling relay | "
+           << Fixed(Num(t, "relay_wal" + s)) << " | " << Fixed(Num(outbox, "per_second")) << " | "
+           << Fixed(Num(t, "relay_wal_vs_polling" + s), 1) << "× | ≥ 5× |\n";
+      }
+    }
   }
   Object::Ptr mem = r->getObject("memory");
   Object::Ptr backlog = mem->getObject("backlog");

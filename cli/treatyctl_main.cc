@@ -6,9 +6,14 @@
 //   treatyctl [--url URL] [--json] stats               how many transactions in each status
 //   treatyctl [--url URL] retry GID                    skip the backoff of a stuck transaction
 //   treatyctl [--url URL] abort GID                    abort one that has no decision yet
+//   treatyctl [--url URL] force GID --status committed|aborted --reason TEXT [--dry-run]
+//                                                      end a stuck one without the calls due
+//                                                      (admin token; prints what is not called)
 //   treatyctl [--url URL] sagas                        the loaded saga definitions
 //   treatyctl [--url URL] start-saga NAME [--input JSON] [--gid GID]
 //   treatyctl check-config FILE                        validate a treaty.yaml and its sagas
+//   treatyctl saga plan FILE [--input JSON]            what a saga definition would call, in
+//                                                      which order, and how it would compensate
 //   treatyctl verify-participant --try U --confirm U --cancel U | --action U --compensate U |
 //             --prepare U --commit U --abort U [--payload JSON] [--probe URL] [--timeout D]
 //                                                      play the protocol's hard cases against a
@@ -35,9 +40,11 @@
 #include <iterator>
 #include <map>
 #include <pqxx/pqxx>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "cli/saga_plan.h"
 #include "cli/verify_participant.h"
 #include "common/http/http_client.h"
 #include "config/treaty_config.h"
@@ -56,8 +63,10 @@ int Usage() {
       << "usage: treatyctl [--url URL] [--token T] [--ca-file F] [--json] COMMAND ...\n"
          "  status GID | list [--status S] [--mode M] [--since T] [--older-than D] [--stuck]\n"
          "                    [--limit N] [--after GID] | stats |\n"
-         "  retry GID | abort GID | sagas | start-saga NAME [--input JSON] [--gid GID] |\n"
-         "  check-config FILE |\n"
+         "  retry GID | abort GID | sagas | start-saga NAME[@VERSION] [--input JSON] [--gid GID] "
+         "|\n"
+         "  force GID --status committed|aborted --reason TEXT [--dry-run] |\n"
+         "  check-config FILE | saga plan FILE [--input JSON] |\n"
          "  verify-participant (--try U --confirm U --cancel U | --action U --compensate U |\n"
          "                      --prepare U --commit U --abort U) [--payload JSON] [--probe URL]\n"
          "                     [--timeout D] [--gid-prefix P] |\n"
@@ -169,13 +178,14 @@ int Main(int argc, char** argv) {
   Poco::Util::OptionSet options;
   options.addOption(Option("url", "", "treatyd's base URL").argument("URL"));
   options.addOption(Option("json", "", "print treatyd's JSON as it is"));
-  for (const char* f : {"status",  "mode",       "limit",      "after",     "input",  "gid",
-                        "since",   "older-than", "token",      "ca-file",   "try",    "confirm",
-                        "cancel",  "action",     "compensate", "prepare",   "commit", "abort",
-                        "payload", "probe",      "timeout",    "gid-prefix"}) {
+  for (const char* f : {"status",  "mode",       "limit",      "after",      "input",  "gid",
+                        "since",   "older-than", "token",      "ca-file",    "try",    "confirm",
+                        "cancel",  "action",     "compensate", "prepare",    "commit", "abort",
+                        "payload", "probe",      "timeout",    "gid-prefix", "reason"}) {
     options.addOption(Option(f, "", f).argument("VALUE"));
   }
   options.addOption(Option("stuck", "", "only stuck transactions"));
+  options.addOption(Option("dry-run", "", "say what would happen, change nothing"));
   try {
     Poco::Util::OptionProcessor processor(options);
     processor.setUnixStyle(true);
@@ -187,7 +197,7 @@ int Main(int argc, char** argv) {
           url_given = true;
         } else if (name == "json") {
           json = true;
-        } else if (name == "stuck") {
+        } else if (name == "stuck" || name == "dry-run") {
           flags[name] = "true";
         } else if (!name.empty()) {
           flags[name] = value;
@@ -227,6 +237,12 @@ int Main(int argc, char** argv) {
     return kOk;
   }
 
+  if (cmd == "saga") {
+    if (words.size() != 3 || words[1] != "plan") return Usage();
+    return PrintSagaPlan(words[2], flags.count("input") ? flags["input"] : "{}",
+                         ProcessEnvironment(), std::cout, std::cerr);
+  }
+
   if (cmd == "verify-participant") {
     if (words.size() != 1) return Usage();
     auto options = VerifyOptionsFromFlags(flags);
@@ -257,6 +273,20 @@ int Main(int argc, char** argv) {
       method = "POST";
       path += "/" + cmd;
     }
+  } else if (cmd == "force" && words.size() == 2) {
+    if (!flags.count("status") || !flags.count("reason")) {
+      std::cerr << "treatyctl: force needs --status committed|aborted and --reason TEXT\n";
+      return kUsage;
+    }
+    method = "POST";
+    path = "/v1/transactions/" + Poco::URI(words[1]).toString() + "/force";
+    Object request;
+    request.set("status", flags["status"]);
+    request.set("reason", flags["reason"]);
+    request.set("dry_run", flags.count("dry-run") > 0);
+    std::ostringstream text;
+    request.stringify(text);
+    body = text.str();
   } else if (cmd == "list" && words.size() == 1) {
     path = "/v1/transactions";
     std::string query;
@@ -296,6 +326,20 @@ int Main(int argc, char** argv) {
   }
   if (cmd == "status") {
     PrintStatus(o);
+  } else if (cmd == "force") {
+    const bool dry_run = o->optValue<bool>("dry_run", false);
+    std::printf("%s  %s%s%s\n", Str(o, "gid").c_str(), Str(o, "status").c_str(),
+                dry_run ? "  (dry run: nothing changed)" : "  ",
+                dry_run ? "" : Str(o, "reason").c_str());
+    auto not_called = o->getArray("not_called");
+    std::printf("%s\n", not_called && not_called->size() > 0
+                            ? (dry_run ? "would not be called:" : "not called:")
+                            : "no call was still due");
+    for (size_t i = 0; not_called && i < not_called->size(); ++i) {
+      auto n = not_called->getObject(i);
+      std::printf("  %-20s %-10s %s\n", Str(n, "id").c_str(), Str(n, "op").c_str(),
+                  (Str(n, "url") + Str(n, "topic")).c_str());
+    }
   } else if (cmd == "list") {
     auto list = o->getArray("transactions");
     std::printf("%-36s %-5s %-11s %s\n", "gid", "mode", "status", "created");

@@ -102,6 +102,12 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   r.String("tls.ca_file", &c.tls.ca_file);
   r.String("tls.client_cert_file", &c.tls.client_cert_file);
   r.String("tls.client_key_file", &c.tls.client_key_file);
+  // At least a minute: a shorter history would delete what a client polling for the outcome
+  // (or a participant's presumed-abort sweep asking about a gid) is about to read.
+  r.DurationAtLeast("retention.history", &c.retention.history, std::chrono::minutes(1));
+  r.Int("retention.batch", &c.retention.batch, 1, 100000);
+  r.DurationAtLeast("retention.interval", &c.retention.interval, std::chrono::milliseconds(100));
+  r.DurationAtLeast("retention.pause", &c.retention.pause, std::chrono::milliseconds(0));
   r.OneOf("log.level", &c.log.level, {"debug", "info", "warn", "error"});
   if (!c.node_id.empty() && !ValidNodeId(c.node_id)) {
     r.Fail("node_id", "must be 1 to 100 characters of A-Z a-z 0-9 . _ : -");
@@ -109,6 +115,12 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   if (c.scheduler.lease <= c.timeouts.branch_call) {
     r.Fail("scheduler.lease", "must be longer than timeouts.branch_call (" +
                                   FormatDuration(c.timeouts.branch_call) + ")");
+  }
+  if (c.retention.history <= c.scheduler.lease) {
+    // A transaction's row is what fences its last writes and answers its clients' polls; it
+    // must outlive any drive still finishing it.
+    r.Fail("retention.history",
+           "must be longer than scheduler.lease (" + FormatDuration(c.scheduler.lease) + ")");
   }
   if (c.retry.max < c.retry.initial) {
     r.Fail("retry.max",
@@ -267,6 +279,10 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
       {"limits.read_timeout", FormatDuration(c.limits.read_timeout)},
       {"limits.rate_per_second", std::to_string(c.limits.rate_per_second)},
       {"tls", c.tls.cert_file.empty() ? "off" : "on (" + c.tls.cert_file + ")"},
+      {"retention.history", FormatDuration(c.retention.history)},
+      {"retention.batch", std::to_string(c.retention.batch)},
+      {"retention.interval", FormatDuration(c.retention.interval)},
+      {"retention.pause", FormatDuration(c.retention.pause)},
       {"log.level", c.log.level},
   };
 }

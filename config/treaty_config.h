@@ -125,6 +125,19 @@ struct TlsOptions {
   std::string client_key_file;
 };
 
+// How long finished transactions are kept, and how they are purged (docs/recovery.md,
+// "Retention"). A committed or aborted transaction whose last change (by the store's clock) is
+// older than `history` is deleted with its decision log, `batch` rows per statement, a round of
+// such statements every `interval`, `pause` between two statements of a round (a backlog is
+// purged at a bounded pace: docs/performance.md, finding 36). Unfinished transactions are never
+// purged, however old.
+struct RetentionOptions {
+  Duration history = std::chrono::hours(24 * 7);
+  int64_t batch = 1000;
+  Duration interval = std::chrono::minutes(1);
+  Duration pause = std::chrono::milliseconds(100);
+};
+
 struct LogOptions {
   std::string level = "info";  // debug, info, warn, error
 };
@@ -149,6 +162,7 @@ struct TreatyConfig {
   WebhookOptions webhooks;
   LimitOptions limits;
   TlsOptions tls;
+  RetentionOptions retention;
   LogOptions log;
   std::string source;  // the file it was read from, for messages
 };

@@ -54,11 +54,10 @@ log: { level: debug }
 }
 
 TEST(TreatyConfig, UnknownKeyNamesFileLineAndKey) {
-  EXPECT_EQ(
-      ErrorOf("listen: 127.0.0.1:1\nretyr: {}\n"),
-      "treaty.yaml:2: retyr: unknown key (expected one of: auth, kafka, limits, listen, log, "
-      "msg, node_id, participants, propagate_headers, retry, sagas, scheduler, secret_headers, "
-      "store, timeouts, tls, tracing, webhooks)");
+  EXPECT_EQ(ErrorOf("listen: 127.0.0.1:1\nretyr: {}\n"),
+            "treaty.yaml:2: retyr: unknown key (expected one of: auth, kafka, limits, listen, log, "
+            "msg, node_id, participants, propagate_headers, retention, retry, sagas, scheduler, "
+            "secret_headers, store, timeouts, tls, tracing, webhooks)");
   EXPECT_EQ(ErrorOf("retry:\n  initial: 1s\n  initail: 2s\n"),
             "treaty.yaml:3: retry.initail: unknown key (expected one of: initial, jitter, max, "
             "multiplier)");
@@ -88,6 +87,36 @@ TEST(TreatyConfig, BadDurationNamesFileLineAndKey) {
             "treaty.yaml:1: retry.max: must not be shorter than retry.initial (2s)");
 }
 
+TEST(TreatyConfig, RetentionHasDefaultsAndIsValidated) {
+  auto d = ParseTreatyConfig("", "treaty.yaml", FakeEnv({}));
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  EXPECT_EQ(d->retention.history, std::chrono::hours(24 * 7));
+  EXPECT_EQ(d->retention.batch, 1000);
+  EXPECT_EQ(d->retention.interval, std::chrono::minutes(1));
+  EXPECT_EQ(d->retention.pause, std::chrono::milliseconds(100));
+  auto r = ParseTreatyConfig("retention: { history: 2d, batch: 500, interval: 10s, pause: 0s }\n",
+                             "treaty.yaml", FakeEnv({}));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->retention.history, std::chrono::hours(48));
+  EXPECT_EQ(r->retention.batch, 500);
+  EXPECT_EQ(r->retention.interval, std::chrono::seconds(10));
+  EXPECT_EQ(r->retention.pause, std::chrono::milliseconds(0));
+  EXPECT_EQ(ErrorOf("retention:\n  history: 30s\n"),
+            "treaty.yaml:2: retention.history: \"30s\" is too short (at least 1m)");
+  EXPECT_EQ(ErrorOf("retention:\n  batch: 0\n"),
+            "treaty.yaml:2: retention.batch: \"0\" is out of range (1 to 100000)");
+  EXPECT_EQ(ErrorOf("retention:\n  interval: 1ms\n"),
+            "treaty.yaml:2: retention.interval: \"1ms\" is too short (at least 100ms)");
+  EXPECT_EQ(ErrorOf("retention:\n  histroy: 7d\n"),
+            "treaty.yaml:2: retention.histroy: unknown key (expected one of: batch, history, "
+            "interval, pause)");
+  EXPECT_EQ(ErrorOf("scheduler: { lease: 5m }\nretention:\n  history: 2m\n"),
+            "treaty.yaml:3: retention.history: must be longer than scheduler.lease (5m)");
+  EXPECT_EQ(ErrorOf("", {{"TREATY_RETENTION_HISTORY", "forever"}}),
+            "environment variable TREATY_RETENTION_HISTORY: retention.history: \"forever\" is not "
+            "a duration (write e.g. 200ms, 30s, 5m)");
+}
+
 TEST(TreatyConfig, BadUrlsAndAddressesNameFileLineAndKey) {
   EXPECT_EQ(ErrorOf("store:\n  url: mysql://db/treaty\n"),
             "treaty.yaml:2: store.url: URL must start with postgresql:// or postgres://");
@@ -107,14 +136,13 @@ TEST(TreatyConfig, SyntaxErrorNamesTheLine) {
 }
 
 TEST(TreatyConfig, ReportsEveryProblemAtOnce) {
-  EXPECT_EQ(
-      ErrorOf("listen: nowhere\nretry: { jitter: -1 }\nextra: 1\n"),
-      "treaty.yaml:1: listen: \"nowhere\" is not an address (write host:port, e.g. "
-      "127.0.0.1:8420)\n"
-      "treaty.yaml:2: retry.jitter: \"-1\" is out of range (between 0 and 1)\n"
-      "treaty.yaml:3: extra: unknown key (expected one of: auth, kafka, limits, listen, log, "
-      "msg, node_id, participants, propagate_headers, retry, sagas, scheduler, secret_headers, "
-      "store, timeouts, tls, tracing, webhooks)");
+  EXPECT_EQ(ErrorOf("listen: nowhere\nretry: { jitter: -1 }\nextra: 1\n"),
+            "treaty.yaml:1: listen: \"nowhere\" is not an address (write host:port, e.g. "
+            "127.0.0.1:8420)\n"
+            "treaty.yaml:2: retry.jitter: \"-1\" is out of range (between 0 and 1)\n"
+            "treaty.yaml:3: extra: unknown key (expected one of: auth, kafka, limits, listen, log, "
+            "msg, node_id, participants, propagate_headers, retention, retry, sagas, scheduler, "
+            "secret_headers, store, timeouts, tls, tracing, webhooks)");
 }
 
 TEST(TreatyConfig, EnvironmentOverridesTheFile) {

@@ -30,6 +30,7 @@
 #include "coordinator/metrics/treaty_metrics.h"
 #include "coordinator/saga/saga_processor.h"
 #include "coordinator/saga/saga_registry.h"
+#include "coordinator/store/pg_retention.h"
 #include "coordinator/store/pg_store.h"
 #include "coordinator/store/pg_transaction_store.h"
 #include "coordinator/store/store_clock.h"
@@ -158,6 +159,20 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                    crash_points, config.timeouts.prepare,
                                    config.timeouts.msg_check_back);
 
+  // The retention purge (docs/recovery.md): on connections of its own, once the schema (its
+  // index) is current.
+  store::PgRetention retention(config.store.url, config.store.connect_timeout);
+  store::RetentionPurger purger(
+      retention,
+      store::RetentionPurgerOptions{.history = config.retention.history,
+                                    .batch = static_cast<int>(config.retention.batch),
+                                    .interval = config.retention.interval,
+                                    .pause = config.retention.pause},
+      [&observer](const store::Purged& p) {
+        observer.OnPurged("transactions", p.transactions);
+        observer.OnPurged("decision_log", p.decision_log);
+      });
+
   // Completion webhooks: delivered from the store's rows (migration 11) once it is migrated.
   webhooks::WebhookDeliverer webhook_deliverer(webhooks::WebhookOptions{
       .store_url = config.store.url,
@@ -182,6 +197,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
     }
     kLog.Info("scheduler started", {{"node_id", node_id}, {"owner", driver.options().owner}});
     webhook_deliverer.Start();
+    purger.Start();
   });
 
   api::AccessPolicy access(std::move(*tokens), config.limits.rate_per_second,
@@ -228,7 +244,11 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                      observer.Render([&]() -> Result<metrics::StoreGauges> {
                                        auto f = tx_store.InFlight();
                                        if (!f.ok()) return f.status();
-                                       return metrics::StoreGauges{f->first, f->second};
+                                       metrics::StoreGauges g{f->first, f->second};
+                                       if (auto age = retention.OldestFinishedAge(); age.ok()) {
+                                         g.oldest_finished_age_seconds = *age;
+                                       }
+                                       return g;
                                      }) + (spans ? spans->RenderMetrics() : "")};
           },
       .traffic =
@@ -268,6 +288,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                   }
                                 })}});
   (*server)->Stop();
+  purger.Stop();
   driver.Stop();
   kLog.Info("stopped");
   return 0;

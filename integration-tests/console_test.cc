@@ -227,5 +227,45 @@ TEST_F(ConsolePicturesTest, TheTrafficStripMovesAfterABurstOfTransactions) {
   Shoot("console-overview");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Force finish.
+
+TEST_F(ConsolePicturesTest, ForceFinishShowsWhatWillNotBeCalledBeforeItIsConfirmed) {
+  // inventory-svc's commit keeps failing: the transaction is stuck committing.
+  ASSERT_EQ(Call(stack_->inventory(), "POST", "/admin/faults",
+                 R"({"op":"commit","action":"fail","status":503})")
+                .status,
+            200);
+  ASSERT_EQ(Call(treatyd(), "POST", "/v1/transactions",
+                 R"({"gid":"stuck","mode":"2pc","branches":[)" +
+                     stack_->InventoryBranch("stock", "A1", 1) + "," +
+                     stack_->OrderBranch("order", "A1", 1) + "]}")
+                .status,
+            201);
+  ASSERT_TRUE(WaitUntil([&] { return stack_->StatusOf("stuck") == "committing"; },
+                        std::chrono::seconds(30)));
+  ASSERT_OK(browser_->Navigate(treatyd().base_url() + "/?gid=stuck"));
+  ASSERT_OK(browser_->WaitFor(
+      R"(return document.getElementById("detail-status").textContent === "committing";)"));
+  ASSERT_OK(browser_->Click("#force"));
+  ASSERT_OK(browser_->Type("#force-reason", "stock committed by hand"));
+  ASSERT_OK(browser_->Click("#force-check"));
+  ASSERT_OK(browser_->WaitFor(R"(return !document.getElementById("force-confirm").hidden;)"));
+  const std::string preview = Run(R"(return document.getElementById("force-preview").textContent)");
+  EXPECT_NE(preview.find("These calls will not be made: stock commit"), std::string::npos)
+      << preview;
+  EXPECT_EQ(stack_->StatusOf("stuck"), "committing") << "nothing changes before the confirmation";
+  Shoot("console-force", "#actions");
+  ASSERT_OK(browser_->Click("#force-confirm"));
+  ASSERT_OK(browser_->WaitFor(
+      R"(return document.getElementById("detail-status").textContent === "committed";)"));
+  HttpReply tx = Call(treatyd(), "GET", "/v1/transactions/stuck");
+  EXPECT_NE(tx.body.find(
+                R"("reason":"forced committed by anonymous@127.0.0.1: stock committed by hand")"),
+            std::string::npos)
+      << tx.body;
+  EXPECT_NE(tx.body.find(R"("actor":"anonymous@127.0.0.1")"), std::string::npos) << tx.body;
+}
+
 }  // namespace
 }  // namespace treaty::harness

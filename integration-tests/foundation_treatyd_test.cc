@@ -212,13 +212,14 @@ TEST_F(CheckConfigTest, NamesFileLineAndKeyOfEachProblem) {
                         "retries: {}\n");
   auto [code, out] = Run({"--check-config", f});
   EXPECT_EQ(code, 2);
-  EXPECT_EQ(out, f + ":3: store.url: URL must start with postgresql:// or postgres://\n" + f +
-                     ":5: timeouts.prepare: \"ten seconds\" is not a duration (write e.g. 200ms, "
-                     "30s, 5m)\n" +
-                     f +
-                     ":6: retries: unknown key (expected one of: auth, kafka, limits, listen, "
-                     "log, msg, node_id, participants, propagate_headers, retry, sagas, "
-                     "scheduler, secret_headers, store, timeouts, tls, tracing, webhooks)\n");
+  EXPECT_EQ(out,
+            f + ":3: store.url: URL must start with postgresql:// or postgres://\n" + f +
+                ":5: timeouts.prepare: \"ten seconds\" is not a duration (write e.g. 200ms, "
+                "30s, 5m)\n" +
+                f +
+                ":6: retries: unknown key (expected one of: auth, kafka, limits, listen, "
+                "log, msg, node_id, participants, propagate_headers, retention, retry, "
+                "sagas, scheduler, secret_headers, store, timeouts, tls, tracing, webhooks)\n");
 }
 
 TEST_F(CheckConfigTest, ABadConfigStopsStartUpBeforeServing) {

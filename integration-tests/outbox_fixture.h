@@ -24,7 +24,7 @@ inline constexpr const char* kTopic = "orders.events";
 class OutboxFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto pg = PgCluster::Start();
+    auto pg = PgCluster::Start(pg_options_);
     ASSERT_TRUE(pg.ok()) << pg.status().message();
     pg_ = std::move(*pg);
     ASSERT_OK(pg_->CreateDatabase("orders"));
@@ -58,7 +58,8 @@ class OutboxFixture : public ::testing::Test {
                                                        "poison: " +
                                                        poison +
                                                        "\n"
-                                                       "retry: { initial: 100ms, max: 1s }\n"});
+                                                       "retry: { initial: 100ms, max: 1s }\n" +
+                                                       relay_extra_yaml_});
     EXPECT_TRUE(r.ok()) << r.status().message();
     return r.ok() ? std::move(*r) : nullptr;
   }
@@ -88,6 +89,9 @@ class OutboxFixture : public ::testing::Test {
 
   std::unique_ptr<PgCluster> pg_;
   std::unique_ptr<DevBroker> broker_;
+  // Set by a test class before SetUp: how PostgreSQL starts, and what every relay's config adds.
+  PgClusterOptions pg_options_;
+  std::string relay_extra_yaml_;
 };
 
 }  // namespace treaty::harness

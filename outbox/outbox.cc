@@ -5,6 +5,8 @@
 
 #include <sstream>
 
+#include "common/json_text.h"
+
 namespace treaty::participant {
 
 const char* Outbox::SchemaSql() {
@@ -41,6 +43,44 @@ void Outbox::Append(pqxx::transaction_base& tx, const OutboxEvent& e, bool notif
       e.event_id, e.aggregate_type, e.aggregate_id, e.event_type, e.topic, e.key, e.payload_json,
       h.str());
   if (notify) tx.exec("NOTIFY treaty_outbox");
+}
+
+std::string Outbox::MessageJson(const OutboxEvent& e) {
+  std::string out = "{\"event_id\":" + JsonQuote(e.event_id) +
+                    ",\"aggregate_type\":" + JsonQuote(e.aggregate_type) +
+                    ",\"aggregate_id\":" + JsonQuote(e.aggregate_id) +
+                    ",\"event_type\":" + JsonQuote(e.event_type) +
+                    ",\"topic\":" + JsonQuote(e.topic);
+  if (!e.key.empty()) out += ",\"key\":" + JsonQuote(e.key);
+  out += ",\"payload\":" + (e.payload_json.empty() ? std::string("{}") : e.payload_json);
+  out += ",\"headers\":{";
+  bool first = true;
+  for (const auto& [k, v] : e.headers) {
+    out += (first ? "" : ",") + JsonQuote(k) + ":" + JsonQuote(v);
+    first = false;
+  }
+  return out + "}}";
+}
+
+void Outbox::AppendForWal(pqxx::transaction_base& tx, const OutboxEvent& e, WalWrite how) {
+  if (how == WalWrite::kMessage) {
+    tx.exec_params("SELECT pg_logical_emit_message(true, 'treaty_outbox', $1)", MessageJson(e));
+    return;
+  }
+  Poco::JSON::Object headers;
+  for (const auto& [k, v] : e.headers) headers.set(k, v);
+  std::ostringstream h;
+  Poco::JSON::Stringifier::condense(headers, h);
+  // Two statements in one round trip (the simple protocol takes no parameters: quoted
+  // literals); currval is this session's last id, the row just inserted.
+  tx.exec(
+      "INSERT INTO treaty_outbox (event_id, aggregate_type, aggregate_id, event_type, topic, "
+      "key, payload, headers) VALUES (" +
+      tx.quote(e.event_id) + ", " + tx.quote(e.aggregate_type) + ", " + tx.quote(e.aggregate_id) +
+      ", " + tx.quote(e.event_type) + ", " + tx.quote(e.topic) + ", NULLIF(" + tx.quote(e.key) +
+      ", ''), " + tx.quote(e.payload_json) + "::jsonb, " + tx.quote(h.str()) +
+      "::jsonb); DELETE FROM treaty_outbox WHERE id = "
+      "currval(pg_get_serial_sequence('treaty_outbox', 'id'))");
 }
 
 const char* Inbox::SchemaSql() {

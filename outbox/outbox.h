@@ -31,6 +31,22 @@ class Outbox {
   // Appends `e` in `tx`. With `notify`, also wakes listening relays when `tx` commits; a
   // transaction that will be PREPAREd must not notify (PostgreSQL forbids it): relays poll.
   static void Append(pqxx::transaction_base& tx, const OutboxEvent& e, bool notify = true);
+
+  // How an event is written for treaty-relay's `mode: wal`, which reads the write-ahead log
+  // and never the table.
+  enum class WalWrite {
+    // A row inserted and deleted in the same transaction, in one round trip: the WAL keeps the
+    // insert, which the relay publishes; the table stays empty.
+    kRowDeleted,
+    // A transactional logical decoding message (pg_logical_emit_message) with the table's name
+    // as prefix and the event as a JSON object: no table at all.
+    kMessage,
+  };
+  static void AppendForWal(pqxx::transaction_base& tx, const OutboxEvent& e,
+                           WalWrite how = WalWrite::kRowDeleted);
+  // The content of kMessage: {"event_id":..,"aggregate_type":..,"aggregate_id":..,
+  // "event_type":..,"topic":..,"key":..,"payload":{..},"headers":{..}} (docs/outbox.md).
+  static std::string MessageJson(const OutboxEvent& e);
 };
 
 class Inbox {

@@ -13,19 +13,55 @@
 #include "common/service_main.h"
 #include "config/treaty_config.h"
 #include "outbox/relay.h"
+#include "outbox/wal_relay.h"
 
 namespace treaty::outbox {
 namespace {
 
 const Logger kLog("treaty-relay");
 
+// mode: wal (wal_relay.h): one producer; the slot and publication are set up before the
+// address is announced, so that events written from then on are in the slot.
+int ServeWal(const RelayConfig& config, const ServeArgs& args) {
+  auto publisher = KafkaPublisher::Create(config.bootstrap_servers, config.delivery_timeout);
+  if (!publisher.ok()) {
+    kLog.Error("cannot create the Kafka producer", {{"error", publisher.status().message()}});
+    return kExitBadConfig;
+  }
+  WalRelay relay(config, std::move(*publisher), kLog);
+  Status setup = relay.Setup();
+  if (!setup.ok()) {
+    kLog.Error("cannot set up the publication and slot yet; retrying",
+               {{"error", setup.message()}});
+  }
+  http::Router router;
+  router.Add("GET", "/healthz", [](const http::ApiRequest&) {
+    return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
+  });
+  router.Add("GET", "/metrics", [&](const http::ApiRequest&) {
+    return http::ApiResponse{200, "text/plain; version=0.0.4", relay.Metrics()};
+  });
+  auto server = ServeAndAnnounce(config.listen, router, args.address_file, kLog);
+  if (!server.ok()) return kExitServeFailed;
+  std::atomic<bool> stop{false};
+  std::thread worker([&] { relay.Run(stop); });
+  kLog.Info("stop requested", {{"signal", WaitForStopSignal()}});
+  stop = true;
+  worker.join();
+  (*server)->Stop();
+  kLog.Info("stopped", {});
+  return 0;
+}
+
 int Serve(const RelayConfig& config, const ServeArgs& args) {
   SetLogLevel(*ParseLogLevel(config.log_level));
   kLog.Info("starting", {{"database", MaskUrlPassword(config.database_url)},
                          {"table", config.table},
+                         {"mode", config.mode},
                          {"kafka", config.bootstrap_servers},
                          {"batch_size", std::to_string(config.batch_size)},
                          {"workers", std::to_string(config.workers)}});
+  if (config.mode == "wal") return ServeWal(config, args);
   std::vector<std::unique_ptr<KafkaPublisher>> publishers;
   for (int64_t w = 0; w < config.workers; ++w) {
     auto publisher = KafkaPublisher::Create(config.bootstrap_servers, config.delivery_timeout);

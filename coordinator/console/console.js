@@ -156,7 +156,8 @@ async function loadDetail() {
     tr.append(
         el('td', b.id), el('td', b.op), el('td', b.status), el('td', b.attempts),
         el('td', b.url || (b.topic ? 'kafka topic ' + b.topic : '')),
-        el('td', b.last_error || '', b.last_error ? 'error' : ''));
+        el('td', b.last_error || (b.output ? 'output ' + JSON.stringify(b.output) : ''),
+           b.last_error ? 'error' : ''));
     branches.append(tr);
   }
   const timeline = byId("timeline");
@@ -167,11 +168,14 @@ async function loadDetail() {
     time.dateTime = entry.at;
     li.append(time, el("strong", (entry.from ? entry.from + " \u2192 " : "") + entry.to));
     if (entry.reason) li.append(el("span", " " + entry.reason));
+    if (entry.actor) li.append(el("em", " (by " + entry.actor + ")"));
     timeline.append(li);
   }
   byId("retry").disabled = FINAL.has(tx.status);
   byId("abort").disabled = !UNDECIDED.has(tx.status);
   byId("abort-confirm-box").hidden = true;
+  byId("force").disabled = FINAL.has(tx.status);
+  if (FINAL.has(tx.status)) byId("force-box").hidden = true;
 }
 
 // The detail's saga graph: one node per step, coloured by its action's and compensation's state.
@@ -211,7 +215,10 @@ async function loadSagas() {
       const def = await api("GET", "/v1/sagas/" + encodeURIComponent(shownSaga));
       byId("saga-def").hidden = false;
       byId("saga-def-name").textContent = def.name;
-      byId("saga-def-version").textContent = "version " + def.version + " \u00b7 " + def.file;
+      const older = (def.versions || []).filter((v) => !v.loaded)
+          .map((v) => v.version + " (" + v.unfinished + " running)");
+      byId("saga-def-version").textContent = "version " + def.version + " \u00b7 " + def.file +
+          (older.length ? " \u00b7 older versions still running: " + older.join(", ") : "");
       const info = byId("saga-def-info");
       info.textContent = "Click a step for what it calls.";
       byId("saga-def-graph").replaceChildren(drawSagaGraph(sagaStepsOfDefinition(def),
@@ -277,6 +284,49 @@ byId("abort-cancel").addEventListener("click", () => { byId("abort-confirm-box")
 byId("abort-confirm").addEventListener("click", () => {
   byId("abort-confirm-box").hidden = true;
   act("Abort", "/v1/transactions/" + encodeURIComponent(selectedGid) + "/abort");
+});
+
+// Force finish: a dry run first shows what will not be called, then the operator confirms.
+function forceBody(dryRun) {
+  return { status: byId("force-status").value, reason: byId("force-reason").value.trim(), dry_run: dryRun };
+}
+byId("force").addEventListener("click", () => {
+  byId("force-box").hidden = false;
+  byId("force-confirm").hidden = true;
+  byId("force-preview").textContent = "Say why, then Check: nothing changes until you confirm.";
+});
+byId("force-cancel").addEventListener("click", () => { byId("force-box").hidden = true; });
+for (const id of ["force-status", "force-reason"]) {
+  byId(id).addEventListener("input", () => { byId("force-confirm").hidden = true; });
+}
+byId("force-check").addEventListener("click", async () => {
+  const preview = byId("force-preview");
+  preview.classList.remove("error");
+  try {
+    const r = await api("POST", "/v1/transactions/" + encodeURIComponent(selectedGid) + "/force", forceBody(true));
+    const calls = r.not_called.map((n) => n.id + " " + n.op + " (" + (n.url || n.topic) + ")");
+    preview.textContent = "It ends " + byId("force-status").value + ". " + (calls.length
+        ? "These calls will not be made: " + calls.join(", ") + ". Make sure they are done or not needed."
+        : "No call is still due.");
+    byId("force-confirm").hidden = false;
+  } catch (e) {
+    preview.textContent = "Refused: " + e.message;
+    preview.classList.add("error");
+    byId("force-confirm").hidden = true;
+  }
+});
+byId("force-confirm").addEventListener("click", async () => {
+  const out = byId("action-result");
+  out.classList.remove("error");
+  try {
+    const r = await api("POST", "/v1/transactions/" + encodeURIComponent(selectedGid) + "/force", forceBody(false));
+    out.textContent = "Forced: " + r.status + " (" + r.reason + ")";
+  } catch (e) {
+    out.textContent = "Force refused: " + e.message;
+    out.classList.add("error");
+  }
+  byId("force-box").hidden = true;
+  await refresh();
 });
 
 byId("tab-transactions").addEventListener("click", () => { showTab("transactions"); refresh(); });

@@ -122,6 +122,16 @@ CREATE TABLE treaty.saga_versions (
 CREATE INDEX transactions_unfinished_definition ON treaty.transactions (definition)
   WHERE definition IS NOT NULL AND status IN ('active', 'prepared', 'committing', 'aborting');
 )sql"},
+      {7, "an index of finished transactions by their last change, for the retention purge", R"sql(
+-- The purge (docs/recovery.md, "Retention") deletes the finished transactions whose last change
+-- is older than retention.history, oldest first, a batch at a time; with this index each batch
+-- reads just its rows instead of scanning the table, and the oldest kept one (a metric) is its
+-- first entry. Unfinished transactions are not in it. The cost on the hot path is one index
+-- entry per finished transaction, written by the transition that finishes it
+-- (docs/performance.md, finding 39).
+CREATE INDEX transactions_finished_by_update ON treaty.transactions (updated_at)
+  WHERE status IN ('committed', 'aborted');
+)sql"},
       {10, "a transaction's trace context and propagated headers", R"sql(
 -- The W3C trace context a transaction was started with (or began) and the headers it passes on
 -- to its participants (propagate_headers): {"trace_id", "span_id", "parent_span_id", "flags",

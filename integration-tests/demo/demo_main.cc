@@ -51,7 +51,7 @@ std::string Field(const std::string& json, const std::string& key) {
 
 class Demo {
  public:
-  explicit Demo(bool keep) : keep_(keep) {}
+  Demo(bool keep, std::string relay_mode) : keep_(keep), relay_mode_(std::move(relay_mode)) {}
 
   int Run() {
     std::cout
@@ -64,7 +64,8 @@ class Demo {
         .treatyd_extra_yaml = "tracing: { otlp_endpoint: \"" + collector_.base_url() +
                               "/v1/traces\", flush_interval: 100ms }\n",
         .treatyd_env = {{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"}},
-        .saga_files = {harness::PlaceOrderSagaFile()}});
+        .saga_files = {harness::PlaceOrderSagaFile()},
+        .relay_mode = relay_mode_});
     if (!stack.ok()) {
       std::cout << " FAILED\n" << stack.status().message() << "\n";
       return 1;
@@ -122,7 +123,9 @@ class Demo {
              });
 
     ShowEvents();
-    ShowTrace("demo-2pc-commit");
+    // A transaction of the treatyd still running: one killed at a crash point (the 2pc crash
+    // scenario) loses the spans it had not exported yet, e.g. those of the 2pc commit just before.
+    ShowTrace("demo-saga-paid");
     PrintSummary();
     if (keep_ && !failed_ && !g_interrupted) {
       std::cout << "\n--keep: the stack stays up at the addresses above; press Ctrl-C to stop it.\n"
@@ -196,8 +199,11 @@ class Demo {
   // treaty-relay and counted once each by inventory-svc through its inbox.
   void ShowEvents() {
     if (g_interrupted || failed_) return;
-    std::cout << "  outbox: order events to Kafka and into inventory ..." << std::flush;
-    auto pending = [&] {
+    std::cout << "  outbox: order events to Kafka (treaty-relay, mode: " << relay_mode_
+              << ") and into inventory ..." << std::flush;
+    // The polling relay marks each row sent; the WAL relay reads the log and marks nothing.
+    auto pending = [&]() -> Result<std::string> {
+      if (relay_mode_ == "wal") return std::string("0");
       return stack_->pg().QueryValue("orders",
                                      "SELECT count(*) FROM treaty_outbox WHERE status <> 'sent'");
     };
@@ -272,7 +278,21 @@ class Demo {
     auto r = HttpCall("POST", stack_->treatyd().base_url() + "/v1/sagas/place-order", body,
                       std::chrono::seconds(30));
     if (r.ok()) std::cout << "\n      " << r->body << "\n     ";
-    return r.ok() ? Field(r->body, "status") : "";
+    if (!r.ok()) return "";
+    const std::string status = Field(r->body, "status");
+    if (status == "committed") {
+      // charge-payment's payload named create-order's output: the payment row carries its id.
+      auto order =
+          stack_->pg().QueryValue("orders", "SELECT id FROM orders WHERE gid = '" + gid + "'");
+      auto paid = stack_->pg().QueryValue(
+          "orders",
+          "SELECT coalesce(order_id::text, 'none') FROM payments WHERE gid = '" + gid + "'");
+      std::cout << " create-order answered order_id " << (order.ok() ? *order : "?")
+                << "; charge-payment's payload took it from that output: the payment is for order "
+                << (paid.ok() ? *paid : "?") << "\n     ";
+      if (!order.ok() || !paid.ok() || *order != *paid) return "payment not linked to its order";
+    }
+    return status;
   }
 
   // order-svc places an order as a transactional message (prepare, local commit, submit).
@@ -329,7 +349,8 @@ class Demo {
       if (stack_->broker())
         std::cout << "  Kafka (dev)   " << stack_->broker()->bootstrap() << "\n";
       if (stack_->relay())
-        std::cout << "  treaty-relay  " << stack_->relay()->base_url() << "/metrics\n";
+        std::cout << "  treaty-relay  " << stack_->relay()->base_url()
+                  << "/metrics (mode: " << relay_mode_ << ")\n";
     }
     if (g_interrupted) {
       std::cout << "\nInterrupted: stopping everything.\n";
@@ -344,6 +365,7 @@ class Demo {
 
   const bool keep_;
   harness::RecordingServer collector_;  // receives treatyd's spans (OTLP/HTTP JSON)
+  const std::string relay_mode_;
   bool failed_ = false;
   std::vector<Row> rows_;
   std::unique_ptr<TreatyStack> stack_;
@@ -354,13 +376,19 @@ class Demo {
 
 int main(int argc, char** argv) {
   bool keep = false;
+  std::string relay_mode = "wal";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--keep") {
       keep = true;
+    } else if (a == "--relay" && i + 1 < argc &&
+               (std::string(argv[i + 1]) == "wal" || std::string(argv[i + 1]) == "polling")) {
+      relay_mode = argv[++i];
     } else {
-      std::cerr
-          << "usage: scripts/demo [--keep]   (--keep: leave the stack running until Ctrl-C)\n";
+      std::cerr << "usage: scripts/demo [--keep] [--relay wal|polling]\n"
+                   "  --keep: leave the stack running until Ctrl-C\n"
+                   "  --relay: treaty-relay's mode for order-svc's outbox (default wal: the\n"
+                   "           write-ahead log through a replication slot; polling: the table)\n";
       return 2;
     }
   }
@@ -384,7 +412,7 @@ int main(int argc, char** argv) {
   std::cout << "Treaty demo\n";
   int code;
   {
-    treaty::demo::Demo demo(keep);
+    treaty::demo::Demo demo(keep, relay_mode);
     code = demo.Run();
   }
   if (treaty::demo::g_interrupted) code = 130;

@@ -101,6 +101,7 @@ Status PgCluster::Launch() {
       "-c",
       "log_min_messages=warning",
   };
+  if (options_.logical_decoding) argv.insert(argv.end(), {"-c", "wal_level=logical"});
   if (!options_.durable) {
     for (const char* setting : {"fsync=off", "synchronous_commit=off", "full_page_writes=off"}) {
       argv.insert(argv.end(), {"-c", setting});

@@ -20,6 +20,8 @@ struct PgClusterOptions {
   bool durable = false;
   int max_prepared_transactions = 100;
   int max_connections = 200;
+  // wal_level = logical: logical replication slots can be created (treaty-relay's mode: wal).
+  bool logical_decoding = false;
 };
 
 class PgCluster {

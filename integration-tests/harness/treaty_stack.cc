@@ -41,7 +41,8 @@ std::string ParticipantConfig(const PgCluster& pg, const std::string& db,
          (o.client_token.empty() ? std::string() : ", token: \"" + o.client_token + "\"") +
          " }\n"
          "sweep: { interval: " +
-         o.sweep_interval + ", older_than: " + o.sweep_older_than + " }\n";
+         o.sweep_interval + ", older_than: " + o.sweep_older_than + " }\n" +
+         o.participant_extra_yaml;
 }
 
 }  // namespace
@@ -57,7 +58,8 @@ bool BecomesReady(Service& treatyd) {
 
 Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
   std::unique_ptr<TreatyStack> s(new TreatyStack());
-  auto pg = PgCluster::Start();
+  auto pg = PgCluster::Start(
+      PgClusterOptions{.logical_decoding = options.with_broker && options.relay_mode == "wal"});
   if (!pg.ok()) return pg.status();
   s->pg_ = std::move(*pg);
   for (const char* db : {"treaty", "orders", "inventory"}) {
@@ -122,7 +124,9 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
                                                            "kafka: { bootstrap_servers: \"" +
                                                            s->broker_->bootstrap() +
                                                            "\" }\n"
-                                                           "poll_interval: 200ms\n"});
+                                                           "poll_interval: 200ms\n"
+                                                           "mode: " +
+                                                           options.relay_mode + "\n"});
     if (!relay.ok()) return relay.status();
     s->relay_ = std::move(*relay);
   }

@@ -128,6 +128,7 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
       w.exec(Barrier::SchemaSql());
       w.exec(Outbox::SchemaSql());
       w.exec(Inbox::SchemaSql());
+      w.exec(KitRetention::SchemaSql());
       if (!spec.schema_sql.empty()) w.exec(spec.schema_sql);
       w.commit();
       return true;
@@ -169,6 +170,13 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
     return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
   });
   faults.Register(router);
+  // The retention of the kit's tables runs once the service serves; /metrics shows its counts.
+  std::unique_ptr<KitRetention> retention;
+  std::atomic<KitRetention*> retention_ready{nullptr};
+  router.Add("GET", "/metrics", [&retention_ready](const http::ApiRequest&) {
+    KitRetention* r = retention_ready.load();
+    return http::ApiResponse{200, "text/plain; version=0.0.4", r ? r->Metrics() : ""};
+  });
   // `op`: the fault switch's name for the route. `accepts`: the protocol ops the route serves
   // (the body's "op"); another is a 400 naming the field, never a change run under a name the
   // barrier would file it by (an op it does not know would be neither repeated nor undone).
@@ -201,13 +209,17 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
            [&](const BranchRequest& r) { return twopc.Commit(r); });
   op_route("/2pc/abort", protocol::kAbort, [&](const BranchRequest& r) { return twopc.Abort(r); });
   // A barrier-guarded op: the barrier rows and the business change in one local transaction.
-  auto barrier_op = [&pool](const BarrierChange& change) {
-    return [&pool, change](const BranchRequest& r) {
+  auto barrier_op = [&pool](const BarrierChange& change,
+                            const ParticipantSpec::SagaRoute* route = nullptr) {
+    auto output = route != nullptr ? route->output : nullptr;
+    return [&pool, change, output](const BranchRequest& r) {
       auto reply = pool.Run<OpReply>([&](pqxx::connection& c) -> Result<OpReply> {
         pqxx::work tx(c);
         // Waiting on another op's lock holds a pooled connection; answer "try again" instead.
         tx.exec("SET LOCAL lock_timeout = '250ms'");
         OpReply out = Barrier::Run(tx, r, [&](pqxx::work& w) { return change(w, r); });
+        if (out.status == 200 && output && r.op == protocol::kAction)
+          out.output_json = output(tx, r);
         if (out.status == 200) {
           tx.commit();
         } else {
@@ -224,7 +236,7 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
     op_route("/tcc/cancel", protocol::kCancel, barrier_op(spec.tcc_cancel));
   }
   for (const auto& route : spec.saga_routes) {
-    op_route(route.path, route.path.substr(1), barrier_op(route.change),
+    op_route(route.path, route.path.substr(1), barrier_op(route.change, &route),
              {protocol::kAction, protocol::kCompensate});
   }
   // Transactional-message check-back: treatyd asks whether a gid's local transaction committed.
@@ -245,6 +257,8 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
   g_self_url =
       config.public_url.empty() ? "http://" + (*server)->address().ToString() : config.public_url;
   PreparedSweep sweep(twopc, config, log);
+  retention = std::make_unique<KitRetention>(pool, config, log);
+  retention_ready = retention.get();
   std::unique_ptr<EventConsumer> consumer;
   if (spec.on_event && !config.kafka_bootstrap_servers.empty()) {
     // The fault switch's "event" op fails (or holds) each apply, for the tests of a consumer
@@ -262,6 +276,7 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
   }
   log.Info("stop requested", {{"signal", WaitForStopSignal()}});
   (*server)->Stop();
+  retention_ready = nullptr;
   return 0;
 }
 

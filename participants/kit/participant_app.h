@@ -15,6 +15,7 @@
 #include "outbox/event_consumer.h"
 #include "outbox/outbox.h"
 #include "participants/kit/fault_switch.h"
+#include "participants/kit/kit_retention.h"
 #include "participants/kit/participant_config.h"
 #include "participants/kit/twopc_resource.h"
 #include "tcc/barrier.h"
@@ -36,9 +37,13 @@ struct ParticipantSpec {
   BarrierChange tcc_cancel;
   // Saga steps: POST <path> runs `change` through the barrier (op "action" or "compensate", as
   // Treaty sends it). The fault switch knows each by its path without the leading slash.
+  // `output`, when given, is the action's output (a JSON object, OpReply::output_json), read in
+  // the same local transaction once the barrier let the action through or skipped it as a
+  // repeat: a repeated action answers the output the first one did.
   struct SagaRoute {
     std::string path;
     BarrierChange change;
+    std::function<std::string(pqxx::work& tx, const BranchRequest& r)> output;
   };
   std::vector<SagaRoute> saga_routes;
   // Applies one consumed event (through the inbox); null: the service consumes nothing.

@@ -36,7 +36,12 @@ Result<BranchRequest> ParseBranchRequest(const std::string& body) {
 
 http::ApiResponse ToResponse(const OpReply& reply) {
   if (reply.status >= 200 && reply.status < 300) {
-    return {reply.status, "application/json", "{\"result\":" + JsonQuote(reply.message) + "}"};
+    std::string body = "{\"result\":" + JsonQuote(reply.message);
+    // The output's fields after "result": {"k": v, ...} without its braces.
+    if (reply.output_json.size() > 2 && reply.output_json.front() == '{') {
+      body += "," + reply.output_json.substr(1, reply.output_json.size() - 2);
+    }
+    return {reply.status, "application/json", body + "}"};
   }
   return http::JsonError(reply.status, reply.status == 409 ? "refused" : "retry", reply.message);
 }

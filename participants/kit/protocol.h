@@ -27,6 +27,9 @@ Result<BranchRequest> ParseBranchRequest(const std::string& body);
 struct OpReply {
   int status = 200;     // 200 done, 409 refused, 503 try again
   std::string message;  // why, for the coordinator's last_error
+  // A 2xx answer's further fields, as a JSON object ("" none): a saga step's output, which
+  // later steps' payloads may name (docs/sagas.md).
+  std::string output_json;
 };
 
 http::ApiResponse ToResponse(const OpReply& reply);

@@ -108,13 +108,24 @@ OpReply SagaCreate(pqxx::work& tx, const BranchRequest& r) {
   return OpReply{200, "placed"};
 }
 
+// The create-order step's output: {"order_id": n}, the same for a repeated action.
+std::string CreatedOrder(pqxx::work& tx, const BranchRequest& r) {
+  pqxx::result row =
+      tx.exec_params("SELECT id FROM orders WHERE gid = $1 AND branch_id = $2", r.gid, r.branch_id);
+  if (row.empty()) return "";
+  return "{\"order_id\":" + row[0][0].as<std::string>() + "}";
+}
+
+// "order_id" (optional): the order paid for, e.g. ${steps.create-order.output.order_id}.
 OpReply SagaPay(pqxx::work& tx, const BranchRequest& r) {
   std::string card = PayloadString(*r.payload, "card").value_or("");
   if (card == "declined") return OpReply{409, "card declined"};
   int64_t amount = PayloadInt(*r.payload, "amount").value_or(0);
+  std::optional<int64_t> order_id = PayloadInt(*r.payload, "order_id");
   tx.exec_params(
-      "INSERT INTO payments (gid, branch_id, amount, status) VALUES ($1, $2, $3, 'paid')", r.gid,
-      r.branch_id, amount);
+      "INSERT INTO payments (gid, branch_id, amount, status, order_id) "
+      "VALUES ($1, $2, $3, 'paid', $4)",
+      r.gid, r.branch_id, amount, order_id);
   return OpReply{200, "paid"};
 }
 
@@ -220,12 +231,14 @@ int main(int argc, char** argv) {
               "CREATE TABLE IF NOT EXISTS payments ("
               " gid text NOT NULL, branch_id text NOT NULL, amount bigint NOT NULL,"
               " status text NOT NULL CHECK (status IN ('paid', 'refunded')),"
-              " PRIMARY KEY (gid, branch_id))",
+              " PRIMARY KEY (gid, branch_id));"
+              // The order a saga's payment is for: the create-order step's output (sagas.md).
+              "ALTER TABLE payments ADD COLUMN IF NOT EXISTS order_id bigint",
           .twopc_prepare = PlaceOrder,
           .tcc_try = TccTry,
           .tcc_confirm = ConfirmOrder,
           .tcc_cancel = CancelOrder,
-          .saga_routes = {{"/saga/create", SagaCreate},
+          .saga_routes = {{"/saga/create", SagaCreate, CreatedOrder},
                           {"/saga/cancel", CancelOrder},
                           {"/saga/pay", SagaPay},
                           {"/saga/refund", SagaRefund}},
