@@ -1,5 +1,7 @@
 #include "common/pg/pg_pool.h"
 
+#include <poll.h>
+
 #include <algorithm>
 
 namespace treaty::pg {
@@ -34,6 +36,16 @@ PgPool::PgPool(std::string url, Duration connect_timeout, int size, std::string 
     : url_(WithConnectTimeout(url, connect_timeout)),
       size_(std::max(1, size)),
       on_connect_(std::move(on_connect)) {}
+
+bool PgPool::LooksAlive(pqxx::connection& conn) {
+  // Nothing is sent: an idle session's socket is readable only when the server spoke first, and
+  // between statements it speaks when it goes away (57P01 and EOF on a restart or a
+  // pg_terminate_backend). A notice of a reloaded setting drops a healthy connection too: one
+  // reconnect, rarely. Sessions that LISTEN have connections of their own, not pooled ones.
+  if (!conn.is_open()) return false;
+  pollfd p{.fd = conn.sock(), .events = POLLIN, .revents = 0};
+  return p.fd >= 0 && ::poll(&p, 1, 0) == 0;
+}
 
 std::unique_ptr<pqxx::connection> PgPool::Take() {
   MutexLock lock(mu_);

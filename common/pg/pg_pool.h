@@ -35,6 +35,9 @@ class PgPool {
   template <typename T, typename Fn>
   Result<T> Run(Fn&& fn) {
     std::unique_ptr<pqxx::connection> conn = Take();
+    // An idle connection that the server closed meanwhile (a restart, a failover, an idle
+    // timeout) would fail the caller's first statement: replaced by a new one first.
+    if (conn && !LooksAlive(*conn)) conn.reset();
     bool healthy = true;
     Result<T> result = Status::Internal("not run");
     try {
@@ -53,6 +56,9 @@ class PgPool {
   }
 
  private:
+  // False when an idle connection has anything to read: the server's goodbye (an error and the
+  // end of the stream), or anything else an idle session should never receive. Does not block.
+  static bool LooksAlive(pqxx::connection& conn);
   std::unique_ptr<pqxx::connection> Take();           // null: open a new one
   void Give(std::unique_ptr<pqxx::connection> conn);  // null: that connection is gone
 
