@@ -30,6 +30,7 @@
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
 #include <Poco/JSON/Parser.h>
+#include <Poco/JSON/Stringifier.h>
 #include <Poco/URI.h>
 #include <Poco/Util/Option.h>
 #include <Poco/Util/OptionProcessor.h>
@@ -133,6 +134,17 @@ void PrintStatus(const Object::Ptr& tx) {
     auto b = branches->getObject(i);
     std::printf("%-20s %-10s %-10s %8s  %s\n", Str(b, "id").c_str(), Str(b, "op").c_str(),
                 Str(b, "status").c_str(), Str(b, "attempts").c_str(), Str(b, "last_error").c_str());
+  }
+  // A saga step's answer, which later steps' payloads may name (${steps.<id>.output...}).
+  bool outputs = false;
+  for (size_t i = 0; branches && i < branches->size(); ++i) {
+    auto b = branches->getObject(i);
+    if (Str(b, "output").empty()) continue;
+    if (!outputs) std::printf("\noutputs\n");
+    outputs = true;
+    std::ostringstream condensed;
+    Poco::JSON::Stringifier::condense(b->get("output"), condensed);
+    std::printf("  %-20s %s\n", Str(b, "id").c_str(), condensed.str().c_str());
   }
   auto log = tx->getArray("log");
   std::printf("\ndecision log\n");

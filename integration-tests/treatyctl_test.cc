@@ -79,6 +79,11 @@ TEST_F(TreatyctlTest, ShowsListsStartsAndRefuses) {
   EXPECT_EQ(code, 0) << out;
   EXPECT_NE(out.find("ctl-saga  committed"), std::string::npos) << out;
   EXPECT_EQ(stack_->Stock("A1").value(), "4/0/1");
+  // The step outputs later steps could name.
+  std::tie(code, out) = Run({"status", "ctl-saga"});
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("\noutputs\n"), std::string::npos) << out;
+  EXPECT_NE(out.find(R"(  create-order         {"order_id":)"), std::string::npos) << out;
 
   std::tie(code, out) = Run({"sagas"});
   EXPECT_NE(out.find("place-order@"), std::string::npos) << out;
