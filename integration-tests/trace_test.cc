@@ -418,7 +418,10 @@ TEST_P(TraceOutboxTest, AnOutboxEventCarriesTheTraceOfTheCallThatWroteItToTheCon
       found = true;
       const std::string key = "traceparent=";
       size_t at = line.find(key);
-      ASSERT_NE(at, std::string::npos) << "no traceparent header: " << line;
+      if (at == std::string::npos) {
+        ADD_FAILURE() << gid << ": no traceparent header: " << line;
+        continue;
+      }
       TraceParent tp = Split(line.substr(at + key.size(), 55));
       EXPECT_EQ(tp.trace_id, trace) << line;
       EXPECT_TRUE(LowerHex(tp.span_id, 16)) << line;
@@ -433,7 +436,7 @@ TEST_P(TraceOutboxTest, AnOutboxEventCarriesTheTraceOfTheCallThatWroteItToTheCon
         "treaty_inbox WHERE event_id = '" +
         gid + ":create:OrderPlaced'";
     std::string seen;
-    ASSERT_TRUE(WaitUntil(
+    EXPECT_TRUE(WaitUntil(
         [&] {
           auto v = stack->pg().QueryValue("inventory", sql);
           seen = v.ok() ? *v : v.status().message();
