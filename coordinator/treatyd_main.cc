@@ -171,6 +171,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
       [&observer](const store::Purged& p) {
         observer.OnPurged("transactions", p.transactions);
         observer.OnPurged("decision_log", p.decision_log);
+        observer.OnPurged("webhook_deliveries", p.webhook_deliveries);
       });
 
   // Completion webhooks: delivered from the store's rows (migration 11) once it is migrated.
@@ -249,7 +250,8 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                          g.oldest_finished_age_seconds = *age;
                                        }
                                        return g;
-                                     }) + (spans ? spans->RenderMetrics() : "")};
+                                     }) + (spans ? spans->RenderMetrics() : "") +
+                                         webhook_deliverer.RenderMetrics()};
           },
       .traffic =
           [&] {

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -357,6 +358,103 @@ TEST(TraceMessageTest, MessagesCarryTheTransactionsTraceAsKafkaHeaders) {
       std::string::npos)
       << "a message's own traceparent wins: " << (*lines)[1];
 }
+
+// The outbox carries the trace on (docs/participants.md, "Trace context"): order-svc handles a
+// saga action and a 2PC prepare that came with a traceparent; the OrderPlaced rows each writes
+// in that local transaction keep it, treaty-relay (polling, and mode wal) publishes each with a
+// traceparent header of the transaction's trace, and inventory-svc's inbox records it with the
+// event and logs its trace id.
+class TraceOutboxTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TraceOutboxTest, AnOutboxEventCarriesTheTraceOfTheCallThatWroteItToTheConsumersInbox) {
+  auto started = TreatyStack::Start(StackOptions{.with_broker = true, .relay_mode = GetParam()});
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  std::unique_ptr<TreatyStack> stack = std::move(*started);
+  ASSERT_OK(stack->SetStock("A1", 100));
+  const std::string orders = stack->orders().base_url();
+  const std::string payload = R"("payload":{"sku":"A1","qty":1})";
+  // gid -> the trace its starting request named.
+  const std::vector<std::pair<std::string, std::string>> traces = {
+      {"traced-saga", "0af7651916cd43dd8448eb211c80319c"},
+      {"traced-2pc", "5bf92f3577b34da6a3ce929d0e0e4737"}};
+  const std::map<std::string, std::string> bodies = {
+      {"traced-saga",
+       R"({"gid":"traced-saga","mode":"saga","wait":true,"branches":[{"id":"create",)"
+       R"("action":")" +
+           orders + R"(/saga/create","compensate":")" + orders + R"(/saga/cancel",)" + payload +
+           "}]}"},
+      {"traced-2pc", R"({"gid":"traced-2pc","mode":"2pc","wait":true,"branches":[{"id":"create",)"
+                     R"("prepare":")" +
+                         orders + R"(/2pc/prepare","commit":")" + orders +
+                         R"(/2pc/commit","abort":")" + orders + R"(/2pc/abort",)" + payload +
+                         "}]}"}};
+  for (const auto& [gid, trace] : traces) {
+    auto r = HttpCall(
+        "POST", stack->treatyd().base_url() + "/v1/transactions", bodies.at(gid),
+        http::CallOptions{.headers = {{"traceparent", "00-" + trace + "-" + kParentSpan + "-01"}}});
+    ASSERT_TRUE(r.ok() && r->status == 200) << (r.ok() ? r->body : r.status().message());
+    ASSERT_NE(r->body.find("\"committed\""), std::string::npos) << r->body;
+  }
+
+  for (const auto& [gid, trace] : traces) {
+    const std::string event_id = gid + ":create:OrderPlaced";
+    // The row the participant wrote: the traceparent of the call that wrote it.
+    auto row = stack->pg().QueryValue(
+        "orders", "SELECT traceparent FROM treaty_outbox WHERE event_id = '" + event_id + "'");
+    ASSERT_TRUE(row.ok()) << row.status().message();
+    EXPECT_EQ(Split(*row).trace_id, trace) << gid << ": the outbox row has " << *row;
+  }
+
+  // The messages on the topic: each with its transaction's trace.
+  auto lines = stack->broker()->Consume("orders.events", 2, /*allow_extra=*/true,
+                                        /*headers=*/true);
+  ASSERT_TRUE(lines.ok()) << lines.status().message();
+  for (const auto& [gid, trace] : traces) {
+    bool found = false;
+    for (const std::string& line : *lines) {
+      if (line.find("treaty-event-id=" + gid + ":create:OrderPlaced;") == std::string::npos) {
+        continue;
+      }
+      found = true;
+      const std::string key = "traceparent=";
+      size_t at = line.find(key);
+      if (at == std::string::npos) {
+        ADD_FAILURE() << gid << ": no traceparent header: " << line;
+        continue;
+      }
+      TraceParent tp = Split(line.substr(at + key.size(), 55));
+      EXPECT_EQ(tp.trace_id, trace) << line;
+      EXPECT_TRUE(LowerHex(tp.span_id, 16)) << line;
+    }
+    EXPECT_TRUE(found) << gid << "'s event is not on the topic";
+  }
+
+  // The consumer's inbox keeps each event's traceparent, and its log names the trace.
+  for (const auto& [gid, trace] : traces) {
+    const std::string sql =
+        "SELECT coalesce(substr(traceparent, 4, 32), 'none') FROM "
+        "treaty_inbox WHERE event_id = '" +
+        gid + ":create:OrderPlaced'";
+    std::string seen;
+    EXPECT_TRUE(WaitUntil(
+        [&] {
+          auto v = stack->pg().QueryValue("inventory", sql);
+          seen = v.ok() ? *v : v.status().message();
+          return seen == trace;
+        },
+        std::chrono::seconds(60)))
+        << gid << ": the inbox row has " << seen;
+    const std::string log = stack->inventory().process().ReadLog();
+    EXPECT_NE(
+        log.find(R"("message":"event applied","event_id":")" + gid +
+                 R"(:create:OrderPlaced","event_type":"OrderPlaced","trace_id":")" + trace + "\""),
+        std::string::npos)
+        << gid << ": inventory-svc never logged the event's trace id";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(RelayModes, TraceOutboxTest, ::testing::Values("polling", "wal"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace treaty::harness

@@ -286,6 +286,43 @@ TEST_F(WalRelayTest, ARolledBackEventIsNeverPublished) {
   EXPECT_EQ(lines[0].find("ghost"), std::string::npos) << lines[0];
 }
 
+// The writing transaction's trace context (docs/outbox.md) reaches the message's traceparent
+// header whichever way the event was written: a row kept, a row deleted at once, a message.
+TEST_F(WalRelayTest, TheWritingTransactionsTraceContextBecomesTheTraceparentHeader) {
+  auto relay = StartRelay("relay");
+  ASSERT_TRUE(relay);
+  const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  {
+    pqxx::connection c(pg_->ConnectionString("orders"));
+    pqxx::work tx(c);
+    Outbox::SetTraceContext(tx, tp);
+    int n = 0;
+    for (How how : {How::kRow, How::kRowDeleted, How::kMessage}) {
+      OutboxEvent e{.event_id = "traced-" + std::to_string(n),
+                    .aggregate_type = "order",
+                    .aggregate_id = "traced-" + std::to_string(n),
+                    .event_type = "OrderPlaced",
+                    .topic = kTopic,
+                    .payload_json = R"({"seq":0})"};
+      ++n;
+      if (how == How::kRow) {
+        Outbox::Append(tx, e, /*notify=*/false);
+      } else {
+        Outbox::AppendForWal(
+            tx, e,
+            how == How::kMessage ? Outbox::WalWrite::kMessage : Outbox::WalWrite::kRowDeleted);
+      }
+    }
+    tx.commit();
+  }
+  auto lines = broker_->Consume(kTopic, 3, /*allow_extra=*/false, /*headers=*/true);
+  ASSERT_TRUE(lines.ok()) << lines.status().message();
+  ASSERT_EQ(lines->size(), 3u);
+  for (const std::string& line : *lines) {
+    EXPECT_NE(line.find("traceparent=" + tp + ";"), std::string::npos) << line;
+  }
+}
+
 TEST_F(WalRelayTest, ABadWalConfigNamesFileLineAndKey) {
   auto dir = TempDir::Create("wal-config");
   ASSERT_TRUE(dir.ok());

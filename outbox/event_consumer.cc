@@ -50,12 +50,15 @@ void EventConsumer::Run() {
   while (!stop_) {
     std::unique_ptr<RdKafka::Message> m(consumer->consume(200));
     if (m->err() != RdKafka::ERR_NO_ERROR) continue;
-    std::string event_id, event_type;
+    std::string event_id, event_type, traceparent;
     if (const RdKafka::Headers* h = m->headers()) {
       for (const auto& header : h->get_all()) {
         std::string value(static_cast<const char*>(header.value()), header.value_size());
         if (header.key() == protocol::kEventIdHeader) event_id = value;
         if (header.key() == protocol::kEventTypeHeader) event_type = value;
+        if (header.key() == protocol::kTraceparentHeader) {
+          traceparent = protocol::ValidTraceParent(value);
+        }
       }
     }
     if (event_id.empty()) {  // not from an outbox: the position identifies it
@@ -68,6 +71,10 @@ void EventConsumer::Run() {
     while (!stop_) {
       auto outcome = pool_.Run<bool>([&](pqxx::connection& c) -> Result<bool> {
         pqxx::work tx(c);
+        // The event's trace context: kept in its inbox row, readable by the handler
+        // (current_setting('treaty.traceparent', true)) and carried on by the outbox rows it
+        // writes.
+        Outbox::SetTraceContext(tx, traceparent);
         if (!Inbox::Claim(tx, event_id, topic_)) return false;  // applied before
         Poco::JSON::Parser parser;
         Poco::JSON::Object::Ptr payload;
@@ -83,6 +90,11 @@ void EventConsumer::Run() {
       });
       if (outcome.ok()) {
         applied = true;
+        if (*outcome) {
+          log_.Info("event applied", {{"event_id", event_id},
+                                      {"event_type", event_type},
+                                      {"trace_id", protocol::TraceIdOf(traceparent)}});
+        }
         break;
       }
       log_.Warn("event not applied yet; retrying",

@@ -23,6 +23,8 @@
 namespace treaty::participant {
 
 // Applies one event inside `tx`; a non-OK status rolls it back and the message is tried again.
+// `tx` has the message's trace context (its traceparent header) set: the handler reads it with
+// current_setting('treaty.traceparent', true), and the outbox rows it writes carry it.
 using EventHandler = std::function<Status(pqxx::work& tx, const std::string& event_type,
                                           const Poco::JSON::Object& payload)>;
 

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/json_text.h"
+#include "common/protocol/protocol.h"
 
 namespace treaty::participant {
 
@@ -29,7 +30,17 @@ const char* Outbox::SchemaSql() {
          "CREATE INDEX IF NOT EXISTS treaty_outbox_pending ON treaty_outbox (id) "
          " WHERE status = 'pending';"
          "CREATE INDEX IF NOT EXISTS treaty_outbox_sent ON treaty_outbox (sent_at) "
-         " WHERE status = 'sent'";
+         " WHERE status = 'sent';"
+         // Stamped by its default from the writing transaction's context: writers (in any
+         // language) that never name the column need no change, and a table whose schema was
+         // not updated yet (a lock held at start) still takes their rows.
+         "ALTER TABLE treaty_outbox ADD COLUMN IF NOT EXISTS traceparent text "
+         " DEFAULT NULLIF(current_setting('treaty.traceparent', true), '')";
+}
+
+void Outbox::SetTraceContext(pqxx::transaction_base& tx, const std::string& traceparent) {
+  if (protocol::ValidTraceParent(traceparent).empty()) return;
+  tx.exec_params("SELECT set_config('treaty.traceparent', $1, true)", traceparent);
 }
 
 void Outbox::Append(pqxx::transaction_base& tx, const OutboxEvent& e, bool notify) {
@@ -64,7 +75,13 @@ std::string Outbox::MessageJson(const OutboxEvent& e) {
 
 void Outbox::AppendForWal(pqxx::transaction_base& tx, const OutboxEvent& e, WalWrite how) {
   if (how == WalWrite::kMessage) {
-    tx.exec_params("SELECT pg_logical_emit_message(true, 'treaty_outbox', $1)", MessageJson(e));
+    // The transaction's trace context, when it has one, as the message's "traceparent".
+    tx.exec_params(
+        "SELECT pg_logical_emit_message(true, 'treaty_outbox', CASE WHEN "
+        "coalesce(current_setting('treaty.traceparent', true), '') = '' THEN $1::text ELSE "
+        "($1::text::jsonb || jsonb_build_object('traceparent', "
+        "current_setting('treaty.traceparent', true)))::text END)",
+        MessageJson(e));
     return;
   }
   Poco::JSON::Object headers;
@@ -86,7 +103,11 @@ void Outbox::AppendForWal(pqxx::transaction_base& tx, const OutboxEvent& e, WalW
 const char* Inbox::SchemaSql() {
   return "CREATE TABLE IF NOT EXISTS treaty_inbox ("
          " event_id text PRIMARY KEY, topic text NOT NULL,"
-         " received_at timestamptz NOT NULL DEFAULT now())";
+         " received_at timestamptz NOT NULL DEFAULT now());"
+         // The applied event's traceparent, from the applying transaction's context (Claim
+         // never names the column: a table not yet altered still takes its rows).
+         "ALTER TABLE treaty_inbox ADD COLUMN IF NOT EXISTS traceparent text "
+         " DEFAULT NULLIF(current_setting('treaty.traceparent', true), '')";
 }
 
 bool Inbox::Claim(pqxx::transaction_base& tx, const std::string& event_id,

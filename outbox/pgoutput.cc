@@ -157,6 +157,8 @@ Result<PgOutputItem> PgOutputDecoder::DecodeInsert(std::string_view body) {
       e.payload = value;
     } else if (c == "headers") {
       e.headers = value;
+    } else if (c == "traceparent") {
+      e.traceparent = value;
     } else if (c == "status") {
       e.status = value;
     }
@@ -337,7 +339,7 @@ class JsonScan {
 // The content of an outbox message: one JSON object with the table's columns, the payload and
 // headers as JSON values:
 //   {"event_id":"..","aggregate_type":"..","aggregate_id":"..","event_type":"..","topic":"..",
-//    "key":"..","payload":{..},"headers":{..}}
+//    "key":"..","payload":{..},"headers":{..},"traceparent":".."}
 void PgOutputDecoder::DecodeMessageContent(std::string_view content, WalEvent* e) {
   JsonScan j(content);
   std::string key;
@@ -355,7 +357,7 @@ void PgOutputDecoder::DecodeMessageContent(std::string_view content, WalEvent* e
         if (key == kRequired[f]) field = f;
       }
       std::string_view raw;
-      if (field >= 0 || key == "key") {
+      if (field >= 0 || key == "key" || key == "traceparent") {
         if (j.Peek() == 'n') {  // null: as if absent
           j.Value(&raw);
           continue;
@@ -364,7 +366,9 @@ void PgOutputDecoder::DecodeMessageContent(std::string_view content, WalEvent* e
           e->malformed = key + ": not a string";
           return;
         }
-        if (!j.String(field >= 0 ? required[field] : &e->key)) break;
+        if (!j.String(field >= 0 ? required[field] : key == "key" ? &e->key : &e->traceparent)) {
+          break;
+        }
         if (field >= 0) seen[field] = true;
       } else if (key == "payload" || key == "headers") {
         if (!j.Value(&raw)) break;

@@ -28,6 +28,7 @@ struct WalEvent {
   std::string key;  // empty: the aggregate id
   std::string payload = "{}";
   std::string headers = "{}";  // a JSON object of extra headers
+  std::string traceparent;     // the writing transaction's trace context; "" none
   std::string status = "pending";
   // Why this event cannot be published (a malformed message): set aside as poison at once.
   std::string malformed;

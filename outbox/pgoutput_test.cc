@@ -115,6 +115,39 @@ TEST(PgOutputDecoderTest, AMessageWithTheTablesPrefixIsAnEvent) {
   EXPECT_EQ(d.Decode(Message("other", "x", true))->kind, PgOutputItem::Kind::kOther);
 }
 
+// The trace context of the writing transaction: the table's traceparent column (absent from a
+// table of before, NULL for a row written without one), or a message's "traceparent".
+TEST(PgOutputDecoderTest, TheTraceparentOfARowOrAMessageIsKept) {
+  const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  PgOutputDecoder d("treaty_outbox");
+  ASSERT_TRUE(d.Decode(Relation(16400, "treaty_outbox",
+                                {"id", "event_id", "aggregate_type", "aggregate_id", "event_type",
+                                 "topic", "key", "payload", "headers", "status", "traceparent"}))
+                  .ok());
+  for (bool traced : {true, false}) {
+    Bytes insert;
+    insert.Byte('I').Int(16400, 4).Byte('N').Int(11, 2);
+    insert.Text("7").Text("e-1").Text("order").Text("o-1").Text("OrderPlaced").Text("t");
+    insert.Byte('n').Text("{}").Text("{}").Text("pending");
+    if (traced) {
+      insert.Text(tp);
+    } else {
+      insert.Byte('n');
+    }
+    auto item = d.Decode(insert.str());
+    ASSERT_TRUE(item.ok()) << item.status().message();
+    EXPECT_EQ(item->event.traceparent, traced ? tp : "");
+  }
+  auto message = d.Decode(Message("treaty_outbox",
+                                  R"({"event_id":"e","aggregate_type":"order","aggregate_id":"o",)"
+                                  R"("event_type":"X","topic":"t","payload":{},"traceparent":")" +
+                                      tp + R"("})",
+                                  true));
+  ASSERT_TRUE(message.ok());
+  EXPECT_EQ(message->event.malformed, "");
+  EXPECT_EQ(message->event.traceparent, tp);
+}
+
 TEST(PgOutputDecoderTest, AMessagesStringsAreUnescapedAndItsValuesKeptAsWritten) {
   PgOutputDecoder d("treaty_outbox");
   auto item = d.Decode(Message(

@@ -117,7 +117,8 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
     // Ids as one array parameter: a list of 500 literals was parsed and planned at each batch.
     pqxx::result rows = tx.exec_params(
         "SELECT id, event_id, aggregate_key, topic, coalesce(key, aggregate_id), payload::text, "
-        "headers::text, event_type FROM " +
+        "headers::text, event_type, " +
+            std::string(HasTraceparentColumn(tx) ? "traceparent" : "NULL::text") + " FROM " +
             config_.table + " WHERE id = ANY($1::bigint[]) AND status = 'pending' ORDER BY id",
         "{" + claimed.ids + "}");
     if (rows.empty()) {
@@ -151,6 +152,26 @@ Result<OutboxRelay::BatchOutcome> OutboxRelay::RunBatchOf(size_t worker) {
     // Rows of blocked aggregates stay pending; with progress elsewhere, go on at once.
     return BatchOutcome{.handled = static_cast<int>(marked.done + marked.dead)};
   });
+}
+
+bool OutboxRelay::HasTraceparentColumn(pqxx::work& tx) {
+  const auto now = std::chrono::steady_clock::now();
+  {
+    MutexLock lock(column_mu_);
+    if (traceparent_known_ && now - traceparent_checked_ < kTraceparentRecheck) {
+      return has_traceparent_;
+    }
+  }
+  const bool has = tx.exec_params(
+                         "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = "
+                         "to_regclass($1) AND attname = 'traceparent' AND NOT attisdropped)",
+                         config_.table)[0][0]
+                       .as<bool>();
+  MutexLock lock(column_mu_);
+  has_traceparent_ = has;
+  traceparent_checked_ = now;
+  traceparent_known_ = true;
+  return has;
 }
 
 OutboxRelay::Claimed OutboxRelay::ClaimRows(pqxx::work& tx, HeldAggregates& held) {
@@ -286,6 +307,12 @@ std::vector<OutgoingMessage> OutboxRelay::ToMessages(const pqxx::result& rows,
     }
     m.headers[protocol::kEventIdHeader] = row.event_id;
     m.headers[protocol::kEventTypeHeader] = r[7].as<std::string>();
+    // The trace context of the transaction that wrote the row; a traceparent in the row's own
+    // headers wins.
+    if (!r[8].is_null() && !m.headers.count(protocol::kTraceparentHeader)) {
+      std::string traceparent = protocol::ValidTraceParent(r[8].c_str());
+      if (!traceparent.empty()) m.headers[protocol::kTraceparentHeader] = std::move(traceparent);
+    }
     // A row refused at produce holds back its aggregate's later rows, on any topic.
     m.ordering = row.aggregate_key;
     messages.push_back(std::move(m));

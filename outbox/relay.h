@@ -125,6 +125,11 @@ class OutboxRelay {
   bool DeleteOldSentRows();
   static constexpr int kRetentionBatchesPerPass = 10;
   void RunWorker(size_t worker, const std::atomic<bool>& stop);
+  // Whether the table has the traceparent column (the kit's schema adds it to a table of
+  // before): asked of the catalog at most every kTraceparentRecheck, so that a table altered
+  // while the relay runs is read with it soon after.
+  bool HasTraceparentColumn(pqxx::work& tx);
+  static constexpr auto kTraceparentRecheck = std::chrono::seconds(10);
 
   const RelayConfig config_;
   std::vector<std::unique_ptr<KafkaPublisher>> publishers_;
@@ -150,6 +155,10 @@ class OutboxRelay {
   const Logger& log_;
   pg::PgPool pool_;
   RelayCounters counters_;
+  Mutex column_mu_;
+  bool has_traceparent_ GUARDED_BY(column_mu_) = false;
+  std::chrono::steady_clock::time_point traceparent_checked_ GUARDED_BY(column_mu_){};
+  bool traceparent_known_ GUARDED_BY(column_mu_) = false;
 };
 
 }  // namespace treaty::outbox

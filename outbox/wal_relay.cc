@@ -471,6 +471,11 @@ bool WalRelay::StartBatch(Publishing& publishing) {
     kafka::OutgoingMessage m{w.topic, w.key.empty() ? w.aggregate_id : w.key, w.payload, {}};
     AddHeaders(w.headers, &m);
     m.headers[protocol::kEventIdHeader] = w.event_id;
+    // The writing transaction's trace context; a traceparent in the event's own headers wins.
+    if (!m.headers.count(protocol::kTraceparentHeader)) {
+      std::string traceparent = protocol::ValidTraceParent(w.traceparent);
+      if (!traceparent.empty()) m.headers[protocol::kTraceparentHeader] = std::move(traceparent);
+    }
     m.headers[protocol::kEventTypeHeader] = w.event_type;
     m.ordering = batch[i].aggregate;
     messages.push_back(std::move(m));

@@ -37,6 +37,18 @@ inline constexpr char kEventIdHeader[] = "treaty-event-id";
 inline constexpr char kEventTypeHeader[] = "treaty-event-type";
 inline constexpr char kGidMessageHeader[] = "treaty-gid";
 
+// W3C trace context (https://www.w3.org/TR/trace-context/), on branch calls, webhooks and
+// Kafka messages alike.
+inline constexpr char kTraceparentHeader[] = "traceparent";
+inline constexpr char kTracestateHeader[] = "tracestate";
+
+// A valid version-00 traceparent ("00-<32 hex>-<16 hex>-<2 hex>", lower case, ids not all
+// zero): `header` itself, or "" for anything else.
+std::string ValidTraceParent(std::string_view header);
+
+// The trace id of a valid traceparent; "" for anything else.
+std::string TraceIdOf(std::string_view traceparent);
+
 // The body of a branch call: {"gid","branch_id","op","mode","payload"}. `gid` and `branch_id`
 // must need no JSON escaping (the core's ValidId guarantees it) and `payload_json` must be
 // valid JSON: the text is concatenated, not re-encoded.

@@ -124,6 +124,23 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
   if (Status kept = KeepVersion(*def); !kept.ok()) return FromStatus(kept);
   Object canonical(*body);
   canonical.remove("wait");
+  // The definition's webhook, unless the request has its own (which wins): stored with the
+  // request as a client's is, and allowlist-checked when used, as the steps' URLs are.
+  if (def->notify && !body->has("notify")) {
+    Object::Ptr notify = new Object();
+    notify->set("url", def->notify->url);
+    if (!def->notify->events.empty()) {
+      Array::Ptr events = new Array();
+      for (const std::string& e : def->notify->events) events->add(e);
+      notify->set("events", events);
+    }
+    Object with;
+    with.set("notify", notify);
+    if (auto e = CheckNotify(with, options_.allowlist.get())) {
+      return BadField({e->field, "the saga's " + e->field + " (" + def->file + "): " + e->message});
+    }
+    canonical.set("notify", notify);
+  }
   canonical.set("saga", r.path_params.at("name"));  // as asked: "name" or "name@version"
   CaptureCallContext(r, &req);
   return BeginAndAnswer(std::move(req), Stringify(Object::Ptr(new Object(canonical))), wait);

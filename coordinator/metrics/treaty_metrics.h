@@ -14,7 +14,8 @@
 //   treaty_recovery_lag_seconds                           the oldest due, unfinished transaction
 //   treaty_store_call_seconds{op} (histogram)             every store call (see TimedStore)
 //   treaty_store_scrape_seconds                           how long the store's gauges took
-//   treaty_retention_purged_rows_total{table}             table: transactions | decision_log
+//   treaty_retention_purged_rows_total{table}             table: transactions | decision_log |
+//                                                         webhook_deliveries
 //   treaty_retention_oldest_finished_age_seconds          the oldest finished transaction kept
 //
 // The same events feed the last minutes' traffic, second by second (traffic.h), for the console.
@@ -87,7 +88,8 @@ class TreatyMetrics : public core::DriverObserver {
   std::map<std::pair<std::string, std::string>, Histogram> latency_;  // mode, op
   std::map<std::string, uint64_t> retries_;                           // mode
   std::map<std::string, Histogram> store_latency_;                    // op
-  std::map<std::string, uint64_t> purged_ = {{"decision_log", 0}, {"transactions", 0}};  // table
+  std::map<std::string, uint64_t> purged_ = {
+      {"decision_log", 0}, {"transactions", 0}, {"webhook_deliveries", 0}};  // table
   uint64_t drive_errors_ = 0;
   uint64_t rejected_ = 0;
 };

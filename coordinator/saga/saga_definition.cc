@@ -337,6 +337,57 @@ std::string Sha1Hex(const std::string& text) {
   return Poco::DigestEngine::digestToHex(sha1.digest());
 }
 
+// notify: {url, events}: the URL as the steps' (http(s), ${env...}), the events among
+// committed, aborted, attention (absent: all three).
+std::optional<SagaDefinition::Notify> ParseNotify(const YAML::Node& n, const Environment& env,
+                                                  Errors& errors) {
+  if (!n.IsMap()) {
+    errors.Add(n, "notify", "must be a mapping of url and events");
+    return std::nullopt;
+  }
+  SagaDefinition::Notify out;
+  bool ok = true;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    const std::string k = it->first.Scalar();
+    if (k != "url" && k != "events") {
+      errors.Add(it->first, "notify." + k, "unknown key (expected one of: events, url)");
+      ok = false;
+    }
+  }
+  const YAML::Node u = n["url"];
+  if (!u || !u.IsScalar() || u.Scalar().empty()) {
+    errors.Add(u ? u : n, "notify.url", "is required (a URL)");
+    ok = false;
+  } else {
+    out.url = ExpandEnv(u, "notify.url", env, errors);
+    if (out.url.empty()) {
+      ok = false;
+    } else if (std::string problem = CheckUrl(out.url); !problem.empty()) {
+      errors.Add(u, "notify.url", problem);
+      ok = false;
+    }
+  }
+  if (const YAML::Node e = n["events"]) {
+    if (!e.IsSequence() || e.size() == 0) {
+      errors.Add(e, "notify.events", "must be a non-empty list of committed, aborted, attention");
+      ok = false;
+    } else {
+      for (size_t i = 0; i < e.size(); ++i) {
+        const std::string name = e[i].IsScalar() ? e[i].Scalar() : "";
+        if (name != "committed" && name != "aborted" && name != "attention") {
+          errors.Add(e[i], "notify.events[" + std::to_string(i) + "]",
+                     "\"" + name + "\" is not committed, aborted or attention");
+          ok = false;
+        } else if (std::find(out.events.begin(), out.events.end(), name) == out.events.end()) {
+          out.events.push_back(name);
+        }
+      }
+    }
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
 }  // namespace
 
 Result<SagaDefinition> ParseSagaDefinition(std::string_view yaml_text, const std::string& file,
@@ -358,9 +409,10 @@ Result<SagaDefinition> ParseSagaDefinition(std::string_view yaml_text, const std
   def.version = Sha1Hex(def.text).substr(0, 12);
   for (auto it = root.begin(); it != root.end(); ++it) {
     std::string key = it->first.Scalar();
-    if (key != "saga" && key != "steps")
-      errors.Add(it->first, key, "unknown key (expected one of: saga, steps)");
+    if (key != "saga" && key != "steps" && key != "notify")
+      errors.Add(it->first, key, "unknown key (expected one of: notify, saga, steps)");
   }
+  if (const YAML::Node n = root["notify"]) def.notify = ParseNotify(n, env, errors);
   const YAML::Node name = root["saga"];
   if (!name || !name.IsScalar() || !core::ValidId(name.Scalar(), core::kMaxBranchIdLength)) {
     errors.Add(name ? name : root, "saga",

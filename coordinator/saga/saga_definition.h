@@ -12,11 +12,14 @@
 //     - name: charge
 //       after: [reserve-stock]
 //       action: ...
+//   notify: { url: "${env.HOOKS_URL}/treaty", events: [committed, aborted] }   # optional
 //
 // A step without `compensate` only goes forward. URLs may use ${env.NAME}, resolved when the
 // file is loaded. Payloads may use ${input.a.b}, resolved from the start request's input: a
 // string that is exactly one placeholder takes the input's value with its JSON type; a
 // placeholder inside a longer string is replaced by the value's text. Nothing is executed.
+// `notify` is the completion webhook (docs/api.md) of every transaction started by name whose
+// start request has no "notify" of its own (the request's wins).
 // Every error names the file, the line and the key.
 
 #include <Poco/Dynamic/Var.h>
@@ -53,6 +56,13 @@ struct SagaDefinition {
   std::string file;
   std::string text;  // the file's text, as loaded
   std::vector<SagaStep> steps;
+  // The definition's completion webhook: its URL (${env...} resolved) and events (empty: all).
+  // The URL passes participants.allow when a transaction starts, as the steps' URLs do.
+  struct Notify {
+    std::string url;
+    std::vector<std::string> events;
+  };
+  std::optional<Notify> notify;
 };
 
 // Parses one definition; `file` names it in errors.

@@ -105,6 +105,38 @@ TEST(SagaDefinition, EachInvalidDefinitionNamesFileLineAndKey) {
             "s.yaml:5: not valid YAML: end of sequence flow not found");
 }
 
+TEST(SagaDefinition, NotifyIsReadWithItsEnvAndCheckedNamingLineAndKey) {
+  const std::string steps = "steps:\n  - name: a\n    action: http://h/a\n";
+  auto d = ParseSagaDefinition(
+      "saga: x\nnotify: { url: \"${env.INV}/hooks\", events: [committed, aborted] }\n" + steps,
+      "s.yaml", Env());
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  ASSERT_TRUE(d->notify.has_value());
+  EXPECT_EQ(d->notify->url, "http://127.0.0.1:8502/hooks");
+  EXPECT_EQ(d->notify->events, (std::vector<std::string>{"committed", "aborted"}));
+  auto all = ParseSagaDefinition("saga: x\nnotify:\n  url: http://h/n\n" + steps, "s.yaml", Env());
+  ASSERT_TRUE(all.ok()) << all.status().message();
+  EXPECT_TRUE(all->notify->events.empty()) << "no events: all of them";
+  EXPECT_FALSE(ParseSagaDefinition("saga: x\n" + steps, "s.yaml", Env())->notify.has_value());
+
+  EXPECT_EQ(ErrorOf("saga: x\nnotify:\n  url: ftp://h/n\n" + steps),
+            "s.yaml:3: notify.url: must be an http:// URL");
+  EXPECT_EQ(ErrorOf("saga: x\nnotify:\n  events: [committed]\n" + steps),
+            "s.yaml:3: notify.url: is required (a URL)");
+  EXPECT_EQ(ErrorOf("saga: x\nnotify:\n  url: http://h/n\n  events: [committed, done]\n" + steps),
+            "s.yaml:4: notify.events[1]: \"done\" is not committed, aborted or attention");
+  EXPECT_EQ(ErrorOf("saga: x\nnotify:\n  url: http://h/n\n  events: []\n" + steps),
+            "s.yaml:4: notify.events: must be a non-empty list of committed, aborted, attention");
+  EXPECT_EQ(ErrorOf("saga: x\nnotify:\n  url: http://h/n\n  secret: s\n" + steps),
+            "s.yaml:4: notify.secret: unknown key (expected one of: events, url)");
+  EXPECT_EQ(ErrorOf("saga: x\nnotify: http://h/n\n" + steps),
+            "s.yaml:2: notify: must be a mapping of url and events");
+  EXPECT_EQ(ErrorOf("saga: x\nnotify:\n  url: ${env.NOPE}/n\n" + steps),
+            "s.yaml:3: notify.url: environment variable NOPE is not set");
+  EXPECT_EQ(ErrorOf("saga: x\nnotfy: {}\n" + steps),
+            "s.yaml:2: notfy: unknown key (expected one of: notify, saga, steps)");
+}
+
 constexpr const char* kWithOutputs = R"(saga: book
 steps:
   - name: reserve

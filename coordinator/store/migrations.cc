@@ -194,6 +194,14 @@ CREATE TRIGGER transactions_enqueue_webhook
   AFTER UPDATE OF status, attention ON treaty.transactions
   FOR EACH ROW EXECUTE FUNCTION treaty.enqueue_webhook();
 )sql"},
+      {12, "delivered webhook deliveries by delivery time, for the retention purge", R"sql(
+-- The retention purge (docs/recovery.md, "Retention") deletes a purged transaction's delivered
+-- webhook deliveries with it, and, a batch at a time through this index, those delivered after
+-- their transaction was purged once they are older than the history. Undelivered ones are not
+-- in it: they are never purged (they are retried until delivered).
+CREATE INDEX webhook_deliveries_delivered ON treaty.webhook_deliveries (delivered_at)
+  WHERE delivered_at IS NOT NULL;
+)sql"},
   };
   return kMigrations;
 }

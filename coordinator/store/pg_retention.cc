@@ -26,7 +26,7 @@ PgRetention::~PgRetention() = default;
 
 Result<Purged> PgRetention::PurgeBatch(Duration history, int batch) {
   return pool_->Run<Purged>([&](pqxx::connection& c) -> Result<Purged> {
-    pqxx::nontransaction w(c);  // one statement: its own transaction
+    pqxx::nontransaction w(c);  // each statement its own transaction
     // The victims are picked and locked first, oldest first through
     // transactions_finished_by_update (migration 7), skipping rows any other session holds
     // (another treatyd's batch, a client reading with a lock). The delete checks the status
@@ -41,10 +41,31 @@ Result<Purged> PgRetention::PurgeBatch(Duration history, int batch) {
             kFinished +
             " RETURNING t.gid), "
             "log AS (DELETE FROM treaty.decision_log d USING gone g WHERE d.gid = g.gid "
-            "RETURNING 1) "
-            "SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM log)",
+            "RETURNING 1), "
+            // Its webhook deliveries that reached their receiver go with it; one still being
+            // retried stays (and is delivered: its body is all a delivery needs), to be purged
+            // by the next statement once delivered.
+            "hooks AS (DELETE FROM treaty.webhook_deliveries h USING gone g WHERE h.gid = g.gid "
+            "AND h.delivered_at IS NOT NULL RETURNING 1) "
+            "SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM log), "
+            "(SELECT count(*) FROM hooks)",
         static_cast<int64_t>(history.count()), batch);
-    return Purged{r[0][0].as<int64_t>(), r[0][1].as<int64_t>()};
+    Purged purged{r[0][0].as<int64_t>(), r[0][1].as<int64_t>(), r[0][2].as<int64_t>()};
+    // Deliveries that reached their receiver after their transaction was purged (they were
+    // still being retried then), once delivered longer ago than the history, oldest first
+    // through webhook_deliveries_delivered (migration 12). A delivery of a kept transaction
+    // waits for its transaction.
+    pqxx::result orphans = w.exec_params(
+        "WITH victims AS (SELECT h.id FROM treaty.webhook_deliveries h "
+        "WHERE h.delivered_at IS NOT NULL "
+        "AND h.delivered_at < now() - $1::bigint * interval '1 millisecond' "
+        "AND NOT EXISTS (SELECT 1 FROM treaty.transactions t WHERE t.gid = h.gid) "
+        "ORDER BY h.delivered_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
+        "gone AS (DELETE FROM treaty.webhook_deliveries h USING victims v WHERE h.id = v.id "
+        "RETURNING 1) SELECT count(*) FROM gone",
+        static_cast<int64_t>(history.count()), batch);
+    purged.webhook_deliveries += orphans[0][0].as<int64_t>();
+    return purged;
   });
 }
 
@@ -92,18 +113,21 @@ void RetentionPurger::Run() {
                   {{"error", p.status().message()}});
         break;
       }
-      if (on_purged_ && (p->transactions > 0 || p->decision_log > 0)) on_purged_(*p);
+      if (on_purged_ && (p->transactions > 0 || p->decision_log > 0 || p->webhook_deliveries > 0))
+        on_purged_(*p);
       round.transactions += p->transactions;
       round.decision_log += p->decision_log;
+      round.webhook_deliveries += p->webhook_deliveries;
       // A short batch: nothing older is left (or the rest is locked by another purger).
       if (p->transactions < options_.batch) break;
       std::unique_lock<std::mutex> pause(mu_);
       if (wake_.wait_for(pause, options_.pause, [this] { return stopping_; })) break;
     }
-    if (round.transactions > 0) {
+    if (round.transactions > 0 || round.webhook_deliveries > 0) {
       kLog.Info("purged finished transactions past the history",
                 {{"transactions", std::to_string(round.transactions)},
                  {"decision_log", std::to_string(round.decision_log)},
+                 {"webhook_deliveries", std::to_string(round.webhook_deliveries)},
                  {"history", FormatDuration(options_.history)}});
     }
     lock.lock();

@@ -33,6 +33,7 @@ namespace treaty::store {
 struct Purged {
   int64_t transactions = 0;
   int64_t decision_log = 0;
+  int64_t webhook_deliveries = 0;  // delivered ones; an undelivered delivery is never purged
 };
 
 class PgRetention {
@@ -42,7 +43,10 @@ class PgRetention {
 
   // One batch, one statement and its own transaction: up to `batch` committed or aborted
   // transactions whose updated_at is before the store's now() - `history`, oldest first, and
-  // their decision-log rows.
+  // their decision-log rows and delivered webhook deliveries. Then, a second statement: up to
+  // `batch` delivered webhook deliveries whose transaction is gone, delivered before now() -
+  // `history` (those that were still being retried when their transaction was purged).
+  // Undelivered deliveries are never deleted: they are retried until their receiver takes them.
   Result<Purged> PurgeBatch(Duration history, int batch);
 
   // How long ago (seconds, by the store's clock) the oldest finished transaction still kept

@@ -14,6 +14,7 @@
 #include <Poco/URI.h>
 
 #include <pqxx/pqxx>
+#include <random>
 
 #include "common/http/tls.h"
 #include "common/log.h"
@@ -37,7 +38,34 @@ struct Row {
   std::string url;
   std::string body;
   int attempts;
+  // The transaction's trace (its body's trace_id) and, while the transaction is kept, its
+  // flags and tracestate: each attempt is a call of that trace (a fresh child span).
+  std::string trace_id;
+  std::string trace_flags;
+  std::string tracestate;
 };
+
+// 16 random lower-case hex digits, not all zero: the span of one delivery attempt.
+std::string NewSpanId() {
+  static thread_local std::mt19937_64 random(std::random_device{}());
+  static const char kHex[] = "0123456789abcdef";
+  uint64_t v = 0;
+  while (v == 0) v = random();
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) out[static_cast<size_t>(i)] = kHex[v & 0xf];
+  return out;
+}
+
+// A W3C trace id as the body carries it: 32 lower-case hex digits, not all zero.
+bool IsTraceId(const std::string& s) {
+  if (s.size() != 32) return false;
+  bool nonzero = false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    nonzero = nonzero || c != '0';
+  }
+  return nonzero;
+}
 
 // The answer's status, or the error that kept an answer from coming.
 Result<int> Post(const Row& row, const std::string& signature, Duration timeout) {
@@ -64,6 +92,13 @@ Result<int> Post(const Row& row, const std::string& signature, Duration timeout)
     req.set("Treaty-Gid", row.gid);
     req.set("Treaty-Delivery-Id", std::to_string(row.id));
     req.set("Treaty-Signature", signature);
+    // The delivery is a call of the transaction's trace, as its branch calls are: a child span
+    // of the transaction's own (docs/api.md, "Trace context").
+    if (IsTraceId(row.trace_id)) {
+      req.set("traceparent", "00-" + row.trace_id + "-" + NewSpanId() + "-" +
+                                 (row.trace_flags.size() == 2 ? row.trace_flags : "01"));
+      if (!row.tracestate.empty()) req.set("tracestate", row.tracestate);
+    }
     session->sendRequest(req) << row.body;
     Poco::Net::HTTPResponse resp;
     std::istream& in = session->receiveResponse(resp);
@@ -125,6 +160,27 @@ void WebhookDeliverer::Run() {
   }
 }
 
+std::string WebhookDeliverer::RenderMetrics() {
+  auto gauges = pool_->Run<std::pair<int64_t, double>>(
+      [](pqxx::connection& c) -> Result<std::pair<int64_t, double>> {
+        pqxx::read_transaction t(c);
+        pqxx::result r = t.exec(
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 "
+            "FROM treaty.webhook_deliveries WHERE delivered_at IS NULL");
+        return std::pair<int64_t, double>{r[0][0].as<int64_t>(), r[0][1].as<double>()};
+      });
+  if (!gauges.ok()) return "";
+  return "# HELP treaty_webhook_undelivered Completion webhooks not yet taken by their receiver.\n"
+         "# TYPE treaty_webhook_undelivered gauge\n"
+         "treaty_webhook_undelivered " +
+         std::to_string(gauges->first) +
+         "\n# HELP treaty_webhook_oldest_undelivered_age_seconds How long ago the oldest "
+         "undelivered webhook was written.\n"
+         "# TYPE treaty_webhook_oldest_undelivered_age_seconds gauge\n"
+         "treaty_webhook_oldest_undelivered_age_seconds " +
+         std::to_string(gauges->second) + "\n";
+}
+
 Result<int> WebhookDeliverer::DeliverDue() {
   const int64_t claim_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(options_.timeout).count() * 2 + 1000;
@@ -138,13 +194,19 @@ Result<int> WebhookDeliverer::DeliverDue() {
         "WHERE d.id IN (SELECT id FROM treaty.webhook_deliveries WHERE delivered_at IS NULL "
         "AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
         "RETURNING d.id, d.gid, d.event, d.url, d.body::text, d.attempts, "
-        "extract(epoch FROM now())::bigint",
+        "coalesce(d.body ->> 'trace_id', ''), "
+        "coalesce((SELECT t.call_context ->> 'flags' FROM treaty.transactions t "
+        "WHERE t.gid = d.gid), ''), "
+        "coalesce((SELECT t.call_context ->> 'tracestate' FROM treaty.transactions t "
+        "WHERE t.gid = d.gid), '')",
         options_.batch, claim_ms);
     w.commit();
     std::vector<Row> out;
     for (const auto& row : r) {
       out.push_back(Row{row[0].as<int64_t>(), row[1].as<std::string>(), row[2].as<std::string>(),
-                        row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<int>()});
+                        row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<int>(),
+                        row[6].as<std::string>(), row[7].as<std::string>(),
+                        row[8].as<std::string>()});
     }
     return out;
   });

@@ -11,6 +11,8 @@
 // by the database's clock): treatyd sharing a store never deliver the same row at once.
 //
 // Signed: Treaty-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>.
+// Traced: each attempt sends a traceparent of the transaction's trace (a fresh span id; the
+// transaction's flags and tracestate while its row is kept, "01" and none after its purge).
 
 #include <chrono>
 #include <condition_variable>
@@ -51,6 +53,12 @@ class WebhookDeliverer {
 
   // Starts the delivery thread (after the store is migrated).
   void Start();
+
+  // Prometheus text: treaty_webhook_undelivered (deliveries not yet taken by their receiver)
+  // and treaty_webhook_oldest_undelivered_age_seconds (by the store's clock; 0 when none). The
+  // retention purge never deletes an undelivered delivery: these show the ones that wait.
+  // "" when the store cannot be read.
+  std::string RenderMetrics();
 
  private:
   void Run();

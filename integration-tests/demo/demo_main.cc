@@ -193,6 +193,20 @@ class Demo {
         std::cout << "      (a request that is not OTLP JSON)\n";
       }
     }
+    // The same trace beyond treatyd: create-order's OrderPlaced, written through order-svc's
+    // outbox in the step's local transaction, relayed with a traceparent header and applied by
+    // inventory-svc, whose inbox kept the trace.
+    const std::string event_id = gid + ":create-order:OrderPlaced";
+    auto inbox = stack_->pg().QueryValue(
+        "inventory",
+        "SELECT coalesce(substr(traceparent, 4, 32), 'none') FROM treaty_inbox "
+        "WHERE event_id = '" +
+            event_id + "'");
+    const std::string inbox_trace = inbox.ok() ? *inbox : "none";
+    std::cout << "      inventory-svc's inbox applied " << event_id << " in trace " << inbox_trace
+              << (inbox_trace == trace ? " (the same trace: outbox -> Kafka -> inbox)\n"
+                                       : "  UNEXPECTED: not the transaction's trace\n");
+    if (inbox_trace != trace) failed_ = true;
   }
 
   // The order events the scenarios wrote through order-svc's outbox: relayed to Kafka by

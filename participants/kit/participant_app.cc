@@ -194,12 +194,22 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
             400, "invalid", "must be " + names + " at " + path + ", not " + JsonQuote(parsed->op),
             "op");
       }
+      // The call's trace context: kept with what the op writes (its outbox rows) and in the
+      // log line, so that a trace id found in the coordinator's logs finds this one.
+      if (auto tp = req.headers.find(protocol::kTraceparentHeader); tp != req.headers.end()) {
+        parsed->traceparent = protocol::ValidTraceParent(tp->second);
+      }
+      if (auto ts = req.headers.find(protocol::kTracestateHeader);
+          ts != req.headers.end() && !parsed->traceparent.empty() && ts->second.size() <= 512) {
+        parsed->tracestate = ts->second;
+      }
       if (auto injected = faults.Intercept(op)) return ToResponse(*injected);
       OpReply reply = handle(*parsed);
       log.Info(op + " answered", {{"gid", parsed->gid},
                                   {"branch_id", parsed->branch_id},
                                   {"status", std::to_string(reply.status)},
-                                  {"result", reply.message}});
+                                  {"result", reply.message},
+                                  {"trace_id", protocol::TraceIdOf(parsed->traceparent)}});
       return ToResponse(reply);
     });
   };
@@ -217,6 +227,7 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
         pqxx::work tx(c);
         // Waiting on another op's lock holds a pooled connection; answer "try again" instead.
         tx.exec("SET LOCAL lock_timeout = '250ms'");
+        Outbox::SetTraceContext(tx, r.traceparent);
         OpReply out = Barrier::Run(tx, r, [&](pqxx::work& w) { return change(w, r); });
         if (out.status == 200 && output && r.op == protocol::kAction)
           out.output_json = output(tx, r);

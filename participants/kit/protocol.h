@@ -18,6 +18,11 @@ struct BranchRequest {
   std::string op;
   std::string mode;
   Poco::JSON::Object::Ptr payload;  // never null; {} when absent
+  // The call's W3C trace context (its traceparent and tracestate headers; "" when absent or not
+  // a valid traceparent): the kit keeps it with what the op writes (docs/participants.md,
+  // "Trace context").
+  std::string traceparent;
+  std::string tracestate;
 };
 
 // Parses a protocol body; InvalidArgument naming the field when it is not one.

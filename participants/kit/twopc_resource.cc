@@ -1,5 +1,7 @@
 #include "participants/kit/twopc_resource.h"
 
+#include "outbox/outbox.h"
+
 namespace treaty::participant {
 namespace {
 
@@ -59,6 +61,8 @@ OpReply TwoPhaseResource::Prepare(const BranchRequest& r, const BusinessChange& 
       // rather than hold one of the pool's connections, which the call that would release the
       // lock (a commit, or a repeated prepare of the lock's holder) needs.
       sql.exec("SET LOCAL lock_timeout = '250ms'");
+      // The call's trace context: the outbox rows the change writes carry it.
+      Outbox::SetTraceContext(sql, r.traceparent);
       // Conflicts with an abort's mark written first: that abort wins.
       sql.exec_params(
           "INSERT INTO treaty_2pc_branches (gid, branch_id, state) VALUES ($1, $2, 'prepared')",
