@@ -646,7 +646,7 @@ TEST_P(StoreContractTest, ListFiltersPagesInGidOrderAndLeavesOpsAndLogOut) {
     Create(tx);
     if (!r.attention.empty()) ASSERT_OK(store_->SetAttention(r.gid, r.attention, nullptr));
   }
-  auto list = [&](core::ListFilter f) { return Gids(store_->List(f).value()); };
+  auto list = [&](core::ListFilter f) { return Gids(store_->List(f).value().transactions); };
   EXPECT_EQ(list({}), (Strings{"g1", "g2", "g3", "g4", "g5"}));
   EXPECT_EQ(list({.status = TxStatus::kActive}), (Strings{"g2", "g4"}));
   EXPECT_EQ(list({.mode = core::Mode::k2pc}), (Strings{"g1", "g3"}));
@@ -661,7 +661,7 @@ TEST_P(StoreContractTest, ListFiltersPagesInGidOrderAndLeavesOpsAndLogOut) {
   // Stuck: unfinished, and flagged or past the deadline (g1 is past it, but finished).
   EXPECT_EQ(list({.stuck_at = now}), (Strings{"g3", "g4"}));
 
-  core::Transaction summary = store_->List({.after_gid = "g3", .limit = 1}).value().at(0);
+  core::Transaction summary = store_->List({.after_gid = "g3", .limit = 1}).value().transactions.at(0);
   EXPECT_EQ(summary.gid, "g4");
   EXPECT_EQ(summary.mode, core::Mode::kTcc);
   EXPECT_EQ(summary.status, TxStatus::kActive);
@@ -673,13 +673,13 @@ TEST_P(StoreContractTest, ListFiltersPagesInGidOrderAndLeavesOpsAndLogOut) {
 }
 
 TEST_P(StoreContractTest, CountByStatusCountsEveryTransactionAndLeavesEmptyStatusesOut) {
-  EXPECT_TRUE(store_->CountByStatus().value().empty());
+  EXPECT_TRUE(store_->CountByStatus().value().by_status.empty());
   Create(Tx("c1", core::Mode::k2pc, TxStatus::kActive, {"prepare"}));
   Create(Tx("c2", core::Mode::k2pc, TxStatus::kActive, {"prepare"}));
   Create(Tx("c3", core::Mode::kSaga, TxStatus::kAborted, {"action"}));
   ASSERT_OK(
       store_->Transition("c2", TxStatus::kActive, TxStatus::kAborting, "", Now(), {}, nullptr));
-  EXPECT_EQ(store_->CountByStatus().value(),
+  EXPECT_EQ(store_->CountByStatus().value().by_status,
             (std::map<TxStatus, int64_t>{
                 {TxStatus::kActive, 1}, {TxStatus::kAborting, 1}, {TxStatus::kAborted, 1}}));
 }

@@ -24,9 +24,9 @@ Result<Transaction> PgTransactionStore::Load(const std::string& gid, bool with_l
   });
 }
 
-Result<std::vector<Transaction>> PgTransactionStore::List(const core::ListFilter& f) {
-  return pool_->Run<std::vector<Transaction>>(
-      [&](pqxx::connection& c) -> Result<std::vector<Transaction>> {
+Result<core::ListPage> PgTransactionStore::List(const core::ListFilter& f) {
+  return pool_->Run<core::ListPage>(
+      [&](pqxx::connection& c) -> Result<core::ListPage> {
         pqxx::read_transaction w(c);
         pqxx::result r = Prepared(w,
             "SELECT gid, mode, status, reason, attention, " SQL_MS("deadline") ", " SQL_MS(
@@ -56,12 +56,12 @@ Result<std::vector<Transaction>> PgTransactionStore::List(const core::ListFilter
           tx.context.trace_id = Str(row[8]);  // the list shows the trace id alone
           out.push_back(std::move(tx));
         }
-        return out;
+        return core::ListPage{std::move(out), {}};
       });
 }
 
-Result<std::map<core::TxStatus, int64_t>> PgTransactionStore::CountByStatus() {
-  using Out = std::map<core::TxStatus, int64_t>;
+Result<core::StatusCounts> PgTransactionStore::CountByStatus() {
+  using Out = core::StatusCounts;
   return pool_->Run<Out>([&](pqxx::connection& c) -> Result<Out> {
     pqxx::read_transaction tx(c);
     // Counting every row is what a sequential scan is for. The store's sessions turn it off
@@ -71,7 +71,9 @@ Result<std::map<core::TxStatus, int64_t>> PgTransactionStore::CountByStatus() {
     Out out;
     for (const auto& row :
          tx.exec("SELECT status, count(*) FROM treaty.transactions GROUP BY status")) {
-      if (auto s = core::ParseStatus(row[0].as<std::string>())) out[*s] = row[1].as<int64_t>();
+      if (auto s = core::ParseStatus(row[0].as<std::string>())) {
+        out.by_status[*s] = row[1].as<int64_t>();
+      }
     }
     return out;
   });
