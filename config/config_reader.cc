@@ -343,11 +343,10 @@ bool ConfigReader::UrlList(std::string_view path, std::vector<std::string>* out,
   bool bad = false;
   for (size_t i = 0; i < items.size(); ++i) {
     if (std::string problem = UrlProblem(items[i], schemes); !problem.empty()) {
-      const std::string location =
-          from_env ? "environment variable " + env_name
-          : node && node->IsSequence() && i < node->size()
-              ? LocationOf((*node)[i])
-              : file_;
+      const std::string location = from_env ? "environment variable " + env_name
+                                   : node && node->IsSequence() && i < node->size()
+                                       ? LocationOf((*node)[i])
+                                       : file_;
       Error(location, path, "item " + std::to_string(i) + ": " + problem);
       bad = true;
     }

@@ -262,7 +262,8 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
       {"listen", c.listen.ToString()},
       {"node_id", c.node_id},
       {"store.url", MaskUrlPassword(c.store.url)},
-      {"store.shards", [&c] {
+      {"store.shards",
+       [&c] {
          std::string out;
          for (const std::string& url : c.store.shards) {
            out += (out.empty() ? "" : ",") + MaskUrlPassword(url);

@@ -210,10 +210,10 @@ TEST(TreatyConfig, ShardsAreTheStoreSplitByGidAndExclusiveWithUrl) {
             "treaty.yaml:2: store.shards: expected a list, found a value");
   EXPECT_EQ(ErrorOf("store:\n  shards: [postgresql://a/t, postgresql://a/t]\n"),
             "treaty.yaml:2: store.shards: items 0 and 1 are the same database");
-  EXPECT_EQ(ErrorOf("store: { url: postgresql://a/t }\n",
-                    {{"TREATY_STORE_SHARDS", "postgresql://b/t"}}),
-            "environment variable TREATY_STORE_SHARDS: store.shards: and store.url are exclusive: "
-            "give one database as store.url, or every shard here");
+  EXPECT_EQ(
+      ErrorOf("store: { url: postgresql://a/t }\n", {{"TREATY_STORE_SHARDS", "postgresql://b/t"}}),
+      "environment variable TREATY_STORE_SHARDS: store.shards: and store.url are exclusive: "
+      "give one database as store.url, or every shard here");
 }
 
 TEST(TreatyConfig, TokensAreNeverDescribed) {

@@ -74,55 +74,70 @@ Out ShardedStore::Routed(const std::string& gid, Call call) {
 
 Result<core::CreateResult> ShardedStore::Create(const core::Transaction& tx,
                                                 const std::string& owner, Duration lease) {
-  return Routed<Result<core::CreateResult>>(tx.gid, [&](core::TransactionStore& store) { return store.Create(tx, owner, lease); });
+  return Routed<Result<core::CreateResult>>(
+      tx.gid, [&](core::TransactionStore& store) { return store.Create(tx, owner, lease); });
 }
 
 Result<core::Transaction> ShardedStore::Load(const std::string& gid, bool with_log) {
-  return Routed<Result<core::Transaction>>(gid, [&](core::TransactionStore& store) { return store.Load(gid, with_log); });
+  return Routed<Result<core::Transaction>>(
+      gid, [&](core::TransactionStore& store) { return store.Load(gid, with_log); });
 }
 
 Status ShardedStore::AddBranch(const std::string& gid, const std::vector<core::BranchOp>& ops) {
-  return Routed<Status>(gid, [&](core::TransactionStore& store) { return store.AddBranch(gid, ops); });
+  return Routed<Status>(gid,
+                        [&](core::TransactionStore& store) { return store.AddBranch(gid, ops); });
 }
 
 Status ShardedStore::MarkSubmitted(const std::string& gid, core::TimePoint now) {
-  return Routed<Status>(gid, [&](core::TransactionStore& store) { return store.MarkSubmitted(gid, now); });
+  return Routed<Status>(
+      gid, [&](core::TransactionStore& store) { return store.MarkSubmitted(gid, now); });
 }
 
 Status ShardedStore::Transition(const std::string& gid, core::TxStatus from, core::TxStatus to,
                                 const std::string& reason, core::TimePoint now,
                                 const std::vector<core::BranchOp>& ops, const core::Fence* fence) {
-  return Routed<Status>(gid, [&](core::TransactionStore& store) { return store.Transition(gid, from, to, reason, now, ops, fence); });
+  return Routed<Status>(gid, [&](core::TransactionStore& store) {
+    return store.Transition(gid, from, to, reason, now, ops, fence);
+  });
 }
 
 Status ShardedStore::RecordOps(const std::string& gid, const std::vector<core::BranchOp>& ops,
                                core::TimePoint now, const core::Fence& fence) {
-  return Routed<Status>(gid, [&](core::TransactionStore& store) { return store.RecordOps(gid, ops, now, fence); });
+  return Routed<Status>(
+      gid, [&](core::TransactionStore& store) { return store.RecordOps(gid, ops, now, fence); });
 }
 
 Status ShardedStore::SetAttention(const std::string& gid, const std::string& attention,
                                   const core::Fence* fence) {
-  return Routed<Status>(gid, [&](core::TransactionStore& store) { return store.SetAttention(gid, attention, fence); });
+  return Routed<Status>(gid, [&](core::TransactionStore& store) {
+    return store.SetAttention(gid, attention, fence);
+  });
 }
 
 Status ShardedStore::Reschedule(const std::string& gid, const std::string& owner,
                                 core::TimePoint next_attempt_at) {
-  return Routed<Status>(gid, [&](core::TransactionStore& store) { return store.Reschedule(gid, owner, next_attempt_at); });
+  return Routed<Status>(gid, [&](core::TransactionStore& store) {
+    return store.Reschedule(gid, owner, next_attempt_at);
+  });
 }
 
 Status ShardedStore::MakeDue(const std::string& gid, core::TimePoint now) {
-  return Routed<Status>(gid, [&](core::TransactionStore& store) { return store.MakeDue(gid, now); });
+  return Routed<Status>(gid,
+                        [&](core::TransactionStore& store) { return store.MakeDue(gid, now); });
 }
 
 Status ShardedStore::Force(const std::string& gid, core::TxStatus from, core::TxStatus to,
                            const std::string& reason, const std::string& actor,
                            core::TimePoint now) {
-  return Routed<Status>(gid, [&](core::TransactionStore& store) { return store.Force(gid, from, to, reason, actor, now); });
+  return Routed<Status>(gid, [&](core::TransactionStore& store) {
+    return store.Force(gid, from, to, reason, actor, now);
+  });
 }
 
 Result<bool> ShardedStore::TryLease(const std::string& gid, const std::string& owner,
                                     Duration lease) {
-  return Routed<Result<bool>>(gid, [&](core::TransactionStore& store) { return store.TryLease(gid, owner, lease); });
+  return Routed<Result<bool>>(
+      gid, [&](core::TransactionStore& store) { return store.TryLease(gid, owner, lease); });
 }
 
 Result<std::vector<std::string>> ShardedStore::ClaimDue(const std::string& owner,
@@ -228,9 +243,9 @@ Status ShardedStore::SaveSagaVersion(const std::string& name, const std::string&
   for (size_t i = 0; i < shards_.size(); ++i) {
     const int shard = static_cast<int>(i);
     if (shards_[i].versions == nullptr) continue;
-    Status s = Ready(shard) ? Note(shard, shards_[i].versions->SaveSagaVersion(name, version,
-                                                                              file, text))
-                            : Status::Unavailable("not ready");
+    Status s = Ready(shard)
+                   ? Note(shard, shards_[i].versions->SaveSagaVersion(name, version, file, text))
+                   : Status::Unavailable("not ready");
     if (s.ok()) {
       ++saved;
       continue;

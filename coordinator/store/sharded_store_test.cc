@@ -49,8 +49,8 @@ TEST(SlotMapTest, TextRoundTripsAndBadTextIsRefused) {
   ASSERT_TRUE(moved.ok());
   EXPECT_EQ(moved->RangesOf(1), "0-99,8192-16383");
   EXPECT_FALSE(*moved == SlotMap::Even(2));
-  for (const char* bad : {"", "0-16383", "0-8191:0", "0-8191:0,8191-16383:1",
-                          "0-16383:0,x-y:1", "0-16384:0", "0-16383:1"}) {
+  for (const char* bad : {"", "0-16383", "0-8191:0", "0-8191:0,8191-16383:1", "0-16383:0,x-y:1",
+                          "0-16384:0", "0-16383:1"}) {
     EXPECT_FALSE(SlotMap::Parse(bad).ok()) << bad;
   }
 }

@@ -46,9 +46,8 @@ Result<SlotMap> SlotMap::Parse(std::string_view text) {
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
-    std::string_view item = text.substr(start, comma == std::string_view::npos
-                                                   ? std::string_view::npos
-                                                   : comma - start);
+    std::string_view item = text.substr(
+        start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     size_t dash = item.find('-');
     size_t colon = item.find(':');
     int first = 0, last = 0, shard = 0;
@@ -83,8 +82,7 @@ Result<SlotMap> SlotMap::Parse(std::string_view text) {
   }
   for (int shard = 0; shard < m.shard_count_; ++shard) {
     if (!owns[static_cast<size_t>(shard)]) {
-      return Status::InvalidArgument("slot map: shard " + std::to_string(shard) +
-                                     " owns no slot");
+      return Status::InvalidArgument("slot map: shard " + std::to_string(shard) + " owns no slot");
     }
   }
   return m;
@@ -94,7 +92,8 @@ std::string SlotMap::Text() const {
   std::string out;
   int first = 0;
   for (int slot = 1; slot <= kSlotCount; ++slot) {
-    if (slot == kSlotCount || owner_[static_cast<size_t>(slot)] != owner_[static_cast<size_t>(first)]) {
+    if (slot == kSlotCount ||
+        owner_[static_cast<size_t>(slot)] != owner_[static_cast<size_t>(first)]) {
       out += (out.empty() ? "" : ",") + std::to_string(first) + "-" + std::to_string(slot - 1) +
              ":" + std::to_string(owner_[static_cast<size_t>(first)]);
       first = slot;
