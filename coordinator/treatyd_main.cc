@@ -68,9 +68,10 @@ std::string ConfigDir(const TreatyConfig& config) {
   return config.source.substr(0, slash);
 }
 
-// /readyz: ready while at least one shard is up and answers (a shard's outage stops only its own
-// transactions, so a load balancer must not take treatyd away for it); the body says how each
-// shard is. 503 when none is.
+// /readyz: once every shard has come up (migrated, its slot map checked), ready while at least
+// one shard answers (a shard's outage stops only its own transactions, so a load balancer must
+// not take treatyd away for it); the body says how each shard is. 503 before, or when none
+// answers.
 http::ApiResponse Readiness(const std::vector<std::unique_ptr<store::StoreStartup>>& startups,
                             const std::vector<std::unique_ptr<store::PgStore>>& stores) {
   if (startups.size() == 1) {  // one store: the body as it always was
@@ -112,7 +113,9 @@ http::ApiResponse Readiness(const std::vector<std::unique_ptr<store::StoreStartu
                              : up > 0                                ? "degraded"
                              : starting > 0                          ? "starting"
                                                                      : "unavailable";
-  return http::ApiResponse{up > 0 ? 200 : 503, "application/json",
+  // Until every shard has come up once, not ready: a client sent here would meet 503s for the
+  // shards still starting (usually a moment). Afterwards an outage of some is "degraded".
+  return http::ApiResponse{up > 0 && starting == 0 ? 200 : 503, "application/json",
                            R"({"status":")" + status + R"(","shards":[)" + shards + "]}"};
 }
 
