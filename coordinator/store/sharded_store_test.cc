@@ -196,6 +196,71 @@ TEST_F(ShardedStoreTest, ListsPageTheWholeStoreInGidOrderAndNameAShardThatIsDown
   EXPECT_EQ(store_.List({}).status().code(), Status::Code::kUnavailable);
 }
 
+// Saga versions in memory, with a switch for an outage (the versions' part of a shard).
+class FakeVersions : public saga::SagaVersionStore {
+ public:
+  Status SaveSagaVersion(const std::string& name, const std::string& version,
+                         const std::string& file, const std::string& text) override {
+    if (down) return Status::Unavailable("down (test)");
+    kept.try_emplace(name + "@" + version, saga::StoredSagaVersion{.name = name,
+                                                                   .version = version,
+                                                                   .file = file,
+                                                                   .text = text,
+                                                                   .unfinished = unfinished});
+    return Status::Ok();
+  }
+  Result<std::optional<saga::StoredSagaVersion>> FindSagaVersion(
+      const std::string& name, const std::string& version) override {
+    if (down) return Status::Unavailable("down (test)");
+    auto it = kept.find(name + "@" + version);
+    if (it == kept.end()) return std::optional<saga::StoredSagaVersion>();
+    return std::optional<saga::StoredSagaVersion>(it->second);
+  }
+  Result<std::vector<saga::StoredSagaVersion>> ListSagaVersions(const std::string&) override {
+    if (down) return Status::Unavailable("down (test)");
+    std::vector<saga::StoredSagaVersion> out;
+    for (const auto& [key, v] : kept) out.push_back(v);
+    return out;
+  }
+  bool down = false;
+  int64_t unfinished = 0;  // what each kept version reports
+  std::map<std::string, saga::StoredSagaVersion> kept;
+};
+
+TEST(ShardedStoreVersionsTest, VersionsAreKeptInEveryShardAndAMissedOneCatchesUp) {
+  InMemoryStore a, b;
+  FakeVersions va, vb;
+  va.unfinished = 2;
+  vb.unfinished = 3;
+  ShardedStore store({StoreShard{&a, &va}, StoreShard{&b, &vb}}, SlotMap::Even(2));
+  store.SetReady(0);
+  store.SetReady(1);
+  vb.down = true;
+  ASSERT_TRUE(store.SaveSagaVersion("order", "v1", "order.yaml", "text").ok())
+      << "saved on the shard that answers";
+  EXPECT_EQ(va.kept.size(), 1u);
+  EXPECT_TRUE(vb.kept.empty());
+  auto found = store.FindSagaVersion("order", "v1");
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->unfinished, 2);
+  // Back: the next claim that reaches it writes what it missed; counts are summed.
+  vb.down = false;
+  ASSERT_TRUE(store.ClaimDue("node-a", core::TimePoint::max(), seconds(30), 10).ok());
+  ASSERT_TRUE(store.ClaimDue("node-a", core::TimePoint::max(), seconds(30), 10).ok());
+  EXPECT_EQ(vb.kept.count("order@v1"), 1u);
+  found = store.FindSagaVersion("order", "v1");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->unfinished, 5);
+  auto listed = store.ListSagaVersions("order");
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->front().unfinished, 5);
+  va.down = vb.down = true;
+  EXPECT_EQ(store.SaveSagaVersion("order", "v2", "order.yaml", "t2").code(),
+            Status::Code::kUnavailable);
+}
+
 TEST(ShardedStoreReadinessTest, AShardNotReadyIsNotUsed) {
   InMemoryStore a, b;
   ShardedStore store({StoreShard{&a, nullptr}, StoreShard{&b, nullptr}}, SlotMap::Even(2));
