@@ -24,6 +24,13 @@ Status BenchStack::Start() {
   for (const char* db : {"treaty", "ceiling", "outbox"}) {
     if (Status s = pg_->CreateDatabase(db); !s.ok()) return s;
   }
+  for (int i = 1; i < shards_; ++i) {
+    auto more =
+        PgCluster::Start(harness::PgClusterOptions{.durable = true, .max_connections = 400});
+    if (!more.ok()) return more.status();
+    if (Status s = (*more)->CreateDatabase("treaty"); !s.ok()) return s;
+    more_shards_.push_back(std::move(*more));
+  }
   auto broker = DevBroker::Start();
   if (!broker.ok()) return broker.status();
   broker_ = std::move(*broker);
@@ -37,13 +44,19 @@ Status BenchStack::Start() {
 }
 
 Status BenchStack::StartTreatyd() {
+  std::string store = "url: \"" + pg_->Url("treaty") + "\"";
+  if (!more_shards_.empty()) {
+    store = "shards: [\"" + pg_->Url("treaty") + "\"";
+    for (const auto& more : more_shards_) store += ", \"" + more->Url("treaty") + "\"";
+    store += "]";
+  }
   auto t = Service::Start(
       ServiceSpec{.name = "treatyd",
                   .binary = harness::kTreatydPath,
                   .config_yaml = "listen: 127.0.0.1:0\nnode_id: bench\n"
-                                 "store: { url: \"" +
-                                 pg_->Url("treaty") +
-                                 "\", pool_size: 32 }\n"
+                                 "store: { " +
+                                 store +
+                                 ", pool_size: 32 }\n"
                                  "kafka: { bootstrap_servers: \"" +
                                  broker_->bootstrap() +
                                  "\" }\n"

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "integration-tests/harness/dev_broker.h"
@@ -17,6 +18,9 @@ namespace treaty::bench {
 
 class BenchStack {
  public:
+  // `shards` > 1: treatyd's store is split over that many durable PostgreSQL clusters
+  // (store.shards; the first is pg(), the others hold only a "treaty" database).
+  explicit BenchStack(int shards = 1) : shards_(shards) {}
   Status Start();
   // Waits (up to a minute) until treatyd's /readyz says ready.
   Status WaitReady();
@@ -38,7 +42,9 @@ class BenchStack {
 
   Status StartTreatyd();
 
+  const int shards_;
   std::unique_ptr<harness::PgCluster> pg_;
+  std::vector<std::unique_ptr<harness::PgCluster>> more_shards_;
   std::unique_ptr<harness::DevBroker> broker_;
   std::unique_ptr<harness::Service> participant_;
   std::unique_ptr<harness::Service> treatyd_;

@@ -6,9 +6,12 @@
 //   treaty-bench load --treatyd URL --participant URL --mode M [--clients N] [--branches B]
 //                     [--warmup S] [--seconds S] [--run-id ID]
 //       one closed-loop load run; prints one JSON line
-//   treaty-bench serve
+//   treaty-bench serve [--shards N]
 //       starts the same servers as run and prints their addresses (one JSON line), then keeps
 //       them up until stdin closes: for profiling one mode with load and perf by hand
+//   treaty-bench shards [--shards N] [--clients C] [--warmup S] [--seconds S]
+//       the same servers with treatyd's store split over N durable clusters (store.shards),
+//       then one 2PC closed-loop load run against them; prints one JSON line (docs/scaling.md)
 //   treaty-bench produce --bootstrap HOST:PORT [--messages N] [--size BYTES]
 //       the raw librdkafka produce rate (idempotent, acks=all, as treatyd and the relay produce)
 
@@ -115,8 +118,26 @@ int main(int argc, char** argv) {
     std::cout << "{\"per_second\":" << r.rate << ",\"failed\":" << r.failed << "}" << std::endl;
     return r.failed == 0 ? 0 : 1;
   }
+  if (cmd == "shards") {
+    const int shards = flags.count("shards") ? std::stoi(flags["shards"]) : 2;
+    BenchStack stack(shards);
+    if (treaty::Status s = stack.Start(); !s.ok()) return Fail(s.message());
+    LoadSpec spec;
+    spec.treatyd = stack.treatyd().base_url();
+    spec.participant = stack.participant().base_url();
+    spec.mode = "2pc";
+    spec.clients = flags.count("clients") ? std::stoi(flags["clients"]) : 32;
+    if (flags.count("warmup"))
+      spec.warmup = treaty::ParseDuration(flags["warmup"]).value_or(spec.warmup);
+    if (flags.count("seconds"))
+      spec.measure = treaty::ParseDuration(flags["seconds"]).value_or(spec.measure);
+    spec.run_id = "shards" + std::to_string(shards);
+    std::cout << "{\"shards\":" << shards << ",\"load\":" << ToJson(spec, RunLoad(spec)) << "}"
+              << std::endl;
+    return 0;
+  }
   if (cmd == "serve") {
-    BenchStack stack;
+    BenchStack stack(flags.count("shards") ? std::stoi(flags["shards"]) : 1);
     treaty::Status s = stack.Start();
     if (s.ok()) s = stack.ServeUntilStdinCloses();
     return s.ok() ? 0 : Fail(s.message());

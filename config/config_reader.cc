@@ -299,28 +299,66 @@ void ConfigReader::Address(std::string_view path, HostPort* out) {
   *out = HostPort{host, static_cast<uint16_t>(port)};
 }
 
-void ConfigReader::Url(std::string_view path, std::string* out,
-                       std::initializer_list<std::string_view> schemes) {
-  auto v = Scalar(path, "a URL");
-  if (!v) return;
+namespace {
+
+// Why `text` is not an absolute URL with a host and one of `schemes`; "" when it is.
+std::string UrlProblem(const std::string& text, std::initializer_list<std::string_view> schemes) {
   std::string schemes_text;
   for (std::string_view s : schemes)
     schemes_text += (schemes_text.empty() ? "" : " or ") + std::string(s) + "://";
   try {
-    Poco::URI uri(v->text);
+    Poco::URI uri(text);
     if (std::find(schemes.begin(), schemes.end(), uri.getScheme()) == schemes.end()) {
-      Error(v->location, path, "URL must start with " + schemes_text);
-      return;
+      return "URL must start with " + schemes_text;
     }
-    if (uri.getHost().empty()) {
-      Error(v->location, path, "URL has no host");
-      return;
-    }
+    if (uri.getHost().empty()) return "URL has no host";
   } catch (const Poco::Exception& e) {
-    Error(v->location, path, "not a valid URL (" + e.message() + ")");
+    return "not a valid URL (" + e.message() + ")";
+  }
+  return "";
+}
+
+}  // namespace
+
+void ConfigReader::Url(std::string_view path, std::string* out,
+                       std::initializer_list<std::string_view> schemes) {
+  auto v = Scalar(path, "a URL");
+  if (!v) return;
+  if (std::string problem = UrlProblem(v->text, schemes); !problem.empty()) {
+    Error(v->location, path, problem);
     return;
   }
   *out = v->text;
+}
+
+bool ConfigReader::UrlList(std::string_view path, std::vector<std::string>* out,
+                           std::initializer_list<std::string_view> schemes) {
+  std::vector<std::string> items = *out;
+  const size_t errors_before = errors_.size();
+  StringList(path, &items);
+  if (errors_.size() != errors_before) return false;
+  const std::string env_name = EnvName(path);
+  const bool from_env = env_ && env_(env_name);
+  std::optional<YAML::Node> node = from_env ? std::nullopt : Find(path);
+  bool bad = false;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (std::string problem = UrlProblem(items[i], schemes); !problem.empty()) {
+      const std::string location = from_env ? "environment variable " + env_name
+                                   : node && node->IsSequence() && i < node->size()
+                                       ? LocationOf((*node)[i])
+                                       : file_;
+      Error(location, path, "item " + std::to_string(i) + ": " + problem);
+      bad = true;
+    }
+  }
+  if (!bad) *out = std::move(items);
+  return !bad;
+}
+
+bool ConfigReader::Present(std::string_view path) const {
+  if (env_ && env_(EnvName(path))) return true;
+  std::optional<YAML::Node> node = Find(path);
+  return node && !node->IsNull();
 }
 
 void ConfigReader::StringList(std::string_view path, std::vector<std::string>* out) {

@@ -73,6 +73,12 @@ class ConfigReader {
            std::initializer_list<std::string_view> schemes);
   // A YAML sequence of strings; from the environment, a comma-separated list.
   void StringList(std::string_view path, std::vector<std::string>* out);
+  // A list (as StringList) of URLs, each as Url() checks them; an error names the bad item.
+  // False when it recorded an error.
+  bool UrlList(std::string_view path, std::vector<std::string>* out,
+               std::initializer_list<std::string_view> schemes);
+  // Whether the file or the environment sets `path` at all (to tell a default from a choice).
+  bool Present(std::string_view path) const;
 
   // Reports a problem with a key that was read successfully but fails a check across keys
   // (e.g. retry.max below retry.initial), located like any other error.

@@ -48,6 +48,7 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   r.Address("listen", &c.listen);
   r.String("node_id", &c.node_id);
   r.Url("store.url", &c.store.url, {"postgresql", "postgres"});
+  const bool shards_read = r.UrlList("store.shards", &c.store.shards, {"postgresql", "postgres"});
   r.DurationAtLeast("store.connect_timeout", &c.store.connect_timeout, std::chrono::seconds(1));
   r.Int("store.pool_size", &c.store.pool_size, 1, 1000);
   r.Bool("store.group_commit", &c.store.group_commit);
@@ -111,6 +112,29 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   r.OneOf("log.level", &c.log.level, {"debug", "info", "warn", "error"});
   if (!c.node_id.empty() && !ValidNodeId(c.node_id)) {
     r.Fail("node_id", "must be 1 to 100 characters of A-Z a-z 0-9 . _ : -");
+  }
+  if (shards_read && r.Present("store.shards")) {
+    if (r.Present("store.url")) {
+      r.Fail("store.shards",
+             "and store.url are exclusive: give one database as store.url, or every shard here");
+    } else if (c.store.shards.empty()) {
+      r.Fail("store.shards", "is empty: list at least one database URL");
+    } else if (c.store.shards.size() > 1024) {
+      r.Fail("store.shards", "lists more than 1024 databases");
+    }
+    for (size_t i = 0; i < c.store.shards.size(); ++i) {
+      for (size_t j = 0; j < i; ++j) {
+        if (c.store.shards[i] == c.store.shards[j]) {
+          r.Fail("store.shards", "items " + std::to_string(j) + " and " + std::to_string(i) +
+                                     " are the same database");
+        }
+      }
+    }
+  }
+  if (c.store.shards.empty()) {
+    c.store.shards = {c.store.url};
+  } else {
+    c.store.url = c.store.shards.front();
   }
   if (c.scheduler.lease <= c.timeouts.branch_call) {
     r.Fail("scheduler.lease", "must be longer than timeouts.branch_call (" +
@@ -238,6 +262,14 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
       {"listen", c.listen.ToString()},
       {"node_id", c.node_id},
       {"store.url", MaskUrlPassword(c.store.url)},
+      {"store.shards",
+       [&c] {
+         std::string out;
+         for (const std::string& url : c.store.shards) {
+           out += (out.empty() ? "" : ",") + MaskUrlPassword(url);
+         }
+         return out;
+       }()},
       {"store.connect_timeout", FormatDuration(c.store.connect_timeout)},
       {"store.pool_size", std::to_string(c.store.pool_size)},
       {"store.group_commit", c.store.group_commit ? "true" : "false"},

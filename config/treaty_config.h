@@ -16,6 +16,9 @@ namespace treaty {
 struct StoreOptions {
   // PostgreSQL connection URL (postgresql://user:password@host:port/db).
   std::string url = "postgresql://treaty@127.0.0.1:5432/treaty";
+  // The store split by gid over these databases (docs/scaling.md); exclusive with `url`. After
+  // parsing never empty: [url] when no shards are configured, and `url` is shards[0].
+  std::vector<std::string> shards;
   // How long one connection attempt may take before it counts as failed.
   Duration connect_timeout = std::chrono::seconds(5);
   // Connections kept open to the store.

@@ -179,6 +179,43 @@ TEST(TreatyConfig, BeyondLoopbackNeedsTokensOrAnExplicitNone) {
             "treaty.yaml:2: auth.none: is true, but tokens are configured too: choose one");
 }
 
+TEST(TreatyConfig, ShardsAreTheStoreSplitByGidAndExclusiveWithUrl) {
+  auto one = ParseTreatyConfig("", "treaty.yaml", FakeEnv({}));
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(one->store.shards, std::vector<std::string>{one->store.url}) << "url is one shard";
+
+  auto two = ParseTreatyConfig(
+      "store:\n  shards:\n    - postgresql://a:5432/treaty\n    - postgresql://b:5432/treaty\n",
+      "treaty.yaml", FakeEnv({}));
+  ASSERT_TRUE(two.ok()) << two.status().message();
+  EXPECT_EQ(two->store.shards,
+            (std::vector<std::string>{"postgresql://a:5432/treaty", "postgresql://b:5432/treaty"}));
+  EXPECT_EQ(two->store.url, "postgresql://a:5432/treaty");
+
+  auto from_env = ParseTreatyConfig(
+      "", "treaty.yaml",
+      FakeEnv({{"TREATY_STORE_SHARDS", "postgresql://a/t,postgresql://b/t,postgresql://c/t"}}));
+  ASSERT_TRUE(from_env.ok()) << from_env.status().message();
+  EXPECT_EQ(from_env->store.shards.size(), 3u);
+
+  EXPECT_EQ(ErrorOf("store:\n  url: postgresql://a/t\n  shards: [postgresql://b/t]\n"),
+            "treaty.yaml:3: store.shards: and store.url are exclusive: give one database as "
+            "store.url, or every shard here");
+  EXPECT_EQ(ErrorOf("store:\n  shards:\n    - postgresql://a/t\n    - mysql://b/t\n"),
+            "treaty.yaml:4: store.shards: item 1: URL must start with postgresql:// or "
+            "postgres://");
+  EXPECT_EQ(ErrorOf("store:\n  shards: []\n"),
+            "treaty.yaml:2: store.shards: is empty: list at least one database URL");
+  EXPECT_EQ(ErrorOf("store:\n  shards: postgresql://a/t\n"),
+            "treaty.yaml:2: store.shards: expected a list, found a value");
+  EXPECT_EQ(ErrorOf("store:\n  shards: [postgresql://a/t, postgresql://a/t]\n"),
+            "treaty.yaml:2: store.shards: items 0 and 1 are the same database");
+  EXPECT_EQ(
+      ErrorOf("store: { url: postgresql://a/t }\n", {{"TREATY_STORE_SHARDS", "postgresql://b/t"}}),
+      "environment variable TREATY_STORE_SHARDS: store.shards: and store.url are exclusive: "
+      "give one database as store.url, or every shard here");
+}
+
 TEST(TreatyConfig, TokensAreNeverDescribed) {
   auto c = ParseTreatyConfig(
       "auth: { client_tokens: [client-secret-0123456789], admin_tokens: [admin-secret-0123456789] "

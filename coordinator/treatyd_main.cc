@@ -6,9 +6,12 @@
 // Exit codes: 0 after a clean stop (SIGTERM or SIGINT), 2 for bad options or config, 1 when
 // serving failed (e.g. the listen address is taken).
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "common/http/http_server.h"
@@ -33,6 +36,7 @@
 #include "coordinator/store/pg_retention.h"
 #include "coordinator/store/pg_store.h"
 #include "coordinator/store/pg_transaction_store.h"
+#include "coordinator/store/sharded_store.h"
 #include "coordinator/store/store_clock.h"
 #include "coordinator/store/store_startup.h"
 #include "coordinator/tracing/otlp_exporter.h"
@@ -64,6 +68,83 @@ std::string ConfigDir(const TreatyConfig& config) {
   return config.source.substr(0, slash);
 }
 
+// /readyz: once every shard has come up (migrated, its slot map checked), ready while at least
+// one shard answers (a shard's outage stops only its own transactions, so a load balancer must
+// not take treatyd away for it); the body says how each shard is. 503 before, or when none
+// answers.
+http::ApiResponse Readiness(const std::vector<std::unique_ptr<store::StoreStartup>>& startups,
+                            const std::vector<std::unique_ptr<store::PgStore>>& stores) {
+  if (startups.size() == 1) {  // one store: the body as it always was
+    if (!startups[0]->migrated()) {
+      return http::ApiResponse{
+          503, "application/json",
+          R"({"status":"starting","store":)" +
+              JsonQuote(startups[0]->last_error().empty() ? "connecting"
+                                                          : startups[0]->last_error()) +
+              "}"};
+    }
+    Status s = stores[0]->Ping();
+    if (!s.ok()) {
+      return http::ApiResponse{
+          503, "application/json",
+          R"({"status":"unavailable","store":)" + JsonQuote(s.message()) + "}"};
+    }
+    return http::ApiResponse{200, "application/json", R"({"status":"ready"})"};
+  }
+  std::string shards;
+  int up = 0, starting = 0;
+  for (size_t i = 0; i < startups.size(); ++i) {
+    std::string state;
+    if (!startups[i]->migrated()) {
+      ++starting;
+      state =
+          R"({"status":"starting","store":)" +
+          JsonQuote(startups[i]->last_error().empty() ? "connecting" : startups[i]->last_error()) +
+          "}";
+    } else if (Status s = stores[i]->Ping(); !s.ok()) {
+      state = R"({"status":"unavailable","store":)" + JsonQuote(s.message()) + "}";
+    } else {
+      ++up;
+      state = R"({"status":"ready"})";
+    }
+    shards += (i ? "," : "") + state;
+  }
+  const std::string status = up == static_cast<int>(startups.size()) ? "ready"
+                             : up > 0                                ? "degraded"
+                             : starting > 0                          ? "starting"
+                                                                     : "unavailable";
+  // Until every shard has come up once, not ready: a client sent here would meet 503s for the
+  // shards still starting (usually a moment). Afterwards an outage of some is "degraded".
+  return http::ApiResponse{up > 0 && starting == 0 ? 200 : 503, "application/json",
+                           R"({"status":")" + status + R"(","shards":[)" + shards + "]}"};
+}
+
+// The store's gauges summed over the shards that answer (the oldest ages are the oldest of any).
+Result<metrics::StoreGauges> ShardGauges(
+    store::ShardedStore& sharded,
+    const std::vector<std::unique_ptr<store::PgTransactionStore>>& stores,
+    const std::vector<std::unique_ptr<store::PgRetention>>& retentions) {
+  metrics::StoreGauges g;
+  Status first_error = Status::Unavailable("no store shard is ready yet");
+  int answered = 0;
+  for (size_t i = 0; i < stores.size(); ++i) {
+    if (!sharded.Ready(static_cast<int>(i))) continue;
+    auto f = stores[i]->InFlight();
+    if (!f.ok()) {
+      if (answered == 0) first_error = f.status();
+      continue;
+    }
+    ++answered;
+    for (const auto& [status, n] : f->first) g.in_flight[status] += n;
+    g.recovery_lag_seconds = std::max(g.recovery_lag_seconds, f->second);
+    if (auto age = retentions[i]->OldestFinishedAge(); age.ok()) {
+      g.oldest_finished_age_seconds = std::max(g.oldest_finished_age_seconds.value_or(0), *age);
+    }
+  }
+  if (answered == 0) return first_error;
+  return g;
+}
+
 int Serve(const TreatyConfig& config, const std::string& address_file) {
   SetLogLevel(*ParseLogLevel(config.log.level));
   {
@@ -80,16 +161,29 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
     return kExitBadConfig;
   }
   kLog.Info("saga definitions loaded", {{"count", std::to_string(sagas.List().size())}});
-  store::PgStore store(config.store.url, config.store.connect_timeout);
+  // The store: one database, or several shards (store.shards), each with its own connections,
+  // migrations, retention purge and webhook deliveries; the core sees them as one store through
+  // the routing ShardedStore (docs/scaling.md). One shard is the same as store.url.
+  const std::vector<std::string>& shard_urls = config.store.shards;
+  const int shard_count = static_cast<int>(shard_urls.size());
+  const store::SlotMap slot_map = store::SlotMap::Even(shard_count);
+  std::vector<std::unique_ptr<store::PgStore>> pg_stores;
+  std::vector<std::unique_ptr<store::PgTransactionStore>> tx_stores;
+  std::vector<store::StoreShard> shard_parts;
+  for (const std::string& url : shard_urls) {
+    pg_stores.push_back(std::make_unique<store::PgStore>(url, config.store.connect_timeout));
+    tx_stores.push_back(std::make_unique<store::PgTransactionStore>(store::PgStoreOptions{
+        .url = url,
+        .connect_timeout = config.store.connect_timeout,
+        .pool_size = static_cast<int>(config.store.pool_size),
+        .group_commit = config.store.group_commit,
+    }));
+    shard_parts.push_back(store::StoreShard{tx_stores.back().get(), tx_stores.back().get()});
+  }
+  store::ShardedStore tx_store(std::move(shard_parts), slot_map);
   // Times that are stored or compared with stored ones follow the store's clock, not this host's.
-  store::StoreClock clock(config.store.url, config.store.connect_timeout);
+  store::StoreClock clock(shard_urls, config.store.connect_timeout);
   clock.Start();
-  store::PgTransactionStore tx_store(store::PgStoreOptions{
-      .url = config.store.url,
-      .connect_timeout = config.store.connect_timeout,
-      .pool_size = static_cast<int>(config.store.pool_size),
-      .group_commit = config.store.group_commit,
-  });
   auto tokens = LoadTokens(config.auth);
   if (!tokens.ok()) {
     std::cerr << tokens.status().message() << "\n";
@@ -159,54 +253,105 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                    crash_points, config.timeouts.prepare,
                                    config.timeouts.msg_check_back);
 
-  // The retention purge (docs/recovery.md): on connections of its own, once the schema (its
-  // index) is current.
-  store::PgRetention retention(config.store.url, config.store.connect_timeout);
-  store::RetentionPurger purger(
-      retention,
-      store::RetentionPurgerOptions{.history = config.retention.history,
-                                    .batch = static_cast<int>(config.retention.batch),
-                                    .interval = config.retention.interval,
-                                    .pause = config.retention.pause},
-      [&observer](const store::Purged& p) {
-        observer.OnPurged("transactions", p.transactions);
-        observer.OnPurged("decision_log", p.decision_log);
-        observer.OnPurged("webhook_deliveries", p.webhook_deliveries);
-      });
+  // Per shard: the retention purge (docs/recovery.md), on connections of its own, once the
+  // schema (its index) is current; completion webhooks, delivered from the shard's rows
+  // (migration 11) once it is migrated.
+  std::vector<std::unique_ptr<store::PgRetention>> retentions;
+  std::vector<std::unique_ptr<store::RetentionPurger>> purgers;
+  std::vector<std::unique_ptr<webhooks::WebhookDeliverer>> webhook_deliverers;
+  for (const std::string& url : shard_urls) {
+    retentions.push_back(std::make_unique<store::PgRetention>(url, config.store.connect_timeout));
+    purgers.push_back(std::make_unique<store::RetentionPurger>(
+        *retentions.back(),
+        store::RetentionPurgerOptions{.history = config.retention.history,
+                                      .batch = static_cast<int>(config.retention.batch),
+                                      .interval = config.retention.interval,
+                                      .pause = config.retention.pause},
+        [&observer](const store::Purged& p) {
+          observer.OnPurged("transactions", p.transactions);
+          observer.OnPurged("decision_log", p.decision_log);
+          observer.OnPurged("webhook_deliveries", p.webhook_deliveries);
+        }));
+    webhook_deliverers.push_back(
+        std::make_unique<webhooks::WebhookDeliverer>(webhooks::WebhookOptions{
+            .store_url = url,
+            .connect_timeout = config.store.connect_timeout,
+            .secret = config.webhooks.secret,
+            .poll_interval = config.webhooks.poll_interval,
+            .timeout = config.webhooks.timeout,
+            .initial_backoff = config.retry.initial,
+            .max_backoff = config.webhooks.max_backoff,
+        }));
+  }
 
-  // Completion webhooks: delivered from the store's rows (migration 11) once it is migrated.
-  webhooks::WebhookDeliverer webhook_deliverer(webhooks::WebhookOptions{
-      .store_url = config.store.url,
-      .connect_timeout = config.store.connect_timeout,
-      .secret = config.webhooks.secret,
-      .poll_interval = config.webhooks.poll_interval,
-      .timeout = config.webhooks.timeout,
-      .initial_backoff = config.retry.initial,
-      .max_backoff = config.webhooks.max_backoff,
-  });
-
-  // The driver starts once the schema is current: recovery begins with its first poll.
-  store::StoreStartup startup(store, config.retry, [&] {
-    // Nothing is stamped or found due by this host's clock: ready only once the store's is read.
-    for (Status s = clock.Read(); !s.ok(); s = clock.Read()) {
-      kLog.Warn("cannot read the store's clock yet", {{"error", s.message()}});
-      std::this_thread::sleep_for(config.retry.initial);
+  // A shard whose stored slot map disagrees with the configuration: treatyd stops (exit 2).
+  std::atomic<bool> refused{false};
+  // Each shard comes up on its own (migrations, then its stored slot map checked), so that a
+  // shard down at start holds up only its own transactions. The driver starts with the first
+  // shard that is up: recovery begins with its first poll.
+  std::once_flag driver_started;
+  std::vector<std::unique_ptr<store::StoreStartup>> startups;
+  for (int i = 0; i < shard_count; ++i) {
+    startups.push_back(std::make_unique<store::StoreStartup>(
+        [&, i]() -> Result<int> {
+          auto applied = pg_stores[static_cast<size_t>(i)]->Migrate();
+          if (!applied.ok()) return applied;
+          Status checked =
+              pg_stores[static_cast<size_t>(i)]->CheckShardMap(i, shard_count, slot_map.Text());
+          if (!checked.ok()) return checked;
+          return applied;
+        },
+        config.retry,
+        [&, i] {
+          // This node's predecessors' leases on the shard, as the driver's start frees them on
+          // the shards up by then (best effort: they also expire).
+          (void)tx_stores[static_cast<size_t>(i)]->ReleaseLeases(node_id);
+          tx_store.SetReady(i);
+          std::call_once(driver_started, [&] {
+            // Nothing is stamped or found due by this host's clock: ready only once the store's
+            // is read.
+            for (Status s = clock.Read(); !s.ok(); s = clock.Read()) {
+              kLog.Warn("cannot read the store's clock yet", {{"error", s.message()}});
+              std::this_thread::sleep_for(config.retry.initial);
+            }
+            for (Status s = driver.Start(); !s.ok(); s = driver.Start()) {
+              kLog.Warn("cannot start the scheduler yet", {{"error", s.message()}});
+              std::this_thread::sleep_for(config.retry.initial);
+            }
+            kLog.Info("scheduler started",
+                      {{"node_id", node_id}, {"owner", driver.options().owner}});
+          });
+          if (shard_count > 1) {
+            kLog.Info("store shard ready",
+                      {{"shard", std::to_string(i)}, {"slots", slot_map.RangesOf(i)}});
+          }
+          webhook_deliverers[static_cast<size_t>(i)]->Start();
+          purgers[static_cast<size_t>(i)]->Start();
+        },
+        [&, i](const Status& s) {
+          const std::string message = "store shard " + std::to_string(i) + " (" +
+                                      MaskUrlPassword(shard_urls[static_cast<size_t>(i)]) +
+                                      "): " + s.message();
+          std::cerr << message << "\n";
+          kLog.Error("the store disagrees with the configuration; not starting",
+                     {{"shard", std::to_string(i)}, {"error", message}});
+          refused = true;
+          ::kill(::getpid(), SIGTERM);
+        }));
+  }
+  auto any_shard_up = [&] {
+    for (const auto& s : startups) {
+      if (s->migrated()) return true;
     }
-    for (Status s = driver.Start(); !s.ok(); s = driver.Start()) {
-      kLog.Warn("cannot start the scheduler yet", {{"error", s.message()}});
-      std::this_thread::sleep_for(config.retry.initial);
-    }
-    kLog.Info("scheduler started", {{"node_id", node_id}, {"owner", driver.options().owner}});
-    webhook_deliverer.Start();
-    purger.Start();
-  });
+    return false;
+  };
 
   api::AccessPolicy access(std::move(*tokens), config.limits.rate_per_second,
                            config.limits.rate_burst);
   api::TransactionsApi transactions(
       service, driver.processors(), &sagas,
       api::TransactionsApiOptions{
-          .ready = [&] { return startup.migrated(); },
+          .ready = any_shard_up,
           .max_branches = static_cast<size_t>(config.limits.max_branches),
           .max_payload_bytes = static_cast<size_t>(config.limits.max_payload_bytes),
           .allowlist = std::make_shared<api::UrlAllowlist>(config.participants.allow),
@@ -221,37 +366,14 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
           [] {
             return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
           },
-      .ready =
-          [&] {
-            if (!startup.migrated()) {
-              return http::ApiResponse{
-                  503, "application/json",
-                  R"({"status":"starting","store":)" +
-                      JsonQuote(startup.last_error().empty() ? "connecting"
-                                                             : startup.last_error()) +
-                      "}"};
-            }
-            Status s = store.Ping();
-            if (!s.ok()) {
-              return http::ApiResponse{
-                  503, "application/json",
-                  R"({"status":"unavailable","store":)" + JsonQuote(s.message()) + "}"};
-            }
-            return http::ApiResponse{200, "application/json", R"({"status":"ready"})"};
-          },
+      .ready = [&] { return Readiness(startups, pg_stores); },
       .metrics =
           [&] {
             return http::ApiResponse{200, "text/plain; version=0.0.4",
                                      observer.Render([&]() -> Result<metrics::StoreGauges> {
-                                       auto f = tx_store.InFlight();
-                                       if (!f.ok()) return f.status();
-                                       metrics::StoreGauges g{f->first, f->second};
-                                       if (auto age = retention.OldestFinishedAge(); age.ok()) {
-                                         g.oldest_finished_age_seconds = *age;
-                                       }
-                                       return g;
+                                       return ShardGauges(tx_store, tx_stores, retentions);
                                      }) + (spans ? spans->RenderMetrics() : "") +
-                                         webhook_deliverer.RenderMetrics()};
+                                         webhooks::RenderUndeliveredMetrics(webhook_deliverers)};
           },
       .traffic =
           [&] {
@@ -290,8 +412,12 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                   }
                                 })}});
   (*server)->Stop();
-  purger.Stop();
+  for (auto& purger : purgers) purger->Stop();
   driver.Stop();
+  if (refused) {
+    kLog.Info("stopped: the store disagrees with the configuration");
+    return kExitBadConfig;
+  }
   kLog.Info("stopped");
   return 0;
 }

@@ -69,8 +69,9 @@ TEST_F(TreatydTest, BecomesReadyAgainstARealDatabase) {
       "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables "
       "WHERE table_schema = 'treaty'");
   ASSERT_TRUE(tables.ok()) << tables.status().message();
-  EXPECT_EQ(*tables,
-            "decision_log,saga_versions,schema_migrations,transactions,webhook_deliveries");
+  EXPECT_EQ(
+      *tables,
+      "decision_log,saga_versions,schema_migrations,shard_map,transactions,webhook_deliveries");
 
   auto missing = HttpCall("GET", t->base_url() + "/nowhere");
   ASSERT_TRUE(missing.ok());

@@ -1,8 +1,8 @@
-// The store's contract (coordinator/core/store.h), method by method, run against both
-// implementations: the PostgreSQL store on a throwaway cluster, and the in-memory store the
-// core's unit tests use. What one does the other must do: a difference is a bug in the one that
-// breaks the header's contract. Leases are the store's: PostgreSQL's clock, or the in-memory
-// store's own.
+// The store's contract (coordinator/core/store.h), method by method, run against every
+// implementation: the PostgreSQL store on a throwaway cluster, the in-memory store the core's
+// unit tests use, and the routing store over two PostgreSQL shards (store.shards). What one
+// does the others must do: a difference is a bug in the one that breaks the header's contract.
+// Leases are the store's: PostgreSQL's clock, or the in-memory store's own.
 
 #include <gtest/gtest.h>
 
@@ -13,6 +13,7 @@
 #include "coordinator/core/testing/in_memory_store.h"
 #include "coordinator/store/pg_store.h"
 #include "coordinator/store/pg_transaction_store.h"
+#include "coordinator/store/sharded_store.h"
 #include "integration-tests/harness/pg_cluster.h"
 #include "integration-tests/harness/test_support.h"
 
@@ -97,15 +98,36 @@ class StoreContractTest : public ::testing::TestWithParam<std::string> {
       cluster_ = (*pg).release();
     }
     pg_ = cluster_;
-    database_ = "treaty_" + std::to_string(++databases_);
-    ASSERT_OK(pg_->CreateDatabase(database_));
-    store::PgStore schema(pg_->Url(database_), seconds(5));
-    ASSERT_OK(schema.Connect());
-    ASSERT_TRUE(schema.Migrate().ok());
-    store_ = std::make_unique<store::PgTransactionStore>(
-        store::PgStoreOptions{.url = pg_->Url(database_), .pool_size = 4});
+    // "sharded": the routing store over two databases (two shards), which must keep the same
+    // contract as one.
+    const int shards = GetParam() == "sharded" ? 2 : 1;
+    for (int i = 0; i < shards; ++i) {
+      databases_of_test_.push_back("treaty_" + std::to_string(++databases_));
+      const std::string& db = databases_of_test_.back();
+      ASSERT_OK(pg_->CreateDatabase(db));
+      store::PgStore schema(pg_->Url(db), seconds(5));
+      ASSERT_OK(schema.Connect());
+      ASSERT_TRUE(schema.Migrate().ok());
+      shard_stores_.push_back(std::make_unique<store::PgTransactionStore>(
+          store::PgStoreOptions{.url = pg_->Url(db), .pool_size = 4}));
+    }
+    database_ = databases_of_test_.front();
+    if (shards == 1) {
+      store_ = std::move(shard_stores_.front());
+      shard_stores_.clear();
+      return;
+    }
+    std::vector<store::StoreShard> parts;
+    for (auto& s : shard_stores_) parts.push_back({s.get(), s.get()});
+    auto sharded = std::make_unique<store::ShardedStore>(std::move(parts), store::SlotMap::Even(2));
+    sharded->SetReady(0);
+    sharded->SetReady(1);
+    store_ = std::move(sharded);
   }
-  void TearDown() override { store_.reset(); }
+  void TearDown() override {
+    store_.reset();
+    shard_stores_.clear();
+  }
 
   core::Transaction Load(const std::string& gid, bool with_log = false) {
     return store_->Load(gid, with_log).value();
@@ -113,7 +135,11 @@ class StoreContractTest : public ::testing::TestWithParam<std::string> {
   // When the lease on `gid` ends, as the store keeps it.
   core::TimePoint LeaseUntil(const std::string& gid) {
     if (!pg_) return static_cast<core::testing::InMemoryStore&>(*store_).LeaseUntil(gid);
-    auto ms = pg_->QueryValue(database_,
+    const std::string db =
+        databases_of_test_.size() == 1
+            ? database_
+            : databases_of_test_.at(static_cast<size_t>(store::SlotMap::Even(2).ShardOf(gid)));
+    auto ms = pg_->QueryValue(db,
                               "SELECT (extract(epoch FROM lease_until) * 1000)::bigint FROM "
                               "treaty.transactions WHERE gid = '" +
                                   gid + "'");
@@ -133,6 +159,8 @@ class StoreContractTest : public ::testing::TestWithParam<std::string> {
   static int databases_;
   PgCluster* pg_ = nullptr;  // the suite's cluster, for the PostgreSQL store
   std::string database_;
+  std::vector<std::string> databases_of_test_;
+  std::vector<std::unique_ptr<store::PgTransactionStore>> shard_stores_;
   std::unique_ptr<core::TransactionStore> store_;
 };
 
@@ -646,7 +674,7 @@ TEST_P(StoreContractTest, ListFiltersPagesInGidOrderAndLeavesOpsAndLogOut) {
     Create(tx);
     if (!r.attention.empty()) ASSERT_OK(store_->SetAttention(r.gid, r.attention, nullptr));
   }
-  auto list = [&](core::ListFilter f) { return Gids(store_->List(f).value()); };
+  auto list = [&](core::ListFilter f) { return Gids(store_->List(f).value().transactions); };
   EXPECT_EQ(list({}), (Strings{"g1", "g2", "g3", "g4", "g5"}));
   EXPECT_EQ(list({.status = TxStatus::kActive}), (Strings{"g2", "g4"}));
   EXPECT_EQ(list({.mode = core::Mode::k2pc}), (Strings{"g1", "g3"}));
@@ -661,7 +689,8 @@ TEST_P(StoreContractTest, ListFiltersPagesInGidOrderAndLeavesOpsAndLogOut) {
   // Stuck: unfinished, and flagged or past the deadline (g1 is past it, but finished).
   EXPECT_EQ(list({.stuck_at = now}), (Strings{"g3", "g4"}));
 
-  core::Transaction summary = store_->List({.after_gid = "g3", .limit = 1}).value().at(0);
+  core::Transaction summary =
+      store_->List({.after_gid = "g3", .limit = 1}).value().transactions.at(0);
   EXPECT_EQ(summary.gid, "g4");
   EXPECT_EQ(summary.mode, core::Mode::kTcc);
   EXPECT_EQ(summary.status, TxStatus::kActive);
@@ -673,18 +702,19 @@ TEST_P(StoreContractTest, ListFiltersPagesInGidOrderAndLeavesOpsAndLogOut) {
 }
 
 TEST_P(StoreContractTest, CountByStatusCountsEveryTransactionAndLeavesEmptyStatusesOut) {
-  EXPECT_TRUE(store_->CountByStatus().value().empty());
+  EXPECT_TRUE(store_->CountByStatus().value().by_status.empty());
   Create(Tx("c1", core::Mode::k2pc, TxStatus::kActive, {"prepare"}));
   Create(Tx("c2", core::Mode::k2pc, TxStatus::kActive, {"prepare"}));
   Create(Tx("c3", core::Mode::kSaga, TxStatus::kAborted, {"action"}));
   ASSERT_OK(
       store_->Transition("c2", TxStatus::kActive, TxStatus::kAborting, "", Now(), {}, nullptr));
-  EXPECT_EQ(store_->CountByStatus().value(),
+  EXPECT_EQ(store_->CountByStatus().value().by_status,
             (std::map<TxStatus, int64_t>{
                 {TxStatus::kActive, 1}, {TxStatus::kAborting, 1}, {TxStatus::kAborted, 1}}));
 }
 
-INSTANTIATE_TEST_SUITE_P(BothStores, StoreContractTest, ::testing::Values("postgres", "memory"),
+INSTANTIATE_TEST_SUITE_P(BothStores, StoreContractTest,
+                         ::testing::Values("postgres", "memory", "sharded"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <Poco/Timestamp.h>
 
 #include <atomic>
+#include <cctype>
 
 #include "common/log.h"
 
@@ -26,6 +27,18 @@ ApiResponse BadField(const FieldError& e) { return JsonError(400, "invalid", e.m
 // An answer for a failure that is not the client's: its cause (often the store's own words,
 // with addresses and SQL in them) goes to the log under a request id, and only the id to the
 // client.
+namespace {
+// "shard 1" when `message` is a sharded store's Unavailable ("store shard 1: ..."), else "".
+std::string UnavailableShard(const std::string& message) {
+  const std::string prefix = "store shard ";
+  if (message.rfind(prefix, 0) != 0) return "";
+  size_t end = prefix.size();
+  while (end < message.size() && std::isdigit(static_cast<unsigned char>(message[end]))) ++end;
+  if (end == prefix.size()) return "";
+  return "shard " + message.substr(prefix.size(), end - prefix.size());
+}
+}  // namespace
+
 ApiResponse ServerFault(int status, const char* code, const char* what, const Status& s) {
   static std::atomic<uint64_t> next{0};
   const std::string id = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -46,6 +59,11 @@ ApiResponse FromStatus(const Status& s) {
     case Status::Code::kLeaseLost:  // another coordinator took it over meanwhile
       return JsonError(409, "conflict", s.message());
     case Status::Code::kUnavailable:
+      if (std::string shard = UnavailableShard(s.message()); !shard.empty()) {
+        // A sharded store names the shard (its number only: the cause stays in the log).
+        return ServerFault(503, "unavailable",
+                           ("store " + shard + " cannot be reached now; retry later").c_str(), s);
+      }
       return ServerFault(503, "unavailable", "a dependency cannot be reached now; retry later", s);
     case Status::Code::kResourceExhausted: {
       ApiResponse r = JsonError(503, "overloaded", s.message());

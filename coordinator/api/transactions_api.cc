@@ -28,6 +28,16 @@ namespace {
 BranchLimits MakeLimits(const TransactionsApiOptions& o) {
   return BranchLimits{o.allowlist.get(), o.max_payload_bytes};
 }
+
+// A sharded store answers a list or the counts from the shards it reached: the others are named
+// ("unreachable_shards": [1]) so that nobody takes a partial answer for the whole. Absent when
+// every shard answered.
+void SetUnreachableShards(Object::Ptr o, const std::vector<int>& shards) {
+  if (shards.empty()) return;
+  Array::Ptr list = new Array();
+  for (int shard : shards) list->add(shard);
+  o->set("unreachable_shards", list);
+}
 }  // namespace
 
 void TransactionsApi::Register(Router& router) {
@@ -345,18 +355,21 @@ ApiResponse TransactionsApi::List(const ApiRequest& r) {
   }
   auto page = service_.List(f);
   if (!page.ok()) return FromStatus(page.status());
+  const std::vector<core::Transaction>& txs = page->transactions;
   Object::Ptr o = NewObject();
   Array::Ptr list = new Array();
-  for (const core::Transaction& tx : *page) list->add(Summary(tx));
+  for (const core::Transaction& tx : txs) list->add(Summary(tx));
   o->set("transactions", list);
-  o->set("next", static_cast<int>(page->size()) == f.limit ? Poco::Dynamic::Var(page->back().gid)
-                                                           : Poco::Dynamic::Var());
+  o->set("next", static_cast<int>(txs.size()) == f.limit ? Poco::Dynamic::Var(txs.back().gid)
+                                                         : Poco::Dynamic::Var());
+  SetUnreachableShards(o, page->unreachable_shards);
   return Json(200, o);
 }
 
 ApiResponse TransactionsApi::Stats(const ApiRequest&) {
-  auto counts = service_.CountByStatus();
-  if (!counts.ok()) return FromStatus(counts.status());
+  auto result = service_.CountByStatus();
+  if (!result.ok()) return FromStatus(result.status());
+  const std::map<core::TxStatus, int64_t>* counts = &result->by_status;
   Object::Ptr by_status = NewObject();
   int64_t total = 0;
   for (core::TxStatus st :
@@ -370,6 +383,7 @@ ApiResponse TransactionsApi::Stats(const ApiRequest&) {
   Object::Ptr o = NewObject();
   o->set("by_status", by_status);
   o->set("total", total);
+  SetUnreachableShards(o, result->unreachable_shards);
   return Json(200, o);
 }
 

@@ -6,6 +6,7 @@
 // Failures: Unavailable when the store cannot be reached (the caller retries), NotFound for an
 // unknown gid, Conflict when the stored state no longer matches what the call expects.
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,6 +43,18 @@ struct ListFilter {
   // Only stuck transactions as of this time: unfinished, and either flagged for attention or past
   // their deadline.
   std::optional<TimePoint> stuck_at;
+};
+
+// What a read spanning the whole store found. A store made of parts (store.shards) answers from
+// the parts it reached and names the others in `unreachable_shards` (empty for a single store,
+// which answers whole or fails).
+struct ListPage {
+  std::vector<Transaction> transactions;  // in gid order
+  std::vector<int> unreachable_shards;
+};
+struct StatusCounts {
+  std::map<TxStatus, int64_t> by_status;  // statuses with none left out
+  std::vector<int> unreachable_shards;
 };
 
 class TransactionStore {
@@ -124,11 +137,11 @@ class TransactionStore {
   // coordinator frees its predecessors' leases.
   virtual Status ReleaseLeases(const std::string& node) = 0;
 
-  // Transactions matching `filter`, ops and log left empty.
-  virtual Result<std::vector<Transaction>> List(const ListFilter& filter) = 0;
+  // Transactions matching `filter`, ops and log left empty, in gid order.
+  virtual Result<ListPage> List(const ListFilter& filter) = 0;
 
-  // How many transactions the store holds in each status (statuses with none left out).
-  virtual Result<std::map<TxStatus, int64_t>> CountByStatus() = 0;
+  // How many transactions the store holds in each status.
+  virtual Result<StatusCounts> CountByStatus() = 0;
 };
 
 }  // namespace treaty::core

@@ -185,13 +185,9 @@ Result<Transaction> TransactionService::Get(const std::string& gid) {
   return store_.Load(gid, /*with_log=*/true);
 }
 
-Result<std::vector<Transaction>> TransactionService::List(const ListFilter& filter) {
-  return store_.List(filter);
-}
+Result<ListPage> TransactionService::List(const ListFilter& filter) { return store_.List(filter); }
 
-Result<std::map<TxStatus, int64_t>> TransactionService::CountByStatus() {
-  return store_.CountByStatus();
-}
+Result<StatusCounts> TransactionService::CountByStatus() { return store_.CountByStatus(); }
 
 Result<Transaction> TransactionService::RetryNow(const std::string& gid) {
   auto tx = store_.Load(gid, false);

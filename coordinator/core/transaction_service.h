@@ -69,8 +69,8 @@ class TransactionService {
   // The transaction with its ops and decision log.
   Result<Transaction> Get(const std::string& gid);
 
-  Result<std::vector<Transaction>> List(const ListFilter& filter);
-  Result<std::map<TxStatus, int64_t>> CountByStatus();
+  Result<ListPage> List(const ListFilter& filter);
+  Result<StatusCounts> CountByStatus();
 
   // Makes an unfinished transaction due now, skipping its backoff; Conflict when it is final.
   Result<Transaction> RetryNow(const std::string& gid);

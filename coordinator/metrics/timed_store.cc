@@ -51,10 +51,10 @@ Result<bool> TimedStore::TryLease(const std::string& gid, const std::string& own
 Status TimedStore::ReleaseLeases(const std::string& node) {
   return Timed("release_leases", [&] { return inner_.ReleaseLeases(node); });
 }
-Result<std::vector<core::Transaction>> TimedStore::List(const core::ListFilter& filter) {
+Result<core::ListPage> TimedStore::List(const core::ListFilter& filter) {
   return Timed("list", [&] { return inner_.List(filter); });
 }
-Result<std::map<core::TxStatus, int64_t>> TimedStore::CountByStatus() {
+Result<core::StatusCounts> TimedStore::CountByStatus() {
   return Timed("count_by_status", [&] { return inner_.CountByStatus(); });
 }
 

@@ -36,8 +36,8 @@ class TimedStore : public core::TransactionStore {
                                             Duration lease, int limit) override;
   Result<bool> TryLease(const std::string& gid, const std::string& owner, Duration lease) override;
   Status ReleaseLeases(const std::string& node) override;
-  Result<std::vector<core::Transaction>> List(const core::ListFilter& filter) override;
-  Result<std::map<core::TxStatus, int64_t>> CountByStatus() override;
+  Result<core::ListPage> List(const core::ListFilter& filter) override;
+  Result<core::StatusCounts> CountByStatus() override;
 
  private:
   template <typename Fn>

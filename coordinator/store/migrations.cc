@@ -202,6 +202,18 @@ CREATE TRIGGER transactions_enqueue_webhook
 CREATE INDEX webhook_deliveries_delivered ON treaty.webhook_deliveries (delivered_at)
   WHERE delivered_at IS NOT NULL;
 )sql"},
+      {14, "the slot map of a sharded store, kept in every shard (store.shards)", R"sql(
+-- One row: which shard of how many this database is, and the whole slot map
+-- ("first-last:shard,..."), written by the first treatyd to start on it and compared by every
+-- later one (docs/scaling.md).
+CREATE TABLE treaty.shard_map (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  shard integer NOT NULL,
+  shard_count integer NOT NULL,
+  slots text NOT NULL,
+  written_at timestamptz NOT NULL DEFAULT now()
+);
+)sql"},
   };
   return kMigrations;
 }

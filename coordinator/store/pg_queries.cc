@@ -24,11 +24,10 @@ Result<Transaction> PgTransactionStore::Load(const std::string& gid, bool with_l
   });
 }
 
-Result<std::vector<Transaction>> PgTransactionStore::List(const core::ListFilter& f) {
-  return pool_->Run<std::vector<Transaction>>(
-      [&](pqxx::connection& c) -> Result<std::vector<Transaction>> {
-        pqxx::read_transaction w(c);
-        pqxx::result r = Prepared(w,
+Result<core::ListPage> PgTransactionStore::List(const core::ListFilter& f) {
+  return pool_->Run<core::ListPage>([&](pqxx::connection& c) -> Result<core::ListPage> {
+    pqxx::read_transaction w(c);
+    pqxx::result r = Prepared(w,
             "SELECT gid, mode, status, reason, attention, " SQL_MS("deadline") ", " SQL_MS(
                 "created_at") ", " SQL_MS("updated_at") ", call_context ->> 'trace_id' "
             "FROM treaty.transactions "
@@ -42,26 +41,26 @@ Result<std::vector<Transaction>> PgTransactionStore::List(const core::ListFilter
             f.status ? std::string(core::StatusName(*f.status)) : std::string(),
             f.mode ? std::string(core::ModeName(*f.mode)) : std::string(), f.after_gid, f.limit,
             OptionalMs(f.created_since), OptionalMs(f.created_before), OptionalMs(f.stuck_at));
-        std::vector<Transaction> out;
-        for (const auto& row : r) {
-          Transaction tx;
-          tx.gid = row[0].as<std::string>();
-          tx.mode = core::ParseMode(row[1].as<std::string>()).value_or(core::Mode::k2pc);
-          tx.status = core::ParseStatus(row[2].as<std::string>()).value_or(TxStatus::kActive);
-          tx.reason = Str(row[3]);
-          tx.attention = Str(row[4]);
-          tx.deadline = FromMs(row[5].as<int64_t>());
-          tx.created_at = FromMs(row[6].as<int64_t>());
-          tx.updated_at = FromMs(row[7].as<int64_t>());
-          tx.context.trace_id = Str(row[8]);  // the list shows the trace id alone
-          out.push_back(std::move(tx));
-        }
-        return out;
-      });
+    std::vector<Transaction> out;
+    for (const auto& row : r) {
+      Transaction tx;
+      tx.gid = row[0].as<std::string>();
+      tx.mode = core::ParseMode(row[1].as<std::string>()).value_or(core::Mode::k2pc);
+      tx.status = core::ParseStatus(row[2].as<std::string>()).value_or(TxStatus::kActive);
+      tx.reason = Str(row[3]);
+      tx.attention = Str(row[4]);
+      tx.deadline = FromMs(row[5].as<int64_t>());
+      tx.created_at = FromMs(row[6].as<int64_t>());
+      tx.updated_at = FromMs(row[7].as<int64_t>());
+      tx.context.trace_id = Str(row[8]);  // the list shows the trace id alone
+      out.push_back(std::move(tx));
+    }
+    return core::ListPage{std::move(out), {}};
+  });
 }
 
-Result<std::map<core::TxStatus, int64_t>> PgTransactionStore::CountByStatus() {
-  using Out = std::map<core::TxStatus, int64_t>;
+Result<core::StatusCounts> PgTransactionStore::CountByStatus() {
+  using Out = core::StatusCounts;
   return pool_->Run<Out>([&](pqxx::connection& c) -> Result<Out> {
     pqxx::read_transaction tx(c);
     // Counting every row is what a sequential scan is for. The store's sessions turn it off
@@ -71,7 +70,9 @@ Result<std::map<core::TxStatus, int64_t>> PgTransactionStore::CountByStatus() {
     Out out;
     for (const auto& row :
          tx.exec("SELECT status, count(*) FROM treaty.transactions GROUP BY status")) {
-      if (auto s = core::ParseStatus(row[0].as<std::string>())) out[*s] = row[1].as<int64_t>();
+      if (auto s = core::ParseStatus(row[0].as<std::string>())) {
+        out.by_status[*s] = row[1].as<int64_t>();
+      }
     }
     return out;
   });

@@ -73,6 +73,41 @@ Result<int> PgStore::Migrate() {
   return applied;
 }
 
+Status PgStore::CheckShardMap(int shard, int shard_count, const std::string& slots) {
+  MutexLock lock(mu_);
+  if (!conn_) {
+    Status s = ConnectLocked();
+    if (!s.ok()) return s;
+  }
+  try {
+    pqxx::work tx(conn_->conn);
+    tx.exec_params(
+        "INSERT INTO treaty.shard_map (shard, shard_count, slots) VALUES ($1, $2, $3) "
+        "ON CONFLICT (singleton) DO NOTHING",
+        shard, shard_count, slots);
+    pqxx::row stored = tx.exec1("SELECT shard, shard_count, slots FROM treaty.shard_map");
+    tx.commit();
+    const int stored_shard = stored[0].as<int>();
+    const int stored_count = stored[1].as<int>();
+    const std::string stored_slots = stored[2].as<std::string>();
+    if (stored_shard == shard && stored_count == shard_count && stored_slots == slots) {
+      return Status::Ok();
+    }
+    return Status::InvalidArgument(
+        "its stored slot map disagrees with the configured one: it is stored as shard " +
+        std::to_string(stored_shard) + " of " + std::to_string(stored_count) + " (slots " +
+        stored_slots + "), configured as shard " + std::to_string(shard) + " of " +
+        std::to_string(shard_count) + " (slots " + slots +
+        "). Was store.shards reordered, or a shard added or left out? Moving slots is "
+        "described in docs/scaling.md");
+  } catch (const pqxx::broken_connection& e) {
+    conn_.reset();
+    return Status::Unavailable(std::string("store connection lost: ") + e.what());
+  } catch (const std::exception& e) {
+    return Status::Unavailable(std::string("cannot check the slot map: ") + e.what());
+  }
+}
+
 Status PgStore::Ping() {
   MutexLock lock(mu_);
   for (int attempt = 0; attempt < 2; ++attempt) {

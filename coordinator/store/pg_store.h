@@ -29,6 +29,13 @@ class PgStore {
   // (0 when the schema is current).
   Result<int> Migrate();
 
+  // Compares the slot map stored in this database (treaty.shard_map, migration 14) with the
+  // configured one, this database being shard `shard` of `map`: writes it when none is stored
+  // yet (the first start; concurrent first starts write one row, and each then compares with
+  // it). InvalidArgument ("disagrees": the config is wrong, retrying cannot help) naming the stored
+  // and the configured map when they differ; Unavailable when the store cannot be reached.
+  Status CheckShardMap(int shard, int shard_count, const std::string& slots);
+
   // Unavailable unless a round trip to the server succeeds now; reconnects a broken connection.
   Status Ping();
 

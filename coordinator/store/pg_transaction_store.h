@@ -69,8 +69,8 @@ class PgTransactionStore : public core::TransactionStore, public saga::SagaVersi
                                             Duration lease, int limit) override;
   Result<bool> TryLease(const std::string& gid, const std::string& owner, Duration lease) override;
   Status ReleaseLeases(const std::string& node) override;
-  Result<std::vector<core::Transaction>> List(const core::ListFilter& filter) override;
-  Result<std::map<core::TxStatus, int64_t>> CountByStatus() override;
+  Result<core::ListPage> List(const core::ListFilter& filter) override;
+  Result<core::StatusCounts> CountByStatus() override;
 
   Status Force(const std::string& gid, core::TxStatus from, core::TxStatus to,
                const std::string& reason, const std::string& actor, core::TimePoint now) override;

@@ -17,8 +17,8 @@ int64_t MicrosSinceEpoch(std::chrono::system_clock::time_point t) {
 
 }  // namespace
 
-StoreClock::StoreClock(std::string url, Duration connect_timeout, Duration interval)
-    : url_(std::move(url)), connect_timeout_(connect_timeout), interval_(interval) {}
+StoreClock::StoreClock(std::vector<std::string> urls, Duration connect_timeout, Duration interval)
+    : urls_(std::move(urls)), connect_timeout_(connect_timeout), interval_(interval) {}
 
 StoreClock::~StoreClock() {
   {
@@ -44,8 +44,18 @@ Duration StoreClock::Offset() const {
 }
 
 Status StoreClock::Read() {
+  Status first_error = Status::Unavailable("no store configured");
+  for (size_t i = 0; i < urls_.size(); ++i) {
+    Status s = ReadFrom(urls_[i]);
+    if (s.ok()) return s;
+    if (i == 0) first_error = s;
+  }
+  return first_error;
+}
+
+Status StoreClock::ReadFrom(const std::string& url) {
   try {
-    pqxx::connection conn(pg::WithConnectTimeout(url_, connect_timeout_));
+    pqxx::connection conn(pg::WithConnectTimeout(url, connect_timeout_));
     pqxx::nontransaction(conn).exec("SET statement_timeout = 2000");
     // Three readings on the same connection; the one with the shortest round trip (measured on
     // the monotonic clock: a step of the wall clock cannot make it negative) is the most precise.

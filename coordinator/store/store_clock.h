@@ -12,12 +12,18 @@
 //
 // Until the first reading (the store unreachable at start) the offset is zero: this host's
 // clock. A failed reading keeps the last offset. Thread-safe.
+//
+// A sharded store (store.shards) has a clock per shard: leases are fenced by each shard's own
+// now(), so they never mix; the times stamped and compared here (due times, deadlines) follow
+// the first shard that answers, in the configured order. Shards' hosts should keep their clocks
+// in step (NTP): a difference between them moves a due time by as much, never a lease.
 
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/duration.h"
 #include "common/status.h"
@@ -27,8 +33,9 @@ namespace treaty::store {
 
 class StoreClock : public core::Clock {
  public:
-  // Nothing is read until Start(). `url` is the store's libpq URI.
-  StoreClock(std::string url, Duration connect_timeout,
+  // Nothing is read until Start(). `urls`: libpq URIs of the store's shards (one for a single
+  // store), read in this order until one answers.
+  StoreClock(std::vector<std::string> urls, Duration connect_timeout,
              Duration interval = std::chrono::seconds(5));
   ~StoreClock() override;  // stops the reader
 
@@ -46,7 +53,10 @@ class StoreClock : public core::Clock {
  private:
   void Run();
 
-  const std::string url_;
+  // One reading from the store at `url`.
+  Status ReadFrom(const std::string& url);
+
+  const std::vector<std::string> urls_;
   const Duration connect_timeout_;
   const Duration interval_;
   std::atomic<int64_t> offset_us_{0};

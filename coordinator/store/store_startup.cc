@@ -9,9 +9,13 @@ namespace {
 const Logger kLog("treatyd");
 }  // namespace
 
-StoreStartup::StoreStartup(PgStore& store, const RetryOptions& retry,
-                           std::function<void()> on_migrated)
-    : store_(store), retry_(retry), on_migrated_(std::move(on_migrated)) {
+StoreStartup::StoreStartup(std::function<Result<int>()> bring_up, const RetryOptions& retry,
+                           std::function<void()> on_migrated,
+                           std::function<void(const Status&)> on_refused)
+    : bring_up_(std::move(bring_up)),
+      retry_(retry),
+      on_migrated_(std::move(on_migrated)),
+      on_refused_(std::move(on_refused)) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -37,7 +41,15 @@ std::string StoreStartup::last_error() const {
 void StoreStartup::Run() {
   Duration backoff = retry_.initial;
   for (int attempt = 1;; ++attempt) {
-    Result<int> applied = store_.Migrate();
+    Result<int> applied = bring_up_();
+    if (applied.status().code() == Status::Code::kInvalidArgument) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        last_error_ = applied.status().message();
+      }
+      on_refused_(applied.status());
+      return;
+    }
     std::unique_lock<std::mutex> lock(mu_);
     if (applied.ok()) {
       lock.unlock();

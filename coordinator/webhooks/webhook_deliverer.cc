@@ -13,6 +13,8 @@
 #include <Poco/StreamCopier.h>
 #include <Poco/URI.h>
 
+#include <algorithm>
+#include <optional>
 #include <pqxx/pqxx>
 #include <random>
 
@@ -160,8 +162,8 @@ void WebhookDeliverer::Run() {
   }
 }
 
-std::string WebhookDeliverer::RenderMetrics() {
-  auto gauges = pool_->Run<std::pair<int64_t, double>>(
+Result<std::pair<int64_t, double>> WebhookDeliverer::Undelivered() {
+  return pool_->Run<std::pair<int64_t, double>>(
       [](pqxx::connection& c) -> Result<std::pair<int64_t, double>> {
         pqxx::read_transaction t(c);
         pqxx::result r = t.exec(
@@ -169,7 +171,18 @@ std::string WebhookDeliverer::RenderMetrics() {
             "FROM treaty.webhook_deliveries WHERE delivered_at IS NULL");
         return std::pair<int64_t, double>{r[0][0].as<int64_t>(), r[0][1].as<double>()};
       });
-  if (!gauges.ok()) return "";
+}
+
+std::string RenderUndeliveredMetrics(const std::vector<std::unique_ptr<WebhookDeliverer>>& all) {
+  std::optional<std::pair<int64_t, double>> gauges;
+  for (const auto& d : all) {
+    auto one = d->Undelivered();
+    if (!one.ok()) continue;
+    if (!gauges) gauges.emplace(0, 0.0);
+    gauges->first += one->first;
+    gauges->second = std::max(gauges->second, one->second);
+  }
+  if (!gauges) return "";
   return "# HELP treaty_webhook_undelivered Completion webhooks not yet taken by their receiver.\n"
          "# TYPE treaty_webhook_undelivered gauge\n"
          "treaty_webhook_undelivered " +

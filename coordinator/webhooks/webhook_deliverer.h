@@ -19,6 +19,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "common/duration.h"
 #include "common/status.h"
@@ -54,11 +56,10 @@ class WebhookDeliverer {
   // Starts the delivery thread (after the store is migrated).
   void Start();
 
-  // Prometheus text: treaty_webhook_undelivered (deliveries not yet taken by their receiver)
-  // and treaty_webhook_oldest_undelivered_age_seconds (by the store's clock; 0 when none). The
-  // retention purge never deletes an undelivered delivery: these show the ones that wait.
-  // "" when the store cannot be read.
-  std::string RenderMetrics();
+  // Deliveries in this store not yet taken by their receiver: how many, and how long ago (by
+  // the store's clock, seconds; 0 when none) the oldest was written. The retention purge never
+  // deletes an undelivered delivery: these show the ones that wait.
+  Result<std::pair<int64_t, double>> Undelivered();
 
  private:
   void Run();
@@ -72,5 +73,11 @@ class WebhookDeliverer {
   bool stopping_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
+
+// Prometheus text over every store's deliverer (a sharded store has one per shard):
+// treaty_webhook_undelivered (their counts added) and
+// treaty_webhook_oldest_undelivered_age_seconds (the largest); a store that cannot be read is
+// left out, "" when none can.
+std::string RenderUndeliveredMetrics(const std::vector<std::unique_ptr<WebhookDeliverer>>& all);
 
 }  // namespace treaty::webhooks

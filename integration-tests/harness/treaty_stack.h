@@ -38,6 +38,9 @@ struct StackOptions {
   // treaty-relay's mode (with_broker): "polling", or "wal" (PostgreSQL then runs with
   // wal_level = logical).
   std::string relay_mode = "polling";
+  // More store shards (libpq URLs) after the stack's own "treaty" database, which is shard 0:
+  // treatyd is then configured with store.shards.
+  std::vector<std::string> extra_store_shards;
 };
 
 class TreatyStack {
@@ -114,9 +117,11 @@ std::vector<std::pair<std::string, std::string>> ClockSkewEnv(const std::string&
 std::string PlaceOrderSagaFile();
 
 // Treaty's config for tests: fast retries, a fixed node id (so a restart reclaims its work).
+// With `extra_shards`, the store is sharded: pg's "treaty" database first, then those.
 std::string TestTreatydConfig(
     const PgCluster& pg, const std::string& extra_yaml = "",
     const std::string& retry = "{ initial: 50ms, max: 500ms, multiplier: 2, jitter: 0.2 }",
-    const std::string& lease = "5s", const std::string& branch_call = "2s");
+    const std::string& lease = "5s", const std::string& branch_call = "2s",
+    const std::vector<std::string>& extra_shards = {});
 
 }  // namespace treaty::harness

@@ -143,14 +143,13 @@ Status FaultyStore::ReleaseLeases(const std::string& node) {
   return Run<Status>(StoreMethod::kReleaseLeases, [&] { return inner_.ReleaseLeases(node); });
 }
 
-Result<std::vector<Transaction>> FaultyStore::List(const ListFilter& filter) {
-  return Run<Result<std::vector<Transaction>>>(StoreMethod::kList,
-                                               [&] { return inner_.List(filter); });
+Result<ListPage> FaultyStore::List(const ListFilter& filter) {
+  return Run<Result<ListPage>>(StoreMethod::kList, [&] { return inner_.List(filter); });
 }
 
-Result<std::map<TxStatus, int64_t>> FaultyStore::CountByStatus() {
-  return Run<Result<std::map<TxStatus, int64_t>>>(StoreMethod::kCountByStatus,
-                                                  [&] { return inner_.CountByStatus(); });
+Result<StatusCounts> FaultyStore::CountByStatus() {
+  return Run<Result<StatusCounts>>(StoreMethod::kCountByStatus,
+                                   [&] { return inner_.CountByStatus(); });
 }
 
 }  // namespace treaty::core::testing

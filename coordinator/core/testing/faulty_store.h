@@ -96,8 +96,8 @@ class FaultyStore : public TransactionStore {
                                             int limit) override;
   Result<bool> TryLease(const std::string& gid, const std::string& owner, Duration lease) override;
   Status ReleaseLeases(const std::string& node) override;
-  Result<std::vector<Transaction>> List(const ListFilter& filter) override;
-  Result<std::map<TxStatus, int64_t>> CountByStatus() override;
+  Result<ListPage> List(const ListFilter& filter) override;
+  Result<StatusCounts> CountByStatus() override;
 
  private:
   // Counts a call of `method` and takes one use of its fault, if it has one.

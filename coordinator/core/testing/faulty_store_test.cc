@@ -38,7 +38,7 @@ TEST_F(FaultyStoreTest, ForwardsEveryCallWhileNoFaultIsSet) {
   EXPECT_TRUE(faulty_.SetAttention("g1", "look", nullptr).ok());
   EXPECT_EQ(inner_.Load("g1", false).value().attention, "look");
   EXPECT_EQ(faulty_.Load("nope", false).status().code(), Status::Code::kNotFound);
-  EXPECT_EQ(faulty_.CountByStatus().value().at(TxStatus::kActive), 1);
+  EXPECT_EQ(faulty_.CountByStatus().value().by_status.at(TxStatus::kActive), 1);
   EXPECT_EQ(faulty_.Calls(StoreMethod::kLoad), 2);
   EXPECT_EQ(faulty_.Injected(StoreMethod::kLoad), 0);
 }

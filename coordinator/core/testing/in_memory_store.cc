@@ -300,7 +300,7 @@ Status InMemoryStore::ReleaseLeases(const std::string& node) {
   return Status::Ok();
 }
 
-Result<std::vector<Transaction>> InMemoryStore::List(const ListFilter& filter) {
+Result<ListPage> InMemoryStore::List(const ListFilter& filter) {
   MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   std::vector<Transaction> out;
@@ -320,15 +320,15 @@ Result<std::vector<Transaction>> InMemoryStore::List(const ListFilter& filter) {
     summary.log.clear();
     out.push_back(std::move(summary));
   }
-  return out;
+  return ListPage{std::move(out), {}};
 }
 
-Result<std::map<TxStatus, int64_t>> InMemoryStore::CountByStatus() {
+Result<StatusCounts> InMemoryStore::CountByStatus() {
   MutexLock lock(mu_);
   if (Status s = CheckUp(__func__); !s.ok()) return s;
   std::map<TxStatus, int64_t> out;
   for (const auto& [gid, row] : rows_) ++out[row.tx.status];
-  return out;
+  return StatusCounts{std::move(out), {}};
 }
 
 }  // namespace treaty::core::testing

@@ -38,8 +38,8 @@ class InMemoryStore : public TransactionStore {
                                             int limit) override;
   Result<bool> TryLease(const std::string& gid, const std::string& owner, Duration lease) override;
   Status ReleaseLeases(const std::string& node) override;
-  Result<std::vector<Transaction>> List(const ListFilter& filter) override;
-  Result<std::map<TxStatus, int64_t>> CountByStatus() override;
+  Result<ListPage> List(const ListFilter& filter) override;
+  Result<StatusCounts> CountByStatus() override;
 
   // Test controls: while unavailable, every call fails with Unavailable.
   void SetUnavailable(bool unavailable);
