@@ -89,6 +89,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
       .connect_timeout = config.store.connect_timeout,
       .pool_size = static_cast<int>(config.store.pool_size),
       .group_commit = config.store.group_commit,
+      .unforced_records = config.store.unforced_records,
   });
   auto tokens = LoadTokens(config.auth);
   if (!tokens.ok()) {

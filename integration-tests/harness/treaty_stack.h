@@ -38,6 +38,9 @@ struct StackOptions {
   // treaty-relay's mode (with_broker): "polling", or "wal" (PostgreSQL then runs with
   // wal_level = logical).
   std::string relay_mode = "polling";
+  // PostgreSQL with its default durability (fsync, synchronous_commit on), for tests of what
+  // a crash of it keeps; otherwise both are off, for speed.
+  bool durable_store = false;
 };
 
 class TreatyStack {
