@@ -52,6 +52,7 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   r.DurationAtLeast("store.connect_timeout", &c.store.connect_timeout, std::chrono::seconds(1));
   r.Int("store.pool_size", &c.store.pool_size, 1, 1000);
   r.Bool("store.group_commit", &c.store.group_commit);
+  r.Bool("store.unforced_records", &c.store.unforced_records);
   r.NonEmptyString("kafka.bootstrap_servers", &c.kafka.bootstrap_servers);
   r.DurationAtLeast("kafka.delivery_timeout", &c.kafka.delivery_timeout, std::chrono::seconds(1));
   r.Int("msg.max_checks", &c.msg.max_checks, 1, 1000000);
@@ -273,6 +274,7 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
       {"store.connect_timeout", FormatDuration(c.store.connect_timeout)},
       {"store.pool_size", std::to_string(c.store.pool_size)},
       {"store.group_commit", c.store.group_commit ? "true" : "false"},
+      {"store.unforced_records", c.store.unforced_records ? "true" : "false"},
       {"kafka.bootstrap_servers", c.kafka.bootstrap_servers},
       {"kafka.delivery_timeout", FormatDuration(c.kafka.delivery_timeout)},
       {"msg.max_checks", std::to_string(c.msg.max_checks)},

@@ -25,6 +25,9 @@ struct StoreOptions {
   int64_t pool_size = 16;
   // Concurrent state changes share one database transaction (one commit for many).
   bool group_commit = false;
+  // The records that may ride on a later forced commit (a waiting 2PC client's begin, the end
+  // records) are written without a WAL flush of their own.
+  bool unforced_records = true;
 };
 
 struct KafkaOptions {

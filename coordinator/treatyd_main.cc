@@ -177,6 +177,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
         .connect_timeout = config.store.connect_timeout,
         .pool_size = static_cast<int>(config.store.pool_size),
         .group_commit = config.store.group_commit,
+        .unforced_records = config.store.unforced_records,
     }));
     shard_parts.push_back(store::StoreShard{tx_stores.back().get(), tx_stores.back().get()});
   }

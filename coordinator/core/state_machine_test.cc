@@ -44,6 +44,28 @@ TEST(StateMachine, FinalStatusesHaveNoWayOut) {
   }
 }
 
+TEST(StateMachine, NoDecisionRidesOnALaterCommit) {
+  for (Mode m : {Mode::k2pc, Mode::kTcc, Mode::kSaga, Mode::kMsg}) {
+    for (const Transition& t : Transitions(m)) {
+      EXPECT_FALSE(t.decision && t.may_ride) << ModeName(m);
+      EXPECT_EQ(RecordMayRide(t.from, t.to), !t.decision) << ModeName(m);
+    }
+  }
+  // A saga's active -> committed is its decision and its end at once: forced.
+  EXPECT_FALSE(RecordMayRide(TxStatus::kActive, TxStatus::kCommitted));
+  EXPECT_FALSE(RecordMayRide(TxStatus::kActive, TxStatus::kCommitting));
+  EXPECT_FALSE(RecordMayRide(TxStatus::kCommitted, TxStatus::kAborted));  // illegal everywhere
+  EXPECT_TRUE(RecordMayRide(TxStatus::kCommitting, TxStatus::kCommitted));
+  EXPECT_TRUE(RecordMayRide(TxStatus::kAborting, TxStatus::kAborted));
+}
+
+TEST(StateMachine, OnlyTwoPhaseCommitBeginsMayRide) {
+  EXPECT_TRUE(BeginMayRide(Mode::k2pc));
+  EXPECT_FALSE(BeginMayRide(Mode::kTcc));
+  EXPECT_FALSE(BeginMayRide(Mode::kSaga));
+  EXPECT_FALSE(BeginMayRide(Mode::kMsg));
+}
+
 TEST(StateMachine, InitialStatus) {
   EXPECT_EQ(InitialStatus(Mode::k2pc), TxStatus::kActive);
   EXPECT_EQ(InitialStatus(Mode::kMsg), TxStatus::kPrepared);

@@ -128,6 +128,10 @@ struct Transaction {
   std::vector<LogEntry> log;   // filled by loads that ask for it
   // Its trace context and propagated headers, sent on each of its calls and messages.
   CallContext context;
+  // Not stored: set on a new transaction whose begin record may ride on its decision's forced
+  // commit (state_machine.h, BeginMayRide: a 2PC client that waits, so that nothing about it is
+  // answered before the decision). The store may then write the begin unforced.
+  bool begin_may_ride = false;
 
   // The op named `op` of branch `branch_id`, or nullptr.
   BranchOp* FindOp(std::string_view branch_id, std::string_view op);

@@ -152,6 +152,13 @@ bool TransactionDriver::DriveLeased(const std::string& gid, std::optional<MonoTi
     as_stored.reset();  // a stale lease: someone may have changed it meanwhile
     leased_until = now + options_.lease;
   }
+  if (leased.status().code() == Status::Code::kNotFound) {
+    // The store does not know it (a begin lost with the store's unforced records, or purged):
+    // nothing to drive, and retrying would never end.
+    if (observer_) observer_->OnDriveError(gid, leased.status());
+    Interrupted(gid, /*done=*/true);
+    return false;
+  }
   if (!leased.ok()) {
     // The store is unreachable; this coordinator may still hold the lease (it created or
     // claimed the transaction): try again after the backoff.
@@ -336,6 +343,11 @@ Status TransactionDriver::Drive(const std::string& gid, MonoTime lease_known_unt
     }
     if (!tx.ok()) {
       s = tx.status();
+      if (s.code() == Status::Code::kNotFound) {  // unknown to the store: nothing to resume
+        if (observer_) observer_->OnDriveError(gid, s);
+        Interrupted(gid, /*done=*/true);
+        return s;
+      }
       break;
     }
     if (IsFinal(tx->status)) {

@@ -52,6 +52,10 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
   if (tx.submitted && !req.wait && !driver_.Admit()) {
     return Status::ResourceExhausted("too many transactions are waiting to be driven; retry later");
   }
+  // Nothing is answered before the decision, which is forced and so makes the begin durable too
+  // (its record is earlier in the WAL); a begin whose wait ends first is made durable before
+  // that answer (WaitFinal).
+  tx.begin_may_ride = req.wait && tx.submitted && BeginMayRide(tx.mode);
   const Duration lease = tx.submitted ? driver_.options().lease : Duration(0);
   // Until when the lease is known to run, by this coordinator's monotonic clock (taken before
   // the store's own clock starts it).
@@ -66,7 +70,14 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
     // stored (the store failed mid-commit). Its lease may be this coordinator's, unknown to the
     // driver: drive it now rather than when that lease runs out.
     const Transaction& existing = created->existing;
-    if (existing.submitted && !IsFinal(existing.status)) driver_.Kick(existing.gid);
+    if (existing.submitted && !IsFinal(existing.status)) {
+      // Its begin may have ridden unforced (a waiting client's, still undecided): durable before
+      // it is answered as accepted.
+      if (!req.wait && BeginMayRide(existing.mode)) {
+        if (Status s = MakeBeginDurable(existing.gid); !s.ok()) return s;
+      }
+      driver_.Kick(existing.gid);
+    }
     return BeginOutcome{std::move(created->existing), false};
   }
   crash_.Reach("after_begin");
@@ -248,8 +259,24 @@ Result<Transaction> TransactionService::WaitFinal(const std::string& gid, TimePo
 }
 
 Result<Transaction> TransactionService::WaitFinal(const BeginOutcome& begun, TimePoint until) {
-  if (!begun.watch) return driver_.WaitFinal(begun.tx.gid, until);
-  return driver_.WaitFinal(*begun.watch, until, /*load_first=*/false);
+  Result<Transaction> out = begun.watch
+                                ? driver_.WaitFinal(*begun.watch, until, /*load_first=*/false)
+                                : driver_.WaitFinal(begun.tx.gid, until);
+  // The wait ended before the outcome: the answer says the transaction was accepted, so its
+  // begin, perhaps written unforced, must be durable first (a decision would have made it so).
+  if (out.ok() && !IsFinal(out->status) && begun.tx.begin_may_ride) {
+    if (Status s = MakeBeginDurable(begun.tx.gid); !s.ok()) return s;
+  }
+  return out;
+}
+
+Status TransactionService::MakeBeginDurable(const std::string& gid) {
+  // Any forced commit flushes the WAL past every record before it, the begin's included: this
+  // one makes the transaction due now (at worst a retry sooner), a change of its own row, so that
+  // a store split over several databases makes it in the right one. Conflict: it is final, so
+  // decided, and a decision is forced.
+  Status s = store_.MakeDue(gid, clock_.Now());
+  return s.code() == Status::Code::kConflict ? Status::Ok() : s;
 }
 
 }  // namespace treaty::core

@@ -91,6 +91,9 @@ class TransactionService {
  private:
   // The processor of `mode`, or InvalidArgument naming the field "mode".
   Result<const Processor*> ProcessorOf(Mode mode) const;
+  // Makes a begin record that may have ridden unforced (Transaction::begin_may_ride) durable,
+  // before an answer that says the transaction was accepted.
+  Status MakeBeginDurable(const std::string& gid);
 
   TransactionStore& store_;
   TransactionDriver& driver_;

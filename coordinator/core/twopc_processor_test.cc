@@ -147,6 +147,39 @@ TEST_F(TwoPcTest, AWaitingClientIsAnsweredFromTheDriveWithoutReadingTheStore) {
   EXPECT_EQ(stored.FindOp("stock", "commit")->attempts, 1);
 }
 
+TEST_F(TwoPcTest, AWaitThatEndsBeforeTheOutcomeMakesTheBeginDurableFirst) {
+  // The begin of a waiting 2PC client may ride unforced on its decision; an answer before the
+  // decision (the wait ran out) says the transaction was accepted, so a forced write of its row
+  // (MakeDue) comes first.
+  TransactionDriver driver(DriverOptions{.owner = "node-b", .final_poll = std::chrono::hours(1)},
+                           store_, transport_, clock_, ids_, crash_, {&processor_});
+  TransactionService service(store_, driver, clock_, ids_, crash_, std::chrono::seconds(10));
+  ASSERT_TRUE(driver.Start().ok());
+  transport_.Then("stock", "prepare", ScriptedTransport::Unknown(503, "busy"), 100);
+  BeginRequest req;
+  req.gid = "undecided";
+  req.branches = {Branch("order"), Branch("stock")};
+  req.request_digest = "d";
+  req.wait = true;
+  auto begun = service.Begin(req);
+  ASSERT_TRUE(begun.ok()) << begun.status().ToString();
+  EXPECT_TRUE(begun->tx.begin_may_ride);
+  const int before = store_.Calls("MakeDue");
+  auto done = service.WaitFinal(*begun, clock_.Now());  // the wait has run out
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_EQ(done->status, TxStatus::kActive);
+  EXPECT_EQ(store_.Calls("MakeDue"), before + 1) << "answered accepted with no forced write";
+
+  // A client that does not wait is answered at once: its begin is an answer, never riding.
+  BeginRequest other = req;
+  other.gid = "unwaited";
+  other.wait = false;
+  auto accepted = service.Begin(other);
+  driver.Stop();
+  ASSERT_TRUE(accepted.ok()) << accepted.status().ToString();
+  EXPECT_FALSE(accepted->tx.begin_may_ride);
+}
+
 TEST_F(TwoPcTest, CallsCarryTheProtocolBody) {
   std::string gid = Begin({Branch("stock", R"({"sku":"A1","qty":2})")});
   ASSERT_TRUE(driver_.DriveNow(gid).ok());

@@ -1,5 +1,6 @@
 #include "coordinator/store/pg_transaction_store.h"
 
+#include <algorithm>
 #include <pqxx/pqxx>
 
 #include "common/batcher.h"
@@ -18,30 +19,59 @@ namespace treaty::store {
 using core::BranchOp;
 using core::TimePoint;
 
+namespace {
+
+// Every statement of this store looks rows up by key. A prepared statement keeps the generic plan
+// made at its first uses; made while the tables were nearly empty (a new store), it scanned whole
+// tables, and kept doing so as they grew until the next autoanalyze: throughput fell run after
+// run. Without sequential scans every plan uses the indexes whatever the statistics say.
+// And every statement is prepared and keyed, so its plan does not depend on the values:
+// PostgreSQL's default still planned each execution anew ("custom plans"), a quarter of its CPU
+// under load (docs/performance.md, finding 17).
+constexpr const char* kSessionSettings =
+    "SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan";
+
+}  // namespace
+
 PgTransactionStore::PgTransactionStore(PgStoreOptions options)
-    : pool_(std::make_unique<Pool>(
-          options.url, options.connect_timeout, options.pool_size,
-          // Every statement of this store looks rows up by key. A prepared statement keeps the
-          // generic plan made at its first uses; made while the tables were nearly empty (a new
-          // store), it scanned whole tables, and kept doing so as they grew until the next
-          // autoanalyze: throughput fell run after run. Without sequential scans every plan uses
-          // the indexes whatever the statistics say.
-          // And every statement is prepared and keyed, so its plan does not depend on the
-          // values: PostgreSQL's default still planned each execution anew ("custom plans"),
-          // a quarter of its CPU under load (docs/performance.md, finding 17).
-          "SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan")) {
+    : pool_(std::make_unique<Pool>(options.url, options.connect_timeout, options.pool_size,
+                                   kSessionSettings)) {
   if (options.group_commit) {
     group_ = std::make_unique<GroupCommitter>(*pool_, options.group_commit_max_batch);
   }
   transitions_ = std::make_unique<Batcher<TransitionRequest, Status>>(
-      [this](const std::vector<const TransitionRequest*>& batch) { return RunTransitions(batch); },
+      [this](const std::vector<const TransitionRequest*>& batch) {
+        return RunTransitions(batch, /*forced=*/true);
+      },
       static_cast<size_t>(options.transition_batch), options.transition_batches_in_flight);
   creates_ = std::make_unique<Batcher<CreateRequest, Created>>(
-      [this](const std::vector<const CreateRequest*>& batch) { return RunCreates(batch); },
+      [this](const std::vector<const CreateRequest*>& batch) {
+        return RunCreates(batch, /*forced=*/true);
+      },
       static_cast<size_t>(options.transition_batch), options.transition_batches_in_flight);
   records_ = std::make_unique<Batcher<RecordRequest, Status>>(
       [this](const std::vector<const RecordRequest*>& batch) { return RunRecords(batch); },
       static_cast<size_t>(options.transition_batch), options.transition_batches_in_flight);
+  if (options.unforced_records && !options.group_commit) {
+    // synchronous_commit off for the whole session, set once per connection: SET LOCAL in each
+    // write costs more round trips than the flush it saves (docs/performance.md, finding 32).
+    // A commit here is visible at once and durable with the next forced commit of any session
+    // (the WAL is one sequence): only the records that may ride on a later one come here.
+    const int in_flight = std::max(1, options.transition_batches_in_flight);
+    unforced_pool_ =
+        std::make_unique<Pool>(options.url, options.connect_timeout, 2 * in_flight,
+                               std::string(kSessionSettings) + "; SET synchronous_commit = off");
+    unforced_transitions_ = std::make_unique<Batcher<TransitionRequest, Status>>(
+        [this](const std::vector<const TransitionRequest*>& batch) {
+          return RunTransitions(batch, /*forced=*/false);
+        },
+        static_cast<size_t>(options.transition_batch), in_flight);
+    unforced_creates_ = std::make_unique<Batcher<CreateRequest, Created>>(
+        [this](const std::vector<const CreateRequest*>& batch) {
+          return RunCreates(batch, /*forced=*/false);
+        },
+        static_cast<size_t>(options.transition_batch), in_flight);
+  }
 }
 
 PgTransactionStore::~PgTransactionStore() = default;
@@ -61,6 +91,16 @@ Status PgTransactionStore::WriteStatement(
     const std::function<Status(pqxx::transaction_base&)>& write) {
   if (group_) return group_->Run(write);
   return AsStatus(pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
+    pqxx::nontransaction w(c);
+    Status s = write(w);
+    if (!s.ok()) return s;
+    return true;
+  }));
+}
+
+Status PgTransactionStore::WriteStatementUnforced(
+    const std::function<Status(pqxx::transaction_base&)>& write) {
+  return AsStatus(unforced_pool_->Run<bool>([&](pqxx::connection& c) -> Result<bool> {
     pqxx::nontransaction w(c);
     Status s = write(w);
     if (!s.ok()) return s;

@@ -43,6 +43,12 @@ struct PgStoreOptions {
   // recorded op outcomes likewise.
   int transition_batch = 32;
   int transition_batches_in_flight = 2;
+  // The records that may ride on a later forced commit (state_machine.h: a waiting 2PC client's
+  // begin, the end records) are written on connections of their own whose session has
+  // synchronous_commit off, in batches of their own: one WAL flush per 2PC transaction, its
+  // decision's (docs/performance.md, finding 42). Off: every write is forced. Not with
+  // group_commit (its shared transaction is forced).
+  bool unforced_records = true;
 };
 
 class PgTransactionStore : public core::TransactionStore, public saga::SagaVersionStore {
@@ -92,17 +98,21 @@ class PgTransactionStore : public core::TransactionStore, public saga::SagaVersi
   // A write that is one SQL statement: without group commit it runs on its own (autocommit),
   // which spares the BEGIN and COMMIT round trips; with it, like Write().
   Status WriteStatement(const std::function<Status(pqxx::transaction_base&)>& write);
+  // The same on a connection whose commits are not forced (unforced_records).
+  Status WriteStatementUnforced(const std::function<Status(pqxx::transaction_base&)>& write);
 
   struct TransitionRequest;
   // Runs a batch of transitions as one statement; one status per request, in order.
-  std::vector<Status> RunTransitions(const std::vector<const TransitionRequest*>& batch);
+  // `forced`: on the store's own connections; else on those with synchronous_commit off.
+  std::vector<Status> RunTransitions(const std::vector<const TransitionRequest*>& batch,
+                                     bool forced);
   struct CreateRequest;
   struct Created {
     Status status;
     bool created = false;
   };
   // Inserts a batch of transactions as one statement; per request, whether it was created.
-  std::vector<Created> RunCreates(const std::vector<const CreateRequest*>& batch);
+  std::vector<Created> RunCreates(const std::vector<const CreateRequest*>& batch, bool forced);
   struct RecordRequest;
   // Records a batch of op outcomes as one statement; one status per request, in order.
   std::vector<Status> RunRecords(const std::vector<const RecordRequest*>& batch);
@@ -112,6 +122,10 @@ class PgTransactionStore : public core::TransactionStore, public saga::SagaVersi
   std::unique_ptr<Batcher<TransitionRequest, Status>> transitions_;
   std::unique_ptr<Batcher<CreateRequest, Created>> creates_;
   std::unique_ptr<Batcher<RecordRequest, Status>> records_;
+  // unforced_records: its pool and batchers (null when off).
+  std::unique_ptr<Pool> unforced_pool_;
+  std::unique_ptr<Batcher<TransitionRequest, Status>> unforced_transitions_;
+  std::unique_ptr<Batcher<CreateRequest, Created>> unforced_creates_;
 };
 
 }  // namespace treaty::store

@@ -37,7 +37,10 @@ Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
                           ? "begun with " + std::to_string(tx.BranchIds().size()) + " branches"
                           : "begun; waiting for branches");
   }
-  Created created = creates_->Submit(tx.gid, std::move(req));
+  // A begin that may ride (nothing answered before its decision) is written unforced.
+  Created created = tx.begin_may_ride && unforced_creates_
+                        ? unforced_creates_->Submit(tx.gid, std::move(req))
+                        : creates_->Submit(tx.gid, std::move(req));
   if (!created.status.ok()) return created.status;
   if (created.created) return core::CreateResult{true, {}};
   auto existing = Load(tx.gid, /*with_log=*/false);
@@ -46,7 +49,7 @@ Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
 }
 
 std::vector<PgTransactionStore::Created> PgTransactionStore::RunCreates(
-    const std::vector<const CreateRequest*>& batch) {
+    const std::vector<const CreateRequest*>& batch, bool forced) {
   std::string rows = "[";
   for (const CreateRequest* r : batch) {
     if (rows.size() > 1) rows += ',';
@@ -54,8 +57,9 @@ std::vector<PgTransactionStore::Created> PgTransactionStore::RunCreates(
   }
   rows += ']';
   std::vector<Created> out(batch.size(), Created{Status::Ok(), false});
+  Pool& pool = forced ? *pool_ : *unforced_pool_;
   auto created =
-      pool_->Run<std::set<std::string>>([&](pqxx::connection& c) -> Result<std::set<std::string>> {
+      pool.Run<std::set<std::string>>([&](pqxx::connection& c) -> Result<std::set<std::string>> {
         // One statement, so one round trip and one commit for the batch (no gid twice:
         // batcher.h): each transaction's row (its ops in it) and its first log row go in, or
         // (its gid exists) neither does.
@@ -87,7 +91,7 @@ std::vector<PgTransactionStore::Created> PgTransactionStore::RunCreates(
       });
   if (!created.ok()) {
     return AnswerFailedBatch<CreateRequest, Created>(
-        batch, created.status(), [this](const auto& one) { return RunCreates(one); });
+        batch, created.status(), [&](const auto& one) { return RunCreates(one, forced); });
   }
   for (size_t i = 0; i < batch.size(); ++i) out[i].created = created->count(batch[i]->gid) > 0;
   return out;
@@ -106,11 +110,15 @@ Status PgTransactionStore::Transition(const std::string& gid, TxStatus from, TxS
       req.legal_modes += core::ModeName(m);
     }
   }
+  // An end record rides unforced when every mode in which the move is legal allows it.
+  if (unforced_transitions_ && core::RecordMayRide(from, to)) {
+    return unforced_transitions_->Submit(gid, std::move(req));
+  }
   return transitions_->Submit(gid, std::move(req));
 }
 
 std::vector<Status> PgTransactionStore::RunTransitions(
-    const std::vector<const TransitionRequest*>& batch) {
+    const std::vector<const TransitionRequest*>& batch, bool forced) {
   std::string requests = "[";
   for (size_t i = 0; i < batch.size(); ++i) {
     const TransitionRequest& r = *batch[i];
@@ -135,7 +143,7 @@ std::vector<Status> PgTransactionStore::RunTransitions(
   for (const TransitionRequest* r : batch) gids += (gids.size() > 1 ? ",\"" : "\"") + r->gid + '"';
   gids += '}';
   std::vector<Status> out(batch.size(), Status::Internal("no answer for this transition"));
-  Status run = WriteStatement([&](pqxx::transaction_base& w) -> Status {
+  auto statement = [&](pqxx::transaction_base& w) -> Status {
     // One statement and one commit for the whole batch (no gid twice: batcher.h). Each move is
     // made iff the status is still `from`, the move is legal for the mode and every op to record
     // exists (`found`); its log row and its ops' outcomes are written with it, and only with it.
@@ -192,10 +200,11 @@ std::vector<Status> PgTransactionStore::RunTransitions(
       }
     }
     return Status::Ok();
-  });
+  };
+  Status run = forced ? WriteStatement(statement) : WriteStatementUnforced(statement);
   if (!run.ok()) {
     return AnswerFailedBatch<TransitionRequest, Status>(
-        batch, run, [this](const auto& one) { return RunTransitions(one); });
+        batch, run, [&](const auto& one) { return RunTransitions(one, forced); });
   }
   return out;
 }

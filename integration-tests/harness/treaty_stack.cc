@@ -66,7 +66,8 @@ bool BecomesReady(Service& treatyd) {
 Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
   std::unique_ptr<TreatyStack> s(new TreatyStack());
   auto pg = PgCluster::Start(
-      PgClusterOptions{.logical_decoding = options.with_broker && options.relay_mode == "wal"});
+      PgClusterOptions{.durable = options.durable_store,
+                       .logical_decoding = options.with_broker && options.relay_mode == "wal"});
   if (!pg.ok()) return pg.status();
   s->pg_ = std::move(*pg);
   for (const char* db : {"treaty", "orders", "inventory"}) {

@@ -41,6 +41,9 @@ struct StackOptions {
   // More store shards (libpq URLs) after the stack's own "treaty" database, which is shard 0:
   // treatyd is then configured with store.shards.
   std::vector<std::string> extra_store_shards;
+  // PostgreSQL with its default durability (fsync, synchronous_commit on), for tests of what
+  // a crash of it keeps; otherwise both are off, for speed.
+  bool durable_store = false;
 };
 
 class TreatyStack {
