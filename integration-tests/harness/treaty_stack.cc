@@ -11,11 +11,11 @@ namespace treaty::harness {
 
 std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml,
                               const std::string& retry, const std::string& lease,
-                              const std::string& branch_call) {
+                              const std::string& branch_call, const std::string& store_url) {
   return "listen: 127.0.0.1:0\n"
          "node_id: test-node\n"
          "store: { url: \"" +
-         pg.Url("treaty") +
+         (store_url.empty() ? pg.Url("treaty") : store_url) +
          "\", connect_timeout: 2s, pool_size: 16 }\n"
          "retry: " +
          retry +
@@ -87,13 +87,13 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
     options.treatyd_env.insert(options.treatyd_env.end(), s->saga_env_.begin(), s->saga_env_.end());
   }
   s->client_token_ = options.client_token;
-  auto t = Service::Start(ServiceSpec{
-      .name = "treatyd",
-      .binary = kTreatydPath,
-      .config_yaml =
-          TestTreatydConfig(*s->pg_, extra, options.retry, options.lease, options.branch_call),
-      .extra_args = {},
-      .env = options.treatyd_env});
+  auto t = Service::Start(
+      ServiceSpec{.name = "treatyd",
+                  .binary = kTreatydPath,
+                  .config_yaml = TestTreatydConfig(*s->pg_, extra, options.retry, options.lease,
+                                                   options.branch_call, options.store_url),
+                  .extra_args = {},
+                  .env = options.treatyd_env});
   if (!t.ok()) return t.status();
   s->treatyd_ = std::move(*t);
   if (!BecomesReady(*s->treatyd_)) return Status::DeadlineExceeded("treatyd not ready in 30s");

@@ -37,6 +37,9 @@ struct StackOptions {
   // treaty-relay's mode (with_broker): "polling", or "wal" (PostgreSQL then runs with
   // wal_level = logical).
   std::string relay_mode = "polling";
+  // treatyd's store when not the stack's own PostgreSQL (e.g. a pg_auto_failover formation's
+  // multi-host URL); the stack's "treaty" database is then left unused.
+  std::string store_url;
 };
 
 class TreatyStack {
@@ -116,6 +119,7 @@ std::string PlaceOrderSagaFile();
 std::string TestTreatydConfig(
     const PgCluster& pg, const std::string& extra_yaml = "",
     const std::string& retry = "{ initial: 50ms, max: 500ms, multiplier: 2, jitter: 0.2 }",
-    const std::string& lease = "5s", const std::string& branch_call = "2s");
+    const std::string& lease = "5s", const std::string& branch_call = "2s",
+    const std::string& store_url = "");
 
 }  // namespace treaty::harness
