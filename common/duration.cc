@@ -32,6 +32,8 @@ std::optional<Duration> ParseDuration(std::string_view text) {
       scale = 60'000;
     } else if (unit == "h") {
       scale = 3'600'000;
+    } else if (unit == "d") {
+      scale = 86'400'000;  // 24 hours: retention windows are written in days
     } else {
       return std::nullopt;
     }

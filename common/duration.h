@@ -1,7 +1,7 @@
 #pragma once
 
 // Durations as people write them in config files and requests: "200ms", "30s", "5m", "1h",
-// "1.5s", combinations such as "1m30s". Standard library only.
+// "1.5s", "7d" (24-hour days), combinations such as "1m30s". Standard library only.
 
 #include <chrono>
 #include <optional>

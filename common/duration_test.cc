@@ -12,6 +12,8 @@ TEST(ParseDuration, ReadsEachUnit) {
   EXPECT_EQ(ParseDuration("30s"), milliseconds(30'000));
   EXPECT_EQ(ParseDuration("5m"), milliseconds(300'000));
   EXPECT_EQ(ParseDuration("2h"), milliseconds(7'200'000));
+  EXPECT_EQ(ParseDuration("7d"), milliseconds(604'800'000));
+  EXPECT_EQ(ParseDuration("1d12h"), milliseconds(129'600'000));
   EXPECT_EQ(ParseDuration("1.5s"), milliseconds(1500));
   EXPECT_EQ(ParseDuration("1m30s"), milliseconds(90'000));
   EXPECT_EQ(ParseDuration("0s"), milliseconds(0));

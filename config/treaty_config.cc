@@ -1,5 +1,6 @@
 #include "config/treaty_config.h"
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <sstream>
@@ -16,6 +17,25 @@ bool ValidNodeId(const std::string& id) {
     }
   }
   return true;
+}
+
+// Why `name` (lower case) cannot be a propagated header; "" when it can. Treaty's own headers
+// and those HTTP or the trace context define are set per call, not copied.
+std::string PropagatedHeaderProblem(const std::string& name) {
+  if (name.empty()) return "is not a header name";
+  for (char ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) &&
+        std::string_view("!#$%&'*+-.^_`|~").find(ch) == std::string_view::npos) {
+      return "is not a header name (letters, digits and !#$%&'*+-.^_`|~ only)";
+    }
+  }
+  for (const char* own :
+       {"host", "content-type", "content-length", "transfer-encoding", "connection", "keep-alive",
+        "upgrade", "te", "trailer", "expect", "traceparent", "tracestate"}) {
+    if (name == own) return "is set by Treaty on each call and cannot be propagated";
+  }
+  if (name.rfind("treaty-", 0) == 0) return "is a Treaty protocol header and cannot be propagated";
+  return "";
 }
 
 }  // namespace
@@ -54,6 +74,20 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   r.StringList("auth.client_token_files", &c.auth.client_token_files);
   r.StringList("auth.admin_token_files", &c.auth.admin_token_files);
   r.StringList("participants.allow", &c.participants.allow);
+  r.StringList("propagate_headers", &c.propagation.headers);
+  r.StringList("secret_headers", &c.propagation.secret);
+  r.String("webhooks.secret", &c.webhooks.secret);
+  r.DurationAtLeast("webhooks.timeout", &c.webhooks.timeout, std::chrono::milliseconds(10));
+  r.DurationAtLeast("webhooks.poll_interval", &c.webhooks.poll_interval,
+                    std::chrono::milliseconds(10));
+  r.DurationAtLeast("webhooks.max_backoff", &c.webhooks.max_backoff, std::chrono::milliseconds(10));
+  r.Url("tracing.otlp_endpoint", &c.tracing.otlp_endpoint, {"http", "https"});
+  r.NonEmptyString("tracing.service_name", &c.tracing.service_name);
+  r.Int("tracing.max_queue", &c.tracing.max_queue, 1, 1000000);
+  r.Int("tracing.max_batch", &c.tracing.max_batch, 1, 100000);
+  r.DurationAtLeast("tracing.flush_interval", &c.tracing.flush_interval,
+                    std::chrono::milliseconds(10));
+  r.DurationAtLeast("tracing.timeout", &c.tracing.timeout, std::chrono::milliseconds(10));
   r.Int("limits.max_body_bytes", &c.limits.max_body_bytes, 1024, 1LL << 30);
   r.Int("limits.max_branches", &c.limits.max_branches, 1, 10000);
   r.Int("limits.max_payload_bytes", &c.limits.max_payload_bytes, 16, 1LL << 30);
@@ -68,6 +102,12 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   r.String("tls.ca_file", &c.tls.ca_file);
   r.String("tls.client_cert_file", &c.tls.client_cert_file);
   r.String("tls.client_key_file", &c.tls.client_key_file);
+  // At least a minute: a shorter history would delete what a client polling for the outcome
+  // (or a participant's presumed-abort sweep asking about a gid) is about to read.
+  r.DurationAtLeast("retention.history", &c.retention.history, std::chrono::minutes(1));
+  r.Int("retention.batch", &c.retention.batch, 1, 100000);
+  r.DurationAtLeast("retention.interval", &c.retention.interval, std::chrono::milliseconds(100));
+  r.DurationAtLeast("retention.pause", &c.retention.pause, std::chrono::milliseconds(0));
   r.OneOf("log.level", &c.log.level, {"debug", "info", "warn", "error"});
   if (!c.node_id.empty() && !ValidNodeId(c.node_id)) {
     r.Fail("node_id", "must be 1 to 100 characters of A-Z a-z 0-9 . _ : -");
@@ -75,6 +115,12 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   if (c.scheduler.lease <= c.timeouts.branch_call) {
     r.Fail("scheduler.lease", "must be longer than timeouts.branch_call (" +
                                   FormatDuration(c.timeouts.branch_call) + ")");
+  }
+  if (c.retention.history <= c.scheduler.lease) {
+    // A transaction's row is what fences its last writes and answers its clients' polls; it
+    // must outlive any drive still finishing it.
+    r.Fail("retention.history",
+           "must be longer than scheduler.lease (" + FormatDuration(c.scheduler.lease) + ")");
   }
   if (c.retry.max < c.retry.initial) {
     r.Fail("retry.max",
@@ -97,6 +143,22 @@ Result<TreatyConfig> ParseTreatyConfig(std::string_view yaml_text, const std::st
   }
   if (c.participants.allow.empty()) {
     r.Fail("participants.allow", "is empty: treatyd could call no participant");
+  }
+  for (const auto& [key, names] : {std::pair{"propagate_headers", &c.propagation.headers},
+                                   std::pair{"secret_headers", &c.propagation.secret}}) {
+    for (std::string& name : *names) {
+      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (std::string problem = PropagatedHeaderProblem(name); !problem.empty()) {
+        r.Fail(key, "\"" + name + "\" " + problem);
+      }
+    }
+  }
+  // treatyd's own tokens come in Authorization: passing it on would hand them to participants.
+  if (any_token && std::find(c.propagation.headers.begin(), c.propagation.headers.end(),
+                             "authorization") != c.propagation.headers.end()) {
+    r.Fail("propagate_headers",
+           "names authorization, which carries treatyd's own API tokens (auth is configured): "
+           "the participants would receive them");
   }
   if (c.tls.cert_file.empty() != c.tls.key_file.empty()) {
     r.Fail(c.tls.cert_file.empty() ? "tls.cert_file" : "tls.key_file",
@@ -203,6 +265,13 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
                  std::to_string(c.auth.admin_tokens.size() + c.auth.admin_token_files.size()) +
                  " admin tokens (not shown)"},
       {"participants.allow", Join(c.participants.allow)},
+      {"propagate_headers", Join(c.propagation.headers)},
+      {"secret_headers", Join(c.propagation.secret)},
+      {"webhooks.secret", c.webhooks.secret.empty()
+                              ? "(none: webhooks are signed with an empty key)"
+                              : "(set, not shown)"},
+      {"tracing.otlp_endpoint",
+       c.tracing.otlp_endpoint.empty() ? "(off)" : c.tracing.otlp_endpoint},
       {"limits.max_body_bytes", std::to_string(c.limits.max_body_bytes)},
       {"limits.max_branches", std::to_string(c.limits.max_branches)},
       {"limits.max_payload_bytes", std::to_string(c.limits.max_payload_bytes)},
@@ -210,6 +279,10 @@ std::vector<std::pair<std::string, std::string>> DescribeConfig(const TreatyConf
       {"limits.read_timeout", FormatDuration(c.limits.read_timeout)},
       {"limits.rate_per_second", std::to_string(c.limits.rate_per_second)},
       {"tls", c.tls.cert_file.empty() ? "off" : "on (" + c.tls.cert_file + ")"},
+      {"retention.history", FormatDuration(c.retention.history)},
+      {"retention.batch", std::to_string(c.retention.batch)},
+      {"retention.interval", FormatDuration(c.retention.interval)},
+      {"retention.pause", FormatDuration(c.retention.pause)},
       {"log.level", c.log.level},
   };
 }

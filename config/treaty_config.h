@@ -76,6 +76,32 @@ struct ParticipantOptions {
   std::vector<std::string> allow = {"loopback"};
 };
 
+// Headers of a starting request passed on to that transaction's participants
+// (docs/configuration.md).
+struct PropagationOptions {
+  std::vector<std::string> headers;  // propagate_headers: lower-case names
+  // secret_headers: also never shown (authorization, proxy-authorization and cookie always are).
+  std::vector<std::string> secret;
+};
+
+// Span export over OTLP/HTTP (JSON): off unless otlp_endpoint is set.
+struct TracingOptions {
+  std::string otlp_endpoint;  // e.g. http://127.0.0.1:4318/v1/traces
+  std::string service_name = "treatyd";
+  int64_t max_queue = 2048;  // spans waiting for export; beyond, new ones are dropped
+  int64_t max_batch = 256;   // spans per export call
+  Duration flush_interval = std::chrono::seconds(1);
+  Duration timeout = std::chrono::seconds(2);  // one export call
+};
+
+// Completion webhooks (a transaction's "notify"): how treatyd delivers them.
+struct WebhookOptions {
+  std::string secret;                          // the HMAC-SHA256 key of Treaty-Signature
+  Duration timeout = std::chrono::seconds(5);  // one delivery call
+  Duration poll_interval = std::chrono::milliseconds(200);  // how often due deliveries are read
+  Duration max_backoff = std::chrono::minutes(5);           // between attempts, at most
+};
+
 struct LimitOptions {
   int64_t max_body_bytes = 1 << 20;                  // request body (413 beyond)
   int64_t max_branches = 64;                         // per transaction
@@ -99,6 +125,19 @@ struct TlsOptions {
   std::string client_key_file;
 };
 
+// How long finished transactions are kept, and how they are purged (docs/recovery.md,
+// "Retention"). A committed or aborted transaction whose last change (by the store's clock) is
+// older than `history` is deleted with its decision log, `batch` rows per statement, a round of
+// such statements every `interval`, `pause` between two statements of a round (a backlog is
+// purged at a bounded pace: docs/performance.md, finding 36). Unfinished transactions are never
+// purged, however old.
+struct RetentionOptions {
+  Duration history = std::chrono::hours(24 * 7);
+  int64_t batch = 1000;
+  Duration interval = std::chrono::minutes(1);
+  Duration pause = std::chrono::milliseconds(100);
+};
+
 struct LogOptions {
   std::string level = "info";  // debug, info, warn, error
 };
@@ -118,8 +157,12 @@ struct TreatyConfig {
   std::vector<std::string> sagas;  // saga definition files (globs allowed)
   AuthOptions auth;
   ParticipantOptions participants;
+  PropagationOptions propagation;
+  TracingOptions tracing;
+  WebhookOptions webhooks;
   LimitOptions limits;
   TlsOptions tls;
+  RetentionOptions retention;
   LogOptions log;
   std::string source;  // the file it was read from, for messages
 };

@@ -56,7 +56,8 @@ log: { level: debug }
 TEST(TreatyConfig, UnknownKeyNamesFileLineAndKey) {
   EXPECT_EQ(ErrorOf("listen: 127.0.0.1:1\nretyr: {}\n"),
             "treaty.yaml:2: retyr: unknown key (expected one of: auth, kafka, limits, listen, log, "
-            "msg, node_id, participants, retry, sagas, scheduler, store, timeouts, tls)");
+            "msg, node_id, participants, propagate_headers, retention, retry, sagas, scheduler, "
+            "secret_headers, store, timeouts, tls, tracing, webhooks)");
   EXPECT_EQ(ErrorOf("retry:\n  initial: 1s\n  initail: 2s\n"),
             "treaty.yaml:3: retry.initail: unknown key (expected one of: initial, jitter, max, "
             "multiplier)");
@@ -99,6 +100,36 @@ TEST(TreatyConfig, StoreUrlMayListSeveralHosts) {
             "treaty.yaml:2: store.url: not a valid URL (bad or invalid port number: x)");
 }
 
+TEST(TreatyConfig, RetentionHasDefaultsAndIsValidated) {
+  auto d = ParseTreatyConfig("", "treaty.yaml", FakeEnv({}));
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  EXPECT_EQ(d->retention.history, std::chrono::hours(24 * 7));
+  EXPECT_EQ(d->retention.batch, 1000);
+  EXPECT_EQ(d->retention.interval, std::chrono::minutes(1));
+  EXPECT_EQ(d->retention.pause, std::chrono::milliseconds(100));
+  auto r = ParseTreatyConfig("retention: { history: 2d, batch: 500, interval: 10s, pause: 0s }\n",
+                             "treaty.yaml", FakeEnv({}));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->retention.history, std::chrono::hours(48));
+  EXPECT_EQ(r->retention.batch, 500);
+  EXPECT_EQ(r->retention.interval, std::chrono::seconds(10));
+  EXPECT_EQ(r->retention.pause, std::chrono::milliseconds(0));
+  EXPECT_EQ(ErrorOf("retention:\n  history: 30s\n"),
+            "treaty.yaml:2: retention.history: \"30s\" is too short (at least 1m)");
+  EXPECT_EQ(ErrorOf("retention:\n  batch: 0\n"),
+            "treaty.yaml:2: retention.batch: \"0\" is out of range (1 to 100000)");
+  EXPECT_EQ(ErrorOf("retention:\n  interval: 1ms\n"),
+            "treaty.yaml:2: retention.interval: \"1ms\" is too short (at least 100ms)");
+  EXPECT_EQ(ErrorOf("retention:\n  histroy: 7d\n"),
+            "treaty.yaml:2: retention.histroy: unknown key (expected one of: batch, history, "
+            "interval, pause)");
+  EXPECT_EQ(ErrorOf("scheduler: { lease: 5m }\nretention:\n  history: 2m\n"),
+            "treaty.yaml:3: retention.history: must be longer than scheduler.lease (5m)");
+  EXPECT_EQ(ErrorOf("", {{"TREATY_RETENTION_HISTORY", "forever"}}),
+            "environment variable TREATY_RETENTION_HISTORY: retention.history: \"forever\" is not "
+            "a duration (write e.g. 200ms, 30s, 5m)");
+}
+
 TEST(TreatyConfig, BadUrlsAndAddressesNameFileLineAndKey) {
   EXPECT_EQ(ErrorOf("store:\n  url: mysql://db/treaty\n"),
             "treaty.yaml:2: store.url: URL must start with postgresql:// or postgres://");
@@ -123,7 +154,8 @@ TEST(TreatyConfig, ReportsEveryProblemAtOnce) {
             "127.0.0.1:8420)\n"
             "treaty.yaml:2: retry.jitter: \"-1\" is out of range (between 0 and 1)\n"
             "treaty.yaml:3: extra: unknown key (expected one of: auth, kafka, limits, listen, log, "
-            "msg, node_id, participants, retry, sagas, scheduler, store, timeouts, tls)");
+            "msg, node_id, participants, propagate_headers, retention, retry, sagas, scheduler, "
+            "secret_headers, store, timeouts, tls, tracing, webhooks)");
 }
 
 TEST(TreatyConfig, EnvironmentOverridesTheFile) {
@@ -191,6 +223,45 @@ TEST(MaskUrlPassword, HidesOnlyThePassword) {
   EXPECT_EQ(MaskUrlPassword("postgresql://treaty@db:5432/treaty"),
             "postgresql://treaty@db:5432/treaty");
   EXPECT_EQ(MaskUrlPassword("postgresql://db:5432/x@y"), "postgresql://db:5432/x@y");
+}
+
+}  // namespace
+}  // namespace treaty
+
+namespace treaty {
+namespace {
+
+TEST(TreatyConfigPropagation, ReadsHeaderNamesInLowerCase) {
+  auto r = ParseTreatyConfig(
+      "propagate_headers: [X-Tenant-Id, authorization]\nsecret_headers: [X-Api-Key]\n",
+      "treaty.yaml", [](const std::string&) -> std::optional<std::string> { return std::nullopt; });
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->propagation.headers, (std::vector<std::string>{"x-tenant-id", "authorization"}));
+  EXPECT_EQ(r->propagation.secret, (std::vector<std::string>{"x-api-key"}));
+}
+
+TEST(TreatyConfigPropagation, RefusesHeadersTreatySetsOrThatAreNoNames) {
+  auto error = [](const std::string& yaml) {
+    auto r = ParseTreatyConfig(
+        yaml, "treaty.yaml",
+        [](const std::string&) -> std::optional<std::string> { return std::nullopt; });
+    return r.ok() ? std::string() : r.status().message();
+  };
+  EXPECT_NE(error("propagate_headers: [traceparent]\n").find("treaty.yaml"), std::string::npos);
+  EXPECT_NE(error("propagate_headers: [traceparent]\n").find("propagate_headers"),
+            std::string::npos);
+  EXPECT_NE(error("propagate_headers: [Treaty-Gid]\n").find("Treaty protocol header"),
+            std::string::npos);
+  EXPECT_NE(error("propagate_headers: [content-length]\n").find("set by Treaty"),
+            std::string::npos);
+  EXPECT_NE(error("propagate_headers: [\"x tenant\"]\n").find("not a header name"),
+            std::string::npos);
+  EXPECT_NE(error("secret_headers: [\"\"]\n").find("secret_headers"), std::string::npos);
+  // treatyd's own tokens travel in Authorization: with auth configured it is not passed on.
+  EXPECT_NE(error("auth: { client_tokens: [aaaaaaaaaaaaaaaaaaaa] }\n"
+                  "propagate_headers: [authorization]\n")
+                .find("treatyd's own API tokens"),
+            std::string::npos);
 }
 
 }  // namespace

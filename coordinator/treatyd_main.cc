@@ -30,11 +30,14 @@
 #include "coordinator/metrics/treaty_metrics.h"
 #include "coordinator/saga/saga_processor.h"
 #include "coordinator/saga/saga_registry.h"
+#include "coordinator/store/pg_retention.h"
 #include "coordinator/store/pg_store.h"
 #include "coordinator/store/pg_transaction_store.h"
 #include "coordinator/store/store_clock.h"
 #include "coordinator/store/store_startup.h"
+#include "coordinator/tracing/otlp_exporter.h"
 #include "coordinator/transport/http_branch_transport.h"
+#include "coordinator/webhooks/webhook_deliverer.h"
 #include "mqtx/kafka_message_sink.h"
 #include "mqtx/msg_processor.h"
 #include "tcc/tcc_processor.h"
@@ -104,7 +107,21 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                               .client_key_file = config.tls.client_key_file});
   EnvCrashPoints crash_points;
   LoggingObserver log_observer;
-  metrics::TreatyMetrics observer(&log_observer);
+  // Spans go to the collector when one is configured (tracing.otlp_endpoint).
+  std::unique_ptr<tracing::OtlpExporter> spans;
+  if (!config.tracing.otlp_endpoint.empty()) {
+    spans = std::make_unique<tracing::OtlpExporter>(
+        tracing::OtlpOptions{.endpoint = config.tracing.otlp_endpoint,
+                             .service_name = config.tracing.service_name,
+                             .max_queue = static_cast<size_t>(config.tracing.max_queue),
+                             .max_batch = static_cast<size_t>(config.tracing.max_batch),
+                             .flush_interval = config.tracing.flush_interval,
+                             .timeout = config.tracing.timeout,
+                             .clock = &clock},
+        &log_observer);
+  }
+  metrics::TreatyMetrics observer(spans ? static_cast<core::DriverObserver*>(spans.get())
+                                        : &log_observer);
   core::TwoPhaseCommitProcessor twopc;
   core::TccProcessor tcc;
   core::SagaProcessor saga;
@@ -142,6 +159,31 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                    crash_points, config.timeouts.prepare,
                                    config.timeouts.msg_check_back);
 
+  // The retention purge (docs/recovery.md): on connections of its own, once the schema (its
+  // index) is current.
+  store::PgRetention retention(config.store.url, config.store.connect_timeout);
+  store::RetentionPurger purger(
+      retention,
+      store::RetentionPurgerOptions{.history = config.retention.history,
+                                    .batch = static_cast<int>(config.retention.batch),
+                                    .interval = config.retention.interval,
+                                    .pause = config.retention.pause},
+      [&observer](const store::Purged& p) {
+        observer.OnPurged("transactions", p.transactions);
+        observer.OnPurged("decision_log", p.decision_log);
+      });
+
+  // Completion webhooks: delivered from the store's rows (migration 11) once it is migrated.
+  webhooks::WebhookDeliverer webhook_deliverer(webhooks::WebhookOptions{
+      .store_url = config.store.url,
+      .connect_timeout = config.store.connect_timeout,
+      .secret = config.webhooks.secret,
+      .poll_interval = config.webhooks.poll_interval,
+      .timeout = config.webhooks.timeout,
+      .initial_backoff = config.retry.initial,
+      .max_backoff = config.webhooks.max_backoff,
+  });
+
   // The driver starts once the schema is current: recovery begins with its first poll.
   store::StoreStartup startup(store, config.retry, [&] {
     // Nothing is stamped or found due by this host's clock: ready only once the store's is read.
@@ -154,6 +196,8 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
       std::this_thread::sleep_for(config.retry.initial);
     }
     kLog.Info("scheduler started", {{"node_id", node_id}, {"owner", driver.options().owner}});
+    webhook_deliverer.Start();
+    purger.Start();
   });
 
   api::AccessPolicy access(std::move(*tokens), config.limits.rate_per_second,
@@ -168,6 +212,8 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
           .clock = &clock,
           .caller_name = [&access](const http::ApiRequest& r) { return access.CallerName(r); },
           .saga_versions = &tx_store,
+          .propagate_headers = config.propagation.headers,
+          .secret_headers = {config.propagation.secret.begin(), config.propagation.secret.end()},
       });
   api::OperatorEndpoints endpoints{
       .health =
@@ -198,8 +244,12 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                      observer.Render([&]() -> Result<metrics::StoreGauges> {
                                        auto f = tx_store.InFlight();
                                        if (!f.ok()) return f.status();
-                                       return metrics::StoreGauges{f->first, f->second};
-                                     })};
+                                       metrics::StoreGauges g{f->first, f->second};
+                                       if (auto age = retention.OldestFinishedAge(); age.ok()) {
+                                         g.oldest_finished_age_seconds = *age;
+                                       }
+                                       return g;
+                                     }) + (spans ? spans->RenderMetrics() : "")};
           },
       .traffic =
           [&] {
@@ -238,6 +288,7 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
                                   }
                                 })}});
   (*server)->Stop();
+  purger.Stop();
   driver.Stop();
   kLog.Info("stopped");
   return 0;

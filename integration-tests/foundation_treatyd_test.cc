@@ -69,7 +69,8 @@ TEST_F(TreatydTest, BecomesReadyAgainstARealDatabase) {
       "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables "
       "WHERE table_schema = 'treaty'");
   ASSERT_TRUE(tables.ok()) << tables.status().message();
-  EXPECT_EQ(*tables, "decision_log,saga_versions,schema_migrations,transactions");
+  EXPECT_EQ(*tables,
+            "decision_log,saga_versions,schema_migrations,transactions,webhook_deliveries");
 
   auto missing = HttpCall("GET", t->base_url() + "/nowhere");
   ASSERT_TRUE(missing.ok());
@@ -211,13 +212,14 @@ TEST_F(CheckConfigTest, NamesFileLineAndKeyOfEachProblem) {
                         "retries: {}\n");
   auto [code, out] = Run({"--check-config", f});
   EXPECT_EQ(code, 2);
-  EXPECT_EQ(out, f + ":3: store.url: URL must start with postgresql:// or postgres://\n" + f +
-                     ":5: timeouts.prepare: \"ten seconds\" is not a duration (write e.g. 200ms, "
-                     "30s, 5m)\n" +
-                     f +
-                     ":6: retries: unknown key (expected one of: auth, kafka, limits, listen, "
-                     "log, msg, node_id, participants, retry, sagas, scheduler, store, "
-                     "timeouts, tls)\n");
+  EXPECT_EQ(out,
+            f + ":3: store.url: URL must start with postgresql:// or postgres://\n" + f +
+                ":5: timeouts.prepare: \"ten seconds\" is not a duration (write e.g. 200ms, "
+                "30s, 5m)\n" +
+                f +
+                ":6: retries: unknown key (expected one of: auth, kafka, limits, listen, "
+                "log, msg, node_id, participants, propagate_headers, retention, retry, "
+                "sagas, scheduler, secret_headers, store, timeouts, tls, tracing, webhooks)\n");
 }
 
 TEST_F(CheckConfigTest, ABadConfigStopsStartUpBeforeServing) {

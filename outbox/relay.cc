@@ -373,16 +373,31 @@ void OutboxRelay::UpdateBlocked(const std::vector<std::string>& retried,
   }
 }
 
-void OutboxRelay::DeleteOldSentRows() {
-  pool_.Run<bool>([&](pqxx::connection& c) -> Result<bool> {
-    pqxx::work tx(c);
-    tx.exec_params("DELETE FROM " + config_.table +
-                       " WHERE status = 'sent' AND sent_at < now() - ($1::bigint * interval "
-                       "'1 millisecond')",
-                   static_cast<int64_t>(config_.retention.count()));
-    tx.commit();
-    return true;
-  });
+bool OutboxRelay::DeleteOldSentRows() {
+  // One unbounded DELETE over a day of sent rows would hold their locks and grow one
+  // transaction for as long as it runs; batches through treaty_outbox_sent (sent_at, only sent
+  // rows) keep each statement short. Pending and dead rows are never touched.
+  const std::string t = config_.table;
+  for (int pass = 0; pass < kRetentionBatchesPerPass; ++pass) {
+    auto deleted = pool_.Run<int64_t>([&](pqxx::connection& c) -> Result<int64_t> {
+      pqxx::nontransaction w(c);  // one statement: its own transaction
+      pqxx::result r =
+          w.exec_params("WITH gone AS (DELETE FROM " + t + " WHERE id IN (SELECT id FROM " + t +
+                            " WHERE status = 'sent' AND sent_at < now() - ($1::bigint * interval "
+                            "'1 millisecond') ORDER BY sent_at LIMIT $2 FOR UPDATE SKIP LOCKED) "
+                            "AND status = 'sent' RETURNING 1) SELECT count(*) FROM gone",
+                        static_cast<int64_t>(config_.retention.count()), config_.retention_batch);
+      return r[0][0].as<int64_t>();
+    });
+    if (!deleted.ok()) {
+      log_.Warn("retention: deleting sent rows failed; tried again in a minute",
+                {{"error", deleted.status().message()}});
+      return false;
+    }
+    counters_.purged += *deleted;
+    if (*deleted < config_.retention_batch) return false;
+  }
+  return true;
 }
 
 void OutboxRelay::Run(const std::atomic<bool>& stop) {
@@ -422,8 +437,9 @@ void OutboxRelay::RunWorker(size_t worker, const std::atomic<bool>& stop) {
   auto next_retention = std::chrono::steady_clock::now();
   while (!stop) {
     if (worker == 0 && std::chrono::steady_clock::now() >= next_retention) {
-      DeleteOldSentRows();
-      next_retention = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+      const bool more = DeleteOldSentRows();
+      next_retention = std::chrono::steady_clock::now() +
+                       (more ? std::chrono::milliseconds(0) : std::chrono::minutes(1));
     }
     Result<BatchOutcome> outcome = RunBatchOf(worker);
     if (!outcome.ok()) {
@@ -477,12 +493,16 @@ void OutboxRelay::RunWorker(size_t worker, const std::atomic<bool>& stop) {
 }
 
 std::string OutboxRelay::Metrics() {
+  double oldest_sent = 0;
   auto stats = pool_.Run<std::pair<int64_t, double>>(
       [&](pqxx::connection& c) -> Result<std::pair<int64_t, double>> {
         pqxx::read_transaction tx(c);
         pqxx::result r = tx.exec(
-            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0) FROM " +
-            config_.table + " WHERE status = 'pending'");
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0), "
+            "(SELECT coalesce(extract(epoch FROM now() - min(sent_at)), 0) FROM " +
+            config_.table + " WHERE status = 'sent') FROM " + config_.table +
+            " WHERE status = 'pending'");
+        oldest_sent = r[0][2].as<double>();
         return std::pair<int64_t, double>{r[0][0].as<int64_t>(), r[0][1].as<double>()};
       });
   std::string out;
@@ -495,6 +515,9 @@ std::string OutboxRelay::Metrics() {
            std::to_string(stats->first));
     metric("treaty_relay_oldest_pending_age_seconds", "gauge", "Age of the oldest unpublished row.",
            std::to_string(stats->second));
+    metric("treaty_relay_oldest_sent_age_seconds", "gauge",
+           "Age of the oldest sent row kept (the retention removes it past `retention`).",
+           std::to_string(oldest_sent));
   }
   metric("treaty_relay_published_total", "counter", "Rows published and acknowledged.",
          std::to_string(counters_.published.load()));
@@ -502,6 +525,8 @@ std::string OutboxRelay::Metrics() {
          std::to_string(counters_.failures.load()));
   metric("treaty_relay_dead_total", "counter", "Poison rows moved to dead.",
          std::to_string(counters_.dead.load()));
+  metric("treaty_relay_purged_rows_total", "counter", "Sent rows deleted past the retention.",
+         std::to_string(counters_.purged.load()));
   return out;
 }
 

@@ -49,6 +49,7 @@ struct RelayCounters {
   std::atomic<int64_t> published{0};  // rows acknowledged and marked
   std::atomic<int64_t> failures{0};   // rows whose publishing failed
   std::atomic<int64_t> dead{0};       // rows moved to "dead"
+  std::atomic<int64_t> purged{0};     // sent rows deleted past the retention
 };
 
 class OutboxRelay {
@@ -117,7 +118,12 @@ class OutboxRelay {
   // those with a failed row are blocked until their retry, with a growing backoff.
   void UpdateBlocked(const std::vector<std::string>& retried,
                      const std::map<std::string, int64_t, std::less<>>& failed);
-  void DeleteOldSentRows();
+  // Deletes the sent rows older than `retention`, `retention_batch` rows a statement (its own
+  // transaction, rows other sessions hold skipped), until a statement deletes fewer or after
+  // kRetentionBatchesPerPass statements (worker 0 publishes too: a day's backlog is deleted a
+  // pass at a time between its batches). True when more may be left.
+  bool DeleteOldSentRows();
+  static constexpr int kRetentionBatchesPerPass = 10;
   void RunWorker(size_t worker, const std::atomic<bool>& stop);
 
   const RelayConfig config_;

@@ -35,6 +35,7 @@ Result<RelayConfig> LoadRelayConfig(const std::string& path, const Environment& 
   r.DurationAtLeast("poll_interval", &c.poll_interval, std::chrono::milliseconds(10));
   r.OneOf("after_send", &c.after_send, {"mark", "delete"});
   r.DurationAtLeast("retention", &c.retention, std::chrono::seconds(1));
+  r.Int("retention_batch", &c.retention_batch, 1, 100000);
   r.OneOf("poison", &c.poison, {"block", "dead_letter"});
   r.DurationAtLeast("retry.initial", &c.retry_initial, std::chrono::milliseconds(1));
   r.DurationAtLeast("retry.max", &c.retry_max, std::chrono::milliseconds(1));

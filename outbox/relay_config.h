@@ -22,7 +22,8 @@ struct RelayConfig {
   Duration poll_interval = std::chrono::milliseconds(500);  // fallback to LISTEN/NOTIFY
   std::string after_send = "mark";                          // mark | delete
   Duration retention = std::chrono::hours(24);              // sent rows older than this are removed
-  std::string poison = "block";                             // block | dead_letter
+  int64_t retention_batch = 1000;  // sent rows removed per statement (never one long delete)
+  std::string poison = "block";    // block | dead_letter
   Duration retry_initial = std::chrono::milliseconds(200);
   Duration retry_max = std::chrono::seconds(10);
   std::string log_level = "info";

@@ -20,20 +20,10 @@ namespace {
 
 const Logger kLog("treaty-relay");
 
-// mode: wal (wal_relay.h): one producer; the slot and publication are set up before the
-// address is announced, so that events written from then on are in the slot.
-int ServeWal(const RelayConfig& config, const ServeArgs& args) {
-  auto publisher = KafkaPublisher::Create(config.bootstrap_servers, config.delivery_timeout);
-  if (!publisher.ok()) {
-    kLog.Error("cannot create the Kafka producer", {{"error", publisher.status().message()}});
-    return kExitBadConfig;
-  }
-  WalRelay relay(config, std::move(*publisher), kLog);
-  Status setup = relay.Setup();
-  if (!setup.ok()) {
-    kLog.Error("cannot set up the publication and slot yet; retrying",
-               {{"error", setup.message()}});
-  }
+// Serves /healthz and /metrics for `relay` (the polling or the WAL one) and runs it until a stop
+// signal; 0, or kExitServeFailed when it cannot listen.
+template <typename Relay>
+int ServeUntilStopped(Relay& relay, const RelayConfig& config, const ServeArgs& args) {
   http::Router router;
   router.Add("GET", "/healthz", [](const http::ApiRequest&) {
     return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
@@ -49,6 +39,24 @@ int ServeWal(const RelayConfig& config, const ServeArgs& args) {
   stop = true;
   worker.join();
   (*server)->Stop();
+  return 0;
+}
+
+// mode: wal (wal_relay.h): one producer; the slot and publication are set up before the
+// address is announced, so that events written from then on are in the slot.
+int ServeWal(const RelayConfig& config, const ServeArgs& args) {
+  auto publisher = KafkaPublisher::Create(config.bootstrap_servers, config.delivery_timeout);
+  if (!publisher.ok()) {
+    kLog.Error("cannot create the Kafka producer", {{"error", publisher.status().message()}});
+    return kExitBadConfig;
+  }
+  WalRelay relay(config, std::move(*publisher), kLog);
+  Status setup = relay.Setup();
+  if (!setup.ok()) {
+    kLog.Error("cannot set up the publication and slot yet; retrying",
+               {{"error", setup.message()}});
+  }
+  if (int failed = ServeUntilStopped(relay, config, args); failed != 0) return failed;
   kLog.Info("stopped", {});
   return 0;
 }
@@ -72,21 +80,7 @@ int Serve(const RelayConfig& config, const ServeArgs& args) {
     publishers.push_back(std::move(*publisher));
   }
   OutboxRelay relay(config, std::move(publishers), kLog);
-  http::Router router;
-  router.Add("GET", "/healthz", [](const http::ApiRequest&) {
-    return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
-  });
-  router.Add("GET", "/metrics", [&](const http::ApiRequest&) {
-    return http::ApiResponse{200, "text/plain; version=0.0.4", relay.Metrics()};
-  });
-  auto server = ServeAndAnnounce(config.listen, router, args.address_file, kLog);
-  if (!server.ok()) return kExitServeFailed;
-  std::atomic<bool> stop{false};
-  std::thread worker([&] { relay.Run(stop); });
-  kLog.Info("stop requested", {{"signal", WaitForStopSignal()}});
-  stop = true;
-  worker.join();
-  (*server)->Stop();
+  if (int failed = ServeUntilStopped(relay, config, args); failed != 0) return failed;
   kLog.Info("stopped", {{"published", std::to_string(relay.counters().published.load())}});
   return 0;
 }

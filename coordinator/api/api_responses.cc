@@ -78,6 +78,7 @@ Object::Ptr Summary(const core::Transaction& tx) {
   o->set("created_at", Iso(tx.created_at));
   o->set("updated_at", Iso(tx.updated_at));
   o->set("deadline", Iso(tx.deadline));
+  if (!tx.context.trace_id.empty()) o->set("trace_id", tx.context.trace_id);
   return o;
 }
 
@@ -94,6 +95,7 @@ Object::Ptr Details(const core::Transaction& tx) {
   Object::Ptr o = Summary(tx);
   o->set("submitted", tx.submitted);
   if (!tx.definition.empty()) o->set("definition", tx.definition);
+  AddCallContext(tx.context, *o);
   Array::Ptr branches = new Array();
   for (const core::BranchOp& op : tx.ops) {
     Object::Ptr b = NewObject();
@@ -160,7 +162,21 @@ Object::Ptr Outcome(const core::Transaction& tx) {
   o->set("status", std::string(core::StatusName(tx.status)));
   if (!tx.reason.empty()) o->set("reason", tx.reason);
   if (!tx.attention.empty()) o->set("attention", tx.attention);
+  if (!tx.context.trace_id.empty()) o->set("trace_id", tx.context.trace_id);
   return o;
+}
+
+void AddCallContext(const core::CallContext& c, Object& o) {
+  if (!c.trace_id.empty()) {
+    o.set("traceparent", core::FormatTraceParent(c.trace_id, c.span_id, c.trace_flags));
+    if (!c.parent_span_id.empty()) o.set("parent_span_id", c.parent_span_id);
+    if (!c.tracestate.empty()) o.set("tracestate", c.tracestate);
+  }
+  if (!c.headers.empty()) {
+    Object::Ptr headers = NewObject();
+    for (const auto& [name, value] : core::ShownHeaders(c)) headers->set(name, value);
+    o.set("propagated_headers", headers);
+  }
 }
 
 }  // namespace treaty::api

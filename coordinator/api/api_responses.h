@@ -44,6 +44,10 @@ Poco::JSON::Object::Ptr Summary(const core::Transaction& tx);
 Poco::Dynamic::Var ParsedJson(const std::string& json);
 
 Poco::JSON::Object::Ptr Details(const core::Transaction& tx);
+
+// Sets a transaction's "traceparent" (its own span), "parent_span_id", "tracestate" and
+// "propagated_headers" (secret values as "****") on `o`.
+void AddCallContext(const core::CallContext& c, Poco::JSON::Object& o);
 // What a change answers: gid, status, reason, attention.
 Poco::JSON::Object::Ptr Outcome(const core::Transaction& tx);
 

@@ -354,4 +354,36 @@ std::optional<core::TimePoint> ParseSince(const std::string& text, core::TimePoi
                                                    static_cast<int64_t>(tz) * 1000000));
 }
 
+std::optional<FieldError> CheckNotify(const Poco::JSON::Object& o, const UrlAllowlist* allow) {
+  if (!o.has("notify")) return std::nullopt;
+  Poco::Dynamic::Var v = o.get("notify");
+  if (v.type() != typeid(Poco::JSON::Object::Ptr)) {
+    return FieldError{"notify", "must be an object: {\"url\": ..., \"events\": [...]}"};
+  }
+  const Poco::JSON::Object& notify = *v.extract<Poco::JSON::Object::Ptr>();
+  if (auto e = CheckKeys(notify, {"url", "events"}, "notify.")) return e;
+  std::string url;
+  if (!notify.has("url")) return FieldError{"notify.url", "is required"};
+  if (auto e = GetString(notify, "url", "notify.url", &url)) return e;
+  if (auto e = CheckUrl(url, "notify.url", allow)) return e;
+  if (notify.has("events")) {
+    Poco::Dynamic::Var events = notify.get("events");
+    if (events.type() != typeid(Poco::JSON::Array::Ptr)) {
+      return FieldError{"notify.events", "must be a list of committed, aborted, attention"};
+    }
+    auto list = events.extract<Poco::JSON::Array::Ptr>();
+    if (list->size() == 0) return FieldError{"notify.events", "must not be empty"};
+    for (size_t i = 0; i < list->size(); ++i) {
+      const std::string field = "notify.events[" + std::to_string(i) + "]";
+      Poco::Dynamic::Var e = list->get(i);
+      if (!e.isString()) return FieldError{field, "must be committed, aborted or attention"};
+      const std::string name = e.toString();
+      if (name != "committed" && name != "aborted" && name != "attention") {
+        return FieldError{field, "\"" + name + "\" is not committed, aborted or attention"};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace treaty::api

@@ -57,6 +57,10 @@ std::optional<FieldError> GetDuration(const Poco::JSON::Object& o, const std::st
 std::optional<FieldError> CheckUrl(const std::string& url, const std::string& field,
                                    const UrlAllowlist* allow);
 
+// "notify": {"url", "events"} (completion webhooks): an object with a URL `allow` admits and
+// events among committed, aborted, attention (absent: all). Stored as part of the request.
+std::optional<FieldError> CheckNotify(const Poco::JSON::Object& o, const UrlAllowlist* allow);
+
 // What every branch is checked against besides its shape.
 struct BranchLimits {
   const UrlAllowlist* allow = nullptr;

@@ -71,7 +71,10 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
   auto parsed = ParseObject(r.body, true);
   if (auto* err = std::get_if<ApiResponse>(&parsed)) return *err;
   Object::Ptr body = std::get<Object::Ptr>(parsed);
-  if (auto e = CheckKeys(*body, {"gid", "input", "wait", "timeout"}, "")) return BadField(*e);
+  if (auto e = CheckKeys(*body, {"gid", "input", "wait", "timeout", "notify"}, "")) {
+    return BadField(*e);
+  }
+  if (auto e = CheckNotify(*body, options_.allowlist.get())) return BadField(*e);
   std::optional<std::string> gid;
   if (auto e = GetGid(*body, &gid)) return BadField(*e);
   bool wait = false;
@@ -122,6 +125,7 @@ ApiResponse TransactionsApi::StartSaga(const ApiRequest& r) {
   Object canonical(*body);
   canonical.remove("wait");
   canonical.set("saga", r.path_params.at("name"));  // as asked: "name" or "name@version"
+  CaptureCallContext(r, &req);
   return BeginAndAnswer(std::move(req), Stringify(Object::Ptr(new Object(canonical))), wait);
 }
 

@@ -84,7 +84,7 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
   // The fields of every mode, then those some modes read: each refused, naming the modes that
   // read it, when this one does not (the processor would refuse it too, less helpfully).
   const std::vector<std::string> mode_fields = processors_.RequestFields();
-  std::set<std::string> allowed = {"gid", "mode", "wait", "timeout", "branches"};
+  std::set<std::string> allowed = {"gid", "mode", "wait", "timeout", "branches", "notify"};
   allowed.insert(mode_fields.begin(), mode_fields.end());
   if (auto e = CheckKeys(*body, allowed, "")) return BadField(*e);
   core::BeginRequest req;
@@ -107,6 +107,7 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
     }
   }
   if (auto e = GetGid(*body, &req.gid)) return BadField(*e);
+  if (auto e = CheckNotify(*body, options_.allowlist.get())) return BadField(*e);
   bool wait = false;
   if (auto e = GetBool(*body, "wait", &wait)) return BadField(*e);
   if (auto e = GetDuration(*body, "timeout", "timeout", &req.timeout)) return BadField(*e);
@@ -156,6 +157,7 @@ ApiResponse TransactionsApi::Begin(const ApiRequest& r) {
   }
   Object canonical(*body);
   canonical.remove("wait");
+  CaptureCallContext(r, &req);
   return BeginAndAnswer(std::move(req), Stringify(Object::Ptr(new Object(canonical))), wait);
 }
 
@@ -168,6 +170,17 @@ ApiResponse TransactionsApi::BeginAndAnswer(core::BeginRequest req, std::string 
   auto begun = service_.Begin(req);
   if (!begun.ok()) return FromStatus(begun.status());
   return Answer(*begun, wait, received);
+}
+
+void TransactionsApi::CaptureCallContext(const ApiRequest& r, core::BeginRequest* req) const {
+  if (auto it = r.headers.find("traceparent"); it != r.headers.end()) req->traceparent = it->second;
+  if (auto it = r.headers.find("tracestate"); it != r.headers.end()) req->tracestate = it->second;
+  for (const std::string& name : options_.propagate_headers) {
+    auto it = r.headers.find(name);
+    if (it == r.headers.end()) continue;
+    req->propagated_headers[name] = it->second;
+    if (options_.secret_headers.count(name) > 0) req->secret_headers.insert(name);
+  }
 }
 
 ApiResponse TransactionsApi::AddBranch(const ApiRequest& r) {

@@ -55,6 +55,9 @@ struct TransactionsApiOptions {
   std::function<std::string(const ApiRequest&)> caller_name;
   // The versions of saga definitions kept for name@version; null: only the loaded ones.
   saga::SagaVersionStore* saga_versions = nullptr;
+  // treaty.yaml's propagate_headers and secret_headers (lower-case names).
+  std::vector<std::string> propagate_headers;
+  std::set<std::string> secret_headers;
 };
 
 class TransactionsApi {
@@ -100,6 +103,8 @@ class TransactionsApi {
   // Begins `req` and answers it (Answer). `canonical_json`, the request as received without
   // "wait", identifies it: the same body again is the same transaction (its digest).
   ApiResponse BeginAndAnswer(core::BeginRequest req, std::string canonical_json, bool wait);
+  // Fills `req`'s trace context and propagated headers from the starting request's headers.
+  void CaptureCallContext(const ApiRequest& r, core::BeginRequest* req) const;
   // Answers a begun transaction: at once (201), or once final with `wait` (200).
   // `received`: when the request came; waiting ends max_wait after it.
   ApiResponse Answer(const core::BeginOutcome& begun, bool wait, core::TimePoint received);

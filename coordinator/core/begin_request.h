@@ -6,6 +6,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,14 @@ struct BeginRequest {
   std::optional<std::string> query_url;              // "query": the service's check-back URL
   std::optional<std::vector<MessageSpec>> messages;  // "messages": the half messages
   std::optional<Duration> check_back;                // "check_back": when to ask the service
+
+  // From the starting request's headers (not its body): the W3C trace context (a new trace when
+  // absent or invalid), and the headers named by treaty.yaml's propagate_headers, with which of
+  // them are secret.
+  std::optional<std::string> traceparent;
+  std::optional<std::string> tracestate;
+  std::map<std::string, std::string> propagated_headers;
+  std::set<std::string> secret_headers;
 };
 
 }  // namespace treaty::core

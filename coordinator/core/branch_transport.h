@@ -4,6 +4,7 @@
 // unit tests. Thread-safe.
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,8 @@ struct BranchCall {
   std::string op;
   Duration timeout;
   bool wants_json_body = false;  // fill BranchReply::json_body
+  // Sent besides the protocol's headers: traceparent, tracestate, propagated headers.
+  std::map<std::string, std::string> headers;
 };
 
 struct BranchReply {
@@ -33,6 +36,8 @@ struct BranchReply {
   std::chrono::microseconds elapsed{0};  // how long the call took
   // With BranchCall::wants_json_body: a 2xx answer's whole body when it is valid JSON; else "".
   std::string json_body;
+  // Set by the core, not the transport: the span id the call sent in its traceparent ("" none).
+  std::string span_id;
 };
 
 // The protocol: 2xx done, 409 refused, everything else unknown.

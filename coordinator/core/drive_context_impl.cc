@@ -49,10 +49,16 @@ Status TransactionDriver::Context::CallOps(Transaction& tx, const std::vector<si
         .branch_id = op.branch_id,
         .op = op.op,
         .timeout = timeout,
-        .wants_json_body = options.keep_outputs});
+        .wants_json_body = options.keep_outputs,
+        .headers = CallHeaders(tx.context, d_.random_)});
   }
   const TimePoint started = Now();
   std::vector<BranchReply> replies = d_.transport_.CallAll(calls);
+  for (size_t k = 0; k < replies.size() && k < calls.size(); ++k) {
+    auto tp = calls[k].headers.find("traceparent");
+    if (tp == calls[k].headers.end()) continue;
+    if (auto parsed = ParseTraceParent(tp->second)) replies[k].span_id = parsed->span_id;
+  }
   std::vector<BranchOp> updated;
   updated.reserve(indexes.size());
   for (size_t k = 0; k < indexes.size(); ++k) {
@@ -98,6 +104,18 @@ Status TransactionDriver::Context::PublishOps(Transaction& tx, const std::vector
   }
   // As in CallOps: a delivery starts only with its whole time left on the lease.
   if (Status s = StartRound(tx.gid, d_.options_.publish_timeout); !s.ok()) return s;
+  // Each message carries the transaction's trace context (its own child span), as a call does;
+  // a header the client set on the message itself wins.
+  std::vector<std::string> span_ids(messages.size());
+  if (!tx.context.trace_id.empty()) {
+    for (size_t k = 0; k < messages.size(); ++k) {
+      for (auto& [name, value] : CallHeaders(tx.context, d_.random_)) {
+        if (name != "traceparent" && name != "tracestate") continue;
+        auto [at, added] = messages[k].headers.emplace(name, value);
+        if (name == "traceparent" && added) span_ids[k] = ParseTraceParent(value)->span_id;
+      }
+    }
+  }
   const TimePoint started = Now();
   std::vector<MessageResult> results =
       d_.messages_ ? d_.messages_->Deliver(messages)
@@ -117,7 +135,8 @@ Status TransactionDriver::Context::PublishOps(Transaction& tx, const std::vector
       BranchReply as_call{
           .outcome = r.acked ? BranchReply::Outcome::kDone : BranchReply::Outcome::kUnknown,
           .detail = op.last_error,
-          .elapsed = elapsed};
+          .elapsed = elapsed,
+          .span_id = k < span_ids.size() ? span_ids[k] : ""};
       d_.observer_->OnCall(tx, op, as_call);
     }
     updated.push_back(std::move(op));

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/duration.h"
+#include "coordinator/core/trace_context.h"
 
 namespace treaty::core {
 
@@ -125,6 +126,8 @@ struct Transaction {
   std::string request_json;    // the accepted request, for audit
   std::string request_digest;  // identifies the request, to recognise a repeated submission
   std::vector<LogEntry> log;   // filled by loads that ask for it
+  // Its trace context and propagated headers, sent on each of its calls and messages.
+  CallContext context;
 
   // The op named `op` of branch `branch_id`, or nullptr.
   BranchOp* FindOp(std::string_view branch_id, std::string_view op);

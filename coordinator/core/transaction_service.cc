@@ -40,6 +40,8 @@ Result<BeginOutcome> TransactionService::Begin(const BeginRequest& req) {
   tx.definition = req.definition;
   tx.request_json = req.request_json;
   tx.request_digest = req.request_digest;
+  tx.context = NewCallContext(ids_, req.traceparent, req.tracestate, req.propagated_headers);
+  tx.context.secret.insert(req.secret_headers.begin(), req.secret_headers.end());
   const PlanDefaults defaults{.timeout = default_timeout_, .check_back = check_back_};
   if (Status s = (*processor)->Plan(req, defaults, tx); !s.ok()) return s;
 

@@ -46,6 +46,7 @@ void TreatyMetrics::OnDriveError(const std::string& gid, const Status& status) {
 
 void TreatyMetrics::OnCall(const core::Transaction& tx, const core::BranchOp& op,
                            const core::BranchReply& reply) {
+  if (next_) next_->OnCall(tx, op, reply);
   const char* outcome = reply.outcome == core::BranchReply::Outcome::kDone      ? "done"
                         : reply.outcome == core::BranchReply::Outcome::kRefused ? "refused"
                                                                                 : "unknown";
@@ -79,6 +80,11 @@ void TreatyMetrics::RenderHistogram(std::string& out, const std::string& name,
 void TreatyMetrics::OnStoreCall(const char* op, double seconds) {
   std::lock_guard<std::mutex> lock(mu_);
   store_latency_[op].Add(seconds);
+}
+
+void TreatyMetrics::OnPurged(const std::string& table, int64_t rows) {
+  std::lock_guard<std::mutex> lock(mu_);
+  purged_[table] += static_cast<uint64_t>(rows);
 }
 
 void TreatyMetrics::OnRetryScheduled(const core::Transaction& tx) {
@@ -133,6 +139,12 @@ std::string TreatyMetrics::Render(const std::function<Result<StoreGauges>()>& ga
   for (const auto& [mode, n] : retries_) {
     out += "treaty_retries_scheduled_total{mode=\"" + mode + "\"} " + std::to_string(n) + "\n";
   }
+  Header(out, "treaty_retention_purged_rows_total", "counter",
+         "Rows the retention purge deleted, by table.");
+  for (const auto& [table, n] : purged_) {
+    out +=
+        "treaty_retention_purged_rows_total{table=\"" + table + "\"} " + std::to_string(n) + "\n";
+  }
   Header(out, "treaty_drive_errors_total", "counter",
          "Drives interrupted by the store or a conflict (retried).");
   out += "treaty_drive_errors_total " + std::to_string(drive_errors_) + "\n";
@@ -149,6 +161,12 @@ std::string TreatyMetrics::Render(const std::function<Result<StoreGauges>()>& ga
     Header(out, "treaty_recovery_lag_seconds", "gauge",
            "How long the oldest due, unfinished transaction has waited.");
     out += "treaty_recovery_lag_seconds " + Num(g->recovery_lag_seconds) + "\n";
+    if (g->oldest_finished_age_seconds) {
+      Header(out, "treaty_retention_oldest_finished_age_seconds", "gauge",
+             "How long ago the oldest finished transaction kept last changed.");
+      out += "treaty_retention_oldest_finished_age_seconds " +
+             Num(*g->oldest_finished_age_seconds) + "\n";
+    }
   } else {
     out += "# store gauges unavailable: " + g.status().message() + "\n";
   }

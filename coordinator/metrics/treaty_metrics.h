@@ -14,6 +14,8 @@
 //   treaty_recovery_lag_seconds                           the oldest due, unfinished transaction
 //   treaty_store_call_seconds{op} (histogram)             every store call (see TimedStore)
 //   treaty_store_scrape_seconds                           how long the store's gauges took
+//   treaty_retention_purged_rows_total{table}             table: transactions | decision_log
+//   treaty_retention_oldest_finished_age_seconds          the oldest finished transaction kept
 //
 // The same events feed the last minutes' traffic, second by second (traffic.h), for the console.
 
@@ -21,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -33,6 +36,9 @@ namespace treaty::metrics {
 struct StoreGauges {
   std::map<std::string, int64_t> in_flight;  // status -> count
   double recovery_lag_seconds = 0;
+  // How long ago the oldest finished transaction kept last changed (the retention purge keeps
+  // it below retention.history plus a round); nullopt when it could not be read.
+  std::optional<double> oldest_finished_age_seconds;
 };
 
 class TreatyMetrics : public core::DriverObserver {
@@ -50,6 +56,8 @@ class TreatyMetrics : public core::DriverObserver {
   void OnRejected() override;
   // One store call of kind `op` ("transition", "load", ...) took `seconds`.
   void OnStoreCall(const char* op, double seconds);
+  // The retention purge deleted `rows` rows of `table` ("transactions", "decision_log").
+  void OnPurged(const std::string& table, int64_t rows);
 
   // The text for one scrape; `gauges` reads the store (its failure is reported as a comment).
   std::string Render(const std::function<Result<StoreGauges>()>& gauges);
@@ -79,6 +87,7 @@ class TreatyMetrics : public core::DriverObserver {
   std::map<std::pair<std::string, std::string>, Histogram> latency_;  // mode, op
   std::map<std::string, uint64_t> retries_;                           // mode
   std::map<std::string, Histogram> store_latency_;                    // op
+  std::map<std::string, uint64_t> purged_ = {{"decision_log", 0}, {"transactions", 0}};  // table
   uint64_t drive_errors_ = 0;
   uint64_t rejected_ = 0;
 };

@@ -52,6 +52,29 @@ TEST(TreatyMetrics, CountsByModeOpAndOutcomeWithoutGids) {
   EXPECT_EQ(text.find("secret"), std::string::npos) << "no gid or URL in labels";
 }
 
+TEST(TreatyMetrics, CountsPurgedRowsByTableAndShowsTheOldestKept) {
+  TreatyMetrics m(nullptr);
+  std::string before = m.Render([] { return Result<StoreGauges>(StoreGauges{}); });
+  EXPECT_NE(before.find("treaty_retention_purged_rows_total{table=\"transactions\"} 0\n"),
+            std::string::npos)
+      << before;
+  m.OnPurged("transactions", 1000);
+  m.OnPurged("decision_log", 3000);
+  m.OnPurged("transactions", 7);
+  std::string text = m.Render([] {
+    StoreGauges g;
+    g.oldest_finished_age_seconds = 86400.5;
+    return Result<StoreGauges>(g);
+  });
+  for (const char* line : {
+           "treaty_retention_purged_rows_total{table=\"transactions\"} 1007\n",
+           "treaty_retention_purged_rows_total{table=\"decision_log\"} 3000\n",
+           "treaty_retention_oldest_finished_age_seconds 86400.5\n",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\nin:\n" << text;
+  }
+}
+
 TEST(TreatyMetrics, AStoreOutageStillRendersTheCounters) {
   TreatyMetrics m(nullptr);
   std::string text = m.Render([] { return Result<StoreGauges>(Status::Unavailable("db down")); });

@@ -122,6 +122,78 @@ CREATE TABLE treaty.saga_versions (
 CREATE INDEX transactions_unfinished_definition ON treaty.transactions (definition)
   WHERE definition IS NOT NULL AND status IN ('active', 'prepared', 'committing', 'aborting');
 )sql"},
+      {7, "an index of finished transactions by their last change, for the retention purge", R"sql(
+-- The purge (docs/recovery.md, "Retention") deletes the finished transactions whose last change
+-- is older than retention.history, oldest first, a batch at a time; with this index each batch
+-- reads just its rows instead of scanning the table, and the oldest kept one (a metric) is its
+-- first entry. Unfinished transactions are not in it. The cost on the hot path is one index
+-- entry per finished transaction, written by the transition that finishes it
+-- (docs/performance.md, finding 39).
+CREATE INDEX transactions_finished_by_update ON treaty.transactions (updated_at)
+  WHERE status IN ('committed', 'aborted');
+)sql"},
+      {10, "a transaction's trace context and propagated headers", R"sql(
+-- The W3C trace context a transaction was started with (or began) and the headers it passes on
+-- to its participants (propagate_headers): {"trace_id", "span_id", "parent_span_id", "flags",
+-- "tracestate", "headers": {...}, "secret": [...]}. NULL for transactions from before.
+ALTER TABLE treaty.transactions ADD COLUMN call_context jsonb;
+)sql"},
+      {11, "completion webhooks: one delivery row per event, written with the state change", R"sql(
+-- A transaction started with "notify": {"url", "events"} (kept in its request) gets one row here
+-- per event it asked for, written by the same statement that makes the change (a trigger), so
+-- that no decision is ever without its notification, whatever crashes when. treatyd delivers
+-- them (docs/api.md, completion webhooks) until the receiver answers 2xx.
+CREATE TABLE treaty.webhook_deliveries (
+  id              bigserial PRIMARY KEY,
+  gid             text NOT NULL,
+  event           text NOT NULL CHECK (event IN ('committed', 'aborted', 'attention')),
+  url             text NOT NULL,
+  body            jsonb NOT NULL,
+  attempts        integer NOT NULL DEFAULT 0,
+  next_attempt_at timestamptz NOT NULL DEFAULT now(),
+  delivered_at    timestamptz,
+  last_error      text,
+  created_at      timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (gid, event)
+);
+CREATE INDEX webhook_deliveries_due ON treaty.webhook_deliveries (next_attempt_at)
+  WHERE delivered_at IS NULL;
+
+CREATE FUNCTION treaty.enqueue_webhook() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  ev text;
+BEGIN
+  IF NOT (NEW.request ? 'notify') THEN
+    RETURN NEW;
+  END IF;
+  IF NEW.status IN ('committed', 'aborted') AND OLD.status IS DISTINCT FROM NEW.status THEN
+    ev := NEW.status;
+  ELSIF coalesce(NEW.attention, '') <> '' AND coalesce(OLD.attention, '') = '' THEN
+    ev := 'attention';
+  ELSE
+    RETURN NEW;
+  END IF;
+  IF NOT coalesce(NEW.request -> 'notify' -> 'events', '["committed","aborted","attention"]'::jsonb)
+         ? ev THEN
+    RETURN NEW;
+  END IF;
+  INSERT INTO treaty.webhook_deliveries (gid, event, url, body)
+  VALUES (NEW.gid, ev, NEW.request -> 'notify' ->> 'url',
+          jsonb_build_object('gid', NEW.gid, 'event', ev, 'mode', NEW.mode,
+                             'status', NEW.status, 'reason', coalesce(NEW.reason, ''),
+                             'attention', coalesce(NEW.attention, ''),
+                             'trace_id', coalesce(NEW.call_context ->> 'trace_id', ''),
+                             'at', to_char(now() AT TIME ZONE 'UTC',
+                                           'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')))
+  ON CONFLICT (gid, event) DO NOTHING;
+  RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER transactions_enqueue_webhook
+  AFTER UPDATE OF status, attention ON treaty.transactions
+  FOR EACH ROW EXECUTE FUNCTION treaty.enqueue_webhook();
+)sql"},
   };
   return kMigrations;
 }

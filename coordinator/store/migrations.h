@@ -14,7 +14,10 @@ struct Migration {
   std::string_view sql;
 };
 
-// In ascending version order, without gaps.
+// In ascending version order. Gaps are allowed: a version may be reserved by work on another
+// branch, and the runner (PgStore::Migrate) applies each version not yet recorded in
+// treaty.schema_migrations, so a migration must not depend on a lower version that may arrive
+// later.
 const std::vector<Migration>& Migrations();
 
 }  // namespace treaty::store

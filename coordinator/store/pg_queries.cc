@@ -30,7 +30,8 @@ Result<std::vector<Transaction>> PgTransactionStore::List(const core::ListFilter
         pqxx::read_transaction w(c);
         pqxx::result r = Prepared(w,
             "SELECT gid, mode, status, reason, attention, " SQL_MS("deadline") ", " SQL_MS(
-                "created_at") ", " SQL_MS("updated_at") " FROM treaty.transactions "
+                "created_at") ", " SQL_MS("updated_at") ", call_context ->> 'trace_id' "
+            "FROM treaty.transactions "
             "WHERE ($1 = '' OR status = $1) AND ($2 = '' OR mode = $2) AND gid > $3 "
             "AND ($5::bigint IS NULL OR created_at >= to_timestamp($5::bigint / 1000.0)) "
             "AND ($6::bigint IS NULL OR created_at < to_timestamp($6::bigint / 1000.0)) "
@@ -52,6 +53,7 @@ Result<std::vector<Transaction>> PgTransactionStore::List(const core::ListFilter
           tx.deadline = FromMs(row[5].as<int64_t>());
           tx.created_at = FromMs(row[6].as<int64_t>());
           tx.updated_at = FromMs(row[7].as<int64_t>());
+          tx.context.trace_id = Str(row[8]);  // the list shows the trace id alone
           out.push_back(std::move(tx));
         }
         return out;

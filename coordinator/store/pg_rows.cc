@@ -69,6 +69,52 @@ std::map<std::string, std::string> ParseHeaders(const std::string& text) {
 
 std::string OpKey(const BranchOp& o) { return o.branch_id + '/' + o.op; }
 
+}  // namespace
+
+std::string CallContextJson(const core::CallContext& c) {
+  if (c.empty()) return "null";
+  std::string out;
+  {
+    JsonRow row(out);
+    row.Str("trace_id", c.trace_id).Str("span_id", c.span_id);
+    row.Str("parent_span_id", c.parent_span_id).Str("flags", c.trace_flags);
+    row.Str("tracestate", c.tracestate);
+    row.Raw("headers", c.headers.empty() ? std::string("{}") : HeadersJson(c.headers));
+    std::string secret = "[";
+    for (const std::string& name : c.secret) {
+      if (secret.size() > 1) secret += ',';
+      secret += JsonQuote(name);
+    }
+    row.Raw("secret", secret + "]");
+  }
+  return out;
+}
+
+core::CallContext ParseCallContext(const std::string& text) {
+  core::CallContext c;
+  if (text.empty() || text == "null") return c;
+  try {
+    Poco::JSON::Parser parser;
+    auto o = parser.parse(text).extract<Poco::JSON::Object::Ptr>();
+    c.trace_id = o->optValue<std::string>("trace_id", "");
+    c.span_id = o->optValue<std::string>("span_id", "");
+    c.parent_span_id = o->optValue<std::string>("parent_span_id", "");
+    c.trace_flags = o->optValue<std::string>("flags", "01");
+    c.tracestate = o->optValue<std::string>("tracestate", "");
+    if (auto h = o->getObject("headers")) {
+      for (const auto& [k, v] : *h) c.headers[k] = v.toString();
+    }
+    if (auto s = o->getArray("secret")) {
+      for (size_t i = 0; i < s->size(); ++i) c.secret.insert(s->getElement<std::string>(i));
+    }
+  } catch (const std::exception&) {
+    return core::CallContext{};
+  }
+  return c;
+}
+
+namespace {
+
 // An op's latest calls as [[started ms since the epoch, took µs, outcome], ...].
 std::string CallsJson(const std::vector<core::OpCall>& calls) {
   std::string out = "[";
@@ -176,7 +222,8 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
       "t.reason, t.attention, t.definition, " SQL_MS("t.deadline") ", " SQL_MS("t.next_attempt_at") ", "
       SQL_MS("t.created_at") ", " SQL_MS("t.updated_at") ", b.branch_id, b.op, b.position, b.url, "
       "b.payload::text, b.timeout_ms, s.status, s.attempts, s.last_error, b.after_ids, b.msg_key, "
-      "b.msg_headers::text, b.topic, s.calls::text, b.retry::text, s.output::text "
+      "b.msg_headers::text, b.topic, s.calls::text, b.retry::text, s.output::text, "
+      "t.call_context::text "
       "FROM treaty.transactions t "
       "LEFT JOIN LATERAL ROWS FROM (jsonb_to_recordset(t.ops) AS (branch_id text, op text, "
       "position integer, url text, payload jsonb, timeout_ms bigint, after_ids text, "
@@ -204,6 +251,7 @@ Result<Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid
   tx.next_attempt_at = FromMs(r[0][10].as<int64_t>());
   tx.created_at = FromMs(r[0][11].as<int64_t>());
   tx.updated_at = FromMs(r[0][12].as<int64_t>());
+  tx.context = ParseCallContext(Str(r[0][29]));
   for (const auto& row : r) {
     if (row[13].is_null()) continue;  // no ops yet (LEFT JOIN)
     BranchOp o;

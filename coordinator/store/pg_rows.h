@@ -95,6 +95,12 @@ std::string OpStatesJson(const std::vector<core::BranchOp>& ops);
 
 // The transaction and its ops in one round trip (no decision log), one snapshot; NotFound when
 // there is no such gid.
+// A transaction's trace context and propagated headers as stored (transactions.call_context):
+// {"trace_id", "span_id", "parent_span_id", "flags", "tracestate", "headers": {..},
+// "secret": [..]}; "null" for none. ParseCallContext reads it back ("" or bad: none).
+std::string CallContextJson(const core::CallContext& c);
+core::CallContext ParseCallContext(const std::string& text);
+
 Result<core::Transaction> LoadJoined(pqxx::transaction_base& w, const std::string& gid);
 
 // The decision log of `tx`, appended to tx->log.

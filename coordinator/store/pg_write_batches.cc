@@ -32,6 +32,7 @@ Result<core::CreateResult> PgTransactionStore::Create(const Transaction& tx,
     row.Str("owner", owner).Int("lease_ms", LeaseMs(lease)).Int("created_ms", Ms(tx.created_at));
     row.Bool("sequential", tx.sequential).Str("definition", tx.definition);
     row.Raw("ops", OpsJson(tx.ops)).Raw("op_state", OpStatesJson(tx.ops));
+    row.Raw("call_context", CallContextJson(tx.context));
     row.Str("reason", tx.submitted
                           ? "begun with " + std::to_string(tx.BranchIds().size()) + " branches"
                           : "begun; waiting for branches");
@@ -63,13 +64,16 @@ std::vector<PgTransactionStore::Created> PgTransactionStore::RunCreates(
             "WITH req AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(gid text, mode text, "
             "status text, request jsonb, request_digest text, submitted boolean, "
             "deadline_ms bigint, next_ms bigint, owner text, lease_ms bigint, created_ms bigint, "
-            "sequential boolean, definition text, ops jsonb, op_state jsonb, reason text)), "
+            "sequential boolean, definition text, ops jsonb, op_state jsonb, reason text, "
+            "call_context jsonb)), "
             "t AS (INSERT INTO treaty.transactions (gid, mode, status, request, request_digest, "
             "submitted, deadline, next_attempt_at, owner, lease_until, created_at, updated_at, "
-            "sequential, definition, ops, op_state) SELECT gid, mode, status, request, request_digest, "
+            "sequential, definition, ops, op_state, call_context) SELECT gid, mode, status, request, "
+            "request_digest, "
             "submitted, to_timestamp(deadline_ms / 1000.0), to_timestamp(next_ms / 1000.0), "
             "owner, " SQL_LEASE_END("lease_ms") ", to_timestamp(created_ms / 1000.0), "
-            "to_timestamp(created_ms / 1000.0), sequential, NULLIF(definition, ''), ops, op_state "
+            "to_timestamp(created_ms / 1000.0), sequential, NULLIF(definition, ''), ops, op_state, "
+            "NULLIF(call_context, 'null'::jsonb) "
             "FROM req "
             "ON CONFLICT (gid) DO NOTHING RETURNING gid), "
             "l AS (INSERT INTO treaty.decision_log (gid, from_status, to_status, reason, at) "

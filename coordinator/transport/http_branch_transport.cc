@@ -319,6 +319,7 @@ core::BranchReply HttpBranchTransport::CallOnce(const core::BranchCall& call, De
       req.set(protocol::kGidHeader, call.gid);
       req.set(protocol::kBranchIdHeader, call.branch_id);
       req.set(protocol::kOpHeader, call.op);
+      for (const auto& [name, value] : call.headers) req.set(name, value);
       session->sendRequest(req) << call.body;
       // Connected and sent (both bounded by the socket timeouts, set to what is left): from here,
       // however slowly the participant answers, the call ends at its deadline.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "integration-tests/harness/http_client.h"
+#include "integration-tests/harness/recording_server.h"
 #include "integration-tests/harness/treaty_stack.h"
 
 namespace treaty::demo {
@@ -57,11 +58,14 @@ class Demo {
         << "  starting PostgreSQL, the dev Kafka broker, treatyd, order-svc, inventory-svc ..."
         << std::flush;
     auto began = std::chrono::steady_clock::now();
-    auto stack = TreatyStack::Start(
-        harness::StackOptions{.with_broker = true,
-                              .treatyd_env = {{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"}},
-                              .saga_files = {harness::PlaceOrderSagaFile()},
-                              .relay_mode = relay_mode_});
+    auto stack = TreatyStack::Start(harness::StackOptions{
+        .with_broker = true,
+        // Spans to a small collector in this process (ShowTrace).
+        .treatyd_extra_yaml = "tracing: { otlp_endpoint: \"" + collector_.base_url() +
+                              "/v1/traces\", flush_interval: 100ms }\n",
+        .treatyd_env = {{"TREATY_TIMEOUTS_MSG_CHECK_BACK", "1s"}},
+        .saga_files = {harness::PlaceOrderSagaFile()},
+        .relay_mode = relay_mode_});
     if (!stack.ok()) {
       std::cout << " FAILED\n" << stack.status().message() << "\n";
       return 1;
@@ -119,6 +123,9 @@ class Demo {
              });
 
     ShowEvents();
+    // A transaction of the treatyd still running: one killed at a crash point (the 2pc crash
+    // scenario) loses the spans it had not exported yet, e.g. those of the 2pc commit just before.
+    ShowTrace("demo-saga-paid");
     PrintSummary();
     if (keep_ && !failed_ && !g_interrupted) {
       std::cout << "\n--keep: the stack stays up at the addresses above; press Ctrl-C to stop it.\n"
@@ -128,6 +135,64 @@ class Demo {
       g_interrupted = false;  // a requested stop, not a failure
     }
     return failed_ ? 1 : 0;
+  }
+
+  // One transaction's trace: its trace id, and the spans treatyd exported to the collector.
+  void ShowTrace(const std::string& gid) {
+    if (g_interrupted || failed_) return;
+    auto details = HttpCall("GET", stack_->treatyd().base_url() + "/v1/transactions/" + gid);
+    const std::string trace = details.ok() ? Field(details->body, "trace_id") : "";
+    std::cout << "  trace of " << gid << ": trace_id " << trace << " ..." << std::flush;
+    const bool came = collector_.WaitFor(
+        [&](const std::vector<harness::RecordedRequest>& requests) {
+          for (const auto& r : requests) {
+            if (r.body.find(trace) != std::string::npos &&
+                r.body.find("\"treaty.transaction\"") != std::string::npos) {
+              return true;
+            }
+          }
+          return false;
+        },
+        std::chrono::seconds(30));
+    if (trace.empty() || !came) {
+      std::cout << " UNEXPECTED: the collector received no transaction span\n";
+      failed_ = true;
+      return;
+    }
+    std::cout << " the collector received:\n";
+    std::printf("      %-20s %-16s %-16s %s\n", "span", "span_id", "parent", "attributes");
+    for (const auto& r : collector_.Requests()) {
+      try {
+        Poco::JSON::Parser parser;
+        auto body = parser.parse(r.body).extract<Poco::JSON::Object::Ptr>();
+        auto resources = body->getArray("resourceSpans");
+        for (size_t i = 0; i < resources->size(); ++i) {
+          auto scopes = resources->getObject(i)->getArray("scopeSpans");
+          for (size_t j = 0; j < scopes->size(); ++j) {
+            auto spans = scopes->getObject(j)->getArray("spans");
+            for (size_t k = 0; k < spans->size(); ++k) {
+              auto s = spans->getObject(k);
+              if (s->getValue<std::string>("traceId") != trace) continue;
+              std::string attributes;
+              auto list = s->getArray("attributes");
+              for (size_t a = 0; a < list->size(); ++a) {
+                auto at = list->getObject(a);
+                const std::string key = at->getValue<std::string>("key");
+                if (key == "treaty.gid" || key == "treaty.mode" || key == "url.full") continue;
+                attributes +=
+                    key + "=" + at->getObject("value")->getValue<std::string>("stringValue") + " ";
+              }
+              std::printf("      %-20s %-16s %-16s %s\n", s->getValue<std::string>("name").c_str(),
+                          s->getValue<std::string>("spanId").c_str(),
+                          s->optValue<std::string>("parentSpanId", "-").c_str(),
+                          attributes.c_str());
+            }
+          }
+        }
+      } catch (const std::exception&) {
+        std::cout << "      (a request that is not OTLP JSON)\n";
+      }
+    }
   }
 
   // The order events the scenarios wrote through order-svc's outbox: relayed to Kafka by
@@ -299,6 +364,7 @@ class Demo {
   }
 
   const bool keep_;
+  harness::RecordingServer collector_;  // receives treatyd's spans (OTLP/HTTP JSON)
   const std::string relay_mode_;
   bool failed_ = false;
   std::vector<Row> rows_;

@@ -41,7 +41,8 @@ std::string ParticipantConfig(const PgCluster& pg, const std::string& db,
          (o.client_token.empty() ? std::string() : ", token: \"" + o.client_token + "\"") +
          " }\n"
          "sweep: { interval: " +
-         o.sweep_interval + ", older_than: " + o.sweep_older_than + " }\n";
+         o.sweep_interval + ", older_than: " + o.sweep_older_than + " }\n" +
+         o.participant_extra_yaml;
 }
 
 }  // namespace

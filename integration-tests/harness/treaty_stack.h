@@ -32,8 +32,9 @@ struct StackOptions {
   // A client token treatyd accepts (put it in treatyd_extra_yaml's auth): the participants and
   // the stack's own status calls send it.
   std::string client_token;
-  std::string lease = "5s";        // treatyd's scheduler.lease
-  std::string branch_call = "2s";  // treatyd's timeouts.branch_call
+  std::string participant_extra_yaml;  // appended to both participants' configs
+  std::string lease = "5s";            // treatyd's scheduler.lease
+  std::string branch_call = "2s";      // treatyd's timeouts.branch_call
   // treaty-relay's mode (with_broker): "polling", or "wal" (PostgreSQL then runs with
   // wal_level = logical).
   std::string relay_mode = "polling";

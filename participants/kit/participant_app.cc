@@ -128,6 +128,7 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
       w.exec(Barrier::SchemaSql());
       w.exec(Outbox::SchemaSql());
       w.exec(Inbox::SchemaSql());
+      w.exec(KitRetention::SchemaSql());
       if (!spec.schema_sql.empty()) w.exec(spec.schema_sql);
       w.commit();
       return true;
@@ -169,6 +170,13 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
     return http::ApiResponse{200, "application/json", R"({"status":"ok"})"};
   });
   faults.Register(router);
+  // The retention of the kit's tables runs once the service serves; /metrics shows its counts.
+  std::unique_ptr<KitRetention> retention;
+  std::atomic<KitRetention*> retention_ready{nullptr};
+  router.Add("GET", "/metrics", [&retention_ready](const http::ApiRequest&) {
+    KitRetention* r = retention_ready.load();
+    return http::ApiResponse{200, "text/plain; version=0.0.4", r ? r->Metrics() : ""};
+  });
   // `op`: the fault switch's name for the route. `accepts`: the protocol ops the route serves
   // (the body's "op"); another is a 400 naming the field, never a change run under a name the
   // barrier would file it by (an op it does not know would be neither repeated nor undone).
@@ -249,6 +257,8 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
   g_self_url =
       config.public_url.empty() ? "http://" + (*server)->address().ToString() : config.public_url;
   PreparedSweep sweep(twopc, config, log);
+  retention = std::make_unique<KitRetention>(pool, config, log);
+  retention_ready = retention.get();
   std::unique_ptr<EventConsumer> consumer;
   if (spec.on_event && !config.kafka_bootstrap_servers.empty()) {
     // The fault switch's "event" op fails (or holds) each apply, for the tests of a consumer
@@ -266,6 +276,7 @@ int Serve(const ParticipantSpec& spec, const ParticipantConfig& config, const Se
   }
   log.Info("stop requested", {{"signal", WaitForStopSignal()}});
   (*server)->Stop();
+  retention_ready = nullptr;
   return 0;
 }
 

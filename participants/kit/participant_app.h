@@ -15,6 +15,7 @@
 #include "outbox/event_consumer.h"
 #include "outbox/outbox.h"
 #include "participants/kit/fault_switch.h"
+#include "participants/kit/kit_retention.h"
 #include "participants/kit/participant_config.h"
 #include "participants/kit/twopc_resource.h"
 #include "tcc/barrier.h"

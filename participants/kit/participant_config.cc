@@ -25,6 +25,17 @@ Result<ParticipantConfig> LoadParticipantConfig(const std::string& path,
   r.NonEmptyString("events.topic", &c.events_topic);
   r.String("kafka.bootstrap_servers", &c.kafka_bootstrap_servers);
   r.String("kafka.group", &c.kafka_group);
+  r.DurationAtLeast("retention.barrier_window", &c.retention_barrier_window,
+                    std::chrono::minutes(1));
+  r.DurationAtLeast("retention.inbox_window", &c.retention_inbox_window, std::chrono::minutes(1));
+  r.Int("retention.batch", &c.retention_batch, 1, 100000);
+  r.DurationAtLeast("retention.interval", &c.retention_interval, std::chrono::milliseconds(100));
+  // A prepared 2PC branch older than sweep.older_than is asked about and finished; its mark must
+  // outlive that by far (a late prepare must still find the abort's mark).
+  if (c.retention_barrier_window <= c.sweep_older_than) {
+    r.Fail("retention.barrier_window",
+           "must be longer than sweep.older_than (" + FormatDuration(c.sweep_older_than) + ")");
+  }
   Status s = r.Finish();
   if (!s.ok()) return s;
   return c;

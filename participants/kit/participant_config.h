@@ -10,6 +10,7 @@
 //   log: { level: info }
 //   events: { topic: orders.events }
 //   kafka: { bootstrap_servers: "", group: "" }      # consume events when set
+//   retention: { barrier_window: 7d, inbox_window: 7d, batch: 1000, interval: 1m }
 //
 // Environment overrides use the service's prefix: TREATY_INVENTORY_SVC_DATABASE_URL, ...
 
@@ -40,6 +41,15 @@ struct ParticipantConfig {
   std::string events_topic = "orders.events";
   std::string kafka_bootstrap_servers;
   std::string kafka_group;  // default: the service's name
+  // Retention of the kit's own tables (docs/participants.md, "Retention"). Barrier rows (TCC,
+  // saga, msg marks) and finished 2PC marks of a gid are deleted once all of them are older
+  // than `barrier_window` and the coordinator does not list the gid as unfinished; inbox rows
+  // once older than `inbox_window` (the dedupe window). `batch` rows a statement, a round every
+  // `interval`.
+  Duration retention_barrier_window = std::chrono::hours(24 * 7);
+  Duration retention_inbox_window = std::chrono::hours(24 * 7);
+  int64_t retention_batch = 1000;
+  Duration retention_interval = std::chrono::minutes(1);
 };
 
 Result<ParticipantConfig> LoadParticipantConfig(const std::string& path,
