@@ -117,11 +117,13 @@ Result<std::unique_ptr<PgAutoFailover>> PgAutoFailover::Start(const std::string&
   } catch (const std::exception& e) {
     return Status::Internal(std::string("tuning the monitor: ") + e.what());
   }
-  for (int i = 0; i < 2; ++i) {
-    Status s = f->StartNode(i, database);
-    if (!s.ok()) return s;
-  }
-  Status s = f->WaitPrimary(0, std::chrono::seconds(120));
+  Status s = f->StartNode(0, database);
+  if (!s.ok()) return s;
+  s = f->AllowPreparedTransactions();
+  if (!s.ok()) return s;
+  s = f->StartNode(1, database);
+  if (!s.ok()) return s;
+  s = f->WaitPrimary(0, std::chrono::seconds(120));
   if (!s.ok()) return s;
   return f;
 }
@@ -138,6 +140,32 @@ std::vector<std::pair<std::string, std::string>> PgAutoFailover::Env() const {
 std::string PgAutoFailover::MonitorUrl() const {
   return "postgres://autoctl_node@127.0.0.1:" + std::to_string(monitor_port_) +
          "/pg_auto_failover?sslmode=disable";
+}
+
+Status PgAutoFailover::AllowPreparedTransactions() {
+  // A setting read only at start: set it, then stop the postmaster (fast shutdown), which the
+  // keeper starts again at once with it.
+  Status s = Execute(0, "postgres", "ALTER SYSTEM SET max_prepared_transactions = 100");
+  if (!s.ok()) return s;
+  std::ifstream pid_file(nodes_[0].pgdata + "/postmaster.pid");
+  pid_t postmaster = 0;
+  if (!(pid_file >> postmaster) || postmaster <= 0) {
+    return Status::Internal("no postmaster.pid in " + nodes_[0].pgdata);
+  }
+  ::kill(postmaster, SIGINT);
+  std::string last;
+  bool restarted = WaitUntil(
+      [&] {
+        auto v = QueryValue(0, "postgres", "SHOW max_prepared_transactions");
+        last = v.ok() ? *v : v.status().message();
+        return v.ok() && *v == "100";
+      },
+      std::chrono::seconds(120), std::chrono::milliseconds(200));
+  if (!restarted) {
+    return Status::Unavailable("node0 did not restart with max_prepared_transactions = 100 (" +
+                               last + ")\n" + nodes_[0].keeper->ReadLog());
+  }
+  return WaitState(0, "single", std::chrono::seconds(120));
 }
 
 Status PgAutoFailover::StartNode(int i, const std::string& database) {
@@ -234,6 +262,40 @@ Status PgAutoFailover::KillNode(int node) {
   ::kill(n.keeper->pid(), SIGSTOP);
   for (pid_t p : tree) ::kill(p, SIGKILL);
   n.keeper->Kill();
+  return Status::Ok();
+}
+
+Status PgAutoFailover::RestartNode(int node, Duration timeout) {
+  Node& n = nodes_[node];
+  if (n.keeper && n.keeper->Running()) return Status::Conflict(n.name + " is running");
+  auto keeper = Process::Start(ProcessSpec{
+      .name = "pg_autoctl " + n.name + " (restarted)",
+      .argv = {"/usr/bin/pg_autoctl", "run", "--pgdata", n.pgdata},
+      .env = Env(),
+      .log_path = dir_.File(n.name + "-restarted.log"),
+      .cwd = dir_.path(),
+      .run_as = run_as_,
+  });
+  if (!keeper.ok()) return keeper.status();
+  n.keeper = std::move(*keeper);
+  return WaitState(node, "secondary", timeout);
+}
+
+Status PgAutoFailover::WaitState(int i, const std::string& state, Duration timeout) {
+  Node& n = nodes_[i];
+  bool reached = WaitUntil(
+      [&] {
+        if (!n.keeper->Running()) return true;
+        auto s = QueryValue(-1, "pg_auto_failover",
+                            "SELECT reportedstate = '" + state + "' AND goalstate = '" + state +
+                                "' FROM pgautofailover.node WHERE nodename = '" + n.name + "'");
+        return s.ok() && *s == "t";
+      },
+      timeout, std::chrono::milliseconds(500));
+  if (!n.keeper->Running() || !reached) {
+    return Status::Unavailable(n.name + " did not become " + state + " (" + States() + ")\n" +
+                               n.keeper->ReadLog());
+  }
   return Status::Ok();
 }
 

@@ -9,6 +9,7 @@
 // primary given 3 s to demote) so that a failover takes seconds, not the default minute.
 // Replication is synchronous (pg_auto_failover's default with one standby: number_sync_standbys
 // 0 and replication quorum on), so a commit acknowledged by the primary is on both nodes.
+// max_prepared_transactions is 100 on both nodes (a participant's database may be on one).
 
 #include <array>
 #include <memory>
@@ -42,6 +43,10 @@ class PgAutoFailover {
   // Ends node `node` as a crashed machine would: its keeper, the keeper's helpers and its
   // postmaster all get SIGKILL (killing the postmaster alone only makes the keeper restart it).
   Status KillNode(int node);
+  // Starts a killed node's keeper again (`pg_autoctl run`) and waits until the monitor reports
+  // it as the secondary of the current primary: an old primary rejoins by rewinding onto the new
+  // one's history, as after a real crash.
+  Status RestartNode(int node, Duration timeout);
   // `pg_autoctl perform switchover`: a planned promotion of the secondary. Returns when the
   // command does (the new primary is then in place).
   Status Switchover();
@@ -62,6 +67,12 @@ class PgAutoFailover {
 
   PgAutoFailover() = default;
   Status StartNode(int i, const std::string& database);
+  // max_prepared_transactions = 100 on node 0 (the participants' 2PC branches are PostgreSQL
+  // prepared transactions), before node 1 is cloned from it: a standby needs at least the
+  // primary's value, and its base backup copies the setting.
+  Status AllowPreparedTransactions();
+  // Waits until the monitor reports node `i` in `state` (reported and goal) while its keeper runs.
+  Status WaitState(int i, const std::string& state, Duration timeout);
   std::string MonitorUrl() const;
   std::vector<std::pair<std::string, std::string>> Env() const;
   // The states the monitor reports, "node0=primary,node1=secondary".

@@ -29,12 +29,11 @@ std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml
 
 namespace {
 
-std::string ParticipantConfig(const PgCluster& pg, const std::string& db,
-                              const std::string& coordinator, const StackOptions& o, uint16_t port,
-                              const std::string& kafka) {
+std::string ParticipantConfig(const std::string& db_url, const std::string& coordinator,
+                              const StackOptions& o, uint16_t port, const std::string& kafka) {
   return "listen: 127.0.0.1:" + std::to_string(port) + "\n" +
          (kafka.empty() ? std::string() : "kafka: { bootstrap_servers: \"" + kafka + "\" }\n") +
-         "database: { url: \"" + pg.Url(db) +
+         "database: { url: \"" + db_url +
          "\", pool_size: 16 }\n"
          "coordinator: { url: \"" +
          coordinator + "\"" +
@@ -98,15 +97,17 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
   if (!t.ok()) return t.status();
   s->treatyd_ = std::move(*t);
   if (!BecomesReady(*s->treatyd_)) return Status::DeadlineExceeded("treatyd not ready in 30s");
-  for (auto [name, db, binary, slot, port] :
-       {std::tuple{"order-svc", "orders", kOrderSvcPath, &s->orders_, order_port},
-        std::tuple{"inventory-svc", "inventory", kInventorySvcPath, &s->inventory_,
+  const std::string orders_url =
+      options.orders_db_url.empty() ? s->pg_->Url("orders") : options.orders_db_url;
+  for (auto [name, db_url, binary, slot, port] :
+       {std::tuple{"order-svc", orders_url, kOrderSvcPath, &s->orders_, order_port},
+        std::tuple{"inventory-svc", s->pg_->Url("inventory"), kInventorySvcPath, &s->inventory_,
                    inventory_port}}) {
     auto p = Service::Start(ServiceSpec{
         .name = name,
         .binary = binary,
         .config_yaml = ParticipantConfig(
-            *s->pg_, db, s->treatyd_->base_url(), options, port,
+            db_url, s->treatyd_->base_url(), options, port,
             // inventory-svc consumes order events when there is a broker.
             s->broker_ && std::string(name) == "inventory-svc" ? s->broker_->bootstrap() : ""),
     });
@@ -119,7 +120,7 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
                                             .binary = kRelayPath,
                                             .config_yaml = "listen: 127.0.0.1:0\n"
                                                            "database: { url: \"" +
-                                                           s->pg_->Url("orders") +
+                                                           orders_url +
                                                            "\" }\n"
                                                            "kafka: { bootstrap_servers: \"" +
                                                            s->broker_->bootstrap() +

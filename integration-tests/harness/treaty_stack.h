@@ -41,6 +41,10 @@ struct StackOptions {
   // treatyd's store when not the stack's own PostgreSQL (e.g. a pg_auto_failover formation's
   // multi-host URL); the stack's "treaty" database is then left unused.
   std::string store_url;
+  // order-svc's database, and so treaty-relay's, when not the stack's own "orders" (e.g. a
+  // pg_auto_failover formation's multi-host URL); OrderCount and PreparedCount("orders") then
+  // read the stack's unused "orders" database, so ask the formation instead.
+  std::string orders_db_url;
 };
 
 class TreatyStack {
