@@ -254,7 +254,7 @@ class FailoverTest : public HaTest {
           break;
       }
     }
-    EXPECT_GE(answered, 80);
+    EXPECT_GE(answered, 80);  // 40 before the fault and 40 after
     // Inventory's side of the committed 2PC transactions: sold, nothing held.
     EXPECT_EQ(stack_->Stock("A1").value(),
               std::to_string(100000 - committed_2pc) + "/0/" + std::to_string(committed_2pc));
@@ -354,7 +354,7 @@ TEST_F(ParticipantFailoverTest, PrimaryKilledUnderLoadLosesNoBusinessRowAndNoEve
       ++committed_msg;
     }
   }
-  EXPECT_GE(committed_2pc + committed_msg, 80);
+  EXPECT_GE(answers_.size(), 80u);  // 40 before the fault and 40 after
   EXPECT_EQ(stack_->Stock("A1").value(),
             std::to_string(100000 - committed_2pc) + "/0/" + std::to_string(committed_2pc));
   // treaty-relay published every outbox row, each at least once, through the failover.
