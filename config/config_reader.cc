@@ -306,14 +306,47 @@ std::string UrlProblem(const std::string& text, std::initializer_list<std::strin
   std::string schemes_text;
   for (std::string_view s : schemes)
     schemes_text += (schemes_text.empty() ? "" : " or ") + std::string(s) + "://";
-  try {
-    Poco::URI uri(text);
-    if (std::find(schemes.begin(), schemes.end(), uri.getScheme()) == schemes.end()) {
-      return "URL must start with " + schemes_text;
+  // libpq's multi-host form, postgresql://user@h1:5432,h2:5433/db?target_session_attrs=...
+  // (a failover pair, docs/deployment.md): each host is checked as the one-host URL it stands
+  // for, which Poco::URI can parse.
+  std::vector<std::string> urls{text};
+  const size_t scheme_end = text.find("://");
+  if (scheme_end != std::string::npos) {
+    const std::string scheme = text.substr(0, scheme_end);
+    const size_t authority = scheme_end + 3;
+    const size_t authority_end = std::min(text.find('/', authority), text.find('?', authority));
+    const std::string auth =
+        text.substr(authority, authority_end == std::string::npos ? std::string::npos
+                                                                  : authority_end - authority);
+    const size_t at = auth.rfind('@');
+    const std::string hosts = at == std::string::npos ? auth : auth.substr(at + 1);
+    if ((scheme == "postgresql" || scheme == "postgres") && hosts.find(',') != std::string::npos) {
+      const std::string user = at == std::string::npos ? "" : auth.substr(0, at + 1);
+      const std::string rest = authority_end == std::string::npos ? "" : text.substr(authority_end);
+      urls.clear();
+      size_t start = 0;
+      while (true) {
+        const size_t comma = hosts.find(',', start);
+        urls.push_back(scheme + "://" + user +
+                       hosts.substr(start, comma == std::string::npos ? comma : comma - start) +
+                       rest);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
     }
-    if (uri.getHost().empty()) return "URL has no host";
-  } catch (const Poco::Exception& e) {
-    return "not a valid URL (" + e.message() + ")";
+  }
+  for (const std::string& url : urls) {
+    try {
+      Poco::URI uri(url);
+      if (std::find(schemes.begin(), schemes.end(), uri.getScheme()) == schemes.end()) {
+        return "URL must start with " + schemes_text;
+      }
+      if (uri.getHost().empty()) {
+        return urls.size() > 1 ? "URL has an empty host in its list" : "URL has no host";
+      }
+    } catch (const Poco::Exception& e) {
+      return "not a valid URL (" + e.message() + ")";
+    }
   }
   return "";
 }

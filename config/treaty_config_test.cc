@@ -87,6 +87,19 @@ TEST(TreatyConfig, BadDurationNamesFileLineAndKey) {
             "treaty.yaml:1: retry.max: must not be shorter than retry.initial (2s)");
 }
 
+// libpq's multi-host form, for a failover pair (docs/deployment.md): kept as written.
+TEST(TreatyConfig, StoreUrlMayListSeveralHosts) {
+  const std::string url =
+      "postgresql://treaty@db1:5432,db2:5433/treaty?target_session_attrs=read-write";
+  auto r = ParseTreatyConfig("store: { url: \"" + url + "\" }\n", "treaty.yaml", FakeEnv({}));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->store.url, url);
+  EXPECT_EQ(ErrorOf("store:\n  url: \"postgresql://db1:5432,:5433/treaty\"\n"),
+            "treaty.yaml:2: store.url: URL has an empty host in its list");
+  EXPECT_EQ(ErrorOf("store:\n  url: \"postgresql://db1:5432,db2:x/treaty\"\n"),
+            "treaty.yaml:2: store.url: not a valid URL (bad or invalid port number: x)");
+}
+
 TEST(TreatyConfig, RetentionHasDefaultsAndIsValidated) {
   auto d = ParseTreatyConfig("", "treaty.yaml", FakeEnv({}));
   ASSERT_TRUE(d.ok()) << d.status().message();

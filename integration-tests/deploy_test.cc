@@ -71,5 +71,69 @@ TEST(DeployTest, ComposeFileParsesAndUsesTheDemoConfigs) {
   EXPECT_TRUE(std::filesystem::exists(std::string(kSourceDir) + "/config/sagas/place-order.yaml"));
 }
 
+// deploy/docker-compose.ha.yml, used on top of the base file: a monitor and two nodes from one
+// image, each node pointed at the monitor, treatyd's store URL naming both nodes with
+// target_session_attrs=read-write and the database the nodes create, and treatyd's config valid
+// with the merged environment. The containers themselves are not started by any test (the ha
+// tests run the same formation as loopback processes).
+TEST(DeployTest, HaComposeFileIsConsistentWithTheBaseFile) {
+  YAML::Node ha = YAML::LoadFile(std::string(kSourceDir) + "/deploy/docker-compose.ha.yml");
+  YAML::Node base = YAML::LoadFile(std::string(kSourceDir) + "/deploy/docker-compose.yml");
+  YAML::Node services = ha["services"];
+  ASSERT_TRUE(services.IsMap());
+  std::set<std::string> names;
+  for (auto it = services.begin(); it != services.end(); ++it) names.insert(it->first.Scalar());
+  EXPECT_EQ(names, (std::set<std::string>{"pg-monitor", "pg-node1", "pg-node2", "treatyd"}));
+  EXPECT_TRUE(std::filesystem::exists(std::string(kSourceDir) + "/" +
+                                      services["pg-monitor"]["build"]["dockerfile"].Scalar()));
+  // The value after `flag` in a service's command.
+  auto arg = [&](const std::string& service, const std::string& flag) {
+    YAML::Node command = services[service]["command"];
+    for (size_t i = 0; i + 1 < command.size(); ++i) {
+      if (command[i].Scalar() == flag) return command[i + 1].Scalar();
+    }
+    return std::string();
+  };
+  const std::string monitor = arg("pg-monitor", "--hostname") + ":" + arg("pg-monitor", "--pgport");
+  std::string hosts;
+  for (const char* node : {"pg-node1", "pg-node2"}) {
+    EXPECT_EQ(services[node]["image"].Scalar(), services["pg-monitor"]["image"].Scalar()) << node;
+    EXPECT_EQ(arg(node, "--hostname"), node);
+    EXPECT_EQ(arg(node, "--dbname"), "treaty") << node;
+    EXPECT_NE(arg(node, "--monitor").find("@" + monitor + "/pg_auto_failover"), std::string::npos)
+        << node << " does not point at the monitor " << monitor;
+    hosts += (hosts.empty() ? "" : ",") + std::string(node) + ":" + arg(node, "--pgport");
+  }
+  const std::string store = services["treatyd"]["environment"]["TREATY_STORE_URL"].Scalar();
+  EXPECT_NE(store.find("@" + hosts + "/treaty?"), std::string::npos) << store;
+  EXPECT_NE(store.find("target_session_attrs=read-write"), std::string::npos) << store;
+  // The base file's treatyd is the one overridden: its config with the merged environment.
+  ASSERT_TRUE(base["services"]["treatyd"].IsMap());
+  std::map<std::string, std::string> env;
+  for (YAML::Node file : {base["services"]["treatyd"], services["treatyd"]}) {
+    for (auto it = file["environment"].begin(); it != file["environment"].end(); ++it) {
+      std::string value = it->second.Scalar();
+      if (value.rfind("${", 0) == 0 && value.find(":-") != std::string::npos) {
+        value = value.substr(value.find(":-") + 2, value.size() - value.find(":-") - 3);
+      }
+      env[it->first.Scalar()] = value;
+    }
+  }
+  auto dir = TempDir::Create("compose-ha-check");
+  ASSERT_TRUE(dir.ok());
+  auto p = Process::Start(
+      ProcessSpec{.name = "treatyd",
+                  .argv = {kTreatydPath, "--check-config",
+                           std::string(kSourceDir) + "/config/" +
+                               base["services"]["treatyd"]["entrypoint"][2].Scalar().substr(12)},
+                  .env = {env.begin(), env.end()},
+                  .log_path = dir->File("check.log"),
+                  .cwd = std::string(kSourceDir) + "/config"});
+  ASSERT_TRUE(p.ok());
+  auto code = (*p)->Wait(std::chrono::seconds(30));
+  ASSERT_TRUE(code.ok());
+  EXPECT_EQ(*code, 0) << "treatyd with the HA compose environment: " << (*p)->ReadLog();
+}
+
 }  // namespace
 }  // namespace treaty::harness

@@ -10,6 +10,8 @@ TREATY_PACKAGES=(
   postgresql chromium chromium-driver openssl libboost-dev libssl-dev
   faketime  # libfaketime: the clock-skew tests run a treatyd whose clock is off
   python3 python3-psycopg2  # the Python participant (participants/python) and its interop test
+  # pg_auto_failover (Debian's, for PostgreSQL 15): the `ha` tests' monitor and two nodes
+  pg-auto-failover-cli postgresql-15-auto-failover
 )
 
 # What scripts/compose-test adds (containers, run with podman): installed only by it.

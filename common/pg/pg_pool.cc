@@ -17,19 +17,37 @@ std::string WithConnectTimeout(const std::string& url, Duration timeout) {
 }
 
 Status StatusFromException(const std::exception& e) {
+  // The connection was lost while COMMIT was on its way (a failover, a crash of the server): the
+  // transaction may or may not have committed. Unavailable, never a failure: whoever wrote must
+  // read the state again (from the new primary) rather than assume either outcome.
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+    return Status::Unavailable(std::string("database connection lost during commit, outcome "
+                                           "unknown: ") +
+                               e.what());
+  }
   if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
     return Status::Unavailable(std::string("database connection lost: ") + e.what());
   }
   if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
     const std::string& state = sql->sqlstate();
     // serialization_failure, deadlock_detected, lock_not_available, query_canceled (timeouts),
-    // and the server going away.
+    // the server going away, and read_only_sql_transaction (a node demoted to standby by a
+    // failover or switchover: a new connection finds the new primary).
     if (state == "40001" || state == "40P01" || state == "55P03" || state == "57014" ||
-        state.rfind("08", 0) == 0 || state == "57P01") {
+        state.rfind("08", 0) == 0 || state == "57P01" || state == "25006") {
       return Status::Unavailable(std::string("database busy: ") + e.what());
     }
   }
   return Status::Internal(std::string("database error: ") + e.what());
+}
+
+bool IsConnectionLost(const std::exception& e) {
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
+      dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+    return true;
+  }
+  const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e);
+  return sql != nullptr && (sql->sqlstate() == "25006" || sql->sqlstate() == "57P01");
 }
 
 PgPool::PgPool(std::string url, Duration connect_timeout, int size, std::string on_connect)

@@ -24,6 +24,11 @@ std::string WithConnectTimeout(const std::string& url, Duration timeout);
 // deadlock or a lock timeout is Unavailable (try again); anything else Internal.
 Status StatusFromException(const std::exception& e);
 
+// Whether a connection that threw `e` must be dropped rather than reused: lost (also mid-commit),
+// or on a server that is now a read-only standby (after a failover; libpq's
+// target_session_attrs=read-write only applies when connecting).
+bool IsConnectionLost(const std::exception& e);
+
 class PgPool {
  public:
   // `on_connect`, when not empty, is run on each new connection before its first use (session
@@ -48,8 +53,7 @@ class PgPool {
       result = fn(*conn);
     } catch (const std::exception& e) {
       result = StatusFromException(e);
-      healthy = conn != nullptr && conn->is_open() &&
-                dynamic_cast<const pqxx::broken_connection*>(&e) == nullptr;
+      healthy = conn != nullptr && conn->is_open() && !IsConnectionLost(e);
     }
     Give(healthy ? std::move(conn) : nullptr);
     return result;

@@ -41,7 +41,7 @@ void GroupCommitter::RunBatch(std::deque<std::shared_ptr<Pending>>& batch) {
         p->result = p->write(sub);
       } catch (const std::exception& e) {
         p->result = pg::StatusFromException(e);
-        if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) throw;
+        if (pg::IsConnectionLost(e)) throw;
       }
       if (p->result.ok()) {
         sub.commit();
@@ -53,7 +53,9 @@ void GroupCommitter::RunBatch(std::deque<std::shared_ptr<Pending>>& batch) {
     return true;
   });
   if (!committed.ok()) {
-    // Nothing of the batch is durable: every write in it failed.
+    // Every write in the batch shares its fate: none is durable, or (the connection lost
+    // during COMMIT: Unavailable, outcome unknown) perhaps all are. Either way each writer gets
+    // the status and must read the state again before acting on it, never assume.
     for (auto& p : batch) p->result = committed.status();
   }
 }

@@ -12,10 +12,12 @@ namespace treaty::harness {
 std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml,
                               const std::string& retry, const std::string& lease,
                               const std::string& branch_call,
-                              const std::vector<std::string>& extra_shards) {
-  std::string store = "url: \"" + pg.Url("treaty") + "\"";
+                              const std::vector<std::string>& extra_shards,
+                              const std::string& store_url) {
+  const std::string first = store_url.empty() ? pg.Url("treaty") : store_url;
+  std::string store = "url: \"" + first + "\"";
   if (!extra_shards.empty()) {
-    store = "shards: [\"" + pg.Url("treaty") + "\"";
+    store = "shards: [\"" + first + "\"";
     for (const std::string& url : extra_shards) store += ", \"" + url + "\"";
     store += "]";
   }
@@ -36,12 +38,11 @@ std::string TestTreatydConfig(const PgCluster& pg, const std::string& extra_yaml
 
 namespace {
 
-std::string ParticipantConfig(const PgCluster& pg, const std::string& db,
-                              const std::string& coordinator, const StackOptions& o, uint16_t port,
-                              const std::string& kafka) {
+std::string ParticipantConfig(const std::string& db_url, const std::string& coordinator,
+                              const StackOptions& o, uint16_t port, const std::string& kafka) {
   return "listen: 127.0.0.1:" + std::to_string(port) + "\n" +
          (kafka.empty() ? std::string() : "kafka: { bootstrap_servers: \"" + kafka + "\" }\n") +
-         "database: { url: \"" + pg.Url(db) +
+         "database: { url: \"" + db_url +
          "\", pool_size: 16 }\n"
          "coordinator: { url: \"" +
          coordinator + "\"" +
@@ -96,25 +97,28 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
     options.treatyd_env.insert(options.treatyd_env.end(), s->saga_env_.begin(), s->saga_env_.end());
   }
   s->client_token_ = options.client_token;
-  auto t = Service::Start(
-      ServiceSpec{.name = "treatyd",
-                  .binary = kTreatydPath,
-                  .config_yaml = TestTreatydConfig(*s->pg_, extra, options.retry, options.lease,
-                                                   options.branch_call, options.extra_store_shards),
-                  .extra_args = {},
-                  .env = options.treatyd_env});
+  auto t = Service::Start(ServiceSpec{
+      .name = "treatyd",
+      .binary = kTreatydPath,
+      .config_yaml =
+          TestTreatydConfig(*s->pg_, extra, options.retry, options.lease, options.branch_call,
+                            options.extra_store_shards, options.store_url),
+      .extra_args = {},
+      .env = options.treatyd_env});
   if (!t.ok()) return t.status();
   s->treatyd_ = std::move(*t);
   if (!BecomesReady(*s->treatyd_)) return Status::DeadlineExceeded("treatyd not ready in 30s");
-  for (auto [name, db, binary, slot, port] :
-       {std::tuple{"order-svc", "orders", kOrderSvcPath, &s->orders_, order_port},
-        std::tuple{"inventory-svc", "inventory", kInventorySvcPath, &s->inventory_,
+  const std::string orders_url =
+      options.orders_db_url.empty() ? s->pg_->Url("orders") : options.orders_db_url;
+  for (auto [name, db_url, binary, slot, port] :
+       {std::tuple{"order-svc", orders_url, kOrderSvcPath, &s->orders_, order_port},
+        std::tuple{"inventory-svc", s->pg_->Url("inventory"), kInventorySvcPath, &s->inventory_,
                    inventory_port}}) {
     auto p = Service::Start(ServiceSpec{
         .name = name,
         .binary = binary,
         .config_yaml = ParticipantConfig(
-            *s->pg_, db, s->treatyd_->base_url(), options, port,
+            db_url, s->treatyd_->base_url(), options, port,
             // inventory-svc consumes order events when there is a broker.
             s->broker_ && std::string(name) == "inventory-svc" ? s->broker_->bootstrap() : ""),
     });
@@ -127,7 +131,7 @@ Result<std::unique_ptr<TreatyStack>> TreatyStack::Start(StackOptions options) {
                                             .binary = kRelayPath,
                                             .config_yaml = "listen: 127.0.0.1:0\n"
                                                            "database: { url: \"" +
-                                                           s->pg_->Url("orders") +
+                                                           orders_url +
                                                            "\" }\n"
                                                            "kafka: { bootstrap_servers: \"" +
                                                            s->broker_->bootstrap() +

@@ -44,6 +44,13 @@ struct StackOptions {
   // PostgreSQL with its default durability (fsync, synchronous_commit on), for tests of what
   // a crash of it keeps; otherwise both are off, for speed.
   bool durable_store = false;
+  // treatyd's store when not the stack's own PostgreSQL (e.g. a pg_auto_failover formation's
+  // multi-host URL); the stack's "treaty" database is then left unused.
+  std::string store_url;
+  // order-svc's database, and so treaty-relay's, when not the stack's own "orders" (e.g. a
+  // pg_auto_failover formation's multi-host URL); OrderCount and PreparedCount("orders") then
+  // read the stack's unused "orders" database, so ask the formation instead.
+  std::string orders_db_url;
 };
 
 class TreatyStack {
@@ -125,6 +132,6 @@ std::string TestTreatydConfig(
     const PgCluster& pg, const std::string& extra_yaml = "",
     const std::string& retry = "{ initial: 50ms, max: 500ms, multiplier: 2, jitter: 0.2 }",
     const std::string& lease = "5s", const std::string& branch_call = "2s",
-    const std::vector<std::string>& extra_shards = {});
+    const std::vector<std::string>& extra_shards = {}, const std::string& store_url = "");
 
 }  // namespace treaty::harness

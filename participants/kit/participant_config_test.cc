@@ -36,6 +36,18 @@ std::string ErrorOf(const std::string& yaml) {
   return m.substr(m.find("participant_config_test.yaml"));
 }
 
+// A failover pair's multi-host URL (docs/deployment.md) is kept as written: libpq reads the
+// host list and target_session_attrs, and finds the new primary after a failover.
+TEST(ParticipantConfig, DatabaseUrlMayListSeveralHosts) {
+  const std::string url =
+      "postgresql://orders@db1:5432,db2:5433/orders?target_session_attrs=read-write";
+  auto c = Load("database: { url: \"" + url + "\" }\n");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->database_url, url);
+  EXPECT_EQ(ErrorOf("database:\n  url: \"postgresql://db1:5432,,db2/orders\"\n"),
+            "participant_config_test.yaml:2: database.url: URL has an empty host in its list");
+}
+
 TEST(ParticipantConfig, RetentionDefaultsToAWeek) {
   auto c = LoadParticipantConfig("", "TREATY_TEST_SVC_", NoEnv());
   ASSERT_TRUE(c.ok()) << c.status().message();
