@@ -3,14 +3,13 @@
 // must not pay for a connection that died while it sat in the pool: a participant answering 503
 // to a coordinator's resumed call after a store restart sends it into a retry backoff.
 
-#include "common/pg/pg_pool.h"
-
 #include <gtest/gtest.h>
 
 #include <latch>
 #include <thread>
 #include <vector>
 
+#include "common/pg/pg_pool.h"
 #include "integration-tests/harness/pg_cluster.h"
 #include "integration-tests/harness/test_support.h"
 
