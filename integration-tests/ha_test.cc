@@ -256,11 +256,22 @@ class FailoverTest : public HaTest {
       }
     }
     EXPECT_GE(answered, 80);  // 40 before the fault and 40 after
+    // No prepared transaction left. A waiting 2PC client's begin is not forced (it rides on
+    // the decision, docs/performance.md finding 42): killed before any decision was forced, the
+    // primary took the begin with it, and branches prepared for that gid belong to nobody the
+    // new primary knows. Presumed abort: the participants' sweep rolls them back once they are
+    // older than sweep.older_than (30 s here).
+    auto prepared = [&](const std::string& db) {
+      auto n = stack_->PreparedCount(db);
+      return n.ok() ? *n : -1;
+    };
+    EXPECT_TRUE(WaitUntil([&] { return prepared("orders") == 0 && prepared("inventory") == 0; },
+                          std::chrono::seconds(180)))
+        << "orders keeps " << prepared("orders") << " and inventory " << prepared("inventory")
+        << " prepared transactions";
     // Inventory's side of the committed 2PC transactions: sold, nothing held.
     EXPECT_EQ(stack_->Stock("A1").value(),
               std::to_string(100000 - committed_2pc) + "/0/" + std::to_string(committed_2pc));
-    EXPECT_EQ(stack_->PreparedCount("orders").value(), 0);
-    EXPECT_EQ(stack_->PreparedCount("inventory").value(), 0);
     // A committed msg transaction's message is on the topic; an aborted one's is not.
     std::set<std::string> messages, events;
     ReadEventsTopic(committed_msg, &messages, &events);
