@@ -50,8 +50,11 @@ std::vector<pid_t> Descendants(pid_t root) {
 
 }  // namespace
 
-Result<std::unique_ptr<PgAutoFailover>> PgAutoFailover::Start(const std::string& database) {
+Result<std::unique_ptr<PgAutoFailover>> PgAutoFailover::Start(const std::string& database,
+                                                              int standbys) {
+  if (standbys < 1 || standbys > 2) return Status::InvalidArgument("1 or 2 standbys");
   std::unique_ptr<PgAutoFailover> f(new PgAutoFailover());
+  f->nodes_.resize(1 + standbys);
   if (!fs::exists("/usr/bin/pg_autoctl") || !fs::exists(std::string(kBinDir) + "/postgres")) {
     return Status::NotFound(
         "pg_auto_failover is not installed (apt-get install pg-auto-failover-cli "
@@ -121,8 +124,21 @@ Result<std::unique_ptr<PgAutoFailover>> PgAutoFailover::Start(const std::string&
   if (!s.ok()) return s;
   s = f->AllowPreparedTransactions();
   if (!s.ok()) return s;
-  s = f->StartNode(1, database);
-  if (!s.ok()) return s;
+  for (int i = 1; i <= standbys; ++i) {
+    s = f->StartNode(i, database);
+    if (!s.ok()) return s;
+  }
+  if (standbys == 2) {
+    // One standby must confirm every commit, whichever it is: the primary blocks writes rather
+    // than go asynchronous when neither does.
+    auto set =
+        f->QueryValue(-1, "pg_auto_failover",
+                      "SELECT pgautofailover.set_formation_number_sync_standbys('default', 1)");
+    if (!set.ok() || *set != "t") {
+      return Status::Internal("number_sync_standbys 1: " +
+                              (set.ok() ? *set : set.status().message()));
+    }
+  }
   s = f->WaitPrimary(0, std::chrono::seconds(120));
   if (!s.ok()) return s;
   return f;
@@ -192,7 +208,7 @@ Status PgAutoFailover::StartNode(int i, const std::string& database) {
   bool ready = WaitUntil(
       [&] {
         if (!n.keeper->Running()) return true;
-        if (i == 1) {
+        if (i > 0) {
           // The standby's base backup waits for a checkpoint on the primary, spread over minutes
           // by default: ask for one now.
           (void)Execute(0, "postgres", "CHECKPOINT");
@@ -226,8 +242,11 @@ PgAutoFailover::~PgAutoFailover() {
 }
 
 std::string PgAutoFailover::Url(std::string_view database) const {
-  return "postgresql://postgres@127.0.0.1:" + std::to_string(nodes_[0].port) +
-         ",127.0.0.1:" + std::to_string(nodes_[1].port) + "/" + std::string(database) +
+  std::string hosts;
+  for (const Node& n : nodes_) {
+    hosts += (hosts.empty() ? "" : ",") + std::string("127.0.0.1:") + std::to_string(n.port);
+  }
+  return "postgresql://postgres@" + hosts + "/" + std::string(database) +
          "?target_session_attrs=read-write";
 }
 
@@ -243,11 +262,14 @@ int PgAutoFailover::Primary() {
                       "SELECT nodename FROM pgautofailover.node WHERE reportedstate IN "
                       "('primary', 'wait_primary') AND goalstate = reportedstate");
   if (!s.ok() || s->empty()) return -1;
-  return *s == "node0" ? 0 : *s == "node1" ? 1 : -1;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (*s == nodes_[i].name) return static_cast<int>(i);
+  }
+  return -1;
 }
 
 int PgAutoFailover::Writable(const std::string& database) {
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < size(); ++i) {
     auto r = QueryValue(i, database, "SELECT NOT pg_is_in_recovery()");
     if (r.ok() && *r == "t") return i;
   }
@@ -326,6 +348,22 @@ Status PgAutoFailover::WaitPrimary(int node, Duration timeout) {
                                     ")");
   }
   return Status::Ok();
+}
+
+Result<int> PgAutoFailover::WaitNewPrimary(int old, Duration timeout) {
+  int found = -1;
+  bool ok = WaitUntil(
+      [&] {
+        const int p = Primary();
+        found = p != old && p >= 0 && Writable("postgres") == p ? p : -1;
+        return found >= 0;
+      },
+      timeout, std::chrono::milliseconds(100));
+  if (!ok) {
+    return Status::DeadlineExceeded("no node but " + nodes_[old].name + " became primary (" +
+                                    States() + ")");
+  }
+  return found;
 }
 
 Status PgAutoFailover::Execute(int node, const std::string& database, const std::string& sql) {

@@ -1,20 +1,24 @@
 #pragma once
 
-// A throwaway pg_auto_failover formation on loopback: a monitor and two PostgreSQL nodes (a
-// primary and a synchronous secondary), each run by its own `pg_autoctl ... --run` keeper as the
-// "postgres" user when we are root. Needs Debian's pg-auto-failover-cli and
+// A throwaway pg_auto_failover formation on loopback: a monitor and PostgreSQL nodes (a primary
+// and one or two synchronous secondaries), each run by its own `pg_autoctl ... --run` keeper as
+// the "postgres" user when we are root. Needs Debian's pg-auto-failover-cli and
 // postgresql-15-auto-failover (scripts/setup.sh installs them).
 //
 // The monitor's health checks are shortened (1 s checks, a node unhealthy after 3 s, a lost
 // primary given 3 s to demote) so that a failover takes seconds, not the default minute.
-// Replication is synchronous (pg_auto_failover's default with one standby: number_sync_standbys
-// 0 and replication quorum on), so a commit acknowledged by the primary is on both nodes.
-// max_prepared_transactions is 100 on both nodes (a participant's database may be on one).
+// Replication is synchronous, so a commit acknowledged by the primary is on a standby too. With
+// one standby that is pg_auto_failover's default (number_sync_standbys 0, replication quorum
+// on), which drops to asynchronous replication (wait_primary) whenever the monitor finds the
+// standby unhealthy, as it may during a switchover on a loaded machine. With two standbys the
+// formation gets number_sync_standbys 1: the primary never commits without one of them, and
+// blocks writes instead when both are gone (docs/deployment.md).
+// max_prepared_transactions is 100 on every node (a participant's database may be on one).
 
-#include <array>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "integration-tests/harness/process.h"
@@ -24,17 +28,21 @@ namespace treaty::harness {
 
 class PgAutoFailover {
  public:
-  // Starts the monitor and both nodes and waits (up to a few minutes on a loaded machine) until
-  // one node is primary and the other secondary. `database` is created on the primary.
-  static Result<std::unique_ptr<PgAutoFailover>> Start(const std::string& database);
+  // Starts the monitor, a primary (node 0) and `standbys` (1 or 2) secondaries and waits (up to a
+  // few minutes on a loaded machine) until the monitor reports them so. `database` is created on
+  // the primary.
+  static Result<std::unique_ptr<PgAutoFailover>> Start(const std::string& database,
+                                                       int standbys = 1);
 
   // Stops the keepers (which stop their PostgreSQL), nodes first, then the monitor.
   ~PgAutoFailover();
 
-  // postgresql://postgres@127.0.0.1:<p0>,127.0.0.1:<p1>/<db>?target_session_attrs=read-write
+  // postgresql://postgres@127.0.0.1:<p0>,127.0.0.1:<p1>[,...]/<db>?target_session_attrs=read-write
   std::string Url(std::string_view database) const;
 
-  // The index (0 or 1) of the node the monitor reports as primary; -1 if none.
+  // The number of data nodes (1 + standbys).
+  int size() const { return static_cast<int>(nodes_.size()); }
+  // The index of the node the monitor reports as primary; -1 if none.
   int Primary();
   // The node whose PostgreSQL now accepts writes (-1 if none), asked of the nodes themselves.
   int Writable(const std::string& database);
@@ -47,11 +55,14 @@ class PgAutoFailover {
   // it as the secondary of the current primary: an old primary rejoins by rewinding onto the new
   // one's history, as after a real crash.
   Status RestartNode(int node, Duration timeout);
-  // `pg_autoctl perform switchover`: a planned promotion of the secondary. Returns when the
+  // `pg_autoctl perform switchover`: a planned promotion of a secondary. Returns when the
   // command does (the new primary is then in place).
   Status Switchover();
   // Waits until node `node` is the primary the monitor reports and accepts writes.
   Status WaitPrimary(int node, Duration timeout);
+  // Waits until a node other than `old` is the primary the monitor reports and accepts writes;
+  // returns its index.
+  Result<int> WaitNewPrimary(int old, Duration timeout);
 
   // Runs statements on node `node` directly (autocommit); QueryValue's `node` -1 is the monitor.
   Status Execute(int node, const std::string& database, const std::string& sql);
@@ -68,7 +79,7 @@ class PgAutoFailover {
   PgAutoFailover() = default;
   Status StartNode(int i, const std::string& database);
   // max_prepared_transactions = 100 on node 0 (the participants' 2PC branches are PostgreSQL
-  // prepared transactions), before node 1 is cloned from it: a standby needs at least the
+  // prepared transactions), before the standbys are cloned from it: a standby needs at least the
   // primary's value, and its base backup copies the setting.
   Status AllowPreparedTransactions();
   // Waits until the monitor reports node `i` in `state` (reported and goal) while its keeper runs.
@@ -83,7 +94,7 @@ class PgAutoFailover {
   std::string run_as_;
   uint16_t monitor_port_ = 0;
   std::unique_ptr<Process> monitor_;
-  std::array<Node, 2> nodes_;
+  std::vector<Node> nodes_;
 };
 
 }  // namespace treaty::harness
