@@ -120,11 +120,13 @@ http::ApiResponse Readiness(const std::vector<std::unique_ptr<store::StoreStartu
 }
 
 // The store's gauges summed over the shards that answer (the oldest ages are the oldest of any).
+// `up` gets, for each shard, whether it answered.
 Result<metrics::StoreGauges> ShardGauges(
     store::ShardedStore& sharded,
     const std::vector<std::unique_ptr<store::PgTransactionStore>>& stores,
-    const std::vector<std::unique_ptr<store::PgRetention>>& retentions) {
+    const std::vector<std::unique_ptr<store::PgRetention>>& retentions, std::vector<bool>* up) {
   metrics::StoreGauges g;
+  up->assign(stores.size(), false);
   Status first_error = Status::Unavailable("no store shard is ready yet");
   int answered = 0;
   for (size_t i = 0; i < stores.size(); ++i) {
@@ -135,6 +137,7 @@ Result<metrics::StoreGauges> ShardGauges(
       continue;
     }
     ++answered;
+    (*up)[i] = true;
     for (const auto& [status, n] : f->first) g.in_flight[status] += n;
     g.recovery_lag_seconds = std::max(g.recovery_lag_seconds, f->second);
     if (auto age = retentions[i]->OldestFinishedAge(); age.ok()) {
@@ -143,6 +146,19 @@ Result<metrics::StoreGauges> ShardGauges(
   }
   if (answered == 0) return first_error;
   return g;
+}
+
+// treaty_store_shard_up: whether each shard answered the scrape (0 while it starts or is down),
+// the per-shard view behind /readyz's "degraded".
+std::string RenderShardUp(const std::vector<bool>& up) {
+  std::string out =
+      "# HELP treaty_store_shard_up Whether the store shard answered this scrape (1) or not (0).\n"
+      "# TYPE treaty_store_shard_up gauge\n";
+  for (size_t i = 0; i < up.size(); ++i) {
+    out +=
+        "treaty_store_shard_up{shard=\"" + std::to_string(i) + "\"} " + (up[i] ? "1" : "0") + "\n";
+  }
+  return out;
 }
 
 int Serve(const TreatyConfig& config, const std::string& address_file) {
@@ -370,10 +386,13 @@ int Serve(const TreatyConfig& config, const std::string& address_file) {
       .ready = [&] { return Readiness(startups, pg_stores); },
       .metrics =
           [&] {
+            std::vector<bool> up;
+            std::string body = observer.Render([&]() -> Result<metrics::StoreGauges> {
+              return ShardGauges(tx_store, tx_stores, retentions, &up);
+            });
             return http::ApiResponse{200, "text/plain; version=0.0.4",
-                                     observer.Render([&]() -> Result<metrics::StoreGauges> {
-                                       return ShardGauges(tx_store, tx_stores, retentions);
-                                     }) + (spans ? spans->RenderMetrics() : "") +
+                                     body + RenderShardUp(up) +
+                                         (spans ? spans->RenderMetrics() : "") +
                                          webhooks::RenderUndeliveredMetrics(webhook_deliverers)};
           },
       .traffic =

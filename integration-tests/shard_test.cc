@@ -176,6 +176,13 @@ TEST_F(ShardTest, AShardsOutageStopsOnlyItsOwnTransactions) {
   ASSERT_TRUE(ready.ok());
   EXPECT_EQ(ready->status, 200) << ready->body;
   EXPECT_EQ(ParseObject(ready->body)->getValue<std::string>("status"), "degraded");
+  // Its metrics say the same, shard by shard.
+  auto metrics = HttpCall("GET", Url("/metrics"));
+  ASSERT_TRUE(metrics.ok() && metrics->status == 200) << Body(metrics);
+  EXPECT_NE(metrics->body.find("treaty_store_shard_up{shard=\"0\"} 1\n"), std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("treaty_store_shard_up{shard=\"1\"} 0\n"), std::string::npos)
+      << metrics->body;
 
   // Back: what was accepted on shard 1 finishes, and the shard takes new work again.
   ASSERT_OK(second_->Restart());
@@ -187,7 +194,10 @@ TEST_F(ShardTest, AShardsOutageStopsOnlyItsOwnTransactions) {
   ASSERT_TRUE(WaitUntil(
       [&] {
         auto l = HttpCall("GET", Url("/v1/transactions?limit=1000"));
-        return l.ok() && l->status == 200 && !ParseObject(l->body)->has("unreachable_shards");
+        auto m = HttpCall("GET", Url("/metrics"));
+        return l.ok() && l->status == 200 && !ParseObject(l->body)->has("unreachable_shards") &&
+               m.ok() &&
+               m->body.find("treaty_store_shard_up{shard=\"1\"} 1\n") != std::string::npos;
       },
       seconds(60)));
   auto unfinished = HttpCall("GET", Url("/v1/stats"));
