@@ -24,9 +24,16 @@ Result<HttpReply> HttpCall(const std::string& method, const std::string& url,
     std::unique_ptr<Poco::Net::HTTPClientSession> owned;
     if (uri.getScheme() == "https") {
       InitTls();
-      Poco::Net::Context::Ptr context = new Poco::Net::Context(
-          Poco::Net::Context::TLS_CLIENT_USE, "", "", options.ca_file,
-          Poco::Net::Context::VERIFY_RELAXED, 9, /*loadDefaultCAs=*/options.ca_file.empty());
+      // The system's CAs are read once (thousands of certificates), a CA file for each call.
+      static const Poco::Net::Context::Ptr kSystemCas = new Poco::Net::Context(
+          Poco::Net::Context::TLS_CLIENT_USE, "", "", "", Poco::Net::Context::VERIFY_RELAXED, 9,
+          /*loadDefaultCAs=*/true);
+      Poco::Net::Context::Ptr context =
+          options.ca_file.empty()
+              ? kSystemCas
+              : new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", options.ca_file,
+                                       Poco::Net::Context::VERIFY_RELAXED, 9,
+                                       /*loadDefaultCAs=*/false);
       owned =
           std::make_unique<Poco::Net::HTTPSClientSession>(uri.getHost(), uri.getPort(), context);
     } else {
@@ -34,7 +41,8 @@ Result<HttpReply> HttpCall(const std::string& method, const std::string& url,
     }
     Poco::Net::HTTPClientSession& session = *owned;
     session.setTimeout(Poco::Timespan(static_cast<long>(options.timeout.count()) * 1000));
-    Poco::Net::HTTPRequest req(method, uri.getPathAndQuery(), Poco::Net::HTTPMessage::HTTP_1_1);
+    Poco::Net::HTTPRequest req(method, uri.getPathAndQuery().empty() ? "/" : uri.getPathAndQuery(),
+                               Poco::Net::HTTPMessage::HTTP_1_1);
     for (const auto& [name, value] : options.headers) req.set(name, value);
     if (!body.empty()) {
       req.setContentType("application/json");

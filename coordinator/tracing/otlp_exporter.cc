@@ -1,18 +1,8 @@
 #include "coordinator/tracing/otlp_exporter.h"
 
-#include <Poco/Exception.h>
-#include <Poco/Net/Context.h>
-#include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <Poco/Net/HTTPSClientSession.h>
-#include <Poco/NullStream.h>
-#include <Poco/StreamCopier.h>
-#include <Poco/URI.h>
-
 #include <memory>
 
-#include "common/http/tls.h"
+#include "common/http/http_client.h"
 #include "common/json_text.h"
 #include "common/log.h"
 #include "coordinator/core/trace_context.h"
@@ -204,46 +194,20 @@ void OtlpExporter::Run() {
 }
 
 bool OtlpExporter::Send(const std::vector<Span>& batch) {
-  const std::string body = OtlpJson(batch, options_.service_name);
-  try {
-    Poco::URI uri(options_.endpoint);
-    std::unique_ptr<Poco::Net::HTTPClientSession> session;
-    if (uri.getScheme() == "https") {
-      // The collector's certificate is verified against the system's CAs.
-      http::InitTls();
-      static const Poco::Net::Context::Ptr kTls = new Poco::Net::Context(
-          Poco::Net::Context::TLS_CLIENT_USE, "", "", "", Poco::Net::Context::VERIFY_RELAXED, 9,
-          /*loadDefaultCAs=*/true);
-      session = std::make_unique<Poco::Net::HTTPSClientSession>(uri.getHost(), uri.getPort(), kTls);
-    } else {
-      session = std::make_unique<Poco::Net::HTTPClientSession>(uri.getHost(), uri.getPort());
-    }
-    const Poco::Timespan timeout(
-        std::chrono::duration_cast<std::chrono::microseconds>(options_.timeout).count());
-    session->setTimeout(timeout);
-    Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_POST,
-                               uri.getPathAndQuery().empty() ? "/" : uri.getPathAndQuery(),
-                               Poco::Net::HTTPMessage::HTTP_1_1);
-    req.setContentType("application/json");
-    req.setContentLength(static_cast<std::streamsize>(body.size()));
-    session->sendRequest(req) << body;
-    Poco::Net::HTTPResponse resp;
-    std::istream& in = session->receiveResponse(resp);
-    Poco::NullOutputStream discard;
-    Poco::StreamCopier::copyStream(in, discard);
-    const int status = static_cast<int>(resp.getStatus());
-    if (status / 100 == 2) {
-      if (failing_) kLog.Info("span export works again", {{"endpoint", options_.endpoint}});
-      failing_ = false;
-      return true;
-    }
-    Failed("HTTP " + std::to_string(status));
-  } catch (const Poco::Exception& e) {
-    Failed(e.displayText());
-  } catch (const std::exception& e) {
-    Failed(e.what());
+  // https: the collector's certificate is verified against the system's CAs.
+  auto reply = http::HttpCall("POST", options_.endpoint, OtlpJson(batch, options_.service_name),
+                              http::CallOptions{.timeout = options_.timeout});
+  if (!reply.ok()) {
+    Failed(reply.status().message());
+    return false;
   }
-  return false;
+  if (reply->status / 100 != 2) {
+    Failed("HTTP " + std::to_string(reply->status));
+    return false;
+  }
+  if (failing_) kLog.Info("span export works again", {{"endpoint", options_.endpoint}});
+  failing_ = false;
+  return true;
 }
 
 void OtlpExporter::Failed(const std::string& error) {

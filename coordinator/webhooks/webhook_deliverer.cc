@@ -3,22 +3,14 @@
 #include <Poco/DigestEngine.h>
 #include <Poco/Exception.h>
 #include <Poco/HMACEngine.h>
-#include <Poco/Net/Context.h>
-#include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <Poco/Net/HTTPSClientSession.h>
-#include <Poco/NullStream.h>
 #include <Poco/SHA2Engine.h>
-#include <Poco/StreamCopier.h>
-#include <Poco/URI.h>
 
 #include <algorithm>
 #include <optional>
 #include <pqxx/pqxx>
 #include <random>
 
-#include "common/http/tls.h"
+#include "common/http/http_client.h"
 #include "common/log.h"
 #include "common/pg/pg_pool.h"
 
@@ -71,47 +63,22 @@ bool IsTraceId(const std::string& s) {
 
 // The answer's status, or the error that kept an answer from coming.
 Result<int> Post(const Row& row, const std::string& signature, Duration timeout) {
-  try {
-    Poco::URI uri(row.url);
-    std::unique_ptr<Poco::Net::HTTPClientSession> session;
-    if (uri.getScheme() == "https") {
-      http::InitTls();
-      static const Poco::Net::Context::Ptr kTls = new Poco::Net::Context(
-          Poco::Net::Context::TLS_CLIENT_USE, "", "", "", Poco::Net::Context::VERIFY_RELAXED, 9,
-          /*loadDefaultCAs=*/true);
-      session = std::make_unique<Poco::Net::HTTPSClientSession>(uri.getHost(), uri.getPort(), kTls);
-    } else {
-      session = std::make_unique<Poco::Net::HTTPClientSession>(uri.getHost(), uri.getPort());
-    }
-    session->setTimeout(
-        Poco::Timespan(std::chrono::duration_cast<std::chrono::microseconds>(timeout).count()));
-    Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_POST,
-                               uri.getPathAndQuery().empty() ? "/" : uri.getPathAndQuery(),
-                               Poco::Net::HTTPMessage::HTTP_1_1);
-    req.setContentType("application/json");
-    req.setContentLength(static_cast<std::streamsize>(row.body.size()));
-    req.set("Treaty-Event", row.event);
-    req.set("Treaty-Gid", row.gid);
-    req.set("Treaty-Delivery-Id", std::to_string(row.id));
-    req.set("Treaty-Signature", signature);
-    // The delivery is a call of the transaction's trace, as its branch calls are: a child span
-    // of the transaction's own (docs/api.md, "Trace context").
-    if (IsTraceId(row.trace_id)) {
-      req.set("traceparent", "00-" + row.trace_id + "-" + NewSpanId() + "-" +
-                                 (row.trace_flags.size() == 2 ? row.trace_flags : "01"));
-      if (!row.tracestate.empty()) req.set("tracestate", row.tracestate);
-    }
-    session->sendRequest(req) << row.body;
-    Poco::Net::HTTPResponse resp;
-    std::istream& in = session->receiveResponse(resp);
-    Poco::NullOutputStream discard;
-    Poco::StreamCopier::copyStream(in, discard);
-    return static_cast<int>(resp.getStatus());
-  } catch (const Poco::Exception& e) {
-    return Status::Unavailable(e.displayText());
-  } catch (const std::exception& e) {
-    return Status::Unavailable(e.what());
+  http::CallOptions options{.timeout = timeout,
+                            .headers = {{"Treaty-Event", row.event},
+                                        {"Treaty-Gid", row.gid},
+                                        {"Treaty-Delivery-Id", std::to_string(row.id)},
+                                        {"Treaty-Signature", signature}}};
+  // The delivery is a call of the transaction's trace, as its branch calls are: a child span
+  // of the transaction's own (docs/api.md, "Trace context").
+  if (IsTraceId(row.trace_id)) {
+    options.headers.emplace_back("traceparent",
+                                 "00-" + row.trace_id + "-" + NewSpanId() + "-" +
+                                     (row.trace_flags.size() == 2 ? row.trace_flags : "01"));
+    if (!row.tracestate.empty()) options.headers.emplace_back("tracestate", row.tracestate);
   }
+  auto reply = http::HttpCall("POST", row.url, row.body, options);
+  if (!reply.ok()) return reply.status();
+  return reply->status;
 }
 
 }  // namespace
