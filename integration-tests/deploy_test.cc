@@ -74,8 +74,17 @@ TEST(DeployTest, ComposeFileParsesAndUsesTheDemoConfigs) {
 // deploy/docker-compose.ha.yml, used on top of the base file: a monitor and two nodes from one
 // image, each node pointed at the monitor, treatyd's store URL naming both nodes with
 // target_session_attrs=read-write and the database the nodes create, and treatyd's config valid
-// with the merged environment. The containers themselves are not started by any test (the ha
-// tests run the same formation as loopback processes).
+// with the merged environment; each formation container on a fixed address of the file's subnet
+// (peers' addresses are in pg_hba.conf) with a fresh /tmp (pg_autoctl's pid files). The
+// containers are started by scripts/compose-ha-test (ctest containers.ComposeHaStack).
+// `key` of a compose service, looked up through YAML merge keys (`<<: *anchor`) as Compose
+// does; yaml-cpp does not resolve them.
+YAML::Node Field(const YAML::Node& service, const std::string& key) {
+  if (service[key]) return service[key];
+  if (service["<<"]) return Field(service["<<"], key);
+  return YAML::Node();
+}
+
 TEST(DeployTest, HaComposeFileIsConsistentWithTheBaseFile) {
   YAML::Node ha = YAML::LoadFile(std::string(kSourceDir) + "/deploy/docker-compose.ha.yml");
   YAML::Node base = YAML::LoadFile(std::string(kSourceDir) + "/deploy/docker-compose.yml");
@@ -84,8 +93,9 @@ TEST(DeployTest, HaComposeFileIsConsistentWithTheBaseFile) {
   std::set<std::string> names;
   for (auto it = services.begin(); it != services.end(); ++it) names.insert(it->first.Scalar());
   EXPECT_EQ(names, (std::set<std::string>{"pg-monitor", "pg-node1", "pg-node2", "treatyd"}));
-  EXPECT_TRUE(std::filesystem::exists(std::string(kSourceDir) + "/" +
-                                      services["pg-monitor"]["build"]["dockerfile"].Scalar()));
+  EXPECT_TRUE(std::filesystem::exists(
+      std::string(kSourceDir) + "/" +
+      Field(services["pg-monitor"], "build")["dockerfile"].as<std::string>("(none)")));
   // The value after `flag` in a service's command.
   auto arg = [&](const std::string& service, const std::string& flag) {
     YAML::Node command = services[service]["command"];
@@ -97,13 +107,27 @@ TEST(DeployTest, HaComposeFileIsConsistentWithTheBaseFile) {
   const std::string monitor = arg("pg-monitor", "--hostname") + ":" + arg("pg-monitor", "--pgport");
   std::string hosts;
   for (const char* node : {"pg-node1", "pg-node2"}) {
-    EXPECT_EQ(services[node]["image"].Scalar(), services["pg-monitor"]["image"].Scalar()) << node;
+    EXPECT_EQ(Field(services[node], "image").as<std::string>(""),
+              Field(services["pg-monitor"], "image").as<std::string>("(none)"))
+        << node;
     EXPECT_EQ(arg(node, "--hostname"), node);
     EXPECT_EQ(arg(node, "--dbname"), "treaty") << node;
     EXPECT_NE(arg(node, "--monitor").find("@" + monitor + "/pg_auto_failover"), std::string::npos)
         << node << " does not point at the monitor " << monitor;
     hosts += (hosts.empty() ? "" : ",") + std::string(node) + ":" + arg(node, "--pgport");
   }
+  const std::string subnet = ha["networks"]["default"]["ipam"]["config"][0]["subnet"].Scalar();
+  ASSERT_EQ(subnet.substr(subnet.size() - 3), "/24") << subnet;
+  std::set<std::string> addresses;
+  for (const char* service : {"pg-monitor", "pg-node1", "pg-node2"}) {
+    const std::string address =
+        services[service]["networks"]["default"]["ipv4_address"].as<std::string>("");
+    EXPECT_EQ(address.substr(0, address.rfind('.')), subnet.substr(0, subnet.rfind('.')))
+        << service << " at " << address << " is not in " << subnet;
+    addresses.insert(address);
+    EXPECT_EQ(Field(services[service], "tmpfs")[0].as<std::string>(""), "/tmp") << service;
+  }
+  EXPECT_EQ(addresses.size(), 3u) << "the formation's containers need an address each";
   const std::string store = services["treatyd"]["environment"]["TREATY_STORE_URL"].Scalar();
   EXPECT_NE(store.find("@" + hosts + "/treaty?"), std::string::npos) << store;
   EXPECT_NE(store.find("target_session_attrs=read-write"), std::string::npos) << store;

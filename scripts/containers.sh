@@ -7,12 +7,14 @@
 #   treaty_base_image                      debian:12 from mmdebstrap, made once and kept
 #   treaty_build_image TAG FILE CONTEXT [EXTRA_TAG...]
 #   treaty_build_staged_image TAG FILE CONTEXT STAGE [EXTRA_TAG...]   keeps one build stage
+#   treaty_stack_images                    the images of deploy/docker-compose.yml, built here
 #   treaty_compose_start PROJECT_DIR FILE... starts podman's API service, sets the project up
 #   treaty_compose ARGS...                 docker-compose with the files given to _start
 #   treaty_compose_up_healthy TIMEOUT_S    up -d, then every service running and healthy
 #   treaty_container SERVICE               the id of a service's container
 #   treaty_wait_healthy SERVICE TIMEOUT_S
 #   treaty_compose_teardown                containers, networks, volumes, API service (for traps)
+#   free_port, api METHOD URL [BODY], json FILTER TEXT, wait_for TIMEOUT_S COMMAND...
 # shellcheck shell=bash
 
 TREATY_CONTAINERS_DIR="$TREATY_ROOT/integration-tests/containers"
@@ -91,6 +93,19 @@ treaty_build_staged_image() {
   if [ -n "$old" ] && [ "$old" != "$(podman image inspect "$stage_tag" --format '{{.ID}}')" ]; then
     podman rmi "$old" >/dev/null 2>&1 || true
   fi
+}
+
+# The images deploy/docker-compose.yml runs here: postgres:15 from Debian's PostgreSQL 15, the
+# dev broker standing in for Kafka (compose-test.override.yml), and treaty:dev from
+# deploy/Dockerfile. Each image also under localhost/: podman resolves a short name (postgres:15)
+# to localhost/ first, so an image left there by hand would otherwise shadow the one built here.
+treaty_stack_images() {
+  treaty_build_image docker.io/library/postgres:15 "$TREATY_CONTAINERS_DIR/postgres/Dockerfile" \
+    "$TREATY_CONTAINERS_DIR/postgres" localhost/postgres:15 || return 1
+  treaty_build_staged_image localhost/treaty-devbroker:test \
+    "$TREATY_CONTAINERS_DIR/devbroker/Dockerfile" "$TREATY_ROOT/integration-tests" build || return 1
+  treaty_build_staged_image docker.io/library/treaty:dev "$TREATY_ROOT/deploy/Dockerfile" \
+    "$TREATY_ROOT" build localhost/treaty:dev
 }
 
 # treaty_compose_start PROJECT_DIR FILE...: the first FILE is the user's compose file. Debian's
@@ -211,4 +226,31 @@ treaty_compose_teardown() {
   fi
   rm -rf "$TREATY_COMPOSE_STATE"
   TREATY_COMPOSE_STATE=""
+}
+
+# --- what the compose tests share ---------------------------------------------------------
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# api METHOD URL [BODY]: the body of the answer; the status code in $HTTP_CODE (when not run in
+# a $(...) subshell).
+# shellcheck disable=SC2034  # HTTP_CODE is read by the scripts that source this file
+HTTP_CODE=""
+api() {
+  local out
+  out=$(curl -sS -m 30 -X "$1" -H "Authorization: Bearer $TREATY_CLIENT_TOKEN" \
+          -H 'Content-Type: application/json' ${3:+-d "$3"} -w '\n%{http_code}' "$2" 2>/dev/null) ||
+    out=$'\n000'
+  HTTP_CODE=${out##*$'\n'}
+  printf '%s' "${out%$'\n'*}"
+}
+json() { jq -r "$1 // empty" 2>/dev/null <<<"$2" || true; }
+# wait_for TIMEOUT_S COMMAND...: polls until COMMAND succeeds; fails after TIMEOUT_S.
+wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.3
+  done
 }
