@@ -234,8 +234,8 @@ free_port() {
 }
 # api METHOD URL [BODY]: the body of the answer; the status code in $HTTP_CODE (when not run in
 # a $(...) subshell).
-# shellcheck disable=SC2034  # HTTP_CODE is read by the scripts that source this file
 HTTP_CODE=""
+# shellcheck disable=SC2034  # HTTP_CODE is read by the scripts that source this file
 api() {
   local out
   out=$(curl -sS -m 30 -X "$1" -H "Authorization: Bearer $TREATY_CLIENT_TOKEN" \
