@@ -26,6 +26,7 @@
 
 #include "common/log.h"
 #include "common/thread_annotations.h"
+#include "common/worker_threads.h"
 
 namespace treaty::http {
 namespace {
@@ -53,11 +54,11 @@ class Connection;
 // count and the list of connections waiting for a request (oldest first), from which the
 // longest-waiting is closed when a new client would exceed the limit.
 struct Shared {
-  Shared(const HttpServerOptions& o, const Router& r, asio::thread_pool& w)
+  Shared(const HttpServerOptions& o, const Router& r, WorkerThreads& w)
       : options(o), router(r), workers(w) {}
   const HttpServerOptions options;
   const Router& router;
-  asio::thread_pool& workers;  // owned by the server, which outlives every use
+  WorkerThreads& workers;  // owned by the server, which outlives every use
   InFlight in_flight;
   Mutex mu;
   std::list<std::weak_ptr<Connection>> waiting GUARDED_BY(mu);
@@ -250,7 +251,7 @@ class StreamConnection : public Connection {
       ++shared_->in_flight.count;
     }
     answering_ = true;
-    asio::post(shared_->workers, [self = Self(), r = std::move(r)]() mutable {
+    shared_->workers.Post([self = Self(), r = std::move(r)]() mutable {
       ApiResponse answer = Dispatch(*self->shared_, std::move(r));
       asio::post(self->stream_.get_executor(),
                  [self, answer = std::move(answer)]() mutable { self->Write(std::move(answer)); });
@@ -332,15 +333,15 @@ class StreamConnection : public Connection {
 
 struct HttpServer::Impl {
   explicit Impl(const HttpServerOptions& options, const Router& router)
-      : workers(std::make_unique<asio::thread_pool>(
-            static_cast<size_t>(std::max(1, options.max_threads)))),
+      : workers(std::make_unique<WorkerThreads>(options.max_threads)),
         shared(std::make_shared<Shared>(options, router, *workers)) {}
   ~Impl() {
     // Handlers still queued on the pool hold connections, whose sockets belong to io: the pool
     // goes first, while io still exists.
     workers.reset();
   }
-  std::unique_ptr<asio::thread_pool> workers;
+  // Started as requests need them, up to max_threads (each costs memory once used).
+  std::unique_ptr<WorkerThreads> workers;
   std::shared_ptr<Shared> shared;
   asio::io_context io;
   asio::strand<asio::io_context::executor_type> accept_strand{asio::make_strand(io)};
@@ -512,8 +513,7 @@ void HttpServer::Stop() {
   }
   impl_->io.stop();
   for (std::thread& t : impl_->io_threads) t.join();
-  impl_->workers->stop();  // nothing new starts; a handler still running is waited for
-  impl_->workers->join();
+  impl_->workers->Stop();  // nothing new starts; a handler still running is waited for
 }
 
 HttpServer::~HttpServer() { Stop(); }
