@@ -55,6 +55,11 @@ int WorkerThreads::threads() {
   return static_cast<int>(threads_.size());
 }
 
+bool WorkerThreads::stopped() {
+  MutexLock lock(mu_);
+  return stopping_;
+}
+
 int WorkerThreads::idle_threads() {
   MutexLock lock(mu_);
   return idle_;

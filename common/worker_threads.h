@@ -35,6 +35,9 @@ class WorkerThreads {
   // thread has ended. Must not be called from a worker thread.
   void Stop() EXCLUDES(mu_);
 
+  // Whether Stop() has begun (Post drops tasks from then on).
+  bool stopped() EXCLUDES(mu_);
+
   // Threads started so far, and those of them waiting for a task.
   int threads() EXCLUDES(mu_);
   int idle_threads() EXCLUDES(mu_);

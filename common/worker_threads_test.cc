@@ -84,6 +84,8 @@ TEST(WorkerThreadsTest, StopWaitsForRunningTasksAndDropsQueuedOnes) {
   pool->Post([&] { ++done; });  // queued behind the first
   ASSERT_TRUE(gate.WaitForWaiting(1));
   std::thread stopper([&] { pool->Stop(); });
+  // The running task ends only once Stop has begun: the queued one must not run after it.
+  while (!pool->stopped()) std::this_thread::yield();
   gate.Open();
   stopper.join();
   EXPECT_EQ(done.load(), 1);    // the running one finished; the queued one never ran
